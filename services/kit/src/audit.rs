@@ -1,0 +1,301 @@
+//! The audit trail: who read or changed which patient record, when, with what outcome.
+//!
+//! Each service writes its trail into its own database (table `audit_log`, created by the kit's
+//! migration). Records form a hash chain: a record's `hash` is the SHA-256 of the previous
+//! record's hash and its own canonical content, and `audit_head` holds the newest sequence number
+//! and hash. Database triggers refuse UPDATE and DELETE; [`verify`] detects what an attacker with
+//! direct database access could still do (alter, delete or insert records, or truncate the tail)
+//! and names the first broken link. What it cannot detect is the whole database being replaced
+//! by a consistent forgery; anchoring the head hash outside the database closes that (see docs).
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{Acquire, AnyConnection, Row};
+
+use crate::{
+    db::{Database, is_conflict},
+    error::KitError,
+    identity::Caller,
+};
+
+/// The hash that precedes the first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How an audited operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// Refused: the caller may not see or change the record.
+    Denied,
+    /// The record does not exist.
+    NotFound,
+    /// Refused: bad input or an illegal transition.
+    Invalid,
+    /// Failed for an internal reason.
+    Failed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::NotFound => "not_found",
+            Outcome::Invalid => "invalid",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One audited access to patient data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub subject: String,
+    pub roles: String,
+    pub org: String,
+    pub cert_thumbprint: String,
+    /// The operation, usually the gRPC method (`GetWound`).
+    pub action: String,
+    /// The kind of record (`appointment`, `wound`, `image`...).
+    pub record_type: String,
+    pub record_id: String,
+    pub outcome: Outcome,
+    pub trace_id: String,
+}
+
+impl AuditEntry {
+    /// An entry for `caller` doing `action` on a record, stamped with the current trace id.
+    pub fn new(
+        caller: &Caller,
+        action: impl Into<String>,
+        record_type: impl Into<String>,
+        record_id: impl Into<String>,
+        outcome: Outcome,
+    ) -> Self {
+        let (roles, org, cert_thumbprint) = match caller {
+            Caller::Person(identity) => (
+                identity
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                identity.org.clone(),
+                identity.cert_thumbprint.clone(),
+            ),
+            Caller::Service(_) => ("service".to_owned(), String::new(), String::new()),
+        };
+        AuditEntry {
+            subject: caller.subject(),
+            roles,
+            org,
+            cert_thumbprint,
+            action: action.into(),
+            record_type: record_type.into(),
+            record_id: record_id.into(),
+            outcome,
+            trace_id: crate::telemetry::current_trace_id(),
+        }
+    }
+}
+
+/// The content a record's hash covers, in a fixed field order.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    seq: i64,
+    recorded_at_us: i64,
+    subject: &'a str,
+    roles: &'a str,
+    org: &'a str,
+    cert_thumbprint: &'a str,
+    action: &'a str,
+    record_type: &'a str,
+    record_id: &'a str,
+    outcome: &'a str,
+    trace_id: &'a str,
+}
+
+fn chain_hash(prev_hash: &str, content: &Canonical<'_>) -> String {
+    let json = serde_json::to_vec(content).expect("serialising plain strings and integers cannot fail");
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&json);
+    hex::encode(hasher.finalize())
+}
+
+/// Appends `entry` to the trail of `db` in its own transaction; returns its sequence number.
+pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, KitError> {
+    let mut conn = db.pool().acquire().await?;
+    append(&mut conn, entry).await
+}
+
+/// Appends `entry` on `conn`. Inside a caller's transaction, the record commits or rolls back with
+/// the change it describes.
+pub async fn append(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<i64, KitError> {
+    let mut tx = conn.begin().await?;
+    // The UPDATE takes the head's row lock (PostgreSQL) or the write lock (SQLite) first, so
+    // concurrent appenders, even from other replicas, queue here and never fork the chain.
+    sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev_hash: String = head.try_get("hash")?;
+
+    let recorded_at_us = now_micros();
+    let outcome = entry.outcome.as_str();
+    let hash = chain_hash(
+        &prev_hash,
+        &Canonical {
+            seq,
+            recorded_at_us,
+            subject: &entry.subject,
+            roles: &entry.roles,
+            org: &entry.org,
+            cert_thumbprint: &entry.cert_thumbprint,
+            action: &entry.action,
+            record_type: &entry.record_type,
+            record_id: &entry.record_id,
+            outcome,
+            trace_id: &entry.trace_id,
+        },
+    );
+    let inserted = sqlx::query(
+        "INSERT INTO audit_log (seq, recorded_at_us, subject, roles, org, cert_thumbprint, \
+         action, record_type, record_id, outcome, trace_id, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(seq)
+    .bind(recorded_at_us)
+    .bind(&entry.subject)
+    .bind(&entry.roles)
+    .bind(&entry.org)
+    .bind(&entry.cert_thumbprint)
+    .bind(&entry.action)
+    .bind(&entry.record_type)
+    .bind(&entry.record_id)
+    .bind(outcome)
+    .bind(&entry.trace_id)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await;
+    if let Err(error) = inserted {
+        if is_conflict(&error) {
+            return Err(KitError::Audit(format!(
+                "audit sequence {seq} already exists: the audit head is behind the log, run `telehealth audit verify`"
+            )));
+        }
+        return Err(error.into());
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(seq)
+}
+
+/// The result of checking a trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Records read.
+    pub records: u64,
+    /// The first inconsistency, if any.
+    pub broken: Option<BrokenLink>,
+}
+
+/// Where and why the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLink {
+    /// The sequence number at which the chain stops being trustworthy.
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// Recomputes the whole chain of `db` and reports the first broken link.
+pub async fn verify(db: &Database) -> Result<ChainReport, KitError> {
+    use futures::TryStreamExt;
+
+    let mut conn = db.pool().acquire().await?;
+    let mut rows = sqlx::query(
+        "SELECT seq, recorded_at_us, subject, roles, org, cert_thumbprint, action, record_type, \
+         record_id, outcome, trace_id, prev_hash, hash FROM audit_log ORDER BY seq",
+    )
+    .fetch(&mut *conn);
+
+    let mut expected_seq = 1_i64;
+    let mut prev_hash = GENESIS_HASH.to_owned();
+    let mut records = 0_u64;
+    let broken = |seq: i64, reason: String| Some(BrokenLink { seq, reason });
+
+    while let Some(row) = rows.try_next().await? {
+        records += 1;
+        let seq: i64 = row.try_get("seq")?;
+        let stored_prev: String = row.try_get("prev_hash")?;
+        let stored_hash: String = row.try_get("hash")?;
+        if seq != expected_seq {
+            let reason = format!("record {expected_seq} is missing (next present is {seq})");
+            return Ok(ChainReport { records, broken: broken(expected_seq, reason) });
+        }
+        if stored_prev != prev_hash {
+            let reason = "prev_hash does not match the previous record's hash".to_owned();
+            return Ok(ChainReport { records, broken: broken(seq, reason) });
+        }
+        let text = |name: &str| -> Result<String, sqlx::Error> { row.try_get::<String, _>(name) };
+        let (subject, roles, org, thumb) = (text("subject")?, text("roles")?, text("org")?, text("cert_thumbprint")?);
+        let (action, record_type, record_id) = (text("action")?, text("record_type")?, text("record_id")?);
+        let (outcome, trace_id) = (text("outcome")?, text("trace_id")?);
+        let computed = chain_hash(
+            &prev_hash,
+            &Canonical {
+                seq,
+                recorded_at_us: row.try_get("recorded_at_us")?,
+                subject: &subject,
+                roles: &roles,
+                org: &org,
+                cert_thumbprint: &thumb,
+                action: &action,
+                record_type: &record_type,
+                record_id: &record_id,
+                outcome: &outcome,
+                trace_id: &trace_id,
+            },
+        );
+        if computed != stored_hash {
+            let reason = "record content does not match its hash (altered)".to_owned();
+            return Ok(ChainReport { records, broken: broken(seq, reason) });
+        }
+        prev_hash = stored_hash;
+        expected_seq += 1;
+    }
+    drop(rows);
+
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?;
+    let head_seq: i64 = head.try_get("seq")?;
+    let head_hash: String = head.try_get("hash")?;
+    let last_seq = expected_seq - 1;
+    let broken_tail = if head_seq != last_seq {
+        broken(
+            last_seq + 1,
+            format!("the head says {head_seq} records but the log ends at {last_seq} (records deleted from the end)"),
+        )
+    } else if head_hash != prev_hash {
+        broken(last_seq, "the head hash does not match the last record".to_owned())
+    } else {
+        None
+    };
+    Ok(ChainReport { records, broken: broken_tail })
+}
+
+fn now_micros() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,408 @@
+//! Configuration: one typed struct, loaded in layers, then validated.
+//!
+//! Layers, later ones win: built-in defaults, then a TOML file (`--config` or
+//! `TELEHEALTH_CONFIG`), then environment variables `TELEHEALTH_<SECTION>__<KEY>` (double
+//! underscore for nesting, e.g. `TELEHEALTH_DATABASE__URL`, `TELEHEALTH_SHUTDOWN__DRAIN_SECONDS`).
+//! Every field below documents its unit and default. Secrets (database passwords) are never
+//! logged: [`Settings::redacted`] is what goes to the log.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{error::KitError, part::Part};
+
+/// The whole configuration of one `telehealth` process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Folder holding the state of an embedded deployment: dev PKI, signing keys, SQLite files,
+    /// blobs. Relative paths are relative to the working directory. Default `./telehealth-data`.
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub tls: TlsSettings,
+    pub telemetry: TelemetrySettings,
+    pub shutdown: ShutdownSettings,
+    pub gateway: GatewaySettings,
+    pub scheduling: ServiceSettings,
+    pub expertise: ServiceSettings,
+    pub wound: ServiceSettings,
+    pub signalling: ServiceSettings,
+}
+
+/// Where each service keeps its data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL (`postgres://user:pass@host:5432/db`). Each service then uses its own
+    /// schema, named after it, in that database. Unset (the default): each service uses its own
+    /// SQLite file `<data_dir>/db/<service>.db`.
+    pub url: Option<String>,
+    /// Maximum connections per service pool. Default 8.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before failing `UNAVAILABLE`, in seconds.
+    /// Default 5.
+    pub acquire_timeout_seconds: u64,
+}
+
+/// Internal mTLS between the gateway and the services.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Folder with the PKI files (`internal-ca.pem`, `internal/<part>.pem`,
+    /// `internal/<part>-key.pem`). Default `<data_dir>/pki`.
+    pub pki_dir: Option<PathBuf>,
+    /// CA bundle that internal peers' certificates must chain to. Default
+    /// `<pki_dir>/internal-ca.pem`.
+    pub internal_ca_file: Option<PathBuf>,
+    /// This part's internal certificate chain (PEM). Default `<pki_dir>/internal/<part>.pem`.
+    pub cert_file: Option<PathBuf>,
+    /// This part's internal private key (PEM). Default `<pki_dir>/internal/<part>-key.pem`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// OTLP/gRPC endpoint of an OpenTelemetry collector (`http://collector:4317`). Unset (the
+    /// default): traces are not exported, logs still are.
+    pub otlp_endpoint: Option<String>,
+    /// `text` (default, for people) or `json` (for log collectors).
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,telehealth_gateway=debug`. Default `info`;
+    /// the `RUST_LOG` variable, when set, wins.
+    pub log_filter: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// After SIGTERM or Ctrl-C, how long in-flight calls and streams may take to finish before
+    /// they are cut, in seconds. Default 10. Kubernetes' `terminationGracePeriodSeconds` must be
+    /// longer.
+    pub drain_seconds: u64,
+}
+
+/// The gateway's listening address (its other settings come with the gateway).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Address the gateway listens on for clients. Default `127.0.0.1:8443`; port 0 picks a
+    /// free port.
+    pub listen: SocketAddr,
+}
+
+/// Where one service listens and where the others reach it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Address the service listens on for internal mTLS calls. Defaults: scheduling
+    /// `127.0.0.1:7101`, expertise `:7102`, wound `:7103`, signalling `:7104`; port 0 picks a free
+    /// port. In `telehealth up` the services always take free loopback ports.
+    pub listen: SocketAddr,
+    /// URLs the gateway and the other services use to reach this service; several URLs are
+    /// balanced. Default: `https://` + `listen`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("telehealth-data"),
+            database: DatabaseSettings::default(),
+            tls: TlsSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            shutdown: ShutdownSettings::default(),
+            gateway: GatewaySettings::default(),
+            scheduling: ServiceSettings::on_port(7101),
+            expertise: ServiceSettings::on_port(7102),
+            wound: ServiceSettings::on_port(7103),
+            signalling: ServiceSettings::on_port(7104),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: None,
+            max_connections: 8,
+            acquire_timeout_seconds: 5,
+        }
+    }
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            otlp_endpoint: None,
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { drain_seconds: 10 }
+    }
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+        }
+    }
+}
+
+impl ServiceSettings {
+    fn on_port(port: u16) -> Self {
+        ServiceSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+/// The three files that give a part its internal mTLS identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then `TELEHEALTH_*` environment variables, and
+    /// validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Settings, KitError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(KitError::Config(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("TELEHEALTH_").ignore(&["config"]).split("__"));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| KitError::Config(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), KitError> {
+        let bad = |msg: String| Err(KitError::Config(msg));
+        if self.shutdown.drain_seconds == 0 || self.shutdown.drain_seconds > 600 {
+            return bad(format!(
+                "shutdown.drain_seconds must be between 1 and 600, got {}",
+                self.shutdown.drain_seconds
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections must be at least 1".into());
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return bad("database.url must be a postgres:// URL (leave it unset for SQLite)".into());
+        }
+        for part in Part::SERVICES {
+            let endpoints = self.service(part).map(|s| s.endpoints.as_slice()).unwrap_or(&[]);
+            for endpoint in endpoints {
+                if !endpoint.starts_with("https://") {
+                    return bad(format!(
+                        "{part}.endpoints: `{endpoint}` must be an https:// URL (internal calls use mTLS)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings of a service part (`None` for the gateway, which has its own section).
+    pub fn service(&self, part: Part) -> Option<&ServiceSettings> {
+        match part {
+            Part::Gateway => None,
+            Part::Scheduling => Some(&self.scheduling),
+            Part::Expertise => Some(&self.expertise),
+            Part::Wound => Some(&self.wound),
+            Part::Signalling => Some(&self.signalling),
+        }
+    }
+
+    /// Mutable access to a service's settings (used by `up` to wire free ports).
+    pub fn service_mut(&mut self, part: Part) -> Option<&mut ServiceSettings> {
+        match part {
+            Part::Gateway => None,
+            Part::Scheduling => Some(&mut self.scheduling),
+            Part::Expertise => Some(&mut self.expertise),
+            Part::Wound => Some(&mut self.wound),
+            Part::Signalling => Some(&mut self.signalling),
+        }
+    }
+
+    /// The URLs where `part` is reached: the configured endpoints, or `https://<listen>`.
+    pub fn service_endpoints(&self, part: Part) -> Vec<String> {
+        self.service(part)
+            .map(|service| {
+                if service.endpoints.is_empty() {
+                    vec![format!("https://{}", service.listen)]
+                } else {
+                    service.endpoints.clone()
+                }
+            })
+            .unwrap_or_default()
+    }
+
+    /// The folder of the PKI files.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.tls
+            .pki_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki"))
+    }
+
+    /// The internal mTLS files of `part`.
+    pub fn internal_tls(&self, part: Part) -> TlsFiles {
+        let pki = self.pki_dir();
+        TlsFiles {
+            ca: self
+                .tls
+                .internal_ca_file
+                .clone()
+                .unwrap_or_else(|| pki.join("internal-ca.pem")),
+            cert: self
+                .tls
+                .cert_file
+                .clone()
+                .unwrap_or_else(|| pki.join("internal").join(format!("{part}.pem"))),
+            key: self
+                .tls
+                .key_file
+                .clone()
+                .unwrap_or_else(|| pki.join("internal").join(format!("{part}-key.pem"))),
+        }
+    }
+
+    /// How long shutdown waits for in-flight work.
+    pub fn drain_deadline(&self) -> Duration {
+        Duration::from_secs(self.shutdown.drain_seconds)
+    }
+
+    /// The settings with secrets masked, for logging.
+    pub fn redacted(&self) -> Settings {
+        let mut copy = self.clone();
+        if let Some(url) = &mut copy.database.url {
+            *url = redact_url_password(url);
+        }
+        copy
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host` URL by `***`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_use_sqlite() {
+        let settings = Settings::default();
+        settings.validate().expect("defaults must validate");
+        assert_eq!(settings.database.url, None);
+        assert_eq!(settings.data_dir, PathBuf::from("telehealth-data"));
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "telehealth.toml",
+                r#"
+                data_dir = "/srv/telehealth"
+                [shutdown]
+                drain_seconds = 30
+                [scheduling]
+                listen = "0.0.0.0:9000"
+                "#,
+            )?;
+            jail.set_env("TELEHEALTH_SHUTDOWN__DRAIN_SECONDS", "20");
+            jail.set_env("TELEHEALTH_CONFIG", "telehealth.toml");
+            let settings = Settings::load(Some(Path::new("telehealth.toml")))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(settings.data_dir, PathBuf::from("/srv/telehealth"));
+            assert_eq!(settings.shutdown.drain_seconds, 20, "env wins over the file");
+            assert_eq!(settings.scheduling.listen.port(), 9000);
+            assert_eq!(settings.expertise.listen.port(), 7102, "untouched default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_the_key_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TELEHEALTH_SHUTDOWN__DRAIN_SECONDS", "0");
+            let error = Settings::load(None).expect_err("0 s drain is refused");
+            assert!(error.to_string().contains("shutdown.drain_seconds"), "{error}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TELEHEALTH_DATABASE__URL", "mysql://x");
+            let error = Settings::load(None).expect_err("non-postgres URL is refused");
+            assert!(error.to_string().contains("database.url"), "{error}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TELEHEALTH_NOPE", "1");
+            Settings::load(None).expect_err("unknown keys are refused, not ignored");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn passwords_are_redacted_for_logs() {
+        let mut settings = Settings::default();
+        settings.database.url = Some("postgres://app:s3cret@db:5432/th".into());
+        let shown = format!("{:?}", settings.redacted());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/th"), "{shown}");
+    }
+}

@@ -1,0 +1,176 @@
+//! The one place where errors become gRPC statuses.
+//!
+//! Every crate of the suite has its own `thiserror` enum. Each variant says which
+//! [`ErrorCode`] it is (a deliberately small set, DESIGN §5) by implementing [`ApiError`];
+//! [`to_status`] turns it into a `tonic::Status`. Internal causes are logged with the current
+//! trace id and never sent to the caller, who gets a generic message and the trace id to quote.
+
+use tonic::{Code, Status};
+
+/// The kinds of failure a caller can see. Keep this list short: each maps to one gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed; the message says what to fix.
+    InvalidArgument,
+    /// The record does not exist (or the caller may not know it does).
+    NotFound,
+    /// The caller may not do this; never says whether the record exists.
+    PermissionDenied,
+    /// No valid identity came with the call.
+    Unauthenticated,
+    /// The thing being created already exists (e.g. a double booking).
+    AlreadyExists,
+    /// The record is not in a state that allows this (e.g. an illegal transition).
+    FailedPrecondition,
+    /// A limit was hit; the message says when to retry.
+    ResourceExhausted,
+    /// A dependency (database, another service) is down; retrying later may work.
+    Unavailable,
+    /// The call's deadline passed before the work finished.
+    DeadlineExceeded,
+    /// A bug or an unexpected failure; details are only in the server log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The gRPC status code for this kind of failure.
+    pub fn grpc(self) -> Code {
+        match self {
+            ErrorCode::InvalidArgument => Code::InvalidArgument,
+            ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::PermissionDenied => Code::PermissionDenied,
+            ErrorCode::Unauthenticated => Code::Unauthenticated,
+            ErrorCode::AlreadyExists => Code::AlreadyExists,
+            ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+            ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+            ErrorCode::Unavailable => Code::Unavailable,
+            ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
+            ErrorCode::Internal => Code::Internal,
+        }
+    }
+}
+
+/// An error that knows which [`ErrorCode`] it is.
+///
+/// Its `Display` text is sent to the caller for every code except [`ErrorCode::Internal`] and
+/// [`ErrorCode::Unavailable`], so it must be actionable and must not leak anything the caller may
+/// not know (use lowercase, no trailing period).
+pub trait ApiError: std::error::Error {
+    /// Which kind of failure this is.
+    fn code(&self) -> ErrorCode;
+}
+
+/// Converts any [`ApiError`] to a `tonic::Status`, logging what the caller must not see.
+pub fn to_status<E: ApiError + ?Sized>(error: &E) -> Status {
+    let code = error.code();
+    let trace_id = crate::telemetry::current_trace_id();
+    match code {
+        ErrorCode::Internal | ErrorCode::Unavailable => {
+            tracing::error!(error = %error, error.chain = %chain(error), %trace_id, ?code, "request failed");
+            let summary = if code == ErrorCode::Internal {
+                "internal error"
+            } else {
+                "a dependency is unavailable, retry later"
+            };
+            Status::new(code.grpc(), format!("{summary} (trace id {trace_id})"))
+        }
+        _ => {
+            tracing::debug!(error = %error, %trace_id, ?code, "request refused");
+            Status::new(code.grpc(), error.to_string())
+        }
+    }
+}
+
+/// The error and its sources, for logs.
+fn chain<E: std::error::Error + ?Sized>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Errors of the shared kit itself.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    PermissionDenied(&'static str),
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate: {0}")]
+    Pki(String),
+    #[error("token: {0}")]
+    Token(String),
+    #[error("audit: {0}")]
+    Audit(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl KitError {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        KitError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl ApiError for KitError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            KitError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            KitError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            KitError::Unavailable(_)
+            | KitError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                ErrorCode::Unavailable
+            }
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<KitError> for Status {
+    fn from(error: KitError) -> Self {
+        to_status(&error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_causes_are_not_sent_to_the_caller() {
+        let error = KitError::Config("secret path /etc/shadow".into());
+        let status = to_status(&error);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("shadow"), "{}", status.message());
+        assert!(status.message().contains("trace id"), "{}", status.message());
+    }
+
+    #[test]
+    fn refusals_keep_their_actionable_message() {
+        let status = to_status(&KitError::Unauthenticated("missing caller identity"));
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.message(), "missing caller identity");
+    }
+}

@@ -1,0 +1,35 @@
+//! What every telehealth service shares.
+//!
+//! Each service crate (scheduling, expertise, wound, signalling) is a thin domain core plus a
+//! tonic adapter; everything around them lives here, so that all of them behave the same way:
+//!
+//! - [`config`]: one typed configuration, from defaults, a TOML file and `TELEHEALTH_*` env;
+//! - [`db`]: SQLite or PostgreSQL behind one pool type, per-service migrations;
+//! - [`tls`]: internal mTLS (rustls) and the TLS accept loop;
+//! - [`identity`]: the caller as the gateway vouches for it, refused without it;
+//! - [`error`]: the restricted error codes and the one mapping to `tonic::Status`;
+//! - [`audit`]: the append-only, hash-chained audit trail and its verification;
+//! - [`telemetry`]: `tracing` logs, OpenTelemetry traces, W3C trace context;
+//! - [`health`]: `grpc.health.v1` with readiness following the database;
+//! - [`serve`]: running a service with graceful drain on shutdown;
+//! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod identity;
+pub mod part;
+pub mod pki;
+pub mod serve;
+pub mod telemetry;
+pub mod tls;
+pub mod token;
+
+pub use config::Settings;
+pub use db::Database;
+pub use error::{ApiError, ErrorCode, KitError};
+pub use part::Part;

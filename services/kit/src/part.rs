@@ -1,0 +1,87 @@
+//! The parts of the suite: the gateway and the four services.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// One deployable part of the suite; `telehealth serve <part>` runs one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    Gateway,
+    Scheduling,
+    Expertise,
+    Wound,
+    Signalling,
+}
+
+impl Part {
+    /// Every part, gateway first.
+    pub const ALL: [Part; 5] = [
+        Part::Gateway,
+        Part::Scheduling,
+        Part::Expertise,
+        Part::Wound,
+        Part::Signalling,
+    ];
+
+    /// The four services behind the gateway.
+    pub const SERVICES: [Part; 4] = [
+        Part::Scheduling,
+        Part::Expertise,
+        Part::Wound,
+        Part::Signalling,
+    ];
+
+    /// Lowercase name, used in config keys, file names, certificate identities and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Gateway => "gateway",
+            Part::Scheduling => "scheduling",
+            Part::Expertise => "expertise",
+            Part::Wound => "wound",
+            Part::Signalling => "signalling",
+        }
+    }
+
+    /// The fully qualified gRPC service this part serves (`None` for the gateway).
+    pub fn grpc_service(self) -> Option<&'static str> {
+        match self {
+            Part::Gateway => None,
+            Part::Scheduling => Some("telehealth.v1.SchedulingService"),
+            Part::Expertise => Some("telehealth.v1.ExpertiseService"),
+            Part::Wound => Some("telehealth.v1.WoundService"),
+            Part::Signalling => Some("telehealth.v1.SignallingService"),
+        }
+    }
+
+    /// The identity this part's internal certificate carries, as a URI SAN
+    /// (`spiffe://telehealth.internal/<part>`). Services check it on every call.
+    pub fn spiffe_id(self) -> String {
+        format!("{}{}", SPIFFE_PREFIX, self.name())
+    }
+}
+
+/// Prefix of the URI SAN that names a part in its internal certificate.
+pub const SPIFFE_PREFIX: &str = "spiffe://telehealth.internal/";
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Part {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Part::ALL
+            .into_iter()
+            .find(|part| part.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown part `{s}`; expected one of gateway, scheduling, expertise, wound, signalling"
+                )
+            })
+    }
+}

@@ -1,0 +1,132 @@
+//! Running one service: bind, migrate, serve over internal mTLS, drain on shutdown.
+//!
+//! A server never binds its own address: it takes a bound [`TcpListener`] and a shutdown token,
+//! which is what lets tests run the real suite on port 0 and `telehealth up` start every part in
+//! one process.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::RoutesBuilder, transport::Server};
+
+use crate::{
+    config::Settings,
+    db::{Database, Migrations},
+    error::KitError,
+    health,
+    part::Part,
+    telemetry, tls,
+};
+
+/// What a service's code gets to build its gRPC routes.
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub part: Part,
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    /// Cancelled when the process shuts down: long-lived streams end when they see it.
+    pub shutdown: CancellationToken,
+}
+
+/// How a service plugs into [`run_service`].
+pub struct ServiceDefinition {
+    pub part: Part,
+    pub migrations: Migrations,
+    /// Builds the service's routes (its gRPC services, already wrapped in the identity
+    /// interceptor). Health is added by the kit.
+    pub routes: fn(&ServiceContext) -> Result<RoutesBuilder, KitError>,
+}
+
+/// Runs `service` on `listener` until `shutdown` is cancelled, then drains in-flight calls for
+/// at most the configured deadline.
+pub async fn run_service(
+    service: &ServiceDefinition,
+    settings: Arc<Settings>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), KitError> {
+    let part = service.part;
+    let db = Database::connect(&settings.database, &settings.data_dir, part).await?;
+    db.migrate(&service.migrations).await?;
+    let tls = tls::internal_server_config(&settings.internal_tls(part))?;
+
+    let context = ServiceContext {
+        part,
+        settings: settings.clone(),
+        db: db.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let grpc_name = part.grpc_service().unwrap_or("");
+    let readiness = health::spawn_readiness(reporter, grpc_name, db.clone(), shutdown.clone());
+
+    let mut routes = (service.routes)(&context)?;
+    routes.add_service(health_service);
+    let mut server = Server::builder().trace_fn(telemetry::server_span);
+    let router = server.add_routes(routes.routes());
+
+    tracing::info!(%part, address = %listener.local_addr().map_err(|e| KitError::io("listener", e))?, "serving");
+    let incoming = tls::tls_incoming(listener, tls, shutdown.clone());
+    let served = router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let result = drain(served, &shutdown, settings.drain_deadline(), part).await;
+
+    readiness.await.ok();
+    db.close().await;
+    tracing::info!(%part, "stopped");
+    result
+}
+
+/// Drives `served` to completion; once `shutdown` fires, gives it at most `deadline` to finish
+/// in-flight calls and streams, then cuts them.
+pub async fn drain<F, E>(
+    served: F,
+    shutdown: &CancellationToken,
+    deadline: Duration,
+    part: Part,
+) -> Result<(), KitError>
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let served = std::pin::pin!(served);
+    let outcome = tokio::select! {
+        result = served => Some(result),
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(deadline).await;
+        } => None,
+    };
+    match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(error)) => Err(KitError::Config(format!("{part} server failed: {error}"))),
+        None => {
+            tracing::warn!(%part, ?deadline, "drain deadline passed, cutting remaining calls");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the process");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,144 @@
+//! Logs and traces.
+//!
+//! Every process installs one `tracing` subscriber: a log layer (text or JSON) and an
+//! OpenTelemetry layer. The OpenTelemetry layer is always there so that every request has a W3C
+//! trace id (quoted in error messages and audit records, and propagated from the gateway to the
+//! services); spans are exported over OTLP/gRPC only when an endpoint is configured.
+
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tonic::codegen::http;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::{
+    config::{LogFormat, TelemetrySettings},
+    error::KitError,
+};
+
+/// Keeps the tracer provider alive; flushes pending spans when dropped.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.provider.shutdown() {
+            eprintln!("telemetry: could not flush spans: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber for a process named `service_name`.
+///
+/// If a subscriber is already installed (tests start several parts in one process), the existing
+/// one is kept and only a guard for a fresh provider is returned.
+pub fn init(settings: &TelemetrySettings, service_name: &str) -> Result<TelemetryGuard, KitError> {
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build(),
+    );
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .map_err(|e| KitError::Config(format!("telemetry.otlp_endpoint: {e}")))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    install(settings, provider.clone());
+    Ok(TelemetryGuard { provider })
+}
+
+/// Installs the subscriber around `provider` (tests pass one with an in-memory exporter).
+pub fn install(settings: &TelemetrySettings, provider: SdkTracerProvider) {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log_filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = match settings.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+    };
+    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer("telehealth"));
+    // A second install in the same process (tests) is expected to fail; keep the first.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(traces)
+        .try_init();
+}
+
+/// The W3C trace id of the current span, or an empty string outside any trace.
+pub fn current_trace_id() -> String {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    if span_context.is_valid() {
+        span_context.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// The span of one incoming gRPC request, a child of the caller's trace if the request carries
+/// a `traceparent` header. Used as tonic's `trace_fn`.
+pub fn server_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = %path,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %path,
+    );
+    let parent = extract_context(request.headers());
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The trace context carried by `headers` (empty if none).
+pub fn extract_context(headers: &http::HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// Writes the current span's trace context into outgoing `headers` (`traceparent`).
+pub fn inject_current_context(headers: &mut http::HeaderMap) {
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|key| key.as_str()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::header::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
