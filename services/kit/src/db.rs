@@ -78,7 +78,9 @@ impl Database {
                 "database url must start with sqlite: or postgres://".into(),
             ));
         };
-        if !schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') || schema.is_empty() {
+        if !schema.starts_with(|c: char| c.is_ascii_lowercase())
+            || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             return Err(KitError::Config(format!("invalid schema name `{schema}`")));
         }
 

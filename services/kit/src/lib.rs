@@ -26,6 +26,8 @@ pub mod part;
 pub mod pki;
 pub mod serve;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;
 pub mod token;
 

@@ -1,0 +1,185 @@
+//! The shared database code and the audit trail, run identically on SQLite and PostgreSQL.
+
+use sqlx::Row;
+use telehealth_kit::{
+    audit::{self, AuditEntry, Outcome},
+    db::{Backend, Migrations},
+    identity::{Caller, Identity, Role},
+    testing::TestDatabase,
+};
+
+static NOTES_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("tests/fixtures/migrations/sqlite");
+static NOTES_POSTGRES: sqlx::migrate::Migrator =
+    sqlx::migrate!("tests/fixtures/migrations/postgres");
+
+const NOTES: Migrations = Migrations {
+    sqlite: &NOTES_SQLITE,
+    postgres: &NOTES_POSTGRES,
+};
+
+fn nurse() -> Caller {
+    Caller::Person(Identity {
+        subject: "nurse-claire".into(),
+        roles: vec![Role::Nurse],
+        org: "cds-gueret".into(),
+        specialty: None,
+        cert_thumbprint: "thumb".into(),
+    })
+}
+
+fn entry(record_id: &str) -> AuditEntry {
+    AuditEntry::new(&nurse(), "GetWound", "wound", record_id, Outcome::Ok)
+}
+
+async fn migrated() -> Vec<TestDatabase> {
+    let mut all = TestDatabase::each_backend().await;
+    for test_db in &mut all {
+        test_db.db.migrate(&NOTES).await.expect("migrations apply");
+    }
+    all
+}
+
+#[tokio::test]
+async fn migrations_apply_twice_and_portable_sql_runs_on_both_backends() {
+    for test_db in migrated().await {
+        let backend = test_db.backend();
+        test_db.db.migrate(&NOTES).await.expect("re-running migrations is a no-op");
+
+        sqlx::query("INSERT INTO notes (id, body, written_at_us) VALUES ($1, $2, $3)")
+            .bind("n1")
+            .bind("pansement changé")
+            .bind(1_700_000_000_000_000_i64)
+            .execute(test_db.db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: insert: {e}"));
+        let row = sqlx::query("SELECT body, written_at_us FROM notes WHERE id = $1")
+            .bind("n1")
+            .fetch_one(test_db.db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: select: {e}"));
+        assert_eq!(row.get::<String, _>("body"), "pansement changé", "{backend:?}");
+        assert_eq!(row.get::<i64, _>("written_at_us"), 1_700_000_000_000_000, "{backend:?}");
+
+        let duplicate = sqlx::query("INSERT INTO notes (id, body, written_at_us) VALUES ($1, $2, $3)")
+            .bind("n1")
+            .bind("again")
+            .bind(0_i64)
+            .execute(test_db.db.pool())
+            .await
+            .expect_err("primary key holds");
+        assert!(telehealth_kit::db::is_conflict(&duplicate), "{backend:?}: {duplicate}");
+        test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_service_migration_below_version_100_is_refused() {
+    static BAD: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+    let test_db = TestDatabase::sqlite().await;
+    let error = test_db
+        .db
+        .migrate(&Migrations { sqlite: &BAD, postgres: &BAD })
+        .await
+        .expect_err("kit versions are reserved");
+    assert!(error.to_string().contains("below 100"), "{error}");
+    test_db.cleanup().await;
+}
+
+#[tokio::test]
+async fn audit_records_form_a_chain_that_verifies() {
+    for test_db in migrated().await {
+        let backend = test_db.backend();
+        for i in 1..=5 {
+            let seq = audit::record(&test_db.db, &entry(&format!("w{i}")))
+                .await
+                .unwrap_or_else(|e| panic!("{backend:?}: append: {e}"));
+            assert_eq!(seq, i, "{backend:?}: sequence numbers have no gaps");
+        }
+        let report = audit::verify(&test_db.db).await.expect("verify runs");
+        assert_eq!(report.records, 5, "{backend:?}");
+        assert_eq!(report.broken, None, "{backend:?}: an untouched chain verifies");
+        test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_appends_never_fork_the_chain() {
+    for test_db in migrated().await {
+        let backend = test_db.backend();
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let db = test_db.db.clone();
+                tokio::spawn(async move { audit::record(&db, &entry(&format!("w{i}"))).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await
+                .expect("task")
+                .unwrap_or_else(|e| panic!("{backend:?}: concurrent append: {e}"));
+        }
+        let report = audit::verify(&test_db.db).await.expect("verify runs");
+        assert_eq!(report.records, 24, "{backend:?}");
+        assert_eq!(report.broken, None, "{backend:?}");
+        test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_refuses_updates_and_deletes_of_audit_records() {
+    for test_db in migrated().await {
+        let backend = test_db.backend();
+        audit::record(&test_db.db, &entry("w1")).await.expect("append");
+        for statement in [
+            "UPDATE audit_log SET record_id = 'w2' WHERE seq = 1",
+            "DELETE FROM audit_log WHERE seq = 1",
+        ] {
+            let result = sqlx::query(statement).execute(test_db.db.pool()).await;
+            assert!(result.is_err(), "{backend:?}: `{statement}` must be refused");
+        }
+        test_db.cleanup().await;
+    }
+}
+
+/// What an attacker with database admin rights does first.
+async fn drop_append_only_triggers(test_db: &TestDatabase) {
+    let statements: &[&str] = match test_db.backend() {
+        Backend::Sqlite => &[
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+        ],
+        Backend::Postgres => &["DROP TRIGGER audit_log_append_only ON audit_log"],
+    };
+    for statement in statements {
+        sqlx::query(statement)
+            .execute(test_db.db.pool())
+            .await
+            .expect("drop trigger");
+    }
+}
+
+#[tokio::test]
+async fn tampering_is_detected_and_the_first_broken_link_is_named() {
+    let cases: [(&str, &str, i64); 4] = [
+        ("altered middle record", "UPDATE audit_log SET record_id = 'other' WHERE seq = 3", 3),
+        ("deleted middle record", "DELETE FROM audit_log WHERE seq = 3", 3),
+        ("deleted newest record", "DELETE FROM audit_log WHERE seq = 5", 5),
+        ("re-chained middle record", "UPDATE audit_log SET prev_hash = hash WHERE seq = 2", 2),
+    ];
+    for (case, tamper, broken_at) in cases {
+        for test_db in migrated().await {
+            let backend = test_db.backend();
+            for i in 1..=5 {
+                audit::record(&test_db.db, &entry(&format!("w{i}"))).await.expect("append");
+            }
+            drop_append_only_triggers(&test_db).await;
+            sqlx::query(tamper).execute(test_db.db.pool()).await.expect("tamper");
+
+            let report = audit::verify(&test_db.db).await.expect("verify runs");
+            let broken = report
+                .broken
+                .unwrap_or_else(|| panic!("{backend:?}: {case} must be detected"));
+            assert_eq!(broken.seq, broken_at, "{backend:?}: {case}: {}", broken.reason);
+            test_db.cleanup().await;
+        }
+    }
+}
