@@ -1,1 +1,10 @@
+//! Integration tests of the `telehealth` binary and the suite it runs.
+//!
+//! One test crate (one link step): each module is a group of tests. They drive the real binary
+//! (`CARGO_BIN_EXE_telehealth`) or the library entry points it uses, with real certificates,
+//! real TLS and real databases in temporary data directories.
 
+mod cli;
+mod harness;
+mod pki_and_tokens;
+mod up;

@@ -1,0 +1,81 @@
+//! The command line: `telehealth up | serve | pki | token | migrate | audit`.
+
+mod admin;
+mod pki;
+mod token;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use telehealth_kit::{Part, Settings};
+
+/// One binary for the whole telehealth suite.
+#[derive(Debug, Parser)]
+#[command(name = "telehealth", version, about, propagate_version = true)]
+pub struct Cli {
+    /// TOML configuration file (also `TELEHEALTH_CONFIG`); `TELEHEALTH_*` variables override it.
+    #[arg(long, global = true, env = "TELEHEALTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory (dev PKI, keys, SQLite files, blobs); overrides `data_dir` of the config.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole suite in this process on the embedded defaults (SQLite, local files, dev PKI
+    /// and keys created on first start). Ctrl-C or SIGTERM stops it cleanly.
+    Up,
+    /// Run one part of the suite (microservice mode), configured by file and environment.
+    Serve {
+        /// Which part: scheduling, expertise, wound or signalling.
+        part: Part,
+    },
+    /// Manage the development PKI.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+    /// Manage development tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Apply the services' database migrations, then exit.
+    Migrate {
+        /// Services to migrate (default: all four).
+        parts: Vec<Part>,
+    },
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
+}
+
+impl Cli {
+    /// The settings: defaults, config file, environment, then the command-line data directory.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let mut settings = Settings::load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        Ok(settings)
+    }
+}
+
+/// Runs the parsed command; the returned code is the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let settings = cli.settings()?;
+    match cli.command {
+        Command::Up => up::run(settings).await,
+        Command::Serve { part } => {
+            let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, part.name())?;
+            crate::suite::serve_part(part, settings).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Pki(command) => pki::run(command, &settings),
+        Command::Token(command) => token::run(command, &settings),
+        Command::Migrate { parts } => admin::migrate(&settings, parts).await,
+        Command::Audit(command) => admin::audit(command, &settings).await,
+    }
+}

@@ -1,0 +1,61 @@
+//! `telehealth up`: the whole suite, one process, embedded defaults.
+
+use std::{process::ExitCode, time::Duration};
+
+use telehealth_kit::{Part, Settings, pki::DevPki, token::DevSigner};
+
+use crate::{connection::Connection, suite::RunningSuite};
+
+/// How long `up` waits for every part to report healthy.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+    let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, "telehealth")?;
+    tracing::info!(data_dir = %settings.data_dir.display(), "starting the suite");
+    let data_dir = settings.data_dir.clone();
+    let mut suite = RunningSuite::start(settings).await?;
+
+    let signal = suite.shutdown_token();
+    tokio::spawn(async move {
+        telehealth_kit::serve::shutdown_signal().await;
+        signal.cancel();
+    });
+
+    let elapsed = match suite.wait_healthy(READY_TIMEOUT).await {
+        Ok(elapsed) => elapsed,
+        Err(error) => {
+            suite.stop().await.ok();
+            return Err(error);
+        }
+    };
+    let pki = DevPki::new(suite.settings.pki_dir());
+    let jwks = DevSigner::new(data_dir.join("jwt")).jwks_file();
+    let connection = Connection::describe(&pki, jwks, None, suite.services.clone(), &data_dir)?;
+    let connection_file = data_dir.join("connection.json");
+    std::fs::write(&connection_file, serde_json::to_string_pretty(&connection)?)?;
+    print_summary(&connection, &connection_file, elapsed);
+
+    suite.join().await?;
+    tracing::info!("the suite stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(connection: &Connection, file: &std::path::Path, elapsed: Duration) {
+    println!("telehealth is up ({} ms to healthy)", elapsed.as_millis());
+    match connection.gateway {
+        Some(gateway) => println!("  gateway        https://{gateway}"),
+        None => println!("  gateway        not started yet (see issue #3); services only"),
+    }
+    for part in Part::SERVICES {
+        if let Some(address) = connection.services.get(&part) {
+            println!("  {part:<14} https://{address} (internal mTLS)");
+        }
+    }
+    println!("  trust CA       {}", connection.ca_file.display());
+    for (name, device) in &connection.devices {
+        println!("  device         {name}: {} + {}", device.cert.display(), device.key.display());
+    }
+    println!("  token          {}", connection.token_help);
+    println!("  details        {}", file.display());
+    println!("Ctrl-C stops the suite.");
+}

@@ -1,0 +1,178 @@
+//! The whole suite in one process (`telehealth up`) and one part alone (`telehealth serve`).
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::{Duration, Instant}};
+
+use anyhow::{Context, bail};
+use telehealth_kit::{
+    Part, Settings,
+    pki::DevPki,
+    serve::{ServiceDefinition, run_service},
+    tls,
+    token::DevSigner,
+};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// How the kit runs each service.
+pub fn service_definition(part: Part) -> Option<ServiceDefinition> {
+    match part {
+        Part::Gateway => None,
+        Part::Scheduling => Some(telehealth_scheduling::definition()),
+        Part::Expertise => Some(telehealth_expertise::definition()),
+        Part::Wound => Some(telehealth_wound::definition()),
+        Part::Signalling => Some(telehealth_signalling::definition()),
+    }
+}
+
+/// A suite running in this process.
+pub struct RunningSuite {
+    /// Where each service listens.
+    pub services: BTreeMap<Part, SocketAddr>,
+    /// The settings the parts run with (free ports filled in).
+    pub settings: Arc<Settings>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<(Part, Result<(), telehealth_kit::KitError>)>,
+}
+
+/// Creates the dev PKI and signing key in the data directory if they are missing.
+pub fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    let created = DevPki::new(settings.pki_dir()).ensure()?;
+    if !created.is_empty() {
+        tracing::info!(files = created.len(), dir = %settings.pki_dir().display(), "created dev PKI");
+    }
+    if DevSigner::new(settings.data_dir.join("jwt")).ensure()? {
+        tracing::info!("created dev JWT signing key and JWKS");
+    }
+    Ok(())
+}
+
+impl RunningSuite {
+    /// Starts every service on a free loopback port, with `settings` otherwise.
+    pub async fn start(mut settings: Settings) -> anyhow::Result<RunningSuite> {
+        prepare_data_dir(&settings)?;
+        let mut listeners = Vec::new();
+        for part in Part::SERVICES {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .with_context(|| format!("cannot bind a port for {part}"))?;
+            let address = listener.local_addr()?;
+            if let Some(service) = settings.service_mut(part) {
+                service.listen = address;
+                service.endpoints = vec![format!("https://{address}")];
+            }
+            listeners.push((part, listener));
+        }
+        let settings = Arc::new(settings);
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut services = BTreeMap::new();
+        for (part, listener) in listeners {
+            services.insert(part, listener.local_addr()?);
+            let definition = service_definition(part).context("services have definitions")?;
+            let (settings, shutdown) = (settings.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let result = run_service(&definition, settings, listener, shutdown).await;
+                (part, result)
+            });
+        }
+        Ok(RunningSuite { services, settings, shutdown, tasks })
+    }
+
+    /// Waits until every service reports SERVING, or fails after `timeout` (or as soon as a part
+    /// stops, with its error).
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let tls = tls::internal_client_tls(&self.settings.internal_tls(Part::Gateway))?;
+        for (part, address) in self.services.clone() {
+            loop {
+                if let Some(finished) = self.tasks.try_join_next() {
+                    let (stopped, result) = finished.context("a part panicked")?;
+                    result.with_context(|| format!("{stopped} failed to start"))?;
+                    bail!("{stopped} stopped during start-up");
+                }
+                if health_of(address, &tls, part).await {
+                    break;
+                }
+                if started.elapsed() > timeout {
+                    bail!("{part} is not healthy after {timeout:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    /// The token that stops the suite when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every part (draining in-flight calls within the configured deadline) and reports
+    /// the first part that failed.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.join().await
+    }
+
+    /// Waits for every part to stop (after the shutdown token is cancelled, or a part fails).
+    pub async fn join(&mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(finished) = self.tasks.join_next().await {
+            match finished {
+                Ok((_, Ok(()))) => {}
+                Ok((part, Err(error))) => {
+                    tracing::error!(%part, %error, "part failed");
+                    // One part down means the suite is down: stop the others too.
+                    self.shutdown.cancel();
+                    first_error.get_or_insert_with(|| anyhow::anyhow!("{part} failed: {error}"));
+                }
+                Err(error) => {
+                    self.shutdown.cancel();
+                    first_error.get_or_insert_with(|| anyhow::anyhow!("a part panicked: {error}"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// True when the service at `address` answers SERVING to a health check over internal mTLS.
+pub async fn health_of(
+    address: SocketAddr,
+    tls: &tonic::transport::ClientTlsConfig,
+    part: Part,
+) -> bool {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("https://{address}")) else {
+        return false;
+    };
+    let Ok(endpoint) = endpoint.tls_config(tls.clone()) else {
+        return false;
+    };
+    let Ok(channel) = endpoint.connect_timeout(Duration::from_secs(1)).connect().await else {
+        return false;
+    };
+    telehealth_kit::health::check(channel, part.grpc_service().unwrap_or(""))
+        .await
+        .unwrap_or(false)
+}
+
+/// Runs one part alone on its configured address until SIGTERM or Ctrl-C.
+pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
+    let Some(definition) = service_definition(part) else {
+        bail!("the gateway cannot run alone yet: it arrives with the gateway issue (#3)");
+    };
+    let listen = settings.service(part).map(|s| s.listen).context("service settings")?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} for {part}"))?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        telehealth_kit::serve::shutdown_signal().await;
+        signal.cancel();
+    });
+    run_service(&definition, Arc::new(settings), listener, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `telehealth up` from an empty data directory: healthy, then stopped by SIGTERM in time.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use telehealth::connection::Connection;
+use telehealth_kit::{Part, config::TlsFiles, tls};
+
+use crate::harness::binary;
+
+/// The drain deadline the test configures; `up` must exit within it (plus start-up slack).
+const DRAIN_SECONDS: u64 = 3;
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+#[tokio::test]
+async fn up_starts_from_an_empty_data_dir_reports_healthy_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("fresh");
+    let child = Command::new(binary())
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("TELEHEALTH_SHUTDOWN__DRAIN_SECONDS", DRAIN_SECONDS.to_string())
+        .env_remove("TELEHEALTH_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start telehealth up");
+    let mut child = KillOnDrop(child);
+
+    // connection.json is written once every part reports healthy.
+    let connection_file = data_dir.join("connection.json");
+    let started = Instant::now();
+    while !connection_file.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "up did not become healthy");
+        assert!(child.0.try_wait().expect("poll").is_none(), "up exited during start-up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await; // let the write finish
+    let connection: Connection =
+        serde_json::from_slice(&std::fs::read(&connection_file).expect("read")).expect("parse");
+
+    for path in [&connection.ca_file, &connection.jwks_file, &connection.internal_ca_file] {
+        assert!(path.is_absolute() && path.exists(), "{} exists", path.display());
+    }
+    assert_eq!(connection.devices.len(), 4, "four sample devices");
+    for device in connection.devices.values() {
+        assert!(device.cert.exists() && device.key.exists());
+    }
+
+    // Every service answers SERVING to an independent health check over internal mTLS.
+    let files = TlsFiles {
+        ca: connection.internal_ca_file.clone(),
+        cert: connection.internal.cert.clone(),
+        key: connection.internal.key.clone(),
+    };
+    let client_tls = tls::internal_client_tls(&files).expect("client tls");
+    for part in Part::SERVICES {
+        let address: SocketAddr = connection.services[&part];
+        assert!(
+            telehealth::suite::health_of(address, &client_tls, part).await,
+            "{part} is healthy"
+        );
+    }
+
+    // SIGTERM: the process drains and exits successfully within the deadline.
+    let pid = i32::try_from(child.0.id()).expect("pid fits");
+    let stopping = Instant::now();
+    let sent = send_sigterm(pid);
+    assert!(sent, "SIGTERM sent");
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("poll") {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(DRAIN_SECONDS + 2),
+            "up must stop within the drain deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "clean exit after SIGTERM, got {status}");
+}
+
+/// Sends SIGTERM with the `kill` command (keeps `unsafe` out of the test crate).
+fn send_sigterm(pid: i32) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
