@@ -3,8 +3,6 @@
 
 use std::{env, error::Error, fs, path::PathBuf};
 
-use prost::Message;
-
 fn main() -> Result<(), Box<dyn Error>> {
     let mut files: Vec<PathBuf> = fs::read_dir("telehealth/v1")?
         .map(|entry| entry.map(|e| e.path()))
@@ -12,17 +10,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     files.retain(|path| path.extension().is_some_and(|ext| ext == "proto"));
     files.sort();
 
-    let descriptors = protox::compile(&files, ["."])?;
+    let mut compiler = protox::Compiler::new(["."])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(&files)?;
+    // Encoded by protox itself: re-encoding a prost_types::FileDescriptorSet would drop the
+    // custom `(telehealth.v1.access)` options, and with them the whole access policy.
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(
         out_dir.join("telehealth_descriptor.bin"),
-        descriptors.encode_to_vec(),
+        compiler.encode_file_descriptor_set(),
     )?;
 
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .compile_fds(compiler.file_descriptor_set())?;
 
     println!("cargo:rerun-if-changed=telehealth");
     Ok(())

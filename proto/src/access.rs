@@ -196,7 +196,6 @@ mod tests {
 
     /// Compiles `source` next to the real `access.proto` and returns the encoded descriptor set.
     fn compile_with_access(source: &str) -> Vec<u8> {
-        use prost::Message;
         let dir = std::env::temp_dir().join(format!("telehealth-policy-{}", uuid_like()));
         let v1 = dir.join("telehealth/v1");
         std::fs::create_dir_all(&v1).expect("temp dir");
@@ -206,9 +205,11 @@ mod tests {
         )
         .expect("copy access.proto");
         std::fs::write(v1.join("probe.proto"), source).expect("write probe.proto");
-        let fds = protox::compile(["telehealth/v1/probe.proto"], [&dir]).expect("probe compiles");
+        let mut compiler = protox::Compiler::new([&dir]).expect("include dir");
+        compiler.include_imports(true);
+        compiler.open_file("telehealth/v1/probe.proto").expect("probe compiles");
         std::fs::remove_dir_all(&dir).ok();
-        fds.encode_to_vec()
+        compiler.encode_file_descriptor_set()
     }
 
     fn uuid_like() -> String {
