@@ -4,7 +4,11 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
-use telehealth_kit::{Part, pki::{DevPki, SAMPLE_DEVICES}, token::thumbprint_of_pem_file};
+use telehealth_kit::{
+    Part,
+    pki::{DevPki, SAMPLE_DEVICES},
+    token::thumbprint_of_pem_file,
+};
 
 /// The connection details of a running suite.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

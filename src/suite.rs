@@ -1,6 +1,11 @@
 //! The whole suite in one process (`telehealth up`) and one part alone (`telehealth serve`).
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::{Duration, Instant}};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, bail};
 use telehealth_kit::{
@@ -36,8 +41,12 @@ pub struct RunningSuite {
 
 /// Creates the dev PKI and signing key in the data directory if they are missing.
 pub fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
     let created = DevPki::new(settings.pki_dir()).ensure()?;
     if !created.is_empty() {
         tracing::info!(files = created.len(), dir = %settings.pki_dir().display(), "created dev PKI");
@@ -77,7 +86,12 @@ impl RunningSuite {
                 (part, result)
             });
         }
-        Ok(RunningSuite { services, settings, shutdown, tasks })
+        Ok(RunningSuite {
+            services,
+            settings,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Waits until every service reports SERVING, or fails after `timeout` (or as soon as a part
@@ -150,7 +164,11 @@ pub async fn health_of(
     let Ok(endpoint) = endpoint.tls_config(tls.clone()) else {
         return false;
     };
-    let Ok(channel) = endpoint.connect_timeout(Duration::from_secs(1)).connect().await else {
+    let Ok(channel) = endpoint
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+    else {
         return false;
     };
     telehealth_kit::health::check(channel, part.grpc_service().unwrap_or(""))
@@ -163,7 +181,10 @@ pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
     let Some(definition) = service_definition(part) else {
         bail!("the gateway cannot run alone yet: it arrives with the gateway issue (#3)");
     };
-    let listen = settings.service(part).map(|s| s.listen).context("service settings")?;
+    let listen = settings
+        .service(part)
+        .map(|s| s.listen)
+        .context("service settings")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} for {part}"))?;

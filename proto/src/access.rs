@@ -65,12 +65,14 @@ impl AccessPolicy {
                     return Err(PolicyError::MissingRule { method: path });
                 }
                 let rule = match options.get_extension(&extension).as_ref() {
-                    Value::Message(message) => message.transcode_to::<AccessRule>().map_err(|e| {
-                        PolicyError::InvalidRule {
-                            method: path.clone(),
-                            reason: e.to_string(),
-                        }
-                    })?,
+                    Value::Message(message) => {
+                        message.transcode_to::<AccessRule>().map_err(|e| {
+                            PolicyError::InvalidRule {
+                                method: path.clone(),
+                                reason: e.to_string(),
+                            }
+                        })?
+                    }
                     _ => {
                         return Err(PolicyError::InvalidRule {
                             method: path,
@@ -126,7 +128,9 @@ fn method_access(path: &str, rule: &AccessRule) -> Result<MethodAccess, PolicyEr
     match (rule.internal_only, roles.is_empty()) {
         (true, true) => Ok(MethodAccess::InternalOnly),
         (true, false) => Err(invalid("internal_only rules must not list roles")),
-        (false, true) => Err(invalid("no role may call it; list roles or set internal_only")),
+        (false, true) => Err(invalid(
+            "no role may call it; list roles or set internal_only",
+        )),
         (false, false) => Ok(MethodAccess::Roles(roles)),
     }
 }
@@ -139,10 +143,21 @@ mod tests {
     fn every_rpc_of_the_contract_has_a_valid_access_rule() {
         // from_descriptor_set refuses a contract with any RPC lacking a rule.
         let policy = AccessPolicy::builtin().expect("the contract's policy must be complete");
-        for service in ["SchedulingService", "ExpertiseService", "WoundService", "SignallingService"] {
+        for service in [
+            "SchedulingService",
+            "ExpertiseService",
+            "WoundService",
+            "SignallingService",
+        ] {
             let prefix = format!("/telehealth.v1.{service}/");
-            let methods = policy.iter().filter(|(path, _)| path.starts_with(&prefix)).count();
-            assert!(methods > 0, "{service} should declare RPCs with access rules");
+            let methods = policy
+                .iter()
+                .filter(|(path, _)| path.starts_with(&prefix))
+                .count();
+            assert!(
+                methods > 0,
+                "{service} should declare RPCs with access rules"
+            );
         }
     }
 
@@ -172,7 +187,10 @@ mod tests {
     #[test]
     fn contradictory_rules_are_refused() {
         for (rule, case) in [
-            ("{ internal_only: true, roles: [ROLE_NURSE] }", "internal with roles"),
+            (
+                "{ internal_only: true, roles: [ROLE_NURSE] }",
+                "internal with roles",
+            ),
             ("{ }", "nobody may call"),
             ("{ roles: [ROLE_UNSPECIFIED] }", "unspecified role"),
         ] {
@@ -207,7 +225,9 @@ mod tests {
         std::fs::write(v1.join("probe.proto"), source).expect("write probe.proto");
         let mut compiler = protox::Compiler::new([&dir]).expect("include dir");
         compiler.include_imports(true);
-        compiler.open_file("telehealth/v1/probe.proto").expect("probe compiles");
+        compiler
+            .open_file("telehealth/v1/probe.proto")
+            .expect("probe compiles");
         std::fs::remove_dir_all(&dir).ok();
         compiler.encode_file_descriptor_set()
     }
@@ -215,6 +235,10 @@ mod tests {
     fn uuid_like() -> String {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }

@@ -35,7 +35,9 @@ pub async fn audit(command: AuditCommand, settings: &Settings) -> anyhow::Result
         let report = audit::verify(&db).await;
         db.close().await;
         let report = report.map_err(|e| {
-            anyhow::anyhow!("{part}: cannot read the audit trail ({e}); has the service run its migrations?")
+            anyhow::anyhow!(
+                "{part}: cannot read the audit trail ({e}); has the service run its migrations?"
+            )
         })?;
         match report.broken {
             None => println!("{part}: audit chain intact ({} records)", report.records),
@@ -48,7 +50,11 @@ pub async fn audit(command: AuditCommand, settings: &Settings) -> anyhow::Result
             }
         }
     }
-    Ok(if all_intact { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn services_or_all(parts: Vec<Part>) -> anyhow::Result<Vec<Part>> {

@@ -52,14 +52,20 @@ pub fn run(command: PkiCommand, settings: &Settings) -> anyhow::Result<ExitCode>
         PkiCommand::Init => {
             let created = pki.ensure()?;
             if created.is_empty() {
-                println!("dev PKI in {} is complete; nothing created", pki.dir().display());
+                println!(
+                    "dev PKI in {} is complete; nothing created",
+                    pki.dir().display()
+                );
             }
             for file in created {
                 println!("created {}", file.display());
             }
         }
         PkiCommand::Issue { kind, days } => {
-            anyhow::ensure!((1..=3650).contains(&days), "--days must be between 1 and 3650");
+            anyhow::ensure!(
+                (1..=3650).contains(&days),
+                "--days must be between 1 and 3650"
+            );
             let kind = match kind {
                 IssueKind::Device { name } => LeafKind::Device { name },
                 IssueKind::Internal { part, dns } => LeafKind::Internal { part, dns },

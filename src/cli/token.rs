@@ -41,8 +41,16 @@ pub enum TokenCommand {
 }
 
 pub fn run(command: TokenCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let TokenCommand::Mint { sub, roles, org, specialty, bind_cert, unbound: _, ttl, audience } =
-        command;
+    let TokenCommand::Mint {
+        sub,
+        roles,
+        org,
+        specialty,
+        bind_cert,
+        unbound: _,
+        ttl,
+        audience,
+    } = command;
     let signer = DevSigner::new(settings.data_dir.join("jwt"));
     anyhow::ensure!(
         signer.key_file().exists(),
@@ -51,7 +59,10 @@ pub fn run(command: TokenCommand, settings: &Settings) -> anyhow::Result<ExitCod
     );
     anyhow::ensure!(!sub.trim().is_empty(), "--sub must not be empty");
     anyhow::ensure!(!org.trim().is_empty(), "--org must not be empty");
-    let cert_thumbprint = bind_cert.as_deref().map(thumbprint_of_pem_file).transpose()?;
+    let cert_thumbprint = bind_cert
+        .as_deref()
+        .map(thumbprint_of_pem_file)
+        .transpose()?;
     let token = signer.mint(&MintRequest {
         subject: sub,
         roles,
@@ -67,7 +78,10 @@ pub fn run(command: TokenCommand, settings: &Settings) -> anyhow::Result<ExitCod
 
 /// Parses `90s`, `15m`, `1h`, `1d` (at most 30 days).
 fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let value: u64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a duration like 15m, 1h or 1d"))?;

@@ -53,7 +53,11 @@ fn print_summary(connection: &Connection, file: &std::path::Path, elapsed: Durat
     }
     println!("  trust CA       {}", connection.ca_file.display());
     for (name, device) in &connection.devices {
-        println!("  device         {name}: {} + {}", device.cert.display(), device.key.display());
+        println!(
+            "  device         {name}: {} + {}",
+            device.cert.display(),
+            device.key.display()
+        );
     }
     println!("  token          {}", connection.token_help);
     println!("  details        {}", file.display());

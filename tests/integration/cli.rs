@@ -27,10 +27,44 @@ fn every_subcommand_has_help() {
 fn bad_arguments_give_a_clear_message_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cases: [(&[&str], &str); 6] = [
-        (&["serve", "radiology"], "expected one of gateway, scheduling"),
-        (&["token", "mint", "--sub", "x", "--role", "doctor"], "--org"),
-        (&["token", "mint", "--sub", "x", "--role", "pope", "--org", "o", "--unbound"], "unknown role"),
-        (&["token", "mint", "--sub", "x", "--role", "doctor", "--org", "o", "--unbound", "--ttl", "1y"], "unknown unit"),
+        (
+            &["serve", "radiology"],
+            "expected one of gateway, scheduling",
+        ),
+        (
+            &["token", "mint", "--sub", "x", "--role", "doctor"],
+            "--org",
+        ),
+        (
+            &[
+                "token",
+                "mint",
+                "--sub",
+                "x",
+                "--role",
+                "pope",
+                "--org",
+                "o",
+                "--unbound",
+            ],
+            "unknown role",
+        ),
+        (
+            &[
+                "token",
+                "mint",
+                "--sub",
+                "x",
+                "--role",
+                "doctor",
+                "--org",
+                "o",
+                "--unbound",
+                "--ttl",
+                "1y",
+            ],
+            "unknown unit",
+        ),
         (&["pki", "issue", "device", "Bad Name"], "device name"),
         (&["audit", "verify", "gateway"], "gateway has no database"),
     ];
@@ -38,7 +72,10 @@ fn bad_arguments_give_a_clear_message_and_a_non_zero_exit() {
         let output = telehealth(dir.path(), args);
         assert!(!output.status.success(), "{args:?} must fail");
         let message = stderr(&output);
-        assert!(message.contains(expected), "{args:?}: expected `{expected}` in: {message}");
+        assert!(
+            message.contains(expected),
+            "{args:?}: expected `{expected}` in: {message}"
+        );
     }
 }
 
@@ -47,10 +84,24 @@ fn minting_without_a_signing_key_says_how_to_get_one() {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = telehealth(
         dir.path(),
-        &["token", "mint", "--sub", "x", "--role", "doctor", "--org", "o", "--unbound"],
+        &[
+            "token",
+            "mint",
+            "--sub",
+            "x",
+            "--role",
+            "doctor",
+            "--org",
+            "o",
+            "--unbound",
+        ],
     );
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("no dev signing key"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no dev signing key"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -63,7 +114,11 @@ fn migrate_then_audit_verify_reports_intact_empty_chains() {
     }
     let verified = telehealth(dir.path(), &["audit", "verify"]);
     assert!(verified.status.success(), "{}", stderr(&verified));
-    assert!(stdout(&verified).contains("wound: audit chain intact (0 records)"), "{}", stdout(&verified));
+    assert!(
+        stdout(&verified).contains("wound: audit chain intact (0 records)"),
+        "{}",
+        stdout(&verified)
+    );
 }
 
 #[tokio::test]
@@ -75,8 +130,15 @@ async fn audit_verify_names_the_first_broken_link_and_exits_non_zero() {
     };
 
     let dir = tempfile::tempdir().expect("temp dir");
-    assert!(telehealth(dir.path(), &["migrate", "wound"]).status.success());
-    let settings = Settings { data_dir: dir.path().to_path_buf(), ..Settings::default() };
+    assert!(
+        telehealth(dir.path(), &["migrate", "wound"])
+            .status
+            .success()
+    );
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
     let db = Database::connect(&settings.database, &settings.data_dir, Part::Wound)
         .await
         .expect("open the wound database");
@@ -85,7 +147,10 @@ async fn audit_verify_names_the_first_broken_link_and_exits_non_zero() {
         let entry = AuditEntry::new(&caller, "GetWound", "wound", format!("w{i}"), Outcome::Ok);
         audit::record(&db, &entry).await.expect("append");
     }
-    sqlx::query("DROP TRIGGER audit_log_no_update").execute(db.pool()).await.expect("drop trigger");
+    sqlx::query("DROP TRIGGER audit_log_no_update")
+        .execute(db.pool())
+        .await
+        .expect("drop trigger");
     sqlx::query("UPDATE audit_log SET outcome = 'denied' WHERE seq = 2")
         .execute(db.pool())
         .await

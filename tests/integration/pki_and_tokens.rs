@@ -40,7 +40,12 @@ fn pki_init_creates_certificates_that_rustls_accepts_for_their_role() {
     let now = UnixTime::now();
 
     let devices = client_verifier(&pki.join("ca.pem"));
-    for device in ["doctor-workstation", "nurse-tablet", "specialist-workstation", "patient-tablet"] {
+    for device in [
+        "doctor-workstation",
+        "nurse-tablet",
+        "specialist-workstation",
+        "patient-tablet",
+    ] {
         let leaf = cert(&pki.join(format!("devices/{device}.pem")));
         devices
             .verify_client_cert(&leaf, &[], now)
@@ -67,23 +72,38 @@ fn pki_init_creates_certificates_that_rustls_accepts_for_their_role() {
     let gateway = cert(&pki.join("gateway/server.pem"));
     for name in ["localhost", "127.0.0.1"] {
         servers
-            .verify_server_cert(&gateway, &[], &ServerName::try_from(name).expect("name"), &[], now)
+            .verify_server_cert(
+                &gateway,
+                &[],
+                &ServerName::try_from(name).expect("name"),
+                &[],
+                now,
+            )
             .unwrap_or_else(|e| panic!("gateway certificate for {name}: {e}"));
     }
 
     let again = telehealth(dir.path(), &["pki", "init"]);
-    assert!(stdout(&again).contains("nothing created"), "init keeps existing files");
+    assert!(
+        stdout(&again).contains("nothing created"),
+        "init keeps existing files"
+    );
 }
 
 #[test]
 fn pki_issue_adds_a_device_with_its_thumbprint() {
     let dir = tempfile::tempdir().expect("temp dir");
     assert!(telehealth(dir.path(), &["pki", "init"]).status.success());
-    let output = telehealth(dir.path(), &["pki", "issue", "device", "nurse-tablet-2", "--days", "30"]);
+    let output = telehealth(
+        dir.path(),
+        &["pki", "issue", "device", "nurse-tablet-2", "--days", "30"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let pem = dir.path().join("pki/devices/nurse-tablet-2.pem");
     let expected = thumbprint(&pem);
-    assert!(stdout(&output).contains(&expected), "prints the x5t#S256 thumbprint");
+    assert!(
+        stdout(&output).contains(&expected),
+        "prints the x5t#S256 thumbprint"
+    );
     client_verifier(&dir.path().join("pki/ca.pem"))
         .verify_client_cert(&cert(&pem), &[], UnixTime::now())
         .expect("the new device is trusted");
@@ -120,9 +140,20 @@ fn minted_tokens_verify_against_the_jwks_and_are_bound_to_the_certificate() {
     let output = telehealth(
         dir.path(),
         &[
-            "token", "mint", "--sub", "dr-dupont", "--role", "specialist", "--org", "chu-limoges",
-            "--specialty", "dermatology", "--bind-cert", device.to_str().expect("utf-8 path"),
-            "--ttl", "15m",
+            "token",
+            "mint",
+            "--sub",
+            "dr-dupont",
+            "--role",
+            "specialist",
+            "--org",
+            "chu-limoges",
+            "--specialty",
+            "dermatology",
+            "--bind-cert",
+            device.to_str().expect("utf-8 path"),
+            "--ttl",
+            "15m",
         ],
     );
     assert!(output.status.success(), "{}", stderr(&output));
@@ -149,7 +180,11 @@ fn minted_tokens_verify_against_the_jwks_and_are_bound_to_the_certificate() {
     assert_eq!(claims.roles, ["specialist"]);
     assert_eq!(claims.org, "chu-limoges");
     assert_eq!(claims.specialty.as_deref(), Some("dermatology"));
-    assert_eq!(claims.cnf["x5t#S256"], thumbprint(&device), "bound to the device certificate");
+    assert_eq!(
+        claims.cnf["x5t#S256"],
+        thumbprint(&device),
+        "bound to the device certificate"
+    );
     assert!(!claims.jti.is_empty());
     assert_eq!(claims.nbf, claims.iat);
     assert_eq!(claims.exp - claims.iat, 900, "15 minutes");

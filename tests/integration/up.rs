@@ -30,7 +30,10 @@ async fn up_starts_from_an_empty_data_dir_reports_healthy_and_stops_on_sigterm()
         .arg("up")
         .arg("--data-dir")
         .arg(&data_dir)
-        .env("TELEHEALTH_SHUTDOWN__DRAIN_SECONDS", DRAIN_SECONDS.to_string())
+        .env(
+            "TELEHEALTH_SHUTDOWN__DRAIN_SECONDS",
+            DRAIN_SECONDS.to_string(),
+        )
         .env_remove("TELEHEALTH_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -42,16 +45,30 @@ async fn up_starts_from_an_empty_data_dir_reports_healthy_and_stops_on_sigterm()
     let connection_file = data_dir.join("connection.json");
     let started = Instant::now();
     while !connection_file.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "up did not become healthy");
-        assert!(child.0.try_wait().expect("poll").is_none(), "up exited during start-up");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "up did not become healthy"
+        );
+        assert!(
+            child.0.try_wait().expect("poll").is_none(),
+            "up exited during start-up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await; // let the write finish
     let connection: Connection =
         serde_json::from_slice(&std::fs::read(&connection_file).expect("read")).expect("parse");
 
-    for path in [&connection.ca_file, &connection.jwks_file, &connection.internal_ca_file] {
-        assert!(path.is_absolute() && path.exists(), "{} exists", path.display());
+    for path in [
+        &connection.ca_file,
+        &connection.jwks_file,
+        &connection.internal_ca_file,
+    ] {
+        assert!(
+            path.is_absolute() && path.exists(),
+            "{} exists",
+            path.display()
+        );
     }
     assert_eq!(connection.devices.len(), 4, "four sample devices");
     for device in connection.devices.values() {

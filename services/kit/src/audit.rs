@@ -118,7 +118,8 @@ struct Canonical<'a> {
 }
 
 fn chain_hash(prev_hash: &str, content: &Canonical<'_>) -> String {
-    let json = serde_json::to_vec(content).expect("serialising plain strings and integers cannot fail");
+    let json =
+        serde_json::to_vec(content).expect("serialising plain strings and integers cannot fail");
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
@@ -241,15 +242,27 @@ pub async fn verify(db: &Database) -> Result<ChainReport, KitError> {
         let stored_hash: String = row.try_get("hash")?;
         if seq != expected_seq {
             let reason = format!("record {expected_seq} is missing (next present is {seq})");
-            return Ok(ChainReport { records, broken: broken(expected_seq, reason) });
+            return Ok(ChainReport {
+                records,
+                broken: broken(expected_seq, reason),
+            });
         }
         if stored_prev != prev_hash {
             let reason = "prev_hash does not match the previous record's hash".to_owned();
-            return Ok(ChainReport { records, broken: broken(seq, reason) });
+            return Ok(ChainReport {
+                records,
+                broken: broken(seq, reason),
+            });
         }
         let text = |name: &str| -> Result<String, sqlx::Error> { row.try_get::<String, _>(name) };
-        let (subject, roles, org, thumb) = (text("subject")?, text("roles")?, text("org")?, text("cert_thumbprint")?);
-        let (action, record_type, record_id) = (text("action")?, text("record_type")?, text("record_id")?);
+        let (subject, roles, org, thumb) = (
+            text("subject")?,
+            text("roles")?,
+            text("org")?,
+            text("cert_thumbprint")?,
+        );
+        let (action, record_type, record_id) =
+            (text("action")?, text("record_type")?, text("record_id")?);
         let (outcome, trace_id) = (text("outcome")?, text("trace_id")?);
         let computed = chain_hash(
             &prev_hash,
@@ -269,7 +282,10 @@ pub async fn verify(db: &Database) -> Result<ChainReport, KitError> {
         );
         if computed != stored_hash {
             let reason = "record content does not match its hash (altered)".to_owned();
-            return Ok(ChainReport { records, broken: broken(seq, reason) });
+            return Ok(ChainReport {
+                records,
+                broken: broken(seq, reason),
+            });
         }
         prev_hash = stored_hash;
         expected_seq += 1;
@@ -285,14 +301,22 @@ pub async fn verify(db: &Database) -> Result<ChainReport, KitError> {
     let broken_tail = if head_seq != last_seq {
         broken(
             last_seq + 1,
-            format!("the head says {head_seq} records but the log ends at {last_seq} (records deleted from the end)"),
+            format!(
+                "the head says {head_seq} records but the log ends at {last_seq} (records deleted from the end)"
+            ),
         )
     } else if head_hash != prev_hash {
-        broken(last_seq, "the head hash does not match the last record".to_owned())
+        broken(
+            last_seq,
+            "the head hash does not match the last record".to_owned(),
+        )
     } else {
         None
     };
-    Ok(ChainReport { records, broken: broken_tail })
+    Ok(ChainReport {
+        records,
+        broken: broken_tail,
+    })
 }
 
 fn now_micros() -> i64 {

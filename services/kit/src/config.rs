@@ -230,10 +230,15 @@ impl Settings {
         if let Some(url) = &self.database.url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
-            return bad("database.url must be a postgres:// URL (leave it unset for SQLite)".into());
+            return bad(
+                "database.url must be a postgres:// URL (leave it unset for SQLite)".into(),
+            );
         }
         for part in Part::SERVICES {
-            let endpoints = self.service(part).map(|s| s.endpoints.as_slice()).unwrap_or(&[]);
+            let endpoints = self
+                .service(part)
+                .map(|s| s.endpoints.as_slice())
+                .unwrap_or(&[]);
             for endpoint in endpoints {
                 if !endpoint.starts_with("https://") {
                     return bad(format!(
@@ -340,6 +345,8 @@ fn redact_url_password(url: &str) -> String {
 }
 
 #[cfg(test)]
+// figment's test jail returns its large error type by value; fine in tests.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -366,10 +373,13 @@ mod tests {
             )?;
             jail.set_env("TELEHEALTH_SHUTDOWN__DRAIN_SECONDS", "20");
             jail.set_env("TELEHEALTH_CONFIG", "telehealth.toml");
-            let settings = Settings::load(Some(Path::new("telehealth.toml")))
-                .map_err(|e| e.to_string())?;
+            let settings =
+                Settings::load(Some(Path::new("telehealth.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(settings.data_dir, PathBuf::from("/srv/telehealth"));
-            assert_eq!(settings.shutdown.drain_seconds, 20, "env wins over the file");
+            assert_eq!(
+                settings.shutdown.drain_seconds, 20,
+                "env wins over the file"
+            );
             assert_eq!(settings.scheduling.listen.port(), 9000);
             assert_eq!(settings.expertise.listen.port(), 7102, "untouched default");
             Ok(())
@@ -381,7 +391,10 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("TELEHEALTH_SHUTDOWN__DRAIN_SECONDS", "0");
             let error = Settings::load(None).expect_err("0 s drain is refused");
-            assert!(error.to_string().contains("shutdown.drain_seconds"), "{error}");
+            assert!(
+                error.to_string().contains("shutdown.drain_seconds"),
+                "{error}"
+            );
             Ok(())
         });
         figment::Jail::expect_with(|jail| {

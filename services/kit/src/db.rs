@@ -79,14 +79,19 @@ impl Database {
             ));
         };
         if !schema.starts_with(|c: char| c.is_ascii_lowercase())
-            || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
             return Err(KitError::Config(format!("invalid schema name `{schema}`")));
         }
 
         if backend == Backend::Postgres {
             // Create the schema once, on a plain connection, before the pool points at it.
-            let bootstrap = AnyPoolOptions::new().max_connections(1).connect(url).await?;
+            let bootstrap = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await?;
             bootstrap
                 .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
                 .await?;
@@ -172,9 +177,9 @@ pub fn is_conflict(error: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => {
             matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation)
                 || db.code().is_some_and(|code| {
-                // 23P01: PostgreSQL exclusion_violation; 40001: serialization_failure.
-                code == "23P01" || code == "40001"
-            })
+                    // 23P01: PostgreSQL exclusion_violation; 40001: serialization_failure.
+                    code == "23P01" || code == "40001"
+                })
         }
         _ => false,
     }

@@ -164,7 +164,11 @@ mod tests {
         let status = to_status(&error);
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("shadow"), "{}", status.message());
-        assert!(status.message().contains("trace id"), "{}", status.message());
+        assert!(
+            status.message().contains("trace id"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

@@ -39,8 +39,12 @@ pub fn spawn_readiness(
                 () = tokio::time::sleep(READINESS_INTERVAL) => {}
             }
         }
-        reporter.set_service_status(service, ServingStatus::NotServing).await;
-        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
     })
 }
 
@@ -52,5 +56,6 @@ pub async fn check(channel: tonic::transport::Channel, service: &str) -> Result<
         })
         .await
         .map_err(|status| KitError::Unavailable(format!("health check failed: {status}")))?;
-    Ok(response.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+    Ok(response.into_inner().status
+        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
 }

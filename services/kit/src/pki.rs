@@ -110,20 +110,34 @@ impl DevPki {
         }
         let gateway = self.gateway_server_files();
         if !gateway.cert.exists() {
-            self.issue(&LeafKind::GatewayServer { dns: Vec::new() }, Validity::days(LEAF_DAYS))?;
+            self.issue(
+                &LeafKind::GatewayServer { dns: Vec::new() },
+                Validity::days(LEAF_DAYS),
+            )?;
             created.push(gateway.cert);
         }
         for part in Part::ALL {
             let files = self.internal_files(part);
             if !files.cert.exists() {
-                self.issue(&LeafKind::Internal { part, dns: Vec::new() }, Validity::days(LEAF_DAYS))?;
+                self.issue(
+                    &LeafKind::Internal {
+                        part,
+                        dns: Vec::new(),
+                    },
+                    Validity::days(LEAF_DAYS),
+                )?;
                 created.push(files.cert);
             }
         }
         for device in SAMPLE_DEVICES {
             let files = self.device_files(device);
             if !files.cert.exists() {
-                self.issue(&LeafKind::Device { name: device.to_owned() }, Validity::days(LEAF_DAYS))?;
+                self.issue(
+                    &LeafKind::Device {
+                        name: device.to_owned(),
+                    },
+                    Validity::days(LEAF_DAYS),
+                )?;
                 created.push(files.cert);
             }
         }
@@ -233,7 +247,11 @@ impl DevPki {
         params.not_after = validity.not_after;
         let key = KeyPair::generate().map_err(pki_error)?;
         let cert = params.self_signed(&key).map_err(pki_error)?;
-        write_file(&self.dir.join(format!("{name}.pem")), cert.pem().as_bytes(), false)?;
+        write_file(
+            &self.dir.join(format!("{name}.pem")),
+            cert.pem().as_bytes(),
+            false,
+        )?;
         write_file(
             &self.dir.join(format!("{name}-key.pem")),
             key.serialize_pem().as_bytes(),
@@ -305,6 +323,7 @@ pub(crate) fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<
     #[cfg(not(unix))]
     let _ = private;
     let mut file = options.open(path).map_err(|e| KitError::io(path, e))?;
-    file.write_all(contents).map_err(|e| KitError::io(path, e))?;
+    file.write_all(contents)
+        .map_err(|e| KitError::io(path, e))?;
     file.sync_all().map_err(|e| KitError::io(path, e))
 }

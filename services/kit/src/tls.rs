@@ -7,11 +7,7 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use rustls::{
-    RootCertStore, ServerConfig,
-    crypto::CryptoProvider,
-    server::WebPkiClientVerifier,
-};
+use rustls::{RootCertStore, ServerConfig, crypto::CryptoProvider, server::WebPkiClientVerifier};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
@@ -35,7 +31,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, KitError>
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| KitError::Tls(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(KitError::Tls(format!("{}: no certificate found", path.display())));
+        return Err(KitError::Tls(format!(
+            "{}: no certificate found",
+            path.display()
+        )));
     }
     Ok(certs)
 }

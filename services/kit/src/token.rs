@@ -90,7 +90,8 @@ impl DevSigner {
         let key = KeyPair::generate().map_err(|e| KitError::Token(e.to_string()))?;
         write_file(&self.key_file(), key.serialize_pem().as_bytes(), true)?;
         let jwks = serde_json::json!({ "keys": [public_jwk(&key)?] });
-        let text = serde_json::to_string_pretty(&jwks).map_err(|e| KitError::Token(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&jwks).map_err(|e| KitError::Token(e.to_string()))?;
         write_file(&self.jwks_file(), text.as_bytes(), false)?;
         Ok(true)
     }

@@ -43,7 +43,11 @@ async fn migrated() -> Vec<TestDatabase> {
 async fn migrations_apply_twice_and_portable_sql_runs_on_both_backends() {
     for test_db in migrated().await {
         let backend = test_db.backend();
-        test_db.db.migrate(&NOTES).await.expect("re-running migrations is a no-op");
+        test_db
+            .db
+            .migrate(&NOTES)
+            .await
+            .expect("re-running migrations is a no-op");
 
         sqlx::query("INSERT INTO notes (id, body, written_at_us) VALUES ($1, $2, $3)")
             .bind("n1")
@@ -57,17 +61,29 @@ async fn migrations_apply_twice_and_portable_sql_runs_on_both_backends() {
             .fetch_one(test_db.db.pool())
             .await
             .unwrap_or_else(|e| panic!("{backend:?}: select: {e}"));
-        assert_eq!(row.get::<String, _>("body"), "pansement changé", "{backend:?}");
-        assert_eq!(row.get::<i64, _>("written_at_us"), 1_700_000_000_000_000, "{backend:?}");
+        assert_eq!(
+            row.get::<String, _>("body"),
+            "pansement changé",
+            "{backend:?}"
+        );
+        assert_eq!(
+            row.get::<i64, _>("written_at_us"),
+            1_700_000_000_000_000,
+            "{backend:?}"
+        );
 
-        let duplicate = sqlx::query("INSERT INTO notes (id, body, written_at_us) VALUES ($1, $2, $3)")
-            .bind("n1")
-            .bind("again")
-            .bind(0_i64)
-            .execute(test_db.db.pool())
-            .await
-            .expect_err("primary key holds");
-        assert!(telehealth_kit::db::is_conflict(&duplicate), "{backend:?}: {duplicate}");
+        let duplicate =
+            sqlx::query("INSERT INTO notes (id, body, written_at_us) VALUES ($1, $2, $3)")
+                .bind("n1")
+                .bind("again")
+                .bind(0_i64)
+                .execute(test_db.db.pool())
+                .await
+                .expect_err("primary key holds");
+        assert!(
+            telehealth_kit::db::is_conflict(&duplicate),
+            "{backend:?}: {duplicate}"
+        );
         test_db.cleanup().await;
     }
 }
@@ -78,7 +94,10 @@ async fn a_service_migration_below_version_100_is_refused() {
     let test_db = TestDatabase::sqlite().await;
     let error = test_db
         .db
-        .migrate(&Migrations { sqlite: &BAD, postgres: &BAD })
+        .migrate(&Migrations {
+            sqlite: &BAD,
+            postgres: &BAD,
+        })
         .await
         .expect_err("kit versions are reserved");
     assert!(error.to_string().contains("below 100"), "{error}");
@@ -97,7 +116,10 @@ async fn audit_records_form_a_chain_that_verifies() {
         }
         let report = audit::verify(&test_db.db).await.expect("verify runs");
         assert_eq!(report.records, 5, "{backend:?}");
-        assert_eq!(report.broken, None, "{backend:?}: an untouched chain verifies");
+        assert_eq!(
+            report.broken, None,
+            "{backend:?}: an untouched chain verifies"
+        );
         test_db.cleanup().await;
     }
 }
@@ -128,13 +150,18 @@ async fn concurrent_appends_never_fork_the_chain() {
 async fn the_database_refuses_updates_and_deletes_of_audit_records() {
     for test_db in migrated().await {
         let backend = test_db.backend();
-        audit::record(&test_db.db, &entry("w1")).await.expect("append");
+        audit::record(&test_db.db, &entry("w1"))
+            .await
+            .expect("append");
         for statement in [
             "UPDATE audit_log SET record_id = 'w2' WHERE seq = 1",
             "DELETE FROM audit_log WHERE seq = 1",
         ] {
             let result = sqlx::query(statement).execute(test_db.db.pool()).await;
-            assert!(result.is_err(), "{backend:?}: `{statement}` must be refused");
+            assert!(
+                result.is_err(),
+                "{backend:?}: `{statement}` must be refused"
+            );
         }
         test_db.cleanup().await;
     }
@@ -160,25 +187,50 @@ async fn drop_append_only_triggers(test_db: &TestDatabase) {
 #[tokio::test]
 async fn tampering_is_detected_and_the_first_broken_link_is_named() {
     let cases: [(&str, &str, i64); 4] = [
-        ("altered middle record", "UPDATE audit_log SET record_id = 'other' WHERE seq = 3", 3),
-        ("deleted middle record", "DELETE FROM audit_log WHERE seq = 3", 3),
-        ("deleted newest record", "DELETE FROM audit_log WHERE seq = 5", 5),
-        ("re-chained middle record", "UPDATE audit_log SET prev_hash = hash WHERE seq = 2", 2),
+        (
+            "altered middle record",
+            "UPDATE audit_log SET record_id = 'other' WHERE seq = 3",
+            3,
+        ),
+        (
+            "deleted middle record",
+            "DELETE FROM audit_log WHERE seq = 3",
+            3,
+        ),
+        (
+            "deleted newest record",
+            "DELETE FROM audit_log WHERE seq = 5",
+            5,
+        ),
+        (
+            "re-chained middle record",
+            "UPDATE audit_log SET prev_hash = hash WHERE seq = 2",
+            2,
+        ),
     ];
     for (case, tamper, broken_at) in cases {
         for test_db in migrated().await {
             let backend = test_db.backend();
             for i in 1..=5 {
-                audit::record(&test_db.db, &entry(&format!("w{i}"))).await.expect("append");
+                audit::record(&test_db.db, &entry(&format!("w{i}")))
+                    .await
+                    .expect("append");
             }
             drop_append_only_triggers(&test_db).await;
-            sqlx::query(tamper).execute(test_db.db.pool()).await.expect("tamper");
+            sqlx::query(tamper)
+                .execute(test_db.db.pool())
+                .await
+                .expect("tamper");
 
             let report = audit::verify(&test_db.db).await.expect("verify runs");
             let broken = report
                 .broken
                 .unwrap_or_else(|| panic!("{backend:?}: {case} must be detected"));
-            assert_eq!(broken.seq, broken_at, "{backend:?}: {case}: {}", broken.reason);
+            assert_eq!(
+                broken.seq, broken_at,
+                "{backend:?}: {case}: {}",
+                broken.reason
+            );
             test_db.cleanup().await;
         }
     }

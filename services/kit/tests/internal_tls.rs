@@ -3,10 +3,11 @@
 use std::net::SocketAddr;
 
 use telehealth_kit::{
+    Part,
     config::TlsFiles,
     identity::{self, Identity, IdentityInterceptor, Role},
     pki::DevPki,
-    tls, Part,
+    tls,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +47,10 @@ fn internal_files(pki: &DevPki, part: Part) -> TlsFiles {
     }
 }
 
-async fn channel(address: SocketAddr, files: &TlsFiles) -> Result<Channel, tonic::transport::Error> {
+async fn channel(
+    address: SocketAddr,
+    files: &TlsFiles,
+) -> Result<Channel, tonic::transport::Error> {
     Channel::from_shared(format!("https://{address}"))
         .expect("uri")
         .tls_config(tls::internal_client_tls(files).expect("client tls"))
@@ -66,9 +70,13 @@ fn nurse() -> Identity {
 }
 
 async fn check(channel: Channel, with_identity: bool) -> Result<(), Status> {
-    let mut request = Request::new(HealthCheckRequest { service: String::new() });
+    let mut request = Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
     if with_identity {
-        nurse().write_metadata(request.metadata_mut()).expect("metadata");
+        nurse()
+            .write_metadata(request.metadata_mut())
+            .expect("metadata");
     }
     HealthClient::new(channel).check(request).await.map(|_| ())
 }
@@ -80,8 +88,12 @@ async fn the_gateway_with_a_person_identity_is_accepted() {
     pki.ensure().expect("pki");
     let (address, shutdown) = start_protected_service(&pki).await;
 
-    let gateway = channel(address, &internal_files(&pki, Part::Gateway)).await.expect("connects");
-    check(gateway, true).await.expect("gateway + identity is accepted");
+    let gateway = channel(address, &internal_files(&pki, Part::Gateway))
+        .await
+        .expect("connects");
+    check(gateway, true)
+        .await
+        .expect("gateway + identity is accepted");
     shutdown.cancel();
 }
 
@@ -93,12 +105,29 @@ async fn calls_without_a_trusted_identity_are_refused() {
     let (address, shutdown) = start_protected_service(&pki).await;
 
     let cases = [
-        (Part::Gateway, false, Code::Unauthenticated, "the gateway without identity metadata"),
-        (Part::Scheduling, true, Code::PermissionDenied, "another service speaking for a person"),
-        (Part::Wound, true, Code::PermissionDenied, "the service's own certificate"),
+        (
+            Part::Gateway,
+            false,
+            Code::Unauthenticated,
+            "the gateway without identity metadata",
+        ),
+        (
+            Part::Scheduling,
+            true,
+            Code::PermissionDenied,
+            "another service speaking for a person",
+        ),
+        (
+            Part::Wound,
+            true,
+            Code::PermissionDenied,
+            "the service's own certificate",
+        ),
     ];
     for (peer, with_identity, expected, case) in cases {
-        let channel = channel(address, &internal_files(&pki, peer)).await.expect("connects");
+        let channel = channel(address, &internal_files(&pki, peer))
+            .await
+            .expect("connects");
         let status = check(channel, with_identity).await.expect_err(case);
         assert_eq!(status.code(), expected, "{case}: {status:?}");
     }
