@@ -33,7 +33,7 @@ pub enum Command {
     Up,
     /// Run one part of the suite (microservice mode), configured by file and environment.
     Serve {
-        /// Which part: scheduling, expertise, wound or signalling.
+        /// Which part: gateway, scheduling, expertise, wound or signalling.
         part: Part,
     },
     /// Manage the development PKI.

@@ -15,6 +15,7 @@ use telehealth_kit::{
     tls,
     token::DevSigner,
 };
+use telehealth_gateway::GatewayServer;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,8 @@ pub fn service_definition(part: Part) -> Option<ServiceDefinition> {
 
 /// A suite running in this process.
 pub struct RunningSuite {
+    /// Where the gateway listens for clients.
+    pub gateway: SocketAddr,
     /// Where each service listens.
     pub services: BTreeMap<Part, SocketAddr>,
     /// The settings the parts run with (free ports filled in).
@@ -58,9 +61,18 @@ pub fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
 }
 
 impl RunningSuite {
-    /// Starts every service on a free loopback port, with `settings` otherwise.
+    /// Starts every service on a free loopback port and the gateway on `gateway.listen`, with
+    /// `settings` otherwise.
     pub async fn start(mut settings: Settings) -> anyhow::Result<RunningSuite> {
         prepare_data_dir(&settings)?;
+        // The dev CRL that `telehealth pki revoke` rewrites, unless CRLs are configured.
+        if settings.gateway.crl_files.is_empty() {
+            settings.gateway.crl_files.push(DevPki::new(settings.pki_dir()).crl_file());
+        }
+        let gateway_listener = TcpListener::bind(settings.gateway.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} for the gateway", settings.gateway.listen))?;
+        let gateway = gateway_listener.local_addr()?;
         let mut listeners = Vec::new();
         for part in Part::SERVICES {
             let listener = TcpListener::bind("127.0.0.1:0")
@@ -86,7 +98,16 @@ impl RunningSuite {
                 (part, result)
             });
         }
+        let server = GatewayServer::build(&settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            server.run(gateway_listener, token).await;
+            (Part::Gateway, Ok(()))
+        });
         Ok(RunningSuite {
+            gateway,
             services,
             settings,
             shutdown,

@@ -1,1 +1,161 @@
-//! placeholder
+//! The gateway: the one door into the suite (DESIGN §3).
+//!
+//! Clients connect with a device certificate (mTLS) and a bearer token. The gateway checks both,
+//! applies the access rule the contract declares for the method, strips any identity a client
+//! tried to send, adds the verified one, and forwards the call to a service over internal mTLS,
+//! streaming both ways. Modules, outermost first:
+//!
+//! - [`server`]: TLS handshakes, HTTP/2 connections, idle timeout, drain;
+//! - [`tls`]: the client-facing TLS configuration (client certificates, CRLs, hot reload);
+//! - [`proxy`]: the per-call pipeline;
+//! - [`auth`] and [`jwks`]: token verification, certificate binding, the verified-token cache;
+//! - [`policy`]: the per-RPC rules from the descriptor set;
+//! - [`ratelimit`], [`deadline`], [`body`]: limits on calls, deadlines and messages;
+//! - [`upstream`]: service endpoints, connection reuse, balancing and ejection;
+//! - [`local`]: health and reflection;
+//! - [`error`]: refusals and their statuses.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod deadline;
+pub mod error;
+mod fetch;
+pub mod jwks;
+pub mod local;
+pub mod policy;
+pub mod proxy;
+pub mod ratelimit;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use telehealth_kit::{Part, Settings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::Authenticator,
+    error::GatewayError,
+    jwks::{JwksSource, KeyStore},
+    local::LocalServices,
+    policy::Policy,
+    proxy::Gateway,
+    ratelimit::RateLimiter,
+    tls::ServerTls,
+    upstream::Upstreams,
+};
+
+/// A gateway ready to serve: configuration loaded, keys fetched, policy read.
+pub struct GatewayServer {
+    gateway: Arc<Gateway>,
+    tls: Arc<ServerTls>,
+    reload_interval: Duration,
+    drain: Duration,
+}
+
+impl GatewayServer {
+    /// Builds the gateway from `settings`, forwarding to each service's configured endpoints.
+    pub async fn build(settings: &Settings) -> Result<GatewayServer, GatewayError> {
+        let gateway_settings = &settings.gateway;
+        let tls = ServerTls::load(settings.gateway_server_tls(), gateway_settings.crl_files.clone())?;
+        let jwt = &gateway_settings.jwt;
+        let source = match &jwt.jwks_url {
+            Some(url) => JwksSource::Url {
+                url: url.clone(),
+                ca_file: jwt.jwks_ca_file.clone(),
+            },
+            None => JwksSource::File(settings.jwks_file()),
+        };
+        let keys = KeyStore::load(source, auth::min_refresh_interval(jwt)).await?;
+        let endpoints: HashMap<Part, Vec<String>> = Part::SERVICES
+            .into_iter()
+            .map(|part| (part, settings.service_endpoints(part)))
+            .collect();
+        let upstream = &gateway_settings.upstream;
+        let upstreams = Upstreams::new(
+            endpoints,
+            &settings.internal_tls(Part::Gateway),
+            Duration::from_millis(upstream.connect_timeout_ms),
+            Duration::from_millis(upstream.ejection_ms),
+        )?;
+        let limits = gateway_settings.limits.clone();
+        let gateway = Gateway {
+            auth: Authenticator::new(Arc::new(keys), jwt.clone()),
+            policy: Policy::builtin()?,
+            limiter: RateLimiter::new(limits.requests_per_second, limits.burst),
+            upstreams,
+            local: LocalServices::new()?,
+            limits,
+        };
+        Ok(GatewayServer {
+            gateway: Arc::new(gateway),
+            tls: Arc::new(tls),
+            reload_interval: Duration::from_secs(gateway_settings.reload_interval_seconds.max(1)),
+            drain: settings.drain_deadline(),
+        })
+    }
+
+    /// Serves clients on `listener` until `shutdown`, reloading certificates, CRLs and keys when
+    /// their files change (or on SIGHUP), then drains.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
+        let reloader = tokio::spawn(reload_loop(
+            self.gateway.clone(),
+            self.tls.clone(),
+            self.reload_interval,
+            shutdown.clone(),
+        ));
+        let health = self.gateway.local.health().clone();
+        health
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        server::serve(self.gateway, self.tls, listener, shutdown, self.drain).await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        reloader.abort();
+    }
+}
+
+async fn reload_loop(
+    gateway: Arc<Gateway>,
+    tls: Arc<ServerTls>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        #[cfg(unix)]
+        let hangup_received = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup_received = std::future::pending::<()>();
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = hangup_received => {
+                tracing::info!("SIGHUP: reloading certificates, CRLs and keys");
+                if let Err(error) = tls.reload() {
+                    tracing::error!(%error, "TLS reload failed; keeping the previous configuration");
+                }
+                if let Err(error) = gateway.auth.keys().refresh().await {
+                    tracing::warn!(%error, "JWKS reload failed; keeping the previous keys");
+                }
+            }
+            _ = tick.tick() => {
+                tls.reload_if_changed();
+                gateway.auth.keys().reload_if_changed().await;
+            }
+        }
+    }
+}

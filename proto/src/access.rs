@@ -35,11 +35,20 @@ pub enum MethodAccess {
     InternalOnly,
 }
 
+/// What the gateway needs to know about one RPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodRule {
+    /// Who may call it.
+    pub access: MethodAccess,
+    /// True for client-, server- or bidirectional-streaming RPCs (they get the longer deadline).
+    pub streaming: bool,
+}
+
 /// The access rule of every RPC of the contract, keyed by gRPC path
 /// (`/telehealth.v1.SchedulingService/BookAppointment`).
 #[derive(Debug, Clone, Default)]
 pub struct AccessPolicy {
-    rules: BTreeMap<String, MethodAccess>,
+    rules: BTreeMap<String, MethodRule>,
 }
 
 impl AccessPolicy {
@@ -81,7 +90,8 @@ impl AccessPolicy {
                     }
                 };
                 let access = method_access(&path, &rule)?;
-                rules.insert(path, access);
+                let streaming = method.is_client_streaming() || method.is_server_streaming();
+                rules.insert(path, MethodRule { access, streaming });
             }
         }
         Ok(Self { rules })
@@ -93,12 +103,12 @@ impl AccessPolicy {
     }
 
     /// The rule of the method at `path`, or `None` if the contract has no such method.
-    pub fn rule(&self, path: &str) -> Option<&MethodAccess> {
+    pub fn rule(&self, path: &str) -> Option<&MethodRule> {
         self.rules.get(path)
     }
 
     /// Every method path and its rule, in path order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &MethodAccess)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &MethodRule)> {
         self.rules.iter().map(|(path, rule)| (path.as_str(), rule))
     }
 

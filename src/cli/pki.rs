@@ -14,6 +14,12 @@ pub enum PkiCommand {
     /// Create the dev CAs, the gateway's server certificate, every part's internal certificate
     /// and the sample devices' client certificates (missing files only).
     Init,
+    /// Revoke a device's certificate: rewrites the client-facing CA's CRL (`pki/ca-crl.pem`),
+    /// which a running gateway picks up within its reload interval (or on SIGHUP).
+    Revoke {
+        /// Device name, as given to `pki issue device`.
+        device: String,
+    },
     /// Issue (or re-issue) one certificate.
     Issue {
         #[command(subcommand)]
@@ -60,6 +66,10 @@ pub fn run(command: PkiCommand, settings: &Settings) -> anyhow::Result<ExitCode>
             for file in created {
                 println!("created {}", file.display());
             }
+        }
+        PkiCommand::Revoke { device } => {
+            let crl = pki.revoke_device(&device)?;
+            println!("revoked {device}; CRL {}", crl.display());
         }
         PkiCommand::Issue { kind, days } => {
             anyhow::ensure!(

@@ -30,7 +30,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     };
     let pki = DevPki::new(suite.settings.pki_dir());
     let jwks = DevSigner::new(data_dir.join("jwt")).jwks_file();
-    let connection = Connection::describe(&pki, jwks, None, suite.services.clone(), &data_dir)?;
+    let connection =
+        Connection::describe(&pki, jwks, Some(suite.gateway), suite.services.clone(), &data_dir)?;
     let connection_file = data_dir.join("connection.json");
     std::fs::write(&connection_file, serde_json::to_string_pretty(&connection)?)?;
     print_summary(&connection, &connection_file, elapsed);
@@ -44,11 +45,11 @@ fn print_summary(connection: &Connection, file: &std::path::Path, elapsed: Durat
     println!("telehealth is up ({} ms to healthy)", elapsed.as_millis());
     match connection.gateway {
         Some(gateway) => println!("  gateway        https://{gateway}"),
-        None => println!("  gateway        not started yet (see issue #3); services only"),
+        None => println!("  gateway        not running"),
     }
     for part in Part::SERVICES {
         if let Some(address) = connection.services.get(&part) {
-            println!("  {part:<14} https://{address} (internal mTLS)");
+            println!("  {:<14} https://{address} (internal mTLS)", part.name());
         }
     }
     println!("  trust CA       {}", connection.ca_file.display());

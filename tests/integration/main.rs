@@ -5,6 +5,7 @@
 //! real TLS and real databases in temporary data directories.
 
 mod cli;
+mod gateway_auth;
 mod harness;
 mod pki_and_tokens;
 mod up;

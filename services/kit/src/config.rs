@@ -18,6 +18,10 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+mod gateway;
+
+pub use gateway::{GatewaySettings, JwtSettings, LimitSettings, UpstreamSettings};
+
 use crate::{error::KitError, part::Part};
 
 /// The whole configuration of one `telehealth` process.
@@ -102,15 +106,6 @@ pub struct ShutdownSettings {
     pub drain_seconds: u64,
 }
 
-/// The gateway's listening address (its other settings come with the gateway).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct GatewaySettings {
-    /// Address the gateway listens on for clients. Default `127.0.0.1:8443`; port 0 picks a
-    /// free port.
-    pub listen: SocketAddr,
-}
-
 /// Where one service listens and where the others reach it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -165,14 +160,6 @@ impl Default for TelemetrySettings {
 impl Default for ShutdownSettings {
     fn default() -> Self {
         ShutdownSettings { drain_seconds: 10 }
-    }
-}
-
-impl Default for GatewaySettings {
-    fn default() -> Self {
-        GatewaySettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-        }
     }
 }
 
@@ -234,6 +221,7 @@ impl Settings {
                 "database.url must be a postgres:// URL (leave it unset for SQLite)".into(),
             );
         }
+        self.gateway.validate().map_err(KitError::Config)?;
         for part in Part::SERVICES {
             let endpoints = self
                 .service(part)
@@ -313,6 +301,32 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| pki.join("internal").join(format!("{part}-key.pem"))),
         }
+    }
+
+    /// The gateway's server certificate and key, and the CA its clients must chain to.
+    pub fn gateway_server_tls(&self) -> TlsFiles {
+        let pki = self.pki_dir();
+        let gateway = &self.gateway;
+        TlsFiles {
+            ca: gateway.client_ca_file.clone().unwrap_or_else(|| pki.join("ca.pem")),
+            cert: gateway
+                .server_cert_file
+                .clone()
+                .unwrap_or_else(|| pki.join("gateway").join("server.pem")),
+            key: gateway
+                .server_key_file
+                .clone()
+                .unwrap_or_else(|| pki.join("gateway").join("server-key.pem")),
+        }
+    }
+
+    /// The JWKS file the gateway reads when no URL is configured.
+    pub fn jwks_file(&self) -> PathBuf {
+        self.gateway
+            .jwt
+            .jwks_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("jwt").join("jwks.json"))
     }
 
     /// How long shutdown waits for in-flight work.

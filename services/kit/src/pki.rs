@@ -7,6 +7,7 @@
 //! | file (under the PKI folder) | what |
 //! |---|---|
 //! | `ca.pem`, `ca-key.pem` | client-facing CA: signs the gateway's server certificate and the devices' client certificates |
+//! | `ca-crl.pem` | its revocation list (empty at first; `telehealth pki revoke` adds to it) |
 //! | `internal-ca.pem`, `internal-ca-key.pem` | internal CA: signs the gateway's and the services' internal certificates |
 //! | `gateway/server.pem`, `gateway/server-key.pem` | the gateway's server certificate (localhost, 127.0.0.1, ::1) |
 //! | `internal/<part>.pem`, `internal/<part>-key.pem` | internal identity of each part (SPIFFE URI SAN) |
@@ -23,6 +24,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
 use crate::{error::KitError, part::Part};
@@ -107,6 +109,10 @@ impl DevPki {
                 self.create_ca(name, cn)?;
                 created.push(cert);
             }
+        }
+        if !self.crl_file().exists() {
+            self.write_crl(&[])?;
+            created.push(self.crl_file());
         }
         let gateway = self.gateway_server_files();
         if !gateway.cert.exists() {
@@ -228,6 +234,61 @@ impl DevPki {
         write_file(&files.cert, cert.pem().as_bytes(), false)?;
         write_file(&files.key, key.serialize_pem().as_bytes(), true)?;
         Ok(files)
+    }
+
+    /// The CRL of the client-facing CA written by [`DevPki::revoke_device`].
+    pub fn crl_file(&self) -> PathBuf {
+        self.dir.join("ca-crl.pem")
+    }
+
+    /// Revokes a device's certificate: adds its serial to `revoked-serials.txt` and rewrites the
+    /// client-facing CA's CRL ([`DevPki::crl_file`]); a gateway configured with it refuses the
+    /// device at the next handshake once it has reloaded.
+    pub fn revoke_device(&self, name: &str) -> Result<PathBuf, KitError> {
+        validate_name(name)?;
+        let cert_path = self.device_files(name).cert;
+        let pem = fs::read(&cert_path).map_err(|e| KitError::io(&cert_path, e))?;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).map_err(pki_error)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(pki_error)?;
+        let serial = hex::encode(cert.raw_serial());
+        let list_path = self.dir.join("revoked-serials.txt");
+        let mut serials: Vec<String> = fs::read_to_string(&list_path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if !serials.contains(&serial) {
+            serials.push(serial);
+        }
+        write_file(&list_path, format!("{}\n", serials.join("\n")).as_bytes(), false)?;
+        self.write_crl(&serials)?;
+        Ok(self.crl_file())
+    }
+
+    /// Writes the client-facing CA's CRL listing `serials` (hex).
+    pub fn write_crl(&self, serials: &[String]) -> Result<(), KitError> {
+        let now = OffsetDateTime::now_utc();
+        let mut revoked = Vec::new();
+        for serial in serials {
+            let bytes = hex::decode(serial).map_err(pki_error)?;
+            revoked.push(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&bytes),
+                revocation_time: now,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(7),
+            crl_number: rcgen::SerialNumber::from(u64::try_from(now.unix_timestamp()).unwrap_or(1)),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let issuer = self.load_ca("ca")?;
+        let crl = params.signed_by(&issuer).map_err(pki_error)?;
+        write_file(&self.crl_file(), crl.pem().map_err(pki_error)?.as_bytes(), false)
     }
 
     fn create_ca(&self, name: &str, common_name: &str) -> Result<(), KitError> {

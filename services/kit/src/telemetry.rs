@@ -100,11 +100,16 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
         rpc.system = "grpc",
         rpc.method = %path,
     );
-    let parent = extract_context(request.headers());
+    continue_trace(&span, request.headers());
+    span
+}
+
+/// Makes `span` a child of the trace carried by `headers` (`traceparent`), if any.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent = extract_context(headers);
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }
-    span
 }
 
 /// The trace context carried by `headers` (empty if none).

@@ -98,9 +98,6 @@ impl DevSigner {
 
     /// Signs a token for `request`.
     pub fn mint(&self, request: &MintRequest) -> Result<String, KitError> {
-        let key = self.key()?;
-        let jwk = public_jwk(&key)?;
-        let kid = jwk["kid"].as_str().unwrap_or_default().to_owned();
         let now = unix_now();
         let claims = Claims {
             iss: DEV_ISSUER.to_owned(),
@@ -118,7 +115,19 @@ impl DevSigner {
                 .clone()
                 .map(|x5t_s256| Confirmation { x5t_s256 }),
         };
-        sign(&key, &kid, &claims)
+        self.sign_claims(&claims)
+    }
+
+    /// Signs arbitrary `claims` with the dev key (tests craft expired, misaddressed... tokens).
+    pub fn sign_claims(&self, claims: &Claims) -> Result<String, KitError> {
+        let key = self.key()?;
+        sign(&key, &self.kid()?, claims)
+    }
+
+    /// The `kid` of the dev key.
+    pub fn kid(&self) -> Result<String, KitError> {
+        let jwk = public_jwk(&self.key()?)?;
+        Ok(jwk["kid"].as_str().unwrap_or_default().to_owned())
     }
 
     fn key(&self) -> Result<KeyPair, KitError> {

@@ -1,0 +1,224 @@
+//! One call through the gateway: authenticate, authorise, limit, forward, stream back.
+//!
+//! The steps, in order, each refusing with its own status:
+//! 1. the gateway's own services (health, reflection) are answered locally (mTLS only);
+//! 2. the bearer token is verified and bound to the connection's certificate (`UNAUTHENTICATED`);
+//! 3. the contract's rule for the method decides (`UNIMPLEMENTED`, `PERMISSION_DENIED`);
+//! 4. the subject's rate limit (`RESOURCE_EXHAUSTED` with a retry delay);
+//! 5. identity headers a client sent are dropped and the verified identity is written; the
+//!    deadline is capped; the trace context is continued;
+//! 6. the call is forwarded to a service endpoint and both bodies are streamed frame by frame.
+
+use std::{
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use http::{HeaderMap, Request, Response, header::AUTHORIZATION};
+use hyper::body::Incoming;
+use telehealth_kit::{
+    config::LimitSettings,
+    identity::{IDENTITY_METADATA_PREFIX, Identity},
+    telemetry,
+};
+use tonic::{body::Body, metadata::MetadataMap};
+use tower::ServiceExt;
+use tracing::Instrument;
+
+use crate::{
+    auth::Authenticator,
+    body::{InFlight, RequestLimit, ResponseGuard},
+    deadline,
+    error::{AuthFailure, GatewayError},
+    local::LocalServices,
+    policy::Policy,
+    ratelimit::RateLimiter,
+    upstream::Upstreams,
+};
+
+/// What the gateway knows about a client connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// RFC 8705 thumbprint of the client's certificate.
+    pub thumbprint: Option<String>,
+    pub remote: std::net::SocketAddr,
+}
+
+/// The gateway's request pipeline (shared by every connection).
+pub struct Gateway {
+    pub(crate) auth: Authenticator,
+    pub(crate) policy: Policy,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) upstreams: Upstreams,
+    pub(crate) local: LocalServices,
+    pub(crate) limits: LimitSettings,
+}
+
+impl Gateway {
+    /// Handles one call; never fails: refusals are gRPC statuses.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        connection: Arc<ConnectionInfo>,
+        in_flight: InFlight,
+    ) -> Response<Body> {
+        let path = request.uri().path().to_owned();
+        let span = tracing::info_span!(
+            "grpc.gateway",
+            otel.name = %path,
+            otel.kind = "server",
+            rpc.method = %path,
+            subject = tracing::field::Empty,
+        );
+        telemetry::continue_trace(&span, request.headers());
+        async move {
+            match self.forward(request, &connection, &path, in_flight).await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::warn!(
+                        method = %path,
+                        remote = %connection.remote,
+                        reason = %refusal_reason(&error),
+                        trace_id = %telemetry::current_trace_id(),
+                        "call refused"
+                    );
+                    error.to_status().into_http()
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        connection: &ConnectionInfo,
+        path: &str,
+        in_flight: InFlight,
+    ) -> Result<Response<Body>, GatewayError> {
+        if self.local.serves(path) {
+            let response = self.local.routes().oneshot(request).await.unwrap_or_else(|never| match never {});
+            return Ok(response.map(|body| Body::new(ResponseGuard::new(body, None, Some(in_flight)))));
+        }
+
+        let thumbprint = connection
+            .thumbprint
+            .as_deref()
+            .ok_or(GatewayError::Unauthenticated(AuthFailure::NoClientCertificate))?;
+        let authorization = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let identity = self
+            .auth
+            .authenticate(authorization, thumbprint)
+            .await
+            .map_err(GatewayError::Unauthenticated)?;
+        tracing::Span::current().record("subject", identity.subject.as_str());
+
+        let rule = self.policy.authorize(path, &identity)?;
+        self.limiter
+            .check(&identity.subject)
+            .map_err(|retry_after| GatewayError::RateLimited { retry_after })?;
+        let service = path.split('/').nth(1).unwrap_or_default();
+        let upstream = self
+            .upstreams
+            .for_service(service)
+            .ok_or_else(|| GatewayError::UnknownMethod(path.to_owned()))?;
+
+        let (mut parts, body) = request.into_parts();
+        let max_deadline = if rule.streaming {
+            self.limits.max_stream_deadline_seconds
+        } else {
+            self.limits.max_deadline_seconds
+        };
+        rewrite_headers(&mut parts.headers, &identity, Duration::from_secs(max_deadline))?;
+
+        let tripped = Arc::new(AtomicBool::new(false));
+        let limit = self.limits.max_message_bytes;
+        let body = Body::new(RequestLimit::new(body, limit, tripped.clone()));
+        let (endpoint, mut sender) = self.upstreams.ready_sender(upstream).await?;
+        let path_and_query = parts.uri.path_and_query().map_or(path, |p| p.as_str());
+        parts.uri = format!("https://{}{}", endpoint.authority, path_and_query)
+            .parse()
+            .map_err(|_| GatewayError::UnknownMethod(path.to_owned()))?;
+
+        match sender.send_request(Request::from_parts(parts, body)).await {
+            Ok(response) => Ok(response.map(|body| {
+                Body::new(ResponseGuard::new(body, Some((tripped, limit)), Some(in_flight)))
+            })),
+            Err(_) if tripped.load(std::sync::atomic::Ordering::Acquire) => {
+                Err(GatewayError::MessageTooLarge { limit })
+            }
+            Err(error) => {
+                tracing::warn!(endpoint = %endpoint.authority, %error, "upstream call failed");
+                if error.is_closed() || error.is_canceled() {
+                    self.upstreams.report_failure(&endpoint).await;
+                }
+                Err(GatewayError::NoUpstream { service: service.to_owned() })
+            }
+        }
+    }
+}
+
+/// Drops every identity header a client sent (and its token: services never need it), writes
+/// the verified identity, caps the deadline and continues the trace.
+fn rewrite_headers(
+    headers: &mut HeaderMap,
+    identity: &Identity,
+    max_deadline: Duration,
+) -> Result<(), GatewayError> {
+    headers.remove(AUTHORIZATION);
+    let spoofed: Vec<_> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(IDENTITY_METADATA_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(&name);
+    }
+    let mut metadata = MetadataMap::from_headers(std::mem::take(headers));
+    identity
+        .write_metadata(&mut metadata)
+        .map_err(|e| GatewayError::Config(e.to_string()))?;
+    *headers = metadata.into_headers();
+    deadline::cap(headers, max_deadline)?;
+    telemetry::inject_current_context(headers);
+    Ok(())
+}
+
+/// The reason to log for a refusal (token details stay here, never in the status).
+fn refusal_reason(error: &GatewayError) -> String {
+    match error {
+        GatewayError::Unauthenticated(failure) => failure.to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telehealth_kit::identity::{Role, SUBJECT_KEY};
+
+    #[test]
+    fn client_identity_headers_never_pass_and_the_verified_ones_do() {
+        let mut headers = HeaderMap::new();
+        headers.insert(SUBJECT_KEY, "admin".parse().expect("ascii"));
+        headers.insert("x-telehealth-roles", "admin".parse().expect("ascii"));
+        headers.insert("x-telehealth-anything", "x".parse().expect("ascii"));
+        headers.insert(AUTHORIZATION, "Bearer secret".parse().expect("ascii"));
+        headers.insert("x-request-id", "keep-me".parse().expect("ascii"));
+        let identity = Identity {
+            subject: "nurse-claire".into(),
+            roles: vec![Role::Nurse],
+            org: "cds".into(),
+            specialty: None,
+            cert_thumbprint: "t".into(),
+        };
+        rewrite_headers(&mut headers, &identity, Duration::from_secs(60)).expect("rewrite");
+        assert_eq!(headers[SUBJECT_KEY], "nurse-claire");
+        assert_eq!(headers["x-telehealth-roles"], "nurse");
+        assert!(headers.get("x-telehealth-anything").is_none());
+        assert!(headers.get(AUTHORIZATION).is_none(), "the token is not forwarded");
+        assert_eq!(headers["x-request-id"], "keep-me");
+        assert_eq!(headers[deadline::GRPC_TIMEOUT], "60000m");
+    }
+}

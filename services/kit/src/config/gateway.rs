@@ -1,0 +1,172 @@
+//! The gateway's section of the configuration (`[gateway]`, `TELEHEALTH_GATEWAY__…`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the gateway needs besides the services' endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Address the gateway listens on for clients. Default `127.0.0.1:8443`; port 0 picks a
+    /// free port.
+    pub listen: SocketAddr,
+    /// The gateway's server certificate chain (PEM). Default `<pki_dir>/gateway/server.pem`.
+    pub server_cert_file: Option<PathBuf>,
+    /// Its private key (PEM). Default `<pki_dir>/gateway/server-key.pem`.
+    pub server_key_file: Option<PathBuf>,
+    /// CA bundle that client (device) certificates must chain to. Default `<pki_dir>/ca.pem`.
+    pub client_ca_file: Option<PathBuf>,
+    /// Certificate revocation lists (PEM or DER) checked at the handshake. Default none.
+    pub crl_files: Vec<PathBuf>,
+    /// How often the certificate, key, CRL and JWKS files are checked for changes, in seconds;
+    /// SIGHUP reloads at once. Default 10.
+    pub reload_interval_seconds: u64,
+    pub jwt: JwtSettings,
+    pub limits: LimitSettings,
+    pub upstream: UpstreamSettings,
+}
+
+/// Access-token verification.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSettings {
+    /// JWKS file. Default `<data_dir>/jwt/jwks.json` (the dev signer's) unless `jwks_url` is set.
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL of the identity provider (`https://…/protocol/openid-connect/certs`); wins over
+    /// `jwks_file`. `http://` is accepted only for in-cluster providers.
+    pub jwks_url: Option<String>,
+    /// CA bundle for an `https://` JWKS URL. Required with `jwks_url` over https.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Expected `iss`. Default the dev issuer `https://telehealth.dev.invalid/issuer`.
+    pub issuer: String,
+    /// Expected `aud`. Default `telehealth`.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds. Default 30.
+    pub leeway_seconds: u64,
+    /// Require the token's `cnf.x5t#S256` to match the client certificate (RFC 8705). Default
+    /// true; turning it off makes stolen tokens usable from any device.
+    pub require_certificate_binding: bool,
+    /// Minimum time between two JWKS refreshes caused by an unknown `kid`, in seconds. Default 30.
+    pub min_refresh_interval_seconds: u64,
+    /// Verified tokens kept in the cache (by token and certificate, never past `exp`, emptied on
+    /// key rotation); 0 turns the cache off. Default 10000.
+    pub cache_entries: usize,
+}
+
+/// Protection of the gateway and the services behind it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Sustained calls per second allowed per subject. Default 50.
+    pub requests_per_second: f64,
+    /// Calls a subject may make in a burst above the sustained rate. Default 100.
+    pub burst: u32,
+    /// Largest gRPC message accepted from a client, in bytes. Default 16 MiB.
+    pub max_message_bytes: u32,
+    /// Concurrent streams (calls) per client connection. Default 128.
+    pub max_concurrent_streams: u32,
+    /// A client connection without any call for this long is closed, in seconds. Default 300.
+    pub idle_timeout_seconds: u64,
+    /// Longest deadline of a unary call; calls without a deadline get this one, in seconds.
+    /// Default 60.
+    pub max_deadline_seconds: u64,
+    /// Longest deadline of a streaming call (watches, video signalling, uploads), in seconds.
+    /// Default 14400 (4 h).
+    pub max_stream_deadline_seconds: u64,
+}
+
+/// Connections from the gateway to the services.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// Time allowed to connect (TCP + TLS + HTTP/2) to a service endpoint, in milliseconds.
+    /// Default 1000.
+    pub connect_timeout_ms: u64,
+    /// How long an endpoint that failed is left out before being tried again, in milliseconds;
+    /// doubles on each further failure up to 30 s. Default 500.
+    pub ejection_ms: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            server_cert_file: None,
+            server_key_file: None,
+            client_ca_file: None,
+            crl_files: Vec::new(),
+            reload_interval_seconds: 10,
+            jwt: JwtSettings::default(),
+            limits: LimitSettings::default(),
+            upstream: UpstreamSettings::default(),
+        }
+    }
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        JwtSettings {
+            jwks_file: None,
+            jwks_url: None,
+            jwks_ca_file: None,
+            issuer: crate::token::DEV_ISSUER.to_owned(),
+            audience: crate::token::DEFAULT_AUDIENCE.to_owned(),
+            leeway_seconds: 30,
+            require_certificate_binding: true,
+            min_refresh_interval_seconds: 30,
+            cache_entries: 10_000,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            requests_per_second: 50.0,
+            burst: 100,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_concurrent_streams: 128,
+            idle_timeout_seconds: 300,
+            max_deadline_seconds: 60,
+            max_stream_deadline_seconds: 4 * 3600,
+        }
+    }
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            connect_timeout_ms: 1000,
+            ejection_ms: 500,
+        }
+    }
+}
+
+impl GatewaySettings {
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let limits = &self.limits;
+        if !(limits.requests_per_second > 0.0) || limits.burst == 0 {
+            return Err("gateway.limits.requests_per_second and burst must be positive".into());
+        }
+        if limits.max_message_bytes < 1024 {
+            return Err("gateway.limits.max_message_bytes must be at least 1024".into());
+        }
+        if limits.max_concurrent_streams == 0 || limits.max_deadline_seconds == 0 {
+            return Err("gateway.limits: streams and deadlines must be positive".into());
+        }
+        if self.jwt.leeway_seconds > 300 {
+            return Err("gateway.jwt.leeway_seconds above 300 s defeats expiry".into());
+        }
+        if let Some(url) = &self.jwt.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err("gateway.jwt.jwks_url must be an http(s):// URL".into());
+            }
+            if url.starts_with("https://") && self.jwt.jwks_ca_file.is_none() {
+                return Err("gateway.jwt.jwks_ca_file is required with an https:// jwks_url".into());
+            }
+        }
+        Ok(())
+    }
+}
