@@ -6,6 +6,7 @@
 
 mod cli;
 mod gateway_auth;
+mod gateway_proxy;
 mod harness;
 mod pki_and_tokens;
 mod up;
