@@ -302,3 +302,30 @@ async fn a_token_signed_with_a_new_key_is_accepted_after_the_jwks_changes() {
         .await
         .expect("the rotated key is picked up on its unknown kid");
 }
+
+#[tokio::test]
+async fn a_subject_over_its_rate_limit_is_told_when_to_retry() {
+    let harness = GatewayHarness::start_with(1, |settings| {
+        settings.gateway.limits.requests_per_second = 1.0;
+        settings.gateway.limits.burst = 2;
+    })
+    .await;
+    let channel = harness.channel(NURSE_DEVICE).await.expect("connects");
+    let token = harness.token(NURSE_DEVICE, "nurse-claire", &[Role::Nurse]);
+    for _ in 0..2 {
+        unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token)).await.expect("within the burst");
+    }
+    let status = unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    use tonic_types::StatusExt;
+    let retry = status.get_details_retry_info().expect("RetryInfo detail");
+    assert!(retry.retry_delay.is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(1)));
+
+    let doctor = harness.channel("doctor-workstation").await.expect("connects");
+    let doctor_token = harness.token("doctor-workstation", "dr-martin", &[Role::Doctor]);
+    unary(&doctor, paths::GET_WOUND, with_token(Bytes::new(), &doctor_token))
+        .await
+        .expect("another subject is not limited");
+}

@@ -9,4 +9,5 @@ mod gateway_auth;
 mod gateway_proxy;
 mod harness;
 mod pki_and_tokens;
+mod tracing;
 mod up;

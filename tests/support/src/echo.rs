@@ -96,6 +96,7 @@ pub async fn start(
         .add_service(SignallingEcho { interceptor, served: served.clone() });
     let incoming = tls::tls_incoming(listener, config, shutdown.clone());
     let server = Server::builder()
+        .trace_fn(telehealth_kit::telemetry::server_span)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::spawn(server);
