@@ -8,16 +8,18 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use telehealth_gateway::GatewayServer;
 use telehealth_kit::{
     Part, Settings,
-    pki::DevPki,
+    config::TlsFiles,
+    pki::{DevPki, SAMPLE_DEVICES},
     serve::{ServiceDefinition, run_service},
     tls,
     token::DevSigner,
 };
-use telehealth_gateway::GatewayServer;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::ClientTlsConfig;
 
 /// How the kit runs each service.
 pub fn service_definition(part: Part) -> Option<ServiceDefinition> {
@@ -67,11 +69,19 @@ impl RunningSuite {
         prepare_data_dir(&settings)?;
         // The dev CRL that `telehealth pki revoke` rewrites, unless CRLs are configured.
         if settings.gateway.crl_files.is_empty() {
-            settings.gateway.crl_files.push(DevPki::new(settings.pki_dir()).crl_file());
+            settings
+                .gateway
+                .crl_files
+                .push(DevPki::new(settings.pki_dir()).crl_file());
         }
         let gateway_listener = TcpListener::bind(settings.gateway.listen)
             .await
-            .with_context(|| format!("cannot listen on {} for the gateway", settings.gateway.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for the gateway",
+                    settings.gateway.listen
+                )
+            })?;
         let gateway = gateway_listener.local_addr()?;
         let mut listeners = Vec::new();
         for part in Part::SERVICES {
@@ -115,19 +125,31 @@ impl RunningSuite {
         })
     }
 
-    /// Waits until every service reports SERVING, or fails after `timeout` (or as soon as a part
-    /// stops, with its error).
+    /// Waits until every service and the gateway report SERVING, or fails after `timeout` (or
+    /// as soon as a part stops, with its error).
     pub async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let tls = tls::internal_client_tls(&self.settings.internal_tls(Part::Gateway))?;
-        for (part, address) in self.services.clone() {
+        let internal = tls::client_tls(&self.settings.internal_tls(Part::Gateway))?;
+        let device = DevPki::new(self.settings.pki_dir()).device_files(SAMPLE_DEVICES[0]);
+        let client_facing = tls::client_tls(&TlsFiles {
+            ca: self.settings.gateway_server_tls().ca,
+            cert: device.cert,
+            key: device.key,
+        })?;
+        let mut parts: Vec<(Part, SocketAddr, &ClientTlsConfig)> = self
+            .services
+            .iter()
+            .map(|(part, address)| (*part, *address, &internal))
+            .collect();
+        parts.push((Part::Gateway, self.gateway, &client_facing));
+        for (part, address, tls) in parts {
             loop {
                 if let Some(finished) = self.tasks.try_join_next() {
                     let (stopped, result) = finished.context("a part panicked")?;
                     result.with_context(|| format!("{stopped} failed to start"))?;
                     bail!("{stopped} stopped during start-up");
                 }
-                if health_of(address, &tls, part).await {
+                if health_of(address, tls, part).await {
                     break;
                 }
                 if started.elapsed() > timeout {

@@ -138,13 +138,23 @@ impl Authenticator {
         cache.entries.insert(key, (identity, exp));
     }
 
-    async fn verify(&self, token: &str, thumbprint: &str) -> Result<(Arc<Identity>, u64), AuthFailure> {
+    async fn verify(
+        &self,
+        token: &str,
+        thumbprint: &str,
+    ) -> Result<(Arc<Identity>, u64), AuthFailure> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthFailure::MalformedToken(e.to_string()))?;
         // Decided before any key is looked at: `none`, HS* and anything else are refused
         // whatever the key set holds (no algorithm confusion).
-        if !matches!(header.alg, Algorithm::ES256 | Algorithm::RS256 | Algorithm::EdDSA) {
-            return Err(AuthFailure::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+        if !matches!(
+            header.alg,
+            Algorithm::ES256 | Algorithm::RS256 | Algorithm::EdDSA
+        ) {
+            return Err(AuthFailure::AlgorithmNotAllowed(format!(
+                "{:?}",
+                header.alg
+            )));
         }
         let kid = header.kid.ok_or(AuthFailure::MissingKid)?;
         let key = self
@@ -227,7 +237,11 @@ mod tests {
         assert_eq!(bearer_token("Bearer abc"), Ok("abc"));
         assert_eq!(bearer_token("bearer  abc "), Ok("abc"));
         for bad in ["abc", "Basic abc", "Bearer ", "Bearer"] {
-            assert_eq!(bearer_token(bad), Err(AuthFailure::MalformedHeader), "{bad}");
+            assert_eq!(
+                bearer_token(bad),
+                Err(AuthFailure::MalformedHeader),
+                "{bad}"
+            );
         }
     }
 

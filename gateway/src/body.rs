@@ -98,7 +98,10 @@ where
                     this.prefix.clear();
                     if size > u64::from(*this.limit) {
                         this.tripped.store(true, Ordering::Release);
-                        let error = MessageTooLarge { size, limit: *this.limit };
+                        let error = MessageTooLarge {
+                            size,
+                            limit: *this.limit,
+                        };
                         return Poll::Ready(Some(Err(Box::new(error))));
                     }
                     *this.remaining = size;
@@ -147,7 +150,11 @@ pin_project! {
 
 impl<B> ResponseGuard<B> {
     /// Wraps a response body; `message_too_large` is the request limit's flag and limit.
-    pub fn new(inner: B, message_too_large: Option<(Arc<AtomicBool>, u32)>, in_flight: Option<InFlight>) -> Self {
+    pub fn new(
+        inner: B,
+        message_too_large: Option<(Arc<AtomicBool>, u32)>,
+        in_flight: Option<InFlight>,
+    ) -> Self {
         ResponseGuard {
             inner,
             message_too_large,
@@ -178,9 +185,11 @@ where
                 *this.done = true;
                 let error: BoxError = error.into();
                 let status = match this.message_too_large {
-                    Some((flag, limit)) if flag.load(Ordering::Acquire) => tonic::Status::resource_exhausted(
-                        format!("a message is larger than the {limit} bytes allowed"),
-                    ),
+                    Some((flag, limit)) if flag.load(Ordering::Acquire) => {
+                        tonic::Status::resource_exhausted(format!(
+                            "a message is larger than the {limit} bytes allowed"
+                        ))
+                    }
                     _ => {
                         tracing::warn!(%error, "upstream stream broke");
                         tonic::Status::unavailable("the service stream was interrupted, retry")

@@ -67,10 +67,16 @@ mod tests {
         }
         let mut headers = HeaderMap::new();
         headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("5M"));
-        assert_eq!(cap(&mut headers, Duration::from_secs(60)).ok(), Some(Duration::from_secs(60)));
+        assert_eq!(
+            cap(&mut headers, Duration::from_secs(60)).ok(),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(headers[GRPC_TIMEOUT], "60000m");
         let mut none = HeaderMap::new();
         cap(&mut none, Duration::from_secs(30)).expect("absent is fine");
-        assert_eq!(none[GRPC_TIMEOUT], "30000m", "calls without a deadline get the maximum");
+        assert_eq!(
+            none[GRPC_TIMEOUT], "30000m",
+            "calls without a deadline get the maximum"
+        );
     }
 }

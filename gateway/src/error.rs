@@ -24,7 +24,11 @@ pub enum AuthFailure {
     #[error("no key with kid {0}")]
     UnknownKid(String),
     #[error("key {kid} is for {key} but the token says {token}")]
-    AlgorithmMismatch { kid: String, key: String, token: String },
+    AlgorithmMismatch {
+        kid: String,
+        key: String,
+        token: String,
+    },
     #[error("token rejected: {0}")]
     Invalid(String),
     #[error("token is not bound to a certificate (no cnf.x5t#S256)")]

@@ -30,7 +30,9 @@ async fn get_inner(url: &str, ca_file: Option<&Path>) -> Result<Vec<u8>, Gateway
     let host = uri.host().ok_or_else(|| error(&"no host"))?.to_owned();
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| error(&e))?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| error(&e))?;
     let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(http::header::HOST, &host)
         .header(http::header::ACCEPT, "application/json")

@@ -93,7 +93,11 @@ impl KeyStore {
             return;
         };
         let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let changed = self.file_stamp.lock().map(|old| *old != stamp).unwrap_or(true);
+        let changed = self
+            .file_stamp
+            .lock()
+            .map(|old| *old != stamp)
+            .unwrap_or(true);
         if changed && let Err(error) = self.refresh().await {
             tracing::warn!(%error, "JWKS reload failed; keeping the previous keys");
         }

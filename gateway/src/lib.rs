@@ -61,7 +61,10 @@ impl GatewayServer {
     /// Builds the gateway from `settings`, forwarding to each service's configured endpoints.
     pub async fn build(settings: &Settings) -> Result<GatewayServer, GatewayError> {
         let gateway_settings = &settings.gateway;
-        let tls = ServerTls::load(settings.gateway_server_tls(), gateway_settings.crl_files.clone())?;
+        let tls = ServerTls::load(
+            settings.gateway_server_tls(),
+            gateway_settings.crl_files.clone(),
+        )?;
         let jwt = &gateway_settings.jwt;
         let source = match &jwt.jwks_url {
             Some(url) => JwksSource::Url {

@@ -28,12 +28,20 @@ impl Policy {
             .rule(path)
             .ok_or_else(|| GatewayError::UnknownMethod(path.to_owned()))?;
         match &rule.access {
-            MethodAccess::InternalOnly => Err(GatewayError::InternalOnly { method: path.to_owned() }),
+            MethodAccess::InternalOnly => Err(GatewayError::InternalOnly {
+                method: path.to_owned(),
+            }),
             MethodAccess::Roles(roles) => {
-                if roles.iter().filter_map(|r| kit_role(*r)).any(|r| identity.has_role(r)) {
+                if roles
+                    .iter()
+                    .filter_map(|r| kit_role(*r))
+                    .any(|r| identity.has_role(r))
+                {
                     Ok(rule)
                 } else {
-                    Err(GatewayError::RoleNotAllowed { method: path.to_owned() })
+                    Err(GatewayError::RoleNotAllowed {
+                        method: path.to_owned(),
+                    })
                 }
             }
         }
@@ -71,11 +79,31 @@ mod tests {
     fn the_contract_decides_and_unknown_methods_are_refused() {
         let policy = Policy::builtin().expect("policy");
         let cases = [
-            ("/telehealth.v1.WoundService/RecordAssessment", Role::Nurse, Ok(())),
-            ("/telehealth.v1.WoundService/RecordAssessment", Role::Patient, Err("PermissionDenied")),
-            ("/telehealth.v1.SchedulingService/MarkWaitingRoom", Role::Admin, Err("PermissionDenied")),
-            ("/telehealth.v1.WoundService/DropTables", Role::Admin, Err("Unimplemented")),
-            ("/grpc.other.Service/Method", Role::Doctor, Err("Unimplemented")),
+            (
+                "/telehealth.v1.WoundService/RecordAssessment",
+                Role::Nurse,
+                Ok(()),
+            ),
+            (
+                "/telehealth.v1.WoundService/RecordAssessment",
+                Role::Patient,
+                Err("PermissionDenied"),
+            ),
+            (
+                "/telehealth.v1.SchedulingService/MarkWaitingRoom",
+                Role::Admin,
+                Err("PermissionDenied"),
+            ),
+            (
+                "/telehealth.v1.WoundService/DropTables",
+                Role::Admin,
+                Err("Unimplemented"),
+            ),
+            (
+                "/grpc.other.Service/Method",
+                Role::Doctor,
+                Err("Unimplemented"),
+            ),
         ];
         for (path, role, expected) in cases {
             let result = policy

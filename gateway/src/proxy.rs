@@ -98,15 +98,27 @@ impl Gateway {
         in_flight: InFlight,
     ) -> Result<Response<Body>, GatewayError> {
         if self.local.serves(path) {
-            let response = self.local.routes().oneshot(request).await.unwrap_or_else(|never| match never {});
-            return Ok(response.map(|body| Body::new(ResponseGuard::new(body, None, Some(in_flight)))));
+            let response = self
+                .local
+                .routes()
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|never| match never {});
+            return Ok(
+                response.map(|body| Body::new(ResponseGuard::new(body, None, Some(in_flight))))
+            );
         }
 
         let thumbprint = connection
             .thumbprint
             .as_deref()
-            .ok_or(GatewayError::Unauthenticated(AuthFailure::NoClientCertificate))?;
-        let authorization = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+            .ok_or(GatewayError::Unauthenticated(
+                AuthFailure::NoClientCertificate,
+            ))?;
+        let authorization = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let identity = self
             .auth
             .authenticate(authorization, thumbprint)
@@ -130,7 +142,11 @@ impl Gateway {
         } else {
             self.limits.max_deadline_seconds
         };
-        rewrite_headers(&mut parts.headers, &identity, Duration::from_secs(max_deadline))?;
+        rewrite_headers(
+            &mut parts.headers,
+            &identity,
+            Duration::from_secs(max_deadline),
+        )?;
 
         let tripped = Arc::new(AtomicBool::new(false));
         let limit = self.limits.max_message_bytes;
@@ -143,7 +159,11 @@ impl Gateway {
 
         match sender.send_request(Request::from_parts(parts, body)).await {
             Ok(response) => Ok(response.map(|body| {
-                Body::new(ResponseGuard::new(body, Some((tripped, limit)), Some(in_flight)))
+                Body::new(ResponseGuard::new(
+                    body,
+                    Some((tripped, limit)),
+                    Some(in_flight),
+                ))
             })),
             Err(_) if tripped.load(std::sync::atomic::Ordering::Acquire) => {
                 Err(GatewayError::MessageTooLarge { limit })
@@ -153,7 +173,9 @@ impl Gateway {
                 if error.is_closed() || error.is_canceled() {
                     self.upstreams.report_failure(&endpoint).await;
                 }
-                Err(GatewayError::NoUpstream { service: service.to_owned() })
+                Err(GatewayError::NoUpstream {
+                    service: service.to_owned(),
+                })
             }
         }
     }
@@ -217,7 +239,10 @@ mod tests {
         assert_eq!(headers[SUBJECT_KEY], "nurse-claire");
         assert_eq!(headers["x-telehealth-roles"], "nurse");
         assert!(headers.get("x-telehealth-anything").is_none());
-        assert!(headers.get(AUTHORIZATION).is_none(), "the token is not forwarded");
+        assert!(
+            headers.get(AUTHORIZATION).is_none(),
+            "the token is not forwarded"
+        );
         assert_eq!(headers["x-request-id"], "keep-me");
         assert_eq!(headers[deadline::GRPC_TIMEOUT], "60000m");
     }

@@ -59,7 +59,10 @@ impl RateLimiter {
         let bucket = buckets
             .by_subject
             .entry(subject.to_owned())
-            .or_insert(Bucket { tokens: burst, updated: now });
+            .or_insert(Bucket {
+                tokens: burst,
+                updated: now,
+            });
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.rate).min(burst);
         bucket.updated = now;
@@ -84,8 +87,19 @@ mod tests {
             assert!(limiter.check_at("dr-a", start).is_ok());
         }
         let wait = limiter.check_at("dr-a", start).expect_err("burst used up");
-        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
-        assert!(limiter.check_at("dr-b", start).is_ok(), "other subjects are unaffected");
-        assert!(limiter.check_at("dr-a", start + Duration::from_millis(100)).is_ok(), "refilled");
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        assert!(
+            limiter.check_at("dr-b", start).is_ok(),
+            "other subjects are unaffected"
+        );
+        assert!(
+            limiter
+                .check_at("dr-a", start + Duration::from_millis(100))
+                .is_ok(),
+            "refilled"
+        );
     }
 }

@@ -57,8 +57,14 @@ pub async fn serve(
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
-        tracing::warn!(?drain, "drain deadline passed, cutting remaining client calls");
+    if tokio::time::timeout(drain, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain,
+            "drain deadline passed, cutting remaining client calls"
+        );
     }
 }
 

@@ -69,7 +69,8 @@ impl Upstreams {
         connect_timeout: Duration,
         first_ejection: Duration,
     ) -> Result<Self, GatewayError> {
-        let config_error = |e: &dyn std::fmt::Display| GatewayError::Config(format!("upstream: {e}"));
+        let config_error =
+            |e: &dyn std::fmt::Display| GatewayError::Config(format!("upstream: {e}"));
         let roots = tls::load_roots(&internal.ca).map_err(|e| config_error(&e))?;
         let certs = tls::load_certs(&internal.cert).map_err(|e| config_error(&e))?;
         let key = tls::load_key(&internal.key).map_err(|e| config_error(&e))?;
@@ -83,22 +84,36 @@ impl Upstreams {
 
         let mut by_service = HashMap::new();
         for (part, urls) in endpoints {
-            let Some(service) = part.grpc_service() else { continue };
+            let Some(service) = part.grpc_service() else {
+                continue;
+            };
             let mut list = Vec::new();
             for url in urls {
                 let uri: http::Uri = url.parse().map_err(|e| config_error(&e))?;
-                let host = uri.host().ok_or_else(|| config_error(&format!("{url}: no host")))?;
+                let host = uri
+                    .host()
+                    .ok_or_else(|| config_error(&format!("{url}: no host")))?;
                 let port = uri.port_u16().unwrap_or(443);
                 list.push(Arc::new(Endpoint {
                     authority: format!("{host}:{port}"),
-                    host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                    host: host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned(),
                     state: Mutex::new(EndpointState::default()),
                 }));
             }
             if list.is_empty() {
                 return Err(config_error(&format!("{part} has no endpoint")));
             }
-            by_service.insert(service, Arc::new(Upstream { part, endpoints: list, next: AtomicUsize::new(0) }));
+            by_service.insert(
+                service,
+                Arc::new(Upstream {
+                    part,
+                    endpoints: list,
+                    next: AtomicUsize::new(0),
+                }),
+            );
         }
         Ok(Upstreams {
             by_service,
@@ -143,7 +158,9 @@ impl Upstreams {
                 }
             }
         }
-        Err(GatewayError::NoUpstream { service: upstream.part.to_string() })
+        Err(GatewayError::NoUpstream {
+            service: upstream.part.to_string(),
+        })
     }
 
     /// Marks an endpoint whose call failed at the transport level: its connection is dropped
@@ -173,15 +190,24 @@ impl Upstreams {
         }
         let mut state = endpoint.state.lock().await;
         // Another call may have reconnected while this one waited for the lock.
-        if let Some(sender) = state.sender.clone().filter(|s| !s.is_closed() && s.is_ready()) {
+        if let Some(sender) = state
+            .sender
+            .clone()
+            .filter(|s| !s.is_closed() && s.is_ready())
+        {
             return Ok(sender);
         }
         state.sender = None;
-        let connected = match tokio::time::timeout(self.connect_timeout, self.handshake(endpoint)).await {
-            Ok(Ok(mut sender)) => sender.ready().await.map(|()| sender).map_err(|e| e.to_string()),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(format!("no connection within {:?}", self.connect_timeout)),
-        };
+        let connected =
+            match tokio::time::timeout(self.connect_timeout, self.handshake(endpoint)).await {
+                Ok(Ok(mut sender)) => sender
+                    .ready()
+                    .await
+                    .map(|()| sender)
+                    .map_err(|e| e.to_string()),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(format!("no connection within {:?}", self.connect_timeout)),
+            };
         match connected {
             Ok(sender) => {
                 state.ejected_until = None;

@@ -30,8 +30,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     };
     let pki = DevPki::new(suite.settings.pki_dir());
     let jwks = DevSigner::new(data_dir.join("jwt")).jwks_file();
-    let connection =
-        Connection::describe(&pki, jwks, Some(suite.gateway), suite.services.clone(), &data_dir)?;
+    let connection = Connection::describe(
+        &pki,
+        jwks,
+        Some(suite.gateway),
+        suite.services.clone(),
+        &data_dir,
+    )?;
     let connection_file = data_dir.join("connection.json");
     std::fs::write(&connection_file, serde_json::to_string_pretty(&connection)?)?;
     print_summary(&connection, &connection_file, elapsed);

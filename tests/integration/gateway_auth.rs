@@ -8,7 +8,10 @@ use bytes::Bytes;
 use telehealth_kit::{
     identity::Role,
     pki::{DevPki, LeafKind, Validity},
-    token::{Claims, Confirmation, DEFAULT_AUDIENCE, DEV_ISSUER, DevSigner, thumbprint_of_pem_file, unix_now},
+    token::{
+        Claims, Confirmation, DEFAULT_AUDIENCE, DEV_ISSUER, DevSigner, thumbprint_of_pem_file,
+        unix_now,
+    },
 };
 use telehealth_testkit::harness::{GatewayHarness, channel_to, paths, unary, with_token};
 use tonic::Code;
@@ -29,7 +32,9 @@ fn nurse_claims(harness: &GatewayHarness) -> Claims {
         roles: vec![Role::Nurse],
         org: "cds-gueret".into(),
         specialty: None,
-        cnf: Some(Confirmation { x5t_s256: thumbprint_of_pem_file(&cert).expect("thumbprint") }),
+        cnf: Some(Confirmation {
+            x5t_s256: thumbprint_of_pem_file(&cert).expect("thumbprint"),
+        }),
     }
 }
 
@@ -47,18 +52,27 @@ async fn a_valid_certificate_bound_token_and_allowed_role_reach_the_service() {
     let channel = harness.channel(NURSE_DEVICE).await.expect("connects");
     let token = harness.token(NURSE_DEVICE, "nurse-claire", &[Role::Nurse]);
 
-    let answer = unary(&channel, paths::GET_WOUND, with_token(Bytes::from_static(b"w1"), &token))
-        .await
-        .expect("accepted");
+    let answer = unary(
+        &channel,
+        paths::GET_WOUND,
+        with_token(Bytes::from_static(b"w1"), &token),
+    )
+    .await
+    .expect("accepted");
     let seen = seen(&answer);
     assert_eq!(seen["x-telehealth-subject"], "nurse-claire");
     assert_eq!(seen["x-telehealth-roles"], "nurse");
     assert_eq!(seen["x-telehealth-org"], "cds-gueret");
     let thumbprint = thumbprint_of_pem_file(&harness.device_files(NURSE_DEVICE).0).expect("thumb");
     assert_eq!(seen["x-telehealth-cert-thumbprint"], thumbprint.as_str());
-    assert!(seen.get("authorization").is_none(), "the token is not forwarded to services");
     assert!(
-        seen["caller"].as_str().is_some_and(|c| c.starts_with("Some(Person(")),
+        seen.get("authorization").is_none(),
+        "the token is not forwarded to services"
+    );
+    assert!(
+        seen["caller"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("Some(Person(")),
         "the service sees a person vouched for by the gateway: {}",
         seen["caller"]
     );
@@ -77,13 +91,22 @@ async fn identity_metadata_sent_by_a_client_never_reaches_the_service() {
         ("x-telehealth-specialty", "dermatology"),
         ("x-telehealth-cert-thumbprint", "forged"),
     ] {
-        request.metadata_mut().insert(key, value.parse().expect("ascii"));
+        request
+            .metadata_mut()
+            .insert(key, value.parse().expect("ascii"));
     }
-    let seen = seen(&unary(&channel, paths::GET_WOUND, request).await.expect("accepted"));
+    let seen = seen(
+        &unary(&channel, paths::GET_WOUND, request)
+            .await
+            .expect("accepted"),
+    );
     assert_eq!(seen["x-telehealth-subject"], "nurse-claire");
     assert_eq!(seen["x-telehealth-roles"], "nurse");
     assert_eq!(seen["x-telehealth-org"], "cds-gueret");
-    assert!(seen.get("x-telehealth-specialty").is_none(), "a spoofed specialty is dropped");
+    assert!(
+        seen.get("x-telehealth-specialty").is_none(),
+        "a spoofed specialty is dropped"
+    );
     assert_ne!(seen["x-telehealth-cert-thumbprint"], "forged");
 }
 
@@ -93,7 +116,9 @@ async fn refused_at_tls_without_a_valid_client_certificate() {
     let pki = DevPki::new(harness.settings.pki_dir());
     let expired = pki
         .issue(
-            &LeafKind::Device { name: "expired-tablet".into() },
+            &LeafKind::Device {
+                name: "expired-tablet".into(),
+            },
             Validity {
                 not_before: time::OffsetDateTime::now_utc() - time::Duration::days(30),
                 not_after: time::OffsetDateTime::now_utc() - time::Duration::days(1),
@@ -102,7 +127,9 @@ async fn refused_at_tls_without_a_valid_client_certificate() {
         .expect("issue expired");
     let not_yet = pki
         .issue(
-            &LeafKind::Device { name: "future-tablet".into() },
+            &LeafKind::Device {
+                name: "future-tablet".into(),
+            },
             Validity {
                 not_before: time::OffsetDateTime::now_utc() + time::Duration::days(1),
                 not_after: time::OffsetDateTime::now_utc() + time::Duration::days(30),
@@ -121,12 +148,17 @@ async fn refused_at_tls_without_a_valid_client_certificate() {
         ("expired certificate", (expired.cert, expired.key)),
         ("not yet valid certificate", (not_yet.cert, not_yet.key)),
         ("certificate from another CA", (foreign.cert, foreign.key)),
-        ("certificate without clientAuth usage", (wrong_eku.cert, wrong_eku.key)),
+        (
+            "certificate without clientAuth usage",
+            (wrong_eku.cert, wrong_eku.key),
+        ),
     ];
     for (case, files) in cases {
         let refused = match channel_to(harness.gateway, &harness.settings, &files).await {
             Err(_) => true,
-            Ok(channel) => unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token)).await.is_err(),
+            Ok(channel) => unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+                .await
+                .is_err(),
         };
         assert!(refused, "{case} must be refused");
     }
@@ -137,18 +169,25 @@ async fn refused_at_tls_without_a_valid_client_certificate() {
             std::fs::read(harness.settings.pki_dir().join("ca.pem")).expect("ca"),
         ))
         .domain_name("localhost");
-    let refused = match tonic::transport::Channel::from_shared(format!("https://{}", harness.gateway))
-        .expect("uri")
-        .tls_config(tls)
-        .expect("tls")
-        .connect()
-        .await
-    {
-        Err(_) => true,
-        Ok(channel) => unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token)).await.is_err(),
-    };
+    let refused =
+        match tonic::transport::Channel::from_shared(format!("https://{}", harness.gateway))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+        {
+            Err(_) => true,
+            Ok(channel) => unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+                .await
+                .is_err(),
+        };
     assert!(refused, "a client without certificate must be refused");
-    assert_eq!(harness.backends[0].calls(), 0, "nothing reached the service");
+    assert_eq!(
+        harness.backends[0].calls(),
+        0,
+        "nothing reached the service"
+    );
 }
 
 #[tokio::test]
@@ -159,22 +198,38 @@ async fn a_revoked_certificate_is_refused_once_the_crl_is_reloaded() {
     })
     .await;
     let token = harness.token(NURSE_DEVICE, "nurse-claire", &[Role::Nurse]);
-    let channel = harness.channel(NURSE_DEVICE).await.expect("connects before revocation");
-    unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token)).await.expect("accepted");
+    let channel = harness
+        .channel(NURSE_DEVICE)
+        .await
+        .expect("connects before revocation");
+    unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+        .await
+        .expect("accepted");
 
-    DevPki::new(harness.settings.pki_dir()).revoke_device(NURSE_DEVICE).expect("revoke");
+    DevPki::new(harness.settings.pki_dir())
+        .revoke_device(NURSE_DEVICE)
+        .expect("revoke");
     tokio::time::sleep(Duration::from_millis(2500)).await; // > reload interval
 
     let refused = match harness.channel(NURSE_DEVICE).await {
         Err(_) => true,
-        Ok(channel) => unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token)).await.is_err(),
+        Ok(channel) => unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+            .await
+            .is_err(),
     };
     assert!(refused, "a revoked device must be refused at the handshake");
-    let doctor = harness.channel("doctor-workstation").await.expect("others still connect");
-    let doctor_token = harness.token("doctor-workstation", "dr-martin", &[Role::Doctor]);
-    unary(&doctor, paths::GET_WOUND, with_token(Bytes::new(), &doctor_token))
+    let doctor = harness
+        .channel("doctor-workstation")
         .await
-        .expect("a device that is not revoked is still accepted");
+        .expect("others still connect");
+    let doctor_token = harness.token("doctor-workstation", "dr-martin", &[Role::Doctor]);
+    unary(
+        &doctor,
+        paths::GET_WOUND,
+        with_token(Bytes::new(), &doctor_token),
+    )
+    .await
+    .expect("a device that is not revoked is still accepted");
 }
 
 #[tokio::test]
@@ -193,7 +248,9 @@ async fn every_token_problem_is_unauthenticated_with_one_generic_message() {
     };
     let bad_signature = {
         let (rest, signature) = valid.rsplit_once('.').expect("three parts");
-        let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).expect("b64");
+        let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .expect("b64");
         bytes[10] ^= 0x55;
         format!("{rest}.{}", b64(&bytes))
     };
@@ -207,8 +264,12 @@ async fn every_token_problem_is_unauthenticated_with_one_generic_message() {
     let hs256 = {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         header.kid = Some(signer.kid().expect("kid"));
-        jsonwebtoken::encode(&header, &nurse_claims(&harness), &jsonwebtoken::EncodingKey::from_secret(&jwks))
-            .expect("hs256")
+        jsonwebtoken::encode(
+            &header,
+            &nurse_claims(&harness),
+            &jsonwebtoken::EncodingKey::from_secret(&jwks),
+        )
+        .expect("hs256")
     };
     let unknown_kid = {
         let key = rcgen::KeyPair::generate().expect("key");
@@ -223,31 +284,69 @@ async fn every_token_problem_is_unauthenticated_with_one_generic_message() {
         ("malformed token", Some("Bearer not.a.jwt".into())),
         ("bad signature", Some(format!("Bearer {bad_signature}"))),
         ("alg none", Some(format!("Bearer {alg_none}"))),
-        ("HS256 keyed with the public key", Some(format!("Bearer {hs256}"))),
-        ("expired", Some(format!("Bearer {}", with(&|c| c.exp = unix_now() - 3600)))),
-        ("nbf in the future", Some(format!("Bearer {}", with(&|c| c.nbf = unix_now() + 3600)))),
-        ("wrong audience", Some(format!("Bearer {}", with(&|c| c.aud = "another-api".into())))),
-        ("wrong issuer", Some(format!("Bearer {}", with(&|c| c.iss = "https://evil.invalid".into())))),
+        (
+            "HS256 keyed with the public key",
+            Some(format!("Bearer {hs256}")),
+        ),
+        (
+            "expired",
+            Some(format!("Bearer {}", with(&|c| c.exp = unix_now() - 3600))),
+        ),
+        (
+            "nbf in the future",
+            Some(format!("Bearer {}", with(&|c| c.nbf = unix_now() + 3600))),
+        ),
+        (
+            "wrong audience",
+            Some(format!(
+                "Bearer {}",
+                with(&|c| c.aud = "another-api".into())
+            )),
+        ),
+        (
+            "wrong issuer",
+            Some(format!(
+                "Bearer {}",
+                with(&|c| c.iss = "https://evil.invalid".into())
+            )),
+        ),
         ("unknown kid", Some(format!("Bearer {unknown_kid}"))),
         (
             "bound to another certificate",
             Some(format!(
                 "Bearer {}",
-                with(&|c| c.cnf = Some(Confirmation { x5t_s256: other_thumbprint.clone() }))
+                with(&|c| c.cnf = Some(Confirmation {
+                    x5t_s256: other_thumbprint.clone()
+                }))
             )),
         ),
-        ("no cnf while binding is on", Some(format!("Bearer {}", with(&|c| c.cnf = None)))),
+        (
+            "no cnf while binding is on",
+            Some(format!("Bearer {}", with(&|c| c.cnf = None))),
+        ),
     ];
     for (case, authorization) in cases {
         let mut request = tonic::Request::new(Bytes::new());
         if let Some(value) = authorization {
-            request.metadata_mut().insert("authorization", value.parse().expect("ascii"));
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().expect("ascii"));
         }
-        let status = unary(&channel, paths::GET_WOUND, request).await.expect_err(case);
+        let status = unary(&channel, paths::GET_WOUND, request)
+            .await
+            .expect_err(case);
         assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
-        assert_eq!(status.message(), "missing or invalid credentials", "{case}: the message says nothing more");
+        assert_eq!(
+            status.message(),
+            "missing or invalid credentials",
+            "{case}: the message says nothing more"
+        );
     }
-    assert_eq!(harness.backends[0].calls(), 0, "nothing reached the service");
+    assert_eq!(
+        harness.backends[0].calls(),
+        0,
+        "nothing reached the service"
+    );
 }
 
 #[tokio::test]
@@ -255,24 +354,47 @@ async fn roles_internal_only_and_unknown_methods_are_refused_by_the_contract() {
     let harness = GatewayHarness::start().await;
     let channel = harness.channel("patient-tablet").await.expect("connects");
     let patient = harness.token("patient-tablet", "patient-42", &[Role::Patient]);
-    let admin_channel = harness.channel("doctor-workstation").await.expect("connects");
-    let admin = harness.token("doctor-workstation", "admin-1", &[Role::Admin, Role::Doctor]);
-
-    let status = unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &patient))
+    let admin_channel = harness
+        .channel("doctor-workstation")
         .await
-        .expect_err("patients may not read wounds");
+        .expect("connects");
+    let admin = harness.token(
+        "doctor-workstation",
+        "admin-1",
+        &[Role::Admin, Role::Doctor],
+    );
+
+    let status = unary(
+        &channel,
+        paths::GET_WOUND,
+        with_token(Bytes::new(), &patient),
+    )
+    .await
+    .expect_err("patients may not read wounds");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
 
-    let status = unary(&admin_channel, paths::MARK_WAITING_ROOM, with_token(Bytes::new(), &admin))
-        .await
-        .expect_err("internal-only from outside");
+    let status = unary(
+        &admin_channel,
+        paths::MARK_WAITING_ROOM,
+        with_token(Bytes::new(), &admin),
+    )
+    .await
+    .expect_err("internal-only from outside");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
 
-    let status = unary(&admin_channel, "/telehealth.v1.WoundService/DropEverything", with_token(Bytes::new(), &admin))
-        .await
-        .expect_err("unknown method");
+    let status = unary(
+        &admin_channel,
+        "/telehealth.v1.WoundService/DropEverything",
+        with_token(Bytes::new(), &admin),
+    )
+    .await
+    .expect_err("unknown method");
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
-    assert_eq!(harness.backends[0].calls(), 0, "nothing reached the service");
+    assert_eq!(
+        harness.backends[0].calls(),
+        0,
+        "nothing reached the service"
+    );
 }
 
 #[tokio::test]
@@ -285,7 +407,8 @@ async fn a_token_signed_with_a_new_key_is_accepted_after_the_jwks_changes() {
     let new_key = rcgen::KeyPair::generate().expect("key");
     let new_jwk = telehealth_kit::token::public_jwk(&new_key).expect("jwk");
     let new_kid = new_jwk["kid"].as_str().expect("kid").to_owned();
-    let token = telehealth_kit::token::sign(&new_key, &new_kid, &nurse_claims(&harness)).expect("sign");
+    let token =
+        telehealth_kit::token::sign(&new_key, &new_kid, &nurse_claims(&harness)).expect("sign");
 
     let status = unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
         .await
@@ -313,7 +436,9 @@ async fn a_subject_over_its_rate_limit_is_told_when_to_retry() {
     let channel = harness.channel(NURSE_DEVICE).await.expect("connects");
     let token = harness.token(NURSE_DEVICE, "nurse-claire", &[Role::Nurse]);
     for _ in 0..2 {
-        unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token)).await.expect("within the burst");
+        unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+            .await
+            .expect("within the burst");
     }
     let status = unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
         .await
@@ -321,11 +446,22 @@ async fn a_subject_over_its_rate_limit_is_told_when_to_retry() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     use tonic_types::StatusExt;
     let retry = status.get_details_retry_info().expect("RetryInfo detail");
-    assert!(retry.retry_delay.is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(1)));
+    assert!(
+        retry
+            .retry_delay
+            .is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(1))
+    );
 
-    let doctor = harness.channel("doctor-workstation").await.expect("connects");
-    let doctor_token = harness.token("doctor-workstation", "dr-martin", &[Role::Doctor]);
-    unary(&doctor, paths::GET_WOUND, with_token(Bytes::new(), &doctor_token))
+    let doctor = harness
+        .channel("doctor-workstation")
         .await
-        .expect("another subject is not limited");
+        .expect("connects");
+    let doctor_token = harness.token("doctor-workstation", "dr-martin", &[Role::Doctor]);
+    unary(
+        &doctor,
+        paths::GET_WOUND,
+        with_token(Bytes::new(), &doctor_token),
+    )
+    .await
+    .expect("another subject is not limited");
 }

@@ -17,7 +17,10 @@ const MIB: usize = 1024 * 1024;
 
 async fn nurse(harness: &GatewayHarness) -> (tonic::transport::Channel, String) {
     let channel = harness.channel("nurse-tablet").await.expect("connects");
-    (channel, harness.token("nurse-tablet", "nurse-claire", &[Role::Nurse]))
+    (
+        channel,
+        harness.token("nurse-tablet", "nurse-claire", &[Role::Nurse]),
+    )
 }
 
 #[tokio::test]
@@ -25,9 +28,13 @@ async fn unary_calls_pass_large_messages_both_ways() {
     let harness = GatewayHarness::start().await;
     let (channel, token) = nurse(&harness).await;
     let payload = Bytes::from((0..4 * MIB).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
-    let answer = unary(&channel, paths::UPDATE_WOUND, with_token(payload.clone(), &token))
-        .await
-        .expect("4 MiB unary echo");
+    let answer = unary(
+        &channel,
+        paths::UPDATE_WOUND,
+        with_token(payload.clone(), &token),
+    )
+    .await
+    .expect("4 MiB unary echo");
     assert_eq!(answer, payload, "the 4 MiB message comes back intact");
 }
 
@@ -97,13 +104,20 @@ async fn bidirectional_streams_relay_every_message_in_order() {
         .into_inner();
     // Ping-pong: each reply arrives before the next message is sent, proving the relay streams.
     for i in 0..300_u32 {
-        let message = if i == 150 { Bytes::from(vec![9_u8; 4 * MIB]) } else { Bytes::from(i.to_string()) };
+        let message = if i == 150 {
+            Bytes::from(vec![9_u8; 4 * MIB])
+        } else {
+            Bytes::from(i.to_string())
+        };
         tx.send(message.clone()).await.expect("send");
         let reply = replies.next().await.expect("a reply").expect("ok");
         assert_eq!(reply, message, "message {i} echoed in order");
     }
     drop(tx);
-    assert!(replies.next().await.is_none(), "the stream ends when the client ends it");
+    assert!(
+        replies.next().await.is_none(),
+        "the stream ends when the client ends it"
+    );
 }
 
 #[tokio::test]
@@ -114,23 +128,37 @@ async fn a_client_deadline_is_carried_to_the_service_and_expires_there() {
     let mut request = with_token(Bytes::new(), &token);
     request.set_timeout(Duration::from_millis(1500));
     let seen: serde_json::Value = serde_json::from_slice(
-        &unary(&channel, paths::GET_WOUND, request).await.expect("ok"),
+        &unary(&channel, paths::GET_WOUND, request)
+            .await
+            .expect("ok"),
     )
     .expect("json");
-    let forwarded = seen["grpc-timeout"].as_str().expect("grpc-timeout forwarded");
+    let forwarded = seen["grpc-timeout"]
+        .as_str()
+        .expect("grpc-timeout forwarded");
     let millis: u64 = forwarded.trim_end_matches('m').parse().expect("in ms");
-    assert!(millis <= 1500 && millis > 1000, "the service sees the client's deadline: {forwarded}");
+    assert!(
+        millis <= 1500 && millis > 1000,
+        "the service sees the client's deadline: {forwarded}"
+    );
 
     // The client only sets the header (no local timer): the service must enforce it.
     let mut request = with_token(Bytes::from_static(b"5000"), &token);
-    request.metadata_mut().insert("grpc-timeout", "300m".parse().expect("ascii"));
+    request
+        .metadata_mut()
+        .insert("grpc-timeout", "300m".parse().expect("ascii"));
     let started = Instant::now();
-    let status = unary(&channel, paths::LIST_ALERTS, request).await.expect_err("expires");
+    let status = unary(&channel, paths::LIST_ALERTS, request)
+        .await
+        .expect_err("expires");
     assert!(
         matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{status:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(2), "ended at the deadline, not after the 5 s of work");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "ended at the deadline, not after the 5 s of work"
+    );
 }
 
 #[tokio::test]
@@ -141,11 +169,22 @@ async fn the_gateway_caps_deadlines_at_its_maximum() {
     .await;
     let (channel, token) = nurse(&harness).await;
     let started = Instant::now();
-    let status = unary(&channel, paths::LIST_ALERTS, with_token(Bytes::from_static(b"5000"), &token))
-        .await
-        .expect_err("a call without deadline gets the 1 s maximum");
-    assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
-    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    let status = unary(
+        &channel,
+        paths::LIST_ALERTS,
+        with_token(Bytes::from_static(b"5000"), &token),
+    )
+    .await
+    .expect_err("a call without deadline gets the 1 s maximum");
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -155,19 +194,32 @@ async fn a_message_over_the_limit_is_refused_before_the_service() {
     })
     .await;
     let (channel, token) = nurse(&harness).await;
-    let status = unary(&channel, paths::UPDATE_WOUND, with_token(Bytes::from(vec![0_u8; 65 * 1024]), &token))
-        .await
-        .expect_err("too large");
+    let status = unary(
+        &channel,
+        paths::UPDATE_WOUND,
+        with_token(Bytes::from(vec![0_u8; 65 * 1024]), &token),
+    )
+    .await
+    .expect_err("too large");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    unary(&channel, paths::UPDATE_WOUND, with_token(Bytes::from(vec![0_u8; 60 * 1024]), &token))
-        .await
-        .expect("under the limit passes");
+    unary(
+        &channel,
+        paths::UPDATE_WOUND,
+        with_token(Bytes::from(vec![0_u8; 60 * 1024]), &token),
+    )
+    .await
+    .expect("under the limit passes");
 }
 
 #[tokio::test]
 async fn a_down_upstream_is_unavailable_quickly_and_used_again_once_back() {
     // Reserve a port, then free it: nothing listens there until the backend starts.
-    let port = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let harness = GatewayHarness::start_with(0, |settings| {
         settings.wound.endpoints = vec![format!("https://127.0.0.1:{port}")];
         settings.gateway.upstream.ejection_ms = 100;
@@ -180,10 +232,21 @@ async fn a_down_upstream_is_unavailable_quickly_and_used_again_once_back() {
         .await
         .expect_err("nobody listens");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(started.elapsed() < Duration::from_millis(500), "fails fast: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "fails fast: {:?}",
+        started.elapsed()
+    );
 
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("rebind");
-    let backend = echo::start(listener, &harness.settings.internal_tls(Part::Wound), Part::Wound).await;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind");
+    let backend = echo::start(
+        listener,
+        &harness.settings.internal_tls(Part::Wound),
+        Part::Wound,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(250)).await; // past the ejection
     unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
         .await
@@ -196,9 +259,14 @@ async fn a_second_endpoint_takes_over_when_one_fails() {
     let harness = GatewayHarness::start_with(2, |_| {}).await;
     let (channel, token) = nurse(&harness).await;
     for _ in 0..10 {
-        unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token)).await.expect("both serve");
+        unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+            .await
+            .expect("both serve");
     }
-    assert!(harness.backends.iter().all(|b| b.calls() > 0), "calls are balanced over both endpoints");
+    assert!(
+        harness.backends.iter().all(|b| b.calls() > 0),
+        "calls are balanced over both endpoints"
+    );
 
     harness.backends[0].shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -208,5 +276,9 @@ async fn a_second_endpoint_takes_over_when_one_fails() {
             .await
             .unwrap_or_else(|status| panic!("call {i} after the failure: {status:?}"));
     }
-    assert_eq!(harness.backends[1].calls() - before, 20, "the survivor took every call");
+    assert_eq!(
+        harness.backends[1].calls() - before,
+        20,
+        "the survivor took every call"
+    );
 }

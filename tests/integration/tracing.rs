@@ -22,11 +22,19 @@ async fn gateway_and_service_spans_share_the_clients_trace() {
     let mut request = with_token(Bytes::new(), &token);
     request.metadata_mut().insert(
         "traceparent",
-        format!("00-{trace_id}-00f067aa0ba902b7-01").parse().expect("ascii"),
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("ascii"),
     );
-    let seen: serde_json::Value =
-        serde_json::from_slice(&unary(&channel, paths::GET_WOUND, request).await.expect("ok")).expect("json");
-    let forwarded = seen["traceparent"].as_str().expect("traceparent reaches the service");
+    let seen: serde_json::Value = serde_json::from_slice(
+        &unary(&channel, paths::GET_WOUND, request)
+            .await
+            .expect("ok"),
+    )
+    .expect("json");
+    let forwarded = seen["traceparent"]
+        .as_str()
+        .expect("traceparent reaches the service");
     assert!(forwarded.contains(trace_id), "{forwarded}");
 
     let _ = provider.force_flush();
@@ -39,7 +47,10 @@ async fn gateway_and_service_spans_share_the_clients_trace() {
         .collect();
     let gateway = spans
         .iter()
-        .find(|span| span.name == paths::GET_WOUND && span.parent_span_id == SpanId::from_hex("00f067aa0ba902b7").expect("hex"))
+        .find(|span| {
+            span.name == paths::GET_WOUND
+                && span.parent_span_id == SpanId::from_hex("00f067aa0ba902b7").expect("hex")
+        })
         .unwrap_or_else(|| panic!("a gateway span child of the client's span: {spans:#?}"));
     let service = spans
         .iter()

@@ -81,12 +81,81 @@ async fn up_starts_from_an_empty_data_dir_reports_healthy_and_stops_on_sigterm()
         cert: connection.internal.cert.clone(),
         key: connection.internal.key.clone(),
     };
-    let client_tls = tls::internal_client_tls(&files).expect("client tls");
+    let client_tls = tls::client_tls(&files).expect("client tls");
     for part in Part::SERVICES {
         let address: SocketAddr = connection.services[&part];
         assert!(
             telehealth::suite::health_of(address, &client_tls, part).await,
             "{part} is healthy"
+        );
+    }
+
+    // The gateway answers health to a device, refuses a call without token, and forwards a
+    // call with a minted token to the service.
+    let gateway = connection.gateway.expect("the gateway runs in up");
+    let doctor = &connection.devices["doctor-workstation"];
+    let device_tls = tls::client_tls(&TlsFiles {
+        ca: connection.ca_file.clone(),
+        cert: doctor.cert.clone(),
+        key: doctor.key.clone(),
+    })
+    .expect("device tls");
+    assert!(
+        telehealth::suite::health_of(gateway, &device_tls, Part::Gateway).await,
+        "the gateway is healthy"
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{gateway}"))
+        .expect("uri")
+        .tls_config(device_tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connect to the gateway");
+    let minted = Command::new(binary())
+        .args([
+            "token",
+            "mint",
+            "--sub",
+            "dr-martin",
+            "--role",
+            "doctor",
+            "--org",
+            "cds-bourganeuf",
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--bind-cert")
+        .arg(&doctor.cert)
+        .output()
+        .expect("mint");
+    let token = String::from_utf8(minted.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let path = "/telehealth.v1.WoundService/ListDoctorWounds";
+    let status = telehealth_testkit::harness::unary(
+        &channel,
+        path,
+        tonic::Request::new(bytes::Bytes::new()),
+    )
+    .await
+    .expect_err("no token");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let result = telehealth_testkit::harness::unary(
+        &channel,
+        path,
+        telehealth_testkit::harness::with_token(bytes::Bytes::new(), &token),
+    )
+    .await;
+    if let Err(status) = result {
+        assert!(
+            !matches!(
+                status.code(),
+                tonic::Code::Unauthenticated
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::Unavailable
+            ),
+            "the call passes the gateway and reaches the wound service: {status:?}"
         );
     }
 

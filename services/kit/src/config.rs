@@ -308,7 +308,10 @@ impl Settings {
         let pki = self.pki_dir();
         let gateway = &self.gateway;
         TlsFiles {
-            ca: gateway.client_ca_file.clone().unwrap_or_else(|| pki.join("ca.pem")),
+            ca: gateway
+                .client_ca_file
+                .clone()
+                .unwrap_or_else(|| pki.join("ca.pem")),
             cert: gateway
                 .server_cert_file
                 .clone()

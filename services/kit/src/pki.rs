@@ -260,7 +260,11 @@ impl DevPki {
         if !serials.contains(&serial) {
             serials.push(serial);
         }
-        write_file(&list_path, format!("{}\n", serials.join("\n")).as_bytes(), false)?;
+        write_file(
+            &list_path,
+            format!("{}\n", serials.join("\n")).as_bytes(),
+            false,
+        )?;
         self.write_crl(&serials)?;
         Ok(self.crl_file())
     }
@@ -288,7 +292,11 @@ impl DevPki {
         };
         let issuer = self.load_ca("ca")?;
         let crl = params.signed_by(&issuer).map_err(pki_error)?;
-        write_file(&self.crl_file(), crl.pem().map_err(pki_error)?.as_bytes(), false)
+        write_file(
+            &self.crl_file(),
+            crl.pem().map_err(pki_error)?.as_bytes(),
+            false,
+        )
     }
 
     fn create_ca(&self, name: &str, common_name: &str) -> Result<(), KitError> {

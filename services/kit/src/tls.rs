@@ -73,10 +73,9 @@ pub fn internal_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, Kit
     Ok(Arc::new(config))
 }
 
-/// The client side of internal mTLS, for tonic channels to a service.
-pub fn internal_client_tls(
-    files: &TlsFiles,
-) -> Result<tonic::transport::ClientTlsConfig, KitError> {
+/// The client side of mTLS for tonic channels: trust `files.ca`, present `files.cert`/`key`
+/// (internal calls to a service, or a device calling the gateway).
+pub fn client_tls(files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig, KitError> {
     let read = |path: &Path| std::fs::read(path).map_err(|e| KitError::io(path, e));
     Ok(tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(read(&files.ca)?))

@@ -53,7 +53,7 @@ async fn channel(
 ) -> Result<Channel, tonic::transport::Error> {
     Channel::from_shared(format!("https://{address}"))
         .expect("uri")
-        .tls_config(tls::internal_client_tls(files).expect("client tls"))
+        .tls_config(tls::client_tls(files).expect("client tls"))
         .expect("tls config")
         .connect()
         .await

@@ -51,12 +51,16 @@ macro_rules! echo_service {
             type Error = Infallible;
             type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
 
-            fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+            fn poll_ready(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> Poll<Result<(), Infallible>> {
                 Poll::Ready(Ok(()))
             }
 
             fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-                self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.served
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let interceptor = self.interceptor;
                 Box::pin(async move { Ok(dispatch(interceptor, request).await) })
             }
@@ -92,15 +96,25 @@ pub async fn start(
     let shutdown = CancellationToken::new();
     let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let interceptor = IdentityInterceptor::new(part);
-    let routes = Routes::new(WoundEcho { interceptor, served: served.clone() })
-        .add_service(SignallingEcho { interceptor, served: served.clone() });
+    let routes = Routes::new(WoundEcho {
+        interceptor,
+        served: served.clone(),
+    })
+    .add_service(SignallingEcho {
+        interceptor,
+        served: served.clone(),
+    });
     let incoming = tls::tls_incoming(listener, config, shutdown.clone());
     let server = Server::builder()
         .trace_fn(telehealth_kit::telemetry::server_span)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::spawn(server);
-    EchoBackend { address, shutdown, served }
+    EchoBackend {
+        address,
+        shutdown,
+        served,
+    }
 }
 
 fn grpc() -> Grpc<RawCodec> {
@@ -109,8 +123,17 @@ fn grpc() -> Grpc<RawCodec> {
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
-async fn dispatch(mut interceptor: IdentityInterceptor, request: http::Request<Body>) -> http::Response<Body> {
-    let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+async fn dispatch(
+    mut interceptor: IdentityInterceptor,
+    request: http::Request<Body>,
+) -> http::Response<Body> {
+    let method = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     // The same check every real service makes, on the request's headers and TLS extensions.
     let (parts, body) = request.into_parts();
     let probe = Request::from_http(http::Request::from_parts(parts.clone(), ()));
@@ -182,14 +205,18 @@ async fn dispatch(mut interceptor: IdentityInterceptor, request: http::Request<B
                 let (count, size) = (numbers.next().unwrap_or(1), numbers.next().unwrap_or(1));
                 let message = Bytes::from(vec![7_u8; size]);
                 let stream = futures::stream::iter((0..count).map(move |_| Ok(message.clone())));
-                Ok::<_, Status>(Response::new(Box::pin(stream) as futures::stream::BoxStream<'static, Result<Bytes, Status>>))
+                Ok::<_, Status>(Response::new(
+                    Box::pin(stream) as futures::stream::BoxStream<'static, Result<Bytes, Status>>
+                ))
             });
             grpc().server_streaming(service, request).await
         }
         "Signal" => {
             let service = tower::service_fn(|request: Request<Streaming<Bytes>>| async move {
                 let stream = request.into_inner();
-                Ok::<_, Status>(Response::new(Box::pin(stream) as futures::stream::BoxStream<'static, Result<Bytes, Status>>))
+                Ok::<_, Status>(Response::new(
+                    Box::pin(stream) as futures::stream::BoxStream<'static, Result<Bytes, Status>>
+                ))
             });
             grpc().streaming(service, request).await
         }

@@ -41,7 +41,9 @@ pub fn prepared_settings() -> (tempfile::TempDir, Settings) {
         ..Settings::default()
     };
     DevPki::new(settings.pki_dir()).ensure().expect("dev PKI");
-    DevSigner::new(settings.data_dir.join("jwt")).ensure().expect("dev signer");
+    DevSigner::new(settings.data_dir.join("jwt"))
+        .ensure()
+        .expect("dev signer");
     (dir, settings)
 }
 
@@ -57,14 +59,27 @@ impl GatewayHarness {
     }
 
     /// A gateway in front of `backends` echo backends, after `configure` adjusts the settings.
-    pub async fn start_with(backends: usize, configure: impl FnOnce(&mut Settings)) -> GatewayHarness {
+    pub async fn start_with(
+        backends: usize,
+        configure: impl FnOnce(&mut Settings),
+    ) -> GatewayHarness {
         let (dir, mut settings) = prepared_settings();
         let mut started = Vec::new();
         for _ in 0..backends {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
-            started.push(echo::start(listener, &internal_files(&settings, Part::Wound), Part::Wound).await);
+            started.push(
+                echo::start(
+                    listener,
+                    &internal_files(&settings, Part::Wound),
+                    Part::Wound,
+                )
+                .await,
+            );
         }
-        let endpoints: Vec<String> = started.iter().map(|b| format!("https://{}", b.address)).collect();
+        let endpoints: Vec<String> = started
+            .iter()
+            .map(|b| format!("https://{}", b.address))
+            .collect();
         for part in [Part::Wound, Part::Signalling] {
             if let Some(service) = settings.service_mut(part) {
                 service.endpoints = endpoints.clone();
@@ -74,7 +89,13 @@ impl GatewayHarness {
         settings.gateway.limits.burst = 100_000;
         configure(&mut settings);
         let (gateway, shutdown) = start_gateway(&settings).await;
-        GatewayHarness { dir, settings, gateway, backends: started, shutdown }
+        GatewayHarness {
+            dir,
+            settings,
+            gateway,
+            backends: started,
+            shutdown,
+        }
     }
 
     /// A dev token for `device`'s certificate.
@@ -105,9 +126,13 @@ impl Drop for GatewayHarness {
 
 /// Builds and starts a gateway for `settings` on a free port.
 pub async fn start_gateway(settings: &Settings) -> (SocketAddr, CancellationToken) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gateway");
     let address = listener.local_addr().expect("gateway address");
-    let server = GatewayServer::build(settings).await.expect("gateway builds");
+    let server = GatewayServer::build(settings)
+        .await
+        .expect("gateway builds");
     let shutdown = CancellationToken::new();
     tokio::spawn(server.run(listener, shutdown.clone()));
     (address, shutdown)
@@ -137,7 +162,9 @@ pub async fn channel_to(
 ) -> Result<Channel, tonic::transport::Error> {
     let read = |path: &PathBuf| std::fs::read(path).expect("read pem");
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(&settings.pki_dir().join("ca.pem"))))
+        .ca_certificate(Certificate::from_pem(read(
+            &settings.pki_dir().join("ca.pem"),
+        )))
         .identity(Identity::from_pem(read(cert), read(key)))
         .domain_name("localhost");
     Channel::from_shared(format!("https://{address}"))
@@ -164,9 +191,16 @@ pub fn with_token<T>(message: T, token: &str) -> Request<T> {
 }
 
 /// A unary call of `path` with a raw payload.
-pub async fn unary(channel: &Channel, path: &'static str, request: Request<Bytes>) -> Result<Bytes, Status> {
+pub async fn unary(
+    channel: &Channel,
+    path: &'static str,
+    request: Request<Bytes>,
+) -> Result<Bytes, Status> {
     let mut client = raw_client(channel.clone());
-    client.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
     client
         .unary(request, PathAndQuery::from_static(path), RawCodec)
         .await

@@ -147,7 +147,8 @@ impl GatewaySettings {
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), String> {
         let limits = &self.limits;
-        if !(limits.requests_per_second > 0.0) || limits.burst == 0 {
+        let positive_rate = limits.requests_per_second.is_finite() && limits.requests_per_second > 0.0;
+        if !positive_rate || limits.burst == 0 {
             return Err("gateway.limits.requests_per_second and burst must be positive".into());
         }
         if limits.max_message_bytes < 1024 {
@@ -164,7 +165,9 @@ impl GatewaySettings {
                 return Err("gateway.jwt.jwks_url must be an http(s):// URL".into());
             }
             if url.starts_with("https://") && self.jwt.jwks_ca_file.is_none() {
-                return Err("gateway.jwt.jwks_ca_file is required with an https:// jwks_url".into());
+                return Err(
+                    "gateway.jwt.jwks_ca_file is required with an https:// jwks_url".into(),
+                );
             }
         }
         Ok(())
