@@ -1,6 +1,7 @@
 //! The command line: `telehealth up | serve | pki | token | migrate | audit`.
 
 mod admin;
+mod call;
 mod pki;
 mod token;
 mod up;
@@ -47,6 +48,8 @@ pub enum Command {
         /// Services to migrate (default: all four).
         parts: Vec<Part>,
     },
+    /// Call an RPC through the gateway with JSON in and out (like grpcurl).
+    Call(call::CallArgs),
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
@@ -77,5 +80,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Token(command) => token::run(command, &settings),
         Command::Migrate { parts } => admin::migrate(&settings, parts).await,
         Command::Audit(command) => admin::audit(command, &settings).await,
+        Command::Call(args) => call::run(args, &settings).await,
     }
 }

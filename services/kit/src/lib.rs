@@ -12,7 +12,8 @@
 //! - [`telemetry`]: `tracing` logs, OpenTelemetry traces, W3C trace context;
 //! - [`health`]: `grpc.health.v1` with readiness following the database;
 //! - [`serve`]: running a service with graceful drain on shutdown;
-//! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates.
+//! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates;
+//! - [`raw_codec`]: a pass-through gRPC codec for pre-encoded messages.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod health;
 pub mod identity;
 pub mod part;
 pub mod pki;
+pub mod raw_codec;
 pub mod serve;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

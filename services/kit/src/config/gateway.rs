@@ -147,7 +147,8 @@ impl GatewaySettings {
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), String> {
         let limits = &self.limits;
-        let positive_rate = limits.requests_per_second.is_finite() && limits.requests_per_second > 0.0;
+        let positive_rate =
+            limits.requests_per_second.is_finite() && limits.requests_per_second > 0.0;
         if !positive_rate || limits.burst == 0 {
             return Err("gateway.limits.requests_per_second and burst must be positive".into());
         }
