@@ -170,14 +170,27 @@ async fn audit_verify_names_the_first_broken_link_and_exits_non_zero() {
 fn call_explains_bad_methods_and_bad_json_before_connecting() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cases: [(&[&str], &str); 4] = [
-        (&["call", "WoundService/Nope"], "no method Nope in telehealth.v1.WoundService"),
-        (&["call", "RadiologyService/Get"], "no service telehealth.v1.RadiologyService"),
-        (&["call", "WoundService/GetWound", "{\"woundIdd\": 1}"], "unrecognized field name 'woundIdd'"),
+        (
+            &["call", "WoundService/Nope"],
+            "no method Nope in telehealth.v1.WoundService",
+        ),
+        (
+            &["call", "RadiologyService/Get"],
+            "no service telehealth.v1.RadiologyService",
+        ),
+        (
+            &["call", "WoundService/GetWound", "{\"woundIdd\": 1}"],
+            "unrecognized field name 'woundIdd'",
+        ),
         (&["call", "WoundService/UploadPhoto"], "client-streaming"),
     ];
     for (args, expected) in cases {
         let output = telehealth(dir.path(), args);
         assert!(!output.status.success(), "{args:?} must fail");
-        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod gateway_auth;
 mod gateway_proxy;
+mod gateway_surface;
 mod harness;
 mod pki_and_tokens;
 mod tracing;

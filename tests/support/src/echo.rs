@@ -7,6 +7,7 @@
 //! | `WoundService/ListAlerts` | unary | sleeps the number of ms in the payload, then answers `done` |
 //! | `WoundService/UploadPhoto` | client streaming | `<messages> <bytes>` received |
 //! | `WoundService/DownloadPhoto` | server streaming | payload `<count> <size>`: that many messages of that size |
+//! | `WoundService/GetAssessment` | unary | `FAILED_PRECONDITION` with details and a custom trailer |
 //! | `SignallingService/Signal` | bidirectional | each message back |
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, task::Poll, time::Duration};
@@ -219,6 +220,18 @@ async fn dispatch(
                 ))
             });
             grpc().streaming(service, request).await
+        }
+        "GetAssessment" => {
+            // A refusal with details and custom trailers, to check they cross the gateway intact.
+            let mut status = Status::with_details(
+                tonic::Code::FailedPrecondition,
+                "assessment is locked",
+                Bytes::from_static(b"\x08\x09detail-bytes"),
+            );
+            status
+                .metadata_mut()
+                .insert("x-lock-owner", "nurse-claire".parse().expect("ascii"));
+            status.into_http()
         }
         other => Status::unimplemented(format!("echo backend has no {other}")).into_http(),
     }

@@ -214,6 +214,7 @@ pub mod paths {
     pub const LIST_ALERTS: &str = "/telehealth.v1.WoundService/ListAlerts";
     pub const UPLOAD_PHOTO: &str = "/telehealth.v1.WoundService/UploadPhoto";
     pub const DOWNLOAD_PHOTO: &str = "/telehealth.v1.WoundService/DownloadPhoto";
+    pub const GET_ASSESSMENT: &str = "/telehealth.v1.WoundService/GetAssessment";
     pub const SIGNAL: &str = "/telehealth.v1.SignallingService/Signal";
     pub const MARK_WAITING_ROOM: &str = "/telehealth.v1.SchedulingService/MarkWaitingRoom";
 }
