@@ -180,6 +180,10 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// `TELEHEALTH_*` variables that are not settings: the config file path, the token of
+/// `telehealth call`, and the tests' PostgreSQL URL. Any other unknown variable is an error.
+const NOT_SETTINGS: &[&str] = &["config", "token", "test_postgres_url"];
+
 impl Settings {
     /// Loads defaults, then `file` (if any), then `TELEHEALTH_*` environment variables, and
     /// validates the result.
@@ -194,7 +198,11 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("TELEHEALTH_").ignore(&["config"]).split("__"));
+        figment = figment.merge(
+            Env::prefixed("TELEHEALTH_")
+                .ignore(NOT_SETTINGS)
+                .split("__"),
+        );
         let settings: Settings = figment
             .extract()
             .map_err(|e| KitError::Config(e.to_string()))?;
@@ -418,6 +426,12 @@ mod tests {
             jail.set_env("TELEHEALTH_DATABASE__URL", "mysql://x");
             let error = Settings::load(None).expect_err("non-postgres URL is refused");
             assert!(error.to_string().contains("database.url"), "{error}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TELEHEALTH_TOKEN", "eyJ...");
+            jail.set_env("TELEHEALTH_TEST_POSTGRES_URL", "postgres://x");
+            Settings::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
