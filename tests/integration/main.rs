@@ -10,5 +10,7 @@ mod gateway_proxy;
 mod gateway_surface;
 mod harness;
 mod pki_and_tokens;
+mod scheduling;
+mod suite;
 mod tracing;
 mod up;

@@ -40,6 +40,32 @@ pub struct Settings {
     pub expertise: ServiceSettings,
     pub wound: ServiceSettings,
     pub signalling: ServiceSettings,
+    pub scheduling_rules: SchedulingRules,
+}
+
+/// Booking rules of the scheduling service (`[scheduling_rules]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulingRules {
+    /// No appointment may start sooner than this after now, in minutes. Default 0.
+    pub minimum_notice_minutes: i64,
+    /// How long a slot hold lasts, in seconds. Default 300.
+    pub hold_seconds: i64,
+    /// Video rooms admit participants from this long before the start, in minutes. Default 30.
+    pub room_opens_before_minutes: i64,
+    /// …until this long after the end, in minutes. Default 60.
+    pub room_closes_after_minutes: i64,
+}
+
+impl Default for SchedulingRules {
+    fn default() -> Self {
+        SchedulingRules {
+            minimum_notice_minutes: 0,
+            hold_seconds: 300,
+            room_opens_before_minutes: 30,
+            room_closes_after_minutes: 60,
+        }
+    }
 }
 
 /// Where each service keeps its data.
@@ -50,6 +76,9 @@ pub struct DatabaseSettings {
     /// schema, named after it, in that database. Unset (the default): each service uses its own
     /// SQLite file `<data_dir>/db/<service>.db`.
     pub url: Option<String>,
+    /// Prefix of each service's PostgreSQL schema (`<prefix><service>`), so that several suites
+    /// (or test runs) can share one database. Lowercase letters, digits and `_`. Default empty.
+    pub schema_prefix: String,
     /// Maximum connections per service pool. Default 8.
     pub max_connections: u32,
     /// How long a request waits for a free connection before failing `UNAVAILABLE`, in seconds.
@@ -133,6 +162,7 @@ impl Default for Settings {
             expertise: ServiceSettings::on_port(7102),
             wound: ServiceSettings::on_port(7103),
             signalling: ServiceSettings::on_port(7104),
+            scheduling_rules: SchedulingRules::default(),
         }
     }
 }
@@ -141,6 +171,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         DatabaseSettings {
             url: None,
+            schema_prefix: String::new(),
             max_connections: 8,
             acquire_timeout_seconds: 5,
         }
@@ -219,6 +250,14 @@ impl Settings {
                 self.shutdown.drain_seconds
             ));
         }
+        if !self
+            .database
+            .schema_prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return bad("database.schema_prefix may only hold a-z, 0-9 and _".into());
+        }
         if self.database.max_connections == 0 {
             return bad("database.max_connections must be at least 1".into());
         }
@@ -230,6 +269,14 @@ impl Settings {
             );
         }
         self.gateway.validate().map_err(KitError::Config)?;
+        let rules = &self.scheduling_rules;
+        if !(0..=10_080).contains(&rules.minimum_notice_minutes)
+            || !(10..=3_600).contains(&rules.hold_seconds)
+            || !(0..=240).contains(&rules.room_opens_before_minutes)
+            || !(0..=240).contains(&rules.room_closes_after_minutes)
+        {
+            return bad("scheduling_rules: minimum_notice_minutes 0-10080, hold_seconds 10-3600, room margins 0-240 minutes".into());
+        }
         for part in Part::SERVICES {
             let endpoints = self
                 .service(part)

@@ -40,6 +40,8 @@ pub struct Migrations {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL only: the URL and schema, for the LISTEN connection of the event bus.
+    postgres: Option<(String, String)>,
 }
 
 impl Database {
@@ -58,7 +60,8 @@ impl Database {
                 sqlite_url(&dir.join(format!("{part}.db")))
             }
         };
-        Self::connect_url(&url, part.name(), settings).await
+        let schema = format!("{}{}", settings.schema_prefix, part.name());
+        Self::connect_url(&url, &schema, settings).await
     }
 
     /// Connects to `url` (`sqlite://…` or `postgres://…`). On PostgreSQL, `schema` is created if
@@ -122,7 +125,12 @@ impl Database {
             })
             .connect(url)
             .await?;
-        Ok(Database { pool, backend })
+        let postgres = (backend == Backend::Postgres).then(|| (url.to_owned(), schema.to_owned()));
+        Ok(Database {
+            pool,
+            backend,
+            postgres,
+        })
     }
 
     /// Applies the kit's migrations, then the service's, in one versioned sequence.
@@ -151,6 +159,13 @@ impl Database {
     /// Which engine this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// PostgreSQL URL and schema (`None` on SQLite).
+    pub fn postgres_target(&self) -> Option<(&str, &str)> {
+        self.postgres
+            .as_ref()
+            .map(|(url, schema)| (url.as_str(), schema.as_str()))
     }
 
     /// Checks that the database answers; readiness follows it.

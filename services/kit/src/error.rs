@@ -22,6 +22,9 @@ pub enum ErrorCode {
     AlreadyExists,
     /// The record is not in a state that allows this (e.g. an illegal transition).
     FailedPrecondition,
+    /// A concurrent change won (e.g. an `expected_version` that is no longer current); read
+    /// again and retry.
+    Aborted,
     /// A limit was hit; the message says when to retry.
     ResourceExhausted,
     /// A dependency (database, another service) is down; retrying later may work.
@@ -42,6 +45,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => Code::Unauthenticated,
             ErrorCode::AlreadyExists => Code::AlreadyExists,
             ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+            ErrorCode::Aborted => Code::Aborted,
             ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,

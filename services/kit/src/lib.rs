@@ -8,6 +8,7 @@
 //! - [`tls`]: internal mTLS (rustls) and the TLS accept loop;
 //! - [`identity`]: the caller as the gateway vouches for it, refused without it;
 //! - [`error`]: the restricted error codes and the one mapping to `tonic::Status`;
+//! - [`events`]: change notifications for watch streams, across replicas (LISTEN/NOTIFY);
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification;
 //! - [`telemetry`]: `tracing` logs, OpenTelemetry traces, W3C trace context;
 //! - [`health`]: `grpc.health.v1` with readiness following the database;
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod identity;
 pub mod part;

@@ -29,14 +29,22 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
 }
 
+/// The future that builds a service's routes.
+pub type RoutesFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<RoutesBuilder, KitError>> + Send>>;
+
 /// How a service plugs into [`run_service`].
 pub struct ServiceDefinition {
     pub part: Part,
     pub migrations: Migrations,
     /// Builds the service's routes (its gRPC services, already wrapped in the identity
-    /// interceptor). Health is added by the kit.
-    pub routes: fn(&ServiceContext) -> Result<RoutesBuilder, KitError>,
+    /// interceptor), after migrations. Health is added by the kit.
+    pub routes: fn(ServiceContext) -> RoutesFuture,
 }
+
+/// Largest message a service accepts or sends (the gateway enforces its own, smaller, limit
+/// on clients).
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Runs `service` on `listener` until `shutdown` is cancelled, then drains in-flight calls for
 /// at most the configured deadline.
@@ -61,7 +69,7 @@ pub async fn run_service(
     let grpc_name = part.grpc_service().unwrap_or("");
     let readiness = health::spawn_readiness(reporter, grpc_name, db.clone(), shutdown.clone());
 
-    let mut routes = (service.routes)(&context)?;
+    let mut routes = (service.routes)(context).await?;
     routes.add_service(health_service);
     let mut server = Server::builder().trace_fn(telemetry::server_span);
     let router = server.add_routes(routes.routes());

@@ -1,20 +1,42 @@
-//! Scheduling: practitioners' availability, teleconsultation bookings without double-booking, the appointment lifecycle (DESIGN §4).
+//! Scheduling: practitioners' availability, teleconsultation bookings without double-booking,
+//! and the appointment lifecycle up to the video room (DESIGN §4).
 //!
-//! This crate plugs into the shared kit as a [`ServiceDefinition`]: its own database (SQLite
-//! file or PostgreSQL schema `scheduling`) with its own migrations, internal mTLS, `grpc.health.v1`
-//! and graceful drain all come from `telehealth-kit`. Its public gRPC API is declared in
-//! `proto/telehealth/v1/scheduling.proto`; the RPC handlers arrive with issue #4, and until then
-//! a call to them is answered `UNIMPLEMENTED` by the server, never by a stub.
+//! - [`domain`]: validated values (subjects, zones, intervals, weekly availability);
+//! - [`slots`]: free-slot and conflict computation, DST-correct (pure);
+//! - [`model`]: appointments, statuses (FHIR R4 mapping) and the lifecycle;
+//! - [`core`]: every operation with its authorisation, transaction and audit;
+//! - [`store`]: the SQL;
+//! - [`ical`]: iCalendar (RFC 5545) rendering;
+//! - [`convert`] and [`grpc`]: the tonic adapter;
+//! - [`error`]: what can go wrong, as gRPC codes.
 
 #![forbid(unsafe_code)]
 
+pub mod convert;
+pub mod core;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod ical;
+pub mod model;
+pub mod slots;
+pub mod store;
+
+use std::sync::Arc;
+
+use jiff::SignedDuration;
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
-    KitError, Part,
+    Part,
     db::Migrations,
-    serve::{ServiceContext, ServiceDefinition},
+    events::EventBus,
+    identity::IdentityInterceptor,
+    serve::{MAX_MESSAGE_BYTES, RoutesFuture, ServiceContext, ServiceDefinition},
 };
+use telehealth_proto::v1::scheduling_service_server::SchedulingServiceServer;
 use tonic::service::RoutesBuilder;
+
+use crate::core::{Rules, Scheduler};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
@@ -31,6 +53,35 @@ pub fn definition() -> ServiceDefinition {
     }
 }
 
-fn routes(_context: &ServiceContext) -> Result<RoutesBuilder, KitError> {
-    Ok(RoutesBuilder::default())
+/// The booking rules from the configuration.
+pub fn rules(settings: &telehealth_kit::config::SchedulingRules) -> Rules {
+    Rules {
+        minimum_notice: SignedDuration::from_mins(settings.minimum_notice_minutes),
+        hold: SignedDuration::from_secs(settings.hold_seconds),
+        room_opens_before: SignedDuration::from_mins(settings.room_opens_before_minutes),
+        room_closes_after: SignedDuration::from_mins(settings.room_closes_after_minutes),
+    }
+}
+
+fn routes(context: ServiceContext) -> RoutesFuture {
+    Box::pin(async move {
+        let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
+        let clock: core::Clock = Arc::new(jiff::Timestamp::now);
+        let scheduler = Scheduler::new(
+            context.db.clone(),
+            bus,
+            rules(&context.settings.scheduling_rules),
+            clock,
+        );
+        let api = grpc::SchedulingApi::new(scheduler, context.shutdown.clone());
+        let server = SchedulingServiceServer::new(api)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            server,
+            IdentityInterceptor::new(Part::Scheduling),
+        ));
+        Ok(routes)
+    })
 }

@@ -10,9 +10,9 @@
 
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
-    KitError, Part,
+    Part,
     db::Migrations,
-    serve::{ServiceContext, ServiceDefinition},
+    serve::{RoutesFuture, ServiceContext, ServiceDefinition},
 };
 use tonic::service::RoutesBuilder;
 
@@ -31,6 +31,6 @@ pub fn definition() -> ServiceDefinition {
     }
 }
 
-fn routes(_context: &ServiceContext) -> Result<RoutesBuilder, KitError> {
-    Ok(RoutesBuilder::default())
+fn routes(_context: ServiceContext) -> RoutesFuture {
+    Box::pin(async { Ok(RoutesBuilder::default()) })
 }

@@ -1,0 +1,145 @@
+//! The scheduling core: every operation, with its authorisation, transaction and audit, knowing
+//! nothing of gRPC. Each takes the caller and validated values, and returns domain values.
+//!
+//! - [`availability`]: weekly availability and exceptions;
+//! - [`booking`]: free slots, holds and bookings (no double booking);
+//! - [`appointments`]: reading, the lifecycle, history and watching;
+//! - [`calendar`]: iCalendar export.
+
+pub mod appointments;
+pub mod availability;
+pub mod booking;
+pub mod calendar;
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use telehealth_kit::{
+    Database,
+    audit::{self, AuditEntry, Outcome},
+    events::EventBus,
+    identity::{Caller, Identity, Role},
+};
+
+use crate::{error::SchedulingError, model::ActorRecord};
+
+/// Where "now" comes from (tests move it).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The configurable rules of booking.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// No booking starts sooner than this after now.
+    pub minimum_notice: SignedDuration,
+    /// How long a hold lasts.
+    pub hold: SignedDuration,
+    /// Video rooms admit participants from this long before the start…
+    pub room_opens_before: SignedDuration,
+    /// …to this long after the end.
+    pub room_closes_after: SignedDuration,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            minimum_notice: SignedDuration::ZERO,
+            hold: SignedDuration::from_mins(5),
+            room_opens_before: SignedDuration::from_mins(30),
+            room_closes_after: SignedDuration::from_mins(60),
+        }
+    }
+}
+
+/// The scheduling service's core.
+#[derive(Clone)]
+pub struct Scheduler {
+    pub(crate) db: Database,
+    pub(crate) bus: EventBus,
+    pub(crate) rules: Rules,
+    pub(crate) clock: Clock,
+}
+
+impl Scheduler {
+    /// A scheduler over `db`, publishing changes on `bus`.
+    pub fn new(db: Database, bus: EventBus, rules: Rules, clock: Clock) -> Self {
+        Scheduler {
+            db,
+            bus,
+            rules,
+            clock,
+        }
+    }
+
+    /// The current instant, truncated to the microsecond (what the database stores).
+    pub(crate) fn now(&self) -> Timestamp {
+        let now = (self.clock)();
+        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+    }
+
+    /// Records an audit entry outside any transaction (reads, refusals).
+    pub(crate) async fn audit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        kind: &str,
+        id: &str,
+        outcome: Outcome,
+    ) {
+        let entry = AuditEntry::new(caller, action, kind, id, outcome);
+        if let Err(error) = audit::record(&self.db, &entry).await {
+            tracing::error!(%error, action, id, "could not write the audit record");
+        }
+    }
+}
+
+/// The person behind a call, or PERMISSION_DENIED for a service caller.
+pub(crate) fn person(caller: &Caller) -> Result<&Identity, SchedulingError> {
+    match caller {
+        Caller::Person(identity) => Ok(identity),
+        Caller::Service(_) => Err(SchedulingError::PermissionDenied(
+            "this call needs a person's identity",
+        )),
+    }
+}
+
+/// How an actor is recorded on appointments and in history.
+pub(crate) fn actor_record(caller: &Caller) -> ActorRecord {
+    match caller {
+        Caller::Person(identity) => ActorRecord {
+            subject: identity.subject.clone(),
+            roles: identity
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            org_id: identity.org.clone(),
+            service: String::new(),
+        },
+        Caller::Service(part) => ActorRecord {
+            subject: String::new(),
+            roles: Vec::new(),
+            org_id: String::new(),
+            service: part.name().to_owned(),
+        },
+    }
+}
+
+/// True when `identity` may manage `practitioner`'s calendar (publish availability, book):
+/// the practitioner himself, or a coordinator of the practitioner's org.
+pub(crate) fn manages(identity: &Identity, practitioner: &str, practitioner_org: &str) -> bool {
+    identity.subject == practitioner
+        || (identity.has_role(Role::Coordinator) && identity.org == practitioner_org)
+}
+
+/// The audit outcome of an error.
+pub(crate) fn outcome_of(error: &SchedulingError) -> Outcome {
+    match error {
+        SchedulingError::NotFound(_) => Outcome::NotFound,
+        SchedulingError::PermissionDenied(_) | SchedulingError::Identity(_) => Outcome::Denied,
+        SchedulingError::InvalidArgument { .. }
+        | SchedulingError::FailedPrecondition(_)
+        | SchedulingError::VersionMismatch { .. }
+        | SchedulingError::Conflicts(_) => Outcome::Invalid,
+        _ => Outcome::Failed,
+    }
+}

@@ -1,0 +1,400 @@
+//! Reading appointments, their lifecycle, history and live changes.
+
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use telehealth_kit::{
+    Part,
+    audit::{self, AuditEntry, Outcome},
+    identity::{Caller, Identity, Role},
+};
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::{Scheduler, actor_record, outcome_of, person};
+use crate::{
+    error::SchedulingError,
+    model::{self, Appointment, EventKind, HistoryEvent, Status, Transition},
+    store::{self, AppointmentFilter},
+};
+
+/// What the event bus carries for an appointment change (enough to route it; watchers read the
+/// record itself from the database).
+#[derive(Debug, Serialize, Deserialize)]
+struct ChangeNotice {
+    appointment_id: String,
+    org_id: String,
+    participants: Vec<String>,
+    sequence: i64,
+}
+
+/// True when `identity` may see `appointment`: its participants and its org's coordinators.
+fn can_see(identity: &Identity, appointment: &Appointment) -> bool {
+    appointment.participants().any(|p| p == identity.subject)
+        || (identity.has_role(Role::Coordinator) && identity.org == appointment.org_id)
+}
+
+impl Scheduler {
+    /// One appointment, if the caller may see it (otherwise NOT_FOUND, as if it did not exist).
+    pub async fn appointment(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Appointment, SchedulingError> {
+        let result = self.visible(caller, id).await;
+        let outcome = result.as_ref().map_or_else(outcome_of, |_| Outcome::Ok);
+        self.audit(caller, "GetAppointment", "appointment", id, outcome)
+            .await;
+        result
+    }
+
+    async fn visible(&self, caller: &Caller, id: &str) -> Result<Appointment, SchedulingError> {
+        let identity = person(caller)?;
+        let mut conn = self.db.pool().acquire().await?;
+        match store::appointment(&mut conn, id).await? {
+            Some(appointment) if can_see(identity, &appointment) => Ok(appointment),
+            _ => Err(SchedulingError::NotFound("appointment")),
+        }
+    }
+
+    /// Appointments matching `filter` that the caller may see, one page after `after`.
+    pub async fn appointments(
+        &self,
+        caller: &Caller,
+        mut filter: AppointmentFilter,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Appointment>, SchedulingError> {
+        let identity = person(caller)?;
+        // The filter is narrowed to what the caller may see, in SQL, so pages stay full.
+        if identity.has_role(Role::Coordinator) {
+            filter.org_id = Some(identity.org.clone());
+        } else {
+            filter.participant = Some(identity.subject.clone());
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        let found = store::list_appointments(&mut conn, &filter, after, limit).await?;
+        drop(conn);
+        for appointment in &found {
+            self.audit(
+                caller,
+                "ListAppointments",
+                "appointment",
+                &appointment.id,
+                Outcome::Ok,
+            )
+            .await;
+        }
+        Ok(found)
+    }
+
+    /// Applies a lifecycle transition requested by `caller`.
+    pub async fn transition(
+        &self,
+        caller: &Caller,
+        id: &str,
+        transition: Transition,
+        cancellation: Option<(i32, String)>,
+        expected_version: i64,
+    ) -> Result<Appointment, SchedulingError> {
+        let result = self
+            .transition_inner(caller, id, transition, cancellation, expected_version, None)
+            .await;
+        if let Err(error) = &result {
+            self.audit(
+                caller,
+                action_name(transition),
+                "appointment",
+                id,
+                outcome_of(error),
+            )
+            .await;
+        }
+        result
+    }
+
+    /// A participant joined the video room (called by signalling): BOOKED becomes ARRIVED and
+    /// watchers are told who joined. Returns the status and whether it changed.
+    pub async fn mark_waiting_room(
+        &self,
+        caller: &Caller,
+        id: &str,
+        participant: &str,
+        participant_role: i32,
+    ) -> Result<(Status, bool), SchedulingError> {
+        if !matches!(caller, Caller::Service(Part::Signalling)) {
+            return Err(SchedulingError::PermissionDenied(
+                "only the signalling service reports room joins",
+            ));
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        let current = store::appointment(&mut conn, id)
+            .await?
+            .ok_or(SchedulingError::NotFound("appointment"))?;
+        drop(conn);
+        if current.status != Status::Booked {
+            return Ok((current.status, false));
+        }
+        let joined = Some((participant.to_owned(), participant_role));
+        let updated = self
+            .transition_inner(caller, id, Transition::CheckIn, None, 0, joined)
+            .await?;
+        Ok((updated.status, updated.status != current.status))
+    }
+
+    async fn transition_inner(
+        &self,
+        caller: &Caller,
+        id: &str,
+        transition: Transition,
+        cancellation: Option<(i32, String)>,
+        expected_version: i64,
+        joined: Option<(String, i32)>,
+    ) -> Result<Appointment, SchedulingError> {
+        let now = self.now();
+        let mut tx = self.db.pool().begin().await?;
+        let current = store::appointment(&mut tx, id)
+            .await?
+            .ok_or(SchedulingError::NotFound("appointment"))?;
+        self.authorize_change(caller, &current, transition)?;
+        if expected_version != 0 && expected_version != current.version {
+            return Err(SchedulingError::VersionMismatch {
+                current: current.version,
+            });
+        }
+        let new_status = match model::apply(current.status, transition)? {
+            model::Outcome::AlreadyDone => return Ok(current),
+            model::Outcome::Change(status) => status,
+        };
+        if transition == Transition::NoShow && now < current.time.start {
+            return Err(SchedulingError::FailedPrecondition(
+                "a patient can only be marked absent after the appointment's start time".into(),
+            ));
+        }
+        let mut updated = current.clone();
+        updated.status = new_status;
+        updated.updated_at = now;
+        updated.version += 1;
+        let kind = match transition {
+            Transition::CheckIn if joined.is_some() => EventKind::JoinedRoom,
+            Transition::CheckIn => {
+                updated.arrived_at = Some(now);
+                EventKind::CheckedIn
+            }
+            Transition::Start => {
+                updated.started_at = Some(now);
+                if updated.arrived_at.is_none() && current.status == Status::Arrived {
+                    updated.arrived_at = Some(now);
+                }
+                EventKind::Started
+            }
+            Transition::Finish => {
+                updated.finished_at = Some(now);
+                EventKind::Finished
+            }
+            Transition::Cancel => {
+                let (reason, comment) = cancellation.clone().unwrap_or((0, String::new()));
+                updated.cancellation = Some(model::Cancellation {
+                    by: actor_record(caller),
+                    at: now,
+                    reason,
+                    comment,
+                });
+                EventKind::Cancelled
+            }
+            Transition::NoShow => {
+                updated.no_show_at = Some(now);
+                EventKind::NoShow
+            }
+            Transition::Reschedule => EventKind::Rescheduled,
+        };
+        if joined.is_some() {
+            updated.arrived_at = Some(now);
+        }
+        if matches!(transition, Transition::CheckIn | Transition::Start)
+            && updated.room_id.is_none()
+        {
+            // The room id is fixed once; the signalling service opens the room under it.
+            updated.room_id = Some(uuid::Uuid::new_v4().to_string());
+        }
+        store::update_appointment(&mut tx, &updated).await?;
+        if !new_status.occupies_time() {
+            store::release(&mut tx, id).await?;
+        }
+        let (participant_subject, participant_role) = joined.unwrap_or_default();
+        let event = HistoryEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            appointment_id: id.to_owned(),
+            sequence: 0,
+            kind: kind as i32,
+            occurred_at: now,
+            actor: actor_record(caller),
+            previous_status: Some(current.status),
+            new_status,
+            previous_time: None,
+            new_time: None,
+            participant_subject,
+            participant_role,
+            comment: cancellation.map(|(_, c)| c).unwrap_or_default(),
+        };
+        let sequence = store::append_event(&mut tx, &event).await?;
+        let entry = AuditEntry::new(
+            caller,
+            action_name(transition),
+            "appointment",
+            id,
+            Outcome::Ok,
+        );
+        audit::append(&mut tx, &entry).await?;
+        tx.commit().await?;
+        self.announce(&updated, sequence).await;
+        tracing::info!(appointment_id = %id, status = updated.status.as_str(), "appointment changed");
+        Ok(updated)
+    }
+
+    /// Who may apply which transition (NOT_FOUND for those who may not even see it).
+    pub(crate) fn authorize_change(
+        &self,
+        caller: &Caller,
+        appointment: &Appointment,
+        transition: Transition,
+    ) -> Result<(), SchedulingError> {
+        let identity = match caller {
+            Caller::Service(Part::Signalling) if transition == Transition::CheckIn => return Ok(()),
+            _ => person(caller)?,
+        };
+        if !can_see(identity, appointment) {
+            return Err(SchedulingError::NotFound("appointment"));
+        }
+        let is_doctor = appointment.doctor == identity.subject;
+        let is_coordinator =
+            identity.has_role(Role::Coordinator) && identity.org == appointment.org_id;
+        let allowed = match transition {
+            Transition::Cancel | Transition::Reschedule | Transition::NoShow => {
+                is_doctor || is_coordinator
+            }
+            Transition::Start | Transition::Finish => is_doctor,
+            Transition::CheckIn => {
+                is_coordinator
+                    || appointment.patient_subject.as_deref() == Some(identity.subject.as_str())
+                    || appointment.nurse.as_deref() == Some(identity.subject.as_str())
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(SchedulingError::PermissionDenied(
+                "your part in this appointment does not allow this change",
+            ))
+        }
+    }
+
+    /// The history of an appointment the caller may see.
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<HistoryEvent>, SchedulingError> {
+        let appointment = self.visible(caller, id).await;
+        let outcome = appointment
+            .as_ref()
+            .map_or_else(outcome_of, |_| Outcome::Ok);
+        self.audit(caller, "GetAppointmentHistory", "appointment", id, outcome)
+            .await;
+        appointment?;
+        let mut conn = self.db.pool().acquire().await?;
+        store::history(&mut conn, id, after, limit).await
+    }
+
+    /// Changes to the appointments the caller may see (only `practitioner`'s if given), as
+    /// they happen, from any replica.
+    pub fn watch(
+        &self,
+        caller: &Caller,
+        practitioner: Option<String>,
+    ) -> Result<
+        impl Stream<Item = Result<(HistoryEvent, Appointment), SchedulingError>> + use<>,
+        SchedulingError,
+    > {
+        let identity = person(caller)?.clone();
+        let caller = caller.clone();
+        let scheduler = self.clone();
+        let notices = BroadcastStream::new(self.bus.subscribe());
+        Ok(notices.filter_map(move |notice| {
+            let (identity, caller, scheduler, practitioner) = (
+                identity.clone(),
+                caller.clone(),
+                scheduler.clone(),
+                practitioner.clone(),
+            );
+            async move {
+                let notice: ChangeNotice = serde_json::from_str(&notice.ok()?).ok()?;
+                let concerned = notice.participants.contains(&identity.subject)
+                    || (identity.has_role(Role::Coordinator) && identity.org == notice.org_id);
+                let wanted = practitioner
+                    .as_ref()
+                    .is_none_or(|p| notice.participants.contains(p));
+                if !concerned || !wanted {
+                    return None;
+                }
+                Some(scheduler.change(&caller, &identity, &notice).await)
+            }
+        }))
+    }
+
+    async fn change(
+        &self,
+        caller: &Caller,
+        identity: &Identity,
+        notice: &ChangeNotice,
+    ) -> Result<(HistoryEvent, Appointment), SchedulingError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let appointment = store::appointment(&mut conn, &notice.appointment_id)
+            .await?
+            .filter(|a| can_see(identity, a))
+            .ok_or(SchedulingError::NotFound("appointment"))?;
+        let event = store::history(&mut conn, &notice.appointment_id, notice.sequence - 1, 1)
+            .await?
+            .pop()
+            .ok_or(SchedulingError::NotFound("appointment event"))?;
+        drop(conn);
+        self.audit(
+            caller,
+            "WatchAppointments",
+            "appointment",
+            &appointment.id,
+            Outcome::Ok,
+        )
+        .await;
+        Ok((event, appointment))
+    }
+
+    /// Tells every replica's watchers that `appointment` changed (after commit).
+    pub(crate) async fn announce(&self, appointment: &Appointment, sequence: i64) {
+        let notice = ChangeNotice {
+            appointment_id: appointment.id.clone(),
+            org_id: appointment.org_id.clone(),
+            participants: appointment.participants().map(str::to_owned).collect(),
+            sequence,
+        };
+        match serde_json::to_string(&notice) {
+            Ok(payload) => {
+                if let Err(error) = self.bus.publish(payload).await {
+                    tracing::warn!(%error, appointment_id = %appointment.id, "change not announced to watchers");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "change notice not serialisable"),
+        }
+    }
+}
+
+fn action_name(transition: Transition) -> &'static str {
+    match transition {
+        Transition::CheckIn => "CheckIn",
+        Transition::Start => "StartTeleconsultation",
+        Transition::Finish => "FinishAppointment",
+        Transition::Cancel => "CancelAppointment",
+        Transition::NoShow => "MarkNoShow",
+        Transition::Reschedule => "RescheduleAppointment",
+    }
+}

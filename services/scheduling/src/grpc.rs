@@ -1,0 +1,818 @@
+//! The tonic adapter: each RPC converts its request (validating it), calls the core, converts
+//! the result back. No rule lives here.
+
+use std::{pin::Pin, time::Duration};
+
+use futures::{Stream, StreamExt};
+use jiff::SignedDuration;
+use telehealth_kit::identity::{self, Caller};
+use telehealth_proto::v1::{self as pb, scheduling_service_server::SchedulingService};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    convert::{self, status},
+    core::{Scheduler, availability::NewException, booking::BookingRequest},
+    domain::{ExceptionKind, WeeklyAvailability, parse_date, parse_hhmm},
+    error::SchedulingError,
+    model::Transition,
+    store::{self, AppointmentFilter},
+};
+
+/// How often an idle watch stream gets a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The gRPC face of the [`Scheduler`].
+pub struct SchedulingApi {
+    core: Scheduler,
+    shutdown: CancellationToken,
+}
+
+impl SchedulingApi {
+    /// The API over `core`; watch streams end when `shutdown` fires.
+    pub fn new(core: Scheduler, shutdown: CancellationToken) -> Self {
+        SchedulingApi { core, shutdown }
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    identity::caller(request).cloned().map_err(Status::from)
+}
+
+fn reply<T, U>(
+    result: Result<T, SchedulingError>,
+    build: impl FnOnce(T) -> U,
+) -> Result<Response<U>, Status> {
+    result
+        .map(|value| Response::new(build(value)))
+        .map_err(|e| status(&e))
+}
+
+type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchAppointmentsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SchedulingService for SchedulingApi {
+    async fn set_weekly_availability(
+        &self,
+        request: Request<pb::SetWeeklyAvailabilityRequest>,
+    ) -> Result<Response<pb::SetWeeklyAvailabilityResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let practitioner = convert::subject("practitioner_subject", &r.practitioner_subject)?;
+            let availability = WeeklyAvailability::new(
+                convert::zone(&r.time_zone)?,
+                convert::weekly_ranges(&r.weekly_ranges)?,
+                i64::from(r.buffer_minutes),
+            )?;
+            let row = self
+                .core
+                .set_availability(&caller, &practitioner, &availability, r.expected_version)
+                .await?;
+            convert::availability(&row)
+        }
+        .await;
+        reply(result, |availability| pb::SetWeeklyAvailabilityResponse {
+            availability: Some(availability),
+        })
+    }
+
+    async fn get_availability(
+        &self,
+        request: Request<pb::GetAvailabilityRequest>,
+    ) -> Result<Response<pb::GetAvailabilityResponse>, Status> {
+        let caller = caller(&request)?;
+        let result = async {
+            let practitioner = convert::subject(
+                "practitioner_subject",
+                &request.get_ref().practitioner_subject,
+            )?;
+            convert::availability(&self.core.availability(&caller, &practitioner).await?)
+        }
+        .await;
+        reply(result, |availability| pb::GetAvailabilityResponse {
+            availability: Some(availability),
+        })
+    }
+
+    async fn add_availability_exception(
+        &self,
+        request: Request<pb::AddAvailabilityExceptionRequest>,
+    ) -> Result<Response<pb::AddAvailabilityExceptionResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let kind = match pb::AvailabilityExceptionKind::try_from(r.kind)
+                .unwrap_or(pb::AvailabilityExceptionKind::Unspecified)
+            {
+                pb::AvailabilityExceptionKind::Leave => ExceptionKind::Leave,
+                pb::AvailabilityExceptionKind::Closure => ExceptionKind::Closure,
+                pb::AvailabilityExceptionKind::ExtraHours => ExceptionKind::ExtraHours,
+                pb::AvailabilityExceptionKind::Unspecified => {
+                    return Err(SchedulingError::invalid(
+                        "kind",
+                        "must be LEAVE, CLOSURE or EXTRA_HOURS",
+                    ));
+                }
+            };
+            let start_date = parse_date("start_date", &r.start_date)?;
+            let end_date = if r.end_date.is_empty() {
+                start_date
+            } else {
+                parse_date("end_date", &r.end_date)?
+            };
+            if end_date < start_date {
+                return Err(SchedulingError::invalid(
+                    "end_date",
+                    "must not be before start_date",
+                ));
+            }
+            if start_date
+                .until(end_date)
+                .map_or(true, |span| span.get_days() > 366)
+            {
+                return Err(SchedulingError::invalid(
+                    "end_date",
+                    "an exception spans at most 366 days",
+                ));
+            }
+            let window = match (r.start_local_time.is_empty(), r.end_local_time.is_empty()) {
+                (true, true) => None,
+                (false, false) => {
+                    let start = parse_hhmm("start_local_time", &r.start_local_time)?;
+                    let end = parse_hhmm("end_local_time", &r.end_local_time)?;
+                    if end <= start {
+                        return Err(SchedulingError::invalid(
+                            "end_local_time",
+                            "must be after start_local_time",
+                        ));
+                    }
+                    Some((start, end))
+                }
+                _ => {
+                    return Err(SchedulingError::invalid(
+                        "start_local_time",
+                        "give both times or neither",
+                    ));
+                }
+            };
+            if kind == ExceptionKind::ExtraHours && window.is_none() {
+                return Err(SchedulingError::invalid(
+                    "start_local_time",
+                    "extra hours need a start and an end time",
+                ));
+            }
+            let new = NewException {
+                kind,
+                practitioner: convert::optional_subject(
+                    "practitioner_subject",
+                    &r.practitioner_subject,
+                )?,
+                org_wide: r.org_wide,
+                start_date,
+                end_date,
+                window,
+                zone: convert::zone(&r.time_zone)?,
+                note: convert::text("note", &r.note, 500)?,
+            };
+            self.core.add_exception(&caller, new).await
+        }
+        .await;
+        reply(result, |(row, affected)| {
+            pb::AddAvailabilityExceptionResponse {
+                exception: Some(convert::exception(&row)),
+                affected_appointment_ids: affected,
+            }
+        })
+    }
+
+    async fn remove_availability_exception(
+        &self,
+        request: Request<pb::RemoveAvailabilityExceptionRequest>,
+    ) -> Result<Response<pb::RemoveAvailabilityExceptionResponse>, Status> {
+        let caller = caller(&request)?;
+        let result = async {
+            let id = convert::id("exception_id", &request.get_ref().exception_id)?;
+            self.core.remove_exception(&caller, &id).await
+        }
+        .await;
+        reply(result, |row| pb::RemoveAvailabilityExceptionResponse {
+            exception: Some(convert::exception(&row)),
+        })
+    }
+
+    async fn list_availability_exceptions(
+        &self,
+        request: Request<pb::ListAvailabilityExceptionsRequest>,
+    ) -> Result<Response<pb::ListAvailabilityExceptionsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let practitioner = convert::subject("practitioner_subject", &r.practitioner_subject)?;
+            let from = parse_date("from_date", &r.from_date)?;
+            let to = parse_date("to_date", &r.to_date)?;
+            if to < from || from.until(to).map_or(true, |span| span.get_days() > 366) {
+                return Err(SchedulingError::invalid(
+                    "to_date",
+                    "must be after from_date, at most 366 days later",
+                ));
+            }
+            let size = convert::page_size(r.page_size, 100, 500)?;
+            let offset = offset_of(&r.page_token)?;
+            let rows = self
+                .core
+                .exceptions(&caller, &practitioner, from, to)
+                .await?;
+            Ok(page(rows, offset, size))
+        }
+        .await;
+        reply(result, |(rows, next)| {
+            pb::ListAvailabilityExceptionsResponse {
+                exceptions: rows.iter().map(convert::exception).collect(),
+                next_page_token: next,
+            }
+        })
+    }
+
+    async fn list_free_slots(
+        &self,
+        request: Request<pb::ListFreeSlotsRequest>,
+    ) -> Result<Response<pb::ListFreeSlotsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            if r.practitioner_subjects.is_empty() || r.practitioner_subjects.len() > 20 {
+                return Err(SchedulingError::invalid(
+                    "practitioner_subjects",
+                    "give 1 to 20 practitioners",
+                ));
+            }
+            let practitioners = r
+                .practitioner_subjects
+                .iter()
+                .map(|p| convert::subject("practitioner_subjects", p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let range = convert::range("range", r.range.as_ref(), 31)?;
+            let duration = convert::duration("duration_minutes", r.duration_minutes)?;
+            let step = match r.step_minutes {
+                0 => SignedDuration::from_mins(15),
+                n if (5..=60).contains(&n) => SignedDuration::from_mins(i64::from(n)),
+                _ => {
+                    return Err(SchedulingError::invalid(
+                        "step_minutes",
+                        "must be between 5 and 60",
+                    ));
+                }
+            };
+            let all = r.r#match == pb::SlotMatch::All as i32;
+            let size = convert::page_size(r.page_size, 500, 2000)?;
+            let offset = offset_of(&r.page_token)?;
+            let slots = self
+                .core
+                .free_slots(&caller, &practitioners, range, duration, step, all)
+                .await?;
+            Ok(page(slots, offset, size))
+        }
+        .await;
+        reply(result, |(slots, next)| pb::ListFreeSlotsResponse {
+            slots: slots
+                .iter()
+                .map(|s| pb::FreeSlot {
+                    practitioner_subjects: s.practitioners.clone(),
+                    time: Some(convert::time_range(crate::domain::Interval {
+                        start: s.slot.start,
+                        end: s.slot.end,
+                    })),
+                    local_start: s.slot.local_start.strftime("%Y-%m-%dT%H:%M").to_string(),
+                    time_zone: s.time_zone.clone(),
+                    utc_offset: s.slot.utc_offset.to_string(),
+                })
+                .collect(),
+            next_page_token: next,
+        })
+    }
+
+    async fn hold_slot(
+        &self,
+        request: Request<pb::HoldSlotRequest>,
+    ) -> Result<Response<pb::HoldSlotResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let doctor = convert::subject("doctor_subject", &r.doctor_subject)?;
+            let nurse = convert::optional_subject("nurse_subject", &r.nurse_subject)?;
+            let time =
+                convert::appointment_time(r.start_time.as_ref(), r.duration_minutes, "start_time")?;
+            self.core.hold(&caller, &doctor, nurse.as_ref(), time).await
+        }
+        .await;
+        reply(result, |hold| pb::HoldSlotResponse {
+            hold: Some(pb::SlotHold {
+                hold_id: hold.hold_id.clone(),
+                doctor_subject: hold.doctor.clone(),
+                nurse_subject: hold.nurse.clone().unwrap_or_default(),
+                time: Some(convert::time_range(hold.time)),
+                expires_at: Some(convert::timestamp(hold.expires_at)),
+                created_by: Some(convert::actor(&hold.created_by)),
+            }),
+        })
+    }
+
+    async fn release_hold(
+        &self,
+        request: Request<pb::ReleaseHoldRequest>,
+    ) -> Result<Response<pb::ReleaseHoldResponse>, Status> {
+        let caller = caller(&request)?;
+        let result = async {
+            let id = convert::id("hold_id", &request.get_ref().hold_id)?;
+            self.core.release_hold(&caller, &id).await
+        }
+        .await;
+        reply(result, |released| pb::ReleaseHoldResponse { released })
+    }
+
+    async fn book_appointment(
+        &self,
+        request: Request<pb::BookAppointmentRequest>,
+    ) -> Result<Response<pb::BookAppointmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let key = r.idempotency_key.trim();
+            if key.is_empty() || key.len() > 128 {
+                return Err(SchedulingError::invalid(
+                    "idempotency_key",
+                    "is required (1-128 characters, e.g. a UUID)",
+                ));
+            }
+            let booking = BookingRequest {
+                idempotency_key: key.to_owned(),
+                doctor: convert::subject("doctor_subject", &r.doctor_subject)?,
+                nurse: convert::optional_subject("nurse_subject", &r.nurse_subject)?,
+                patient_pseudonym: convert::pseudonym(r.patient.as_ref())?,
+                patient_subject: convert::optional_subject("patient_subject", &r.patient_subject)?,
+                time: convert::appointment_time(
+                    r.start_time.as_ref(),
+                    r.duration_minutes,
+                    "start_time",
+                )?,
+                reason: convert::text("reason", &r.reason, 500)?,
+                hold_id: if r.hold_id.is_empty() {
+                    None
+                } else {
+                    Some(convert::id("hold_id", &r.hold_id)?)
+                },
+            };
+            self.core.book(&caller, &booking).await
+        }
+        .await;
+        reply(result, |(appointment, replay)| {
+            pb::BookAppointmentResponse {
+                appointment: Some(convert::appointment(&appointment)),
+                idempotent_replay: replay,
+            }
+        })
+    }
+
+    async fn get_appointment(
+        &self,
+        request: Request<pb::GetAppointmentRequest>,
+    ) -> Result<Response<pb::GetAppointmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let result = async {
+            let id = convert::id("appointment_id", &request.get_ref().appointment_id)?;
+            self.core.appointment(&caller, &id).await
+        }
+        .await;
+        reply(result, |a| pb::GetAppointmentResponse {
+            appointment: Some(convert::appointment(&a)),
+        })
+    }
+
+    async fn list_appointments(
+        &self,
+        request: Request<pb::ListAppointmentsRequest>,
+    ) -> Result<Response<pb::ListAppointmentsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let window = match &r.period {
+                None => None,
+                Some(pb::list_appointments_request::Period::Range(range)) => {
+                    Some(convert::range("range", Some(range), 366)?)
+                }
+                Some(pb::list_appointments_request::Period::Day(day)) => {
+                    let date = parse_date("day.date", &day.date)?;
+                    let zone = convert::zone(&day.time_zone)?;
+                    let start = date
+                        .to_zoned_datetime(zone.tz().clone())
+                        .map_err(|e| SchedulingError::invalid("day", e.to_string()))?;
+                    let end = start
+                        .tomorrow()
+                        .map_err(|e| SchedulingError::invalid("day", e.to_string()))?;
+                    Some(crate::domain::Interval {
+                        start: start.timestamp(),
+                        end: end.timestamp(),
+                    })
+                }
+            };
+            let filter = AppointmentFilter {
+                doctor: convert::optional_subject("doctor_subject", &r.doctor_subject)?
+                    .map(|s| s.as_str().to_owned()),
+                nurse: convert::optional_subject("nurse_subject", &r.nurse_subject)?
+                    .map(|s| s.as_str().to_owned()),
+                patient_pseudonym: match &r.patient {
+                    Some(patient) if !patient.pseudonym.is_empty() => {
+                        Some(convert::pseudonym(Some(patient))?)
+                    }
+                    _ => None,
+                },
+                window,
+                statuses: r
+                    .statuses
+                    .iter()
+                    .map(|s| convert::status_of(*s))
+                    .collect::<Result<_, _>>()?,
+                ..Default::default()
+            };
+            let size = convert::page_size(r.page_size, 100, 500)?;
+            let after = match convert::page_position(&r.page_token)? {
+                None => None,
+                Some(position) => {
+                    let (start, id) = position
+                        .split_once('|')
+                        .and_then(|(s, id)| s.parse::<i64>().ok().map(|s| (s, id.to_owned())))
+                        .ok_or_else(|| {
+                            SchedulingError::invalid(
+                                "page_token",
+                                "is not a token from a previous response",
+                            )
+                        })?;
+                    Some((start, id))
+                }
+            };
+            let found = self
+                .core
+                .appointments(&caller, filter, after, size + 1)
+                .await?;
+            Ok(keyset_page(found, size))
+        }
+        .await;
+        reply(result, |(appointments, next)| {
+            pb::ListAppointmentsResponse {
+                appointments: appointments.iter().map(convert::appointment).collect(),
+                next_page_token: next,
+            }
+        })
+    }
+
+    async fn cancel_appointment(
+        &self,
+        request: Request<pb::CancelAppointmentRequest>,
+    ) -> Result<Response<pb::CancelAppointmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("appointment_id", &r.appointment_id)?;
+            if pb::CancellationReason::try_from(r.reason)
+                .unwrap_or(pb::CancellationReason::Unspecified)
+                == pb::CancellationReason::Unspecified
+            {
+                return Err(SchedulingError::invalid(
+                    "reason",
+                    "give a cancellation reason",
+                ));
+            }
+            let comment = convert::text("comment", &r.comment, 500)?;
+            self.core
+                .transition(
+                    &caller,
+                    &id,
+                    Transition::Cancel,
+                    Some((r.reason, comment)),
+                    r.expected_version,
+                )
+                .await
+        }
+        .await;
+        reply(result, |a| pb::CancelAppointmentResponse {
+            appointment: Some(convert::appointment(&a)),
+        })
+    }
+
+    async fn reschedule_appointment(
+        &self,
+        request: Request<pb::RescheduleAppointmentRequest>,
+    ) -> Result<Response<pb::RescheduleAppointmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("appointment_id", &r.appointment_id)?;
+            let minutes = if r.new_duration_minutes == 0 {
+                None
+            } else {
+                Some(r.new_duration_minutes)
+            };
+            let current_minutes = match minutes {
+                Some(m) => m,
+                None => {
+                    let current = self.core.appointment(&caller, &id).await?;
+                    i32::try_from(current.time.duration().as_mins()).unwrap_or(0)
+                }
+            };
+            let time = convert::appointment_time(
+                r.new_start_time.as_ref(),
+                current_minutes,
+                "new_start_time",
+            )?;
+            let hold = if r.hold_id.is_empty() {
+                None
+            } else {
+                Some(convert::id("hold_id", &r.hold_id)?)
+            };
+            let comment = convert::text("comment", &r.comment, 500)?;
+            self.core
+                .reschedule(
+                    &caller,
+                    &id,
+                    time,
+                    hold.as_deref(),
+                    &comment,
+                    r.expected_version,
+                )
+                .await
+        }
+        .await;
+        reply(result, |a| pb::RescheduleAppointmentResponse {
+            appointment: Some(convert::appointment(&a)),
+        })
+    }
+
+    async fn check_in(
+        &self,
+        request: Request<pb::CheckInRequest>,
+    ) -> Result<Response<pb::CheckInResponse>, Status> {
+        let caller = caller(&request)?;
+        let result = async {
+            let id = convert::id("appointment_id", &request.get_ref().appointment_id)?;
+            self.core
+                .transition(&caller, &id, Transition::CheckIn, None, 0)
+                .await
+        }
+        .await;
+        reply(result, |a| pb::CheckInResponse {
+            room_id: a.room_id.clone().unwrap_or_default(),
+            appointment: Some(convert::appointment(&a)),
+        })
+    }
+
+    async fn start_teleconsultation(
+        &self,
+        request: Request<pb::StartTeleconsultationRequest>,
+    ) -> Result<Response<pb::StartTeleconsultationResponse>, Status> {
+        let caller = caller(&request)?;
+        let result = async {
+            let id = convert::id("appointment_id", &request.get_ref().appointment_id)?;
+            self.core
+                .transition(&caller, &id, Transition::Start, None, 0)
+                .await
+        }
+        .await;
+        let rules = &self.core.rules;
+        reply(result, |a| pb::StartTeleconsultationResponse {
+            room_id: a.room_id.clone().unwrap_or_default(),
+            room_window: Some(convert::time_range(crate::domain::Interval {
+                start: a.time.start - rules.room_opens_before,
+                end: a.time.end + rules.room_closes_after,
+            })),
+            appointment: Some(convert::appointment(&a)),
+        })
+    }
+
+    async fn finish_appointment(
+        &self,
+        request: Request<pb::FinishAppointmentRequest>,
+    ) -> Result<Response<pb::FinishAppointmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let result = async {
+            let id = convert::id("appointment_id", &request.get_ref().appointment_id)?;
+            self.core
+                .transition(&caller, &id, Transition::Finish, None, 0)
+                .await
+        }
+        .await;
+        reply(result, |a| pb::FinishAppointmentResponse {
+            appointment: Some(convert::appointment(&a)),
+        })
+    }
+
+    async fn mark_no_show(
+        &self,
+        request: Request<pb::MarkNoShowRequest>,
+    ) -> Result<Response<pb::MarkNoShowResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("appointment_id", &r.appointment_id)?;
+            let comment = convert::text("comment", &r.comment, 500)?;
+            self.core
+                .transition(&caller, &id, Transition::NoShow, Some((0, comment)), 0)
+                .await
+        }
+        .await;
+        reply(result, |a| pb::MarkNoShowResponse {
+            appointment: Some(convert::appointment(&a)),
+        })
+    }
+
+    async fn get_appointment_history(
+        &self,
+        request: Request<pb::GetAppointmentHistoryRequest>,
+    ) -> Result<Response<pb::GetAppointmentHistoryResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("appointment_id", &r.appointment_id)?;
+            let size = convert::page_size(r.page_size, 100, 500)?;
+            let after = match convert::page_position(&r.page_token)? {
+                None => 0,
+                Some(p) => p.parse::<i64>().map_err(|_| {
+                    SchedulingError::invalid(
+                        "page_token",
+                        "is not a token from a previous response",
+                    )
+                })?,
+            };
+            let mut events = self.core.history(&caller, &id, after, size + 1).await?;
+            let next = if events.len() as i64 > size {
+                events.truncate(usize::try_from(size).unwrap_or(0));
+                events
+                    .last()
+                    .map(|e| convert::page_token(&e.sequence.to_string()))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            Ok((events, next))
+        }
+        .await;
+        reply(result, |(events, next)| pb::GetAppointmentHistoryResponse {
+            events: events.iter().map(convert::event).collect(),
+            next_page_token: next,
+        })
+    }
+
+    type WatchAppointmentsStream = WatchStream;
+
+    async fn watch_appointments(
+        &self,
+        request: Request<pb::WatchAppointmentsRequest>,
+    ) -> Result<Response<Self::WatchAppointmentsStream>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let practitioner =
+            convert::optional_subject("practitioner_subject", &r.practitioner_subject)
+                .map_err(|e| status(&e))?
+                .map(|p| p.as_str().to_owned());
+        let changes = self
+            .core
+            .watch(&caller, practitioner)
+            .map_err(|e| status(&e))?;
+        let now = || Some(convert::timestamp(jiff::Timestamp::now()));
+        let ready = pb::WatchAppointmentsResponse {
+            payload: Some(pb::watch_appointments_response::Payload::Ready(
+                pb::WatchReady { server_time: now() },
+            )),
+        };
+        let changes = changes.filter_map(|change| async move {
+            match change {
+                Ok((event, appointment)) => Some(Ok(pb::WatchAppointmentsResponse {
+                    payload: Some(pb::watch_appointments_response::Payload::Change(
+                        pb::AppointmentChange {
+                            event: Some(convert::event(&event)),
+                            appointment: Some(convert::appointment(&appointment)),
+                        },
+                    )),
+                })),
+                // A change the caller may no longer see, or one that vanished: skip it.
+                Err(SchedulingError::NotFound(_)) => None,
+                Err(error) => Some(Err(status(&error))),
+            }
+        });
+        let heartbeats = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
+            tokio::time::Instant::now() + HEARTBEAT,
+            HEARTBEAT,
+        ))
+        .map(move |_| {
+            Ok(pb::WatchAppointmentsResponse {
+                payload: Some(pb::watch_appointments_response::Payload::Heartbeat(
+                    pb::WatchHeartbeat { server_time: now() },
+                )),
+            })
+        });
+        let shutdown = self.shutdown.clone();
+        let stream = futures::stream::once(async move { Ok(ready) })
+            .chain(futures::stream::select(changes, heartbeats))
+            .take_until(async move { shutdown.cancelled().await });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn export_calendar(
+        &self,
+        request: Request<pb::ExportCalendarRequest>,
+    ) -> Result<Response<pb::ExportCalendarResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let practitioner =
+                match convert::optional_subject("practitioner_subject", &r.practitioner_subject)? {
+                    Some(p) => p,
+                    None => crate::domain::Subject::parse("subject", &caller.subject())?,
+                };
+            let range = convert::range("range", r.range.as_ref(), 366)?;
+            let (ics, count) = self
+                .core
+                .export_calendar(
+                    &caller,
+                    &practitioner,
+                    range,
+                    r.include_cancelled,
+                    r.include_patient_details,
+                )
+                .await?;
+            let file_name = format!("appointments-{}.ics", range.start.strftime("%Y-%m"));
+            Ok((ics, count, file_name))
+        }
+        .await;
+        reply(result, |(ics, count, file_name)| {
+            pb::ExportCalendarResponse {
+                ics,
+                file_name,
+                event_count: i32::try_from(count).unwrap_or(i32::MAX),
+            }
+        })
+    }
+
+    async fn mark_waiting_room(
+        &self,
+        request: Request<pb::MarkWaitingRoomRequest>,
+    ) -> Result<Response<pb::MarkWaitingRoomResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("appointment_id", &r.appointment_id)?;
+            let participant = convert::subject("participant_subject", &r.participant_subject)?;
+            self.core
+                .mark_waiting_room(&caller, &id, participant.as_str(), r.participant_role)
+                .await
+        }
+        .await;
+        reply(result, |(new_status, changed)| {
+            pb::MarkWaitingRoomResponse {
+                status: convert::status_number(new_status),
+                changed,
+            }
+        })
+    }
+}
+
+/// An offset-based page of a fully computed, deterministic list.
+fn page<T>(mut all: Vec<T>, offset: usize, size: i64) -> (Vec<T>, String) {
+    let size = usize::try_from(size).unwrap_or(0);
+    let total = all.len();
+    let items: Vec<T> = all.drain(offset.min(total)..).take(size).collect();
+    let next = if offset + items.len() < total {
+        convert::page_token(&(offset + items.len()).to_string())
+    } else {
+        String::new()
+    };
+    (items, next)
+}
+
+fn offset_of(token: &str) -> Result<usize, SchedulingError> {
+    match convert::page_position(token)? {
+        None => Ok(0),
+        Some(p) => p.parse().map_err(|_| {
+            SchedulingError::invalid("page_token", "is not a token from a previous response")
+        }),
+    }
+}
+
+/// A keyset page: `found` holds up to `size + 1` rows; the extra one says there is more.
+fn keyset_page(
+    mut found: Vec<crate::model::Appointment>,
+    size: i64,
+) -> (Vec<crate::model::Appointment>, String) {
+    let size = usize::try_from(size).unwrap_or(0);
+    if found.len() > size {
+        found.truncate(size);
+        let next = found
+            .last()
+            .map(|a| convert::page_token(&format!("{}|{}", store::micros(a.time.start), a.id)))
+            .unwrap_or_default();
+        (found, next)
+    } else {
+        (found, String::new())
+    }
+}

@@ -1,0 +1,942 @@
+//! Scheduling through the real gateway, on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::{Timestamp, civil::date, tz::TimeZone};
+use telehealth_proto::v1::{self as pb};
+use tonic::Code;
+
+use crate::suite::{Backend, Person, Suite, backends};
+
+const CENTRE: &str = "cds-bourganeuf";
+const OTHER_CENTRE: &str = "cds-aubusson";
+
+fn ts(at: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.as_second(),
+        nanos: 0,
+    }
+}
+
+fn at(time: Option<&prost_types::Timestamp>) -> Timestamp {
+    let time = time.expect("timestamp");
+    Timestamp::new(time.seconds, time.nanos).expect("valid")
+}
+
+/// Every day 08:00-20:00.
+fn every_day() -> Vec<pb::WeeklyRange> {
+    (1..=7)
+        .map(|day| pb::WeeklyRange {
+            day,
+            start_local_time: "08:00".into(),
+            end_local_time: "20:00".into(),
+        })
+        .collect()
+}
+
+/// Publishes `doctor`'s availability (every day 08:00-20:00 Paris, no buffer).
+async fn publish_availability(suite: &Suite, doctor: &Person) {
+    suite
+        .scheduling(doctor)
+        .await
+        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+            practitioner_subject: doctor.subject.into(),
+            time_zone: "Europe/Paris".into(),
+            weekly_ranges: every_day(),
+            buffer_minutes: 0,
+            expected_version: 0,
+        })
+        .await
+        .expect("availability published");
+}
+
+/// 10:00 Paris, `days` days from now.
+fn ten_oclock_in(days: i64) -> Timestamp {
+    let today = Timestamp::now()
+        .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
+        .date();
+    today
+        .checked_add(jiff::Span::new().days(days))
+        .expect("date")
+        .at(10, 0, 0, 0)
+        .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
+        .expect("zoned")
+        .timestamp()
+}
+
+fn booking(
+    key: &str,
+    doctor: &str,
+    patient_subject: &str,
+    start: Timestamp,
+) -> pb::BookAppointmentRequest {
+    pb::BookAppointmentRequest {
+        idempotency_key: key.into(),
+        doctor_subject: doctor.into(),
+        nurse_subject: String::new(),
+        patient: Some(pb::PatientRef {
+            pseudonym: format!("pat-{patient_subject}"),
+        }),
+        patient_subject: patient_subject.into(),
+        start_time: Some(ts(start)),
+        duration_minutes: 30,
+        reason: "suivi diabète".into(),
+        hold_id: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn free_slots_stay_at_local_time_across_dst_changes_and_far_zones() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let cases = [
+        // (zone, range start (local date), day after the change, expected UTC hour before, after)
+        ("Europe/Paris", date(2027, 3, 27), date(2027, 3, 29), 8, 7),
+        ("Europe/Paris", date(2027, 10, 30), date(2027, 11, 1), 7, 8),
+        (
+            "America/Los_Angeles",
+            date(2027, 3, 13),
+            date(2027, 3, 15),
+            17,
+            16,
+        ),
+        (
+            "Pacific/Noumea",
+            date(2027, 3, 27),
+            date(2027, 3, 29),
+            22,
+            22,
+        ),
+    ];
+    for (zone, before, after, hour_before, hour_after) in cases {
+        let doctor = Person::doctor("dr-slots", CENTRE);
+        let mut client = suite.scheduling(&doctor).await;
+        client
+            .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                practitioner_subject: doctor.subject.into(),
+                time_zone: zone.into(),
+                weekly_ranges: (1..=7)
+                    .map(|day| pb::WeeklyRange {
+                        day,
+                        start_local_time: "09:00".into(),
+                        end_local_time: "09:30".into(),
+                    })
+                    .collect(),
+                buffer_minutes: 0,
+                expected_version: 0,
+            })
+            .await
+            .expect("availability");
+        let tz = TimeZone::get(zone).expect("tz");
+        let start = before
+            .to_zoned_datetime(tz.clone())
+            .expect("zoned")
+            .timestamp();
+        let end = after
+            .tomorrow()
+            .expect("date")
+            .to_zoned_datetime(tz)
+            .expect("zoned")
+            .timestamp();
+        let slots = client
+            .list_free_slots(pb::ListFreeSlotsRequest {
+                practitioner_subjects: vec![doctor.subject.into()],
+                range: Some(pb::TimeRange {
+                    start_time: Some(ts(start)),
+                    end_time: Some(ts(end)),
+                }),
+                duration_minutes: 30,
+                step_minutes: 30,
+                r#match: 0,
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("slots")
+            .into_inner()
+            .slots;
+        assert_eq!(
+            slots.len(),
+            3,
+            "{zone}: one 09:00 slot a day over three days: {slots:?}"
+        );
+        for slot in &slots {
+            assert!(
+                slot.local_start.ends_with("T09:00"),
+                "{zone}: local start {}",
+                slot.local_start
+            );
+        }
+        let first = at(slots[0].time.as_ref().and_then(|t| t.start_time.as_ref()));
+        let last = at(slots[2].time.as_ref().and_then(|t| t.start_time.as_ref()));
+        let utc_hour = |t: Timestamp| t.to_zoned_datetime(TimeZone::UTC).hour();
+        assert_eq!(utc_hour(first), hour_before, "{zone}: before the change");
+        assert_eq!(utc_hour(last), hour_after, "{zone}: after the change");
+    }
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_bookings_of_one_slot_give_exactly_one_appointment() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let client = suite.scheduling(&doctor).await;
+        let start = ten_oclock_in(3);
+        let attempts: Vec<_> = (0..50)
+            .map(|i| {
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    client
+                        .book_appointment(booking(
+                            &format!("key-{i}"),
+                            "dr-martin",
+                            &format!("p{i}"),
+                            start,
+                        ))
+                        .await
+                })
+            })
+            .collect();
+        let mut booked = 0;
+        for attempt in attempts {
+            match attempt.await.expect("task") {
+                Ok(_) => booked += 1,
+                Err(status) => assert!(
+                    matches!(
+                        status.code(),
+                        Code::AlreadyExists | Code::FailedPrecondition
+                    ),
+                    "{backend:?}: a losing booking is a conflict, got {status:?}"
+                ),
+            }
+        }
+        assert_eq!(
+            booked, 1,
+            "{backend:?}: exactly one of 50 concurrent bookings wins"
+        );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_booking_lists_every_conflict() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let nurse = Person::nurse("nurse-claire", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut client = suite.scheduling(&doctor).await;
+    let start = ten_oclock_in(4);
+    let mut first = booking("k1", "dr-martin", "p1", start);
+    first.nurse_subject = nurse.subject.into();
+    client.book_appointment(first).await.expect("first booking");
+
+    let mut second = booking("k2", "dr-martin", "p2", start);
+    second.nurse_subject = nurse.subject.into();
+    let status = client
+        .book_appointment(second)
+        .await
+        .expect_err("both are busy");
+    assert_eq!(status.code(), Code::AlreadyExists);
+    use prost::Message;
+    let rich =
+        tonic_types::pb::Status::decode(status.details()).expect("google.rpc.Status details");
+    let any = rich.details.first().expect("one detail");
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/telehealth.v1.BookingConflicts"
+    );
+    let conflicts = pb::BookingConflicts::decode(any.value.as_slice())
+        .expect("BookingConflicts")
+        .conflicts;
+    let who: Vec<_> = conflicts
+        .iter()
+        .map(|c| c.practitioner_subject.as_str())
+        .collect();
+    assert!(
+        who.contains(&"dr-martin") && who.contains(&"nurse-claire"),
+        "both conflicts reported: {who:?}"
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_returns_the_first_booking() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut client = suite.scheduling(&doctor).await;
+    let request = booking("retry-me", "dr-martin", "p1", ten_oclock_in(5));
+    let first = client
+        .book_appointment(request.clone())
+        .await
+        .expect("booked")
+        .into_inner();
+    let again = client
+        .book_appointment(request.clone())
+        .await
+        .expect("replayed")
+        .into_inner();
+    assert!(!first.idempotent_replay && again.idempotent_replay);
+    assert_eq!(
+        first.appointment.as_ref().map(|a| &a.appointment_id),
+        again.appointment.as_ref().map(|a| &a.appointment_id),
+        "the retry returns the same appointment"
+    );
+    let mut changed = request;
+    changed.reason = "autre motif".into();
+    let status = client
+        .book_appointment(changed)
+        .await
+        .expect_err("same key, other request");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn the_lifecycle_allows_legal_transitions_and_refuses_the_others() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let patient = Person::patient("patient-42", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let mut pt = suite.scheduling(&patient).await;
+        let id = dr
+            .book_appointment(booking("k", "dr-martin", "patient-42", ten_oclock_in(2)))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("appointment")
+            .appointment_id;
+        let status_of = |a: Option<pb::Appointment>| a.map(|a| a.status).unwrap_or_default();
+
+        let finish_early = dr
+            .finish_appointment(pb::FinishAppointmentRequest {
+                appointment_id: id.clone(),
+            })
+            .await;
+        assert_eq!(
+            finish_early.expect_err("not started").code(),
+            Code::FailedPrecondition,
+            "{backend:?}"
+        );
+        let no_show_early = dr
+            .mark_no_show(pb::MarkNoShowRequest {
+                appointment_id: id.clone(),
+                comment: String::new(),
+            })
+            .await;
+        assert_eq!(
+            no_show_early.expect_err("before start").code(),
+            Code::FailedPrecondition,
+            "{backend:?}"
+        );
+
+        let checked_in = pt
+            .check_in(pb::CheckInRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect("check in")
+            .into_inner();
+        assert_eq!(
+            status_of(checked_in.appointment),
+            pb::AppointmentStatus::Arrived as i32
+        );
+        let again = pt
+            .check_in(pb::CheckInRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect("a retry is a no-op");
+        assert_eq!(
+            status_of(again.into_inner().appointment),
+            pb::AppointmentStatus::Arrived as i32
+        );
+
+        let patient_starts = pt.cancel_appointment(pb::CancelAppointmentRequest {
+            appointment_id: id.clone(),
+            reason: pb::CancellationReason::PatientRequest as i32,
+            comment: String::new(),
+            expected_version: 0,
+        });
+        assert_eq!(
+            patient_starts
+                .await
+                .expect_err("patients cannot cancel")
+                .code(),
+            Code::PermissionDenied
+        );
+
+        let started = dr
+            .start_teleconsultation(pb::StartTeleconsultationRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect("start")
+            .into_inner();
+        assert!(
+            !started.room_id.is_empty(),
+            "starting gives the video room id"
+        );
+        assert_eq!(
+            status_of(started.appointment),
+            pb::AppointmentStatus::InProgress as i32
+        );
+        let finished = dr
+            .finish_appointment(pb::FinishAppointmentRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect("finish");
+        assert_eq!(
+            status_of(finished.into_inner().appointment),
+            pb::AppointmentStatus::Fulfilled as i32
+        );
+
+        let cancel_done = dr.cancel_appointment(pb::CancelAppointmentRequest {
+            appointment_id: id.clone(),
+            reason: pb::CancellationReason::PractitionerUnavailable as i32,
+            comment: String::new(),
+            expected_version: 0,
+        });
+        assert_eq!(
+            cancel_done.await.expect_err("fulfilled").code(),
+            Code::FailedPrecondition,
+            "{backend:?}"
+        );
+
+        let history = dr
+            .get_appointment_history(pb::GetAppointmentHistoryRequest {
+                appointment_id: id.clone(),
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("history")
+            .into_inner()
+            .events;
+        let kinds: Vec<i32> = history.iter().map(|e| e.kind).collect();
+        use pb::AppointmentEventKind as K;
+        assert_eq!(
+            kinds,
+            [
+                K::Booked as i32,
+                K::CheckedIn as i32,
+                K::Started as i32,
+                K::Finished as i32
+            ],
+            "{backend:?}"
+        );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn cancelling_frees_the_time_and_rescheduling_keeps_the_history() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let start = ten_oclock_in(6);
+    let id = dr
+        .book_appointment(booking("a", "dr-martin", "p1", start))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a")
+        .appointment_id;
+    let later = start + jiff::SignedDuration::from_hours(2);
+    let moved = dr
+        .reschedule_appointment(pb::RescheduleAppointmentRequest {
+            appointment_id: id.clone(),
+            new_start_time: Some(ts(later)),
+            new_duration_minutes: 0,
+            hold_id: String::new(),
+            comment: "patient indisponible".into(),
+            expected_version: 0,
+        })
+        .await
+        .expect("rescheduled")
+        .into_inner()
+        .appointment
+        .expect("a");
+    assert_eq!(
+        at(moved.time.as_ref().and_then(|t| t.start_time.as_ref())),
+        later
+    );
+    assert_eq!(moved.reschedule_count, 1);
+    // The old time is free again.
+    dr.book_appointment(booking("b", "dr-martin", "p2", start))
+        .await
+        .expect("the old slot is free");
+    let history = dr
+        .get_appointment_history(pb::GetAppointmentHistoryRequest {
+            appointment_id: id.clone(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("history")
+        .into_inner()
+        .events;
+    let rescheduled = history
+        .iter()
+        .find(|e| e.kind == pb::AppointmentEventKind::Rescheduled as i32)
+        .expect("event");
+    assert_eq!(
+        at(rescheduled
+            .previous_time
+            .as_ref()
+            .and_then(|t| t.start_time.as_ref())),
+        start,
+        "the former time is kept"
+    );
+    dr.cancel_appointment(pb::CancelAppointmentRequest {
+        appointment_id: id,
+        reason: pb::CancellationReason::PatientRequest as i32,
+        comment: "à la demande du patient".into(),
+        expected_version: 0,
+    })
+    .await
+    .expect("cancelled");
+    dr.book_appointment(booking("c", "dr-martin", "p3", later))
+        .await
+        .expect("a cancelled appointment frees its time");
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn outsiders_cannot_learn_whether_an_appointment_exists() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let id = suite
+        .scheduling(&doctor)
+        .await
+        .book_appointment(booking("k", "dr-martin", "p1", ten_oclock_in(2)))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a")
+        .appointment_id;
+    let missing = uuid::Uuid::new_v4().to_string();
+    for outsider in [
+        Person::doctor("dr-other", OTHER_CENTRE),
+        Person::coordinator("coord-other", OTHER_CENTRE),
+        Person::nurse("nurse-unrelated", CENTRE),
+        Person::specialist("dr-derm", "chu-limoges"),
+    ] {
+        let mut client = suite.scheduling(&outsider).await;
+        let existing = client
+            .get_appointment(pb::GetAppointmentRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect_err("refused");
+        let absent = client
+            .get_appointment(pb::GetAppointmentRequest {
+                appointment_id: missing.clone(),
+            })
+            .await
+            .expect_err("absent");
+        assert_eq!(
+            (existing.code(), existing.message()),
+            (absent.code(), absent.message()),
+            "{}: an existing appointment looks exactly like a missing one",
+            outsider.subject
+        );
+        assert!(
+            matches!(existing.code(), Code::NotFound | Code::PermissionDenied),
+            "{existing:?}"
+        );
+    }
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_watching_doctor_sees_the_patient_check_in() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let patient = Person::patient("patient-42", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let id = dr
+        .book_appointment(booking("k", "dr-martin", "patient-42", ten_oclock_in(1)))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a")
+        .appointment_id;
+    let mut watch = dr
+        .watch_appointments(pb::WatchAppointmentsRequest {
+            practitioner_subject: String::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let ready = watch.next().await.expect("first message").expect("ok");
+    assert!(matches!(
+        ready.payload,
+        Some(pb::watch_appointments_response::Payload::Ready(_))
+    ));
+
+    suite
+        .scheduling(&patient)
+        .await
+        .check_in(pb::CheckInRequest {
+            appointment_id: id.clone(),
+        })
+        .await
+        .expect("check in");
+    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("in time")
+        .expect("message")
+        .expect("ok");
+    let Some(pb::watch_appointments_response::Payload::Change(change)) = change.payload else {
+        panic!("expected a change, got {change:?}");
+    };
+    assert_eq!(
+        change
+            .appointment
+            .as_ref()
+            .map(|a| a.appointment_id.as_str()),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        change.event.as_ref().map(|e| e.kind),
+        Some(pb::AppointmentEventKind::CheckedIn as i32)
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let start = ten_oclock_in(2);
+    let cases: Vec<(&str, pb::BookAppointmentRequest, &str)> = vec![
+        (
+            "zero duration",
+            pb::BookAppointmentRequest {
+                duration_minutes: 0,
+                ..booking("a", "dr-martin", "p", start)
+            },
+            "duration_minutes",
+        ),
+        (
+            "huge duration",
+            pb::BookAppointmentRequest {
+                duration_minutes: 100_000,
+                ..booking("a", "dr-martin", "p", start)
+            },
+            "duration_minutes",
+        ),
+        (
+            "no key",
+            pb::BookAppointmentRequest {
+                idempotency_key: String::new(),
+                ..booking("a", "dr-martin", "p", start)
+            },
+            "idempotency_key",
+        ),
+        (
+            "bad pseudonym",
+            pb::BookAppointmentRequest {
+                patient: Some(pb::PatientRef {
+                    pseudonym: "Jean Dupont 12/03/1950".into(),
+                }),
+                ..booking("a", "dr-martin", "p", start)
+            },
+            "patient.pseudonym",
+        ),
+        (
+            "no start",
+            pb::BookAppointmentRequest {
+                start_time: None,
+                ..booking("a", "dr-martin", "p", start)
+            },
+            "start_time",
+        ),
+    ];
+    for (case, request, field) in cases {
+        let status = dr.book_appointment(request).await.expect_err(case);
+        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+        assert!(
+            status.message().contains(field),
+            "{case}: message names {field}: {}",
+            status.message()
+        );
+    }
+    let outside = booking(
+        "b",
+        "dr-martin",
+        "p",
+        start + jiff::SignedDuration::from_hours(11),
+    );
+    let status = dr
+        .book_appointment(outside)
+        .await
+        .expect_err("21:00 is outside availability");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let bad_zone = dr
+        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+            practitioner_subject: "dr-martin".into(),
+            time_zone: "Europe/Gueret".into(),
+            weekly_ranges: vec![],
+            buffer_minutes: 0,
+            expected_version: 0,
+        })
+        .await
+        .expect_err("unknown zone");
+    assert_eq!(bad_zone.code(), Code::InvalidArgument);
+    let overlapping = dr
+        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+            practitioner_subject: "dr-martin".into(),
+            time_zone: "Europe/Paris".into(),
+            weekly_ranges: vec![
+                pb::WeeklyRange {
+                    day: 1,
+                    start_local_time: "09:00".into(),
+                    end_local_time: "12:00".into(),
+                },
+                pb::WeeklyRange {
+                    day: 1,
+                    start_local_time: "11:00".into(),
+                    end_local_time: "13:00".into(),
+                },
+            ],
+            buffer_minutes: 0,
+            expected_version: 0,
+        })
+        .await
+        .expect_err("overlap");
+    assert!(
+        overlapping.message().contains("overlaps"),
+        "{}",
+        overlapping.message()
+    );
+    let listed = dr
+        .list_appointments(pb::ListAppointmentsRequest {
+            page_size: 0,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .appointments;
+    assert!(listed.is_empty(), "nothing was written");
+    let big_page = dr
+        .list_appointments(pb::ListAppointmentsRequest {
+            page_size: 100_000,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        big_page.expect_err("page size").code(),
+        Code::InvalidArgument
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn the_icalendar_export_parses_with_an_independent_parser_at_the_right_times() {
+    let python_ready = std::process::Command::new("python3")
+        .args(["-c", "import icalendar"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python_ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs python3 with icalendar (pip install icalendar)"
+        );
+        eprintln!("SKIPPING the iCalendar parser check: pip install icalendar");
+        return;
+    }
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let mut expected = Vec::new();
+    for (days, key) in [(2, "a"), (9, "b")] {
+        let start = ten_oclock_in(days);
+        let appointment = dr
+            .book_appointment(booking(key, "dr-martin", key, start))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a");
+        expected.push((
+            appointment.appointment_id,
+            start,
+            start + jiff::SignedDuration::from_mins(30),
+        ));
+    }
+    let now = Timestamp::now();
+    let export = dr
+        .export_calendar(pb::ExportCalendarRequest {
+            practitioner_subject: String::new(),
+            range: Some(pb::TimeRange {
+                start_time: Some(ts(now)),
+                end_time: Some(ts(now + jiff::SignedDuration::from_hours(24 * 30))),
+            }),
+            include_cancelled: false,
+            include_patient_details: false,
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    assert_eq!(export.event_count, 2);
+    assert!(!export.ics.contains("pat-"), "no patient data unless asked");
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/services/scheduling/tests/fixtures/ical_check.py"
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(export.ics.as_bytes())
+        .expect("write");
+    let output = child.wait_with_output().expect("parser finishes");
+    assert!(
+        output.status.success(),
+        "the independent parser reads the export"
+    );
+    let parsed = String::from_utf8(output.stdout).expect("utf-8");
+    for (id, start, end) in expected {
+        let line = parsed
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .unwrap_or_else(|| panic!("{id} in {parsed}"));
+        let fields: Vec<&str> = line.split('\t').collect();
+        let utc = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        assert_eq!(fields[1], utc(start), "start of {id}");
+        assert_eq!(fields[2], utc(end), "end of {id}");
+    }
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn two_scheduling_instances_on_postgres_never_double_book_and_share_changes() {
+    let Some(suite) = Suite::start(Backend::Postgres).await else {
+        return;
+    };
+    let running = suite.running.as_ref().expect("running");
+    let first = running.services[&telehealth_kit::Part::Scheduling];
+    let (second, stop_second) = suite.extra_instance(telehealth_kit::Part::Scheduling).await;
+    let (both, stop_both) = suite
+        .extra_gateway(telehealth_kit::Part::Scheduling, &[first, second])
+        .await;
+    let (only_second, stop_only) = suite
+        .extra_gateway(telehealth_kit::Part::Scheduling, &[second])
+        .await;
+
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let client = suite.scheduling_via(both, &doctor).await;
+    let start = ten_oclock_in(3);
+    let attempts: Vec<_> = (0..50)
+        .map(|i| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .book_appointment(booking(
+                        &format!("k{i}"),
+                        "dr-martin",
+                        &format!("p{i}"),
+                        start,
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let mut booked = Vec::new();
+    for attempt in attempts {
+        if let Ok(response) = attempt.await.expect("task") {
+            booked.push(response.into_inner().appointment.expect("a").appointment_id);
+        }
+    }
+    assert_eq!(
+        booked.len(),
+        1,
+        "exactly one booking across two instances sharing PostgreSQL"
+    );
+
+    // The doctor watches through the first instance; the coordinator checks the patient in
+    // through the second.
+    let mut watch = suite
+        .scheduling(&doctor)
+        .await
+        .watch_appointments(pb::WatchAppointmentsRequest {
+            practitioner_subject: String::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    watch.next().await.expect("ready").expect("ok");
+    let coordinator = Person::coordinator("coord-anne", CENTRE);
+    suite
+        .scheduling_via(only_second, &coordinator)
+        .await
+        .check_in(pb::CheckInRequest {
+            appointment_id: booked[0].clone(),
+        })
+        .await
+        .expect("check in via the second instance");
+    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("delivered across instances")
+        .expect("message")
+        .expect("ok");
+    assert!(
+        matches!(
+            change.payload,
+            Some(pb::watch_appointments_response::Payload::Change(_))
+        ),
+        "{change:?}"
+    );
+
+    stop_only.cancel();
+    stop_both.cancel();
+    stop_second.cancel();
+    suite.stop().await;
+}
