@@ -940,3 +940,179 @@ async fn two_scheduling_instances_on_postgres_never_double_book_and_share_change
     stop_second.cancel();
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn a_hold_blocks_the_slot_until_it_expires_by_itself() {
+    let Some(suite) =
+        Suite::start_with(Backend::Sqlite, |s| s.scheduling_rules.hold_seconds = 2).await
+    else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let coordinator = Person::coordinator("coord-anne", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let start = ten_oclock_in(3);
+    let hold = suite
+        .scheduling(&coordinator)
+        .await
+        .hold_slot(pb::HoldSlotRequest {
+            doctor_subject: "dr-martin".into(),
+            nurse_subject: String::new(),
+            start_time: Some(ts(start)),
+            duration_minutes: 30,
+        })
+        .await
+        .expect("held")
+        .into_inner()
+        .hold
+        .expect("hold");
+    let mut dr = suite.scheduling(&doctor).await;
+    let status = dr
+        .book_appointment(booking("x", "dr-martin", "p1", start))
+        .await
+        .expect_err("held by the coordinator");
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+
+    // The holder books with the hold.
+    let mut with_hold = booking("y", "dr-martin", "p2", start);
+    with_hold.hold_id = hold.hold_id.clone();
+    let mut other_time = with_hold.clone();
+    other_time.start_time = Some(ts(start + jiff::SignedDuration::from_hours(1)));
+    let status = suite
+        .scheduling(&coordinator)
+        .await
+        .book_appointment(other_time)
+        .await
+        .expect_err("hold for another time");
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    dr.book_appointment(booking("z", "dr-martin", "p3", start))
+        .await
+        .expect("the hold expired by itself");
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn minimum_notice_leave_and_buffers_are_respected() {
+    let Some(suite) = Suite::start_with(Backend::Sqlite, |s| {
+        s.scheduling_rules.minimum_notice_minutes = 3 * 24 * 60
+    })
+    .await
+    else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let mut dr = suite.scheduling(&doctor).await;
+    dr.set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+        practitioner_subject: "dr-martin".into(),
+        time_zone: "Europe/Paris".into(),
+        weekly_ranges: every_day(),
+        buffer_minutes: 15,
+        expected_version: 0,
+    })
+    .await
+    .expect("availability");
+
+    let status = dr
+        .book_appointment(booking("a", "dr-martin", "p", ten_oclock_in(1)))
+        .await
+        .expect_err("too soon");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("notice"), "{}", status.message());
+
+    let start = ten_oclock_in(10);
+    dr.book_appointment(booking("b", "dr-martin", "p", start))
+        .await
+        .expect("far enough ahead");
+    let in_buffer = start + jiff::SignedDuration::from_mins(40);
+    let status = dr
+        .book_appointment(booking("c", "dr-martin", "p", in_buffer))
+        .await
+        .expect_err("10 minutes after the end");
+    assert_eq!(
+        status.code(),
+        Code::AlreadyExists,
+        "the buffer keeps 15 minutes free: {status:?}"
+    );
+
+    let leave_day = start
+        .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
+        .date()
+        .tomorrow()
+        .expect("date");
+    dr.add_availability_exception(pb::AddAvailabilityExceptionRequest {
+        idempotency_key: String::new(),
+        kind: pb::AvailabilityExceptionKind::Leave as i32,
+        practitioner_subject: "dr-martin".into(),
+        org_wide: false,
+        start_date: leave_day.to_string(),
+        end_date: leave_day.to_string(),
+        start_local_time: String::new(),
+        end_local_time: String::new(),
+        time_zone: "Europe/Paris".into(),
+        note: "congé".into(),
+    })
+    .await
+    .expect("leave added");
+    let status = dr
+        .book_appointment(booking(
+            "d",
+            "dr-martin",
+            "p",
+            start + jiff::SignedDuration::from_hours(24),
+        ))
+        .await
+        .expect_err("on leave");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn listings_are_paginated_in_a_stable_order() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let mut booked = Vec::new();
+    for i in 0..7 {
+        let start = ten_oclock_in(2) + jiff::SignedDuration::from_mins(30 * i);
+        let a = dr
+            .book_appointment(booking(&format!("k{i}"), "dr-martin", "p", start))
+            .await
+            .expect("booked")
+            .into_inner();
+        booked.push(a.appointment.expect("a").appointment_id);
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = dr
+            .list_appointments(pb::ListAppointmentsRequest {
+                doctor_subject: "dr-martin".into(),
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.appointments.len() <= 3);
+        seen.extend(page.appointments.into_iter().map(|a| a.appointment_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, booked, "every appointment once, in start order");
+    let bad = dr
+        .list_appointments(pb::ListAppointmentsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(bad.expect_err("bad token").code(), Code::InvalidArgument);
+    suite.stop().await;
+}

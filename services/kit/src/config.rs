@@ -271,11 +271,11 @@ impl Settings {
         self.gateway.validate().map_err(KitError::Config)?;
         let rules = &self.scheduling_rules;
         if !(0..=10_080).contains(&rules.minimum_notice_minutes)
-            || !(10..=3_600).contains(&rules.hold_seconds)
+            || !(1..=3_600).contains(&rules.hold_seconds)
             || !(0..=240).contains(&rules.room_opens_before_minutes)
             || !(0..=240).contains(&rules.room_closes_after_minutes)
         {
-            return bad("scheduling_rules: minimum_notice_minutes 0-10080, hold_seconds 10-3600, room margins 0-240 minutes".into());
+            return bad("scheduling_rules: minimum_notice_minutes 0-10080, hold_seconds 1-3600, room margins 0-240 minutes".into());
         }
         for part in Part::SERVICES {
             let endpoints = self
