@@ -286,7 +286,7 @@ impl SchedulingService for SchedulingApi {
                     })),
                     local_start: s.slot.local_start.strftime("%Y-%m-%dT%H:%M").to_string(),
                     time_zone: s.time_zone.clone(),
-                    utc_offset: s.slot.utc_offset.to_string(),
+                    utc_offset: offset_text(s.slot.utc_offset),
                 })
                 .collect(),
             next_page_token: next,
@@ -775,6 +775,14 @@ impl SchedulingService for SchedulingApi {
             }
         })
     }
+}
+
+/// `+HH:MM` / `-HH:MM`, as the contract writes offsets.
+fn offset_text(offset: jiff::tz::Offset) -> String {
+    let seconds = offset.seconds();
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let minutes = seconds.unsigned_abs() / 60;
+    format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
 /// An offset-based page of a fully computed, deterministic list.
