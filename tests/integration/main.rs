@@ -11,6 +11,7 @@ mod gateway_surface;
 mod harness;
 mod pki_and_tokens;
 mod scheduling;
+mod signalling;
 mod suite;
 mod tracing;
 mod up;

@@ -29,6 +29,28 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
 }
 
+impl ServiceContext {
+    /// A lazily connected channel to another service of the suite over internal mTLS, with this
+    /// service's identity, balanced over that service's configured endpoints.
+    pub fn channel_to(&self, part: Part) -> Result<tonic::transport::Channel, KitError> {
+        let tls = tls::client_tls(&self.settings.internal_tls(self.part))?;
+        let mut endpoints = Vec::new();
+        for url in self.settings.service_endpoints(part) {
+            let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| KitError::Config(format!("{part} endpoint {url}: {e}")))?
+                .tls_config(tls.clone())
+                .map_err(|e| KitError::Tls(e.to_string()))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(10));
+            endpoints.push(endpoint);
+        }
+        if endpoints.is_empty() {
+            return Err(KitError::Config(format!("{part} has no endpoint")));
+        }
+        Ok(tonic::transport::Channel::balance_list(endpoints.into_iter()))
+    }
+}
+
 /// The future that builds a service's routes.
 pub type RoutesFuture =
     std::pin::Pin<Box<dyn Future<Output = Result<RoutesBuilder, KitError>> + Send>>;

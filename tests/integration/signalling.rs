@@ -1,0 +1,1 @@
+//! Video signalling through the gateway (issue #5): filled in with the signalling service.
