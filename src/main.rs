@@ -6,6 +6,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before anything touches jsonwebtoken: token verification with ring.
+    telehealth_gateway::crypto::install();
     let cli = telehealth::cli::Cli::parse();
     match telehealth::cli::run(cli).await {
         Ok(code) => code,

@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod crypto;
 pub mod deadline;
 pub mod error;
 mod fetch;
@@ -60,6 +61,7 @@ pub struct GatewayServer {
 impl GatewayServer {
     /// Builds the gateway from `settings`, forwarding to each service's configured endpoints.
     pub async fn build(settings: &Settings) -> Result<GatewayServer, GatewayError> {
+        crypto::install();
         let gateway_settings = &settings.gateway;
         let tls = ServerTls::load(
             settings.gateway_server_tls(),

@@ -47,7 +47,9 @@ impl ServiceContext {
         if endpoints.is_empty() {
             return Err(KitError::Config(format!("{part} has no endpoint")));
         }
-        Ok(tonic::transport::Channel::balance_list(endpoints.into_iter()))
+        Ok(tonic::transport::Channel::balance_list(
+            endpoints.into_iter(),
+        ))
     }
 }
 
