@@ -1,20 +1,58 @@
-//! Video signalling: rooms for teleconsultations, WebRTC offer/answer/ICE relay between participants, TURN credentials (DESIGN §4).
+//! Video signalling: rooms for teleconsultations, WebRTC offer/answer/ICE relay between
+//! participants, STUN/TURN servers with short-lived TURN credentials, and the record of technical
+//! incidents (DESIGN §4). Media never passes through the suite.
 //!
-//! This crate plugs into the shared kit as a [`ServiceDefinition`]: its own database (SQLite
-//! file or PostgreSQL schema `signalling`) with its own migrations, internal mTLS, `grpc.health.v1`
-//! and graceful drain all come from `telehealth-kit`. Its public gRPC API is declared in
-//! `proto/telehealth/v1/signalling.proto`; the RPC handlers arrive with issue #5, and until then
-//! a call to them is answered `UNIMPLEMENTED` by the server, never by a stub.
+//! - [`domain`]: validated values (rooms, participants, client messages, server events,
+//!   incidents);
+//! - [`validate`]: SDP (webrtc-rs's `sdp` parser) and ICE candidate checks;
+//! - [`turn`]: ICE servers and coturn `use-auth-secret` credentials;
+//! - [`ratelimit`]: the per-participant flood guard;
+//! - [`core`]: every operation with its authorisation, transaction and audit, the streams and
+//!   the fan-out between replicas (see [`core::hub`] for delivery and ordering);
+//! - [`store`]: the SQL;
+//! - [`presence`]: waiting-room arrivals reported to scheduling;
+//! - [`convert`] and [`grpc`]: the tonic adapter;
+//! - [`settings`]: the service's own configuration;
+//! - [`error`]: what can go wrong, as gRPC codes.
+//!
+//! Rooms and participants live in the database, so every replica admits the same people; the
+//! live streams live in the memory of the replica that holds them, and whatever one stream
+//! sends another travels through the event bus (PostgreSQL `LISTEN/NOTIFY`, in-process on
+//! SQLite).
 
 #![forbid(unsafe_code)]
 
+pub mod convert;
+pub mod core;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod presence;
+pub mod ratelimit;
+pub mod settings;
+pub mod store;
+pub mod turn;
+pub mod validate;
+
+use std::sync::Arc;
+
+use jiff::SignedDuration;
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
-    Part,
+    KitError, Part,
     db::Migrations,
-    serve::{RoutesFuture, ServiceContext, ServiceDefinition},
+    events::EventBus,
+    identity::IdentityInterceptor,
+    serve::{MAX_MESSAGE_BYTES, RoutesFuture, ServiceContext, ServiceDefinition},
 };
+use telehealth_proto::v1::signalling_service_server::SignallingServiceServer;
 use tonic::service::RoutesBuilder;
+
+pub use crate::settings::SignallingSettings;
+use crate::{
+    core::{Clock, Margins, Signalling},
+    presence::SchedulingPresence,
+};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
@@ -31,6 +69,50 @@ pub fn definition() -> ServiceDefinition {
     }
 }
 
-fn routes(_context: ServiceContext) -> RoutesFuture {
-    Box::pin(async { Ok(RoutesBuilder::default()) })
+/// The admission margins of rooms: the same configuration scheduling announces windows with.
+pub fn margins(rules: &telehealth_kit::config::SchedulingRules) -> Margins {
+    Margins {
+        before: SignedDuration::from_mins(rules.room_opens_before_minutes),
+        after: SignedDuration::from_mins(rules.room_closes_after_minutes),
+    }
+}
+
+fn routes(context: ServiceContext) -> RoutesFuture {
+    // Until the kit's configuration carries `[signalling_media]`, the defaults apply.
+    routes_with(context, SignallingSettings::default())
+}
+
+/// The service's routes with explicit `settings` (for a kit configuration section, and for
+/// tests that need TURN servers or short keep-alives).
+pub fn routes_with(context: ServiceContext, settings: SignallingSettings) -> RoutesFuture {
+    Box::pin(async move {
+        settings
+            .validate()
+            .map_err(|e| KitError::Config(format!("signalling: {e}")))?;
+        let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
+        let clock: Clock = Arc::new(jiff::Timestamp::now);
+        let presence = Arc::new(SchedulingPresence::new(
+            context.channel_to(Part::Scheduling)?,
+        ));
+        let core = Signalling::start(
+            context.db.clone(),
+            bus,
+            settings,
+            margins(&context.settings.scheduling_rules),
+            clock,
+            presence,
+            context.shutdown.clone(),
+        )
+        .await
+        .map_err(|e| KitError::Config(format!("signalling: {e}")))?;
+        let server = SignallingServiceServer::new(grpc::SignallingApi::new(core))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            server,
+            IdentityInterceptor::new(Part::Signalling),
+        ));
+        Ok(routes)
+    })
 }
