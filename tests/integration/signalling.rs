@@ -1266,3 +1266,73 @@ async fn incidents_reported_by_an_app_are_recorded_once_and_listed_for_the_docto
     assert_eq!(stranger.code(), Code::NotFound);
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn the_room_id_returned_by_start_teleconsultation_admits_the_appointments_participants() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mut scheduling = suite.scheduling(&doctor()).await;
+    scheduling
+        .set_weekly_availability(telehealth_proto::v1::SetWeeklyAvailabilityRequest {
+            practitioner_subject: doctor().subject.into(),
+            time_zone: "UTC".into(),
+            weekly_ranges: (1..=7)
+                .map(|day| telehealth_proto::v1::WeeklyRange {
+                    day,
+                    start_local_time: "00:00".into(),
+                    end_local_time: "24:00".into(),
+                })
+                .collect(),
+            buffer_minutes: 0,
+            expected_version: 0,
+        })
+        .await
+        .expect("availability");
+    // A slot starting in 10 minutes, on a whole minute: inside the room's admission window.
+    let now = jiff::Timestamp::now().as_second();
+    let start = jiff::Timestamp::from_second(now - now % 60 + 600).expect("start");
+    let appointment = scheduling
+        .book_appointment(telehealth_proto::v1::BookAppointmentRequest {
+            idempotency_key: "e2e".into(),
+            doctor_subject: doctor().subject.into(),
+            nurse_subject: String::new(),
+            patient: Some(telehealth_proto::v1::PatientRef {
+                pseudonym: "pat-7f3a".into(),
+            }),
+            patient_subject: patient().subject.into(),
+            start_time: Some(ts(start)),
+            duration_minutes: 30,
+            reason: "suivi".into(),
+            hold_id: String::new(),
+        })
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("appointment");
+    let started = scheduling
+        .start_teleconsultation(telehealth_proto::v1::StartTeleconsultationRequest {
+            appointment_id: appointment.appointment_id.clone(),
+        })
+        .await
+        .expect("started")
+        .into_inner();
+    assert!(!started.room_id.is_empty());
+
+    // Both participants are admitted to the room scheduling opened in signalling.
+    let (_doctor, doctor_joined, _patient, _) =
+        doctor_and_patient_join(&suite, gateway(&suite), &started.room_id).await;
+    assert_eq!(doctor_joined.appointment_id, appointment.appointment_id);
+
+    // A stranger is not.
+    let stranger = Person::doctor("dr-other", CENTRE);
+    let mut stream = Stream::open(&mut client(&suite, gateway(&suite), &stranger).await)
+        .await
+        .expect("stream");
+    assert!(
+        stream.try_join(&started.room_id).await.is_err(),
+        "not a participant"
+    );
+    suite.stop().await;
+}

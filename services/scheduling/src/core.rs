@@ -4,12 +4,14 @@
 //! - [`availability`]: weekly availability and exceptions;
 //! - [`booking`]: free slots, holds and bookings (no double booking);
 //! - [`appointments`]: reading, the lifecycle, history and watching;
-//! - [`calendar`]: iCalendar export.
+//! - [`calendar`]: iCalendar export;
+//! - [`rooms`]: the appointments' video rooms in the signalling service.
 
 pub mod appointments;
 pub mod availability;
 pub mod booking;
 pub mod calendar;
+pub mod rooms;
 
 use std::sync::Arc;
 
@@ -57,16 +59,24 @@ pub struct Scheduler {
     pub(crate) bus: EventBus,
     pub(crate) rules: Rules,
     pub(crate) clock: Clock,
+    pub(crate) rooms: rooms::Rooms,
 }
 
 impl Scheduler {
-    /// A scheduler over `db`, publishing changes on `bus`.
-    pub fn new(db: Database, bus: EventBus, rules: Rules, clock: Clock) -> Self {
+    /// A scheduler over `db`, publishing changes on `bus`, opening video rooms with `rooms`.
+    pub fn new(
+        db: Database,
+        bus: EventBus,
+        rules: Rules,
+        clock: Clock,
+        rooms: rooms::Rooms,
+    ) -> Self {
         Scheduler {
             db,
             bus,
             rules,
             clock,
+            rooms,
         }
     }
 

@@ -67,11 +67,13 @@ fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
         let clock: core::Clock = Arc::new(jiff::Timestamp::now);
+        let rooms = core::rooms::Rooms::new(context.channel_to(Part::Signalling)?);
         let scheduler = Scheduler::new(
             context.db.clone(),
             bus,
             rules(&context.settings.scheduling_rules),
             clock,
+            rooms,
         );
         let api = grpc::SchedulingApi::new(scheduler, context.shutdown.clone());
         let server = SchedulingServiceServer::new(api)

@@ -518,6 +518,17 @@ pub async fn update_appointment(conn: &mut AnyConnection, a: &Appointment) -> Re
     Ok(())
 }
 
+/// Takes the write lock on an appointment before reading it (PostgreSQL row lock, SQLite write
+/// lock): concurrent changes of one appointment queue, and a SQLite transaction never has to
+/// upgrade a read snapshot to a write (which fails under concurrency).
+pub async fn lock_appointment(conn: &mut AnyConnection, id: &str) -> Result<()> {
+    sqlx::query("UPDATE appointments SET version = version WHERE appointment_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// One appointment by id.
 pub async fn appointment(conn: &mut AnyConnection, id: &str) -> Result<Option<Appointment>> {
     let row = sqlx::query(&format!(

@@ -9,7 +9,7 @@ use telehealth_kit::{
 };
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::{Scheduler, actor_record, outcome_of, person};
+use super::{Scheduler, actor_record, outcome_of, person, rooms::CloseReason};
 use crate::{
     error::SchedulingError,
     model::{self, Appointment, EventKind, HistoryEvent, Status, Transition},
@@ -149,8 +149,28 @@ impl Scheduler {
         expected_version: i64,
         joined: Option<(String, i32)>,
     ) -> Result<Appointment, SchedulingError> {
+        // The video room is opened before the change (a network call, outside the transaction):
+        // a room that cannot be opened leaves the appointment as it was.
+        let mut room_id = None;
+        if matches!(transition, Transition::CheckIn | Transition::Start) {
+            let mut conn = self.db.pool().acquire().await?;
+            let before = store::appointment(&mut conn, id)
+                .await?
+                .ok_or(SchedulingError::NotFound("appointment"))?;
+            drop(conn);
+            self.authorize_change(caller, &before, transition)?;
+            if before.room_id.is_none()
+                && matches!(
+                    model::apply(before.status, transition)?,
+                    model::Outcome::Change(_)
+                )
+            {
+                room_id = Some(self.rooms.open(&before).await?);
+            }
+        }
         let now = self.now();
         let mut tx = self.db.pool().begin().await?;
+        store::lock_appointment(&mut tx, id).await?;
         let current = store::appointment(&mut tx, id)
             .await?
             .ok_or(SchedulingError::NotFound("appointment"))?;
@@ -209,11 +229,8 @@ impl Scheduler {
         if joined.is_some() {
             updated.arrived_at = Some(now);
         }
-        if matches!(transition, Transition::CheckIn | Transition::Start)
-            && updated.room_id.is_none()
-        {
-            // The room id is fixed once; the signalling service opens the room under it.
-            updated.room_id = Some(uuid::Uuid::new_v4().to_string());
+        if updated.room_id.is_none() {
+            updated.room_id = room_id;
         }
         store::update_appointment(&mut tx, &updated).await?;
         if !new_status.occupies_time() {
@@ -246,6 +263,15 @@ impl Scheduler {
         audit::append(&mut tx, &entry).await?;
         tx.commit().await?;
         self.announce(&updated, sequence).await;
+        let close = match transition {
+            Transition::Finish => Some(CloseReason::Finished),
+            Transition::Cancel => Some(CloseReason::Cancelled),
+            Transition::NoShow => Some(CloseReason::NoShow),
+            _ => None,
+        };
+        if let (Some(reason), Some(_)) = (close, &updated.room_id) {
+            self.rooms.close(&updated, reason).await;
+        }
         tracing::info!(appointment_id = %id, status = updated.status.as_str(), "appointment changed");
         Ok(updated)
     }

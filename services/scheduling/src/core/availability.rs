@@ -107,6 +107,9 @@ impl Scheduler {
     ) -> Result<AvailabilityRow, SchedulingError> {
         let identity = person(caller)?;
         let mut tx = self.db.pool().begin().await?;
+        // Write first: queue with bookings of this practitioner (and keep SQLite from upgrading
+        // a read snapshot).
+        store::lock_practitioners(&mut tx, &[practitioner.as_str()]).await?;
         let existing = store::availability_of(&mut tx, practitioner.as_str()).await?;
         // A first publication belongs to the publisher's org; later ones keep the stored org.
         let org = existing

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     domain::{Interval, Subject, WeeklyAvailability, WeeklyRange, Zone},
-    error::{Conflict, SchedulingError},
+    error::SchedulingError,
     model::{Appointment, EventKind, HistoryEvent, Status},
     slots::{self, PractitionerCalendar, Slot},
     store::{self, HoldRow},
@@ -159,6 +159,11 @@ impl Scheduler {
     ) -> Result<bool, SchedulingError> {
         let identity = person(caller)?;
         let mut tx = self.db.pool().begin().await?;
+        // Write first (see store::lock_appointment): the hold's busy rows are what we change.
+        sqlx::query("UPDATE holds SET expires_at_us = expires_at_us WHERE hold_id = $1")
+            .bind(hold_id)
+            .execute(&mut *tx)
+            .await?;
         let Some(hold) = store::hold(&mut tx, hold_id).await? else {
             return Ok(false);
         };
@@ -310,6 +315,7 @@ impl Scheduler {
     ) -> Result<Appointment, SchedulingError> {
         let now = self.now();
         let mut tx = self.db.pool().begin().await?;
+        store::lock_appointment(&mut tx, appointment_id).await?;
         let current = store::appointment(&mut tx, appointment_id)
             .await?
             .ok_or(SchedulingError::NotFound("appointment"))?;
@@ -576,9 +582,4 @@ fn request_hash(request: &BookingRequest) -> String {
         request.hold_id.as_deref().unwrap_or(""),
     );
     hex::encode(Sha256::digest(canonical.as_bytes()))
-}
-
-/// Conflicts reported as an error, for callers that collect them.
-pub fn conflicts_error(conflicts: Vec<Conflict>) -> SchedulingError {
-    SchedulingError::Conflicts(conflicts)
 }
