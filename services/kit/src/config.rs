@@ -19,8 +19,10 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 mod gateway;
+mod signalling;
 
 pub use gateway::{GatewaySettings, JwtSettings, LimitSettings, UpstreamSettings};
+pub use signalling::SignallingSettings;
 
 use crate::{error::KitError, part::Part};
 
@@ -41,6 +43,7 @@ pub struct Settings {
     pub wound: ServiceSettings,
     pub signalling: ServiceSettings,
     pub scheduling_rules: SchedulingRules,
+    pub signalling_media: SignallingSettings,
 }
 
 /// Booking rules of the scheduling service (`[scheduling_rules]`).
@@ -163,6 +166,7 @@ impl Default for Settings {
             wound: ServiceSettings::on_port(7103),
             signalling: ServiceSettings::on_port(7104),
             scheduling_rules: SchedulingRules::default(),
+            signalling_media: SignallingSettings::default(),
         }
     }
 }
@@ -269,6 +273,9 @@ impl Settings {
             );
         }
         self.gateway.validate().map_err(KitError::Config)?;
+        self.signalling_media
+            .validate()
+            .map_err(|e| KitError::Config(format!("signalling_media.{e}")))?;
         let rules = &self.scheduling_rules;
         if !(0..=10_080).contains(&rules.minimum_notice_minutes)
             || !(1..=3_600).contains(&rules.hold_seconds)
@@ -397,6 +404,9 @@ impl Settings {
         let mut copy = self.clone();
         if let Some(url) = &mut copy.database.url {
             *url = redact_url_password(url);
+        }
+        for secret in &mut copy.signalling_media.turn_secrets {
+            *secret = "***".to_owned();
         }
         copy
     }

@@ -78,8 +78,8 @@ pub fn margins(rules: &telehealth_kit::config::SchedulingRules) -> Margins {
 }
 
 fn routes(context: ServiceContext) -> RoutesFuture {
-    // Until the kit's configuration carries `[signalling_media]`, the defaults apply.
-    routes_with(context, SignallingSettings::default())
+    let settings = context.settings.signalling_media.clone();
+    routes_with(context, settings)
 }
 
 /// The service's routes with explicit `settings` (for a kit configuration section, and for
