@@ -235,3 +235,30 @@ async fn tampering_is_detected_and_the_first_broken_link_is_named() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_batched_writer_keeps_one_unbroken_chain_under_concurrency() {
+    for test_db in migrated().await {
+        let backend = test_db.backend();
+        let writer = audit::AuditWriter::start(test_db.db.clone());
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.record(entry(&format!("w{i}"))).await })
+            })
+            .collect();
+        let mut sequences = Vec::new();
+        for task in tasks {
+            sequences.push(task.await.expect("task").expect("recorded once committed"));
+        }
+        sequences.sort_unstable();
+        assert_eq!(
+            sequences,
+            (1..=200).collect::<Vec<i64>>(),
+            "{backend:?}: one sequence number each"
+        );
+        let report = audit::verify(&test_db.db).await.expect("verify");
+        assert_eq!((report.records, report.broken), (200, None), "{backend:?}");
+        test_db.cleanup().await;
+    }
+}

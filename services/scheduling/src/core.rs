@@ -18,7 +18,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use telehealth_kit::{
     Database,
-    audit::{self, AuditEntry, Outcome},
+    audit::{AuditEntry, AuditWriter, Outcome},
     events::EventBus,
     identity::{Caller, Identity, Role},
 };
@@ -60,6 +60,7 @@ pub struct Scheduler {
     pub(crate) rules: Rules,
     pub(crate) clock: Clock,
     pub(crate) rooms: rooms::Rooms,
+    pub(crate) auditor: AuditWriter,
 }
 
 impl Scheduler {
@@ -71,12 +72,14 @@ impl Scheduler {
         clock: Clock,
         rooms: rooms::Rooms,
     ) -> Self {
+        let auditor = AuditWriter::start(db.clone());
         Scheduler {
             db,
             bus,
             rules,
             clock,
             rooms,
+            auditor,
         }
     }
 
@@ -95,9 +98,16 @@ impl Scheduler {
         id: &str,
         outcome: Outcome,
     ) {
-        let entry = AuditEntry::new(caller, action, kind, id, outcome);
-        if let Err(error) = audit::record(&self.db, &entry).await {
-            tracing::error!(%error, action, id, "could not write the audit record");
+        self.record_audit(AuditEntry::new(caller, action, kind, id, outcome))
+            .await;
+    }
+
+    /// Writes `entry` to the audit trail (batched with concurrent ones) and waits until it is
+    /// committed.
+    pub(crate) async fn record_audit(&self, entry: AuditEntry) {
+        let (action, id) = (entry.action.clone(), entry.record_id.clone());
+        if let Err(error) = self.auditor.record(entry).await {
+            tracing::error!(%error, %action, %id, "could not write the audit record");
         }
     }
 }

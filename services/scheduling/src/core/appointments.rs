@@ -4,7 +4,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use telehealth_kit::{
     Part,
-    audit::{self, AuditEntry, Outcome},
+    audit::{AuditEntry, Outcome},
     identity::{Caller, Identity, Role},
 };
 use tokio_stream::wrappers::BroadcastStream;
@@ -260,8 +260,9 @@ impl Scheduler {
             id,
             Outcome::Ok,
         );
-        audit::append(&mut tx, &entry).await?;
         tx.commit().await?;
+        // Audited before the caller hears of the change (group-committed, see AuditWriter).
+        self.record_audit(entry).await;
         self.announce(&updated, sequence).await;
         let close = match transition {
             Transition::Finish => Some(CloseReason::Finished),

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp, civil::Weekday};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use telehealth_kit::{
-    audit::{self, AuditEntry, Outcome},
+    audit::{AuditEntry, Outcome},
     identity::{Caller, Role},
 };
 
@@ -296,8 +296,9 @@ impl Scheduler {
             &appointment.id,
             Outcome::Ok,
         );
-        audit::append(&mut tx, &entry).await?;
         tx.commit().await?;
+        // Audited before the caller hears of the change (group-committed, see AuditWriter).
+        self.record_audit(entry).await;
         self.announce(&appointment, sequence).await;
         tracing::info!(appointment_id = %appointment.id, doctor = %appointment.doctor, "booked");
         Ok((appointment, false))
@@ -379,8 +380,9 @@ impl Scheduler {
             &current.id,
             Outcome::Ok,
         );
-        audit::append(&mut tx, &entry).await?;
         tx.commit().await?;
+        // Audited before the caller hears of the change (group-committed, see AuditWriter).
+        self.record_audit(entry).await;
         self.announce(&updated, sequence).await;
         Ok(updated)
     }
