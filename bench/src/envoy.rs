@@ -6,7 +6,10 @@
 //! - `jwt_authn`: the same JWKS as a local file, issuer and audience checked, token removed
 //!   (`forward: false`), payload forwarded (`x-jwt-payload`) and put in dynamic metadata, claims
 //!   copied into the identity headers the services read; with or without `jwt_cache_config`.
-//!   Envoy cannot check the RFC 8705 certificate binding: that check is ours only.
+//!   Envoy cannot check the RFC 8705 certificate binding: that check is ours only. The
+//!   certificate thumbprint header is Envoy's SHA-256 fingerprint (hex).
+//! - `lua` (after RBAC): writes `x-telehealth-roles` as the comma-separated list the services
+//!   read; `claim_to_headers` only copies scalar claims (a list becomes base64 JSON).
 //! - `rbac`: per route (method), the `roles` claim must hold an allowed role (the same rules as
 //!   the contract's: UpdateWound doctor or nurse, UploadPhoto nurse); anything else is denied.
 //! - upstream over HTTP/2 with mTLS, presenting the gateway's internal certificate and checking
@@ -41,9 +44,7 @@ pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
             }
         }
     }
-    if let Ok(out) = Command::new("sh")
-        .args(["-c", "command -v envoy"])
-        .output()
+    if let Ok(out) = Command::new("sh").args(["-c", "command -v envoy"]).output()
         && out.status.success()
     {
         return Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
@@ -75,6 +76,7 @@ pub fn write_config(
     port: u16,
     upstream_port: u16,
     jwt_cache: bool,
+    lua_roles: bool,
 ) -> anyhow::Result<PathBuf> {
     let pki = settings.pki_dir();
     let server = settings.gateway_server_tls();
@@ -90,15 +92,26 @@ pub fn write_config(
     } else {
         ""
     };
+    // Diagnostic only (`--envoy-static-roles`): a fixed roles header instead of the Lua filter,
+    // to measure what the Lua filter costs. Not equivalent: it ignores the token's roles.
+    let (lua_filter, static_roles) = if lua_roles {
+        (LUA_ROLES_FILTER, "")
+    } else {
+        (
+            "",
+            "                - header: {key: x-telehealth-roles, value: nurse}\n                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n",
+        )
+    };
     let role = |role: &str| {
         format!(
-            r#"                    - metadata:
-                        filter: envoy.filters.http.jwt_authn
-                        path: [{{key: jwt_payload}}, {{key: roles}}]
-                        value:
-                          list_match:
-                            one_of:
-                              string_match: {{exact: {role}}}
+            r#"                    - sourced_metadata:
+                        metadata_matcher:
+                          filter: envoy.filters.http.jwt_authn
+                          path: [{{key: jwt_payload}}, {{key: roles}}]
+                          value:
+                            list_match:
+                              one_of:
+                                string_match: {{exact: {role}}}
 "#
         )
     };
@@ -146,7 +159,7 @@ static_resources:
                 request_headers_to_add:
                 - header: {{key: x-telehealth-cert-thumbprint, value: "%DOWNSTREAM_PEER_FINGERPRINT_256%"}}
                   append_action: OVERWRITE_IF_EXISTS_OR_ADD
-          http_filters:
+{static_roles}          http_filters:
           - name: envoy.filters.http.header_mutation
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
@@ -170,7 +183,6 @@ static_resources:
                   payload_in_metadata: jwt_payload
                   claim_to_headers:
                   - {{header_name: x-telehealth-subject, claim_name: sub}}
-                  - {{header_name: x-telehealth-roles, claim_name: roles}}
                   - {{header_name: x-telehealth-org, claim_name: org}}
                   - {{header_name: x-telehealth-specialty, claim_name: specialty}}
 {jwt_cache_config}              rules:
@@ -190,7 +202,7 @@ static_resources:
                     permissions:
                     - url_path: {{path: {{exact: /telehealth.v1.WoundService/UploadPhoto}}}}
                     principals:
-{nurse}          - name: envoy.filters.http.router
+{nurse}{lua_filter}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
@@ -250,6 +262,22 @@ static_resources:
     std::fs::write(&file, yaml).with_context(|| file.display().to_string())?;
     Ok(file)
 }
+
+/// Writes `x-telehealth-roles` as the comma-separated list the services read, from the verified
+/// payload (`claim_to_headers` would give base64 JSON for a list claim).
+const LUA_ROLES_FILTER: &str = r#"          - name: envoy.filters.http.lua
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+              default_source_code:
+                inline_string: |
+                  function envoy_on_request(handle)
+                    local jwt = handle:streamInfo():dynamicMetadata():get("envoy.filters.http.jwt_authn")
+                    local roles = jwt and jwt["jwt_payload"] and jwt["jwt_payload"]["roles"]
+                    if roles then
+                      handle:headers():replace("x-telehealth-roles", table.concat(roles, ","))
+                    end
+                  end
+"#;
 
 /// Command-line arguments of Envoy for `config`.
 pub fn args(config: &Path, concurrency: usize) -> Vec<String> {

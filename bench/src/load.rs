@@ -14,7 +14,7 @@ use telehealth_testkit::{
     harness::{paths, raw_client},
 };
 use tonic::{
-    Code, Request,
+    Request, Status,
     codegen::http::uri::PathAndQuery,
     metadata::MetadataMap,
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
@@ -77,8 +77,8 @@ impl Target {
         request
     }
 
-    /// One UpdateWound call on `channel`; the status code on failure.
-    pub async fn call_once(&self, channel: &Channel, payload: Bytes) -> Result<Bytes, Code> {
+    /// One UpdateWound call on `channel`.
+    pub async fn call_once(&self, channel: &Channel, payload: Bytes) -> Result<Bytes, Status> {
         let mut client = raw_client(channel.clone());
         unary(&mut client, self.request(payload)).await
     }
@@ -87,9 +87,12 @@ impl Target {
 async fn unary(
     client: &mut tonic::client::Grpc<Channel>,
     request: Request<Bytes>,
-) -> Result<Bytes, Code> {
+) -> Result<Bytes, Status> {
     let call = async {
-        client.ready().await.map_err(|_| Code::Unavailable)?;
+        client
+            .ready()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         client
             .unary(
                 request,
@@ -98,18 +101,18 @@ async fn unary(
             )
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|status| status.code())
     };
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(result) => result,
-        Err(_) => Err(Code::DeadlineExceeded),
-    }
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("bench call timeout")))
 }
 
 /// What one closed-loop run gave.
 pub struct LoadResult {
     pub calls: u64,
     pub errors: u64,
+    /// What the first failed call gave.
+    pub first_error: Option<String>,
     pub elapsed: Duration,
     /// Latency of every successful call, nanoseconds, sorted.
     pub latencies: Vec<u64>,
@@ -125,7 +128,8 @@ impl LoadResult {
         if self.latencies.is_empty() {
             return f64::NAN;
         }
-        let rank = ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len());
+        let rank =
+            ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len());
         self.latencies[rank - 1] as f64 / 1000.0
     }
 }
@@ -168,6 +172,7 @@ pub async fn closed_loop(
             let mut client = raw_client(channel);
             let mut latencies = Vec::with_capacity(64 * 1024);
             let mut errors = 0_u64;
+            let mut first_error = None;
             while Instant::now() < end {
                 let request = target.request(payload.clone());
                 let began = Instant::now();
@@ -175,25 +180,47 @@ pub async fn closed_loop(
                     Ok(answer) if answer.len() == payload.len() => {
                         latencies.push(began.elapsed().as_nanos() as u64);
                     }
-                    _ => errors += 1,
+                    Ok(answer) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| {
+                            format!(
+                                "answer of {} bytes, expected {}",
+                                answer.len(),
+                                payload.len()
+                            )
+                        });
+                    }
+                    Err(status) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| {
+                            format!("{:?}: {}", status.code(), status.message())
+                        });
+                    }
                 }
             }
-            (latencies, errors)
+            (latencies, errors, first_error)
         })
     });
     let mut result = LoadResult {
         calls: 0,
         errors: 0,
+        first_error: None,
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
     };
     for joined in join_all(workers).await {
         match joined {
-            Ok((latencies, errors)) => {
+            Ok((latencies, errors, first_error)) => {
                 result.latencies.extend(latencies);
                 result.errors += errors;
+                if result.first_error.is_none() {
+                    result.first_error = first_error;
+                }
             }
-            Err(_) => result.errors += 1,
+            Err(error) => {
+                result.errors += 1;
+                result.first_error = Some(format!("worker failed: {error}"));
+            }
         }
     }
     result.elapsed = start.elapsed();

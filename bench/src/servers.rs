@@ -56,8 +56,8 @@ pub async fn serve_gateway(options: GatewayOptions) -> anyhow::Result<()> {
     settings.gateway.jwt.cache_entries = options.cache_entries;
     settings.telemetry.log_filter = options.log_filter;
     // The same subscriber `telehealth serve gateway` installs (logs + OpenTelemetry layer).
-    let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, "gateway")
-        .context("telemetry")?;
+    let _telemetry =
+        telehealth_kit::telemetry::init(&settings.telemetry, "gateway").context("telemetry")?;
     // Binds a free loopback port, builds the gateway (panics on a configuration error) and
     // serves it on this runtime.
     let (address, _shutdown) = harness::start_gateway(&settings).await;
