@@ -64,6 +64,7 @@ impl Gateway {
     ) -> Response<Body> {
         let path = request.uri().path().to_owned();
         let span = tracing::info_span!(
+            target: telemetry::REQUEST_SPAN_TARGET,
             "grpc.gateway",
             otel.name = %path,
             otel.kind = "server",
@@ -72,10 +73,15 @@ impl Gateway {
         );
         telemetry::continue_trace(&span, request.headers());
         async move {
-            match self.forward(request, &connection, &path, in_flight).await {
+            let subject = std::sync::OnceLock::new();
+            match self
+                .forward(request, &connection, &path, in_flight, &subject)
+                .await
+            {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::warn!(
+                        subject = subject.get().map_or("", String::as_str),
                         method = %path,
                         remote = %connection.remote,
                         reason = %refusal_reason(&error),
@@ -96,6 +102,7 @@ impl Gateway {
         connection: &ConnectionInfo,
         path: &str,
         in_flight: InFlight,
+        subject: &std::sync::OnceLock<String>,
     ) -> Result<Response<Body>, GatewayError> {
         if self.local.serves(path) {
             let response = self
@@ -125,6 +132,7 @@ impl Gateway {
             .await
             .map_err(GatewayError::Unauthenticated)?;
         tracing::Span::current().record("subject", identity.subject.as_str());
+        let _ = subject.set(identity.subject.clone());
 
         let rule = self.policy.authorize(path, &identity)?;
         self.limiter
