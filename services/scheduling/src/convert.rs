@@ -145,16 +145,25 @@ pub fn duration(field: &'static str, minutes: i32) -> Result<SignedDuration> {
     Ok(SignedDuration::from_mins(minutes))
 }
 
+/// A required start instant on a whole minute.
+pub fn start_minute(
+    field: &'static str,
+    start: Option<&prost_types::Timestamp>,
+) -> Result<Timestamp> {
+    let start = instant(field, start)?;
+    if start.as_second() % 60 != 0 || start.subsec_nanosecond() != 0 {
+        return Err(SchedulingError::invalid(field, "must be on a whole minute"));
+    }
+    Ok(start)
+}
+
 /// The appointment interval from a start on a whole minute and a duration.
 pub fn appointment_time(
     start: Option<&prost_types::Timestamp>,
     minutes: i32,
     field: &'static str,
 ) -> Result<Interval> {
-    let start = instant(field, start)?;
-    if start.as_second() % 60 != 0 || start.subsec_nanosecond() != 0 {
-        return Err(SchedulingError::invalid(field, "must be on a whole minute"));
-    }
+    let start = start_minute(field, start)?;
     let length = duration("duration_minutes", minutes)?;
     Ok(Interval {
         start,

@@ -509,23 +509,12 @@ impl SchedulingService for SchedulingApi {
         let r = request.into_inner();
         let result = async {
             let id = convert::id("appointment_id", &r.appointment_id)?;
-            let minutes = if r.new_duration_minutes == 0 {
-                None
-            } else {
-                Some(r.new_duration_minutes)
+            let start = convert::start_minute("new_start_time", r.new_start_time.as_ref())?;
+            // 0 keeps the current duration, which the core reads in its transaction.
+            let length = match r.new_duration_minutes {
+                0 => None,
+                minutes => Some(convert::duration("new_duration_minutes", minutes)?),
             };
-            let current_minutes = match minutes {
-                Some(m) => m,
-                None => {
-                    let current = self.core.appointment(&caller, &id).await?;
-                    i32::try_from(current.time.duration().as_mins()).unwrap_or(0)
-                }
-            };
-            let time = convert::appointment_time(
-                r.new_start_time.as_ref(),
-                current_minutes,
-                "new_start_time",
-            )?;
             let hold = if r.hold_id.is_empty() {
                 None
             } else {
@@ -536,7 +525,7 @@ impl SchedulingService for SchedulingApi {
                 .reschedule(
                     &caller,
                     &id,
-                    time,
+                    (start, length),
                     hold.as_deref(),
                     &comment,
                     r.expected_version,

@@ -7,7 +7,7 @@ use telehealth_kit::{
     identity::{Caller, Role},
 };
 
-use super::{Scheduler, actor_record, manages, outcome_of, person};
+use super::{Scheduler, actor_record, manages, person};
 use crate::{
     domain::{
         AvailabilityException, ExceptionKind, Subject, WeeklyAvailability, WeeklyRange, Zone, hhmm,
@@ -329,10 +329,7 @@ impl Scheduler {
             &from.to_string(),
             &to.to_string(),
         )
-        .await
-        .inspect_err(
-            |e| tracing::warn!(error = %e, outcome = ?outcome_of(e), "listing exceptions failed"),
-        )?;
+        .await?;
         Ok(rows)
     }
 }

@@ -120,13 +120,11 @@ impl Scheduler {
         nurse: Option<&Subject>,
         time: Interval,
     ) -> Result<HoldRow, SchedulingError> {
-        let identity = person(caller)?;
         let now = self.now();
         let mut tx = self.db.pool().begin().await?;
-        let org = self
+        let (org, _) = self
             .lock_and_check(&mut tx, caller, doctor, nurse, time, now, None, None)
             .await?;
-        let _ = identity;
         let hold = HoldRow {
             hold_id: uuid::Uuid::new_v4().to_string(),
             org_id: org,
@@ -219,16 +217,14 @@ impl Scheduler {
         {
             return Ok((replay, true));
         }
-        let org = org?;
+        let (org, time_zone) = org?;
 
         let appointment = Appointment {
             id: uuid::Uuid::new_v4().to_string(),
             org_id: org,
             status: Status::Booked,
             time: request.time,
-            time_zone: store::availability_of(&mut tx, request.doctor.as_str())
-                .await?
-                .map_or_else(|| "Europe/Paris".to_owned(), |a| a.time_zone),
+            time_zone,
             doctor: request.doctor.as_str().to_owned(),
             nurse: request.nurse.as_ref().map(|n| n.as_str().to_owned()),
             patient_pseudonym: request.patient_pseudonym.clone(),
@@ -304,12 +300,13 @@ impl Scheduler {
         Ok((appointment, false))
     }
 
-    /// Moves a booked appointment to a new time (its history keeps the old one).
+    /// Moves a booked appointment to a new start, with a new length or its current one (its
+    /// history keeps the old time).
     pub async fn reschedule(
         &self,
         caller: &Caller,
         appointment_id: &str,
-        new_time: Interval,
+        (new_start, new_length): (Timestamp, Option<SignedDuration>),
         hold_id: Option<&str>,
         comment: &str,
         expected_version: i64,
@@ -327,6 +324,10 @@ impl Scheduler {
             });
         }
         crate::model::apply(current.status, crate::model::Transition::Reschedule)?;
+        let new_time = Interval {
+            start: new_start,
+            end: new_start + new_length.unwrap_or_else(|| current.time.duration()),
+        };
         let doctor = Subject::parse("doctor_subject", &current.doctor)?;
         let nurse = current
             .nurse
@@ -389,7 +390,7 @@ impl Scheduler {
 
     /// Locks the practitioners, checks the caller may book them and that `time` is free
     /// (ignoring `hold_id`, which the caller consumes, and `moving`, the appointment being
-    /// rescheduled); returns the doctor's org.
+    /// rescheduled); returns the doctor's org and time zone.
     #[allow(clippy::too_many_arguments)]
     async fn lock_and_check(
         &self,
@@ -401,7 +402,7 @@ impl Scheduler {
         now: Timestamp,
         hold_id: Option<&str>,
         moving: Option<&str>,
-    ) -> Result<String, SchedulingError> {
+    ) -> Result<(String, String), SchedulingError> {
         let identity = person(caller)?;
         let mut practitioners = vec![doctor.as_str()];
         practitioners.extend(nurse.map(Subject::as_str));
@@ -413,6 +414,7 @@ impl Scheduler {
                 "{doctor} has not published any availability"
             )));
         };
+        let zone = doctor_calendar.availability.zone.name().to_owned();
         if !manages(identity, doctor.as_str(), &org) {
             return Err(SchedulingError::PermissionDenied(
                 "you may not book this practitioner",
@@ -459,7 +461,7 @@ impl Scheduler {
             }));
         }
         if conflicts.is_empty() {
-            Ok(org)
+            Ok((org, zone))
         } else {
             Err(SchedulingError::Conflicts(conflicts))
         }
