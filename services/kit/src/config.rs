@@ -18,11 +18,17 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+mod expertise;
 mod gateway;
+mod images;
 mod signalling;
+mod wound;
 
+pub use expertise::ExpertiseRules;
 pub use gateway::{GatewaySettings, JwtSettings, LimitSettings, UpstreamSettings};
+pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
 pub use signalling::SignallingSettings;
+pub use wound::WoundRules;
 
 use crate::{error::KitError, part::Part};
 
@@ -44,6 +50,10 @@ pub struct Settings {
     pub signalling: ServiceSettings,
     pub scheduling_rules: SchedulingRules,
     pub signalling_media: SignallingSettings,
+    pub expertise_rules: ExpertiseRules,
+    pub wound_rules: WoundRules,
+    pub blobs: BlobSettings,
+    pub images: ImageSettings,
 }
 
 /// Booking rules of the scheduling service (`[scheduling_rules]`).
@@ -167,6 +177,10 @@ impl Default for Settings {
             signalling: ServiceSettings::on_port(7104),
             scheduling_rules: SchedulingRules::default(),
             signalling_media: SignallingSettings::default(),
+            expertise_rules: ExpertiseRules::default(),
+            wound_rules: WoundRules::default(),
+            blobs: BlobSettings::default(),
+            images: ImageSettings::default(),
         }
     }
 }
@@ -276,6 +290,18 @@ impl Settings {
         self.signalling_media
             .validate()
             .map_err(|e| KitError::Config(format!("signalling_media.{e}")))?;
+        self.expertise_rules
+            .validate()
+            .map_err(|e| KitError::Config(format!("expertise_rules.{e}")))?;
+        self.wound_rules
+            .validate()
+            .map_err(|e| KitError::Config(format!("wound_rules.{e}")))?;
+        self.blobs
+            .validate()
+            .map_err(|e| KitError::Config(format!("blobs.{e}")))?;
+        self.images
+            .validate()
+            .map_err(|e| KitError::Config(format!("images.{e}")))?;
         let rules = &self.scheduling_rules;
         if !(0..=10_080).contains(&rules.minimum_notice_minutes)
             || !(1..=3_600).contains(&rules.hold_seconds)
@@ -394,6 +420,14 @@ impl Settings {
             .unwrap_or_else(|| self.data_dir.join("jwt").join("jwks.json"))
     }
 
+    /// The folder of the local blob store.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.blobs
+            .local_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
     /// How long shutdown waits for in-flight work.
     pub fn drain_deadline(&self) -> Duration {
         Duration::from_secs(self.shutdown.drain_seconds)
@@ -407,6 +441,9 @@ impl Settings {
         }
         for secret in &mut copy.signalling_media.turn_secrets {
             *secret = "***".to_owned();
+        }
+        if !copy.blobs.s3.secret_access_key.is_empty() {
+            copy.blobs.s3.secret_access_key = "***".to_owned();
         }
         copy
     }

@@ -13,6 +13,7 @@
 //! - [`telemetry`]: `tracing` logs, OpenTelemetry traces, W3C trace context;
 //! - [`health`]: `grpc.health.v1` with readiness following the database;
 //! - [`serve`]: running a service with graceful drain on shutdown;
+//! - [`images`]: the shared image pipeline (uploads, metadata stripping, downloads, thumbnails);
 //! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates;
 //! - [`raw_codec`]: a pass-through gRPC codec for pre-encoded messages.
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod identity;
+pub mod images;
 pub mod part;
 pub mod pki;
 pub mod raw_codec;

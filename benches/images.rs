@@ -1,0 +1,2 @@
+//! Placeholder until the image benchmark lands (issue #6).
+fn main() {}

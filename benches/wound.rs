@@ -1,0 +1,2 @@
+//! Placeholder until the wound benchmark lands (issue #7).
+fn main() {}

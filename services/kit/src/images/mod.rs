@@ -1,0 +1,83 @@
+//! The shared image pipeline (DESIGN §4 "Images", contract in `images.proto`): resumable
+//! streamed uploads straight to the blob store, real content type from the bytes, identifying
+//! metadata removed without re-encoding, SHA-256 before and after, downloads in chunks, cached
+//! thumbnails, and a sweeper for abandoned sessions and deleted images.
+//!
+//! How an upload flows (see [`ImageStore::upload`]):
+//! 1. Chunks are gathered into parts of `images.part_size_bytes` (4 MiB by default); each part
+//!    is written to the store under a unique key, then recorded with the session's new
+//!    acknowledged offset in one compare-and-set on the session row. Memory per upload is one
+//!    part, whatever the file's size; a resume (on any replica) continues from the last part.
+//! 2. When every byte is stored, the parts are read back as a stream through the
+//!    [`format::Sanitizer`], which checks the structure and removes metadata while copying,
+//!    into the image's final object (a multipart write), hashing both sides.
+//! 3. One transaction marks the session completed, inserts the image and lets the owning
+//!    service admit it ([`UploadTarget::admit`]): the image becomes an attachment atomically, or
+//!    not at all. Every refusal discards the session and queues its bytes for deletion.
+//!
+//! The tables (`image_uploads`, `image_upload_parts`, `images`, `image_blob_garbage`) come with
+//! the kit's migrations, so they exist in every service's schema; only the services that take
+//! images write to them.
+
+mod blobs;
+mod error;
+pub mod format;
+mod records;
+mod store;
+mod sweep;
+mod upload;
+
+pub use blobs::BlobStore;
+pub use error::ImageError;
+pub use store::{ImageStore, StoredImage};
+
+use futures::future::BoxFuture;
+use sqlx::AnyConnection;
+use telehealth_proto::v1::ImageInfo;
+
+/// The record an image belongs to, e.g. `("request", request_id)` or `("wound", wound_id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRef {
+    pub kind: &'static str,
+    pub id: String,
+}
+
+/// What an upload attaches to; implemented by each service that takes images.
+pub trait UploadTarget: Send + Sync {
+    /// The record the image will belong to.
+    fn target(&self) -> TargetRef;
+
+    /// Runs inside the transaction that makes the image visible, after the image row is
+    /// inserted: re-checks what may have changed since the upload started (the request is still
+    /// a draft, the wound is still open, the limit of images) and links the image where the
+    /// service needs it. An error cancels the completion; the upload is discarded.
+    fn admit<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        image: &'a ImageInfo,
+    ) -> BoxFuture<'a, Result<(), ImageError>>;
+}
+
+/// Size of the chunks of uploads and downloads (the contract's maximum).
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+
+pub use sweep::SweepReport;
+
+fn now_us() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn timestamp_us(us: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
+    }
+}
+
+/// An untrusted identifier, shortened for an error message.
+fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}

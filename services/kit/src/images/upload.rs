@@ -1,0 +1,601 @@
+//! Taking one upload stream: header checks, resumable parts, then completion.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use telehealth_proto::v1::{
+    Actor, ImageChunk, ImageContentType, ImageInfo, ImageKind, ImageUploadHeader,
+    ImageUploadResult, StrippedMetadata,
+};
+use tonic::Status;
+
+use super::{
+    CHUNK_BYTES, ImageError, ImageStore, UploadTarget,
+    format::{ContentType, ImageFacts, SanitizeOptions, Sanitizer, StrippedCategory},
+    records::{self, ImageRow, PartRow, SessionRow},
+    store::stored,
+};
+use crate::identity::Identity;
+
+/// How much of a fresh upload is checked while it arrives (headers, dimensions).
+const PROBE_BYTES: usize = 256 * 1024;
+/// Longest caption, in characters.
+const MAX_CAPTION_CHARS: usize = 500;
+/// Longest body site description, in characters.
+const MAX_SITE_DESCRIPTION_CHARS: usize = 200;
+
+impl ImageStore {
+    /// Takes one upload stream for `target` (see `images.proto`): `header` is the stream's first
+    /// message (already read by the service, which also checked that `caller` may attach images
+    /// to the target), `chunks` the rest. Returns the stored image once every byte is in and the
+    /// target admitted it; a stream that ends early leaves the session resumable.
+    pub async fn upload<S>(
+        &self,
+        caller: &Identity,
+        target: &dyn UploadTarget,
+        header: ImageUploadHeader,
+        accepted: &[ImageKind],
+        mut chunks: S,
+    ) -> Result<ImageUploadResult, ImageError>
+    where
+        S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send,
+    {
+        self.check_header(&header, accepted)?;
+        let target_ref = target.target();
+        let session_id = header.upload_session_id.clone();
+        let now = super::now_us();
+        let expiry = self.expiry_from(now);
+
+        let session = match records::find_session(self.db.pool(), &session_id).await? {
+            Some(session) => session,
+            None if header.resume_offset > 0 => return Err(ImageError::SessionNotFound),
+            None => {
+                let fresh = SessionRow {
+                    session_id: session_id.clone(),
+                    owner_subject: caller.subject.clone(),
+                    target_kind: target_ref.kind.to_owned(),
+                    target_id: target_ref.id.clone(),
+                    header_pb: ImageUploadHeader {
+                        resume_offset: 0,
+                        ..header.clone()
+                    }
+                    .encode_to_vec(),
+                    total_size: header.total_size_bytes,
+                    acknowledged: 0,
+                    completed: false,
+                    image_id: None,
+                    expires_at_us: expiry,
+                };
+                if records::insert_session(self.db.pool(), &fresh, now).await? {
+                    fresh
+                } else {
+                    // Created meanwhile by another stream: judge it like any existing session.
+                    records::find_session(self.db.pool(), &session_id)
+                        .await?
+                        .ok_or(ImageError::SessionNotFound)?
+                }
+            }
+        };
+        if session.owner_subject != caller.subject
+            || session.target_kind != target_ref.kind
+            || session.target_id != target_ref.id
+        {
+            return Err(ImageError::SessionTaken);
+        }
+        check_same_header(&session, &header)?;
+        if session.completed {
+            // A retry after a lost response: the same result, nothing stored again.
+            let image_id = session.image_id.as_deref().unwrap_or_default();
+            let image = self
+                .image(&target_ref, image_id)
+                .await
+                .map_err(|e| match e {
+                    ImageError::ImageNotFound => ImageError::SessionNotFound,
+                    other => other,
+                })?;
+            return Ok(ImageUploadResult {
+                image: Some(image.info),
+                upload_session_id: session_id,
+                already_completed: true,
+            });
+        }
+        if session.expires_at_us < now {
+            self.discard(&session_id).await;
+            return Err(ImageError::SessionNotFound);
+        }
+        if header.resume_offset != session.acknowledged {
+            return Err(ImageError::ResumeOffset {
+                given: header.resume_offset,
+                acknowledged: session.acknowledged,
+            });
+        }
+
+        match self.receive(&session, &mut chunks).await {
+            Ok(()) => {}
+            Err(error @ (ImageError::InvalidArgument(_) | ImageError::Refused(_))) => {
+                self.discard(&session_id).await;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        }
+        let result = self.complete(caller, target, &session, &header).await;
+        if let Err(
+            ImageError::Refused(_)
+            | ImageError::ChecksumMismatch { .. }
+            | ImageError::Target { .. },
+        ) = &result
+        {
+            self.discard(&session_id).await;
+        }
+        result
+    }
+
+    fn check_header(
+        &self,
+        header: &ImageUploadHeader,
+        accepted: &[ImageKind],
+    ) -> Result<(), ImageError> {
+        let bad = |message: String| Err(ImageError::InvalidArgument(message));
+        check_session_id(&header.upload_session_id)?;
+        if header.resume_offset < 0 {
+            return bad(format!(
+                "resume_offset {} is negative",
+                header.resume_offset
+            ));
+        }
+        let limit = self.settings.max_size_bytes;
+        if header.total_size_bytes <= 0 {
+            return bad("total_size_bytes must be the file's size in bytes (> 0)".into());
+        }
+        if header.total_size_bytes as u64 > limit {
+            return bad(format!(
+                "total_size_bytes {} is over the size limit of {limit} bytes",
+                header.total_size_bytes
+            ));
+        }
+        if header.resume_offset > header.total_size_bytes {
+            return bad("resume_offset is beyond total_size_bytes".into());
+        }
+        let kind = ImageKind::try_from(header.declared_kind).unwrap_or(ImageKind::Unspecified);
+        if !accepted.contains(&kind) {
+            let names: Vec<&str> = accepted.iter().map(|k| k.as_str_name()).collect();
+            return bad(format!(
+                "declared_kind {} is not accepted here; accepted: {}",
+                kind.as_str_name(),
+                names.join(", ")
+            ));
+        }
+        let needs_site = matches!(
+            kind,
+            ImageKind::Dermatoscopy
+                | ImageKind::Overview
+                | ImageKind::CloseUp
+                | ImageKind::WoundPhoto
+        );
+        match &header.body_site {
+            Some(site) => {
+                if needs_site && site.region == 0 {
+                    return bad("body_site.region is required for this kind of image".into());
+                }
+                if site.description.chars().count() > MAX_SITE_DESCRIPTION_CHARS {
+                    return bad(format!(
+                        "body_site.description is over {MAX_SITE_DESCRIPTION_CHARS} characters"
+                    ));
+                }
+                let code = &site.snomed_ct_code;
+                if !code.is_empty()
+                    && !((6..=18).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    return bad("body_site.snomed_ct_code must be 6 to 18 digits".into());
+                }
+            }
+            None if needs_site => return bad("body_site is required for this kind of image".into()),
+            None => {}
+        }
+        let checksum = &header.client_sha256_hex;
+        if !checksum.is_empty()
+            && !(checksum.len() == 64 && checksum.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return bad("client_sha256_hex must be 64 hexadecimal characters (or empty)".into());
+        }
+        if header.caption.chars().count() > MAX_CAPTION_CHARS {
+            return bad(format!("caption is over {MAX_CAPTION_CHARS} characters"));
+        }
+        if let Some(at) = &header.captured_at
+            && !(0..1_000_000_000).contains(&at.nanos)
+        {
+            return bad("captured_at has invalid nanos".into());
+        }
+        Ok(())
+    }
+
+    /// Reads chunks, storing them part by part. Ends when the client closes its side; a broken
+    /// stream keeps what was received (stored as a last part) so the client can resume.
+    async fn receive<S>(&self, session: &SessionRow, chunks: &mut S) -> Result<(), ImageError>
+    where
+        S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send,
+    {
+        let part_size = self.settings.part_size_bytes as usize;
+        let total = session.total_size;
+        let mut offset = session.acknowledged;
+        let mut part_start = offset;
+        let mut buffer: Vec<u8> = Vec::with_capacity(part_size.min(total as usize));
+        // A fresh upload's first bytes go through a throwaway sanitizer, so that a file that is
+        // not an image, or declares absurd dimensions, is refused before it is all sent.
+        let mut probe = (offset == 0).then(|| (self.sanitizer(), Vec::new(), 0usize));
+        loop {
+            let chunk = match chunks.next().await {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(status)) => {
+                    // Keep what arrived intact; the client resumes from there.
+                    self.store_part(&session.session_id, part_start, &mut buffer)
+                        .await?;
+                    return Err(ImageError::ClientStream(status.message().to_owned()));
+                }
+            };
+            let length = chunk.data.len();
+            if chunk.offset != offset {
+                return Err(ImageError::InvalidArgument(format!(
+                    "chunk offset {} out of order: expected {offset}",
+                    chunk.offset
+                )));
+            }
+            if length == 0 || length > CHUNK_BYTES {
+                return Err(ImageError::InvalidArgument(format!(
+                    "chunk of {length} bytes: chunks hold 1 byte to 1 MiB"
+                )));
+            }
+            if offset + length as i64 > total {
+                return Err(ImageError::InvalidArgument(format!(
+                    "more bytes than declared: total_size_bytes is {total}"
+                )));
+            }
+            buffer.extend_from_slice(&chunk.data);
+            offset += length as i64;
+            if let Some((sanitizer, output, probed)) = &mut probe {
+                sanitizer.push(&chunk.data, output)?;
+                output.clear();
+                *probed += length;
+                if *probed >= PROBE_BYTES {
+                    probe = None;
+                }
+            }
+            if buffer.len() >= part_size {
+                self.store_part(&session.session_id, part_start, &mut buffer)
+                    .await?;
+                part_start = offset;
+            }
+        }
+        self.store_part(&session.session_id, part_start, &mut buffer)
+            .await?;
+        if offset < total {
+            return Err(ImageError::Incomplete {
+                acknowledged: offset,
+                total,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `buffer` as the part starting at `start` and advances the session; empties it.
+    async fn store_part(
+        &self,
+        session_id: &str,
+        start: i64,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), ImageError> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let key = format!(
+            "{}{start:016}-{}",
+            records::staging_prefix(session_id),
+            uuid::Uuid::new_v4()
+        );
+        let bytes = Bytes::from(std::mem::take(buffer));
+        let size = bytes.len() as i64;
+        self.blobs.put(&key, bytes).await?;
+        let now = super::now_us();
+        let part = PartRow {
+            start_offset: start,
+            size,
+            blob_key: key,
+        };
+        if !records::append_part(
+            self.db.pool(),
+            session_id,
+            &part,
+            now,
+            self.expiry_from(now),
+        )
+        .await?
+        {
+            // Another stream moved the session on (or it was discarded): these bytes are spare.
+            let mut conn = self.db.pool().acquire().await?;
+            records::add_garbage(&mut conn, &part.blob_key, now).await?;
+            return Err(ImageError::Superseded);
+        }
+        Ok(())
+    }
+
+    /// Reads the stored parts back through the sanitizer into the image's object, checks the
+    /// checksum, then makes the image visible in one transaction with the target's admission.
+    async fn complete(
+        &self,
+        caller: &Identity,
+        target: &dyn UploadTarget,
+        session: &SessionRow,
+        header: &ImageUploadHeader,
+    ) -> Result<ImageUploadResult, ImageError> {
+        let image_id = uuid::Uuid::new_v4().to_string();
+        let blob_key = format!("images/{image_id}");
+        let parts = records::parts(self.db.pool(), &session.session_id).await?;
+        let mut writer = self.blobs.writer(&blob_key).await?;
+        let copied = self.sanitize_into(&parts, &mut writer).await;
+        let copy = match copied {
+            Ok(copy) => copy,
+            Err(error) => {
+                writer.abort().await;
+                return Err(error);
+            }
+        };
+        let declared = header.client_sha256_hex.to_ascii_lowercase();
+        if copy.original_size != session.total_size {
+            writer.abort().await;
+            return Err(ImageError::Corrupt(format!(
+                "stored parts hold {} bytes, expected {}",
+                copy.original_size, session.total_size
+            )));
+        }
+        if !declared.is_empty() && declared != copy.original_sha256 {
+            writer.abort().await;
+            return Err(ImageError::ChecksumMismatch {
+                declared,
+                actual: copy.original_sha256,
+            });
+        }
+        writer.finish().await?;
+
+        let now = super::now_us();
+        let info = image_info(&image_id, caller, header, &copy, now);
+        let target_ref = target.target();
+        let row = ImageRow {
+            image_id: image_id.clone(),
+            target_kind: target_ref.kind.to_owned(),
+            target_id: target_ref.id.clone(),
+            blob_key: blob_key.clone(),
+            size_bytes: copy.stored_size,
+            info_pb: info.encode_to_vec(),
+        };
+        let mut tx = self.db.pool().begin().await?;
+        let committed = async {
+            if !records::complete_session(&mut tx, &session.session_id, &row, now).await? {
+                return Ok(false);
+            }
+            target.admit(&mut tx, &info).await?;
+            Ok::<_, ImageError>(true)
+        }
+        .await;
+        match committed {
+            Ok(true) => {
+                tx.commit().await?;
+                self.collect_soon();
+                Ok(ImageUploadResult {
+                    image: Some(info),
+                    upload_session_id: session.session_id.clone(),
+                    already_completed: false,
+                })
+            }
+            Ok(false) => {
+                // Another stream completed the session first: its image stands, ours goes.
+                drop(tx);
+                self.forget_blob(&blob_key).await;
+                let winner = records::find_session(self.db.pool(), &session.session_id)
+                    .await?
+                    .and_then(|s| s.image_id)
+                    .ok_or(ImageError::SessionNotFound)?;
+                let row = records::find_image(self.db.pool(), &winner)
+                    .await?
+                    .ok_or(ImageError::SessionNotFound)?;
+                Ok(ImageUploadResult {
+                    image: Some(stored(row)?.info),
+                    upload_session_id: session.session_id.clone(),
+                    already_completed: true,
+                })
+            }
+            Err(error) => {
+                drop(tx);
+                self.forget_blob(&blob_key).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn sanitize_into(
+        &self,
+        parts: &[PartRow],
+        writer: &mut super::blobs::BlobWriter,
+    ) -> Result<Copy, ImageError> {
+        let mut sanitizer = self.sanitizer();
+        let mut original = Sha256::new();
+        let mut stored_hash = Sha256::new();
+        let (mut original_size, mut stored_size) = (0i64, 0i64);
+        let mut out = Vec::with_capacity(CHUNK_BYTES);
+        let mut expected_start = 0;
+        for part in parts {
+            if part.start_offset != expected_start {
+                return Err(ImageError::Corrupt(format!(
+                    "stored parts are not contiguous at offset {expected_start}"
+                )));
+            }
+            expected_start += part.size;
+            let mut bytes = self.blobs.read_from(&part.blob_key, 0).await?;
+            while let Some(piece) = bytes.next().await {
+                let piece = piece?;
+                original.update(&piece);
+                original_size += piece.len() as i64;
+                for slice in piece.chunks(CHUNK_BYTES) {
+                    sanitizer.push(slice, &mut out)?;
+                    stored_hash.update(&out);
+                    stored_size += out.len() as i64;
+                    writer.write(&out).await?;
+                    out.clear();
+                }
+            }
+        }
+        let facts = sanitizer.finish(&mut out)?;
+        stored_hash.update(&out);
+        stored_size += out.len() as i64;
+        writer.write(&out).await?;
+        Ok(Copy {
+            facts,
+            original_size,
+            original_sha256: hex::encode(original.finalize()),
+            stored_size,
+            stored_sha256: hex::encode(stored_hash.finalize()),
+        })
+    }
+
+    /// Deletes an in-progress session now (refused input); its bytes go to the sweeper.
+    pub(super) async fn discard(&self, session_id: &str) {
+        match records::discard_session(self.db.pool(), session_id, None, super::now_us()).await {
+            Ok(_) => self.collect_soon(),
+            Err(error) => {
+                tracing::warn!(%error, session_id, "could not discard an upload session; it will expire")
+            }
+        }
+    }
+
+    async fn forget_blob(&self, key: &str) {
+        let queued = async {
+            let mut conn = self.db.pool().acquire().await?;
+            records::add_garbage(&mut conn, key, super::now_us()).await
+        };
+        if let Err(error) = queued.await {
+            tracing::warn!(%error, key, "could not queue a spare blob for deletion");
+        }
+        self.collect_soon();
+    }
+
+    fn sanitizer(&self) -> Sanitizer {
+        Sanitizer::new(SanitizeOptions {
+            max_side_px: self.settings.max_side_px,
+            max_pixels: self.settings.max_pixels,
+            strip_capture_date_time: self.settings.strip_capture_date_time,
+        })
+    }
+
+    fn expiry_from(&self, now_us: i64) -> i64 {
+        now_us
+            .saturating_add((self.settings.session_expiry_seconds as i64).saturating_mul(1_000_000))
+    }
+}
+
+/// What the read-back produced.
+struct Copy {
+    facts: ImageFacts,
+    original_size: i64,
+    original_sha256: String,
+    stored_size: i64,
+    stored_sha256: String,
+}
+
+/// Session ids are client-chosen UUIDs.
+pub(super) fn check_session_id(session_id: &str) -> Result<(), ImageError> {
+    if uuid::Uuid::try_parse(session_id).is_err() {
+        return Err(ImageError::InvalidArgument(format!(
+            "upload_session_id `{}` is not a UUID (generate a v4 UUID per upload)",
+            super::clip(session_id)
+        )));
+    }
+    Ok(())
+}
+
+fn check_same_header(session: &SessionRow, header: &ImageUploadHeader) -> Result<(), ImageError> {
+    let original = ImageUploadHeader::decode(session.header_pb.as_slice())
+        .map_err(|e| ImageError::Corrupt(format!("session header: {e}")))?;
+    if original.total_size_bytes != header.total_size_bytes {
+        return Err(ImageError::HeaderChanged("total_size_bytes"));
+    }
+    if original.declared_kind != header.declared_kind {
+        return Err(ImageError::HeaderChanged("declared_kind"));
+    }
+    if !original
+        .client_sha256_hex
+        .eq_ignore_ascii_case(&header.client_sha256_hex)
+    {
+        return Err(ImageError::HeaderChanged("client_sha256_hex"));
+    }
+    if original.body_site != header.body_site {
+        return Err(ImageError::HeaderChanged("body_site"));
+    }
+    Ok(())
+}
+
+fn image_info(
+    image_id: &str,
+    caller: &Identity,
+    header: &ImageUploadHeader,
+    copy: &Copy,
+    now_us: i64,
+) -> ImageInfo {
+    let facts = &copy.facts;
+    ImageInfo {
+        image_id: image_id.to_owned(),
+        kind: header.declared_kind,
+        body_site: header.body_site.clone(),
+        content_type: match facts.content_type {
+            ContentType::Jpeg => ImageContentType::Jpeg,
+            ContentType::Png => ImageContentType::Png,
+        }
+        .into(),
+        size_bytes: copy.stored_size,
+        sha256_hex: copy.stored_sha256.clone(),
+        original_size_bytes: copy.original_size,
+        original_sha256_hex: copy.original_sha256.clone(),
+        width_px: i32::try_from(facts.width).unwrap_or(i32::MAX),
+        height_px: i32::try_from(facts.height).unwrap_or(i32::MAX),
+        exif_orientation: facts.exif_orientation.map_or(0, i32::from),
+        stripped_metadata: facts
+            .stripped
+            .iter()
+            .map(|category| stripped_metadata(*category) as i32)
+            .collect(),
+        stripped_tags: facts.stripped_tags.clone(),
+        caption: header.caption.clone(),
+        captured_at: header.captured_at,
+        uploaded_at: Some(super::timestamp_us(now_us)),
+        uploaded_by: Some(Actor {
+            subject: caller.subject.clone(),
+            roles: caller
+                .roles
+                .iter()
+                .filter_map(|role| {
+                    telehealth_proto::v1::Role::from_str_name(&format!(
+                        "ROLE_{}",
+                        role.as_str().to_ascii_uppercase()
+                    ))
+                })
+                .map(|role| role as i32)
+                .collect(),
+            org_id: caller.org.clone(),
+            service: String::new(),
+        }),
+    }
+}
+
+fn stripped_metadata(category: StrippedCategory) -> StrippedMetadata {
+    match category {
+        StrippedCategory::GpsLocation => StrippedMetadata::GpsLocation,
+        StrippedCategory::DeviceIdentifiers => StrippedMetadata::DeviceIdentifiers,
+        StrippedCategory::PersonNames => StrippedMetadata::PersonNames,
+        StrippedCategory::EmbeddedThumbnail => StrippedMetadata::EmbeddedThumbnail,
+        StrippedCategory::MakerNotes => StrippedMetadata::MakerNotes,
+        StrippedCategory::Xmp => StrippedMetadata::Xmp,
+        StrippedCategory::Iptc => StrippedMetadata::Iptc,
+        StrippedCategory::TextComments => StrippedMetadata::TextComments,
+        StrippedCategory::CaptureDateTime => StrippedMetadata::CaptureDateTime,
+    }
+}
