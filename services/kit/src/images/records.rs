@@ -238,7 +238,7 @@ pub async fn discard_session(
             .bind(session_id)
             .execute(&mut *tx)
             .await?;
-        add_garbage(&mut *tx, &staging_prefix(session_id), now_us).await?;
+        add_garbage(&mut tx, &staging_prefix(session_id), now_us).await?;
     }
     tx.commit().await?;
     Ok(deleted)

@@ -184,9 +184,7 @@ impl ImageStore {
                     ));
                 }
                 let code = &site.snomed_ct_code;
-                if !code.is_empty()
-                    && !((6..=18).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))
-                {
+                if !(code.is_empty() || is_snomed_code(code)) {
                     return bad("body_site.snomed_ct_code must be 6 to 18 digits".into());
                 }
             }
@@ -194,9 +192,7 @@ impl ImageStore {
             None => {}
         }
         let checksum = &header.client_sha256_hex;
-        if !checksum.is_empty()
-            && !(checksum.len() == 64 && checksum.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if !(checksum.is_empty() || is_sha256_hex(checksum)) {
             return bad("client_sha256_hex must be 64 hexadecimal characters (or empty)".into());
         }
         if header.caption.chars().count() > MAX_CAPTION_CHARS {
@@ -500,6 +496,14 @@ struct Copy {
     original_sha256: String,
     stored_size: i64,
     stored_sha256: String,
+}
+
+fn is_snomed_code(code: &str) -> bool {
+    (6..=18).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Session ids are client-chosen UUIDs.

@@ -1,0 +1,808 @@
+//! The shared image pipeline on a real database (SQLite and PostgreSQL) and a real blob store:
+//! uploads in one go and resumed, every refusal, expiry of abandoned sessions, downloads and
+//! thumbnails. (Through the gateway, the services' own tests repeat the user-facing paths.)
+
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use sqlx::AnyConnection;
+use telehealth_kit::{
+    ErrorCode, Settings,
+    config::ImageSettings,
+    db::Migrations,
+    error::ApiError,
+    identity::{Identity, Role},
+    images::{BlobStore, ImageError, ImageStore, TargetRef, UploadTarget, format::fixtures},
+    testing::TestDatabase,
+};
+use telehealth_proto::v1::{
+    BodyRegion, BodySite, ImageChunk, ImageContentType, ImageInfo, ImageKind, ImageUploadHeader,
+    ImageUploadState, StrippedMetadata,
+};
+use tonic::Status;
+
+static NOTES_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("tests/fixtures/migrations/sqlite");
+static NOTES_POSTGRES: sqlx::migrate::Migrator =
+    sqlx::migrate!("tests/fixtures/migrations/postgres");
+
+const ACCEPTED: &[ImageKind] = &[ImageKind::Dermatoscopy, ImageKind::Overview];
+
+/// A target that admits everything, or refuses everything.
+struct Request {
+    id: &'static str,
+    refuse: bool,
+}
+
+impl UploadTarget for Request {
+    fn target(&self) -> TargetRef {
+        TargetRef {
+            kind: "request",
+            id: self.id.to_owned(),
+        }
+    }
+
+    fn admit<'a>(
+        &'a self,
+        _conn: &'a mut AnyConnection,
+        _image: &'a ImageInfo,
+    ) -> futures::future::BoxFuture<'a, Result<(), ImageError>> {
+        Box::pin(async move {
+            if self.refuse {
+                return Err(ImageError::Target {
+                    code: ErrorCode::FailedPrecondition,
+                    message: "request is no longer a draft".into(),
+                });
+            }
+            Ok(())
+        })
+    }
+}
+
+const REQUEST: Request = Request {
+    id: "req-1",
+    refuse: false,
+};
+
+fn doctor(subject: &str) -> Identity {
+    Identity {
+        subject: subject.into(),
+        roles: vec![Role::Doctor],
+        org: "cds-gueret".into(),
+        specialty: None,
+        cert_thumbprint: "thumb".into(),
+    }
+}
+
+struct Fixture {
+    store: ImageStore,
+    _blobs: tempfile::TempDir,
+    test_db: TestDatabase,
+}
+
+async fn fixtures_with(settings: ImageSettings) -> Vec<Fixture> {
+    let mut all = Vec::new();
+    for test_db in TestDatabase::each_backend().await {
+        test_db
+            .db
+            .migrate(&Migrations {
+                sqlite: &NOTES_SQLITE,
+                postgres: &NOTES_POSTGRES,
+            })
+            .await
+            .expect("migrations apply");
+        let dir = tempfile::tempdir().expect("blob dir");
+        let mut config = Settings::default();
+        config.blobs.local_dir = Some(dir.path().to_owned());
+        let blobs = BlobStore::open(&config).expect("blob store opens");
+        all.push(Fixture {
+            store: ImageStore::new(test_db.db.clone(), blobs, settings.clone()),
+            _blobs: dir,
+            test_db,
+        });
+    }
+    all
+}
+
+async fn fixtures() -> Vec<Fixture> {
+    fixtures_with(ImageSettings::default()).await
+}
+
+fn header(session: &str, file: &[u8]) -> ImageUploadHeader {
+    ImageUploadHeader {
+        upload_session_id: session.into(),
+        resume_offset: 0,
+        total_size_bytes: file.len() as i64,
+        declared_kind: ImageKind::Dermatoscopy.into(),
+        body_site: Some(BodySite {
+            region: BodyRegion::LowerBack.into(),
+            ..BodySite::default()
+        }),
+        client_sha256_hex: sha256(file),
+        caption: "lésion dorsale".into(),
+        captured_at: None,
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `file[from..to]` as contract chunks of `size` bytes.
+fn chunks(file: &[u8], from: usize, to: usize, size: usize) -> Vec<Result<ImageChunk, Status>> {
+    file[from..to]
+        .chunks(size)
+        .enumerate()
+        .map(|(i, data)| {
+            Ok(ImageChunk {
+                offset: (from + i * size) as i64,
+                data: data.to_vec(),
+            })
+        })
+        .collect()
+}
+
+fn stream(
+    items: Vec<Result<ImageChunk, Status>>,
+) -> impl Stream<Item = Result<ImageChunk, Status>> + Unpin + Send {
+    futures::stream::iter(items)
+}
+
+fn session_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn download_all(store: &ImageStore, image_id: &str, offset: i64) -> Vec<u8> {
+    let target = REQUEST.target();
+    let image = store.image(&target, image_id).await.expect("image found");
+    let mut chunks = Box::pin(
+        store
+            .download(&image, offset)
+            .await
+            .expect("download starts"),
+    );
+    let mut bytes = Vec::new();
+    let mut expected = offset;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.expect("chunk");
+        assert_eq!(chunk.offset, expected, "chunks are in order");
+        assert!(chunk.data.len() <= 1024 * 1024, "chunks are at most 1 MiB");
+        expected += chunk.data.len() as i64;
+        bytes.extend_from_slice(&chunk.data);
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn jpeg_upload_strips_identifying_metadata_without_touching_the_image_data() {
+    let original = fixtures::jpeg_with_identifying_metadata(640, 480);
+    for fx in fixtures().await {
+        let sid = session_id();
+        let result = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                header(&sid, &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, original.len(), 7_000)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: upload: {e}", fx.test_db.backend()));
+        assert!(!result.already_completed);
+        let info = result.image.expect("image info");
+        assert_eq!(info.content_type(), ImageContentType::Jpeg);
+        assert_eq!((info.width_px, info.height_px), (640, 480));
+        assert_eq!(info.exif_orientation, 6, "orientation kept");
+        assert_eq!(info.original_sha256_hex, sha256(&original));
+        assert_eq!(info.original_size_bytes, original.len() as i64);
+        for category in [
+            StrippedMetadata::GpsLocation,
+            StrippedMetadata::DeviceIdentifiers,
+            StrippedMetadata::PersonNames,
+            StrippedMetadata::EmbeddedThumbnail,
+            StrippedMetadata::MakerNotes,
+            StrippedMetadata::Xmp,
+            StrippedMetadata::Iptc,
+            StrippedMetadata::TextComments,
+        ] {
+            assert!(
+                info.stripped_metadata.contains(&(category as i32)),
+                "{category:?} reported stripped: {:?}",
+                info.stripped_tags
+            );
+        }
+        assert!(
+            info.stripped_tags.iter().any(|t| t == "EXIF:GPSLatitude"),
+            "{:?}",
+            info.stripped_tags
+        );
+
+        let stored = download_all(&fx.store, &info.image_id, 0).await;
+        assert_eq!(stored.len() as i64, info.size_bytes);
+        assert_eq!(
+            sha256(&stored),
+            info.sha256_hex,
+            "stored hash is what a download returns"
+        );
+        assert_eq!(
+            fixtures::entropy_coded_segments(&stored),
+            fixtures::entropy_coded_segments(&original),
+            "entropy-coded data byte for byte"
+        );
+        let tags = fixtures::exif_tags(&stored);
+        assert!(
+            tags.iter().all(|(ifd, _)| ifd != "GPS"),
+            "no GPS IFD left: {tags:?}"
+        );
+        assert!(
+            tags.contains(&("IFD0".to_owned(), 0x0112)),
+            "orientation tag kept: {tags:?}"
+        );
+        // A download resumed in the middle returns the rest.
+        let tail = download_all(&fx.store, &info.image_id, 1000).await;
+        assert_eq!(tail, stored[1000..]);
+        fx.test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn png_upload_drops_text_and_exif_location_keeps_idat() {
+    let original = fixtures::png_with_identifying_metadata(300, 200);
+    for fx in fixtures().await {
+        let result = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                header(&session_id(), &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, original.len(), 1024)),
+            )
+            .await
+            .expect("png upload");
+        let info = result.image.expect("info");
+        assert_eq!(info.content_type(), ImageContentType::Png);
+        assert_eq!(info.exif_orientation, 3);
+        assert!(
+            info.stripped_metadata
+                .contains(&(StrippedMetadata::GpsLocation as i32))
+        );
+        assert!(
+            info.stripped_metadata
+                .contains(&(StrippedMetadata::TextComments as i32))
+        );
+        let stored = download_all(&fx.store, &info.image_id, 0).await;
+        assert_eq!(
+            fixtures::idat_payload(&stored),
+            fixtures::idat_payload(&original)
+        );
+        let chunk_types: Vec<[u8; 4]> = fixtures::png_chunks(&stored)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        for removed in [b"tEXt", b"zTXt", b"iTXt"] {
+            assert!(
+                !chunk_types.contains(removed),
+                "{} removed",
+                String::from_utf8_lossy(removed)
+            );
+        }
+        fx.test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_from_the_acknowledged_offset() {
+    // Parts of 64 KiB so the break leaves several parts stored.
+    let settings = ImageSettings {
+        part_size_bytes: 64 * 1024,
+        ..ImageSettings::default()
+    };
+    let original = fixtures::jpeg_with_identifying_metadata(1600, 1200);
+    assert!(original.len() > 200_000, "a file of several parts");
+    for fx in fixtures_with(settings.clone()).await {
+        let sid = session_id();
+        let caller = doctor("dr-a");
+        let target = REQUEST.target();
+        // The connection breaks after 150,000 bytes.
+        let mut first = chunks(&original, 0, 150_000, 10_000);
+        first.push(Err(Status::unavailable("connection reset")));
+        let broken = fx
+            .store
+            .upload(
+                &caller,
+                &REQUEST,
+                header(&sid, &original),
+                ACCEPTED,
+                stream(first),
+            )
+            .await
+            .expect_err("a broken stream does not complete");
+        assert_eq!(broken.code(), ErrorCode::Aborted);
+
+        let status = fx
+            .store
+            .upload_status(&caller, &target, &sid)
+            .await
+            .expect("status");
+        assert_eq!(status.state(), ImageUploadState::InProgress);
+        assert_eq!(status.acknowledged_offset, 150_000, "what arrived was kept");
+        assert!(status.expires_at.is_some());
+        // Nobody else may see it.
+        let other = fx.store.upload_status(&doctor("dr-b"), &target, &sid).await;
+        assert!(matches!(other, Err(ImageError::SessionNotFound)));
+
+        // Resuming from the wrong offset is refused with the right one in the message.
+        let mut wrong = header(&sid, &original);
+        wrong.resume_offset = 100_000;
+        let error = fx
+            .store
+            .upload(
+                &caller,
+                &REQUEST,
+                wrong,
+                ACCEPTED,
+                stream(chunks(&original, 100_000, original.len(), 10_000)),
+            )
+            .await
+            .expect_err("wrong offset");
+        assert_eq!(error.code(), ErrorCode::FailedPrecondition);
+        assert!(error.to_string().contains("150000"), "{error}");
+
+        // A different header is refused.
+        let mut changed = header(&sid, &original);
+        changed.resume_offset = 150_000;
+        changed.declared_kind = ImageKind::Overview.into();
+        let error = fx
+            .store
+            .upload(&caller, &REQUEST, changed, ACCEPTED, stream(vec![]))
+            .await
+            .expect_err("changed header");
+        assert!(
+            matches!(error, ImageError::HeaderChanged("declared_kind")),
+            "{error}"
+        );
+
+        // A clean close before the end is "incomplete", still resumable.
+        let mut resume = header(&sid, &original);
+        resume.resume_offset = 150_000;
+        let error = fx
+            .store
+            .upload(
+                &caller,
+                &REQUEST,
+                resume.clone(),
+                ACCEPTED,
+                stream(chunks(&original, 150_000, 180_000, 10_000)),
+            )
+            .await
+            .expect_err("incomplete");
+        assert!(
+            matches!(
+                error,
+                ImageError::Incomplete {
+                    acknowledged: 180_000,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+
+        resume.resume_offset = 180_000;
+        let result = fx
+            .store
+            .upload(
+                &caller,
+                &REQUEST,
+                resume.clone(),
+                ACCEPTED,
+                stream(chunks(&original, 180_000, original.len(), 10_000)),
+            )
+            .await
+            .expect("resumed upload completes");
+        let info = result.image.expect("info");
+        assert_eq!(
+            info.original_sha256_hex,
+            sha256(&original),
+            "the right SHA-256"
+        );
+        let stored = download_all(&fx.store, &info.image_id, 0).await;
+        assert_eq!(
+            fixtures::entropy_coded_segments(&stored),
+            fixtures::entropy_coded_segments(&original)
+        );
+
+        // Sending it again (the response was lost) repeats the result without storing anything.
+        let again = fx
+            .store
+            .upload(&caller, &REQUEST, resume, ACCEPTED, stream(vec![]))
+            .await
+            .expect("retry of a completed upload");
+        assert!(again.already_completed);
+        assert_eq!(again.image.expect("info").image_id, info.image_id);
+        let status = fx
+            .store
+            .upload_status(&caller, &target, &sid)
+            .await
+            .expect("status");
+        assert_eq!(status.state(), ImageUploadState::Completed);
+
+        // The staged parts are deleted once the image is stored.
+        fx.store.sweep().await.expect("sweep");
+        assert!(
+            !fx.store
+                .blobs()
+                .any_under(&format!("uploads/{sid}"))
+                .await
+                .expect("list")
+        );
+        fx.test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_upload_expires_never_appears_and_its_bytes_are_deleted() {
+    let settings = ImageSettings {
+        part_size_bytes: 64 * 1024,
+        session_expiry_seconds: 1,
+        ..ImageSettings::default()
+    };
+    let original = fixtures::jpeg_plain(800, 600);
+    for fx in fixtures_with(settings.clone()).await {
+        let sid = session_id();
+        let caller = doctor("dr-a");
+        let target = REQUEST.target();
+        let half = original.len() / 2;
+        let error = fx
+            .store
+            .upload(
+                &caller,
+                &REQUEST,
+                header(&sid, &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, half, 4096)),
+            )
+            .await
+            .expect_err("incomplete");
+        assert_eq!(error.code(), ErrorCode::FailedPrecondition);
+        assert!(
+            fx.store
+                .blobs()
+                .any_under(&format!("uploads/{sid}"))
+                .await
+                .expect("list")
+        );
+
+        tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+        let report = fx.store.sweep().await.expect("sweep");
+        assert_eq!(report.sessions_expired, 1);
+        assert!(
+            !fx.store
+                .blobs()
+                .any_under(&format!("uploads/{sid}"))
+                .await
+                .expect("list"),
+            "bytes deleted"
+        );
+        assert!(matches!(
+            fx.store.upload_status(&caller, &target, &sid).await,
+            Err(ImageError::SessionNotFound)
+        ));
+        let mut conn = fx.test_db.db.pool().acquire().await.expect("conn");
+        assert!(
+            ImageStore::images_of(&mut conn, &target)
+                .await
+                .expect("list")
+                .is_empty(),
+            "never an attachment"
+        );
+        drop(conn);
+        // Resuming it is NOT_FOUND.
+        let mut resume = header(&sid, &original);
+        resume.resume_offset = half as i64;
+        let error = fx
+            .store
+            .upload(
+                &caller,
+                &REQUEST,
+                resume,
+                ACCEPTED,
+                stream(chunks(&original, half, original.len(), 4096)),
+            )
+            .await
+            .expect_err("expired");
+        assert_eq!(error.code(), ErrorCode::NotFound);
+        fx.test_db.cleanup().await;
+    }
+}
+
+/// Uploads `file` in one stream and expects INVALID_ARGUMENT with `needle` in the message, and
+/// nothing kept.
+async fn assert_refused(fx: &Fixture, file: &[u8], header: ImageUploadHeader, needle: &str) {
+    let caller = doctor("dr-a");
+    let sid = header.upload_session_id.clone();
+    let error = fx
+        .store
+        .upload(
+            &caller,
+            &REQUEST,
+            header,
+            ACCEPTED,
+            stream(chunks(file, 0, file.len(), 64 * 1024)),
+        )
+        .await
+        .expect_err(needle);
+    assert_eq!(
+        error.code(),
+        ErrorCode::InvalidArgument,
+        "{needle}: {error}"
+    );
+    assert!(
+        error.to_string().to_lowercase().contains(needle),
+        "`{needle}` in the message: {error}"
+    );
+    fx.store.sweep().await.expect("sweep");
+    assert!(matches!(
+        fx.store
+            .upload_status(&caller, &REQUEST.target(), &sid)
+            .await,
+        Err(ImageError::SessionNotFound) | Err(ImageError::InvalidArgument(_))
+    ));
+    assert!(
+        !fx.store
+            .blobs()
+            .any_under(&format!("uploads/{sid}"))
+            .await
+            .expect("list"),
+        "{needle}: no bytes kept"
+    );
+    assert!(
+        !fx.store.blobs().any_under("images").await.expect("list"),
+        "{needle}: no image stored"
+    );
+    let mut conn = fx.test_db.db.pool().acquire().await.expect("conn");
+    assert!(
+        ImageStore::images_of(&mut conn, &REQUEST.target())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_clear_message_and_nothing_is_kept() {
+    let settings = ImageSettings {
+        max_size_bytes: 2 * 1024 * 1024,
+        ..ImageSettings::default()
+    };
+    let jpeg = fixtures::jpeg_with_identifying_metadata(640, 480);
+    let png = fixtures::png_plain(64, 64);
+    for fx in fixtures_with(settings).await {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                b"%PDF-1.7 this is a document, not an image".repeat(10),
+                "not an image",
+            ),
+            (jpeg[..jpeg.len() - 500].to_vec(), "truncated"),
+            (png[..png.len() - 20].to_vec(), "truncated"),
+            (fixtures::polyglot_jpeg_zip(), "after the end"),
+            (
+                [png.clone(), b"PK\x03\x04 hidden archive".to_vec()].concat(),
+                "after the end",
+            ),
+            (fixtures::jpeg_bomb(65_000, 65_000), "image too large"),
+            (fixtures::png_bomb(100_000, 100_000), "image too large"),
+            (fixtures::dicom_header(), "dicom"),
+        ];
+        for (file, needle) in cases {
+            let h = header(&session_id(), &file);
+            assert_refused(&fx, &file, h, needle).await;
+        }
+        // Wrong checksum.
+        let mut h = header(&session_id(), &jpeg);
+        h.client_sha256_hex = "0".repeat(64);
+        assert_refused(&fx, &jpeg, h, "checksum mismatch").await;
+        // Declared over the limit.
+        let mut h = header(&session_id(), &jpeg);
+        h.total_size_bytes = 3 * 1024 * 1024;
+        let error = fx
+            .store
+            .upload(&doctor("dr-a"), &REQUEST, h, ACCEPTED, stream(vec![]))
+            .await
+            .expect_err("too big");
+        assert!(error.to_string().contains("size limit"), "{error}");
+        // More bytes than declared.
+        let mut h = header(&session_id(), &jpeg);
+        h.total_size_bytes = 1000;
+        h.client_sha256_hex.clear();
+        assert_refused(&fx, &jpeg, h, "more bytes than declared").await;
+        // A chunk over 1 MiB, and chunks out of order.
+        let big = vec![0xFFu8; 1024 * 1024 + 1];
+        let h = header(&session_id(), &big);
+        let error = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                h,
+                ACCEPTED,
+                stream(vec![Ok(ImageChunk {
+                    offset: 0,
+                    data: big.clone(),
+                })]),
+            )
+            .await
+            .expect_err("chunk too big");
+        assert!(error.to_string().contains("1 MiB"), "{error}");
+        let h = header(&session_id(), &jpeg);
+        let mut swapped = chunks(&jpeg, 0, jpeg.len(), 4096);
+        swapped.swap(1, 2);
+        let error = fx
+            .store
+            .upload(&doctor("dr-a"), &REQUEST, h, ACCEPTED, stream(swapped))
+            .await
+            .expect_err("out of order");
+        assert!(error.to_string().contains("out of order"), "{error}");
+        // A kind this service does not take.
+        let mut h = header(&session_id(), &jpeg);
+        h.declared_kind = ImageKind::WoundPhoto.into();
+        let error = fx
+            .store
+            .upload(&doctor("dr-a"), &REQUEST, h, ACCEPTED, stream(vec![]))
+            .await
+            .expect_err("kind");
+        assert!(error.to_string().contains("not accepted"), "{error}");
+        fx.test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn sessions_belong_to_their_owner_and_target_and_a_refusing_target_keeps_nothing() {
+    let original = fixtures::jpeg_plain(320, 240);
+    for fx in fixtures().await {
+        let sid = session_id();
+        let half = original.len() / 2;
+        let _ = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                header(&sid, &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, half, 4096)),
+            )
+            .await;
+        let mut resume = header(&sid, &original);
+        resume.resume_offset = half as i64;
+        let error = fx
+            .store
+            .upload(
+                &doctor("dr-b"),
+                &REQUEST,
+                resume.clone(),
+                ACCEPTED,
+                stream(vec![]),
+            )
+            .await
+            .expect_err("another caller");
+        assert_eq!(error.code(), ErrorCode::AlreadyExists);
+        let other_request = Request {
+            id: "req-2",
+            refuse: false,
+        };
+        let error = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &other_request,
+                resume,
+                ACCEPTED,
+                stream(vec![]),
+            )
+            .await
+            .expect_err("another target");
+        assert_eq!(error.code(), ErrorCode::AlreadyExists);
+
+        let refusing = Request {
+            id: "req-3",
+            refuse: true,
+        };
+        let sid = session_id();
+        let error = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &refusing,
+                header(&sid, &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, original.len(), 4096)),
+            )
+            .await
+            .expect_err("refused by the target");
+        assert_eq!(error.code(), ErrorCode::FailedPrecondition);
+        fx.store.sweep().await.expect("sweep");
+        assert!(
+            !fx.store.blobs().any_under("images").await.expect("list"),
+            "the sanitized copy is deleted"
+        );
+        let mut conn = fx.test_db.db.pool().acquire().await.expect("conn");
+        assert!(
+            ImageStore::images_of(&mut conn, &refusing.target())
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        drop(conn);
+        fx.test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn thumbnails_are_small_jpegs_with_orientation_applied_and_detach_deletes_everything() {
+    let original = fixtures::jpeg_with_identifying_metadata(600, 400);
+    for fx in fixtures().await {
+        let result = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                header(&session_id(), &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, original.len(), 65_536)),
+            )
+            .await
+            .expect("upload");
+        let info = result.image.expect("info");
+        let target = REQUEST.target();
+        let image = fx
+            .store
+            .image(&target, &info.image_id)
+            .await
+            .expect("image");
+        let thumbnail = fx.store.thumbnail(&image, 256).await.expect("thumbnail");
+        // Orientation 6 (rotate 90°): the 600x400 landscape becomes a portrait.
+        assert_eq!((thumbnail.width_px, thumbnail.height_px), (171, 256));
+        assert!(thumbnail.jpeg_data.starts_with(&[0xFF, 0xD8]));
+        assert!(thumbnail.jpeg_data.len() < 256 * 1024);
+        let cached = fx
+            .store
+            .thumbnail(&image, 256)
+            .await
+            .expect("cached thumbnail");
+        assert_eq!(cached, thumbnail);
+        assert_eq!(
+            fx.store
+                .thumbnail(&image, 16)
+                .await
+                .expect_err("too small")
+                .code(),
+            ErrorCode::InvalidArgument
+        );
+        // Another target does not see the image.
+        let other = TargetRef {
+            kind: "request",
+            id: "req-other".into(),
+        };
+        assert!(matches!(
+            fx.store.image(&other, &info.image_id).await,
+            Err(ImageError::ImageNotFound)
+        ));
+
+        let mut conn = fx.test_db.db.pool().acquire().await.expect("conn");
+        assert!(
+            ImageStore::detach(&mut conn, &target, &info.image_id)
+                .await
+                .expect("detach")
+        );
+        drop(conn);
+        fx.store.sweep().await.expect("sweep");
+        assert!(!fx.store.blobs().any_under("images").await.expect("list"));
+        assert!(
+            !fx.store
+                .blobs()
+                .any_under("thumbnails")
+                .await
+                .expect("list")
+        );
+        fx.test_db.cleanup().await;
+    }
+}
