@@ -1,4 +1,5 @@
-//! Helpers for tests of the kit and of every service: fresh databases on both backends.
+//! Helpers for tests of the kit and of every service: fresh databases on both backends, and
+//! fresh blob stores (a local folder, and the S3-compatible test store).
 //!
 //! PostgreSQL comes from `TELEHEALTH_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). Each test gets its own schema, dropped by
@@ -7,7 +8,7 @@
 //! backends.
 
 use crate::{
-    config::DatabaseSettings,
+    config::{BlobBackend, BlobSettings, DatabaseSettings, S3Settings},
     db::{Backend, Database},
 };
 
@@ -93,5 +94,76 @@ impl TestDatabase {
                 }
             }
         }
+    }
+}
+
+/// A throwaway blob store configuration: a temporary folder, or a fresh prefix in the
+/// S3-compatible test store.
+pub struct TestBlobs {
+    /// What to put in `Settings::blobs`.
+    pub settings: BlobSettings,
+    /// `local` or `s3`, for assertion messages.
+    pub name: &'static str,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestBlobs {
+    /// A local folder that disappears with the value.
+    pub fn local() -> TestBlobs {
+        let dir = tempfile::tempdir().expect("temp dir for blobs");
+        TestBlobs {
+            settings: BlobSettings {
+                local_dir: Some(dir.path().to_owned()),
+                ..BlobSettings::default()
+            },
+            name: "local",
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh prefix in the S3-compatible store named by `TELEHEALTH_TEST_S3_ENDPOINT` (with
+    /// `…_BUCKET`, `…_ACCESS_KEY_ID`, `…_SECRET_ACCESS_KEY`, `…_REGION`; `.ci/run` starts Garage
+    /// and sets them), or `None` with a message when it is not configured outside CI.
+    ///
+    /// # Panics
+    /// Under CI when no S3 store is configured.
+    pub fn s3() -> Option<TestBlobs> {
+        let var = |name: &str| std::env::var(format!("TELEHEALTH_TEST_S3_{name}")).ok();
+        let Some(endpoint) = var("ENDPOINT") else {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "an S3 store is required in CI: set TELEHEALTH_TEST_S3_ENDPOINT (.ci/run starts Garage)"
+                );
+            }
+            eprintln!(
+                "SKIPPING the S3 half of this test: TELEHEALTH_TEST_S3_ENDPOINT is not set \
+                 (run .ci/start-garage to get a local Garage)"
+            );
+            return None;
+        };
+        Some(TestBlobs {
+            settings: BlobSettings {
+                backend: BlobBackend::S3,
+                local_dir: None,
+                prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
+                s3: S3Settings {
+                    allow_http: endpoint.starts_with("http://"),
+                    endpoint,
+                    region: var("REGION").unwrap_or_else(|| "garage".into()),
+                    bucket: var("BUCKET").unwrap_or_else(|| "telehealth".into()),
+                    access_key_id: var("ACCESS_KEY_ID").unwrap_or_default(),
+                    secret_access_key: var("SECRET_ACCESS_KEY").unwrap_or_default(),
+                },
+            },
+            name: "s3",
+            _dir: None,
+        })
+    }
+
+    /// The local folder, and the S3 store when available.
+    pub fn each() -> Vec<TestBlobs> {
+        let mut all = vec![TestBlobs::local()];
+        all.extend(TestBlobs::s3());
+        all
     }
 }

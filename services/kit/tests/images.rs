@@ -6,13 +6,13 @@ use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use telehealth_kit::{
-    ErrorCode, Settings,
+    ErrorCode, Part, Settings,
     config::ImageSettings,
     db::Migrations,
     error::ApiError,
     identity::{Identity, Role},
     images::{BlobStore, ImageError, ImageStore, TargetRef, UploadTarget, format::fixtures},
-    testing::TestDatabase,
+    testing::{TestBlobs, TestDatabase},
 };
 use telehealth_proto::v1::{
     BodyRegion, BodySite, ImageChunk, ImageContentType, ImageInfo, ImageKind, ImageUploadHeader,
@@ -74,13 +74,21 @@ fn doctor(subject: &str) -> Identity {
 
 struct Fixture {
     store: ImageStore,
-    _blobs: tempfile::TempDir,
+    _blobs: TestBlobs,
     test_db: TestDatabase,
 }
 
+/// Every database backend with a local folder, and SQLite with the S3 store.
 async fn fixtures_with(settings: ImageSettings) -> Vec<Fixture> {
-    let mut all = Vec::new();
+    let mut pairs: Vec<(TestDatabase, TestBlobs)> = Vec::new();
     for test_db in TestDatabase::each_backend().await {
+        pairs.push((test_db, TestBlobs::local()));
+    }
+    if let Some(s3) = TestBlobs::s3() {
+        pairs.push((TestDatabase::sqlite().await, s3));
+    }
+    let mut all = Vec::new();
+    for (test_db, blobs) in pairs {
         test_db
             .db
             .migrate(&Migrations {
@@ -89,13 +97,12 @@ async fn fixtures_with(settings: ImageSettings) -> Vec<Fixture> {
             })
             .await
             .expect("migrations apply");
-        let dir = tempfile::tempdir().expect("blob dir");
         let mut config = Settings::default();
-        config.blobs.local_dir = Some(dir.path().to_owned());
-        let blobs = BlobStore::open(&config).expect("blob store opens");
+        config.blobs = blobs.settings.clone();
+        let store = BlobStore::open(&config, Part::Expertise).expect("blob store opens");
         all.push(Fixture {
-            store: ImageStore::new(test_db.db.clone(), blobs, settings.clone()),
-            _blobs: dir,
+            store: ImageStore::new(test_db.db.clone(), store, settings.clone()),
+            _blobs: blobs,
             test_db,
         });
     }

@@ -13,6 +13,10 @@ pub struct BlobSettings {
     pub backend: BlobBackend,
     /// Folder of the local backend. Default `<data_dir>/blobs`.
     pub local_dir: Option<PathBuf>,
+    /// Key prefix inside the folder or bucket, e.g. `prod` to share a bucket between
+    /// environments. Each service then keeps its objects under `<prefix>/<service>/`. Default
+    /// empty.
+    pub prefix: String,
     /// The S3 backend's connection (`[blobs.s3]`).
     pub s3: S3Settings,
 }
@@ -98,6 +102,15 @@ impl Default for ImageSettings {
 impl BlobSettings {
     /// Checks that an S3 store is fully described; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
+        if !self.prefix.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) && !self.prefix.is_empty()
+        {
+            return Err("prefix: path segments of letters, digits, - and _ separated by /".into());
+        }
         if self.backend == BlobBackend::S3 {
             let s3 = &self.s3;
             for (key, value) in [

@@ -7,12 +7,13 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
-    aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
+    aws::AmazonS3Builder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
 };
 
 use crate::{
     config::{BlobBackend, Settings},
     error::KitError,
+    part::Part,
 };
 
 /// Parts of a multipart write sent to the store at once (bounds memory: chunk size × this).
@@ -27,8 +28,9 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
-    /// Opens the store `[blobs]` describes (creating the local folder if needed).
-    pub fn open(settings: &Settings) -> Result<BlobStore, KitError> {
+    /// Opens the store `[blobs]` describes (creating the local folder if needed), rooted at
+    /// `<prefix>/<part>/` so that services sharing a bucket never touch each other's objects.
+    pub fn open(settings: &Settings, part: Part) -> Result<BlobStore, KitError> {
         let store: Arc<dyn ObjectStore> = match settings.blobs.backend {
             BlobBackend::Local => {
                 let dir = settings.blob_dir();
@@ -39,6 +41,9 @@ impl BlobStore {
                 Arc::new(local)
             }
             BlobBackend::S3 => {
+                // reqwest is built without a bundled provider: use ring, as the rest of the
+                // process does (an error only means one is installed already).
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let s3 = &settings.blobs.s3;
                 // A down store must surface as UNAVAILABLE within seconds, not minutes.
                 let retry = RetryConfig {
@@ -67,7 +72,13 @@ impl BlobStore {
                 )
             }
         };
-        Ok(BlobStore { store })
+        let root = match settings.blobs.prefix.as_str() {
+            "" => part.to_string(),
+            prefix => format!("{prefix}/{part}"),
+        };
+        Ok(BlobStore {
+            store: Arc::new(PrefixStore::new(store, root.as_str())),
+        })
     }
 
     /// Stores `bytes` at `key` in one request (atomic: all or nothing).

@@ -46,7 +46,7 @@ impl ImageStore {
     pub async fn open(context: &ServiceContext) -> Result<ImageStore, KitError> {
         let store = ImageStore::new(
             context.db.clone(),
-            BlobStore::open(&context.settings)?,
+            BlobStore::open(&context.settings, context.part)?,
             context.settings.images.clone(),
         );
         let sweeper = store.clone();
