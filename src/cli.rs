@@ -1,7 +1,8 @@
-//! The command line: `telehealth up | serve | pki | token | migrate | audit`.
+//! The command line: `telehealth up | serve | pki | token | migrate | audit | call | health`.
 
 mod admin;
 mod call;
+mod health;
 mod pki;
 mod token;
 mod up;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Ask a local part whether it is SERVING (`grpc.health.v1`) with its own certificates: the
+    /// Kubernetes exec probe. Exit 0 if serving, 1 if not, 2 if it cannot be reached.
+    Health(health::HealthArgs),
 }
 
 impl Cli {
@@ -81,5 +85,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Migrate { parts } => admin::migrate(&settings, parts).await,
         Command::Audit(command) => admin::audit(command, &settings).await,
         Command::Call(args) => call::run(args, &settings).await,
+        Command::Health(args) => health::run(args, &settings).await,
     }
 }

@@ -219,15 +219,13 @@ pub async fn health_of(
         .unwrap_or(false)
 }
 
-/// Runs one part alone on its configured address until SIGTERM or Ctrl-C.
+/// Runs one part alone on its configured address until SIGTERM or Ctrl-C (microservice mode:
+/// the gateway reaches the services at their configured `endpoints`).
 pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
-    let Some(definition) = service_definition(part) else {
-        bail!("the gateway cannot run alone yet: it arrives with the gateway issue (#3)");
+    let listen = match settings.service(part) {
+        Some(service) => service.listen,
+        None => settings.gateway.listen,
     };
-    let listen = settings
-        .service(part)
-        .map(|s| s.listen)
-        .context("service settings")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} for {part}"))?;
@@ -237,6 +235,16 @@ pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
         telehealth_kit::serve::shutdown_signal().await;
         signal.cancel();
     });
-    run_service(&definition, Arc::new(settings), listener, shutdown).await?;
+    match service_definition(part) {
+        Some(definition) => {
+            run_service(&definition, Arc::new(settings), listener, shutdown).await?;
+        }
+        None => {
+            let server = GatewayServer::build(&settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
+            server.run(listener, shutdown).await;
+        }
+    }
     Ok(())
 }
