@@ -72,14 +72,14 @@ impl Upstreams {
         let config_error =
             |e: &dyn std::fmt::Display| GatewayError::Config(format!("upstream: {e}"));
         let roots = tls::load_roots(&internal.ca).map_err(|e| config_error(&e))?;
-        let certs = tls::load_certs(&internal.cert).map_err(|e| config_error(&e))?;
-        let key = tls::load_key(&internal.key).map_err(|e| config_error(&e))?;
+        // The gateway's internal certificate is re-read when renewed (new connections use it).
+        let identity = tls::ReloadingCertifiedKey::load(&internal.cert, &internal.key)
+            .map_err(|e| config_error(&e))?;
         let mut config = ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| config_error(&e))?
             .with_root_certificates(roots)
-            .with_client_auth_cert(certs, key)
-            .map_err(|e| config_error(&e))?;
+            .with_client_cert_resolver(Arc::new(identity));
         config.alpn_protocols = vec![b"h2".to_vec()];
 
         let mut by_service = HashMap::new();

@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{config::TlsFiles, error::KitError};
 
+mod reload;
+
+pub use reload::ReloadingCertifiedKey;
+
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,8 +60,8 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, KitError> {
     Ok(roots)
 }
 
-/// The server side of internal mTLS: this part's certificate, client certificates required and
-/// checked against the internal CA, HTTP/2 only.
+/// The server side of internal mTLS: this part's certificate (re-read when its files change),
+/// client certificates required and checked against the internal CA, HTTP/2 only.
 pub fn internal_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, KitError> {
     let roots = Arc::new(load_roots(&files.ca)?);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
@@ -67,8 +71,10 @@ pub fn internal_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, Kit
         .with_safe_default_protocol_versions()
         .map_err(|e| KitError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)
-        .map_err(|e| KitError::Tls(format!("{}: {e}", files.cert.display())))?;
+        .with_cert_resolver(Arc::new(ReloadingCertifiedKey::load(
+            &files.cert,
+            &files.key,
+        )?));
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
