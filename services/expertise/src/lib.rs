@@ -1,20 +1,44 @@
-//! Tele-expertise: requests from centre doctors to hospital specialists, with images, claims, structured answers and the monthly activity report (DESIGN §4).
+//! Tele-expertise: requests from centre doctors to hospital specialists, with images, claims,
+//! structured answers, messages, live events and the monthly activity report (DESIGN §4).
 //!
-//! This crate plugs into the shared kit as a [`ServiceDefinition`]: its own database (SQLite
-//! file or PostgreSQL schema `expertise`) with its own migrations, internal mTLS, `grpc.health.v1`
-//! and graceful drain all come from `telehealth-kit`. Its public gRPC API is declared in
-//! `proto/telehealth/v1/expertise.proto`; the RPC handlers arrive with issue #6, and until then
-//! a call to them is answered `UNIMPLEMENTED` by the server, never by a stub.
+//! - [`model`]: requests, their content, statuses and the lifecycle (pure);
+//! - [`billing`]: which acts are billable and for how much, from rules that are data (pure);
+//! - [`core`]: every operation with its authorisation, transaction and audit;
+//! - [`store`]: the SQL (the same on SQLite and PostgreSQL);
+//! - [`render`]: the answer report as French text;
+//! - [`convert`] and [`grpc`]: the tonic adapter;
+//! - [`error`]: what can go wrong, as gRPC codes.
+//!
+//! The crate plugs into the shared kit as a [`ServiceDefinition`]: its own database (SQLite file
+//! or PostgreSQL schema `expertise`) with its own migrations, internal mTLS, `grpc.health.v1`
+//! and graceful drain all come from `telehealth-kit`.
 
 #![forbid(unsafe_code)]
+
+pub mod billing;
+pub mod convert;
+pub mod core;
+pub mod error;
+pub mod grpc;
+pub mod model;
+pub mod render;
+pub mod store;
+
+use std::{sync::Arc, time::Duration};
 
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
     Part,
     db::Migrations,
-    serve::{RoutesFuture, ServiceContext, ServiceDefinition},
+    events::EventBus,
+    identity::IdentityInterceptor,
+    serve::{MAX_MESSAGE_BYTES, RoutesFuture, ServiceContext, ServiceDefinition},
 };
+use telehealth_proto::v1::expertise_service_server::ExpertiseServiceServer;
+use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
+
+use crate::core::Expertise;
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
@@ -31,6 +55,48 @@ pub fn definition() -> ServiceDefinition {
     }
 }
 
-fn routes(_context: ServiceContext) -> RoutesFuture {
-    Box::pin(async { Ok(RoutesBuilder::default()) })
+fn routes(context: ServiceContext) -> RoutesFuture {
+    Box::pin(async move {
+        let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
+        let clock: core::Clock = Arc::new(jiff::Timestamp::now);
+        let images = telehealth_kit::images::ImageStore::open(&context).await?;
+        let core = Expertise::new(
+            context.db.clone(),
+            bus,
+            context.settings.expertise_rules.clone(),
+            clock,
+            images,
+        );
+        tokio::spawn(sweep_periodically(core.clone(), context.shutdown.clone()));
+        let api = grpc::ExpertiseApi::new(core, context.shutdown.clone());
+        let server = ExpertiseServiceServer::new(api)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            server,
+            IdentityInterceptor::new(Part::Expertise),
+        ));
+        Ok(routes)
+    })
+}
+
+/// Announces overdue requests and closes old answers every `sweep_interval_seconds`, until
+/// shutdown. Every replica runs it; each change is applied by exactly one of them.
+async fn sweep_periodically(core: Expertise, shutdown: CancellationToken) {
+    let period = Duration::from_secs(core.rules().sweep_interval_seconds);
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticks.tick() => {
+                match core.sweep().await {
+                    Ok((0, 0)) => {}
+                    Ok((overdue, closed)) => tracing::info!(overdue, closed, "expertise sweep"),
+                    Err(error) => tracing::warn!(%error, "expertise sweep failed; retrying at the next tick"),
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,605 @@
+//! Conversions between the contract's messages and the domain values, validating everything a
+//! client sends (INVALID_ARGUMENT naming the field).
+
+use base64::Engine;
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+use telehealth_proto::v1 as pb;
+
+use crate::{
+    billing::{Act, ActCode, NotBillable},
+    core::reports::{ActivityReport, Section},
+    error::ExpertiseError,
+    model::{
+        ActorRecord, Answer, BodySite, ClinicalContext, Content, DECLINE_REASON_OTHER,
+        GeneralPractitioner, Message, Patient, RECOMMENDATION_MONITOR, RECOMMENDATION_OTHER,
+        Request, Status, Urgency,
+    },
+    store::TariffRow,
+};
+
+type Result<T> = std::result::Result<T, ExpertiseError>;
+
+// ---- scalars ---------------------------------------------------------------------------------
+
+/// A required UUID id, in canonical form.
+pub fn id(field: &'static str, value: &str) -> Result<String> {
+    uuid::Uuid::parse_str(value)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == value.to_ascii_lowercase())
+        .map(|u| u.to_string())
+        .ok_or_else(|| ExpertiseError::invalid(field, "must be a UUID"))
+}
+
+/// Free text, trimmed, at most `max` characters, without control characters.
+pub fn text(field: &'static str, value: &str, max: usize) -> Result<String> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(ExpertiseError::invalid(
+            field,
+            format!("at most {max} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(ExpertiseError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Required free text of 1 to `max` characters.
+pub fn required_text(field: &'static str, value: &str, max: usize) -> Result<String> {
+    let value = text(field, value, max)?;
+    if value.is_empty() {
+        return Err(ExpertiseError::invalid(field, "is required"));
+    }
+    Ok(value)
+}
+
+/// An idempotency key: 1 to 128 characters.
+pub fn idempotency_key(value: &str) -> Result<String> {
+    let key = value.trim();
+    if key.is_empty() || key.chars().count() > 128 {
+        return Err(ExpertiseError::invalid(
+            "idempotency_key",
+            "is required (1-128 characters, e.g. a UUID)",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+/// An instant as the contract writes it.
+pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.as_second(),
+        nanos: at.subsec_nanosecond(),
+    }
+}
+
+fn opt_timestamp(at: Option<Timestamp>) -> Option<prost_types::Timestamp> {
+    at.map(timestamp)
+}
+
+/// A duration as the contract writes it.
+pub fn duration(d: SignedDuration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs(),
+        nanos: d.subsec_nanos(),
+    }
+}
+
+/// A page size within bounds (0 = default).
+pub fn page_size(value: i32, default: i64, max: i64) -> Result<i64> {
+    match i64::from(value) {
+        0 => Ok(default),
+        n if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ExpertiseError::invalid(
+            "page_size",
+            format!("must be between 1 and {max}"),
+        )),
+    }
+}
+
+/// A page token: the position, bound to a digest of the filters it was made for.
+pub fn page_token(filters: &str, position: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("v1|{}|{position}", filter_digest(filters)))
+}
+
+/// The position of a page token made for `filters` ("" = first page).
+pub fn page_position(filters: &str, token: &str) -> Result<Option<String>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || {
+        ExpertiseError::invalid(
+            "page_token",
+            "is not a token from a previous response with the same filters",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let rest = text.strip_prefix("v1|").ok_or_else(invalid)?;
+    let (digest, position) = rest.split_once('|').ok_or_else(invalid)?;
+    if digest != filter_digest(filters) {
+        return Err(invalid());
+    }
+    Ok(Some(position.to_owned()))
+}
+
+fn filter_digest(filters: &str) -> String {
+    hex::encode(&Sha256::digest(filters.as_bytes())[..6])
+}
+
+/// Statuses of a filter (UNSPECIFIED ignored, unknown numbers refused).
+pub fn statuses(values: &[i32]) -> Result<Vec<Status>> {
+    let mut out = Vec::new();
+    for value in values {
+        if *value == 0 {
+            continue;
+        }
+        let status = Status::from_number(*value).ok_or_else(|| {
+            ExpertiseError::invalid("statuses", format!("unknown status {value}"))
+        })?;
+        if !out.contains(&status) {
+            out.push(status);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// True when `value` is only ASCII digits, with a length in `len`.
+fn digits(value: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    len.contains(&value.len()) && value.chars().all(|c| c.is_ascii_digit())
+}
+
+fn known_enum(field: &'static str, value: i32, valid: bool) -> Result<i32> {
+    if valid {
+        Ok(value)
+    } else {
+        Err(ExpertiseError::invalid(
+            field,
+            format!("unknown value {value}"),
+        ))
+    }
+}
+
+// ---- content ---------------------------------------------------------------------------------
+
+fn pseudonym(value: &str) -> Result<String> {
+    let ok = value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(ExpertiseError::invalid(
+            "patient.patient.pseudonym",
+            "must be 1-64 characters of letters, digits and . _ : -",
+        ))
+    }
+}
+
+/// A body site as given.
+pub fn body_site(field: &'static str, value: &pb::BodySite) -> Result<BodySite> {
+    let snomed = value.snomed_ct_code.trim();
+    if !snomed.is_empty() && !digits(snomed, 6..=18) {
+        return Err(ExpertiseError::invalid(
+            field,
+            "snomed_ct_code must be 6-18 digits",
+        ));
+    }
+    Ok(BodySite {
+        region: known_enum(
+            field,
+            value.region,
+            pb::BodyRegion::try_from(value.region).is_ok(),
+        )?,
+        laterality: known_enum(
+            field,
+            value.laterality,
+            pb::Laterality::try_from(value.laterality).is_ok(),
+        )?,
+        description: text(field, &value.description, 200)?,
+        snomed_ct_code: snomed.to_owned(),
+    })
+}
+
+/// Validates the form of a request's content (completeness is checked at submission).
+pub fn content(value: Option<&pb::ExpertiseRequestContent>) -> Result<Content> {
+    let Some(value) = value else {
+        return Ok(Content::default());
+    };
+    let name = |field: &'static str, v: &str, max: usize| -> Result<String> {
+        let v = text(field, v, max)?;
+        if v.contains(char::is_whitespace) {
+            return Err(ExpertiseError::invalid(field, "must not contain spaces"));
+        }
+        Ok(v)
+    };
+    let patient = match &value.patient {
+        None => None,
+        Some(p) => {
+            if !(0..=130).contains(&p.age_years) {
+                return Err(ExpertiseError::invalid(
+                    "patient.age_years",
+                    "must be 0 to 130",
+                ));
+            }
+            if !(0..=23).contains(&p.age_months) || (p.age_months != 0 && p.age_years >= 2) {
+                return Err(ExpertiseError::invalid(
+                    "patient.age_months",
+                    "0 to 23, and only for patients under 2 years",
+                ));
+            }
+            Some(Patient {
+                pseudonym: pseudonym(
+                    p.patient
+                        .as_ref()
+                        .map(|r| r.pseudonym.as_str())
+                        .unwrap_or(""),
+                )?,
+                age_years: p.age_years,
+                age_months: p.age_months,
+                sex: known_enum("patient.sex", p.sex, pb::Sex::try_from(p.sex).is_ok())?,
+            })
+        }
+    };
+    let context = match &value.context {
+        None => None,
+        Some(c) => Some(ClinicalContext {
+            medical_history: text("context.medical_history", &c.medical_history, 4000)?,
+            body_site: c
+                .body_site
+                .as_ref()
+                .map(|s| body_site("context.body_site", s))
+                .transpose()?,
+            lesion_duration: text("context.lesion_duration", &c.lesion_duration, 100)?,
+            evolution: known_enum(
+                "context.evolution",
+                c.evolution,
+                pb::LesionEvolution::try_from(c.evolution).is_ok(),
+            )?,
+            evolution_details: text("context.evolution_details", &c.evolution_details, 2000)?,
+            symptoms: text("context.symptoms", &c.symptoms, 2000)?,
+            treatments_tried: text("context.treatments_tried", &c.treatments_tried, 2000)?,
+        }),
+    };
+    let general_practitioner = match &value.general_practitioner {
+        None => None,
+        Some(g) => {
+            let rpps = g.rpps_number.trim();
+            if !rpps.is_empty() && !digits(rpps, 11..=11) {
+                return Err(ExpertiseError::invalid(
+                    "general_practitioner.rpps_number",
+                    "must be 11 digits",
+                ));
+            }
+            let mail = text(
+                "general_practitioner.mssante_address",
+                &g.mssante_address,
+                254,
+            )?;
+            if !mail.is_empty() && !looks_like_address(&mail) {
+                return Err(ExpertiseError::invalid(
+                    "general_practitioner.mssante_address",
+                    "must be an e-mail address (local@domain)",
+                ));
+            }
+            Some(GeneralPractitioner {
+                is_requester: g.is_requester,
+                display_name: text("general_practitioner.display_name", &g.display_name, 200)?,
+                rpps_number: rpps.to_owned(),
+                mssante_address: mail,
+            })
+        }
+    };
+    Ok(Content {
+        target_org_id: name("content.target_org_id", &value.target_org_id, 128)?,
+        specialty: name("content.specialty", &value.specialty, 64)?,
+        patient,
+        clinical_question: text("content.clinical_question", &value.clinical_question, 2000)?,
+        context,
+        urgency: Urgency::from_number(value.urgency)
+            .ok_or_else(|| ExpertiseError::invalid("content.urgency", "unknown urgency"))?,
+        general_practitioner,
+    })
+}
+
+fn looks_like_address(value: &str) -> bool {
+    match value.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !value.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// Validates a structured answer.
+pub fn answer(value: Option<&pb::ExpertAnswer>) -> Result<Answer> {
+    let value = value.ok_or_else(|| ExpertiseError::invalid("answer", "is required"))?;
+    let recommendation = value.recommendation;
+    if recommendation == 0 || pb::Recommendation::try_from(recommendation).is_err() {
+        return Err(ExpertiseError::invalid(
+            "answer.recommendation",
+            "is required (REASSURE, MONITOR, TREAT, EXCISE, SEE_IN_PERSON_URGENTLY, SEE_IN_PERSON or OTHER)",
+        ));
+    }
+    let months = value.monitor_interval_months;
+    if recommendation == RECOMMENDATION_MONITOR && !(1..=60).contains(&months) {
+        return Err(ExpertiseError::invalid(
+            "answer.monitor_interval_months",
+            "must be 1 to 60 for MONITOR",
+        ));
+    }
+    if recommendation != RECOMMENDATION_MONITOR && months != 0 {
+        return Err(ExpertiseError::invalid(
+            "answer.monitor_interval_months",
+            "is only for MONITOR",
+        ));
+    }
+    let details = text(
+        "answer.recommendation_details",
+        &value.recommendation_details,
+        2000,
+    )?;
+    if recommendation == RECOMMENDATION_OTHER && details.is_empty() {
+        return Err(ExpertiseError::invalid(
+            "answer.recommendation_details",
+            "is required for OTHER",
+        ));
+    }
+    Ok(Answer {
+        impression: required_text("answer.impression", &value.impression, 4000)?,
+        recommendation,
+        monitor_interval_months: months,
+        recommendation_details: details,
+        free_text: text("answer.free_text", &value.free_text, 8000)?,
+    })
+}
+
+/// Validates a decline: (reason, comment).
+pub fn decline(reason: i32, comment: &str) -> Result<(i32, String)> {
+    if reason == 0 || pb::DeclineReason::try_from(reason).is_err() {
+        return Err(ExpertiseError::invalid("reason", "is required"));
+    }
+    let comment = text("comment", comment, 2000)?;
+    if reason == DECLINE_REASON_OTHER && comment.is_empty() {
+        return Err(ExpertiseError::invalid("comment", "is required for OTHER"));
+    }
+    Ok((reason, comment))
+}
+
+// ---- records ---------------------------------------------------------------------------------
+
+/// An actor of the contract.
+pub fn actor(record: &ActorRecord) -> pb::Actor {
+    pb::Actor {
+        subject: record.subject.clone(),
+        roles: record
+            .roles
+            .iter()
+            .filter_map(|r| pb::Role::from_str_name(&format!("ROLE_{}", r.to_ascii_uppercase())))
+            .map(|r| r as i32)
+            .collect(),
+        org_id: record.org_id.clone(),
+        service: record.service.clone(),
+    }
+}
+
+fn pb_body_site(site: &BodySite) -> pb::BodySite {
+    pb::BodySite {
+        region: site.region,
+        laterality: site.laterality,
+        description: site.description.clone(),
+        snomed_ct_code: site.snomed_ct_code.clone(),
+    }
+}
+
+/// The patient as the contract writes it.
+pub fn patient(p: &Patient) -> pb::ExpertisePatient {
+    pb::ExpertisePatient {
+        patient: Some(pb::PatientRef {
+            pseudonym: p.pseudonym.clone(),
+        }),
+        age_years: p.age_years,
+        age_months: p.age_months,
+        sex: p.sex,
+    }
+}
+
+/// The clinical context as the contract writes it.
+pub fn context(c: &ClinicalContext) -> pb::ClinicalContext {
+    pb::ClinicalContext {
+        medical_history: c.medical_history.clone(),
+        body_site: c.body_site.as_ref().map(pb_body_site),
+        lesion_duration: c.lesion_duration.clone(),
+        evolution: c.evolution,
+        evolution_details: c.evolution_details.clone(),
+        symptoms: c.symptoms.clone(),
+        treatments_tried: c.treatments_tried.clone(),
+    }
+}
+
+/// The GP as the contract writes it.
+pub fn general_practitioner(g: &GeneralPractitioner) -> pb::GeneralPractitioner {
+    pb::GeneralPractitioner {
+        is_requester: g.is_requester,
+        display_name: g.display_name.clone(),
+        rpps_number: g.rpps_number.clone(),
+        mssante_address: g.mssante_address.clone(),
+    }
+}
+
+/// An answer as the contract writes it.
+pub fn pb_answer(a: &Answer) -> pb::ExpertAnswer {
+    pb::ExpertAnswer {
+        impression: a.impression.clone(),
+        recommendation: a.recommendation,
+        monitor_interval_months: a.monitor_interval_months,
+        recommendation_details: a.recommendation_details.clone(),
+        free_text: a.free_text.clone(),
+    }
+}
+
+fn pb_content(c: &Content) -> pb::ExpertiseRequestContent {
+    pb::ExpertiseRequestContent {
+        target_org_id: c.target_org_id.clone(),
+        specialty: c.specialty.clone(),
+        patient: c.patient.as_ref().map(patient),
+        clinical_question: c.clinical_question.clone(),
+        context: c.context.as_ref().map(context),
+        urgency: c.urgency.number(),
+        general_practitioner: c.general_practitioner.as_ref().map(general_practitioner),
+    }
+}
+
+/// A request as the contract writes it, "overdue" as of `now`, with its `images`.
+pub fn request(r: &Request, now: Timestamp, images: Vec<pb::ImageInfo>) -> pb::ExpertiseRequest {
+    pb::ExpertiseRequest {
+        request_id: r.id.clone(),
+        status: r.status.number(),
+        requester_org_id: r.requester_org.clone(),
+        requester: Some(actor(&r.requester)),
+        content: Some(pb_content(&r.content)),
+        images,
+        created_at: Some(timestamp(r.created_at)),
+        updated_at: Some(timestamp(r.updated_at)),
+        submitted_at: opt_timestamp(r.submitted_at),
+        due_at: opt_timestamp(r.due_at),
+        overdue: r.overdue(now),
+        claimed_by: r.claimed_by.as_ref().map(actor),
+        claimed_at: opt_timestamp(r.claimed_at),
+        answer: r.answer.as_ref().map(pb_answer),
+        answered_at: opt_timestamp(r.answered_at),
+        answered_late: r.answered_late(),
+        decline: r.decline.as_ref().map(|d| pb::Decline {
+            reason: d.reason,
+            comment: d.comment.clone(),
+            declined_by: Some(actor(&d.by)),
+            declined_at: opt_timestamp(r.declined_at),
+        }),
+        withdrawal: r.withdrawal.as_ref().map(|w| pb::Withdrawal {
+            reason: w.reason.clone(),
+            withdrawn_by: Some(actor(&w.by)),
+            withdrawn_at: opt_timestamp(r.withdrawn_at),
+        }),
+        closed_at: opt_timestamp(r.closed_at),
+        closed_by: r.closed_by.as_ref().map(actor),
+        message_count: i32::try_from(r.message_count).unwrap_or(i32::MAX),
+        version: r.version,
+    }
+}
+
+/// A message as the contract writes it.
+pub fn message(m: &Message) -> pb::ExpertiseMessage {
+    pb::ExpertiseMessage {
+        message_id: m.id.clone(),
+        request_id: m.request_id.clone(),
+        sequence: m.sequence,
+        author: Some(actor(&m.author)),
+        text: m.text.clone(),
+        posted_at: Some(timestamp(m.posted_at)),
+    }
+}
+
+// ---- reports ---------------------------------------------------------------------------------
+
+fn code(code: ActCode) -> i32 {
+    match code {
+        ActCode::Rqd => pb::BillableActCode::Rqd as i32,
+        ActCode::Te2 => pb::BillableActCode::Te2 as i32,
+    }
+}
+
+fn section(s: &Section) -> pb::ActivitySection {
+    pb::ActivitySection {
+        submitted_count: s.submitted,
+        counts_by_status: s
+            .by_status
+            .iter()
+            .map(|(status, count)| pb::StatusCount {
+                status: status.number(),
+                count: *count,
+            })
+            .collect(),
+        answered_count: s.answered,
+        median_turnaround: s.median_turnaround.map(duration),
+        p90_turnaround: s.p90_turnaround.map(duration),
+        overdue_count: s.overdue,
+    }
+}
+
+fn act(a: &Act) -> pb::BillableAct {
+    let reason = match a.not_billable {
+        None => pb::NonBillableReason::Unspecified,
+        Some(NotBillable::AnnualLimitReached) => pb::NonBillableReason::AnnualLimitReached,
+        Some(NotBillable::SameSite) => pb::NonBillableReason::SameSite,
+        Some(NotBillable::AnswerDeadlineMissed) => pb::NonBillableReason::AnswerDeadlineMissed,
+        Some(NotBillable::NoTariff) => pb::NonBillableReason::NoTariff,
+    };
+    pb::BillableAct {
+        request_id: a.input.request_id.clone(),
+        code: code(a.input.code),
+        practitioner_subject: a.input.practitioner.clone(),
+        practitioner_org_id: a.input.practitioner_org.clone(),
+        patient: Some(pb::PatientRef {
+            pseudonym: a.input.pseudonym.clone(),
+        }),
+        act_date: a.input.date.to_string(),
+        billable: a.not_billable.is_none(),
+        amount_cents: a.amount_cents,
+        non_billable_reason: reason as i32,
+        reason_details: a.details.clone(),
+        tariff_id: a.tariff_id.clone().unwrap_or_default(),
+    }
+}
+
+fn tariff(t: &TariffRow) -> pb::TariffRule {
+    pb::TariffRule {
+        tariff_id: t.tariff_id.clone(),
+        code: ActCode::parse(&t.act_code).map_or(0, code),
+        amount_cents: t.amount_cents,
+        valid_from: t.valid_from.clone(),
+        valid_until: t.valid_until.clone().unwrap_or_default(),
+    }
+}
+
+/// The activity report as the contract writes it.
+pub fn activity_report(r: &ActivityReport) -> pb::ActivityReport {
+    pb::ActivityReport {
+        org_id: r.org_id.clone(),
+        month: r.month.clone(),
+        time_zone: r.time_zone.clone(),
+        generated_at: Some(timestamp(r.generated_at)),
+        as_requester: Some(section(&r.as_requester)),
+        as_expert: Some(section(&r.as_expert)),
+        acts: r.acts.iter().map(act).collect(),
+        practitioner_totals: r
+            .totals
+            .iter()
+            .map(|t| pb::PractitionerBilling {
+                practitioner_subject: t.practitioner.clone(),
+                org_id: t.org_id.clone(),
+                code: t.code.map_or(0, code),
+                billable_count: t.billable,
+                non_billable_count: t.not_billable,
+                billable_amount_cents: t.amount_cents,
+            })
+            .collect(),
+        tariffs: r.tariffs.iter().map(tariff).collect(),
+    }
+}

@@ -1,0 +1,214 @@
+//! The tele-expertise core: every operation with its authorisation, transaction and audit,
+//! knowing nothing of gRPC.
+//!
+//! - [`requests`]: drafts and the lifecycle (submit, claim, release, answer, decline, withdraw,
+//!   close), with the automatic sweeps (overdue, closure of old answers);
+//! - [`images`]: attaching, listing, downloading images through the kit's image pipeline;
+//! - [`messages`]: the conversation between requester and claimer;
+//! - [`reading`]: one request, the inbox, "my requests" and the watch streams;
+//! - [`reports`]: the monthly activity report and the answer report.
+//!
+//! Who sees what (DESIGN §3, the contract's object-level rules): a request is visible to the
+//! doctors of the requester's org and, once submitted, to the specialists of its target
+//! specialty at its target org. Everyone else is told NOT_FOUND, word for word what a missing
+//! request gives.
+
+pub mod images;
+pub mod messages;
+pub mod reading;
+pub mod reports;
+pub mod requests;
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use telehealth_kit::{
+    Database, Part,
+    audit::{AuditEntry, AuditWriter, Outcome},
+    config::ExpertiseRules,
+    events::EventBus,
+    identity::{Caller, Identity, Role},
+    images::ImageStore,
+};
+
+use crate::{
+    error::ExpertiseError,
+    model::{ActorRecord, Event, Request},
+};
+
+/// Where "now" comes from (tests move it).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// What the event bus carries for a request event: enough to route it. Watchers read the event,
+/// the request and the message from the database and check visibility again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Notice {
+    pub event_id: String,
+    pub request_id: String,
+    pub kind: i64,
+    pub requester: String,
+    pub requester_org: String,
+    pub target_org: String,
+    pub specialty: String,
+    pub claimer: Option<String>,
+}
+
+/// The tele-expertise service's core.
+#[derive(Clone)]
+pub struct Expertise {
+    pub(crate) db: Database,
+    pub(crate) bus: EventBus,
+    pub(crate) rules: Arc<ExpertiseRules>,
+    pub(crate) clock: Clock,
+    pub(crate) auditor: AuditWriter,
+    pub(crate) images: ImageStore,
+}
+
+impl Expertise {
+    /// A core over `db`, announcing events on `bus`, with the configured `rules`, keeping
+    /// images in `images`.
+    pub fn new(
+        db: Database,
+        bus: EventBus,
+        rules: ExpertiseRules,
+        clock: Clock,
+        images: ImageStore,
+    ) -> Self {
+        let auditor = AuditWriter::start(db.clone());
+        Expertise {
+            db,
+            bus,
+            rules: Arc::new(rules),
+            clock,
+            auditor,
+            images,
+        }
+    }
+
+    /// The configured rules.
+    pub fn rules(&self) -> &ExpertiseRules {
+        &self.rules
+    }
+
+    /// The current instant, truncated to the microsecond (what the database stores).
+    pub fn now(&self) -> Timestamp {
+        let now = (self.clock)();
+        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+    }
+
+    /// Records an audit entry about a request (reads, refusals).
+    pub(crate) async fn audit(&self, caller: &Caller, action: &str, id: &str, outcome: Outcome) {
+        self.audit_record(caller, action, "expertise_request", id, outcome)
+            .await;
+    }
+
+    /// Records an audit entry about any record.
+    pub(crate) async fn audit_record(
+        &self,
+        caller: &Caller,
+        action: &str,
+        kind: &str,
+        id: &str,
+        outcome: Outcome,
+    ) {
+        self.record_audit(AuditEntry::new(caller, action, kind, id, outcome))
+            .await;
+    }
+
+    /// Writes `entry` (group-committed) and waits until it is durable.
+    pub(crate) async fn record_audit(&self, entry: AuditEntry) {
+        let (action, id) = (entry.action.clone(), entry.record_id.clone());
+        if let Err(error) = self.auditor.record(entry).await {
+            tracing::error!(%error, %action, %id, "could not write the audit record");
+        }
+    }
+
+    /// Tells every replica's watchers about `event` of `request` (after commit).
+    pub(crate) async fn announce(&self, request: &Request, event: &Event) {
+        let notice = Notice {
+            event_id: event.id.clone(),
+            request_id: request.id.clone(),
+            kind: event.kind as i64,
+            requester: request.requester.subject.clone(),
+            requester_org: request.requester_org.clone(),
+            target_org: request.content.target_org_id.clone(),
+            specialty: request.content.specialty.clone(),
+            claimer: request.claimer().map(str::to_owned),
+        };
+        match serde_json::to_string(&notice) {
+            Ok(payload) => {
+                if let Err(error) = self.bus.publish(payload).await {
+                    tracing::warn!(%error, request_id = %request.id, "event not announced to watchers");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "event notice not serialisable"),
+        }
+    }
+}
+
+/// The person behind a call, or PERMISSION_DENIED for a service caller.
+pub(crate) fn person(caller: &Caller) -> Result<&Identity, ExpertiseError> {
+    match caller {
+        Caller::Person(identity) => Ok(identity),
+        Caller::Service(_) => Err(ExpertiseError::PermissionDenied(
+            "this call needs a person's identity",
+        )),
+    }
+}
+
+/// How an actor is recorded.
+pub(crate) fn actor_record(caller: &Caller) -> ActorRecord {
+    match caller {
+        Caller::Person(identity) => ActorRecord {
+            subject: identity.subject.clone(),
+            roles: identity
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            org_id: identity.org.clone(),
+            service: String::new(),
+        },
+        Caller::Service(part) => ActorRecord {
+            service: part.name().to_owned(),
+            ..ActorRecord::default()
+        },
+    }
+}
+
+/// The service itself, as the actor of automatic changes.
+pub(crate) fn this_service() -> Caller {
+    Caller::Service(Part::Expertise)
+}
+
+/// A doctor of the requester's org.
+pub(crate) fn on_requester_side(identity: &Identity, request: &Request) -> bool {
+    identity.has_role(Role::Doctor) && identity.org == request.requester_org
+}
+
+/// A specialist of the target specialty at the target org, once the request was submitted.
+pub(crate) fn on_expert_side(identity: &Identity, request: &Request) -> bool {
+    request.submitted_at.is_some()
+        && identity.has_role(Role::Specialist)
+        && !request.content.specialty.is_empty()
+        && identity.org == request.content.target_org_id
+        && identity.specialty.as_deref() == Some(request.content.specialty.as_str())
+}
+
+/// True when `identity` may see `request` at all.
+pub(crate) fn can_see(identity: &Identity, request: &Request) -> bool {
+    on_requester_side(identity, request) || on_expert_side(identity, request)
+}
+
+/// The request if `caller` may see it; NOT_FOUND otherwise, exactly as if it did not exist.
+pub(crate) fn visible(
+    caller: &Caller,
+    request: Option<Request>,
+) -> Result<Request, ExpertiseError> {
+    match (caller, request) {
+        (Caller::Service(Part::Expertise), Some(request)) => Ok(request),
+        (Caller::Person(identity), Some(request)) if can_see(identity, &request) => Ok(request),
+        _ => Err(ExpertiseError::NotFound("request")),
+    }
+}

@@ -1,0 +1,336 @@
+//! Images of a request, through the kit's image pipeline: who may attach, list, detach, download
+//! and see thumbnails, and what an attachment does to the request (event, limit, status).
+
+use std::sync::Mutex;
+
+use futures::{Stream, StreamExt, future::BoxFuture};
+use sqlx::AnyConnection;
+use telehealth_kit::{
+    ErrorCode,
+    audit::{AuditEntry, Outcome},
+    identity::Caller,
+    images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget},
+};
+use telehealth_proto::v1 as pb;
+use tonic::Status;
+
+use super::{Expertise, actor_record, person, visible};
+use crate::{
+    error::ExpertiseError,
+    model::{Event, EventKind, Request, Status as RequestStatus},
+    store,
+};
+
+/// Most images a request holds.
+pub const MAX_IMAGES: usize = 20;
+
+/// Kinds of images a request accepts.
+pub const ACCEPTED: [pb::ImageKind; 4] = [
+    pb::ImageKind::Dermatoscopy,
+    pb::ImageKind::Overview,
+    pb::ImageKind::CloseUp,
+    pb::ImageKind::Other,
+];
+
+/// The pipeline's name for a request's images.
+pub fn target(request_id: &str) -> TargetRef {
+    TargetRef {
+        kind: "request",
+        id: request_id.to_owned(),
+    }
+}
+
+/// The completed images of a request, in attachment order.
+pub async fn attached(
+    conn: &mut AnyConnection,
+    request_id: &str,
+) -> Result<Vec<pb::ImageInfo>, ExpertiseError> {
+    Ok(ImageStore::images_of(conn, &target(request_id)).await?)
+}
+
+/// What completing an upload checks and does, inside the pipeline's completion transaction.
+struct Attachment {
+    request_id: String,
+    caller: Caller,
+    /// The event recorded when the request was already submitted, announced after commit.
+    recorded: Mutex<Option<(Event, Request)>>,
+}
+
+fn refused(code: ErrorCode, message: impl Into<String>) -> ImageError {
+    ImageError::Target {
+        code,
+        message: message.into(),
+    }
+}
+
+impl UploadTarget for Attachment {
+    fn target(&self) -> TargetRef {
+        target(&self.request_id)
+    }
+
+    fn admit<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        image: &'a pb::ImageInfo,
+    ) -> BoxFuture<'a, Result<(), ImageError>> {
+        Box::pin(async move {
+            let internal = |e: ExpertiseError| refused(ErrorCode::Internal, e.to_string());
+            store::lock_request(conn, &self.request_id)
+                .await
+                .map_err(internal)?;
+            let Some(request) = store::request(conn, &self.request_id)
+                .await
+                .map_err(internal)?
+            else {
+                return Err(refused(ErrorCode::NotFound, "request not found"));
+            };
+            if !matches!(
+                request.status,
+                RequestStatus::Draft | RequestStatus::Submitted | RequestStatus::Claimed
+            ) {
+                return Err(refused(
+                    ErrorCode::FailedPrecondition,
+                    format!(
+                        "images can be attached to a draft, submitted or claimed request; this one is {}",
+                        request.status.as_str()
+                    ),
+                ));
+            }
+            let count = ImageStore::images_of(conn, &target(&self.request_id))
+                .await?
+                .len();
+            if count > MAX_IMAGES {
+                return Err(refused(
+                    ErrorCode::InvalidArgument,
+                    format!("a request holds at most {MAX_IMAGES} images"),
+                ));
+            }
+            if request.status != RequestStatus::Draft {
+                let event = Event {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    request_id: self.request_id.clone(),
+                    kind: EventKind::ImageAttached,
+                    occurred_at: jiff::Timestamp::now(),
+                    actor: actor_record(&self.caller),
+                    message_id: None,
+                };
+                store::insert_event(conn, &event).await.map_err(internal)?;
+                if let Ok(mut recorded) = self.recorded.lock() {
+                    *recorded = Some((event, request));
+                }
+            }
+            tracing::info!(request_id = %self.request_id, image_id = %image.image_id, "image attached");
+            Ok(())
+        })
+    }
+}
+
+impl Expertise {
+    /// Checks that `caller` (the requester) may attach an image to request `id` now.
+    async fn attachable(&self, caller: &Caller, id: &str) -> Result<Request, ExpertiseError> {
+        let identity = person(caller)?;
+        let mut conn = self.db.pool().acquire().await?;
+        let request = visible(caller, store::request(&mut conn, id).await?)?;
+        if identity.subject != request.requester.subject {
+            return Err(ExpertiseError::PermissionDenied(
+                "only the doctor who created the request attaches images",
+            ));
+        }
+        if !matches!(
+            request.status,
+            RequestStatus::Draft | RequestStatus::Submitted | RequestStatus::Claimed
+        ) {
+            return Err(ExpertiseError::FailedPrecondition(format!(
+                "images can be attached to a draft, submitted or claimed request; this one is {}",
+                request.status.as_str()
+            )));
+        }
+        Ok(request)
+    }
+
+    /// Takes an upload for request `id` (header already read; `chunks` are the rest).
+    pub async fn attach_image<S>(
+        &self,
+        caller: &Caller,
+        id: &str,
+        header: pb::ImageUploadHeader,
+        chunks: S,
+    ) -> Result<pb::ImageUploadResult, ExpertiseError>
+    where
+        S: Stream<Item = Result<pb::ImageChunk, Status>> + Unpin + Send,
+    {
+        let result = async {
+            self.attachable(caller, id).await?;
+            let identity = person(caller)?;
+            let attachment = Attachment {
+                request_id: id.to_owned(),
+                caller: caller.clone(),
+                recorded: Mutex::new(None),
+            };
+            let result = self
+                .images
+                .upload(identity, &attachment, header, &ACCEPTED, chunks)
+                .await?;
+            let recorded = attachment.recorded.lock().ok().and_then(|mut r| r.take());
+            Ok::<_, ExpertiseError>((result, recorded))
+        }
+        .await;
+        let outcome = result
+            .as_ref()
+            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        let image_id = result
+            .as_ref()
+            .ok()
+            .and_then(|(r, _)| r.image.as_ref())
+            .map(|i| i.image_id.clone());
+        self.audit(caller, "AttachImage", id, outcome).await;
+        if let Some(image_id) = &image_id {
+            self.audit_record(caller, "AttachImage", "image", image_id, Outcome::Ok)
+                .await;
+        }
+        let (result, recorded) = result?;
+        if let Some((event, request)) = recorded {
+            self.announce(&request, &event).await;
+        }
+        Ok(result)
+    }
+
+    /// Where an upload session of the caller stands.
+    pub async fn upload_status(
+        &self,
+        caller: &Caller,
+        id: &str,
+        session_id: &str,
+    ) -> Result<pb::ImageUploadStatus, ExpertiseError> {
+        let result = async {
+            let identity = person(caller)?;
+            let mut conn = self.db.pool().acquire().await?;
+            visible(caller, store::request(&mut conn, id).await?)?;
+            drop(conn);
+            Ok(self
+                .images
+                .upload_status(identity, &target(id), session_id)
+                .await?)
+        }
+        .await;
+        let outcome = result
+            .as_ref()
+            .map_or_else(|e: &ExpertiseError| e.outcome(), |_| Outcome::Ok);
+        self.audit(caller, "GetImageUploadStatus", id, outcome)
+            .await;
+        result
+    }
+
+    /// Removes an image from a draft (its bytes are deleted by the pipeline's sweeper).
+    pub async fn detach_image(
+        &self,
+        caller: &Caller,
+        id: &str,
+        image_id: &str,
+    ) -> Result<Request, ExpertiseError> {
+        let result = async {
+            let identity = person(caller)?;
+            let mut tx = self.db.pool().begin().await?;
+            store::lock_request(&mut tx, id).await?;
+            let current = visible(caller, store::request(&mut tx, id).await?)?;
+            if identity.subject != current.requester.subject {
+                return Err(ExpertiseError::PermissionDenied(
+                    "only the doctor who created the request detaches images",
+                ));
+            }
+            if current.status != RequestStatus::Draft {
+                return Err(ExpertiseError::FailedPrecondition(format!(
+                    "images can be removed from a draft only; this request is {}",
+                    current.status.as_str()
+                )));
+            }
+            if !ImageStore::detach(&mut tx, &target(id), image_id).await? {
+                return Err(ExpertiseError::NotFound("image"));
+            }
+            let mut updated = current.clone();
+            updated.version += 1;
+            updated.updated_at = self.now();
+            super::requests::save(&mut tx, &updated, current.version).await?;
+            let entry = AuditEntry::new(caller, "DetachImage", "image", image_id, Outcome::Ok);
+            tx.commit().await?;
+            self.record_audit(entry).await;
+            Ok(updated)
+        }
+        .await;
+        let outcome = result
+            .as_ref()
+            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        self.audit(caller, "DetachImage", id, outcome).await;
+        result
+    }
+
+    /// An image of a request the caller may see.
+    async fn visible_image(
+        &self,
+        caller: &Caller,
+        id: &str,
+        image_id: &str,
+        action: &str,
+    ) -> Result<StoredImage, ExpertiseError> {
+        let result = async {
+            let mut conn = self.db.pool().acquire().await?;
+            visible(caller, store::request(&mut conn, id).await?)?;
+            drop(conn);
+            self.images
+                .image(&target(id), image_id)
+                .await
+                .map_err(|e| match e {
+                    ImageError::ImageNotFound => ExpertiseError::NotFound("image"),
+                    other => other.into(),
+                })
+        }
+        .await;
+        let outcome = result
+            .as_ref()
+            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        self.audit_record(caller, action, "image", image_id, outcome)
+            .await;
+        result
+    }
+
+    /// The image's info and its bytes from `offset`, in chunks (audited as a read).
+    pub async fn download_image(
+        &self,
+        caller: &Caller,
+        id: &str,
+        image_id: &str,
+        offset: i64,
+    ) -> Result<
+        (
+            pb::ImageInfo,
+            impl Stream<Item = Result<pb::ImageChunk, ExpertiseError>> + Send + use<>,
+        ),
+        ExpertiseError,
+    > {
+        let image = self
+            .visible_image(caller, id, image_id, "DownloadImage")
+            .await?;
+        let chunks = self.images.download(&image, offset).await?;
+        Ok((image.info, chunks.map(|c| c.map_err(ExpertiseError::from))))
+    }
+
+    /// A thumbnail of an image (audited as a read).
+    pub async fn image_thumbnail(
+        &self,
+        caller: &Caller,
+        id: &str,
+        image_id: &str,
+        max_side: u32,
+    ) -> Result<pb::Thumbnail, ExpertiseError> {
+        let image = self
+            .visible_image(caller, id, image_id, "GetImageThumbnail")
+            .await?;
+        Ok(self.images.thumbnail(&image, max_side).await?)
+    }
+
+    /// The completed images of a request (for responses; the request was already checked).
+    pub async fn images_of(&self, id: &str) -> Result<Vec<pb::ImageInfo>, ExpertiseError> {
+        let mut conn = self.db.pool().acquire().await?;
+        attached(&mut conn, id).await
+    }
+}

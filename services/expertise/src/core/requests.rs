@@ -1,0 +1,543 @@
+//! Drafts and the lifecycle of a request, and the sweeps that change requests as time passes.
+
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+use sqlx::AnyConnection;
+use telehealth_kit::{
+    audit::{AuditEntry, Outcome},
+    identity::{Caller, Identity},
+};
+
+use super::{Expertise, actor_record, on_expert_side, person, this_service, visible};
+use crate::{
+    error::ExpertiseError,
+    model::{
+        self, Answer, Content, Decline, Event, EventKind, Request, Status, Transition, Urgency,
+        Withdrawal,
+    },
+    store,
+};
+
+/// What a transition carries besides the request id.
+#[derive(Debug, Clone, Default)]
+pub enum Details {
+    #[default]
+    None,
+    Answer(Answer),
+    Decline {
+        reason: i32,
+        comment: String,
+    },
+    Withdraw {
+        reason: String,
+    },
+    Release {
+        comment: String,
+    },
+}
+
+/// How many requests one sweep handles at most (the next sweep takes the rest).
+const SWEEP_BATCH: i64 = 200;
+
+impl Expertise {
+    /// Checks that the target named by `content` (when named) is configured.
+    fn check_target(&self, content: &Content) -> Result<(), ExpertiseError> {
+        let (org, specialty) = (&content.target_org_id, &content.specialty);
+        let targets = &self.rules.targets;
+        let known = match (org.is_empty(), specialty.is_empty()) {
+            (true, true) => true,
+            (false, true) => targets.iter().any(|t| &t.org_id == org),
+            (true, false) => targets.iter().any(|t| &t.specialty == specialty),
+            (false, false) => self.rules.target(org, specialty).is_some(),
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(ExpertiseError::invalid(
+                "content.target_org_id",
+                format!("{org} / {specialty} is not a known target; see ListTargets"),
+            ))
+        }
+    }
+
+    /// Creates a draft; the caller becomes its requester. Returns it and whether this is a
+    /// replay of an earlier call with the same idempotency key.
+    pub async fn create_draft(
+        &self,
+        caller: &Caller,
+        idempotency_key: &str,
+        content: Content,
+    ) -> Result<Request, ExpertiseError> {
+        let result = self.create_inner(caller, idempotency_key, content).await;
+        if let Err(error) = &result {
+            self.audit(caller, "CreateDraft", "", error.outcome()).await;
+        }
+        result
+    }
+
+    async fn create_inner(
+        &self,
+        caller: &Caller,
+        key: &str,
+        content: Content,
+    ) -> Result<Request, ExpertiseError> {
+        let identity = person(caller)?;
+        self.check_target(&content)?;
+        let hash = hex::encode(Sha256::digest(
+            serde_json::to_vec(&content).unwrap_or_default(),
+        ));
+        let now = self.now();
+        let mut tx = self.db.pool().begin().await?;
+        // Concurrent first attempts with one key queue on the caller's row, so a retry racing
+        // its first attempt sees the first one's result instead of creating a second draft.
+        store::lock_caller(&mut tx, &identity.subject, "CreateDraft").await?;
+        if let Some(first) = replay(&mut tx, &identity.subject, "CreateDraft", key, &hash).await? {
+            let first = store::request(&mut tx, &first).await?;
+            tx.commit().await?;
+            let first = visible(caller, first)?;
+            self.audit(caller, "CreateDraft", &first.id, Outcome::Ok)
+                .await;
+            return Ok(first);
+        }
+        let request = Request {
+            id: uuid::Uuid::new_v4().to_string(),
+            status: Status::Draft,
+            requester: actor_record(caller),
+            requester_org: identity.org.clone(),
+            content,
+            created_at: now,
+            updated_at: now,
+            submitted_at: None,
+            due_at: None,
+            overdue_announced: false,
+            claimed_by: None,
+            claimed_at: None,
+            answer: None,
+            answered_at: None,
+            decline: None,
+            declined_at: None,
+            withdrawal: None,
+            withdrawn_at: None,
+            closed_at: None,
+            closed_by: None,
+            message_count: 0,
+            version: 1,
+        };
+        store::insert_request(&mut tx, &request).await?;
+        store::remember_result(
+            &mut tx,
+            (&identity.subject, "CreateDraft", key),
+            &hash,
+            &request.id,
+            now,
+        )
+        .await?;
+        let entry = AuditEntry::new(
+            caller,
+            "CreateDraft",
+            "expertise_request",
+            &request.id,
+            Outcome::Ok,
+        );
+        tx.commit().await?;
+        self.record_audit(entry).await;
+        tracing::info!(request_id = %request.id, "draft created");
+        Ok(request)
+    }
+
+    /// Replaces the content of a draft.
+    pub async fn update_draft(
+        &self,
+        caller: &Caller,
+        id: &str,
+        content: Content,
+        expected_version: i64,
+    ) -> Result<Request, ExpertiseError> {
+        let result = async {
+            self.check_target(&content)?;
+            let mut tx = self.db.pool().begin().await?;
+            store::lock_request(&mut tx, id).await?;
+            let current = visible(caller, store::request(&mut tx, id).await?)?;
+            require_requester(caller, &current)?;
+            if current.status != Status::Draft {
+                return Err(ExpertiseError::FailedPrecondition(format!(
+                    "only a draft can be edited; this request is {}",
+                    current.status.as_str()
+                )));
+            }
+            check_version(&current, expected_version)?;
+            let mut updated = current.clone();
+            updated.content = content;
+            updated.updated_at = self.now();
+            updated.version += 1;
+            save(&mut tx, &updated, current.version).await?;
+            let entry =
+                AuditEntry::new(caller, "UpdateDraft", "expertise_request", id, Outcome::Ok);
+            tx.commit().await?;
+            self.record_audit(entry).await;
+            Ok(updated)
+        }
+        .await;
+        if let Err(error) = &result {
+            self.audit(caller, "UpdateDraft", id, error.outcome()).await;
+        }
+        result
+    }
+
+    /// Applies a lifecycle transition asked for by `caller`.
+    pub async fn transition(
+        &self,
+        caller: &Caller,
+        id: &str,
+        transition: Transition,
+        details: Details,
+        expected_version: i64,
+    ) -> Result<Request, ExpertiseError> {
+        let result = self
+            .transition_inner(caller, id, transition, details, expected_version)
+            .await;
+        if let Err(error) = &result {
+            self.audit(caller, transition.action(), id, error.outcome())
+                .await;
+        }
+        result
+    }
+
+    async fn transition_inner(
+        &self,
+        caller: &Caller,
+        id: &str,
+        transition: Transition,
+        details: Details,
+        expected_version: i64,
+    ) -> Result<Request, ExpertiseError> {
+        let now = self.now();
+        let mut tx = self.db.pool().begin().await?;
+        store::lock_request(&mut tx, id).await?;
+        let current = visible(caller, store::request(&mut tx, id).await?)?;
+        let identity = match caller {
+            Caller::Person(identity) => Some(identity),
+            Caller::Service(_) => None,
+        };
+        if let Some(identity) = identity {
+            authorize(identity, &current, transition)?;
+        }
+        let outcome = model::apply(current.status, transition);
+        // Repeating a release: the request is SUBMITTED again because this caller released it.
+        if transition == Transition::Release
+            && current.status == Status::Submitted
+            && let Some(identity) = identity
+            && store::last_transition(&mut tx, id).await?.is_some_and(|e| {
+                e.kind == EventKind::Released && e.actor.subject == identity.subject
+            })
+        {
+            return Ok(current);
+        }
+        match outcome? {
+            model::Outcome::AlreadyDone => {
+                if let Some(identity) = identity {
+                    repeated_by(identity, &current, transition)?;
+                }
+                return Ok(current);
+            }
+            model::Outcome::Change(_) => {}
+        }
+        check_version(&current, expected_version)?;
+        let mut updated = current.clone();
+        updated.status = transition.target();
+        updated.updated_at = now;
+        updated.version += 1;
+        let actor = actor_record(caller);
+        match transition {
+            Transition::Submit => {
+                let delay = self.submission_check(&mut tx, &current).await?;
+                updated.submitted_at = Some(now);
+                updated.due_at = Some(now + delay);
+                updated.overdue_announced = false;
+            }
+            Transition::Claim => {
+                updated.claimed_by = Some(actor.clone());
+                updated.claimed_at = Some(now);
+            }
+            Transition::Release => {
+                updated.claimed_by = None;
+                updated.claimed_at = None;
+            }
+            Transition::Answer => {
+                let Details::Answer(answer) = details.clone() else {
+                    return Err(ExpertiseError::invalid("answer", "is required"));
+                };
+                updated.answer = Some(answer);
+                updated.answered_at = Some(now);
+            }
+            Transition::Decline => {
+                let Details::Decline { reason, comment } = details.clone() else {
+                    return Err(ExpertiseError::invalid("reason", "is required"));
+                };
+                updated.decline = Some(Decline {
+                    reason,
+                    comment,
+                    by: actor.clone(),
+                });
+                updated.declined_at = Some(now);
+            }
+            Transition::Withdraw => {
+                let reason = match &details {
+                    Details::Withdraw { reason } => reason.clone(),
+                    _ => String::new(),
+                };
+                updated.withdrawal = Some(Withdrawal {
+                    reason,
+                    by: actor.clone(),
+                });
+                updated.withdrawn_at = Some(now);
+            }
+            Transition::Close => {
+                updated.closed_at = Some(now);
+                updated.closed_by = Some(actor.clone());
+            }
+        }
+        save(&mut tx, &updated, current.version).await?;
+        let event = Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            request_id: id.to_owned(),
+            kind: transition.event(),
+            occurred_at: now,
+            actor,
+            message_id: None,
+        };
+        store::insert_event(&mut tx, &event).await?;
+        let entry = AuditEntry::new(
+            caller,
+            transition.action(),
+            "expertise_request",
+            id,
+            Outcome::Ok,
+        );
+        tx.commit().await?;
+        self.record_audit(entry).await;
+        if let Details::Release { comment } = &details
+            && !comment.is_empty()
+        {
+            // The release note is for the audit only (not shown to the requester).
+            tracing::info!(request_id = %id, note = %comment, "request released");
+        }
+        self.announce(&updated, &event).await;
+        tracing::info!(request_id = %id, status = updated.status.as_str(), "request changed");
+        Ok(updated)
+    }
+
+    /// Checks that a draft can be submitted; returns its answer delay.
+    async fn submission_check(
+        &self,
+        conn: &mut AnyConnection,
+        draft: &Request,
+    ) -> Result<SignedDuration, ExpertiseError> {
+        let content = &draft.content;
+        let missing = content.missing_fields();
+        if !missing.is_empty() {
+            return Err(ExpertiseError::FailedPrecondition(format!(
+                "the draft is incomplete; missing: {}",
+                missing.join(", ")
+            )));
+        }
+        let Some(target) = self
+            .rules
+            .target(&content.target_org_id, &content.specialty)
+        else {
+            return Err(ExpertiseError::FailedPrecondition(format!(
+                "{} / {} is no longer a target; choose one from ListTargets",
+                content.target_org_id, content.specialty
+            )));
+        };
+        let images = super::images::attached(conn, &draft.id).await?.len() as u64;
+        if images < u64::from(target.minimum_images) {
+            return Err(ExpertiseError::FailedPrecondition(format!(
+                "the draft is incomplete; missing: images (this target needs at least {}, {} attached; an upload in progress is not an attachment)",
+                target.minimum_images, images
+            )));
+        }
+        let hours = match content.urgency {
+            Urgency::Urgent => target.urgent_delay_hours(&self.rules),
+            _ => target.routine_delay_hours(&self.rules),
+        };
+        Ok(SignedDuration::from_hours(i64::from(hours)))
+    }
+
+    /// One pass of the periodic work, as of `now`: announces requests that became overdue and
+    /// closes answers older than the configured delay. Safe on every replica at once: each change
+    /// is claimed by one conditional update.
+    pub async fn sweep(&self) -> Result<(u64, u64), ExpertiseError> {
+        let now = self.now();
+        let mut conn = self.db.pool().acquire().await?;
+        let overdue = store::newly_overdue(&mut conn, now, SWEEP_BATCH).await?;
+        let cutoff = now - SignedDuration::from_hours(i64::from(self.rules.auto_close_after_hours));
+        let to_close = store::answered_before(&mut conn, cutoff, SWEEP_BATCH).await?;
+        drop(conn);
+        let mut announced = 0;
+        for id in overdue {
+            if self.announce_overdue(&id, now).await? {
+                announced += 1;
+            }
+        }
+        let mut closed = 0;
+        for id in to_close {
+            match self
+                .transition(&this_service(), &id, Transition::Close, Details::None, 0)
+                .await
+            {
+                Ok(request)
+                    if request
+                        .closed_by
+                        .as_ref()
+                        .is_some_and(|c| !c.service.is_empty()) =>
+                {
+                    closed += 1;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, request_id = %id, "automatic closure failed"),
+            }
+        }
+        Ok((announced, closed))
+    }
+
+    async fn announce_overdue(&self, id: &str, now: Timestamp) -> Result<bool, ExpertiseError> {
+        let mut tx = self.db.pool().begin().await?;
+        if !store::claim_overdue_announcement(&mut tx, id, now).await? {
+            return Ok(false);
+        }
+        let Some(request) = store::request(&mut tx, id).await? else {
+            return Ok(false);
+        };
+        let event = Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            request_id: id.to_owned(),
+            kind: EventKind::BecameOverdue,
+            occurred_at: now,
+            actor: actor_record(&this_service()),
+            message_id: None,
+        };
+        store::insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        self.announce(&request, &event).await;
+        Ok(true)
+    }
+}
+
+/// Who may ask for which transition (the caller already sees the request).
+fn authorize(
+    identity: &Identity,
+    request: &Request,
+    transition: Transition,
+) -> Result<(), ExpertiseError> {
+    match transition {
+        Transition::Submit | Transition::Withdraw | Transition::Close => {
+            if identity.subject == request.requester.subject {
+                Ok(())
+            } else {
+                Err(ExpertiseError::PermissionDenied(
+                    "only the doctor who created the request may do this",
+                ))
+            }
+        }
+        Transition::Claim | Transition::Decline if !on_expert_side(identity, request) => Err(
+            ExpertiseError::PermissionDenied("only a specialist of the target may do this"),
+        ),
+        Transition::Release | Transition::Answer if !on_expert_side(identity, request) => Err(
+            ExpertiseError::PermissionDenied("only the claiming specialist may do this"),
+        ),
+        Transition::Release | Transition::Answer | Transition::Decline
+            if request.status == Status::Claimed
+                && request.claimer() != Some(identity.subject.as_str()) =>
+        {
+            Err(ExpertiseError::PermissionDenied(
+                "the request is claimed by another specialist",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A repeated transition is a no-op only for the caller who made it.
+fn repeated_by(
+    identity: &Identity,
+    request: &Request,
+    transition: Transition,
+) -> Result<(), ExpertiseError> {
+    let subject = identity.subject.as_str();
+    match transition {
+        Transition::Claim if request.claimer() != Some(subject) => {
+            Err(ExpertiseError::AlreadyExists(
+                "the request is already claimed by another specialist".into(),
+            ))
+        }
+        Transition::Answer if request.claimer() != Some(subject) => {
+            Err(ExpertiseError::FailedPrecondition(
+                "the request was answered by another specialist".into(),
+            ))
+        }
+        Transition::Decline
+            if request.decline.as_ref().map(|d| d.by.subject.as_str()) != Some(subject) =>
+        {
+            Err(ExpertiseError::FailedPrecondition(
+                "the request was declined by another specialist".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The current version must be `expected` (0 skips the check).
+fn check_version(request: &Request, expected: i64) -> Result<(), ExpertiseError> {
+    if expected != 0 && expected != request.version {
+        return Err(ExpertiseError::VersionMismatch {
+            current: request.version,
+        });
+    }
+    Ok(())
+}
+
+/// Only the requester changes his request (colleagues of his org see it but may not).
+fn require_requester(caller: &Caller, request: &Request) -> Result<(), ExpertiseError> {
+    let identity = person(caller)?;
+    if identity.subject == request.requester.subject {
+        Ok(())
+    } else {
+        Err(ExpertiseError::PermissionDenied(
+            "only the doctor who created the request may change it",
+        ))
+    }
+}
+
+/// Writes `updated` if the row is still at `previous_version` (it is: the row is locked).
+pub(crate) async fn save(
+    conn: &mut AnyConnection,
+    updated: &Request,
+    previous_version: i64,
+) -> Result<(), ExpertiseError> {
+    if store::update_request(conn, updated, previous_version).await? {
+        Ok(())
+    } else {
+        Err(ExpertiseError::VersionMismatch {
+            current: previous_version,
+        })
+    }
+}
+
+/// The result id of an earlier call with `key`, if any; FAILED_PRECONDITION if that call had
+/// different content.
+pub(crate) async fn replay(
+    conn: &mut AnyConnection,
+    subject: &str,
+    operation: &str,
+    key: &str,
+    hash: &str,
+) -> Result<Option<String>, ExpertiseError> {
+    match store::idempotent_result(conn, subject, operation, key).await? {
+        None => Ok(None),
+        Some((stored, _)) if stored != hash => Err(ExpertiseError::FailedPrecondition(
+            "this idempotency key was already used with different content".into(),
+        )),
+        Some((_, id)) => Ok(Some(id)),
+    }
+}

@@ -1,0 +1,681 @@
+//! The tonic adapter: each RPC converts its request (validating it), calls the core and converts
+//! the result back. No rule lives here. The image RPCs are in [`images`].
+
+mod images;
+
+use std::{pin::Pin, time::Duration};
+
+use futures::{Stream, StreamExt};
+use jiff::{Timestamp, civil::Date, tz::TimeZone};
+use telehealth_kit::identity::{self, Caller};
+use telehealth_proto::v1::{self as pb, expertise_service_server::ExpertiseService};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    convert,
+    core::{
+        Expertise,
+        reading::{InboxQuery, WatchQuery},
+        requests::Details,
+    },
+    error::{ExpertiseError, status},
+    model::{Status as RequestStatus, Transition},
+    render,
+};
+
+/// The gRPC face of the [`Expertise`] core.
+pub struct ExpertiseApi {
+    core: Expertise,
+    shutdown: CancellationToken,
+    heartbeat: Duration,
+}
+
+impl ExpertiseApi {
+    /// The API over `core`; watch streams end when `shutdown` fires.
+    pub fn new(core: Expertise, shutdown: CancellationToken) -> Self {
+        let heartbeat = Duration::from_secs(core.rules().watch_heartbeat_seconds);
+        ExpertiseApi {
+            core,
+            shutdown,
+            heartbeat,
+        }
+    }
+
+    /// A request as the contract writes it, with its images.
+    async fn pb_request(&self, request: &crate::model::Request) -> pb::ExpertiseRequest {
+        let images = self.images_of(&request.id).await;
+        convert::request(request, self.core.now(), images)
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    identity::caller(request).cloned().map_err(Status::from)
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl ExpertiseApi {
+    async fn change(
+        &self,
+        caller: &Caller,
+        id: &str,
+        transition: Transition,
+        details: Details,
+        expected_version: i64,
+    ) -> Result<pb::ExpertiseRequest, Status> {
+        let id = convert::id("request_id", id).map_err(|e| status(&e))?;
+        let request = self
+            .core
+            .transition(caller, &id, transition, details, expected_version)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(self.pb_request(&request).await)
+    }
+}
+
+#[tonic::async_trait]
+impl ExpertiseService for ExpertiseApi {
+    async fn list_targets(
+        &self,
+        request: Request<pb::ListTargetsRequest>,
+    ) -> Result<Response<pb::ListTargetsResponse>, Status> {
+        caller(&request)?;
+        let filter = request.into_inner().specialty;
+        let rules = self.core.rules();
+        let mut targets: Vec<pb::ExpertiseTarget> = rules
+            .targets
+            .iter()
+            .filter(|t| filter.is_empty() || t.specialty == filter)
+            .map(|t| pb::ExpertiseTarget {
+                org_id: t.org_id.clone(),
+                org_display_name: t.org_display_name.clone(),
+                specialty: t.specialty.clone(),
+                specialty_display_name: t.specialty_display_name.clone(),
+                routine_delay: Some(convert::duration(jiff::SignedDuration::from_hours(
+                    i64::from(t.routine_delay_hours(rules)),
+                ))),
+                urgent_delay: Some(convert::duration(jiff::SignedDuration::from_hours(
+                    i64::from(t.urgent_delay_hours(rules)),
+                ))),
+            })
+            .collect();
+        targets.sort_by(|a, b| {
+            (&a.specialty, &a.org_display_name, &a.org_id).cmp(&(
+                &b.specialty,
+                &b.org_display_name,
+                &b.org_id,
+            ))
+        });
+        Ok(Response::new(pb::ListTargetsResponse { targets }))
+    }
+
+    async fn create_draft(
+        &self,
+        request: Request<pb::CreateDraftRequest>,
+    ) -> Result<Response<pb::CreateDraftResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let created = async {
+            let key = convert::idempotency_key(&r.idempotency_key)?;
+            let content = convert::content(r.content.as_ref())?;
+            self.core.create_draft(&caller, &key, content).await
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::CreateDraftResponse {
+            request: Some(self.pb_request(&created).await),
+        }))
+    }
+
+    async fn update_draft(
+        &self,
+        request: Request<pb::UpdateDraftRequest>,
+    ) -> Result<Response<pb::UpdateDraftResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let updated = async {
+            let id = convert::id("request_id", &r.request_id)?;
+            let content = convert::content(r.content.as_ref())?;
+            self.core
+                .update_draft(&caller, &id, content, r.expected_version)
+                .await
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::UpdateDraftResponse {
+            request: Some(self.pb_request(&updated).await),
+        }))
+    }
+
+    async fn attach_image(
+        &self,
+        request: Request<Streaming<pb::AttachImageRequest>>,
+    ) -> Result<Response<pb::AttachImageResponse>, Status> {
+        self.attach(request).await
+    }
+
+    async fn get_image_upload_status(
+        &self,
+        request: Request<pb::GetImageUploadStatusRequest>,
+    ) -> Result<Response<pb::GetImageUploadStatusResponse>, Status> {
+        self.upload_status(request).await
+    }
+
+    async fn detach_image(
+        &self,
+        request: Request<pb::DetachImageRequest>,
+    ) -> Result<Response<pb::DetachImageResponse>, Status> {
+        self.detach(request).await
+    }
+
+    type DownloadImageStream = Stream_<pb::DownloadImageResponse>;
+
+    async fn download_image(
+        &self,
+        request: Request<pb::DownloadImageRequest>,
+    ) -> Result<Response<Self::DownloadImageStream>, Status> {
+        self.download(request).await
+    }
+
+    async fn get_image_thumbnail(
+        &self,
+        request: Request<pb::GetImageThumbnailRequest>,
+    ) -> Result<Response<pb::GetImageThumbnailResponse>, Status> {
+        self.thumbnail(request).await
+    }
+
+    async fn submit_request(
+        &self,
+        request: Request<pb::SubmitRequestRequest>,
+    ) -> Result<Response<pb::SubmitRequestResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let request = self
+            .change(
+                &caller,
+                &r.request_id,
+                Transition::Submit,
+                Details::None,
+                r.expected_version,
+            )
+            .await?;
+        Ok(Response::new(pb::SubmitRequestResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn claim_request(
+        &self,
+        request: Request<pb::ClaimRequestRequest>,
+    ) -> Result<Response<pb::ClaimRequestResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let request = self
+            .change(&caller, &r.request_id, Transition::Claim, Details::None, 0)
+            .await?;
+        Ok(Response::new(pb::ClaimRequestResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn release_request(
+        &self,
+        request: Request<pb::ReleaseRequestRequest>,
+    ) -> Result<Response<pb::ReleaseRequestResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let comment = convert::text("comment", &r.comment, 500).map_err(|e| status(&e))?;
+        let request = self
+            .change(
+                &caller,
+                &r.request_id,
+                Transition::Release,
+                Details::Release { comment },
+                0,
+            )
+            .await?;
+        Ok(Response::new(pb::ReleaseRequestResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn answer_request(
+        &self,
+        request: Request<pb::AnswerRequestRequest>,
+    ) -> Result<Response<pb::AnswerRequestResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
+        let answer = convert::answer(r.answer.as_ref()).map_err(|e| status(&e))?;
+        let request = self
+            .change(
+                &caller,
+                &r.request_id,
+                Transition::Answer,
+                Details::Answer(answer),
+                0,
+            )
+            .await?;
+        Ok(Response::new(pb::AnswerRequestResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn decline_request(
+        &self,
+        request: Request<pb::DeclineRequestRequest>,
+    ) -> Result<Response<pb::DeclineRequestResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
+        let (reason, comment) = convert::decline(r.reason, &r.comment).map_err(|e| status(&e))?;
+        let request = self
+            .change(
+                &caller,
+                &r.request_id,
+                Transition::Decline,
+                Details::Decline { reason, comment },
+                0,
+            )
+            .await?;
+        Ok(Response::new(pb::DeclineRequestResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn withdraw_request(
+        &self,
+        request: Request<pb::WithdrawRequestRequest>,
+    ) -> Result<Response<pb::WithdrawRequestResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let reason = convert::text("reason", &r.reason, 2000).map_err(|e| status(&e))?;
+        let request = self
+            .change(
+                &caller,
+                &r.request_id,
+                Transition::Withdraw,
+                Details::Withdraw { reason },
+                0,
+            )
+            .await?;
+        Ok(Response::new(pb::WithdrawRequestResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn close_request(
+        &self,
+        request: Request<pb::CloseRequestRequest>,
+    ) -> Result<Response<pb::CloseRequestResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let request = self
+            .change(&caller, &r.request_id, Transition::Close, Details::None, 0)
+            .await?;
+        Ok(Response::new(pb::CloseRequestResponse {
+            request: Some(request),
+        }))
+    }
+
+    async fn post_message(
+        &self,
+        request: Request<pb::PostMessageRequest>,
+    ) -> Result<Response<pb::PostMessageResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let message = async {
+            let id = convert::id("request_id", &r.request_id)?;
+            let key = convert::idempotency_key(&r.idempotency_key)?;
+            let text = convert::required_text("text", &r.text, 4000)?;
+            self.core.post_message(&caller, &id, &key, &text).await
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::PostMessageResponse {
+            message: Some(convert::message(&message)),
+        }))
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let page = async {
+            let id = convert::id("request_id", &r.request_id)?;
+            let size = convert::page_size(r.page_size, 100, 500)?;
+            let filters = format!("messages|{id}");
+            let after = match convert::page_position(&filters, &r.page_token)? {
+                None => 0,
+                Some(p) => p.parse::<i64>().map_err(|_| {
+                    ExpertiseError::invalid("page_token", "is not a token from a previous response")
+                })?,
+            };
+            let mut messages = self.core.messages(&caller, &id, after, size + 1).await?;
+            let next = if messages.len() as i64 > size {
+                messages.truncate(usize::try_from(size).unwrap_or(0));
+                messages
+                    .last()
+                    .map(|m| convert::page_token(&filters, &m.sequence.to_string()))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            Ok::<_, ExpertiseError>((messages, next))
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages: page.0.iter().map(convert::message).collect(),
+            next_page_token: page.1,
+        }))
+    }
+
+    async fn get_request(
+        &self,
+        request: Request<pb::GetRequestRequest>,
+    ) -> Result<Response<pb::GetRequestResponse>, Status> {
+        let caller = caller(&request)?;
+        let found = async {
+            let id = convert::id("request_id", &request.get_ref().request_id)?;
+            self.core.request(&caller, &id).await
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::GetRequestResponse {
+            request: Some(self.pb_request(&found).await),
+        }))
+    }
+
+    async fn list_inbox(
+        &self,
+        request: Request<pb::ListInboxRequest>,
+    ) -> Result<Response<pb::ListInboxResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let page = async {
+            let statuses = convert::statuses(&r.statuses)?;
+            if statuses.contains(&RequestStatus::Draft) {
+                return Err(ExpertiseError::invalid(
+                    "statuses",
+                    "drafts never appear in an inbox",
+                ));
+            }
+            let size = convert::page_size(r.page_size, 50, 200)?;
+            let filters = format!("inbox|{statuses:?}|{}|{}", r.claimed_by_me, r.overdue_only);
+            let invalid =
+                || ExpertiseError::invalid("page_token", "is not a token from a previous response");
+            let (as_of, after) = match convert::page_position(&filters, &r.page_token)? {
+                None => (self.core.now(), None),
+                Some(p) => {
+                    let parts: Vec<&str> = p.splitn(4, '|').collect();
+                    let [as_of, rank, due, id] = parts.as_slice() else {
+                        return Err(invalid());
+                    };
+                    let as_of = as_of.parse::<i64>().map_err(|_| invalid())?;
+                    let rank = rank.parse::<i64>().map_err(|_| invalid())?;
+                    let due = due.parse::<i64>().map_err(|_| invalid())?;
+                    (
+                        crate::store::instant(as_of),
+                        Some((rank, due, (*id).to_owned())),
+                    )
+                }
+            };
+            let query = InboxQuery {
+                statuses,
+                claimed_by_me: r.claimed_by_me,
+                overdue_only: r.overdue_only,
+            };
+            let mut found = self
+                .core
+                .inbox(&caller, &query, as_of, after.as_ref(), size + 1)
+                .await?;
+            let next = if found.len() as i64 > size {
+                found.truncate(usize::try_from(size).unwrap_or(0));
+                found
+                    .last()
+                    .map(|(_, (rank, due, id))| {
+                        convert::page_token(
+                            &filters,
+                            &format!("{}|{rank}|{due}|{id}", crate::store::micros(as_of)),
+                        )
+                    })
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            Ok((found, next))
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        let mut requests = Vec::with_capacity(page.0.len());
+        for (request, _) in &page.0 {
+            requests.push(self.pb_request(request).await);
+        }
+        Ok(Response::new(pb::ListInboxResponse {
+            requests,
+            next_page_token: page.1,
+        }))
+    }
+
+    async fn list_my_requests(
+        &self,
+        request: Request<pb::ListMyRequestsRequest>,
+    ) -> Result<Response<pb::ListMyRequestsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let page = async {
+            let statuses = convert::statuses(&r.statuses)?;
+            let size = convert::page_size(r.page_size, 50, 200)?;
+            let filters = format!("mine|{statuses:?}|{}", r.whole_org);
+            let after = match convert::page_position(&filters, &r.page_token)? {
+                None => None,
+                Some(p) => {
+                    let (created, id) = p
+                        .split_once('|')
+                        .and_then(|(c, id)| c.parse::<i64>().ok().map(|c| (c, id.to_owned())))
+                        .ok_or_else(|| {
+                            ExpertiseError::invalid(
+                                "page_token",
+                                "is not a token from a previous response",
+                            )
+                        })?;
+                    Some((created, id))
+                }
+            };
+            let mut found = self
+                .core
+                .my_requests(&caller, statuses, r.whole_org, after.as_ref(), size + 1)
+                .await?;
+            let next = if found.len() as i64 > size {
+                found.truncate(usize::try_from(size).unwrap_or(0));
+                found
+                    .last()
+                    .map(|r| {
+                        convert::page_token(
+                            &filters,
+                            &format!("{}|{}", crate::store::micros(r.created_at), r.id),
+                        )
+                    })
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            Ok::<_, ExpertiseError>((found, next))
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        let mut requests = Vec::with_capacity(page.0.len());
+        for request in &page.0 {
+            requests.push(self.pb_request(request).await);
+        }
+        Ok(Response::new(pb::ListMyRequestsResponse {
+            requests,
+            next_page_token: page.1,
+        }))
+    }
+
+    type WatchRequestsStream = Stream_<pb::WatchRequestsResponse>;
+
+    async fn watch_requests(
+        &self,
+        request: Request<pb::WatchRequestsRequest>,
+    ) -> Result<Response<Self::WatchRequestsStream>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let request_id = if r.request_id.is_empty() {
+            None
+        } else {
+            Some(convert::id("request_id", &r.request_id).map_err(|e| status(&e))?)
+        };
+        let deliveries = self
+            .core
+            .watch(
+                &caller,
+                WatchQuery {
+                    request_id,
+                    whole_org: r.whole_org,
+                },
+            )
+            .await
+            .map_err(|e| status(&e))?;
+        let now = || Some(convert::timestamp(Timestamp::now()));
+        let ready = pb::WatchRequestsResponse {
+            payload: Some(pb::watch_requests_response::Payload::Ready(
+                pb::WatchReady { server_time: now() },
+            )),
+        };
+        let core = self.core.clone();
+        let events = deliveries.map(move |delivery| {
+            let delivery = delivery.map_err(|e| status(&e))?;
+            Ok(pb::WatchRequestsResponse {
+                payload: Some(pb::watch_requests_response::Payload::Event(
+                    pb::ExpertiseEvent {
+                        event_id: delivery.event.id.clone(),
+                        kind: delivery.event.kind as i32,
+                        occurred_at: Some(convert::timestamp(delivery.event.occurred_at)),
+                        actor: Some(convert::actor(&delivery.event.actor)),
+                        request: Some(convert::request(&delivery.request, core.now(), Vec::new())),
+                        message: delivery.message.as_ref().map(convert::message),
+                    },
+                )),
+            })
+        });
+        let heartbeats = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
+            tokio::time::Instant::now() + self.heartbeat,
+            self.heartbeat,
+        ))
+        .map(move |_| {
+            Ok(pb::WatchRequestsResponse {
+                payload: Some(pb::watch_requests_response::Payload::Heartbeat(
+                    pb::WatchHeartbeat { server_time: now() },
+                )),
+            })
+        });
+        let shutdown = self.shutdown.clone();
+        let stream = futures::stream::once(async move { Ok(ready) })
+            .chain(futures::stream::select(events, heartbeats))
+            .take_until(async move { shutdown.cancelled().await });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_activity_report(
+        &self,
+        request: Request<pb::GetActivityReportRequest>,
+    ) -> Result<Response<pb::GetActivityReportResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let report = async {
+            let first_day = month(&r.month)?;
+            let zone = if r.time_zone.is_empty() {
+                TimeZone::get("Europe/Paris")
+            } else {
+                TimeZone::get(&r.time_zone)
+            }
+            .map_err(|_| ExpertiseError::invalid("time_zone", "is not a known IANA time zone"))?;
+            if !r.org_id.is_empty() {
+                convert::required_text("org_id", &r.org_id, 128)?;
+            }
+            self.core
+                .activity_report(&caller, &r.org_id, first_day, &zone)
+                .await
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::GetActivityReportResponse {
+            report: Some(convert::activity_report(&report)),
+        }))
+    }
+
+    async fn get_answer_report(
+        &self,
+        request: Request<pb::GetAnswerReportRequest>,
+    ) -> Result<Response<pb::GetAnswerReportResponse>, Status> {
+        let caller = caller(&request)?;
+        let found = async {
+            let id = convert::id("request_id", &request.get_ref().request_id)?;
+            self.core.answer_report(&caller, &id).await
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        let images = self.images_of(&found.id).await;
+        let lines: Vec<render::ImageLine> = images
+            .iter()
+            .map(|i| render::ImageLine {
+                kind: pb::ImageKind::try_from(i.kind)
+                    .map(|k| {
+                        k.as_str_name()
+                            .trim_start_matches("IMAGE_KIND_")
+                            .to_lowercase()
+                    })
+                    .unwrap_or_default(),
+                sha256_hex: i.sha256_hex.clone(),
+                caption: i.caption.clone(),
+            })
+            .collect();
+        let now = self.core.now();
+        let paris = TimeZone::get("Europe/Paris").unwrap_or(TimeZone::UTC);
+        let c = &found.content;
+        let expert = found.claimed_by.clone().unwrap_or_default();
+        let report = pb::AnswerReport {
+            request_id: found.id.clone(),
+            generated_at: Some(convert::timestamp(now)),
+            requester: Some(convert::actor(&found.requester)),
+            requester_org_id: found.requester_org.clone(),
+            expert: Some(convert::actor(&expert)),
+            expert_org_id: expert.org_id.clone(),
+            specialty: c.specialty.clone(),
+            patient: c.patient.as_ref().map(convert::patient),
+            clinical_question: c.clinical_question.clone(),
+            context: c.context.as_ref().map(convert::context),
+            urgency: c.urgency.number(),
+            submitted_at: found.submitted_at.map(convert::timestamp),
+            answered_at: found.answered_at.map(convert::timestamp),
+            answer: found.answer.as_ref().map(convert::pb_answer),
+            text: render::answer_report_text(&found, &lines, now, &paris),
+            images,
+            general_practitioner: c
+                .general_practitioner
+                .as_ref()
+                .map(convert::general_practitioner),
+        };
+        Ok(Response::new(pb::GetAnswerReportResponse {
+            report: Some(report),
+        }))
+    }
+}
+
+/// The first day of a `YYYY-MM` month.
+fn month(value: &str) -> Result<Date, ExpertiseError> {
+    let invalid = || ExpertiseError::invalid("month", "must be YYYY-MM, e.g. 2026-01");
+    let (year, month) = value.split_once('-').ok_or_else(invalid)?;
+    if year.len() != 4 || month.len() != 2 {
+        return Err(invalid());
+    }
+    let year: i16 = year.parse().map_err(|_| invalid())?;
+    let month: i8 = month.parse().map_err(|_| invalid())?;
+    Date::new(year, month, 1).map_err(|_| invalid())
+}

@@ -1,0 +1,1552 @@
+//! Tele-expertise through the real gateway (mTLS, tokens with a `specialty` claim), on SQLite and
+//! on PostgreSQL.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp, civil::date, tz::TimeZone};
+use telehealth_kit::{
+    Part,
+    identity::Role,
+    pki::DevPki,
+    token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
+};
+use telehealth_proto::v1::{self as pb, expertise_service_client::ExpertiseServiceClient};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+
+use crate::suite::{Backend, Person, Suite, backends};
+
+/// Adds the bearer token to every call (`suite::Bearer` cannot be built outside its module).
+#[derive(Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+const CENTRE: &str = "cds-bourganeuf";
+const OTHER_CENTRE: &str = "cds-aubusson";
+const HOSPITAL: &str = "chu-limoges";
+const OTHER_HOSPITAL: &str = "ch-gueret";
+const DERMATOLOGY: &str = "dermatology";
+
+type Client = ExpertiseServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A person of these tests: `Person` plus the JWT `specialty` claim, which `Suite::token` does not
+/// mint.
+#[derive(Clone)]
+struct Who {
+    person: Person,
+    specialty: Option<&'static str>,
+}
+
+fn doctor(subject: &'static str, org: &'static str) -> Who {
+    Who {
+        person: Person::doctor(subject, org),
+        specialty: None,
+    }
+}
+
+fn specialist(subject: &'static str, org: &'static str, specialty: &'static str) -> Who {
+    Who {
+        person: Person::specialist(subject, org),
+        specialty: Some(specialty),
+    }
+}
+
+fn with_role(subject: &'static str, org: &'static str, role: Role) -> Who {
+    let mut person = Person::coordinator(subject, org);
+    person.roles = vec![role];
+    Who {
+        person,
+        specialty: None,
+    }
+}
+
+/// A token for `who`, bound to his device's certificate, as `Suite::token` does plus the
+/// specialty.
+fn token(suite: &Suite, who: &Who) -> String {
+    let cert = DevPki::new(suite.settings.pki_dir())
+        .device_files(who.person.device)
+        .cert;
+    DevSigner::new(suite.settings.data_dir.join("jwt"))
+        .mint(&MintRequest {
+            subject: who.person.subject.to_owned(),
+            roles: who.person.roles.clone(),
+            org: who.person.org.to_owned(),
+            specialty: who.specialty.map(str::to_owned),
+            cert_thumbprint: Some(thumbprint_of_pem_file(&cert).expect("thumbprint")),
+            ttl: Duration::from_secs(3600),
+            audience: DEFAULT_AUDIENCE.to_owned(),
+        })
+        .expect("mint")
+}
+
+async fn client_via(suite: &Suite, address: std::net::SocketAddr, who: &Who) -> Client {
+    let bearer = Bearer(
+        format!("Bearer {}", token(suite, who))
+            .parse()
+            .expect("ascii"),
+    );
+    ExpertiseServiceClient::with_interceptor(suite.channel_to(address, &who.person).await, bearer)
+}
+
+async fn client(suite: &Suite, who: &Who) -> Client {
+    client_via(suite, suite.running.as_ref().expect("running").gateway, who).await
+}
+
+fn content(pseudonym: &str, urgency: pb::Urgency) -> pb::ExpertiseRequestContent {
+    pb::ExpertiseRequestContent {
+        target_org_id: HOSPITAL.into(),
+        specialty: DERMATOLOGY.into(),
+        patient: Some(pb::ExpertisePatient {
+            patient: Some(pb::PatientRef {
+                pseudonym: pseudonym.into(),
+            }),
+            age_years: 54,
+            age_months: 0,
+            sex: pb::Sex::Female as i32,
+        }),
+        clinical_question: "Lésion pigmentée du dos, asymétrique : mélanome ?".into(),
+        context: Some(pb::ClinicalContext {
+            medical_history: "Mère traitée pour un mélanome".into(),
+            body_site: Some(pb::BodySite {
+                region: pb::BodyRegion::UpperBack as i32,
+                laterality: pb::Laterality::Left as i32,
+                description: "omoplate gauche".into(),
+                snomed_ct_code: String::new(),
+            }),
+            lesion_duration: "3 mois".into(),
+            evolution: pb::LesionEvolution::Growing as i32,
+            evolution_details: String::new(),
+            symptoms: "prurit".into(),
+            treatments_tried: String::new(),
+        }),
+        urgency: urgency as i32,
+        general_practitioner: Some(pb::GeneralPractitioner {
+            is_requester: true,
+            ..Default::default()
+        }),
+    }
+}
+
+fn answer() -> pb::ExpertAnswer {
+    pb::ExpertAnswer {
+        impression: "Naevus dysplasique probable".into(),
+        recommendation: pb::Recommendation::Monitor as i32,
+        monitor_interval_months: 6,
+        recommendation_details: String::new(),
+        free_text: "Photographies de contrôle à 6 mois.".into(),
+    }
+}
+
+/// Creates and submits a request of `requester`; returns it.
+async fn submitted(dr: &mut Client, key: &str, pseudonym: &str) -> pb::ExpertiseRequest {
+    let draft = dr
+        .create_draft(pb::CreateDraftRequest {
+            idempotency_key: key.into(),
+            content: Some(content(pseudonym, pb::Urgency::Routine)),
+        })
+        .await
+        .expect("draft")
+        .into_inner()
+        .request
+        .expect("request");
+    dr.submit_request(pb::SubmitRequestRequest {
+        request_id: draft.request_id,
+        expected_version: 0,
+    })
+    .await
+    .expect("submitted")
+    .into_inner()
+    .request
+    .expect("request")
+}
+
+fn at(time: Option<&prost_types::Timestamp>) -> Timestamp {
+    let time = time.expect("timestamp");
+    Timestamp::new(time.seconds, time.nanos).expect("valid")
+}
+
+async fn next_event(watch: &mut tonic::Streaming<pb::WatchRequestsResponse>) -> pb::ExpertiseEvent {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("an event in time")
+            .expect("stream open")
+            .expect("ok");
+        match message.payload {
+            Some(pb::watch_requests_response::Payload::Event(event)) => return event,
+            Some(pb::watch_requests_response::Payload::Heartbeat(_)) => continue,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+}
+
+async fn watch(
+    client: &mut Client,
+    request: pb::WatchRequestsRequest,
+) -> tonic::Streaming<pb::WatchRequestsResponse> {
+    let mut stream = client
+        .watch_requests(request)
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = stream.next().await.expect("first").expect("ok");
+    assert!(
+        matches!(
+            first.payload,
+            Some(pb::watch_requests_response::Payload::Ready(_))
+        ),
+        "the first message is ready: {first:?}"
+    );
+    stream
+}
+
+/// The expertise database of a running suite (to set dates the API cannot set).
+async fn database(suite: &Suite) -> telehealth_kit::Database {
+    telehealth_kit::Database::connect(
+        &suite.settings.database,
+        &suite.settings.data_dir,
+        Part::Expertise,
+    )
+    .await
+    .expect("expertise database")
+}
+
+#[tokio::test]
+async fn the_whole_workflow_with_a_doctor_and_two_specialists() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let dr_who = doctor("dr-martin", CENTRE);
+        let (a_who, b_who) = (
+            specialist("dr-derm-a", HOSPITAL, DERMATOLOGY),
+            specialist("dr-derm-b", HOSPITAL, DERMATOLOGY),
+        );
+        let mut dr = client(&suite, &dr_who).await;
+        let mut a = client(&suite, &a_who).await;
+        let mut b = client(&suite, &b_who).await;
+
+        let targets = dr
+            .list_targets(pb::ListTargetsRequest {
+                specialty: DERMATOLOGY.into(),
+            })
+            .await
+            .expect("targets")
+            .into_inner()
+            .targets;
+        let limoges = targets
+            .iter()
+            .find(|t| t.org_id == HOSPITAL)
+            .expect("the embedded configuration offers the CHU de Limoges");
+        assert_eq!(
+            limoges.routine_delay.as_ref().map(|d| d.seconds),
+            Some(7 * 86_400)
+        );
+        assert_eq!(
+            limoges.urgent_delay.as_ref().map(|d| d.seconds),
+            Some(48 * 3600)
+        );
+
+        // A draft may be incomplete; a retry with its key returns it; other content is refused.
+        let incomplete = pb::ExpertiseRequestContent {
+            target_org_id: HOSPITAL.into(),
+            specialty: DERMATOLOGY.into(),
+            ..Default::default()
+        };
+        let create = |content| pb::CreateDraftRequest {
+            idempotency_key: "draft-1".into(),
+            content: Some(content),
+        };
+        let draft = dr
+            .create_draft(create(incomplete.clone()))
+            .await
+            .expect("draft")
+            .into_inner()
+            .request
+            .expect("request");
+        let again = dr
+            .create_draft(create(incomplete.clone()))
+            .await
+            .expect("replay")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(
+            again.request_id, draft.request_id,
+            "{backend:?}: idempotent retry"
+        );
+        let reused = dr
+            .create_draft(create(content("pat-1", pb::Urgency::Routine)))
+            .await
+            .expect_err("same key, other content");
+        assert_eq!(reused.code(), Code::FailedPrecondition);
+
+        let refused = dr
+            .submit_request(pb::SubmitRequestRequest {
+                request_id: draft.request_id.clone(),
+                expected_version: 0,
+            })
+            .await
+            .expect_err("incomplete");
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        for field in ["patient", "clinical_question", "urgency"] {
+            assert!(
+                refused.message().contains(field),
+                "{field} named in {}",
+                refused.message()
+            );
+        }
+        let stale = dr
+            .update_draft(pb::UpdateDraftRequest {
+                request_id: draft.request_id.clone(),
+                content: Some(content("pat-1", pb::Urgency::Routine)),
+                expected_version: draft.version + 7,
+            })
+            .await
+            .expect_err("stale version");
+        assert_eq!(stale.code(), Code::Aborted);
+        let draft = dr
+            .update_draft(pb::UpdateDraftRequest {
+                request_id: draft.request_id.clone(),
+                content: Some(content("pat-1", pb::Urgency::Routine)),
+                expected_version: draft.version,
+            })
+            .await
+            .expect("updated")
+            .into_inner()
+            .request
+            .expect("request");
+        let id = draft.request_id.clone();
+
+        // Both specialists watch their inbox; the doctor watches his requests.
+        let mut a_watch = watch(&mut a, pb::WatchRequestsRequest::default()).await;
+        let mut dr_watch = watch(&mut dr, pb::WatchRequestsRequest::default()).await;
+
+        let submitted = dr
+            .submit_request(pb::SubmitRequestRequest {
+                request_id: id.clone(),
+                expected_version: draft.version,
+            })
+            .await
+            .expect("submitted")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(submitted.status, pb::ExpertiseStatus::Submitted as i32);
+        assert_eq!(
+            at(submitted.due_at.as_ref()).duration_since(at(submitted.submitted_at.as_ref())),
+            SignedDuration::from_hours(168),
+            "{backend:?}: routine due date"
+        );
+        let event = next_event(&mut a_watch).await;
+        assert_eq!(event.kind, pb::ExpertiseEventKind::Submitted as i32);
+        assert_eq!(
+            event.request.as_ref().map(|r| r.request_id.as_str()),
+            Some(id.as_str())
+        );
+
+        let inbox = b
+            .list_inbox(pb::ListInboxRequest::default())
+            .await
+            .expect("inbox")
+            .into_inner()
+            .requests;
+        assert!(
+            inbox.iter().any(|r| r.request_id == id),
+            "{backend:?}: in B's inbox"
+        );
+
+        // A claims; B loses; A's retry is a no-op.
+        let claimed = a
+            .claim_request(pb::ClaimRequestRequest {
+                request_id: id.clone(),
+            })
+            .await
+            .expect("claimed")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(
+            claimed.claimed_by.as_ref().map(|c| c.subject.as_str()),
+            Some("dr-derm-a")
+        );
+        let lost = b
+            .claim_request(pb::ClaimRequestRequest {
+                request_id: id.clone(),
+            })
+            .await
+            .expect_err("already claimed");
+        assert_eq!(lost.code(), Code::AlreadyExists, "{backend:?}: {lost:?}");
+        let retry = a
+            .claim_request(pb::ClaimRequestRequest {
+                request_id: id.clone(),
+            })
+            .await
+            .expect("repeat is a no-op")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(retry.version, claimed.version);
+        assert_eq!(
+            next_event(&mut dr_watch).await.kind,
+            pb::ExpertiseEventKind::Submitted as i32
+        );
+        assert_eq!(
+            next_event(&mut dr_watch).await.kind,
+            pb::ExpertiseEventKind::Claimed as i32
+        );
+
+        let denied = b
+            .answer_request(pb::AnswerRequestRequest {
+                request_id: id.clone(),
+                answer: Some(answer()),
+            })
+            .await
+            .expect_err("not the claimer");
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        let denied = b
+            .post_message(pb::PostMessageRequest {
+                request_id: id.clone(),
+                idempotency_key: "m".into(),
+                text: "moi aussi".into(),
+            })
+            .await
+            .expect_err("not a party");
+        assert_eq!(denied.code(), Code::PermissionDenied);
+
+        // Messages, in order, idempotent.
+        let post = |key: &str, text: &str| pb::PostMessageRequest {
+            request_id: id.clone(),
+            idempotency_key: key.into(),
+            text: text.into(),
+        };
+        let first = a
+            .post_message(post("q1", "Avez-vous une image dermoscopique plus nette ?"))
+            .await
+            .expect("posted")
+            .into_inner()
+            .message
+            .expect("message");
+        let event = next_event(&mut dr_watch).await;
+        assert_eq!(event.kind, pb::ExpertiseEventKind::MessagePosted as i32);
+        assert_eq!(event.message.as_ref().map(|m| m.sequence), Some(1));
+        let reply = dr
+            .post_message(post("r1", "Oui, je l'ajoute."))
+            .await
+            .expect("reply")
+            .into_inner()
+            .message
+            .expect("message");
+        let replay = dr
+            .post_message(post("r1", "Oui, je l'ajoute."))
+            .await
+            .expect("replay")
+            .into_inner()
+            .message
+            .expect("message");
+        assert_eq!(
+            replay.message_id, reply.message_id,
+            "{backend:?}: idempotent message"
+        );
+        let own = next_event(&mut dr_watch).await;
+        assert_eq!(
+            own.message.map(|m| m.sequence),
+            Some(2),
+            "{backend:?}: the doctor's stream carries his own message once"
+        );
+        let messages = b
+            .list_messages(pb::ListMessagesRequest {
+                request_id: id.clone(),
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("messages")
+            .into_inner()
+            .messages;
+        let order: Vec<(i64, &str)> = messages
+            .iter()
+            .map(|m| (m.sequence, m.text.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [(1, first.text.as_str()), (2, reply.text.as_str())],
+            "{backend:?}: in order, once"
+        );
+
+        // The answer: validated, then given; the doctor hears of it.
+        let bad = a
+            .answer_request(pb::AnswerRequestRequest {
+                request_id: id.clone(),
+                answer: Some(pb::ExpertAnswer {
+                    monitor_interval_months: 0,
+                    ..answer()
+                }),
+            })
+            .await
+            .expect_err("MONITOR needs months");
+        assert_eq!(bad.code(), Code::InvalidArgument);
+        assert!(
+            bad.message().contains("monitor_interval_months"),
+            "{}",
+            bad.message()
+        );
+        let answered = a
+            .answer_request(pb::AnswerRequestRequest {
+                request_id: id.clone(),
+                answer: Some(answer()),
+            })
+            .await
+            .expect("answered")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(answered.status, pb::ExpertiseStatus::Answered as i32);
+        assert!(!answered.answered_late);
+        assert_eq!(
+            next_event(&mut dr_watch).await.kind,
+            pb::ExpertiseEventKind::Answered as i32
+        );
+
+        let report = dr
+            .get_answer_report(pb::GetAnswerReportRequest {
+                request_id: id.clone(),
+            })
+            .await
+            .expect("report")
+            .into_inner()
+            .report
+            .expect("report");
+        assert_eq!(
+            report.expert.as_ref().map(|e| e.subject.as_str()),
+            Some("dr-derm-a")
+        );
+        assert_eq!(report.expert_org_id, HOSPITAL);
+        assert!(
+            report.text.contains("Naevus dysplasique probable"),
+            "{}",
+            report.text
+        );
+        assert!(
+            report.text.contains("revoir dans 6 mois"),
+            "{}",
+            report.text
+        );
+        let other = b
+            .get_answer_report(pb::GetAnswerReportRequest {
+                request_id: id.clone(),
+            })
+            .await
+            .expect_err("not the answering specialist");
+        assert_eq!(other.code(), Code::PermissionDenied);
+
+        let late = dr
+            .withdraw_request(pb::WithdrawRequestRequest {
+                request_id: id.clone(),
+                reason: String::new(),
+            })
+            .await
+            .expect_err("answered");
+        assert_eq!(late.code(), Code::FailedPrecondition);
+        let closed = dr
+            .close_request(pb::CloseRequestRequest {
+                request_id: id.clone(),
+            })
+            .await
+            .expect("closed")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(closed.status, pb::ExpertiseStatus::Closed as i32);
+        assert_eq!(closed.message_count, 2);
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn twenty_concurrent_claims_have_exactly_one_winner() {
+    const NAMES: [&str; 20] = [
+        "s00", "s01", "s02", "s03", "s04", "s05", "s06", "s07", "s08", "s09", "s10", "s11", "s12",
+        "s13", "s14", "s15", "s16", "s17", "s18", "s19",
+    ];
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+        let id = submitted(&mut dr, "race", "pat-race").await.request_id;
+        let mut clients = Vec::new();
+        for name in NAMES {
+            clients.push(client(&suite, &specialist(name, HOSPITAL, DERMATOLOGY)).await);
+        }
+        let attempts: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                let id = id.clone();
+                tokio::spawn(async move {
+                    c.claim_request(pb::ClaimRequestRequest { request_id: id })
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for attempt in attempts {
+            match attempt.await.expect("task") {
+                Ok(response) => winners.push(
+                    response
+                        .into_inner()
+                        .request
+                        .and_then(|r| r.claimed_by)
+                        .map(|c| c.subject)
+                        .unwrap_or_default(),
+                ),
+                Err(status) => assert_eq!(
+                    status.code(),
+                    Code::AlreadyExists,
+                    "{backend:?}: a losing claim is ALREADY_EXISTS: {status:?}"
+                ),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "{backend:?}: exactly one of 20 claims wins"
+        );
+        let stored = dr
+            .get_request(pb::GetRequestRequest { request_id: id })
+            .await
+            .expect("read")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(
+            stored.claimed_by.map(|c| c.subject),
+            Some(winners[0].clone()),
+            "{backend:?}: the stored claimer is the winner"
+        );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn outsiders_cannot_learn_whether_a_request_exists() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+    let id = submitted(&mut dr, "k", "pat-2").await.request_id;
+    let draft = dr
+        .create_draft(pb::CreateDraftRequest {
+            idempotency_key: "draft".into(),
+            content: Some(content("pat-3", pb::Urgency::Urgent)),
+        })
+        .await
+        .expect("draft")
+        .into_inner()
+        .request
+        .expect("request")
+        .request_id;
+    let missing = uuid::Uuid::new_v4().to_string();
+
+    let outsiders = [
+        ("another centre's doctor", doctor("dr-other", OTHER_CENTRE)),
+        (
+            "a specialist of another specialty",
+            specialist("dr-cardio", HOSPITAL, "cardiology"),
+        ),
+        (
+            "a dermatologist of another hospital",
+            specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY),
+        ),
+        (
+            "a specialist without a specialty claim",
+            Who {
+                person: Person::specialist("dr-nospec", HOSPITAL),
+                specialty: None,
+            },
+        ),
+    ];
+    for (who, person) in &outsiders {
+        let mut c = client(&suite, person).await;
+        let read = |request_id: String| {
+            let mut c = c.clone();
+            async move {
+                c.get_request(pb::GetRequestRequest { request_id })
+                    .await
+                    .expect_err("not visible")
+            }
+        };
+        let existing = read(id.clone()).await;
+        let absent = read(missing.clone()).await;
+        assert_eq!(existing.code(), Code::NotFound, "{who}");
+        assert_eq!(
+            (existing.code(), existing.message()),
+            (absent.code(), absent.message()),
+            "{who}: an existing request looks exactly like a missing one"
+        );
+        let messages = c
+            .list_messages(pb::ListMessagesRequest {
+                request_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("messages not visible");
+        assert_eq!(messages.code(), Code::NotFound, "{who}");
+    }
+    // The dermatologist of another hospital cannot claim either, and nobody sees the draft.
+    let mut elsewhere = client(
+        &suite,
+        &specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY),
+    )
+    .await;
+    let claim = elsewhere
+        .claim_request(pb::ClaimRequestRequest {
+            request_id: id.clone(),
+        })
+        .await
+        .expect_err("not his hospital");
+    assert_eq!(claim.code(), Code::NotFound);
+    let mut target = client(&suite, &specialist("dr-derm-a", HOSPITAL, DERMATOLOGY)).await;
+    let hidden = target
+        .get_request(pb::GetRequestRequest {
+            request_id: draft.clone(),
+        })
+        .await
+        .expect_err("a draft is the centre's only");
+    assert_eq!(hidden.code(), Code::NotFound);
+
+    // A nurse is stopped by the gateway, whether the request exists or not.
+    let mut nurse = client(
+        &suite,
+        &Who {
+            person: Person::nurse("nurse-claire", CENTRE),
+            specialty: None,
+        },
+    )
+    .await;
+    for request_id in [id.clone(), missing.clone()] {
+        let refused = nurse
+            .get_request(pb::GetRequestRequest { request_id })
+            .await
+            .expect_err("nurses do not read expertise requests");
+        assert_eq!(refused.code(), Code::PermissionDenied);
+    }
+
+    // A colleague of the same centre reads the request but may not change it.
+    let mut colleague = client(&suite, &doctor("dr-colleague", CENTRE)).await;
+    colleague
+        .get_request(pb::GetRequestRequest {
+            request_id: id.clone(),
+        })
+        .await
+        .expect("the centre's doctors see its requests");
+    let update = colleague
+        .update_draft(pb::UpdateDraftRequest {
+            request_id: draft,
+            content: Some(content("pat-3", pb::Urgency::Routine)),
+            expected_version: 0,
+        })
+        .await
+        .expect_err("only the requester edits");
+    assert_eq!(update.code(), Code::PermissionDenied);
+    let withdraw = colleague
+        .withdraw_request(pb::WithdrawRequestRequest {
+            request_id: id,
+            reason: String::new(),
+        })
+        .await
+        .expect_err("only the requester withdraws");
+    assert_eq!(withdraw.code(), Code::PermissionDenied);
+
+    let malformed = dr
+        .get_request(pb::GetRequestRequest {
+            request_id: "not-a-uuid".into(),
+        })
+        .await
+        .expect_err("malformed id");
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            submitted(&mut dr, &format!("k{i}"), &format!("pat-{i}"))
+                .await
+                .request_id,
+        );
+    }
+    // Requests 3 and 1 are past due (3 the most).
+    let db = database(&suite).await;
+    let now = Timestamp::now();
+    for (index, days_late) in [(3, 3), (1, 1)] {
+        sqlx::query("UPDATE expertise_requests SET due_at_us = $1 WHERE request_id = $2")
+            .bind((now - SignedDuration::from_hours(24 * days_late)).as_microsecond())
+            .bind(&ids[index])
+            .execute(db.pool())
+            .await
+            .expect("backdated");
+    }
+    let mut spec = client(&suite, &specialist("dr-derm-a", HOSPITAL, DERMATOLOGY)).await;
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = spec
+            .list_inbox(pb::ListInboxRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.requests.len() <= 2);
+        seen.extend(
+            page.requests
+                .iter()
+                .map(|r| (r.request_id.clone(), r.overdue)),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let expected: Vec<(String, bool)> = [3, 1, 0, 2, 4]
+        .into_iter()
+        .map(|i| (ids[i].clone(), i == 3 || i == 1))
+        .collect();
+    assert_eq!(seen, expected, "overdue first, then by due date");
+    let overdue = spec
+        .list_inbox(pb::ListInboxRequest {
+            overdue_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("overdue only")
+        .into_inner()
+        .requests;
+    assert_eq!(overdue.len(), 2);
+    let drafts = spec
+        .list_inbox(pb::ListInboxRequest {
+            statuses: vec![pb::ExpertiseStatus::Draft as i32],
+            ..Default::default()
+        })
+        .await
+        .expect_err("no drafts in an inbox");
+    assert_eq!(drafts.code(), Code::InvalidArgument);
+
+    // My requests: newest first, in pages; a token is only valid with its filters.
+    let first = dr
+        .list_my_requests(pb::ListMyRequestsRequest {
+            page_size: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("mine")
+        .into_inner();
+    let second = dr
+        .list_my_requests(pb::ListMyRequestsRequest {
+            page_size: 3,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("mine, page 2")
+        .into_inner();
+    let mine: Vec<String> = first
+        .requests
+        .iter()
+        .chain(&second.requests)
+        .map(|r| r.request_id.clone())
+        .collect();
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(mine, newest_first);
+    assert!(second.next_page_token.is_empty());
+    let mismatch = dr
+        .list_my_requests(pb::ListMyRequestsRequest {
+            page_size: 3,
+            whole_org: true,
+            page_token: first.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a token of other filters");
+    assert_eq!(mismatch.code(), Code::InvalidArgument);
+    let mut other = client(&suite, &doctor("dr-other", OTHER_CENTRE)).await;
+    let theirs = other
+        .list_my_requests(pb::ListMyRequestsRequest {
+            whole_org: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert!(
+        theirs.into_inner().requests.is_empty(),
+        "another centre sees none"
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn the_sweep_announces_overdue_requests_and_closes_old_answers() {
+    let Some(suite) = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.expertise_rules.sweep_interval_seconds = 1;
+        settings.expertise_rules.watch_heartbeat_seconds = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+    let mut spec = client(&suite, &specialist("dr-derm-a", HOSPITAL, DERMATOLOGY)).await;
+    let late = submitted(&mut dr, "late", "pat-late").await.request_id;
+    let old = submitted(&mut dr, "old", "pat-old").await.request_id;
+    spec.claim_request(pb::ClaimRequestRequest {
+        request_id: old.clone(),
+    })
+    .await
+    .expect("claim");
+    spec.answer_request(pb::AnswerRequestRequest {
+        request_id: old.clone(),
+        answer: Some(answer()),
+    })
+    .await
+    .expect("answer");
+
+    let mut spec_watch = watch(&mut spec, pb::WatchRequestsRequest::default()).await;
+    let mut dr_watch = watch(
+        &mut dr,
+        pb::WatchRequestsRequest {
+            request_id: old.clone(),
+            whole_org: false,
+        },
+    )
+    .await;
+    // A quiet stream gets heartbeats.
+    let beat = tokio::time::timeout(Duration::from_secs(5), dr_watch.next())
+        .await
+        .expect("in time")
+        .expect("message")
+        .expect("ok");
+    assert!(matches!(
+        beat.payload,
+        Some(pb::watch_requests_response::Payload::Heartbeat(_))
+    ));
+
+    let db = database(&suite).await;
+    let now = Timestamp::now();
+    sqlx::query("UPDATE expertise_requests SET due_at_us = $1 WHERE request_id = $2")
+        .bind((now - SignedDuration::from_hours(1)).as_microsecond())
+        .bind(&late)
+        .execute(db.pool())
+        .await
+        .expect("late");
+    sqlx::query("UPDATE expertise_requests SET answered_at_us = $1 WHERE request_id = $2")
+        .bind((now - SignedDuration::from_hours(31 * 24)).as_microsecond())
+        .bind(&old)
+        .execute(db.pool())
+        .await
+        .expect("old answer");
+
+    let event = next_event(&mut spec_watch).await;
+    assert_eq!(event.kind, pb::ExpertiseEventKind::BecameOverdue as i32);
+    assert_eq!(
+        event
+            .request
+            .as_ref()
+            .map(|r| (r.request_id.as_str(), r.overdue)),
+        Some((late.as_str(), true))
+    );
+    assert_eq!(
+        event.actor.as_ref().map(|a| a.service.as_str()),
+        Some("expertise")
+    );
+    let event = next_event(&mut dr_watch).await;
+    assert_eq!(event.kind, pb::ExpertiseEventKind::Closed as i32);
+    let closed = event.request.expect("request");
+    assert_eq!(closed.status, pb::ExpertiseStatus::Closed as i32);
+    assert_eq!(
+        closed.closed_by.map(|c| c.service),
+        Some("expertise".to_owned())
+    );
+    // Announced once, not at every sweep.
+    let again = tokio::time::timeout(Duration::from_millis(2500), async {
+        loop {
+            if let Some(Ok(message)) = spec_watch.next().await
+                && let Some(pb::watch_requests_response::Payload::Event(e)) = message.payload
+                && e.kind == pb::ExpertiseEventKind::BecameOverdue as i32
+            {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(again.is_err(), "the overdue event is published once");
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn events_reach_a_watcher_connected_to_another_replica() {
+    let Some(suite) = Suite::start(Backend::Postgres).await else {
+        return;
+    };
+    let (second, stop_second) = suite.extra_instance(Part::Expertise).await;
+    let (only_second, stop_gateway) = suite.extra_gateway(Part::Expertise, &[second]).await;
+    let dr_who = doctor("dr-martin", CENTRE);
+    let spec_who = specialist("dr-derm-a", HOSPITAL, DERMATOLOGY);
+    let mut spec = client(&suite, &spec_who).await;
+    let mut spec_watch = watch(&mut spec, pb::WatchRequestsRequest::default()).await;
+    let mut dr = client_via(&suite, only_second, &dr_who).await;
+    let id = submitted(&mut dr, "k", "pat-9").await.request_id;
+    let event = next_event(&mut spec_watch).await;
+    assert_eq!(event.kind, pb::ExpertiseEventKind::Submitted as i32);
+    assert_eq!(event.request.map(|r| r.request_id), Some(id));
+    stop_gateway.cancel();
+    stop_second.cancel();
+    suite.stop().await;
+}
+
+/// Paris local time.
+fn paris(y: i16, m: i8, d: i8, h: i8, min: i8) -> Timestamp {
+    date(y, m, d)
+        .at(h, min, 0, 0)
+        .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
+        .expect("zoned")
+        .timestamp()
+}
+
+struct Case {
+    requester: &'static Who,
+    expert: Option<&'static Who>,
+    pseudonym: &'static str,
+    urgency: pb::Urgency,
+    submitted: Timestamp,
+    answered: Option<Timestamp>,
+    withdrawn: bool,
+}
+
+/// Plays `case` through the API, then moves its dates to the case's.
+async fn play(suite: &Suite, db: &telehealth_kit::Database, key: usize, case: &Case) -> String {
+    let mut dr = client(suite, case.requester).await;
+    let draft = dr
+        .create_draft(pb::CreateDraftRequest {
+            idempotency_key: format!("case-{key}"),
+            content: Some(content(case.pseudonym, case.urgency)),
+        })
+        .await
+        .expect("draft")
+        .into_inner()
+        .request
+        .expect("request");
+    let id = draft.request_id;
+    dr.submit_request(pb::SubmitRequestRequest {
+        request_id: id.clone(),
+        expected_version: 0,
+    })
+    .await
+    .expect("submit");
+    if case.withdrawn {
+        dr.withdraw_request(pb::WithdrawRequestRequest {
+            request_id: id.clone(),
+            reason: "patient vu en consultation".into(),
+        })
+        .await
+        .expect("withdraw");
+    }
+    if let Some(expert) = case.expert {
+        let mut spec = client(suite, expert).await;
+        spec.claim_request(pb::ClaimRequestRequest {
+            request_id: id.clone(),
+        })
+        .await
+        .expect("claim");
+        if case.answered.is_some() {
+            spec.answer_request(pb::AnswerRequestRequest {
+                request_id: id.clone(),
+                answer: Some(answer()),
+            })
+            .await
+            .expect("answer");
+        }
+    }
+    let delay = if case.urgency == pb::Urgency::Urgent {
+        48
+    } else {
+        168
+    };
+    let s = case.submitted.as_microsecond();
+    sqlx::query(
+        "UPDATE expertise_requests SET created_at_us = $1, submitted_at_us = $1, claimed_at_us = \
+         CASE WHEN claimed_at_us IS NULL THEN NULL ELSE $1 END, due_at_us = $2, answered_at_us = $3, \
+         withdrawn_at_us = CASE WHEN withdrawn_at_us IS NULL THEN NULL ELSE $4 END WHERE request_id = $5",
+    )
+    .bind(s)
+    .bind((case.submitted + SignedDuration::from_hours(delay)).as_microsecond())
+    .bind(case.answered.map(|a| a.as_microsecond()))
+    .bind((case.submitted + SignedDuration::from_hours(20)).as_microsecond())
+    .bind(&id)
+    .execute(db.pool())
+    .await
+    .expect("dates set");
+    id
+}
+
+#[tokio::test]
+async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
+    let leak = |who: Who| -> &'static Who { Box::leak(Box::new(who)) };
+    let dr_a = leak(doctor("dr-a", CENTRE));
+    let dr_b = leak(doctor("dr-b", CENTRE));
+    let dr_h = leak(doctor("dr-h", HOSPITAL));
+    let spec_x = leak(specialist("spec-x", HOSPITAL, DERMATOLOGY));
+    let spec_y = leak(specialist("spec-y", HOSPITAL, DERMATOLOGY));
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let db = database(&suite).await;
+        let case = |requester: &'static Who,
+                    expert: Option<&'static Who>,
+                    pseudonym: &'static str,
+                    submitted: Timestamp,
+                    hours: Option<i64>| Case {
+            requester,
+            expert,
+            pseudonym,
+            urgency: pb::Urgency::Routine,
+            submitted,
+            answered: hours.map(|h| submitted + SignedDuration::from_hours(h)),
+            withdrawn: false,
+        };
+        let cases = [
+            // Patient P1 with spec-x: three acts earlier in 2025, the 4th and 5th in December.
+            case(dr_a, Some(spec_x), "P1", paris(2025, 3, 10, 9, 0), Some(24)),
+            case(dr_a, Some(spec_x), "P1", paris(2025, 6, 10, 9, 0), Some(24)),
+            case(dr_a, Some(spec_x), "P1", paris(2025, 9, 10, 9, 0), Some(24)),
+            case(dr_a, Some(spec_x), "P1", paris(2025, 12, 1, 9, 0), Some(24)),
+            case(dr_b, Some(spec_x), "P1", paris(2025, 12, 8, 9, 0), Some(24)),
+            // A routine request answered after 9 days (past the 7-day deadline).
+            case(
+                dr_a,
+                Some(spec_y),
+                "P2",
+                paris(2025, 12, 1, 10, 0),
+                Some(216),
+            ),
+            // Requester and expert in the same hospital.
+            case(dr_h, Some(spec_x), "P3", paris(2025, 12, 15, 9, 0), Some(4)),
+            // Urgent, answered in 6 hours.
+            Case {
+                urgency: pb::Urgency::Urgent,
+                ..case(dr_b, Some(spec_y), "P4", paris(2025, 12, 20, 8, 0), Some(6))
+            },
+            // Still waiting at the end of the month, due in January: not overdue.
+            case(dr_a, None, "P5", paris(2025, 12, 28, 9, 0), None),
+            // Claimed, due on 12 December, unanswered: overdue.
+            case(dr_a, Some(spec_y), "P6", paris(2025, 12, 5, 9, 0), None),
+            // Withdrawn.
+            Case {
+                withdrawn: true,
+                ..case(dr_b, None, "P7", paris(2025, 12, 3, 9, 0), None)
+            },
+            // Answered at 00:30 on 1 January in Paris (still 31 December in UTC): a January act
+            // at the 2026 tariff.
+            Case {
+                answered: Some(paris(2026, 1, 1, 0, 30)),
+                ..case(dr_a, Some(spec_x), "P2", paris(2025, 12, 31, 20, 0), None)
+            },
+        ];
+        let mut ids = Vec::new();
+        for (i, c) in cases.iter().enumerate() {
+            ids.push(play(&suite, &db, i, c).await);
+        }
+
+        let admin = with_role("admin-1", "ars-nouvelle-aquitaine", Role::Admin);
+        let mut admin = client(&suite, &admin).await;
+        let report = |org: &str, month: &str| pb::GetActivityReportRequest {
+            org_id: org.into(),
+            month: month.into(),
+            time_zone: String::new(),
+        };
+        let december = admin
+            .get_activity_report(report(HOSPITAL, "2025-12"))
+            .await
+            .expect("report")
+            .into_inner()
+            .report
+            .expect("report");
+        assert_eq!(december.time_zone, "Europe/Paris");
+        let expert = december.as_expert.expect("expert side");
+        assert_eq!(expert.submitted_count, 9, "{backend:?}");
+        let counts: Vec<(i32, i32)> = expert
+            .counts_by_status
+            .iter()
+            .map(|c| (c.status, c.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (pb::ExpertiseStatus::Submitted as i32, 1),
+                (pb::ExpertiseStatus::Claimed as i32, 1),
+                (pb::ExpertiseStatus::Answered as i32, 6),
+                (pb::ExpertiseStatus::Withdrawn as i32, 1),
+            ],
+            "{backend:?}"
+        );
+        assert_eq!(expert.answered_count, 5, "{backend:?}");
+        assert_eq!(expert.median_turnaround.map(|d| d.seconds), Some(24 * 3600));
+        assert_eq!(expert.p90_turnaround.map(|d| d.seconds), Some(216 * 3600));
+        assert_eq!(
+            expert.overdue_count, 2,
+            "{backend:?}: one late answer, one open past due"
+        );
+        let requester = december.as_requester.expect("requester side");
+        assert_eq!(
+            (
+                requester.submitted_count,
+                requester.answered_count,
+                requester.overdue_count
+            ),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            requester.median_turnaround.map(|d| d.seconds),
+            Some(4 * 3600)
+        );
+
+        let acts: Vec<(String, i32, String, bool, i64, i32)> = december
+            .acts
+            .iter()
+            .map(|a| {
+                (
+                    a.practitioner_subject.clone(),
+                    a.code,
+                    a.act_date.clone(),
+                    a.billable,
+                    a.amount_cents,
+                    a.non_billable_reason,
+                )
+            })
+            .collect();
+        let (rqd, te2) = (
+            pb::BillableActCode::Rqd as i32,
+            pb::BillableActCode::Te2 as i32,
+        );
+        use pb::NonBillableReason as R;
+        let expected = [
+            ("dr-h", rqd, "2025-12-15", false, 0, R::SameSite),
+            ("spec-x", te2, "2025-12-02", true, 2000, R::Unspecified),
+            ("spec-x", te2, "2025-12-09", false, 0, R::AnnualLimitReached),
+            ("spec-x", te2, "2025-12-15", false, 0, R::SameSite),
+            (
+                "spec-y",
+                te2,
+                "2025-12-10",
+                false,
+                0,
+                R::AnswerDeadlineMissed,
+            ),
+            ("spec-y", te2, "2025-12-20", true, 2000, R::Unspecified),
+        ]
+        .map(|(s, c, d, b, a, r)| (s.to_owned(), c, d.to_owned(), b, a, r as i32));
+        assert_eq!(acts, expected, "{backend:?}");
+        let limit = &december.acts[2];
+        assert!(
+            limit.reason_details.contains("5th"),
+            "{}",
+            limit.reason_details
+        );
+        let totals: Vec<(String, i32, i32, i32, i64)> = december
+            .practitioner_totals
+            .iter()
+            .map(|t| {
+                (
+                    t.practitioner_subject.clone(),
+                    t.code,
+                    t.billable_count,
+                    t.non_billable_count,
+                    t.billable_amount_cents,
+                )
+            })
+            .collect();
+        assert_eq!(
+            totals,
+            [
+                ("dr-h".to_owned(), rqd, 0, 1, 0),
+                ("spec-x".to_owned(), te2, 1, 2, 2000),
+                ("spec-y".to_owned(), te2, 1, 1, 2000),
+            ]
+        );
+        let tariffs: Vec<&str> = december
+            .tariffs
+            .iter()
+            .map(|t| t.tariff_id.as_str())
+            .collect();
+        assert_eq!(tariffs, ["RQD-2022-04", "TE2-2022-04"]);
+
+        // January: the act answered at 00:30 Paris time, at 23 €.
+        let january = admin
+            .get_activity_report(report(HOSPITAL, "2026-01"))
+            .await
+            .expect("january")
+            .into_inner()
+            .report
+            .expect("report");
+        let acts: Vec<(&str, &str, i64, &str)> = january
+            .acts
+            .iter()
+            .map(|a| {
+                (
+                    a.practitioner_subject.as_str(),
+                    a.act_date.as_str(),
+                    a.amount_cents,
+                    a.tariff_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            acts,
+            [("spec-x", "2026-01-01", 2300, "TE2-2026-01")],
+            "{backend:?}"
+        );
+
+        // The centre's coordinator sees the centre's RQD acts, and only his org.
+        let mut coordinator =
+            client(&suite, &with_role("coord-anne", CENTRE, Role::Coordinator)).await;
+        let centre = coordinator
+            .get_activity_report(report("", "2025-12"))
+            .await
+            .expect("own org")
+            .into_inner()
+            .report
+            .expect("report");
+        let totals: Vec<(&str, i32, i64)> = centre
+            .practitioner_totals
+            .iter()
+            .map(|t| {
+                (
+                    t.practitioner_subject.as_str(),
+                    t.billable_count,
+                    t.billable_amount_cents,
+                )
+            })
+            .collect();
+        assert_eq!(
+            totals,
+            [("dr-a", 2, 2000), ("dr-b", 2, 2000)],
+            "{backend:?}"
+        );
+        let other = coordinator
+            .get_activity_report(report(HOSPITAL, "2025-12"))
+            .await
+            .expect_err("another org");
+        assert_eq!(other.code(), Code::PermissionDenied);
+        for (month, zone) in [
+            ("2099-01", ""),
+            ("2025-13", ""),
+            ("2025-12", "Mars/Olympus"),
+        ] {
+            let bad = admin
+                .get_activity_report(pb::GetActivityReportRequest {
+                    org_id: HOSPITAL.into(),
+                    month: month.into(),
+                    time_zone: zone.into(),
+                })
+                .await
+                .expect_err("bad month or zone");
+            assert_eq!(bad.code(), Code::InvalidArgument, "{month} {zone}");
+        }
+        suite.stop().await;
+    }
+}
+
+/// The `AttachImage` stream of `bytes` for request `id`, in 64 KiB chunks.
+fn upload(id: &str, bytes: &[u8]) -> Vec<pb::AttachImageRequest> {
+    let header = pb::AttachImageRequest {
+        part: Some(pb::attach_image_request::Part::Header(
+            pb::AttachImageHeader {
+                request_id: id.into(),
+                image: Some(pb::ImageUploadHeader {
+                    upload_session_id: uuid::Uuid::new_v4().to_string(),
+                    resume_offset: 0,
+                    total_size_bytes: bytes.len() as i64,
+                    declared_kind: pb::ImageKind::Dermatoscopy as i32,
+                    body_site: Some(pb::BodySite {
+                        region: pb::BodyRegion::UpperBack as i32,
+                        ..Default::default()
+                    }),
+                    client_sha256_hex: String::new(),
+                    caption: "lésion principale".into(),
+                    captured_at: None,
+                }),
+            },
+        )),
+    };
+    let chunks = bytes.chunks(64 * 1024).scan(0_i64, |offset, data| {
+        let chunk = pb::AttachImageRequest {
+            part: Some(pb::attach_image_request::Part::Chunk(pb::ImageChunk {
+                offset: *offset,
+                data: data.to_vec(),
+            })),
+        };
+        *offset += data.len() as i64;
+        Some(chunk)
+    });
+    std::iter::once(header).chain(chunks).collect()
+}
+
+#[tokio::test]
+async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
+    let Some(suite) = Suite::start_with(Backend::Sqlite, |settings| {
+        let target = settings
+            .expertise_rules
+            .targets
+            .iter_mut()
+            .find(|t| t.org_id == HOSPITAL && t.specialty == DERMATOLOGY)
+            .expect("default target");
+        target.minimum_images = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+    let id = dr
+        .create_draft(pb::CreateDraftRequest {
+            idempotency_key: "with-image".into(),
+            content: Some(content("pat-img", pb::Urgency::Routine)),
+        })
+        .await
+        .expect("draft")
+        .into_inner()
+        .request
+        .expect("request")
+        .request_id;
+    let refused = dr
+        .submit_request(pb::SubmitRequestRequest {
+            request_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .expect_err("this target needs an image");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("images"),
+        "{}",
+        refused.message()
+    );
+
+    let jpeg = telehealth_kit::images::format::fixtures::jpeg_with_identifying_metadata(64, 48);
+    let result = dr
+        .attach_image(futures::stream::iter(upload(&id, &jpeg)))
+        .await
+        .expect("attached")
+        .into_inner()
+        .result
+        .expect("result");
+    let info = result.image.expect("image");
+    assert!(
+        info.stripped_metadata
+            .contains(&(pb::StrippedMetadata::GpsLocation as i32)),
+        "{info:?}"
+    );
+    let request = dr
+        .submit_request(pb::SubmitRequestRequest {
+            request_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .expect("submitted with its image")
+        .into_inner()
+        .request
+        .expect("request");
+    assert_eq!(
+        request
+            .images
+            .iter()
+            .map(|i| i.image_id.as_str())
+            .collect::<Vec<_>>(),
+        [info.image_id.as_str()]
+    );
+
+    // The target's specialist downloads it whole and gets a thumbnail.
+    let mut spec = client(&suite, &specialist("dr-derm-a", HOSPITAL, DERMATOLOGY)).await;
+    let mut download = spec
+        .download_image(pb::DownloadImageRequest {
+            request_id: id.clone(),
+            image_id: info.image_id.clone(),
+            offset: 0,
+        })
+        .await
+        .expect("download")
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(message) = download.next().await {
+        match message.expect("ok").part {
+            Some(pb::download_image_response::Part::Chunk(chunk)) => bytes.extend(chunk.data),
+            Some(pb::download_image_response::Part::Image(first)) => {
+                assert_eq!(first.image_id, info.image_id)
+            }
+            None => panic!("empty message"),
+        }
+    }
+    use sha2::Digest;
+    assert_eq!(hex_of(&sha2::Sha256::digest(&bytes)), info.sha256_hex);
+    let thumbnail = spec
+        .get_image_thumbnail(pb::GetImageThumbnailRequest {
+            request_id: id.clone(),
+            image_id: info.image_id.clone(),
+            max_edge_px: 0,
+        })
+        .await
+        .expect("thumbnail")
+        .into_inner()
+        .thumbnail
+        .expect("thumbnail");
+    assert!(thumbnail.width_px <= 256 && !thumbnail.jpeg_data.is_empty());
+
+    // Outsiders get NOT_FOUND; a submitted request keeps its images.
+    let mut elsewhere = client(
+        &suite,
+        &specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY),
+    )
+    .await;
+    let hidden = elsewhere
+        .download_image(pb::DownloadImageRequest {
+            request_id: id.clone(),
+            image_id: info.image_id.clone(),
+            offset: 0,
+        })
+        .await
+        .expect_err("not his hospital");
+    assert_eq!(hidden.code(), Code::NotFound);
+    let kept = dr
+        .detach_image(pb::DetachImageRequest {
+            request_id: id,
+            image_id: info.image_id,
+        })
+        .await
+        .expect_err("submitted");
+    assert_eq!(kept.code(), Code::FailedPrecondition);
+    suite.stop().await;
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,458 @@
+//! The shared image pipeline as users meet it: through the gateway (real mTLS and tokens) into
+//! the tele-expertise service's `AttachImage`, `GetImageUploadStatus`, `DownloadImage` and
+//! `GetImageThumbnail`, on SQLite and PostgreSQL. The pipeline's own cases (every refusal on
+//! both databases and on S3) are in `services/kit/tests/images.rs`; here each user-facing path
+//! is checked once end to end.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use telehealth_kit::images::format::fixtures;
+use telehealth_proto::v1::{
+    self as pb, attach_image_request::Part as Upload, download_image_response::Part as Download,
+    expertise_service_client::ExpertiseServiceClient,
+};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+
+use crate::suite::{Backend, Bearer, Person, Suite, backends};
+
+type Expertise = ExpertiseServiceClient<InterceptedService<Channel, Bearer>>;
+
+const CENTRE: &str = "cds-gueret";
+
+fn doctor() -> Person {
+    Person::doctor("dr-martin", CENTRE)
+}
+
+async fn expertise(suite: &Suite, person: &Person) -> Expertise {
+    let gateway = suite.running.as_ref().expect("running").gateway;
+    let bearer = Bearer(
+        format!("Bearer {}", suite.token(person))
+            .parse()
+            .expect("ascii"),
+    );
+    ExpertiseServiceClient::with_interceptor(suite.channel_to(gateway, person).await, bearer)
+        .max_decoding_message_size(4 * 1024 * 1024)
+}
+
+/// A new draft request of the doctor, to the first configured target.
+async fn draft(client: &mut Expertise) -> String {
+    let target = client
+        .list_targets(pb::ListTargetsRequest::default())
+        .await
+        .expect("targets")
+        .into_inner()
+        .targets
+        .into_iter()
+        .next()
+        .expect("a configured target");
+    client
+        .create_draft(pb::CreateDraftRequest {
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            content: Some(pb::ExpertiseRequestContent {
+                target_org_id: target.org_id,
+                specialty: target.specialty,
+                clinical_question: "Lésion pigmentée du dos, évolutive : mélanome ?".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("draft")
+        .into_inner()
+        .request
+        .expect("request")
+        .request_id
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn header(
+    request_id: &str,
+    session: &str,
+    file: &[u8],
+    resume_offset: usize,
+) -> pb::AttachImageRequest {
+    pb::AttachImageRequest {
+        part: Some(Upload::Header(pb::AttachImageHeader {
+            request_id: request_id.to_owned(),
+            image: Some(pb::ImageUploadHeader {
+                upload_session_id: session.to_owned(),
+                resume_offset: resume_offset as i64,
+                total_size_bytes: file.len() as i64,
+                declared_kind: pb::ImageKind::Dermatoscopy.into(),
+                body_site: Some(pb::BodySite {
+                    region: pb::BodyRegion::UpperBack.into(),
+                    ..Default::default()
+                }),
+                client_sha256_hex: sha256(file),
+                caption: String::new(),
+                captured_at: None,
+            }),
+        })),
+    }
+}
+
+fn chunk_messages(file: &[u8], from: usize, to: usize) -> Vec<pb::AttachImageRequest> {
+    const CHUNK: usize = 64 * 1024;
+    (from..to)
+        .step_by(CHUNK)
+        .map(|offset| pb::AttachImageRequest {
+            part: Some(Upload::Chunk(pb::ImageChunk {
+                offset: offset as i64,
+                data: file[offset..to.min(offset + CHUNK)].to_vec(),
+            })),
+        })
+        .collect()
+}
+
+async fn upload(
+    client: &mut Expertise,
+    request_id: &str,
+    file: &[u8],
+) -> Result<pb::ImageInfo, tonic::Status> {
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut messages = vec![header(request_id, &session, file, 0)];
+    messages.extend(chunk_messages(file, 0, file.len()));
+    let response = client
+        .attach_image(futures::stream::iter(messages))
+        .await?
+        .into_inner();
+    Ok(response.result.and_then(|r| r.image).expect("image info"))
+}
+
+async fn download(
+    client: &mut Expertise,
+    request_id: &str,
+    image_id: &str,
+) -> (pb::ImageInfo, Vec<u8>) {
+    let mut stream = client
+        .download_image(pb::DownloadImageRequest {
+            request_id: request_id.to_owned(),
+            image_id: image_id.to_owned(),
+            offset: 0,
+        })
+        .await
+        .expect("download")
+        .into_inner();
+    let mut info = None;
+    let mut bytes = Vec::new();
+    while let Some(message) = stream.message().await.expect("download message") {
+        match message.part {
+            Some(Download::Image(image)) => info = Some(image),
+            Some(Download::Chunk(chunk)) => {
+                assert_eq!(chunk.offset as usize, bytes.len(), "chunks in order");
+                bytes.extend_from_slice(&chunk.data);
+            }
+            None => panic!("empty download message"),
+        }
+    }
+    (info.expect("the image info comes first"), bytes)
+}
+
+async fn images_of(client: &mut Expertise, request_id: &str) -> Vec<pb::ImageInfo> {
+    client
+        .get_request(pb::GetRequestRequest {
+            request_id: request_id.to_owned(),
+        })
+        .await
+        .expect("get request")
+        .into_inner()
+        .request
+        .expect("request")
+        .images
+}
+
+#[tokio::test]
+async fn a_photo_with_gps_loses_its_identifying_metadata_but_not_a_byte_of_image_data() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let mut client = expertise(&suite, &doctor()).await;
+        let request_id = draft(&mut client).await;
+
+        let jpeg = fixtures::jpeg_with_identifying_metadata(800, 600);
+        assert!(
+            fixtures::exif_tags(&jpeg)
+                .iter()
+                .any(|(ifd, _)| ifd == "GPS"),
+            "the fixture carries GPS"
+        );
+        let info = upload(&mut client, &request_id, &jpeg)
+            .await
+            .expect("jpeg upload");
+        assert_eq!(info.content_type(), pb::ImageContentType::Jpeg);
+        assert_eq!(info.original_sha256_hex, sha256(&jpeg));
+        assert_eq!(info.exif_orientation, 6);
+        assert!(
+            info.stripped_metadata
+                .contains(&(pb::StrippedMetadata::GpsLocation as i32))
+        );
+        let (downloaded_info, stored) = download(&mut client, &request_id, &info.image_id).await;
+        assert_eq!(downloaded_info.image_id, info.image_id);
+        assert_eq!(sha256(&stored), info.sha256_hex);
+        let tags = fixtures::exif_tags(&stored);
+        assert!(
+            tags.iter().all(|(ifd, _)| ifd != "GPS"),
+            "{backend:?}: GPS gone: {tags:?}"
+        );
+        for (ifd, tag, name) in [
+            ("IFD0", 0x013B, "Artist"),
+            ("IFD0", 0x010F, "Make"),
+            ("Exif", 0xA431, "BodySerialNumber"),
+            ("Exif", 0x927C, "MakerNote"),
+        ] {
+            assert!(
+                !tags.contains(&(ifd.to_owned(), tag)),
+                "{name} removed: {tags:?}"
+            );
+        }
+        assert!(
+            tags.contains(&("IFD0".to_owned(), 0x0112)),
+            "orientation kept"
+        );
+        assert_eq!(
+            fixtures::entropy_coded_segments(&stored),
+            fixtures::entropy_coded_segments(&jpeg),
+            "entropy-coded data identical"
+        );
+
+        let png = fixtures::png_with_identifying_metadata(320, 240);
+        let info = upload(&mut client, &request_id, &png)
+            .await
+            .expect("png upload");
+        assert_eq!(info.content_type(), pb::ImageContentType::Png);
+        let (_, stored) = download(&mut client, &request_id, &info.image_id).await;
+        assert_eq!(
+            fixtures::idat_payload(&stored),
+            fixtures::idat_payload(&png),
+            "IDAT identical"
+        );
+        let kinds: Vec<[u8; 4]> = fixtures::png_chunks(&stored)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        assert!(
+            !kinds
+                .iter()
+                .any(|t| [b"tEXt", b"zTXt", b"iTXt"].contains(&t)),
+            "text chunks gone"
+        );
+        assert!(
+            fixtures::exif_tags(&stored)
+                .iter()
+                .all(|(ifd, _)| ifd != "GPS"),
+            "eXIf GPS gone"
+        );
+
+        let thumbnail = client
+            .get_image_thumbnail(pb::GetImageThumbnailRequest {
+                request_id: request_id.clone(),
+                image_id: info.image_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("thumbnail")
+            .into_inner()
+            .thumbnail
+            .expect("thumbnail");
+        assert!(thumbnail.jpeg_data.starts_with(&[0xFF, 0xD8]));
+        assert_eq!(images_of(&mut client, &request_id).await.len(), 2);
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_images_are_refused_with_invalid_argument_and_never_attached() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mut client = expertise(&suite, &doctor()).await;
+    let request_id = draft(&mut client).await;
+    let jpeg = fixtures::jpeg_plain(400, 300);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "not an image",
+            b"MZ\x90\x00 an executable, not a photo".repeat(20),
+        ),
+        ("truncated", jpeg[..jpeg.len() - 100].to_vec()),
+        ("polyglot", fixtures::polyglot_jpeg_zip()),
+        ("image bomb", fixtures::jpeg_bomb(60_000, 60_000)),
+    ];
+    for (what, file) in cases {
+        let status = upload(&mut client, &request_id, &file)
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(!status.message().is_empty());
+    }
+    // Wrong checksum.
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut first = header(&request_id, &session, &jpeg, 0);
+    if let Some(Upload::Header(h)) = &mut first.part {
+        h.image.as_mut().expect("image").client_sha256_hex = "ab".repeat(32);
+    }
+    let mut messages = vec![first];
+    messages.extend(chunk_messages(&jpeg, 0, jpeg.len()));
+    let status = client
+        .attach_image(futures::stream::iter(messages))
+        .await
+        .expect_err("checksum");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("checksum"), "{status:?}");
+    // Over the size limit (declared).
+    let mut big = header(&request_id, &uuid::Uuid::new_v4().to_string(), &jpeg, 0);
+    if let Some(Upload::Header(h)) = &mut big.part {
+        h.image.as_mut().expect("image").total_size_bytes = 51 * 1024 * 1024;
+    }
+    let status = client
+        .attach_image(futures::stream::iter(vec![big]))
+        .await
+        .expect_err("too big");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        images_of(&mut client, &request_id).await.is_empty(),
+        "nothing attached"
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_and_an_abandoned_one_is_cleaned_up() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start_with(backend, |settings| {
+            settings.images.part_size_bytes = 64 * 1024;
+            settings.images.session_expiry_seconds = 2;
+            settings.images.sweep_interval_seconds = 1;
+        })
+        .await
+        else {
+            continue;
+        };
+        let mut client = expertise(&suite, &doctor()).await;
+        let request_id = draft(&mut client).await;
+        let jpeg = fixtures::jpeg_with_identifying_metadata(1600, 1200);
+        let session = uuid::Uuid::new_v4().to_string();
+
+        // The connection drops after 200 KB: the client's stream is cut mid-way (the channel
+        // is dropped while the call is in flight).
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let mut broken_client = expertise(&suite, &doctor()).await;
+        let call = tokio::spawn(async move {
+            broken_client
+                .attach_image(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                .await
+        });
+        sender
+            .send(header(&request_id, &session, &jpeg, 0))
+            .await
+            .expect("send");
+        for message in chunk_messages(&jpeg, 0, 200 * 1024) {
+            sender.send(message).await.expect("send");
+        }
+        // Let the server store what it got, then cut the connection.
+        let acknowledged = wait_for_progress(&mut client, &request_id, &session).await;
+        call.abort();
+        drop(sender);
+        assert!(
+            acknowledged > 0 && acknowledged <= 200 * 1024,
+            "{acknowledged}"
+        );
+        assert!(
+            images_of(&mut client, &request_id).await.is_empty(),
+            "a partial upload is not an attachment"
+        );
+
+        let status = upload_status(&mut client, &request_id, &session)
+            .await
+            .expect("status");
+        let resume_at = status.acknowledged_offset as usize;
+        let mut messages = vec![header(&request_id, &session, &jpeg, resume_at)];
+        messages.extend(chunk_messages(&jpeg, resume_at, jpeg.len()));
+        let result = client
+            .attach_image(futures::stream::iter(messages))
+            .await
+            .expect("resumed upload")
+            .into_inner()
+            .result
+            .expect("result");
+        let info = result.image.expect("image");
+        assert_eq!(
+            info.original_sha256_hex,
+            sha256(&jpeg),
+            "{backend:?}: the right SHA-256"
+        );
+        assert_eq!(images_of(&mut client, &request_id).await.len(), 1);
+
+        // An abandoned upload never appears and expires.
+        let abandoned = uuid::Uuid::new_v4().to_string();
+        let mut messages = vec![header(&request_id, &abandoned, &jpeg, 0)];
+        messages.extend(chunk_messages(&jpeg, 0, 100 * 1024));
+        let status = client
+            .attach_image(futures::stream::iter(messages))
+            .await
+            .expect_err("incomplete");
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        assert!(
+            upload_status(&mut client, &request_id, &abandoned)
+                .await
+                .is_ok()
+        );
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let gone = upload_status(&mut client, &request_id, &abandoned)
+            .await
+            .expect_err("expired");
+        assert_eq!(gone.code(), Code::NotFound);
+        assert_eq!(
+            images_of(&mut client, &request_id).await.len(),
+            1,
+            "never an attachment"
+        );
+        let staged = suite
+            .settings
+            .blob_dir()
+            .join("expertise")
+            .join("uploads")
+            .join(&abandoned);
+        assert!(
+            !staged.exists(),
+            "{backend:?}: its bytes are deleted ({})",
+            staged.display()
+        );
+        suite.stop().await;
+    }
+}
+
+async fn upload_status(
+    client: &mut Expertise,
+    request_id: &str,
+    session: &str,
+) -> Result<pb::ImageUploadStatus, tonic::Status> {
+    Ok(client
+        .get_image_upload_status(pb::GetImageUploadStatusRequest {
+            request_id: request_id.to_owned(),
+            upload_session_id: session.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .status
+        .expect("status"))
+}
+
+/// Polls the upload status until some bytes are acknowledged; returns the offset.
+async fn wait_for_progress(client: &mut Expertise, request_id: &str, session: &str) -> i64 {
+    for _ in 0..200 {
+        if let Ok(status) = upload_status(client, request_id, session).await
+            && status.acknowledged_offset >= 128 * 1024
+        {
+            return status.acknowledged_offset;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the upload made no progress");
+}
