@@ -24,7 +24,7 @@ mod images;
 mod signalling;
 mod wound;
 
-pub use expertise::ExpertiseRules;
+pub use expertise::{ExpertiseRules, ExpertiseTarget};
 pub use gateway::{GatewaySettings, JwtSettings, LimitSettings, UpstreamSettings};
 pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
 pub use signalling::SignallingSettings;

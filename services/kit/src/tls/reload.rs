@@ -153,6 +153,10 @@ mod tests {
         // A half-written renewal is ignored.
         std::fs::write(&cert, b"not a certificate").expect("write");
         *reloading.last_check.lock().expect("lock") -= CHECK_INTERVAL;
-        assert_eq!(reloading.current().cert[0], second, "previous certificate kept");
+        assert_eq!(
+            reloading.current().cert[0],
+            second,
+            "previous certificate kept"
+        );
     }
 }
