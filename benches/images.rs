@@ -186,21 +186,28 @@ impl SyntheticJpeg {
         }
     }
 
-    /// The bytes at `[offset, offset + len)`.
+    /// The bytes at `[offset, offset + len)`, copied by slices (the load generator must not be
+    /// the bottleneck).
     fn chunk(&self, offset: u64, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len);
-        let end_of_data = self.size - 2;
-        for position in offset..offset + len as u64 {
-            let byte = if position < self.header.len() as u64 {
-                self.header[position as usize]
-            } else if position < end_of_data {
-                self.filler[(position as usize) % self.filler.len()]
-            } else if position == end_of_data {
-                0xFF
+        let end = offset + len as u64;
+        let header_end = self.header.len() as u64;
+        let data_end = self.size - 2;
+        let mut at = offset;
+        while at < end {
+            if at < header_end {
+                let stop = end.min(header_end);
+                out.extend_from_slice(&self.header[at as usize..stop as usize]);
+                at = stop;
+            } else if at < data_end {
+                let within = (at % self.filler.len() as u64) as usize;
+                let stop = end.min(data_end).min(at + (self.filler.len() - within) as u64);
+                out.extend_from_slice(&self.filler[within..within + (stop - at) as usize]);
+                at = stop;
             } else {
-                0xD9
-            };
-            out.push(byte);
+                out.push(if at == data_end { 0xFF } else { 0xD9 });
+                at += 1;
+            }
         }
         out
     }
@@ -265,7 +272,11 @@ async fn draft(client: &mut Expertise) -> anyhow::Result<String> {
 }
 
 /// Uploads a synthetic file of `size` bytes; returns the image id.
-async fn upload(client: &mut Expertise, request_id: &str, file: Arc<SyntheticJpeg>) -> anyhow::Result<String> {
+async fn upload(
+    client: &mut Expertise,
+    request_id: &str,
+    file: Arc<SyntheticJpeg>,
+) -> anyhow::Result<String> {
     let size = file.size;
     let header = pb::AttachImageRequest {
         part: Some(Upload::Header(pb::AttachImageHeader {
@@ -349,7 +360,11 @@ async fn measure(client: &Client, pid: u32) -> anyhow::Result<()> {
     println!(
         "upload 20 MiB, one at a time: median {:.0} MB/s (runs: {}); server RSS {before:.1} → peak {peak:.1} MiB (+{:.1})",
         median(rates.clone()),
-        rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         peak - before
     );
 
@@ -384,7 +399,11 @@ async fn measure(client: &Client, pid: u32) -> anyhow::Result<()> {
     println!(
         "download 20 MiB: median {:.0} MB/s (runs: {})",
         median(rates.clone()),
-        rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     let large = Arc::new(SyntheticJpeg::new(LARGE_FILE));

@@ -97,8 +97,10 @@ async fn fixtures_with(settings: ImageSettings) -> Vec<Fixture> {
             })
             .await
             .expect("migrations apply");
-        let mut config = Settings::default();
-        config.blobs = blobs.settings.clone();
+        let config = Settings {
+            blobs: blobs.settings.clone(),
+            ..Settings::default()
+        };
         let store = BlobStore::open(&config, Part::Expertise).expect("blob store opens");
         all.push(Fixture {
             store: ImageStore::new(test_db.db.clone(), store, settings.clone()),
