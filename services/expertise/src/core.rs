@@ -116,6 +116,15 @@ impl Expertise {
             .await;
     }
 
+    /// Chains the audit entries staged by committed changes (see `telehealth_kit::audit::stage`)
+    /// and waits until that is durable; a failure is logged, the entries stay staged and the
+    /// writer's sweep chains them.
+    pub(crate) async fn flush_audit(&self) {
+        if let Err(error) = self.auditor.flush().await {
+            tracing::error!(%error, "staged audit entries not chained yet; the writer retries");
+        }
+    }
+
     /// Writes `entry` (group-committed) and waits until it is durable.
     pub(crate) async fn record_audit(&self, entry: AuditEntry) {
         let (action, id) = (entry.action.clone(), entry.record_id.clone());

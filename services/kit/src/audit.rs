@@ -38,6 +38,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    fn parse(text: &str) -> Outcome {
+        match text {
+            "ok" => Outcome::Ok,
+            "denied" => Outcome::Denied,
+            "not_found" => Outcome::NotFound,
+            "invalid" => Outcome::Invalid,
+            _ => Outcome::Failed,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -142,6 +152,68 @@ pub async fn append(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<i64,
     Ok(seq)
 }
 
+/// Stages `entry` in the caller's transaction: it commits or rolls back with the change it
+/// describes, without taking the chain's head lock. [`AuditWriter::flush`] (after the commit)
+/// chains it; if the process dies first, the next flush of any replica does.
+pub async fn stage(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<(), KitError> {
+    sqlx::query(
+        "INSERT INTO audit_outbox (id, staged_at_us, subject, roles, org, cert_thumbprint, \
+         action, record_type, record_id, outcome, trace_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(now_micros())
+    .bind(&entry.subject)
+    .bind(&entry.roles)
+    .bind(&entry.org)
+    .bind(&entry.cert_thumbprint)
+    .bind(&entry.action)
+    .bind(&entry.record_type)
+    .bind(&entry.record_id)
+    .bind(entry.outcome.as_str())
+    .bind(&entry.trace_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Chains staged entries (oldest first) in the transaction open on `tx`, which must already
+/// hold the head lock; returns how many.
+async fn drain_outbox(tx: &mut AnyConnection) -> Result<usize, KitError> {
+    let rows = sqlx::query(
+        "SELECT id, subject, roles, org, cert_thumbprint, action, record_type, record_id, \
+         outcome, trace_id FROM audit_outbox ORDER BY staged_at_us, id LIMIT $1",
+    )
+    .bind(OUTBOX_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let entry = AuditEntry {
+            subject: row.try_get("subject")?,
+            roles: row.try_get("roles")?,
+            org: row.try_get("org")?,
+            cert_thumbprint: row.try_get("cert_thumbprint")?,
+            action: row.try_get("action")?,
+            record_type: row.try_get("record_type")?,
+            record_id: row.try_get("record_id")?,
+            outcome: Outcome::parse(&row.try_get::<String, _>("outcome")?),
+            trace_id: row.try_get("trace_id")?,
+        };
+        append_entry(&mut *tx, &entry).await?;
+        sqlx::query("DELETE FROM audit_outbox WHERE id = $1")
+            .bind(row.try_get::<String, _>("id")?)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(rows.len())
+}
+
+/// Staged entries chained per transaction at most.
+const OUTBOX_BATCH: i64 = 512;
+
+/// How often the writer looks for entries staged by a replica that died before chaining them.
+const OUTBOX_SWEEP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Appends `entry` in the transaction already open on `tx`.
 async fn append_entry(tx: &mut AnyConnection, entry: &AuditEntry) -> Result<i64, KitError> {
     // The UPDATE takes the head's row lock (PostgreSQL) or the write lock (SQLite) first, so
@@ -211,10 +283,14 @@ async fn append_entry(tx: &mut AnyConnection, entry: &AuditEntry) -> Result<i64,
 /// How many waiting entries one batch appends at most.
 const MAX_BATCH: usize = 256;
 
-type Pending = (
-    AuditEntry,
-    tokio::sync::oneshot::Sender<Result<i64, String>>,
-);
+/// A request to the writer: append an entry, or chain the staged ones.
+enum Pending {
+    Entry(
+        AuditEntry,
+        tokio::sync::oneshot::Sender<Result<i64, String>>,
+    ),
+    Flush(tokio::sync::oneshot::Sender<Result<i64, String>>),
+}
 
 /// Appends audit entries in batches (group commit).
 ///
@@ -224,6 +300,11 @@ type Pending = (
 /// appends every entry waiting at that moment in one transaction: one lock, one commit per
 /// batch. [`AuditWriter::record`] returns only once its entry is committed, so an acknowledged
 /// call is audited durably.
+///
+/// Changes stage their entry in their own transaction ([`stage`]) and call
+/// [`AuditWriter::flush`] after committing: the record can then never be missing for a
+/// committed change, even if the process dies right after the commit (the writer of any replica
+/// chains what is left staged within seconds).
 #[derive(Clone)]
 pub struct AuditWriter {
     sender: tokio::sync::mpsc::Sender<Pending>,
@@ -237,11 +318,26 @@ impl AuditWriter {
         AuditWriter { sender }
     }
 
+    /// Chains every entry staged so far (see [`stage`]) and waits until that is committed. Call it
+    /// after committing a change whose entry was staged: the caller hears of the change once its
+    /// record is in the chain.
+    pub async fn flush(&self) -> Result<(), KitError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.sender
+            .send(Pending::Flush(ack))
+            .await
+            .map_err(|_| KitError::Audit("the audit writer has stopped".into()))?;
+        done.await
+            .map_err(|_| KitError::Audit("the audit writer has stopped".into()))?
+            .map_err(KitError::Audit)?;
+        Ok(())
+    }
+
     /// Appends `entry` and waits until it is committed; returns its sequence number.
     pub async fn record(&self, entry: AuditEntry) -> Result<i64, KitError> {
         let (ack, done) = tokio::sync::oneshot::channel();
         self.sender
-            .send((entry, ack))
+            .send(Pending::Entry(entry, ack))
             .await
             .map_err(|_| KitError::Audit("the audit writer has stopped".into()))?;
         done.await
@@ -251,7 +347,20 @@ impl AuditWriter {
 }
 
 async fn write_batches(db: Database, mut receiver: tokio::sync::mpsc::Receiver<Pending>) {
-    while let Some(first) = receiver.recv().await {
+    let mut sweep = tokio::time::interval(OUTBOX_SWEEP);
+    loop {
+        let first = tokio::select! {
+            pending = receiver.recv() => match pending {
+                Some(pending) => pending,
+                None => break,
+            },
+            _ = sweep.tick() => {
+                if let Err(error) = sweep_outbox(&db).await {
+                    tracing::warn!(%error, "staged audit entries not chained yet; retrying");
+                }
+                continue;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -261,13 +370,15 @@ async fn write_batches(db: Database, mut receiver: tokio::sync::mpsc::Receiver<P
         }
         match append_batch(&db, &batch).await {
             Ok(sequences) => {
-                for ((_, ack), seq) in batch.into_iter().zip(sequences) {
+                for (pending, seq) in batch.into_iter().zip(sequences) {
+                    let (Pending::Entry(_, ack) | Pending::Flush(ack)) = pending;
                     let _ = ack.send(Ok(seq));
                 }
             }
             Err(error) => {
                 tracing::error!(%error, entries = batch.len(), "audit batch not written");
-                for (_, ack) in batch {
+                for pending in batch {
+                    let (Pending::Entry(_, ack) | Pending::Flush(ack)) = pending;
                     let _ = ack.send(Err(error.to_string()));
                 }
             }
@@ -275,14 +386,50 @@ async fn write_batches(db: Database, mut receiver: tokio::sync::mpsc::Receiver<P
     }
 }
 
+/// One transaction: the staged entries first (when a flush asked for them), then the entries
+/// handed over directly; one head lock and one commit for all.
 async fn append_batch(db: &Database, batch: &[Pending]) -> Result<Vec<i64>, KitError> {
     let mut tx = db.pool().begin().await?;
+    lock_head(&mut tx).await?;
+    if batch.iter().any(|p| matches!(p, Pending::Flush(_))) {
+        while drain_outbox(&mut tx).await? as i64 == OUTBOX_BATCH {}
+    }
     let mut sequences = Vec::with_capacity(batch.len());
-    for (entry, _) in batch {
-        sequences.push(append_entry(&mut tx, entry).await?);
+    for pending in batch {
+        sequences.push(match pending {
+            Pending::Entry(entry, _) => append_entry(&mut tx, entry).await?,
+            Pending::Flush(_) => 0,
+        });
     }
     tx.commit().await?;
     Ok(sequences)
+}
+
+/// Chains entries left staged (by a replica that died between its commit and its flush).
+async fn sweep_outbox(db: &Database) -> Result<(), KitError> {
+    let waiting = sqlx::query("SELECT id FROM audit_outbox LIMIT 1")
+        .fetch_optional(db.pool())
+        .await?;
+    if waiting.is_none() {
+        return Ok(());
+    }
+    let mut tx = db.pool().begin().await?;
+    lock_head(&mut tx).await?;
+    let chained = drain_outbox(&mut tx).await?;
+    tx.commit().await?;
+    if chained > 0 {
+        tracing::info!(chained, "staged audit entries chained");
+    }
+    Ok(())
+}
+
+/// Takes the chain's head lock first, so that concurrent writers (other replicas) drain the
+/// outbox one after the other and never chain an entry twice.
+async fn lock_head(tx: &mut AnyConnection) -> Result<(), KitError> {
+    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 /// The result of checking a trail.

@@ -262,3 +262,60 @@ async fn the_batched_writer_keeps_one_unbroken_chain_under_concurrency() {
         test_db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn staged_entries_commit_with_their_change_and_reach_the_chain_even_without_a_flush() {
+    for test_db in migrated().await {
+        let backend = test_db.backend();
+        let pool = test_db.db.pool();
+        let count = |table: &'static str| async move {
+            sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+                .fetch_one(pool)
+                .await
+                .expect("count")
+                .get::<i64, _>("n")
+        };
+        let writer = audit::AuditWriter::start(test_db.db.clone());
+
+        // Rolled back with its change: never recorded.
+        let mut tx = pool.begin().await.expect("begin");
+        audit::stage(&mut tx, &entry("rolled-back")).await.expect("stage");
+        tx.rollback().await.expect("rollback");
+
+        // Committed and flushed: in the chain when flush returns.
+        let mut tx = pool.begin().await.expect("begin");
+        audit::stage(&mut tx, &entry("flushed")).await.expect("stage");
+        tx.commit().await.expect("commit");
+        writer.flush().await.expect("flush");
+        assert_eq!(count("audit_log").await, 1, "{backend:?}");
+        assert_eq!(count("audit_outbox").await, 0, "{backend:?}");
+
+        // Committed, then the process "dies" before flushing: a writer (here a new one, as
+        // after a restart or on another replica) chains it by itself within seconds.
+        let mut tx = pool.begin().await.expect("begin");
+        audit::stage(&mut tx, &entry("orphaned")).await.expect("stage");
+        tx.commit().await.expect("commit");
+        drop(writer);
+        let _restarted = audit::AuditWriter::start(test_db.db.clone());
+        let mut chained = false;
+        for _ in 0..60 {
+            if count("audit_log").await == 2 {
+                chained = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(chained, "{backend:?}: the orphaned entry is chained by the sweep");
+        let ids: Vec<String> = sqlx::query("SELECT record_id FROM audit_log ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .expect("rows")
+            .iter()
+            .map(|row| row.get("record_id"))
+            .collect();
+        assert_eq!(ids, ["flushed", "orphaned"], "{backend:?}");
+        let report = audit::verify(&test_db.db).await.expect("verify");
+        assert_eq!((report.records, report.broken), (2, None), "{backend:?}");
+        test_db.cleanup().await;
+    }
+}

@@ -102,6 +102,15 @@ impl Scheduler {
             .await;
     }
 
+    /// Chains the audit entries staged by committed changes (see `telehealth_kit::audit::stage`)
+    /// and waits until that is durable; a failure is logged, the entries stay staged and the
+    /// writer's sweep chains them.
+    pub(crate) async fn flush_audit(&self) {
+        if let Err(error) = self.auditor.flush().await {
+            tracing::error!(%error, "staged audit entries not chained yet; the writer retries");
+        }
+    }
+
     /// Writes `entry` to the audit trail (batched with concurrent ones) and waits until it is
     /// committed.
     pub(crate) async fn record_audit(&self, entry: AuditEntry) {

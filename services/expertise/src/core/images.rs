@@ -252,8 +252,10 @@ impl Expertise {
             updated.updated_at = self.now();
             super::requests::save(&mut tx, &updated, current.version).await?;
             let entry = AuditEntry::new(caller, "DetachImage", "image", image_id, Outcome::Ok);
+            // The record commits with the change, then joins the chain before the caller hears of it.
+            telehealth_kit::audit::stage(&mut tx, &entry).await?;
             tx.commit().await?;
-            self.record_audit(entry).await;
+            self.flush_audit().await;
             Ok(updated)
         }
         .await;

@@ -101,8 +101,10 @@ impl Expertise {
         )
         .await?;
         let entry = AuditEntry::new(caller, "PostMessage", "expertise_request", id, Outcome::Ok);
+        // The record commits with the change, then joins the chain before the caller hears of it.
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
         tx.commit().await?;
-        self.record_audit(entry).await;
+        self.flush_audit().await;
         self.announce(&updated, &event).await;
         Ok(message)
     }

@@ -139,8 +139,10 @@ impl Expertise {
             &request.id,
             Outcome::Ok,
         );
+        // The record commits with the change, then joins the chain before the caller hears of it.
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
         tx.commit().await?;
-        self.record_audit(entry).await;
+        self.flush_audit().await;
         tracing::info!(request_id = %request.id, "draft created");
         Ok(request)
     }
@@ -173,8 +175,10 @@ impl Expertise {
             save(&mut tx, &updated, current.version).await?;
             let entry =
                 AuditEntry::new(caller, "UpdateDraft", "expertise_request", id, Outcome::Ok);
+            // The record commits with the change, then joins the chain before the caller hears of it.
+            telehealth_kit::audit::stage(&mut tx, &entry).await?;
             tx.commit().await?;
-            self.record_audit(entry).await;
+            self.flush_audit().await;
             Ok(updated)
         }
         .await;
@@ -314,8 +318,10 @@ impl Expertise {
             id,
             Outcome::Ok,
         );
+        // The record commits with the change, then joins the chain before the caller hears of it.
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
         tx.commit().await?;
-        self.record_audit(entry).await;
+        self.flush_audit().await;
         if let Details::Release { comment } = &details
             && !comment.is_empty()
         {

@@ -260,9 +260,10 @@ impl Scheduler {
             id,
             Outcome::Ok,
         );
+        // The record commits with the change, then joins the chain before the caller hears of it.
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
         tx.commit().await?;
-        // Audited before the caller hears of the change (group-committed, see AuditWriter).
-        self.record_audit(entry).await;
+        self.flush_audit().await;
         self.announce(&updated, sequence).await;
         let close = match transition {
             Transition::Finish => Some(CloseReason::Finished),

@@ -292,9 +292,10 @@ impl Scheduler {
             &appointment.id,
             Outcome::Ok,
         );
+        // The record commits with the change, then joins the chain before the caller hears of it.
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
         tx.commit().await?;
-        // Audited before the caller hears of the change (group-committed, see AuditWriter).
-        self.record_audit(entry).await;
+        self.flush_audit().await;
         self.announce(&appointment, sequence).await;
         tracing::info!(appointment_id = %appointment.id, doctor = %appointment.doctor, "booked");
         Ok((appointment, false))
@@ -381,9 +382,10 @@ impl Scheduler {
             &current.id,
             Outcome::Ok,
         );
+        // The record commits with the change, then joins the chain before the caller hears of it.
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
         tx.commit().await?;
-        // Audited before the caller hears of the change (group-committed, see AuditWriter).
-        self.record_audit(entry).await;
+        self.flush_audit().await;
         self.announce(&updated, sequence).await;
         Ok(updated)
     }
