@@ -5,13 +5,18 @@
 //! real TLS and real databases in temporary data directories.
 
 mod cli;
+mod expertise;
 mod gateway_auth;
 mod gateway_proxy;
 mod gateway_surface;
 mod harness;
+mod images;
+mod k8s;
 mod pki_and_tokens;
+mod replicas;
 mod scheduling;
 mod signalling;
 mod suite;
 mod tracing;
 mod up;
+mod wound;

@@ -1,0 +1,259 @@
+//! The wound monitoring core: every operation, with its authorisation, transaction and audit,
+//! knowing nothing of gRPC. Each takes the caller and validated values and returns domain
+//! values.
+//!
+//! - [`wounds`]: registering, describing, the care team, closing and reopening;
+//! - [`assessments`]: recording and correcting assessments, their history and the trend;
+//! - [`alerts`]: raising (once per cause), listing, acknowledging and watching alerts;
+//! - [`lists`]: the nurse's round and the doctor's wounds;
+//! - [`sweeper`]: the periodic task that raises overdue alerts and purges what expired.
+
+pub mod alerts;
+pub mod assessments;
+pub mod lists;
+pub mod sweeper;
+pub mod wounds;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use sqlx::AnyConnection;
+use telehealth_kit::{
+    Database,
+    audit::{AuditEntry, AuditWriter, Outcome},
+    events::EventBus,
+    identity::{Caller, Identity},
+};
+
+use crate::{
+    error::WoundError,
+    model::{Access, ActorRecord, AssessmentVersion, Wound},
+    scoring::{self, Figures, Point, Push, Rules},
+    store,
+};
+
+/// Where "now" comes from (tests move it).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wound monitoring service's core.
+#[derive(Clone)]
+pub struct WoundMonitor {
+    pub(crate) db: Database,
+    pub(crate) bus: EventBus,
+    pub(crate) rules: Rules,
+    pub(crate) clock: Clock,
+    pub(crate) auditor: AuditWriter,
+}
+
+/// An assessment version with the figures computed from it and its episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssessmentView {
+    pub version: AssessmentVersion,
+    pub push: Push,
+    pub figures: Figures,
+}
+
+impl WoundMonitor {
+    /// A core over `db`, announcing alerts on `bus`.
+    pub fn new(db: Database, bus: EventBus, rules: Rules, clock: Clock) -> Self {
+        let auditor = AuditWriter::start(db.clone());
+        WoundMonitor {
+            db,
+            bus,
+            rules,
+            clock,
+            auditor,
+        }
+    }
+
+    /// The thresholds in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The current instant, truncated to the microsecond (what the database stores).
+    pub(crate) fn now(&self) -> Timestamp {
+        let now = (self.clock)();
+        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+    }
+
+    /// Records an audit entry outside any transaction (reads, refusals).
+    pub(crate) async fn audit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        kind: &str,
+        id: &str,
+        outcome: Outcome,
+    ) {
+        self.record_audit(AuditEntry::new(caller, action, kind, id, outcome))
+            .await;
+    }
+
+    /// Audits the outcome of `result` (reads and refused changes).
+    pub(crate) async fn audit_result<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        kind: &str,
+        id: &str,
+        result: &Result<T, WoundError>,
+    ) {
+        let outcome = result.as_ref().map_or_else(outcome_of, |_| Outcome::Ok);
+        self.audit(caller, action, kind, id, outcome).await;
+    }
+
+    /// Writes `entry` to the audit trail (batched with concurrent ones) and waits until it is
+    /// committed.
+    pub(crate) async fn record_audit(&self, entry: AuditEntry) {
+        let (action, id) = (entry.action.clone(), entry.record_id.clone());
+        if let Err(error) = self.auditor.record(entry).await {
+            tracing::error!(%error, %action, %id, "could not write the audit record");
+        }
+    }
+
+    /// The wound `id` if `identity` has at least `needed` access to it. Someone without any
+    /// access gets NOT_FOUND, exactly as for a wound that does not exist; a read-only doctor
+    /// asking for a change gets PERMISSION_DENIED.
+    pub(crate) async fn wound_for(
+        &self,
+        conn: &mut AnyConnection,
+        identity: &Identity,
+        id: &str,
+        needed: Access,
+    ) -> Result<Wound, WoundError> {
+        let wound = store::wounds::wound(conn, id)
+            .await?
+            .ok_or(WoundError::NotFound("wound"))?;
+        match wound.access(identity) {
+            Access::None => Err(WoundError::NotFound("wound")),
+            access if access < needed => Err(WoundError::PermissionDenied(
+                "you may read this wound but not change it (only its referring doctor and care team may)",
+            )),
+            _ => Ok(wound),
+        }
+    }
+
+    /// The wound `id` if `identity` is a nurse of its care team (who alone record assessments
+    /// and photos).
+    pub(crate) async fn wound_for_nurse(
+        &self,
+        conn: &mut AnyConnection,
+        identity: &Identity,
+        id: &str,
+    ) -> Result<Wound, WoundError> {
+        let wound = self.wound_for(conn, identity, id, Access::Read).await?;
+        if !wound.in_care_team(&identity.subject) {
+            return Err(WoundError::PermissionDenied(
+                "only the nurses of the wound's care team record assessments and photos",
+            ));
+        }
+        Ok(wound)
+    }
+}
+
+/// The person behind a call, or PERMISSION_DENIED for a service caller.
+pub(crate) fn person(caller: &Caller) -> Result<&Identity, WoundError> {
+    match caller {
+        Caller::Person(identity) => Ok(identity),
+        Caller::Service(_) => Err(WoundError::PermissionDenied(
+            "this call needs a person's identity",
+        )),
+    }
+}
+
+/// How an actor is recorded.
+pub(crate) fn actor_record(caller: &Caller) -> ActorRecord {
+    match caller {
+        Caller::Person(identity) => ActorRecord {
+            subject: identity.subject.clone(),
+            roles: identity
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            org_id: identity.org.clone(),
+            service: String::new(),
+        },
+        Caller::Service(part) => ActorRecord {
+            service: part.name().to_owned(),
+            ..ActorRecord::default()
+        },
+    }
+}
+
+/// The audit outcome of an error.
+pub(crate) fn outcome_of(error: &WoundError) -> Outcome {
+    match error {
+        WoundError::NotFound(_) => Outcome::NotFound,
+        WoundError::PermissionDenied(_) | WoundError::Identity(_) => Outcome::Denied,
+        WoundError::InvalidArgument { .. }
+        | WoundError::FailedPrecondition(_)
+        | WoundError::VersionMismatch { .. } => Outcome::Invalid,
+        _ => Outcome::Failed,
+    }
+}
+
+/// SHA-256 of a request's canonical text (for idempotency keys).
+pub(crate) fn request_hash(canonical: &str) -> String {
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// The rules' view of a stored version.
+pub(crate) fn point(version: &AssessmentVersion) -> Point {
+    let m = &version.measurements;
+    Point {
+        assessment_id: version.assessment_id.clone(),
+        assessed_at: m.assessed_at,
+        length_mm: m.length_mm,
+        width_mm: m.width_mm,
+        tissue: m.tissue,
+        exudate: m.exudate,
+        infection_signs: m.infection_signs.clone(),
+    }
+}
+
+/// The views of `series` (current versions, sorted by assessed_at then id, possibly of several
+/// episodes), in the same order, each with figures computed within its episode.
+pub(crate) fn views(series: Vec<AssessmentVersion>) -> Vec<AssessmentView> {
+    let mut episodes: BTreeMap<i64, Vec<Point>> = BTreeMap::new();
+    let mut positions = Vec::with_capacity(series.len());
+    for version in &series {
+        let points = episodes.entry(version.episode).or_default();
+        positions.push(points.len());
+        points.push(point(version));
+    }
+    series
+        .into_iter()
+        .zip(positions)
+        .map(|(version, index)| {
+            let points = &episodes[&version.episode];
+            AssessmentView {
+                push: points[index].push(),
+                figures: scoring::figures(points, index),
+                version,
+            }
+        })
+        .collect()
+}
+
+/// The view of `version` within `series` (the current versions of its episode): a past version
+/// is computed in place of the current one.
+pub(crate) fn view_within(
+    mut series: Vec<AssessmentVersion>,
+    version: AssessmentVersion,
+) -> AssessmentView {
+    series.retain(|v| v.assessment_id != version.assessment_id);
+    let id = version.assessment_id.clone();
+    series.push(version);
+    series.sort_by(|a, b| {
+        (a.measurements.assessed_at, &a.assessment_id)
+            .cmp(&(b.measurements.assessed_at, &b.assessment_id))
+    });
+    let index = series
+        .iter()
+        .position(|v| v.assessment_id == id)
+        .unwrap_or(0);
+    views(series).swap_remove(index)
+}

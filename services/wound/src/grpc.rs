@@ -1,0 +1,653 @@
+//! The tonic adapter: each RPC converts its request (validating it), calls the core, converts
+//! the result back. No rule lives here. The four photo RPCs are in [`photos`].
+
+mod photos;
+
+use std::{pin::Pin, time::Duration};
+
+use futures::{Stream, StreamExt};
+use telehealth_kit::identity::{self, Caller};
+use telehealth_proto::v1::{self as pb, wound_service_server::WoundService};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    convert,
+    core::{
+        WoundMonitor,
+        alerts::AlertEventKind,
+        assessments::{NewAssessment, TrendQuery},
+        lists::DoctorListQuery,
+        wounds::NewWound,
+    },
+    error::WoundError,
+    store,
+};
+
+pub use photos::Photos;
+
+/// How often an idle watch stream gets a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The gRPC face of the [`WoundMonitor`].
+pub struct WoundApi {
+    core: WoundMonitor,
+    photos: Photos,
+    shutdown: CancellationToken,
+}
+
+impl WoundApi {
+    /// The API over `core` and the photo pipeline; watch streams end when `shutdown` fires.
+    pub fn new(core: WoundMonitor, photos: Photos, shutdown: CancellationToken) -> Self {
+        WoundApi {
+            core,
+            photos,
+            shutdown,
+        }
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    identity::caller(request).cloned().map_err(Status::from)
+}
+
+fn reply<T, U>(
+    result: Result<T, WoundError>,
+    build: impl FnOnce(T) -> U,
+) -> Result<Response<U>, Status> {
+    result
+        .map(|value| Response::new(build(value)))
+        .map_err(Status::from)
+}
+
+/// The next-page token of a page fetched with one extra row.
+fn next_token<T>(items: &mut Vec<T>, size: i64, position: impl Fn(&T) -> String) -> String {
+    let size = usize::try_from(size).unwrap_or(0);
+    if items.len() > size {
+        items.truncate(size);
+        items
+            .last()
+            .map(|last| convert::page_token(&position(last)))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchAlertsResponse, Status>> + Send>>;
+type DownloadStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadPhotoResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WoundService for WoundApi {
+    async fn register_wound(
+        &self,
+        request: Request<pb::RegisterWoundRequest>,
+    ) -> Result<Response<pb::RegisterWoundResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let now = self.core.now();
+        let result = async {
+            let new = NewWound {
+                idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
+                patient_pseudonym: convert::pseudonym(r.patient.as_ref())?,
+                description: convert::description(
+                    r.description.as_ref(),
+                    self.core.rules().default_interval_days,
+                    now,
+                )?,
+                referring_doctor: convert::optional_subject(
+                    "referring_doctor_subject",
+                    &r.referring_doctor_subject,
+                )?,
+                nurses: convert::nurses(&r.care_team_nurse_subjects)?,
+            };
+            self.core.register(&caller, new).await
+        }
+        .await;
+        reply(result, |(wound, _)| pb::RegisterWoundResponse {
+            wound: Some(convert::wound(&wound, now)),
+        })
+    }
+
+    async fn update_wound(
+        &self,
+        request: Request<pb::UpdateWoundRequest>,
+    ) -> Result<Response<pb::UpdateWoundResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let now = self.core.now();
+        let result = async {
+            let id = convert::id("wound_id", &r.wound_id)?;
+            let description = convert::description(
+                r.description.as_ref(),
+                self.core.rules().default_interval_days,
+                now,
+            )?;
+            self.core
+                .update_description(&caller, &id, description, r.expected_version)
+                .await
+        }
+        .await;
+        reply(result, |wound| pb::UpdateWoundResponse {
+            wound: Some(convert::wound(&wound, now)),
+        })
+    }
+
+    async fn update_care_team(
+        &self,
+        request: Request<pb::UpdateCareTeamRequest>,
+    ) -> Result<Response<pb::UpdateCareTeamResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let now = self.core.now();
+        let result = async {
+            let id = convert::id("wound_id", &r.wound_id)?;
+            let doctor =
+                convert::optional_subject("referring_doctor_subject", &r.referring_doctor_subject)?;
+            let nurses = convert::nurses(&r.care_team_nurse_subjects)?;
+            self.core
+                .update_care_team(&caller, &id, doctor, nurses, r.expected_version)
+                .await
+        }
+        .await;
+        reply(result, |wound| pb::UpdateCareTeamResponse {
+            wound: Some(convert::wound(&wound, now)),
+        })
+    }
+
+    async fn close_wound(
+        &self,
+        request: Request<pb::CloseWoundRequest>,
+    ) -> Result<Response<pb::CloseWoundResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let now = self.core.now();
+        let result = async {
+            let id = convert::id("wound_id", &r.wound_id)?;
+            let (reason, comment) = convert::closure(r.reason, &r.comment)?;
+            self.core.close(&caller, &id, reason, comment).await
+        }
+        .await;
+        reply(result, |wound| pb::CloseWoundResponse {
+            wound: Some(convert::wound(&wound, now)),
+        })
+    }
+
+    async fn reopen_wound(
+        &self,
+        request: Request<pb::ReopenWoundRequest>,
+    ) -> Result<Response<pb::ReopenWoundResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let now = self.core.now();
+        let result = async {
+            let id = convert::id("wound_id", &r.wound_id)?;
+            let comment = convert::text("comment", &r.comment, 2000)?;
+            self.core.reopen(&caller, &id, comment).await
+        }
+        .await;
+        reply(result, |wound| pb::ReopenWoundResponse {
+            wound: Some(convert::wound(&wound, now)),
+        })
+    }
+
+    async fn get_wound(
+        &self,
+        request: Request<pb::GetWoundRequest>,
+    ) -> Result<Response<pb::GetWoundResponse>, Status> {
+        let caller = caller(&request)?;
+        let now = self.core.now();
+        let result = async {
+            let id = convert::id("wound_id", &request.get_ref().wound_id)?;
+            self.core.wound(&caller, &id).await
+        }
+        .await;
+        reply(result, |wound| pb::GetWoundResponse {
+            wound: Some(convert::wound(&wound, now)),
+        })
+    }
+
+    async fn record_assessment(
+        &self,
+        request: Request<pb::RecordAssessmentRequest>,
+    ) -> Result<Response<pb::RecordAssessmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let new = NewAssessment {
+                idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
+                wound_id: convert::id("wound_id", &r.wound_id)?,
+                measurements: convert::measurements(r.measurements.as_ref())?,
+            };
+            self.core.record(&caller, new).await
+        }
+        .await;
+        let (view, raised, _) = result.map_err(Status::from)?;
+        let mut assessment = convert::assessment(&view);
+        self.photos
+            .describe(&view.version.wound_id, &mut assessment)
+            .await;
+        Ok(Response::new(pb::RecordAssessmentResponse {
+            assessment: Some(assessment),
+            raised_alerts: raised.iter().map(convert::alert).collect(),
+        }))
+    }
+
+    async fn correct_assessment(
+        &self,
+        request: Request<pb::CorrectAssessmentRequest>,
+    ) -> Result<Response<pb::CorrectAssessmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("assessment_id", &r.assessment_id)?;
+            let measurements = convert::measurements(r.measurements.as_ref())?;
+            let reason = convert::text("correction_reason", &r.correction_reason, 2000)?;
+            if reason.is_empty() {
+                return Err(WoundError::invalid(
+                    "correction_reason",
+                    "is required (why the assessment is corrected)",
+                ));
+            }
+            if r.expected_version < 1 {
+                return Err(WoundError::invalid(
+                    "expected_version",
+                    "is required: the current version of the assessment",
+                ));
+            }
+            self.core
+                .correct(
+                    &caller,
+                    &id,
+                    measurements,
+                    reason,
+                    i64::from(r.expected_version),
+                )
+                .await
+        }
+        .await;
+        let (view, raised) = result.map_err(Status::from)?;
+        let mut assessment = convert::assessment(&view);
+        self.photos
+            .describe(&view.version.wound_id, &mut assessment)
+            .await;
+        Ok(Response::new(pb::CorrectAssessmentResponse {
+            assessment: Some(assessment),
+            raised_alerts: raised.iter().map(convert::alert).collect(),
+        }))
+    }
+
+    async fn get_assessment(
+        &self,
+        request: Request<pb::GetAssessmentRequest>,
+    ) -> Result<Response<pb::GetAssessmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("assessment_id", &r.assessment_id)?;
+            let version = match r.version {
+                0 => None,
+                v if v > 0 => Some(i64::from(v)),
+                _ => return Err(WoundError::invalid("version", "must not be negative")),
+            };
+            self.core.assessment(&caller, &id, version).await
+        }
+        .await;
+        let view = result.map_err(Status::from)?;
+        let mut assessment = convert::assessment(&view);
+        self.photos
+            .describe(&view.version.wound_id, &mut assessment)
+            .await;
+        Ok(Response::new(pb::GetAssessmentResponse {
+            assessment: Some(assessment),
+        }))
+    }
+
+    async fn list_assessments(
+        &self,
+        request: Request<pb::ListAssessmentsRequest>,
+    ) -> Result<Response<pb::ListAssessmentsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("wound_id", &r.wound_id)?;
+            if r.episode < 0 {
+                return Err(WoundError::invalid("episode", "must not be negative"));
+            }
+            let episode = (r.episode > 0).then_some(i64::from(r.episode));
+            let size = convert::page_size(r.page_size, 50, 200)?;
+            let after = convert::keyset(&r.page_token)?;
+            let mut views = self
+                .core
+                .assessments(
+                    &caller,
+                    &id,
+                    episode,
+                    after,
+                    usize::try_from(size + 1).unwrap_or(1),
+                )
+                .await?;
+            let next = next_token(&mut views, size, |v| {
+                format!(
+                    "{}|{}",
+                    store::micros(v.version.measurements.assessed_at),
+                    v.version.assessment_id
+                )
+            });
+            Ok::<_, WoundError>((views, next))
+        }
+        .await;
+        let (views, next) = result.map_err(Status::from)?;
+        let mut assessments = Vec::with_capacity(views.len());
+        for view in &views {
+            let mut assessment = convert::assessment(view);
+            self.photos
+                .describe(&view.version.wound_id, &mut assessment)
+                .await;
+            assessments.push(assessment);
+        }
+        Ok(Response::new(pb::ListAssessmentsResponse {
+            assessments,
+            next_page_token: next,
+        }))
+    }
+
+    async fn list_assessment_versions(
+        &self,
+        request: Request<pb::ListAssessmentVersionsRequest>,
+    ) -> Result<Response<pb::ListAssessmentVersionsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("assessment_id", &r.assessment_id)?;
+            let size = convert::page_size(r.page_size, 50, 200)?;
+            let after = match convert::page_position(&r.page_token, 1)? {
+                None => 0,
+                Some(parts) => parts[0].parse::<i64>().map_err(|_| {
+                    WoundError::invalid("page_token", "is not a token from a previous response")
+                })?,
+            };
+            let mut views = self.core.versions(&caller, &id, after, size + 1).await?;
+            let next = next_token(&mut views, size, |v| v.version.version.to_string());
+            Ok::<_, WoundError>((views, next))
+        }
+        .await;
+        let (views, next) = result.map_err(Status::from)?;
+        let mut versions = Vec::with_capacity(views.len());
+        for view in &views {
+            let mut assessment = convert::assessment(view);
+            self.photos
+                .describe(&view.version.wound_id, &mut assessment)
+                .await;
+            versions.push(assessment);
+        }
+        Ok(Response::new(pb::ListAssessmentVersionsResponse {
+            versions,
+            next_page_token: next,
+        }))
+    }
+
+    async fn upload_photo(
+        &self,
+        request: Request<Streaming<pb::UploadPhotoRequest>>,
+    ) -> Result<Response<pb::UploadPhotoResponse>, Status> {
+        let caller = caller(&request)?;
+        self.photos
+            .upload(&self.core, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_photo_upload_status(
+        &self,
+        request: Request<pb::GetPhotoUploadStatusRequest>,
+    ) -> Result<Response<pb::GetPhotoUploadStatusResponse>, Status> {
+        let caller = caller(&request)?;
+        self.photos
+            .upload_status(&self.core, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type DownloadPhotoStream = DownloadStream;
+
+    async fn download_photo(
+        &self,
+        request: Request<pb::DownloadPhotoRequest>,
+    ) -> Result<Response<Self::DownloadPhotoStream>, Status> {
+        let caller = caller(&request)?;
+        self.photos
+            .download(&self.core, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_photo_thumbnail(
+        &self,
+        request: Request<pb::GetPhotoThumbnailRequest>,
+    ) -> Result<Response<pb::GetPhotoThumbnailResponse>, Status> {
+        let caller = caller(&request)?;
+        self.photos
+            .thumbnail(&self.core, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_wound_trend(
+        &self,
+        request: Request<pb::GetWoundTrendRequest>,
+    ) -> Result<Response<pb::GetWoundTrendResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("wound_id", &r.wound_id)?;
+            let range = match &r.range {
+                None => None,
+                Some(range) => {
+                    let start = convert::instant("range.start_time", range.start_time.as_ref())?;
+                    let end = convert::instant("range.end_time", range.end_time.as_ref())?;
+                    if end <= start {
+                        return Err(WoundError::invalid(
+                            "range",
+                            "end_time must be after start_time",
+                        ));
+                    }
+                    Some((start, end))
+                }
+            };
+            let query = TrendQuery {
+                area_method: convert::area_method(r.area_method)?,
+                range,
+                all_episodes: r.all_episodes,
+            };
+            self.core.trend(&caller, &id, query).await
+        }
+        .await;
+        reply(result, |trend| pb::GetWoundTrendResponse {
+            trend: Some(convert::trend(&trend)),
+        })
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let wound = convert::optional_id("wound_id", &r.wound_id)?;
+            let statuses = convert::alert_statuses(&r.statuses)?;
+            let size = convert::page_size(r.page_size, 50, 200)?;
+            let after = convert::keyset(&r.page_token)?;
+            let mut alerts = self
+                .core
+                .alerts(&caller, wound.as_deref(), statuses, after, size + 1)
+                .await?;
+            let next = next_token(&mut alerts, size, |a| {
+                format!("{}|{}", store::micros(a.raised_at), a.id)
+            });
+            Ok((alerts, next))
+        }
+        .await;
+        reply(result, |(alerts, next)| pb::ListAlertsResponse {
+            alerts: alerts.iter().map(convert::alert).collect(),
+            next_page_token: next,
+        })
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        request: Request<pb::AcknowledgeAlertRequest>,
+    ) -> Result<Response<pb::AcknowledgeAlertResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let id = convert::id("alert_id", &r.alert_id)?;
+            let comment = convert::text("comment", &r.comment, 2000)?;
+            if comment.is_empty() {
+                return Err(WoundError::invalid(
+                    "comment",
+                    "is required (the decision taken)",
+                ));
+            }
+            self.core.acknowledge(&caller, &id, comment).await
+        }
+        .await;
+        reply(result, |alert| pb::AcknowledgeAlertResponse {
+            alert: Some(convert::alert(&alert)),
+        })
+    }
+
+    type WatchAlertsStream = WatchStream;
+
+    async fn watch_alerts(
+        &self,
+        request: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let caller = caller(&request)?;
+        let wound = convert::optional_id("wound_id", &request.get_ref().wound_id)?;
+        let events = self.core.watch(&caller, wound).await?;
+        let now = || Some(convert::timestamp(jiff::Timestamp::now()));
+        let ready = pb::WatchAlertsResponse {
+            payload: Some(pb::watch_alerts_response::Payload::Ready(pb::WatchReady {
+                server_time: now(),
+            })),
+        };
+        let events = events.filter_map(|event| async move {
+            match event {
+                Ok((kind, alert)) => Some(Ok(pb::WatchAlertsResponse {
+                    payload: Some(pb::watch_alerts_response::Payload::Event(pb::AlertEvent {
+                        kind: match kind {
+                            AlertEventKind::Raised => pb::AlertEventKind::Raised,
+                            AlertEventKind::Acknowledged => pb::AlertEventKind::Acknowledged,
+                        } as i32,
+                        alert: Some(convert::alert(&alert)),
+                    })),
+                })),
+                // An alert the caller may no longer see: skip it.
+                Err(WoundError::NotFound(_)) => None,
+                Err(error) => Some(Err(Status::from(error))),
+            }
+        });
+        let heartbeats = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
+            tokio::time::Instant::now() + HEARTBEAT,
+            HEARTBEAT,
+        ))
+        .map(move |_| {
+            Ok(pb::WatchAlertsResponse {
+                payload: Some(pb::watch_alerts_response::Payload::Heartbeat(
+                    pb::WatchHeartbeat { server_time: now() },
+                )),
+            })
+        });
+        let shutdown = self.shutdown.clone();
+        let stream = futures::stream::once(async move { Ok(ready) })
+            .chain(futures::stream::select(events, heartbeats))
+            .take_until(async move { shutdown.cancelled().await });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_nurse_round(
+        &self,
+        request: Request<pb::ListNurseRoundRequest>,
+    ) -> Result<Response<pb::ListNurseRoundResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let now = self.core.now();
+        let result = async {
+            let due_before = r
+                .due_before
+                .as_ref()
+                .map(|t| convert::instant("due_before", Some(t)))
+                .transpose()?;
+            let size = convert::page_size(r.page_size, 50, 200)?;
+            let after = convert::keyset(&r.page_token)?;
+            let mut found = self
+                .core
+                .nurse_round(&caller, due_before, after, size + 1)
+                .await?;
+            let next = next_token(&mut found, size, |s| {
+                format!(
+                    "{}|{}",
+                    s.wound.next_due_at.map_or(i64::MAX, store::micros),
+                    s.wound.id
+                )
+            });
+            Ok((found, next))
+        }
+        .await;
+        reply(result, |(found, next)| pb::ListNurseRoundResponse {
+            wounds: found.iter().map(|s| convert::summary(s, now)).collect(),
+            next_page_token: next,
+        })
+    }
+
+    async fn list_doctor_wounds(
+        &self,
+        request: Request<pb::ListDoctorWoundsRequest>,
+    ) -> Result<Response<pb::ListDoctorWoundsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let now = self.core.now();
+        let result = async {
+            let query = DoctorListQuery {
+                statuses: convert::wound_statuses(&r.statuses)?,
+                whole_org: r.whole_org,
+                patient_pseudonym: match &r.patient {
+                    Some(patient) if !patient.pseudonym.is_empty() => {
+                        Some(convert::pseudonym(Some(patient))?)
+                    }
+                    _ => None,
+                },
+            };
+            let size = convert::page_size(r.page_size, 50, 200)?;
+            let invalid =
+                || WoundError::invalid("page_token", "is not a token from a previous response");
+            let after = match convert::page_position(&r.page_token, 4)? {
+                None => None,
+                Some(p) => Some((
+                    p[0].parse().map_err(|_| invalid())?,
+                    p[1].parse().map_err(|_| invalid())?,
+                    p[2].parse().map_err(|_| invalid())?,
+                    p[3].clone(),
+                )),
+            };
+            let mut found = self
+                .core
+                .doctor_wounds(&caller, query, after, size + 1)
+                .await?;
+            let next = next_token(&mut found, size, |(_, (a, b, c, id))| {
+                format!("{a}|{b}|{c}|{id}")
+            });
+            Ok((found, next))
+        }
+        .await;
+        reply(result, |(found, next)| pb::ListDoctorWoundsResponse {
+            wounds: found
+                .iter()
+                .map(|(s, _)| convert::summary(s, now))
+                .collect(),
+            next_page_token: next,
+        })
+    }
+}
