@@ -104,6 +104,33 @@ impl WoundMonitor {
         self.audit(caller, action, kind, id, outcome).await;
     }
 
+    /// After a change: on success, chains the audit entries the change staged in its transaction
+    /// (see `telehealth_kit::audit::stage`); on failure, records the refusal.
+    pub(crate) async fn audit_change<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        kind: &str,
+        id: &str,
+        result: &Result<T, WoundError>,
+    ) {
+        match result {
+            Ok(_) => self.flush_audit().await,
+            Err(error) => {
+                self.audit(caller, action, kind, id, outcome_of(error))
+                    .await
+            }
+        }
+    }
+
+    /// Chains the staged audit entries of committed changes and waits until that is durable; a
+    /// failure is logged, the entries stay staged and the writer's sweep chains them.
+    pub(crate) async fn flush_audit(&self) {
+        if let Err(error) = self.auditor.flush().await {
+            tracing::error!(%error, "staged audit entries not chained yet; the writer retries");
+        }
+    }
+
     /// Writes `entry` to the audit trail (batched with concurrent ones) and waits until it is
     /// committed.
     pub(crate) async fn record_audit(&self, entry: AuditEntry) {

@@ -111,10 +111,13 @@ impl WoundRules {
 mod tests {
     use super::*;
 
+    /// A key and a way to spoil it.
+    type Spoiler = (&'static str, fn(&mut WoundRules));
+
     #[test]
     fn the_defaults_are_valid_and_bad_values_name_their_key() {
         assert_eq!(WoundRules::default().validate(), Ok(()));
-        let cases: [(&str, fn(&mut WoundRules)); 5] = [
+        let cases: [Spoiler; 5] = [
             ("area_increase_alert_percent", |r| {
                 r.area_increase_alert_percent = f64::NAN
             }),

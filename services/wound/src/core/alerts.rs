@@ -80,19 +80,13 @@ pub(crate) async fn raise(
 }
 
 impl WoundMonitor {
-    /// After commit: audits the raising of `alerts` (by the service itself) and tells every
-    /// replica's watchers.
+    /// After commit: chains the audit records of `alerts` (staged with them by
+    /// [`stage_raised`]) and tells every replica's watchers.
     pub(crate) async fn announce_raised(&self, wound: &Wound, alerts: &[Alert]) {
-        let service = Caller::Service(telehealth_kit::Part::Wound);
+        if !alerts.is_empty() {
+            self.flush_audit().await;
+        }
         for alert in alerts {
-            self.record_audit(AuditEntry::new(
-                &service,
-                "RaiseAlert",
-                "alert",
-                &alert.id,
-                Outcome::Ok,
-            ))
-            .await;
             self.announce(wound, &alert.id, AlertEventKind::Raised)
                 .await;
             tracing::info!(alert_id = %alert.id, wound_id = %wound.id, cause = ?alert.cause, "alert raised");
@@ -164,7 +158,7 @@ impl WoundMonitor {
         comment: String,
     ) -> Result<Alert, WoundError> {
         let result = self.acknowledge_inner(caller, alert_id, comment).await;
-        self.audit_result(caller, "AcknowledgeAlert", "alert", alert_id, &result)
+        self.audit_change(caller, "AcknowledgeAlert", "alert", alert_id, &result)
             .await;
         result
     }
@@ -216,6 +210,8 @@ impl WoundMonitor {
         };
         store::alerts::acknowledge(&mut tx, alert_id, &acknowledgement).await?;
         store::wounds::refresh_open_alert_marker(&mut tx, &wound_id).await?;
+        let entry = AuditEntry::new(caller, "AcknowledgeAlert", "alert", alert_id, Outcome::Ok);
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
         tx.commit().await?;
         self.announce(&wound, alert_id, AlertEventKind::Acknowledged)
             .await;
@@ -293,4 +289,18 @@ impl WoundMonitor {
             .await;
         Ok((notice.kind, alert))
     }
+}
+
+/// Stages, in the transaction that raises them, the audit records of `alerts` raised by the
+/// service itself.
+pub(crate) async fn stage_raised(
+    tx: &mut sqlx::AnyConnection,
+    alerts: &[Alert],
+) -> Result<(), telehealth_kit::KitError> {
+    let service = Caller::Service(telehealth_kit::Part::Wound);
+    for alert in alerts {
+        let entry = AuditEntry::new(&service, "RaiseAlert", "alert", &alert.id, Outcome::Ok);
+        telehealth_kit::audit::stage(tx, &entry).await?;
+    }
+    Ok(())
 }

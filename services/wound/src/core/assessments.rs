@@ -3,7 +3,7 @@
 
 use jiff::{SignedDuration, Timestamp, civil::Date, tz::TimeZone};
 use telehealth_kit::{
-    audit::Outcome,
+    audit::{AuditEntry, Outcome},
     db::is_conflict,
     identity::{Caller, Identity},
 };
@@ -66,7 +66,9 @@ impl WoundMonitor {
     ) -> Result<(AssessmentView, Vec<Alert>, bool), WoundError> {
         let result = self.record_inner(caller, &new).await;
         match &result {
-            Ok((view, _, _)) => {
+            // A new assessment's record was staged with it; a replay is a read of the first one.
+            Ok((_, _, false)) => {}
+            Ok((view, _, true)) => {
                 let id = view.version.assessment_id.clone();
                 self.audit(caller, "RecordAssessment", "assessment", &id, Outcome::Ok)
                     .await;
@@ -152,7 +154,17 @@ impl WoundMonitor {
             }
             return Err(error.into());
         }
+        let entry = AuditEntry::new(
+            caller,
+            "RecordAssessment",
+            "assessment",
+            &view.version.assessment_id,
+            Outcome::Ok,
+        );
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        super::alerts::stage_raised(&mut tx, &raised).await?;
         tx.commit().await?;
+        self.flush_audit().await;
         self.announce_raised(&wound, &raised).await;
         tracing::info!(assessment_id = %view.version.assessment_id, wound_id = %wound.id, "assessment recorded");
         Ok((view, raised, false))
@@ -200,7 +212,7 @@ impl WoundMonitor {
                 expected_version,
             )
             .await;
-        self.audit_result(
+        self.audit_change(
             caller,
             "CorrectAssessment",
             "assessment",
@@ -294,6 +306,15 @@ impl WoundMonitor {
         let (view, raised, wound) = self
             .after_change(&mut tx, wound, assessment_id, now)
             .await?;
+        let entry = AuditEntry::new(
+            caller,
+            "CorrectAssessment",
+            "assessment",
+            assessment_id,
+            Outcome::Ok,
+        );
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        super::alerts::stage_raised(&mut tx, &raised).await?;
         tx.commit().await?;
         self.announce_raised(&wound, &raised).await;
         tracing::info!(%assessment_id, version = next, "assessment corrected");

@@ -135,8 +135,10 @@ impl WoundMonitor {
             return Err(error.into());
         }
         let entry = AuditEntry::new(caller, "RegisterWound", "wound", &wound.id, Outcome::Ok);
+        // The record commits with the change, then joins the chain before the caller hears of it.
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
         tx.commit().await?;
-        self.record_audit(entry).await;
+        self.flush_audit().await;
         tracing::info!(wound_id = %wound.id, "wound registered");
         Ok((wound, false))
     }
@@ -341,12 +343,14 @@ impl WoundMonitor {
                 )
                 .await?;
             }
+            let entry = AuditEntry::new(caller, action, "wound", id, Outcome::Ok);
+            telehealth_kit::audit::stage(&mut tx, &entry).await?;
             tx.commit().await?;
             tracing::info!(wound_id = %id, action, "wound changed");
             Ok(updated)
         }
         .await;
-        self.audit_result(caller, action, "wound", id, &result)
+        self.audit_change(caller, action, "wound", id, &result)
             .await;
         result
     }
