@@ -201,7 +201,9 @@ impl SyntheticJpeg {
                 at = stop;
             } else if at < data_end {
                 let within = (at % self.filler.len() as u64) as usize;
-                let stop = end.min(data_end).min(at + (self.filler.len() - within) as u64);
+                let stop = end
+                    .min(data_end)
+                    .min(at + (self.filler.len() - within) as u64);
                 out.extend_from_slice(&self.filler[within..within + (stop - at) as usize]);
                 at = stop;
             } else {

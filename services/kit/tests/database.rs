@@ -279,12 +279,16 @@ async fn staged_entries_commit_with_their_change_and_reach_the_chain_even_withou
 
         // Rolled back with its change: never recorded.
         let mut tx = pool.begin().await.expect("begin");
-        audit::stage(&mut tx, &entry("rolled-back")).await.expect("stage");
+        audit::stage(&mut tx, &entry("rolled-back"))
+            .await
+            .expect("stage");
         tx.rollback().await.expect("rollback");
 
         // Committed and flushed: in the chain when flush returns.
         let mut tx = pool.begin().await.expect("begin");
-        audit::stage(&mut tx, &entry("flushed")).await.expect("stage");
+        audit::stage(&mut tx, &entry("flushed"))
+            .await
+            .expect("stage");
         tx.commit().await.expect("commit");
         writer.flush().await.expect("flush");
         assert_eq!(count("audit_log").await, 1, "{backend:?}");
@@ -293,7 +297,9 @@ async fn staged_entries_commit_with_their_change_and_reach_the_chain_even_withou
         // Committed, then the process "dies" before flushing: a writer (here a new one, as
         // after a restart or on another replica) chains it by itself within seconds.
         let mut tx = pool.begin().await.expect("begin");
-        audit::stage(&mut tx, &entry("orphaned")).await.expect("stage");
+        audit::stage(&mut tx, &entry("orphaned"))
+            .await
+            .expect("stage");
         tx.commit().await.expect("commit");
         drop(writer);
         let _restarted = audit::AuditWriter::start(test_db.db.clone());
@@ -305,7 +311,10 @@ async fn staged_entries_commit_with_their_change_and_reach_the_chain_even_withou
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        assert!(chained, "{backend:?}: the orphaned entry is chained by the sweep");
+        assert!(
+            chained,
+            "{backend:?}: the orphaned entry is chained by the sweep"
+        );
         let ids: Vec<String> = sqlx::query("SELECT record_id FROM audit_log ORDER BY seq")
             .fetch_all(pool)
             .await
