@@ -230,8 +230,17 @@ pub struct TlsFiles {
 }
 
 /// `TELEHEALTH_*` variables that are not settings: the config file path, the token of
-/// `telehealth call`, and the tests' PostgreSQL URL. Any other unknown variable is an error.
-const NOT_SETTINGS: &[&str] = &["config", "token", "test_postgres_url"];
+/// `telehealth call`, the tests' PostgreSQL URL and S3 store. Any other unknown variable is an error.
+const NOT_SETTINGS: &[&str] = &[
+    "config",
+    "token",
+    "test_postgres_url",
+    "test_s3_endpoint",
+    "test_s3_region",
+    "test_s3_bucket",
+    "test_s3_access_key_id",
+    "test_s3_secret_access_key",
+];
 
 impl Settings {
     /// Loads defaults, then `file` (if any), then `TELEHEALTH_*` environment variables, and

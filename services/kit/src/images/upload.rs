@@ -111,7 +111,20 @@ impl ImageStore {
             });
         }
 
-        match self.receive(&session, &mut chunks).await {
+        // A fresh upload is sanitized, hashed and copied to its final object while it streams
+        // in (one pass); a resumed one is read back from its stored parts at completion.
+        let mut live = if session.acknowledged == 0 {
+            Some(self.live_copy().await?)
+        } else {
+            None
+        };
+        let received = self.receive(&session, &mut chunks, live.as_mut()).await;
+        if received.is_err()
+            && let Some(copy) = live.take()
+        {
+            copy.writer.abort().await;
+        }
+        match received {
             Ok(()) => {}
             Err(error @ (ImageError::InvalidArgument(_) | ImageError::Refused(_))) => {
                 self.discard(&session_id).await;
@@ -119,7 +132,7 @@ impl ImageStore {
             }
             Err(error) => return Err(error),
         }
-        let result = self.complete(caller, target, &session, &header).await;
+        let result = self.complete(caller, target, &session, &header, live).await;
         if let Err(
             ImageError::Refused(_)
             | ImageError::ChecksumMismatch { .. }
@@ -208,7 +221,12 @@ impl ImageStore {
 
     /// Reads chunks, storing them part by part. Ends when the client closes its side; a broken
     /// stream keeps what was received (stored as a last part) so the client can resume.
-    async fn receive<S>(&self, session: &SessionRow, chunks: &mut S) -> Result<(), ImageError>
+    async fn receive<S>(
+        &self,
+        session: &SessionRow,
+        chunks: &mut S,
+        mut live: Option<&mut LiveCopy>,
+    ) -> Result<(), ImageError>
     where
         S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send,
     {
@@ -217,9 +235,11 @@ impl ImageStore {
         let mut offset = session.acknowledged;
         let mut part_start = offset;
         let mut buffer: Vec<u8> = Vec::with_capacity(part_size.min(total as usize));
-        // A fresh upload's first bytes go through a throwaway sanitizer, so that a file that is
-        // not an image, or declares absurd dimensions, is refused before it is all sent.
-        let mut probe = (offset == 0).then(|| (self.sanitizer(), Vec::new(), 0usize));
+        // A resumed upload's first bytes go through a throwaway sanitizer when they start the
+        // file, so that a file that is not an image, or declares absurd dimensions, is refused
+        // before it is all sent (a fresh upload is checked whole by its live copy).
+        let mut probe =
+            (offset == 0 && live.is_none()).then(|| (self.sanitizer(), Vec::new(), 0usize));
         loop {
             let chunk = match chunks.next().await {
                 None => break,
@@ -247,6 +267,9 @@ impl ImageStore {
                 return Err(ImageError::InvalidArgument(format!(
                     "more bytes than declared: total_size_bytes is {total}"
                 )));
+            }
+            if let Some(copy) = live.as_deref_mut() {
+                copy.push(&chunk.data).await?;
             }
             buffer.extend_from_slice(&chunk.data);
             offset += length as i64;
@@ -324,18 +347,43 @@ impl ImageStore {
         target: &dyn UploadTarget,
         session: &SessionRow,
         header: &ImageUploadHeader,
+        live: Option<LiveCopy>,
     ) -> Result<ImageUploadResult, ImageError> {
-        let image_id = uuid::Uuid::new_v4().to_string();
-        let blob_key = format!("images/{image_id}");
-        let parts = records::parts(self.db.pool(), &session.session_id).await?;
-        let mut writer = self.blobs.writer(&blob_key).await?;
-        let copied = self.sanitize_into(&parts, &mut writer).await;
-        let copy = match copied {
-            Ok(copy) => copy,
+        let mut live = match live {
+            Some(live) => live,
+            None => {
+                let mut copy = self.live_copy().await?;
+                let parts = records::parts(self.db.pool(), &session.session_id).await?;
+                if let Err(error) = self.read_back(&parts, &mut copy).await {
+                    copy.writer.abort().await;
+                    return Err(error);
+                }
+                copy
+            }
+        };
+        let facts = match live.finish().await {
+            Ok(facts) => facts,
             Err(error) => {
-                writer.abort().await;
+                live.writer.abort().await;
                 return Err(error);
             }
+        };
+        let LiveCopy {
+            writer,
+            image_id,
+            blob_key,
+            original,
+            stored: stored_hash,
+            original_size,
+            stored_size,
+            ..
+        } = live;
+        let copy = Copy {
+            facts,
+            original_size,
+            original_sha256: hex::encode(original.finalize()),
+            stored_size,
+            stored_sha256: hex::encode(stored_hash.finalize()),
         };
         let declared = header.client_sha256_hex.to_ascii_lowercase();
         if copy.original_size != session.total_size {
@@ -409,16 +457,25 @@ impl ImageStore {
         }
     }
 
-    async fn sanitize_into(
-        &self,
-        parts: &[PartRow],
-        writer: &mut super::blobs::BlobWriter,
-    ) -> Result<Copy, ImageError> {
-        let mut sanitizer = self.sanitizer();
-        let mut original = Sha256::new();
-        let mut stored_hash = Sha256::new();
-        let (mut original_size, mut stored_size) = (0i64, 0i64);
-        let mut out = Vec::with_capacity(CHUNK_BYTES);
+    /// A new final object with its sanitizer and hashes, ready to take the file from offset 0.
+    async fn live_copy(&self) -> Result<LiveCopy, ImageError> {
+        let image_id = uuid::Uuid::new_v4().to_string();
+        let blob_key = format!("images/{image_id}");
+        Ok(LiveCopy {
+            writer: self.blobs.writer(&blob_key).await?,
+            image_id,
+            blob_key,
+            sanitizer: Some(self.sanitizer()),
+            original: Sha256::new(),
+            stored: Sha256::new(),
+            original_size: 0,
+            stored_size: 0,
+            out: Vec::with_capacity(CHUNK_BYTES),
+        })
+    }
+
+    /// Feeds a resumed upload's stored parts, in order, through `copy`.
+    async fn read_back(&self, parts: &[PartRow], copy: &mut LiveCopy) -> Result<(), ImageError> {
         let mut expected_start = 0;
         for part in parts {
             if part.start_offset != expected_start {
@@ -430,28 +487,12 @@ impl ImageStore {
             let mut bytes = self.blobs.read_from(&part.blob_key, 0).await?;
             while let Some(piece) = bytes.next().await {
                 let piece = piece?;
-                original.update(&piece);
-                original_size += piece.len() as i64;
                 for slice in piece.chunks(CHUNK_BYTES) {
-                    sanitizer.push(slice, &mut out)?;
-                    stored_hash.update(&out);
-                    stored_size += out.len() as i64;
-                    writer.write(&out).await?;
-                    out.clear();
+                    copy.push(slice).await?;
                 }
             }
         }
-        let facts = sanitizer.finish(&mut out)?;
-        stored_hash.update(&out);
-        stored_size += out.len() as i64;
-        writer.write(&out).await?;
-        Ok(Copy {
-            facts,
-            original_size,
-            original_sha256: hex::encode(original.finalize()),
-            stored_size,
-            stored_sha256: hex::encode(stored_hash.finalize()),
-        })
+        Ok(())
     }
 
     /// Deletes an in-progress session now (refused input); its bytes go to the sweeper.
@@ -504,6 +545,54 @@ fn is_snomed_code(code: &str) -> bool {
 
 fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The image's final object being written: every byte of the file from offset 0 goes through
+/// the sanitizer into it, and both sides are hashed.
+struct LiveCopy {
+    writer: super::blobs::BlobWriter,
+    image_id: String,
+    blob_key: String,
+    sanitizer: Option<Sanitizer>,
+    original: Sha256,
+    stored: Sha256,
+    original_size: i64,
+    stored_size: i64,
+    out: Vec<u8>,
+}
+
+impl LiveCopy {
+    async fn push(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
+        let sanitizer = self
+            .sanitizer
+            .as_mut()
+            .ok_or_else(|| ImageError::Corrupt("copy already finished".into()))?;
+        self.original.update(bytes);
+        self.original_size += bytes.len() as i64;
+        sanitizer.push(bytes, &mut self.out)?;
+        self.flush_out().await
+    }
+
+    /// End of the file: the sanitizer's verdict and last bytes.
+    async fn finish(&mut self) -> Result<ImageFacts, ImageError> {
+        let sanitizer = self
+            .sanitizer
+            .take()
+            .ok_or_else(|| ImageError::Corrupt("copy already finished".into()))?;
+        let facts = sanitizer.finish(&mut self.out)?;
+        self.flush_out().await?;
+        Ok(facts)
+    }
+
+    async fn flush_out(&mut self) -> Result<(), ImageError> {
+        if !self.out.is_empty() {
+            self.stored.update(&self.out);
+            self.stored_size += self.out.len() as i64;
+            self.writer.write(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Session ids are client-chosen UUIDs.
