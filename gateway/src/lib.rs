@@ -55,6 +55,7 @@ pub struct GatewayServer {
     gateway: Arc<Gateway>,
     tls: Arc<ServerTls>,
     reload_interval: Duration,
+    resolve_interval: Duration,
     drain: Duration,
 }
 
@@ -99,6 +100,7 @@ impl GatewayServer {
         Ok(GatewayServer {
             gateway: Arc::new(gateway),
             tls: Arc::new(tls),
+            resolve_interval: Duration::from_secs(upstream.resolve_interval_seconds),
             reload_interval: Duration::from_secs(gateway_settings.reload_interval_seconds.max(1)),
             drain: settings.drain_deadline(),
         })
@@ -113,6 +115,12 @@ impl GatewayServer {
             self.reload_interval,
             shutdown.clone(),
         ));
+        self.gateway.upstreams.resolve_all().await;
+        let resolver = tokio::spawn(resolve_loop(
+            self.gateway.clone(),
+            self.resolve_interval,
+            shutdown.clone(),
+        ));
         let health = self.gateway.local.health().clone();
         health
             .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -122,6 +130,20 @@ impl GatewayServer {
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
         reloader.abort();
+        resolver.abort();
+    }
+}
+
+/// Re-resolves the services' endpoint names every `interval` (never when zero).
+async fn resolve_loop(gateway: Arc<Gateway>, interval: Duration, shutdown: CancellationToken) {
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(interval) => gateway.upstreams.resolve_all().await,
+        }
     }
 }
 

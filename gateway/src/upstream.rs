@@ -6,11 +6,18 @@
 //! for a while (doubling up to 30 s) and the call moves on to the next endpoint *before* any of
 //! its body is sent, so failing over loses nothing. A connection that dies is replaced on the
 //! next call.
+//!
+//! A configured name stands for every address it resolves to (a Kubernetes headless Service:
+//! one endpoint per pod). Names are re-resolved every `gateway.upstream.resolve_interval_seconds`;
+//! addresses still listed keep their endpoint and connection, new ones are added, vanished ones
+//! dropped, and a name that stops resolving keeps its last addresses. TLS still checks the
+//! configured name.
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, SocketAddr},
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -36,7 +43,21 @@ pub struct Endpoint {
     /// `host:port`, also the `:authority` of forwarded calls.
     pub authority: String,
     host: String,
+    /// The resolved address to dial; `None`: dial `authority` (resolved by the system at connect).
+    address: Option<SocketAddr>,
     state: Mutex<EndpointState>,
+}
+
+impl Endpoint {
+    fn new(host: &str, port: u16, address: Option<SocketAddr>) -> Endpoint {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        Endpoint {
+            authority: format!("{host}:{port}"),
+            host: bare.to_owned(),
+            address,
+            state: Mutex::new(EndpointState::default()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -49,8 +70,86 @@ struct EndpointState {
 /// Every endpoint of one service.
 pub struct Upstream {
     part: Part,
-    endpoints: Vec<Arc<Endpoint>>,
+    /// The configured `(host, port)`s, in order (a name may be listed several times: weight).
+    configured: Vec<(String, u16)>,
+    endpoints: RwLock<Arc<Vec<Arc<Endpoint>>>>,
     next: AtomicUsize,
+}
+
+impl Upstream {
+    fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        match self.endpoints.read() {
+            Ok(list) => list.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-resolves the configured names (see the module documentation).
+    pub async fn resolve(&self) {
+        let current = self.endpoints();
+        let mut next: Vec<Arc<Endpoint>> = Vec::new();
+        for (host, port) in &self.configured {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let known = |address: Option<SocketAddr>| {
+                current
+                    .iter()
+                    .find(|e| {
+                        e.host == bare
+                            && e.address == address
+                            && e.authority.ends_with(&format!(":{port}"))
+                    })
+                    .cloned()
+            };
+            if bare.parse::<IpAddr>().is_ok() {
+                next.push(
+                    known(None).unwrap_or_else(|| Arc::new(Endpoint::new(host, *port, None))),
+                );
+                continue;
+            }
+            let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((bare, *port)).await {
+                Ok(addresses) => {
+                    let mut addresses: Vec<SocketAddr> = addresses.collect();
+                    addresses.sort();
+                    addresses.dedup();
+                    addresses
+                }
+                Err(error) => {
+                    tracing::warn!(service = %self.part, %host, %error, "upstream name does not resolve; keeping its last addresses");
+                    Vec::new()
+                }
+            };
+            if resolved.is_empty() {
+                let kept: Vec<_> = current.iter().filter(|e| e.host == bare).cloned().collect();
+                if kept.is_empty() {
+                    next.push(Arc::new(Endpoint::new(host, *port, None)));
+                } else {
+                    next.extend(kept);
+                }
+                continue;
+            }
+            for address in resolved {
+                next.push(
+                    known(Some(address))
+                        .unwrap_or_else(|| Arc::new(Endpoint::new(host, *port, Some(address)))),
+                );
+            }
+        }
+        let same = next.len() == current.len()
+            && next
+                .iter()
+                .zip(current.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            tracing::info!(
+                service = %self.part,
+                endpoints = ?next.iter().map(|e| e.address.map_or_else(|| e.authority.clone(), |a| a.to_string())).collect::<Vec<_>>(),
+                "upstream endpoints updated"
+            );
+            if let Ok(mut list) = self.endpoints.write() {
+                *list = Arc::new(next);
+            }
+        }
+    }
 }
 
 /// All services, by gRPC service name.
@@ -88,20 +187,15 @@ impl Upstreams {
                 continue;
             };
             let mut list = Vec::new();
+            let mut configured = Vec::new();
             for url in urls {
                 let uri: http::Uri = url.parse().map_err(|e| config_error(&e))?;
                 let host = uri
                     .host()
                     .ok_or_else(|| config_error(&format!("{url}: no host")))?;
                 let port = uri.port_u16().unwrap_or(443);
-                list.push(Arc::new(Endpoint {
-                    authority: format!("{host}:{port}"),
-                    host: host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_owned(),
-                    state: Mutex::new(EndpointState::default()),
-                }));
+                list.push(Arc::new(Endpoint::new(host, port, None)));
+                configured.push((host.to_owned(), port));
             }
             if list.is_empty() {
                 return Err(config_error(&format!("{part} has no endpoint")));
@@ -110,7 +204,8 @@ impl Upstreams {
                 service,
                 Arc::new(Upstream {
                     part,
-                    endpoints: list,
+                    configured,
+                    endpoints: RwLock::new(Arc::new(list)),
                     next: AtomicUsize::new(0),
                 }),
             );
@@ -121,6 +216,13 @@ impl Upstreams {
             connect_timeout,
             first_ejection,
         })
+    }
+
+    /// Re-resolves every service's configured names.
+    pub async fn resolve_all(&self) {
+        for upstream in self.by_service.values() {
+            upstream.resolve().await;
+        }
     }
 
     /// The upstream serving the gRPC service `service` (`telehealth.v1.WoundService`).
@@ -134,11 +236,12 @@ impl Upstreams {
         &self,
         upstream: &Upstream,
     ) -> Result<(Arc<Endpoint>, SendRequest<UpstreamBody>), GatewayError> {
-        let count = upstream.endpoints.len();
+        let endpoints = upstream.endpoints();
+        let count = endpoints.len();
         let start = upstream.next.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut order: Vec<&Arc<Endpoint>> = (0..count)
-            .map(|i| &upstream.endpoints[(start + i) % count])
+            .map(|i| &endpoints[(start + i) % count])
             .collect();
         // Endpoints out of ejection first; ejected ones last, soonest back first.
         let mut ejected = Vec::new();
@@ -223,9 +326,11 @@ impl Upstreams {
     }
 
     async fn handshake(&self, endpoint: &Endpoint) -> Result<SendRequest<UpstreamBody>, String> {
-        let tcp = TcpStream::connect(&endpoint.authority)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let tcp = match endpoint.address {
+            Some(address) => TcpStream::connect(address).await,
+            None => TcpStream::connect(&endpoint.authority).await,
+        }
+        .map_err(|e| format!("connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| e.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
@@ -248,5 +353,67 @@ impl Upstreams {
             }
         });
         Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(configured: &[(&str, u16)]) -> Upstream {
+        Upstream {
+            part: Part::Wound,
+            configured: configured
+                .iter()
+                .map(|(host, port)| ((*host).to_owned(), *port))
+                .collect(),
+            endpoints: RwLock::new(Arc::new(Vec::new())),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_stands_for_all_its_addresses_and_known_ones_keep_their_endpoint() {
+        let upstream = upstream(&[("localhost", 7103), ("127.0.0.1", 7203)]);
+        upstream.resolve().await;
+        let first = upstream.endpoints();
+        let by_name: Vec<SocketAddr> = first
+            .iter()
+            .filter(|e| e.host == "localhost")
+            .filter_map(|e| e.address)
+            .collect();
+        assert!(
+            by_name.contains(&SocketAddr::from(([127, 0, 0, 1], 7103))),
+            "localhost resolved to its addresses: {by_name:?}"
+        );
+        assert!(by_name.iter().all(|a| a.ip().is_loopback()));
+        let literal: Vec<_> = first.iter().filter(|e| e.host == "127.0.0.1").collect();
+        assert_eq!(literal.len(), 1);
+        assert_eq!(
+            literal[0].address, None,
+            "an address literal is dialled as given"
+        );
+        assert_eq!(literal[0].authority, "127.0.0.1:7203");
+
+        // Resolving again changes nothing: the same endpoints (and their connections) stay.
+        upstream.resolve().await;
+        let second = upstream.endpoints();
+        assert_eq!(first.len(), second.len());
+        assert!(
+            first
+                .iter()
+                .zip(second.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_that_stops_resolving_keeps_its_last_endpoints() {
+        let upstream = upstream(&[("wound.telehealth.invalid", 7103)]);
+        upstream.resolve().await;
+        let endpoints = upstream.endpoints();
+        assert_eq!(endpoints.len(), 1, "dialled by name when it never resolved");
+        assert_eq!(endpoints[0].address, None);
+        assert_eq!(endpoints[0].authority, "wound.telehealth.invalid:7103");
     }
 }

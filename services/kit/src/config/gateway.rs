@@ -86,6 +86,10 @@ pub struct UpstreamSettings {
     /// How long an endpoint that failed is left out before being tried again, in milliseconds;
     /// doubles on each further failure up to 30 s. Default 500.
     pub ejection_ms: u64,
+    /// How often endpoint names are re-resolved, each name standing for all its addresses (a
+    /// headless Service: one endpoint per pod), in seconds; 0 resolves them at start only.
+    /// Default 10.
+    pub resolve_interval_seconds: u64,
 }
 
 impl Default for GatewaySettings {
@@ -139,6 +143,7 @@ impl Default for UpstreamSettings {
         UpstreamSettings {
             connect_timeout_ms: 1000,
             ejection_ms: 500,
+            resolve_interval_seconds: 10,
         }
     }
 }
