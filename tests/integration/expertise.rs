@@ -901,6 +901,37 @@ async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
         theirs.into_inner().requests.is_empty(),
         "another centre sees none"
     );
+    // A draft withdrawn before submission never reaches the hospital, not even as WITHDRAWN.
+    let never_sent = dr
+        .create_draft(pb::CreateDraftRequest {
+            idempotency_key: "never-sent".into(),
+            content: Some(content("pat-9", pb::Urgency::Routine)),
+        })
+        .await
+        .expect("draft")
+        .into_inner()
+        .request
+        .expect("request")
+        .request_id;
+    dr.withdraw_request(pb::WithdrawRequestRequest {
+        request_id: never_sent.clone(),
+        reason: String::new(),
+    })
+    .await
+    .expect("withdrawn draft");
+    let withdrawn = spec
+        .list_inbox(pb::ListInboxRequest {
+            statuses: vec![pb::ExpertiseStatus::Withdrawn as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("withdrawn ones")
+        .into_inner()
+        .requests;
+    assert!(
+        withdrawn.iter().all(|r| r.request_id != never_sent),
+        "a never-submitted draft stays the requester's"
+    );
     suite.stop().await;
 }
 

@@ -249,12 +249,14 @@ pub async fn inbox(
     after: Option<&InboxPosition>,
     limit: i64,
 ) -> Result<Vec<(Request, InboxPosition)>> {
-    // $1 target, $2 specialty, $3 as_of; then statuses, claimer, keyset, limit.
+    // $1 target, $2 specialty, $3 as_of; then statuses, claimer, keyset, limit. Never submitted
+    // requests (drafts, and drafts withdrawn) are the requester's alone.
     let rank =
         "(CASE WHEN status IN ('submitted', 'claimed') AND due_at_us < $3 THEN 0 ELSE 1 END)";
     let mut sql = format!(
         "SELECT {REQUEST_COLUMNS}, {rank} AS late_rank FROM expertise_requests \
-         WHERE target_org = $1 AND specialty = $2 AND status <> 'draft'"
+         WHERE target_org = $1 AND specialty = $2 AND status <> 'draft' \
+         AND submitted_at_us IS NOT NULL"
     );
     let mut n = 3;
     let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();

@@ -815,3 +815,80 @@ async fn thumbnails_are_small_jpegs_with_orientation_applied_and_detach_deletes_
         fx.test_db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_refused_session_id_is_not_reused_while_its_bytes_are_deleted() {
+    let jpeg = fixtures::jpeg_plain(320, 240);
+    for fx in fixtures().await {
+        let sid = session_id();
+        let mut bad = header(&sid, &jpeg);
+        bad.client_sha256_hex = "0".repeat(64);
+        let error = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                bad,
+                ACCEPTED,
+                stream(chunks(&jpeg, 0, jpeg.len(), 4096)),
+            )
+            .await
+            .expect_err("checksum mismatch");
+        assert_eq!(error.code(), ErrorCode::InvalidArgument);
+        // The same id again, even with the right checksum: choose a new id.
+        let again = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                header(&sid, &jpeg),
+                ACCEPTED,
+                stream(chunks(&jpeg, 0, jpeg.len(), 4096)),
+            )
+            .await
+            .expect_err("a refused id is spent");
+        assert_eq!(again.code(), ErrorCode::AlreadyExists, "{again}");
+        fx.test_db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_per_server_limit_are_refused_as_resource_exhausted() {
+    let settings = ImageSettings {
+        max_concurrent_uploads: 1,
+        ..ImageSettings::default()
+    };
+    let jpeg = fixtures::jpeg_plain(320, 240);
+    let fx = fixtures_with(settings).await.remove(0);
+    // The first upload waits for chunks that have not come yet.
+    let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<ImageChunk, Status>>();
+    let store = fx.store.clone();
+    let first_header = header(&session_id(), &jpeg);
+    let first = tokio::spawn(async move {
+        store
+            .upload(&doctor("dr-a"), &REQUEST, first_header, ACCEPTED, receiver)
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let error = fx
+        .store
+        .upload(
+            &doctor("dr-b"),
+            &REQUEST,
+            header(&session_id(), &jpeg),
+            ACCEPTED,
+            stream(vec![]),
+        )
+        .await
+        .expect_err("over the limit");
+    assert_eq!(error.code(), ErrorCode::ResourceExhausted, "{error}");
+    for chunk in chunks(&jpeg, 0, jpeg.len(), 4096) {
+        sender.unbounded_send(chunk).expect("send");
+    }
+    drop(sender);
+    first
+        .await
+        .expect("task")
+        .expect("the first upload completes");
+    fx.test_db.cleanup().await;
+}

@@ -119,6 +119,16 @@ impl UploadTarget for Attachment {
                     *recorded = Some((event, request));
                 }
             }
+            // Audited with the attachment itself: both records commit with it.
+            for (kind, id) in [
+                ("expertise_request", self.request_id.as_str()),
+                ("image", image.image_id.as_str()),
+            ] {
+                let entry = AuditEntry::new(&self.caller, "AttachImage", kind, id, Outcome::Ok);
+                telehealth_kit::audit::stage(conn, &entry)
+                    .await
+                    .map_err(|e| refused(ErrorCode::Internal, e.to_string()))?;
+            }
             tracing::info!(request_id = %self.request_id, image_id = %image.image_id, "image attached");
             Ok(())
         })
@@ -175,18 +185,18 @@ impl Expertise {
             Ok::<_, ExpertiseError>((result, recorded))
         }
         .await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
-        let image_id = result
-            .as_ref()
-            .ok()
-            .and_then(|(r, _)| r.image.as_ref())
-            .map(|i| i.image_id.clone());
-        self.audit(caller, "AttachImage", id, outcome).await;
-        if let Some(image_id) = &image_id {
-            self.audit_record(caller, "AttachImage", "image", image_id, Outcome::Ok)
-                .await;
+        match &result {
+            // A new attachment staged its records in its own transaction.
+            Ok((upload, _)) if !upload.already_completed => self.flush_audit().await,
+            // A repeated upload returns the stored image: a read of it.
+            Ok((upload, _)) => {
+                self.audit(caller, "AttachImage", id, Outcome::Ok).await;
+                if let Some(image) = &upload.image {
+                    self.audit_record(caller, "AttachImage", "image", &image.image_id, Outcome::Ok)
+                        .await;
+                }
+            }
+            Err(error) => self.audit(caller, "AttachImage", id, error.outcome()).await,
         }
         let (result, recorded) = result?;
         if let Some((event, request)) = recorded {

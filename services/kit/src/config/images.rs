@@ -80,6 +80,9 @@ pub struct ImageSettings {
     /// Bytes gathered before they are written to the store as one resumable part; the
     /// acknowledged offset advances part by part. Default 4 MiB.
     pub part_size_bytes: u32,
+    /// Uploads in flight per server; more are refused with RESOURCE_EXHAUSTED (each holds
+    /// about 13 MiB: one part and the image's write buffers). Default 16.
+    pub max_concurrent_uploads: u32,
     /// Also remove capture date and time tags (kept by default: clinically useful, not
     /// identifying alone). Default false.
     pub strip_capture_date_time: bool,
@@ -94,6 +97,7 @@ impl Default for ImageSettings {
             session_expiry_seconds: 24 * 3600,
             sweep_interval_seconds: 60,
             part_size_bytes: 4 * 1024 * 1024,
+            max_concurrent_uploads: 16,
             strip_capture_date_time: false,
         }
     }
@@ -146,6 +150,9 @@ impl ImageSettings {
             return Err(
                 "session_expiry_seconds and sweep_interval_seconds must be positive".into(),
             );
+        }
+        if !(1..=10_000).contains(&self.max_concurrent_uploads) {
+            return Err("max_concurrent_uploads must be 1 to 10000".into());
         }
         if !(64 * 1024..=64 * 1024 * 1024).contains(&self.part_size_bytes) {
             return Err("part_size_bytes must be between 64 KiB and 64 MiB".into());

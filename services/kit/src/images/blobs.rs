@@ -93,7 +93,10 @@ impl BlobStore {
     pub async fn writer(&self, key: &str) -> Result<BlobWriter, object_store::Error> {
         let upload = self.store.put_multipart(&Path::from(key)).await?;
         Ok(BlobWriter {
-            inner: WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK_BYTES),
+            inner: Some(WriteMultipart::new_with_chunk_size(
+                upload,
+                WRITE_CHUNK_BYTES,
+            )),
         })
     }
 
@@ -156,27 +159,54 @@ fn ignore_missing(result: Result<(), object_store::Error>) -> Result<(), object_
 }
 
 /// A streamed write in progress; memory stays within a few parts whatever the object's size.
+/// Dropped unfinished (e.g. the client's call was cancelled mid-upload), it is aborted, so no
+/// multipart upload is left behind in the store.
 pub struct BlobWriter {
-    inner: WriteMultipart,
+    inner: Option<WriteMultipart>,
 }
 
 impl BlobWriter {
     /// Appends `bytes`, waiting while earlier parts are still being sent.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), object_store::Error> {
-        self.inner.wait_for_capacity(WRITE_CONCURRENCY).await?;
-        self.inner.write(bytes);
+        let inner = self.inner.as_mut().ok_or_else(finished)?;
+        inner.wait_for_capacity(WRITE_CONCURRENCY).await?;
+        inner.write(bytes);
         Ok(())
     }
 
     /// Completes the object: it becomes visible at its key.
-    pub async fn finish(self) -> Result<(), object_store::Error> {
-        self.inner.finish().await.map(|_| ())
+    pub async fn finish(mut self) -> Result<(), object_store::Error> {
+        let inner = self.inner.take().ok_or_else(finished)?;
+        inner.finish().await.map(|_| ())
     }
 
     /// Gives up: nothing becomes visible.
-    pub async fn abort(self) {
-        if let Err(error) = self.inner.abort().await {
-            tracing::warn!(%error, "could not abort a blob write; the store's lifecycle rules must clean it");
+    pub async fn abort(mut self) {
+        if let Some(inner) = self.inner.take() {
+            abort(inner).await;
         }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(abort(inner));
+        }
+    }
+}
+
+async fn abort(inner: WriteMultipart) {
+    if let Err(error) = inner.abort().await {
+        tracing::warn!(%error, "could not abort a blob write; the bucket's rule for incomplete multipart uploads cleans it");
+    }
+}
+
+fn finished() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "blobs",
+        source: "the write already finished".into(),
     }
 }

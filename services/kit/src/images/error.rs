@@ -37,6 +37,8 @@ pub enum ImageError {
         "another stream of this upload session moved it on; ask the upload status and resume from its acknowledged offset"
     )]
     Superseded,
+    #[error("too many image uploads in progress on this server; retry in a few seconds")]
+    Busy,
     #[error("the client's stream failed: {0}")]
     ClientStream(String),
     #[error("image not found")]
@@ -67,6 +69,7 @@ impl ApiError for ImageError {
             | ImageError::Incomplete { .. }
             | ImageError::NoThumbnail(_) => ErrorCode::FailedPrecondition,
             ImageError::Superseded | ImageError::ClientStream(_) => ErrorCode::Aborted,
+            ImageError::Busy => ErrorCode::ResourceExhausted,
             ImageError::Target { code, .. } => *code,
             ImageError::Store(_) => ErrorCode::Unavailable,
             ImageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {

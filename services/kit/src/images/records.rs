@@ -14,6 +14,9 @@ pub struct SessionRow {
     pub total_size: i64,
     pub acknowledged: i64,
     pub completed: bool,
+    /// Refused or expired: kept as a tombstone for a while so that its id is not reused while
+    /// its bytes are being deleted.
+    pub discarded: bool,
     pub image_id: Option<String>,
     pub expires_at_us: i64,
 }
@@ -39,6 +42,7 @@ pub struct ImageRow {
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
+const DISCARDED: &str = "discarded";
 
 fn session(row: &AnyRow) -> Result<SessionRow, sqlx::Error> {
     Ok(SessionRow {
@@ -50,6 +54,7 @@ fn session(row: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         total_size: row.try_get("total_size")?,
         acknowledged: row.try_get("acknowledged")?,
         completed: row.try_get::<String, _>("state")? == COMPLETED,
+        discarded: row.try_get::<String, _>("state")? == DISCARDED,
         image_id: row.try_get("image_id")?,
         expires_at_us: row.try_get("expires_at_us")?,
     })
@@ -214,18 +219,24 @@ pub async fn complete_session(
     Ok(true)
 }
 
-/// Deletes an in-progress session and hands its bytes to the sweeper. With `expired_before`, only
-/// if it made no progress since then (the sweeper must not discard a session that just moved).
+/// Turns an in-progress session into a tombstone (until `tombstone_until`) and hands its bytes
+/// to the sweeper. With `expired_before`, only if it made no progress since then (the sweeper
+/// must not discard a session that just moved).
 pub async fn discard_session(
     pool: &AnyPool,
     session_id: &str,
     expired_before: Option<i64>,
     now_us: i64,
+    tombstone_until: i64,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let deleted = sqlx::query(
-        "DELETE FROM image_uploads WHERE session_id = $1 AND state = $2 AND expires_at_us < $3",
+        "UPDATE image_uploads SET state = $1, updated_at_us = $2, expires_at_us = $3 \
+         WHERE session_id = $4 AND state = $5 AND expires_at_us < $6",
     )
+    .bind(DISCARDED)
+    .bind(now_us)
+    .bind(tombstone_until)
     .bind(session_id)
     .bind(IN_PROGRESS)
     .bind(expired_before.unwrap_or(i64::MAX))
@@ -260,6 +271,18 @@ pub async fn expired_sessions(
     .fetch_all(pool)
     .await?;
     rows.iter().map(|row| row.try_get("session_id")).collect()
+}
+
+/// Forgets tombstones whose time is up (their bytes were deleted long before).
+pub async fn purge_tombstones(pool: &AnyPool, now_us: i64) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM image_uploads WHERE state = $1 AND expires_at_us < $2")
+            .bind(DISCARDED)
+            .bind(now_us)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// Where a session's parts are stored (a prefix: deleting it deletes them all).

@@ -1,6 +1,6 @@
 //! [`ImageStore`]: what a service calls to take, list, serve and remove images.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -30,6 +30,8 @@ pub struct ImageStore {
     pub(super) db: Database,
     pub(super) blobs: BlobStore,
     pub(super) settings: ImageSettings,
+    /// Uploads in flight on this server (each holds a few MiB).
+    pub(super) uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// A completed image and where it lives.
@@ -71,6 +73,9 @@ impl ImageStore {
         ImageStore {
             db,
             blobs,
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                settings.max_concurrent_uploads as usize,
+            )),
             settings,
         }
     }
@@ -96,6 +101,7 @@ impl ImageStore {
                     && s.target_kind == target.kind
                     && s.target_id == target.id
             })
+            .filter(|s| !s.discarded)
             .ok_or(ImageError::SessionNotFound)?;
         if session.completed {
             let image_id = session.image_id.as_deref().unwrap_or_default();

@@ -19,8 +19,17 @@ impl ImageStore {
     pub async fn sweep(&self) -> Result<SweepReport, ImageError> {
         let mut report = SweepReport::default();
         let now = super::now_us();
+        let tombstone_until = self.expiry_from(now);
         for session_id in records::expired_sessions(self.db.pool(), now, BATCH).await? {
-            if records::discard_session(self.db.pool(), &session_id, Some(now), now).await? {
+            if records::discard_session(
+                self.db.pool(),
+                &session_id,
+                Some(now),
+                now,
+                tombstone_until,
+            )
+            .await?
+            {
                 tracing::info!(session_id, "upload session expired; its bytes are deleted");
                 report.sessions_expired += 1;
             }
@@ -30,6 +39,7 @@ impl ImageStore {
             records::forget_garbage(self.db.pool(), &key).await?;
             report.blobs_deleted += 1;
         }
+        records::purge_tombstones(self.db.pool(), now).await?;
         Ok(report)
     }
 

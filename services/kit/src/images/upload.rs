@@ -16,7 +16,7 @@ use super::{
     records::{self, ImageRow, PartRow, SessionRow},
     store::stored,
 };
-use crate::identity::Identity;
+use crate::{error::ErrorCode, identity::Identity};
 
 /// How much of a fresh upload is checked while it arrives (headers, dimensions).
 const PROBE_BYTES: usize = 256 * 1024;
@@ -42,6 +42,12 @@ impl ImageStore {
         S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send,
     {
         self.check_header(&header, accepted)?;
+        // Memory is bounded per upload; the number of uploads in flight is bounded per server.
+        let _permit = self
+            .uploads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ImageError::Busy)?;
         let target_ref = target.target();
         let session_id = header.upload_session_id.clone();
         let now = super::now_us();
@@ -64,6 +70,7 @@ impl ImageStore {
                     total_size: header.total_size_bytes,
                     acknowledged: 0,
                     completed: false,
+                    discarded: false,
                     image_id: None,
                     expires_at_us: expiry,
                 };
@@ -82,6 +89,14 @@ impl ImageStore {
             || session.target_id != target_ref.id
         {
             return Err(ImageError::SessionTaken);
+        }
+        if session.discarded {
+            // Refused or expired: its id is not reused while its bytes are being deleted.
+            return Err(if header.resume_offset > 0 {
+                ImageError::SessionNotFound
+            } else {
+                ImageError::SessionTaken
+            });
         }
         check_same_header(&session, &header)?;
         if session.completed {
@@ -133,15 +148,38 @@ impl ImageStore {
             Err(error) => return Err(error),
         }
         let result = self.complete(caller, target, &session, &header, live).await;
-        if let Err(
-            ImageError::Refused(_)
-            | ImageError::ChecksumMismatch { .. }
-            | ImageError::Target { .. },
-        ) = &result
+        let Err(error) = result else {
+            return result;
+        };
+        // Another stream of this session may have completed it meanwhile (its parts are then
+        // gone): answer with its image rather than with this stream's failure.
+        if let Ok(Some(now)) = records::find_session(self.db.pool(), &session_id).await
+            && now.completed
+            && let Some(image_id) = now.image_id.as_deref()
+            && let Ok(image) = self.image(&target_ref, image_id).await
         {
+            return Ok(ImageUploadResult {
+                image: Some(image.info),
+                upload_session_id: session_id,
+                already_completed: true,
+            });
+        }
+        // Refusals end the session; a transient failure (database, store) leaves it resumable.
+        let refused = match &error {
+            ImageError::Refused(_) | ImageError::ChecksumMismatch { .. } => true,
+            ImageError::Target { code, .. } => matches!(
+                code,
+                ErrorCode::InvalidArgument
+                    | ErrorCode::FailedPrecondition
+                    | ErrorCode::NotFound
+                    | ErrorCode::PermissionDenied
+            ),
+            _ => false,
+        };
+        if refused {
             self.discard(&session_id).await;
         }
-        result
+        Err(error)
     }
 
     fn check_header(
@@ -497,7 +535,10 @@ impl ImageStore {
 
     /// Deletes an in-progress session now (refused input); its bytes go to the sweeper.
     pub(super) async fn discard(&self, session_id: &str) {
-        match records::discard_session(self.db.pool(), session_id, None, super::now_us()).await {
+        let now = super::now_us();
+        match records::discard_session(self.db.pool(), session_id, None, now, self.expiry_from(now))
+            .await
+        {
             Ok(_) => self.collect_soon(),
             Err(error) => {
                 tracing::warn!(%error, session_id, "could not discard an upload session; it will expire")
@@ -524,7 +565,7 @@ impl ImageStore {
         })
     }
 
-    fn expiry_from(&self, now_us: i64) -> i64 {
+    pub(super) fn expiry_from(&self, now_us: i64) -> i64 {
         now_us
             .saturating_add((self.settings.session_expiry_seconds as i64).saturating_mul(1_000_000))
     }

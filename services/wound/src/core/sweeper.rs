@@ -84,7 +84,18 @@ impl WoundMonitor {
                 ImageStore::detach(&mut tx, &target, &image_id)
                     .await
                     .map_err(|e| WoundError::Unavailable(e.to_string()))?;
+                let service =
+                    telehealth_kit::identity::Caller::Service(telehealth_kit::Part::Wound);
+                let entry = telehealth_kit::audit::AuditEntry::new(
+                    &service,
+                    "ExpirePendingPhoto",
+                    "image",
+                    &image_id,
+                    telehealth_kit::audit::Outcome::Ok,
+                );
+                telehealth_kit::audit::stage(&mut tx, &entry).await?;
                 tx.commit().await?;
+                self.flush_audit().await;
                 tracing::info!(%image_id, %wound_id, "unreferenced pending photo expired");
             }
         }

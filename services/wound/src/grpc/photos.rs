@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use sqlx::AnyConnection;
 use telehealth_kit::{
     ApiError, Database,
-    audit::Outcome,
+    audit::{AuditEntry, Outcome},
     error::to_status,
     identity::{Caller, Identity},
     images::{ImageError, ImageStore, TargetRef, UploadTarget},
@@ -114,15 +114,25 @@ impl Photos {
                 _ => Outcome::Failed,
             },
         };
-        let record = result
+        let fresh = result
             .as_ref()
             .ok()
             .and_then(|r| r.result.as_ref())
-            .and_then(|r| r.image.as_ref())
-            .map(|i| ("image", i.image_id.clone()))
-            .unwrap_or(("wound", wound_id.clone()));
-        core.audit(caller, "UploadPhoto", record.0, &record.1, outcome)
-            .await;
+            .is_some_and(|r| !r.already_completed);
+        if fresh {
+            // A new photo staged its record in its own transaction.
+            core.flush_audit().await;
+        } else {
+            let record = result
+                .as_ref()
+                .ok()
+                .and_then(|r| r.result.as_ref())
+                .and_then(|r| r.image.as_ref())
+                .map(|i| ("image", i.image_id.clone()))
+                .unwrap_or(("wound", wound_id.clone()));
+            core.audit(caller, "UploadPhoto", record.0, &record.1, outcome)
+                .await;
+        }
         result
     }
 
@@ -176,6 +186,7 @@ impl Photos {
             wound_id: wound_id.to_owned(),
             assessment_id: assessment_id.clone(),
             uploader: identity.subject.clone(),
+            caller: caller.clone(),
             pending_until: core.now() + core.rules().pending_photo_lifetime,
         };
         let result = self
@@ -361,6 +372,8 @@ struct WoundUpload {
     wound_id: String,
     assessment_id: Option<String>,
     uploader: String,
+    /// Who uploads, for the audit record staged with the photo.
+    caller: Caller,
     pending_until: Timestamp,
 }
 
@@ -409,7 +422,17 @@ impl WoundUpload {
             now,
             pending_until,
         )
-        .await
+        .await?;
+        // Audited with the photo itself: the record commits with it.
+        let entry = AuditEntry::new(
+            &self.caller,
+            "UploadPhoto",
+            "image",
+            &image.image_id,
+            Outcome::Ok,
+        );
+        telehealth_kit::audit::stage(conn, &entry).await?;
+        Ok(())
     }
 }
 
