@@ -181,8 +181,8 @@ pub async fn stage(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<(), K
 /// hold the head lock; returns how many.
 async fn drain_outbox(tx: &mut AnyConnection) -> Result<usize, KitError> {
     let rows = sqlx::query(
-        "SELECT id, subject, roles, org, cert_thumbprint, action, record_type, record_id, \
-         outcome, trace_id FROM audit_outbox ORDER BY staged_at_us, id LIMIT $1",
+        "SELECT id, staged_at_us, subject, roles, org, cert_thumbprint, action, record_type, \
+         record_id, outcome, trace_id FROM audit_outbox ORDER BY staged_at_us, id LIMIT $1",
     )
     .bind(OUTBOX_BATCH)
     .fetch_all(&mut *tx)
@@ -199,7 +199,7 @@ async fn drain_outbox(tx: &mut AnyConnection) -> Result<usize, KitError> {
             outcome: Outcome::parse(&row.try_get::<String, _>("outcome")?),
             trace_id: row.try_get("trace_id")?,
         };
-        append_entry(&mut *tx, &entry).await?;
+        append_entry_at(&mut *tx, &entry, row.try_get("staged_at_us")?).await?;
         sqlx::query("DELETE FROM audit_outbox WHERE id = $1")
             .bind(row.try_get::<String, _>("id")?)
             .execute(&mut *tx)
@@ -214,8 +214,17 @@ const OUTBOX_BATCH: i64 = 512;
 /// How often the writer looks for entries staged by a replica that died before chaining them.
 const OUTBOX_SWEEP: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Appends `entry` in the transaction already open on `tx`.
+/// Appends `entry` in the transaction already open on `tx`, recorded now.
 async fn append_entry(tx: &mut AnyConnection, entry: &AuditEntry) -> Result<i64, KitError> {
+    append_entry_at(tx, entry, now_micros()).await
+}
+
+/// Appends `entry`, recorded at `recorded_at_us` (a staged entry keeps the time of its change).
+async fn append_entry_at(
+    tx: &mut AnyConnection,
+    entry: &AuditEntry,
+    recorded_at_us: i64,
+) -> Result<i64, KitError> {
     // The UPDATE takes the head's row lock (PostgreSQL) or the write lock (SQLite) first, so
     // concurrent appenders, even from other replicas, queue here and never fork the chain.
     sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
@@ -227,7 +236,6 @@ async fn append_entry(tx: &mut AnyConnection, entry: &AuditEntry) -> Result<i64,
     let seq: i64 = head.try_get("seq")?;
     let prev_hash: String = head.try_get("hash")?;
 
-    let recorded_at_us = now_micros();
     let outcome = entry.outcome.as_str();
     let hash = chain_hash(
         &prev_hash,

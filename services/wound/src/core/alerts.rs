@@ -267,7 +267,12 @@ impl WoundMonitor {
                 if !wanted {
                     return None;
                 }
-                Some(core.delivered(&caller, &identity, &notice).await)
+                match core.delivered(&caller, &identity, &notice).await {
+                    // Access lost since the alert was raised (left the care team...): this
+                    // event is no longer theirs; the stream goes on.
+                    Err(WoundError::NotFound(_)) => None,
+                    delivered => Some(delivered),
+                }
             }
         }))
     }

@@ -395,6 +395,11 @@ impl WoundUpload {
                 "the wound was closed during the upload; reopen it to add photos".into(),
             ));
         }
+        if !wound.in_care_team(&self.uploader) {
+            return Err(WoundError::PermissionDenied(
+                "the uploader left the wound's care team during the upload",
+            ));
+        }
         let now = Timestamp::now();
         let attach = match &self.assessment_id {
             None => None,
