@@ -18,6 +18,9 @@ use crate::{
     store::TariffRow,
 };
 
+use telehealth_kit::record::opt_timestamp;
+pub use telehealth_kit::record::timestamp;
+
 type Result<T> = std::result::Result<T, ExpertiseError>;
 
 // ---- scalars ---------------------------------------------------------------------------------
@@ -71,18 +74,6 @@ pub fn idempotency_key(value: &str) -> Result<String> {
         ));
     }
     Ok(key.to_owned())
-}
-
-/// An instant as the contract writes it.
-pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: at.subsec_nanosecond(),
-    }
-}
-
-fn opt_timestamp(at: Option<Timestamp>) -> Option<prost_types::Timestamp> {
-    at.map(timestamp)
 }
 
 /// A duration as the contract writes it.
@@ -385,21 +376,6 @@ pub fn decline(reason: i32, comment: &str) -> Result<(i32, String)> {
 
 // ---- records ---------------------------------------------------------------------------------
 
-/// An actor of the contract.
-pub fn actor(record: &ActorRecord) -> pb::Actor {
-    pb::Actor {
-        subject: record.subject.clone(),
-        roles: record
-            .roles
-            .iter()
-            .filter_map(|r| pb::Role::from_str_name(&format!("ROLE_{}", r.to_ascii_uppercase())))
-            .map(|r| r as i32)
-            .collect(),
-        org_id: record.org_id.clone(),
-        service: record.service.clone(),
-    }
-}
-
 fn pb_body_site(site: &BodySite) -> pb::BodySite {
     pb::BodySite {
         region: site.region,
@@ -473,7 +449,7 @@ pub fn request(r: &Request, now: Timestamp, images: Vec<pb::ImageInfo>) -> pb::E
         request_id: r.id.clone(),
         status: r.status.number(),
         requester_org_id: r.requester_org.clone(),
-        requester: Some(actor(&r.requester)),
+        requester: Some(r.requester.to_proto()),
         content: Some(pb_content(&r.content)),
         images,
         created_at: Some(timestamp(r.created_at)),
@@ -481,7 +457,7 @@ pub fn request(r: &Request, now: Timestamp, images: Vec<pb::ImageInfo>) -> pb::E
         submitted_at: opt_timestamp(r.submitted_at),
         due_at: opt_timestamp(r.due_at),
         overdue: r.overdue(now),
-        claimed_by: r.claimed_by.as_ref().map(actor),
+        claimed_by: r.claimed_by.as_ref().map(ActorRecord::to_proto),
         claimed_at: opt_timestamp(r.claimed_at),
         answer: r.answer.as_ref().map(pb_answer),
         answered_at: opt_timestamp(r.answered_at),
@@ -489,16 +465,16 @@ pub fn request(r: &Request, now: Timestamp, images: Vec<pb::ImageInfo>) -> pb::E
         decline: r.decline.as_ref().map(|d| pb::Decline {
             reason: d.reason,
             comment: d.comment.clone(),
-            declined_by: Some(actor(&d.by)),
+            declined_by: Some(d.by.to_proto()),
             declined_at: opt_timestamp(r.declined_at),
         }),
         withdrawal: r.withdrawal.as_ref().map(|w| pb::Withdrawal {
             reason: w.reason.clone(),
-            withdrawn_by: Some(actor(&w.by)),
+            withdrawn_by: Some(w.by.to_proto()),
             withdrawn_at: opt_timestamp(r.withdrawn_at),
         }),
         closed_at: opt_timestamp(r.closed_at),
-        closed_by: r.closed_by.as_ref().map(actor),
+        closed_by: r.closed_by.as_ref().map(ActorRecord::to_proto),
         message_count: i32::try_from(r.message_count).unwrap_or(i32::MAX),
         version: r.version,
     }
@@ -510,7 +486,7 @@ pub fn message(m: &Message) -> pb::ExpertiseMessage {
         message_id: m.id.clone(),
         request_id: m.request_id.clone(),
         sequence: m.sequence,
-        author: Some(actor(&m.author)),
+        author: Some(m.author.to_proto()),
         text: m.text.clone(),
         posted_at: Some(timestamp(m.posted_at)),
     }

@@ -34,7 +34,7 @@ use telehealth_kit::{
 
 use crate::{
     error::ExpertiseError,
-    model::{ActorRecord, Event, Request},
+    model::{Event, Request},
 };
 
 /// Where "now" comes from (tests move it).
@@ -163,26 +163,6 @@ pub(crate) fn person(caller: &Caller) -> Result<&Identity, ExpertiseError> {
         Caller::Service(_) => Err(ExpertiseError::PermissionDenied(
             "this call needs a person's identity",
         )),
-    }
-}
-
-/// How an actor is recorded.
-pub(crate) fn actor_record(caller: &Caller) -> ActorRecord {
-    match caller {
-        Caller::Person(identity) => ActorRecord {
-            subject: identity.subject.clone(),
-            roles: identity
-                .roles
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect(),
-            org_id: identity.org.clone(),
-            service: String::new(),
-        },
-        Caller::Service(part) => ActorRecord {
-            service: part.name().to_owned(),
-            ..ActorRecord::default()
-        },
     }
 }
 

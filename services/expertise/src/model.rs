@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ExpertiseError;
 
+pub use telehealth_kit::record::ActorRecord;
+
 /// Status of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
@@ -149,17 +151,6 @@ impl EventKind {
                 | EventKind::BecameOverdue
         )
     }
-}
-
-/// Who acted (a person, or the service itself).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ActorRecord {
-    pub subject: String,
-    pub roles: Vec<String>,
-    pub org_id: String,
-    /// Set when the service acted (overdue, automatic closure).
-    #[serde(default)]
-    pub service: String,
 }
 
 /// Body site, as given (region and laterality as contract numbers).

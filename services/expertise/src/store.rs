@@ -11,29 +11,10 @@ use crate::{
     model::{ActorRecord, Event, EventKind, Message, Request, Status},
 };
 
+pub use telehealth_kit::record::{instant, micros};
+use telehealth_kit::record::{json, opt_instant, parse_json};
+
 type Result<T> = std::result::Result<T, ExpertiseError>;
-
-/// Microseconds since the epoch.
-pub fn micros(at: Timestamp) -> i64 {
-    at.as_microsecond()
-}
-
-/// The instant of stored microseconds.
-pub fn instant(us: i64) -> Timestamp {
-    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-fn opt_instant(us: Option<i64>) -> Option<Timestamp> {
-    us.map(instant)
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> Option<T> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-}
 
 // ---- requests --------------------------------------------------------------------------------
 

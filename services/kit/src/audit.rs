@@ -16,6 +16,7 @@ use crate::{
     db::{Database, is_conflict},
     error::KitError,
     identity::Caller,
+    record::now_micros,
 };
 
 /// The hash that precedes the first record.
@@ -555,9 +556,4 @@ pub async fn verify(db: &Database) -> Result<ChainReport, KitError> {
         records,
         broken: broken_tail,
     })
-}
-
-fn now_micros() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }

@@ -15,6 +15,7 @@
 //! - [`serve`]: running a service with graceful drain on shutdown;
 //! - [`images`]: the shared image pipeline (uploads, metadata stripping, downloads, thumbnails);
 //! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates;
+//! - [`record`]: who acted, instants and JSON columns, as every service stores and shows them;
 //! - [`raw_codec`]: a pass-through gRPC codec for pre-encoded messages.
 
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod images;
 pub mod part;
 pub mod pki;
 pub mod raw_codec;
+pub mod record;
 pub mod serve;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

@@ -13,9 +13,12 @@ use crate::{
         parse_hhmm,
     },
     error::{Conflict, ConflictKind, SchedulingError},
-    model::{ActorRecord, Appointment, HistoryEvent, Status as AppointmentStatus},
+    model::{Appointment, HistoryEvent, Status as AppointmentStatus},
     store::{AvailabilityRow, ExceptionRow},
 };
+
+use telehealth_kit::record::opt_timestamp;
+pub use telehealth_kit::record::timestamp;
 
 type Result<T> = std::result::Result<T, SchedulingError>;
 
@@ -93,18 +96,6 @@ pub fn instant(field: &'static str, value: Option<&prost_types::Timestamp>) -> R
     let at = Timestamp::new(value.seconds, value.nanos)
         .map_err(|_| SchedulingError::invalid(field, "is not a valid timestamp"))?;
     Ok(at)
-}
-
-/// An instant as the contract writes it.
-pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: at.subsec_nanosecond(),
-    }
-}
-
-fn opt_timestamp(at: Option<Timestamp>) -> Option<prost_types::Timestamp> {
-    at.map(timestamp)
 }
 
 /// A required range, at most `max_days` long.
@@ -289,28 +280,6 @@ pub fn time_range(interval: Interval) -> pb::TimeRange {
     }
 }
 
-/// An actor of the contract.
-pub fn actor(record: &ActorRecord) -> pb::Actor {
-    pb::Actor {
-        subject: record.subject.clone(),
-        roles: record.roles.iter().filter_map(|r| role_number(r)).collect(),
-        org_id: record.org_id.clone(),
-        service: record.service.clone(),
-    }
-}
-
-fn role_number(role: &str) -> Option<i32> {
-    Some(match role {
-        "doctor" => pb::Role::Doctor,
-        "nurse" => pb::Role::Nurse,
-        "specialist" => pb::Role::Specialist,
-        "coordinator" => pb::Role::Coordinator,
-        "patient" => pb::Role::Patient,
-        "admin" => pb::Role::Admin,
-        _ => return None,
-    } as i32)
-}
-
 /// The contract's status number.
 pub fn status_number(status: AppointmentStatus) -> i32 {
     crate::store::status_number(status) as i32
@@ -350,7 +319,7 @@ pub fn appointment(a: &Appointment) -> pb::Appointment {
         room_id: a.room_id.clone().unwrap_or_default(),
         reschedule_count: i32::try_from(a.reschedule_count).unwrap_or(i32::MAX),
         cancellation: a.cancellation.as_ref().map(|c| pb::Cancellation {
-            cancelled_by: Some(actor(&c.by)),
+            cancelled_by: Some(c.by.to_proto()),
             cancelled_at: Some(timestamp(c.at)),
             reason: c.reason,
             comment: c.comment.clone(),
@@ -360,7 +329,7 @@ pub fn appointment(a: &Appointment) -> pb::Appointment {
         finished_at: opt_timestamp(a.finished_at),
         no_show_at: opt_timestamp(a.no_show_at),
         created_at: Some(timestamp(a.created_at)),
-        created_by: Some(actor(&a.created_by)),
+        created_by: Some(a.created_by.to_proto()),
         updated_at: Some(timestamp(a.updated_at)),
         version: a.version,
     }
@@ -374,7 +343,7 @@ pub fn event(e: &HistoryEvent) -> pb::AppointmentEvent {
         sequence: e.sequence,
         kind: e.kind,
         occurred_at: Some(timestamp(e.occurred_at)),
-        actor: Some(actor(&e.actor)),
+        actor: Some(e.actor.to_proto()),
         previous_status: e.previous_status.map_or(0, status_number),
         new_status: status_number(e.new_status),
         previous_time: e.previous_time.map(time_range),
@@ -408,7 +377,7 @@ pub fn availability(row: &AvailabilityRow) -> Result<pb::Availability> {
         buffer_minutes: i32::try_from(row.buffer_minutes).unwrap_or(0),
         version: row.version,
         updated_at: Some(timestamp(row.updated_at)),
-        updated_by: Some(actor(&row.updated_by)),
+        updated_by: Some(row.updated_by.to_proto()),
     })
 }
 
@@ -431,6 +400,6 @@ pub fn exception(row: &ExceptionRow) -> pb::AvailabilityException {
         time_zone: row.time_zone.clone(),
         note: row.note.clone(),
         created_at: Some(timestamp(row.created_at)),
-        created_by: Some(actor(&row.created_by)),
+        created_by: Some(row.created_by.to_proto()),
     }
 }

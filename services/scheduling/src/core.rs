@@ -23,7 +23,7 @@ use telehealth_kit::{
     identity::{Caller, Identity, Role},
 };
 
-use crate::{error::SchedulingError, model::ActorRecord};
+use crate::error::SchedulingError;
 
 /// Where "now" comes from (tests move it).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -128,28 +128,6 @@ pub(crate) fn person(caller: &Caller) -> Result<&Identity, SchedulingError> {
         Caller::Service(_) => Err(SchedulingError::PermissionDenied(
             "this call needs a person's identity",
         )),
-    }
-}
-
-/// How an actor is recorded on appointments and in history.
-pub(crate) fn actor_record(caller: &Caller) -> ActorRecord {
-    match caller {
-        Caller::Person(identity) => ActorRecord {
-            subject: identity.subject.clone(),
-            roles: identity
-                .roles
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect(),
-            org_id: identity.org.clone(),
-            service: String::new(),
-        },
-        Caller::Service(part) => ActorRecord {
-            subject: String::new(),
-            roles: Vec::new(),
-            org_id: String::new(),
-            service: part.name().to_owned(),
-        },
     }
 }
 

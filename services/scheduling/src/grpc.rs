@@ -314,7 +314,7 @@ impl SchedulingService for SchedulingApi {
                 nurse_subject: hold.nurse.clone().unwrap_or_default(),
                 time: Some(convert::time_range(hold.time)),
                 expires_at: Some(convert::timestamp(hold.expires_at)),
-                created_by: Some(convert::actor(&hold.created_by)),
+                created_by: Some(hold.created_by.to_proto()),
             }),
         })
     }

@@ -1,9 +1,10 @@
 //! Appointments, their statuses and the lifecycle rules.
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::{domain::Interval, error::SchedulingError};
+
+pub use telehealth_kit::record::ActorRecord;
 
 /// An appointment's status; each maps to one FHIR R4 `Appointment.status` code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,16 +134,6 @@ fn transition_verb(transition: Transition) -> &'static str {
         Transition::NoShow => "mark as no-show",
         Transition::Reschedule => "reschedule",
     }
-}
-
-/// Who did something, as recorded on the appointment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ActorRecord {
-    pub subject: String,
-    pub roles: Vec<String>,
-    pub org_id: String,
-    /// Set when a service acted (e.g. `signalling`).
-    pub service: String,
 }
 
 /// Why and by whom an appointment was cancelled.

@@ -13,25 +13,10 @@ use crate::{
     slots::Busy,
 };
 
+pub use telehealth_kit::record::{instant, micros};
+use telehealth_kit::record::{json, opt_instant};
+
 type Result<T> = std::result::Result<T, SchedulingError>;
-
-/// Microseconds since the epoch.
-pub fn micros(at: Timestamp) -> i64 {
-    at.as_microsecond()
-}
-
-/// The instant of stored microseconds.
-pub fn instant(us: i64) -> Timestamp {
-    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-fn opt_instant(us: Option<i64>) -> Option<Timestamp> {
-    us.map(instant)
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
-}
 
 fn actor(text: &str) -> ActorRecord {
     serde_json::from_str(text).unwrap_or_default()

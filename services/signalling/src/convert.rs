@@ -20,6 +20,8 @@ use crate::{
     validate::{self, SdpType},
 };
 
+pub use telehealth_kit::record::timestamp;
+
 type Result<T> = std::result::Result<T, SignallingError>;
 
 // ---- errors ----------------------------------------------------------------------------------
@@ -40,14 +42,6 @@ pub fn stream_status(error: &SignallingError) -> Status {
 }
 
 // ---- scalars ---------------------------------------------------------------------------------
-
-/// An instant as the contract writes it.
-pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: at.subsec_nanosecond(),
-    }
-}
 
 /// A required instant.
 pub fn instant(field: &'static str, value: Option<&prost_types::Timestamp>) -> Result<Timestamp> {

@@ -14,17 +14,9 @@ use crate::{
     error::SignallingError,
 };
 
+pub use telehealth_kit::record::{instant, micros};
+
 type Result<T> = std::result::Result<T, SignallingError>;
-
-/// Microseconds since the epoch.
-pub fn micros(at: Timestamp) -> i64 {
-    at.as_microsecond()
-}
-
-/// The instant of stored microseconds.
-pub fn instant(us: i64) -> Timestamp {
-    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
-}
 
 fn role(number: i64) -> Role {
     Role::from_number(i32::try_from(number).unwrap_or(0)).unwrap_or(Role::Patient)

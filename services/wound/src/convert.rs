@@ -12,9 +12,11 @@ use crate::{
         MAX_PHOTOS, MAX_SIDE_MM, Measurements, Subject, Tissue, WoundDescription,
     },
     error::WoundError,
-    model::{ActorRecord, Alert, AlertStatus, Wound, WoundStatus},
+    model::{Alert, AlertStatus, Wound, WoundStatus},
     scoring,
 };
+
+pub use telehealth_kit::record::timestamp;
 
 type Result<T> = std::result::Result<T, WoundError>;
 
@@ -98,14 +100,6 @@ pub fn instant(field: &'static str, value: Option<&prost_types::Timestamp>) -> R
     let value = value.ok_or_else(|| WoundError::invalid(field, "is required"))?;
     Timestamp::new(value.seconds, value.nanos)
         .map_err(|_| WoundError::invalid(field, "is not a valid timestamp"))
-}
-
-/// An instant as the contract writes it.
-pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: at.subsec_nanosecond(),
-    }
 }
 
 /// Free text, trimmed, of at most `max` characters, without control characters other than
@@ -479,28 +473,6 @@ pub fn measurements(value: Option<&pb::AssessmentMeasurements>) -> Result<Measur
 
 // ---- records ---------------------------------------------------------------------------------
 
-/// An actor of the contract.
-pub fn actor(record: &ActorRecord) -> pb::Actor {
-    pb::Actor {
-        subject: record.subject.clone(),
-        roles: record.roles.iter().filter_map(|r| role_number(r)).collect(),
-        org_id: record.org_id.clone(),
-        service: record.service.clone(),
-    }
-}
-
-fn role_number(role: &str) -> Option<i32> {
-    Some(match role {
-        "doctor" => pb::Role::Doctor,
-        "nurse" => pb::Role::Nurse,
-        "specialist" => pb::Role::Specialist,
-        "coordinator" => pb::Role::Coordinator,
-        "patient" => pb::Role::Patient,
-        "admin" => pb::Role::Admin,
-        _ => return None,
-    } as i32)
-}
-
 fn patient(pseudonym: &str) -> Option<pb::PatientRef> {
     Some(pb::PatientRef {
         pseudonym: pseudonym.to_owned(),
@@ -536,7 +508,7 @@ pub fn wound(w: &Wound, now: Timestamp) -> pb::Wound {
         closure: w.closure.as_ref().map(|c| pb::WoundClosure {
             reason: c.reason as i32,
             comment: c.comment.clone(),
-            closed_by: Some(actor(&c.by)),
+            closed_by: Some(c.by.to_proto()),
             closed_at: Some(timestamp(c.at)),
         }),
         episode: i32::try_from(w.episode).unwrap_or(i32::MAX),
@@ -547,7 +519,7 @@ pub fn wound(w: &Wound, now: Timestamp) -> pb::Wound {
         assessment_overdue: w.overdue(now),
         open_alert_count: i32::try_from(w.open_alert_count).unwrap_or(i32::MAX),
         registered_at: Some(timestamp(w.registered_at)),
-        registered_by: Some(actor(&w.registered_by)),
+        registered_by: Some(w.registered_by.to_proto()),
         updated_at: Some(timestamp(w.updated_at)),
         version: w.version,
     }
@@ -620,7 +592,7 @@ pub fn assessment(view: &AssessmentView) -> pb::Assessment {
             .map(|(id, _)| id.clone())
             .unwrap_or_default(),
         recorded_at: Some(timestamp(v.recorded_at)),
-        recorded_by: Some(actor(&v.recorded_by)),
+        recorded_by: Some(v.recorded_by.to_proto()),
         correction_reason: v.correction_reason.clone(),
     }
 }
@@ -646,7 +618,7 @@ pub fn alert(a: &Alert) -> pb::Alert {
         threshold: a.threshold,
         due_at: a.due_at.map(timestamp),
         summary: a.summary.clone(),
-        acknowledged_by: ack.map(|k| actor(&k.by)),
+        acknowledged_by: ack.map(|k| k.by.to_proto()),
         acknowledged_at: ack.map(|k| timestamp(k.at)),
         acknowledgement_comment: ack.map(|k| k.comment.clone()).unwrap_or_default(),
     }

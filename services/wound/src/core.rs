@@ -28,7 +28,7 @@ use telehealth_kit::{
 
 use crate::{
     error::WoundError,
-    model::{Access, ActorRecord, AssessmentVersion, Wound},
+    model::{Access, AssessmentVersion, Wound},
     scoring::{self, Figures, Point, Push, Rules},
     store,
 };
@@ -187,26 +187,6 @@ pub(crate) fn person(caller: &Caller) -> Result<&Identity, WoundError> {
         Caller::Service(_) => Err(WoundError::PermissionDenied(
             "this call needs a person's identity",
         )),
-    }
-}
-
-/// How an actor is recorded.
-pub(crate) fn actor_record(caller: &Caller) -> ActorRecord {
-    match caller {
-        Caller::Person(identity) => ActorRecord {
-            subject: identity.subject.clone(),
-            roles: identity
-                .roles
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect(),
-            org_id: identity.org.clone(),
-            service: String::new(),
-        },
-        Caller::Service(part) => ActorRecord {
-            service: part.name().to_owned(),
-            ..ActorRecord::default()
-        },
     }
 }
 

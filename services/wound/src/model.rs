@@ -2,20 +2,11 @@
 //! wound.
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use telehealth_kit::identity::{Identity, Role};
 
 use crate::domain::{AlertCause, ClosureReason, Measurements, WoundDescription};
 
-/// Who did something, as recorded on wounds, assessments and alerts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ActorRecord {
-    pub subject: String,
-    pub roles: Vec<String>,
-    pub org_id: String,
-    /// Set when the service itself acted (`wound`, e.g. an overdue alert).
-    pub service: String,
-}
+pub use telehealth_kit::record::ActorRecord;
 
 /// Open or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,21 +17,10 @@ use sqlx::{AnyConnection, Row};
 
 use crate::{error::WoundError, model::ActorRecord};
 
+pub(crate) use telehealth_kit::record::json;
+pub use telehealth_kit::record::{instant, micros};
+
 pub(crate) type Result<T> = std::result::Result<T, WoundError>;
-
-/// Microseconds since the epoch.
-pub fn micros(at: Timestamp) -> i64 {
-    at.as_microsecond()
-}
-
-/// The instant of stored microseconds.
-pub fn instant(us: i64) -> Timestamp {
-    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
-}
 
 pub(crate) fn actor(text: &str) -> ActorRecord {
     serde_json::from_str(text).unwrap_or_default()

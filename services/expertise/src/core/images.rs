@@ -14,12 +14,13 @@ use telehealth_kit::{
 use telehealth_proto::v1 as pb;
 use tonic::Status;
 
-use super::{Expertise, actor_record, person, visible};
+use super::{Expertise, person, visible};
 use crate::{
     error::ExpertiseError,
     model::{Event, EventKind, Request, Status as RequestStatus},
     store,
 };
+use telehealth_kit::record::ActorRecord;
 
 /// Most images a request holds.
 pub const MAX_IMAGES: usize = 20;
@@ -111,7 +112,7 @@ impl UploadTarget for Attachment {
                     request_id: self.request_id.clone(),
                     kind: EventKind::ImageAttached,
                     occurred_at: jiff::Timestamp::now(),
-                    actor: actor_record(&self.caller),
+                    actor: ActorRecord::of(&self.caller),
                     message_id: None,
                 };
                 store::insert_event(conn, &event).await.map_err(internal)?;

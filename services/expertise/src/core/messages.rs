@@ -7,7 +7,7 @@ use telehealth_kit::{
 };
 
 use super::{
-    Expertise, actor_record, person,
+    Expertise, person,
     requests::{replay, save},
     visible,
 };
@@ -16,6 +16,7 @@ use crate::{
     model::{Event, EventKind, Message, Status},
     store,
 };
+use telehealth_kit::record::ActorRecord;
 
 impl Expertise {
     /// Posts a message on a request (CLAIMED or ANSWERED) as its requester or its claimer.
@@ -73,7 +74,7 @@ impl Expertise {
             id: uuid::Uuid::new_v4().to_string(),
             request_id: id.to_owned(),
             sequence: current.message_count + 1,
-            author: actor_record(caller),
+            author: ActorRecord::of(caller),
             text: text.to_owned(),
             posted_at: now,
         };

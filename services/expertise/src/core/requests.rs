@@ -8,7 +8,7 @@ use telehealth_kit::{
     identity::{Caller, Identity},
 };
 
-use super::{Expertise, actor_record, on_expert_side, person, this_service, visible};
+use super::{Expertise, on_expert_side, person, this_service, visible};
 use crate::{
     error::ExpertiseError,
     model::{
@@ -17,6 +17,7 @@ use crate::{
     },
     store,
 };
+use telehealth_kit::record::ActorRecord;
 
 /// What a transition carries besides the request id.
 #[derive(Debug, Clone, Default)]
@@ -102,7 +103,7 @@ impl Expertise {
         let request = Request {
             id: uuid::Uuid::new_v4().to_string(),
             status: Status::Draft,
-            requester: actor_record(caller),
+            requester: ActorRecord::of(caller),
             requester_org: identity.org.clone(),
             content,
             created_at: now,
@@ -251,7 +252,7 @@ impl Expertise {
         updated.status = transition.target();
         updated.updated_at = now;
         updated.version += 1;
-        let actor = actor_record(caller);
+        let actor = ActorRecord::of(caller);
         match transition {
             Transition::Submit => {
                 let delay = self.submission_check(&mut tx, &current).await?;
@@ -420,7 +421,7 @@ impl Expertise {
             request_id: id.to_owned(),
             kind: EventKind::BecameOverdue,
             occurred_at: now,
-            actor: actor_record(&this_service()),
+            actor: ActorRecord::of(&this_service()),
             message_id: None,
         };
         store::insert_event(&mut tx, &event).await?;

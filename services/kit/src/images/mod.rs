@@ -63,18 +63,10 @@ pub const CHUNK_BYTES: usize = 1024 * 1024;
 
 pub use sweep::SweepReport;
 
-fn now_us() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
-}
+use crate::record::now_micros as now_us;
 
 fn timestamp_us(us: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: us.div_euclid(1_000_000),
-        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
-    }
+    crate::record::timestamp(crate::record::instant(us))
 }
 
 /// An untrusted identifier, shortened for an error message.

@@ -5,8 +5,8 @@ use futures::{Stream, StreamExt};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use telehealth_proto::v1::{
-    Actor, ImageChunk, ImageContentType, ImageInfo, ImageKind, ImageUploadHeader,
-    ImageUploadResult, StrippedMetadata,
+    ImageChunk, ImageContentType, ImageInfo, ImageKind, ImageUploadHeader, ImageUploadResult,
+    StrippedMetadata,
 };
 use tonic::Status;
 
@@ -16,7 +16,11 @@ use super::{
     records::{self, ImageRow, PartRow, SessionRow},
     store::stored,
 };
-use crate::{error::ErrorCode, identity::Identity};
+use crate::{
+    error::ErrorCode,
+    identity::{Caller, Identity},
+    record::ActorRecord,
+};
 
 /// How much of a fresh upload is checked while it arrives (headers, dimensions).
 const PROBE_BYTES: usize = 256 * 1024;
@@ -701,22 +705,7 @@ fn image_info(
         caption: header.caption.clone(),
         captured_at: header.captured_at,
         uploaded_at: Some(super::timestamp_us(now_us)),
-        uploaded_by: Some(Actor {
-            subject: caller.subject.clone(),
-            roles: caller
-                .roles
-                .iter()
-                .filter_map(|role| {
-                    telehealth_proto::v1::Role::from_str_name(&format!(
-                        "ROLE_{}",
-                        role.as_str().to_ascii_uppercase()
-                    ))
-                })
-                .map(|role| role as i32)
-                .collect(),
-            org_id: caller.org.clone(),
-            service: String::new(),
-        }),
+        uploaded_by: Some(ActorRecord::of(&Caller::Person(caller.clone())).to_proto()),
     }
 }
 

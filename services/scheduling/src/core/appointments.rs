@@ -9,12 +9,13 @@ use telehealth_kit::{
 };
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::{Scheduler, actor_record, outcome_of, person, rooms::CloseReason};
+use super::{Scheduler, outcome_of, person, rooms::CloseReason};
 use crate::{
     error::SchedulingError,
     model::{self, Appointment, EventKind, HistoryEvent, Status, Transition},
     store::{self, AppointmentFilter},
 };
+use telehealth_kit::record::ActorRecord;
 
 /// What the event bus carries for an appointment change (enough to route it; watchers read the
 /// record itself from the database).
@@ -213,7 +214,7 @@ impl Scheduler {
             Transition::Cancel => {
                 let (reason, comment) = cancellation.clone().unwrap_or((0, String::new()));
                 updated.cancellation = Some(model::Cancellation {
-                    by: actor_record(caller),
+                    by: ActorRecord::of(caller),
                     at: now,
                     reason,
                     comment,
@@ -243,7 +244,7 @@ impl Scheduler {
             sequence: 0,
             kind: kind as i32,
             occurred_at: now,
-            actor: actor_record(caller),
+            actor: ActorRecord::of(caller),
             previous_status: Some(current.status),
             new_status,
             previous_time: None,

@@ -7,7 +7,7 @@ use telehealth_kit::{
     identity::{Caller, Role},
 };
 
-use super::{Scheduler, actor_record, manages, person};
+use super::{Scheduler, manages, person};
 use crate::{
     domain::{
         AvailabilityException, ExceptionKind, Subject, WeeklyAvailability, WeeklyRange, Zone, hhmm,
@@ -16,6 +16,7 @@ use crate::{
     error::SchedulingError,
     store::{self, AvailabilityRow, ExceptionRow},
 };
+use telehealth_kit::record::ActorRecord;
 
 /// How ranges are stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -137,7 +138,7 @@ impl Scheduler {
             buffer_minutes: availability.buffer_minutes,
             version: 0,
             updated_at: self.now(),
-            updated_by: actor_record(caller),
+            updated_by: ActorRecord::of(caller),
         };
         row.version = store::save_availability(&mut tx, &row, expected_version).await?;
         tx.commit().await?;
@@ -208,7 +209,7 @@ impl Scheduler {
             time_zone: new.zone.name().to_owned(),
             note: new.note,
             created_at: self.now(),
-            created_by: actor_record(caller),
+            created_by: ActorRecord::of(caller),
         };
         store::insert_exception(&mut conn, &row).await?;
         // Appointments kept during a leave or closure are reported so they can be moved.

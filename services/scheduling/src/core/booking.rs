@@ -14,7 +14,7 @@ use telehealth_kit::{
 };
 
 use super::{
-    Scheduler, actor_record,
+    Scheduler,
     availability::{exception, weekly},
     manages, person,
 };
@@ -25,6 +25,7 @@ use crate::{
     slots::{self, PractitionerCalendar, Slot},
     store::{self, HoldRow},
 };
+use telehealth_kit::record::ActorRecord;
 
 /// A validated booking request.
 #[derive(Debug, Clone)]
@@ -132,7 +133,7 @@ impl Scheduler {
             nurse: nurse.map(|n| n.as_str().to_owned()),
             time,
             expires_at: now + self.rules.hold,
-            created_by: actor_record(caller),
+            created_by: ActorRecord::of(caller),
         };
         store::insert_hold(&mut tx, &hold).await?;
         for practitioner in std::iter::once(doctor).chain(nurse) {
@@ -241,7 +242,7 @@ impl Scheduler {
             finished_at: None,
             no_show_at: None,
             created_at: now,
-            created_by: actor_record(caller),
+            created_by: ActorRecord::of(caller),
             updated_at: now,
             version: 1,
         };
@@ -265,7 +266,7 @@ impl Scheduler {
             sequence: 0,
             kind: EventKind::Booked as i32,
             occurred_at: now,
-            actor: actor_record(caller),
+            actor: ActorRecord::of(caller),
             previous_status: None,
             new_status: Status::Booked,
             previous_time: None,
@@ -365,7 +366,7 @@ impl Scheduler {
             sequence: 0,
             kind: EventKind::Rescheduled as i32,
             occurred_at: now,
-            actor: actor_record(caller),
+            actor: ActorRecord::of(caller),
             previous_status: Some(current.status),
             new_status: updated.status,
             previous_time: Some(current.time),

@@ -12,13 +12,14 @@ use telehealth_kit::{
 };
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::{WoundMonitor, actor_record, person};
+use super::{WoundMonitor, person};
 use crate::{
     error::WoundError,
     model::{Access, Acknowledgement, Alert, AlertStatus, Wound},
     scoring::AlertDraft,
     store::{self, alerts::AlertFilter},
 };
+use telehealth_kit::record::ActorRecord;
 
 /// What happened to an alert (the contract's `AlertEventKind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,7 +205,7 @@ impl WoundMonitor {
             };
         }
         let acknowledgement = Acknowledgement {
-            by: actor_record(caller),
+            by: ActorRecord::of(caller),
             at: now,
             comment,
         };

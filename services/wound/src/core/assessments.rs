@@ -8,9 +8,7 @@ use telehealth_kit::{
     identity::{Caller, Identity},
 };
 
-use super::{
-    AssessmentView, WoundMonitor, actor_record, alerts, person, point, request_hash, views,
-};
+use super::{AssessmentView, WoundMonitor, alerts, person, point, request_hash, views};
 use crate::{
     domain::{AreaMethod, Measurements},
     error::WoundError,
@@ -18,6 +16,7 @@ use crate::{
     scoring::{self, HealingTrend},
     store,
 };
+use telehealth_kit::record::ActorRecord;
 
 /// Largest clock skew accepted on `assessed_at`.
 const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
@@ -122,7 +121,7 @@ impl WoundMonitor {
             episode: wound.episode,
             measurements: new.measurements.clone(),
             recorded_at: now,
-            recorded_by: actor_record(caller),
+            recorded_by: ActorRecord::of(caller),
             correction_reason: String::new(),
         };
         for image_id in &new.measurements.photo_image_ids {
@@ -299,7 +298,7 @@ impl WoundMonitor {
             episode: current.episode,
             measurements,
             recorded_at: now,
-            recorded_by: actor_record(caller),
+            recorded_by: ActorRecord::of(caller),
             correction_reason: reason,
         };
         store::assessments::insert_version(&mut tx, &version).await?;

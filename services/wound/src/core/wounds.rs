@@ -7,13 +7,14 @@ use telehealth_kit::{
     identity::{Caller, Identity, Role},
 };
 
-use super::{WoundMonitor, actor_record, person, request_hash};
+use super::{WoundMonitor, person, request_hash};
 use crate::{
     domain::{ClosureReason, MAX_CARE_TEAM, Subject, WoundDescription},
     error::WoundError,
     model::{Access, Closure, Wound, WoundStatus},
     store,
 };
+use telehealth_kit::record::ActorRecord;
 
 /// A validated registration.
 #[derive(Debug, Clone)]
@@ -117,7 +118,7 @@ impl WoundMonitor {
             next_due_at: None,
             open_alert_count: 0,
             registered_at: now,
-            registered_by: actor_record(caller),
+            registered_by: ActorRecord::of(caller),
             updated_at: now,
             version: 1,
         };
@@ -232,7 +233,7 @@ impl WoundMonitor {
         reason: ClosureReason,
         comment: String,
     ) -> Result<Wound, WoundError> {
-        let by = actor_record(caller);
+        let by = ActorRecord::of(caller);
         self.change(caller, "CloseWound", id, 0, |wound, identity| {
             if let Some(closure) = &wound.closure {
                 // A retry by whoever closed it gets the wound as it is.
@@ -332,7 +333,7 @@ impl WoundMonitor {
                 store::wounds::set_care_team(&mut tx, id, &updated.nurses).await?;
             }
             if updated.episode != current.episode {
-                let by = actor_record(caller);
+                let by = ActorRecord::of(caller);
                 store::wounds::insert_episode(
                     &mut tx,
                     id,
