@@ -50,12 +50,8 @@ use telehealth_proto::v1::{
     self as pb, attach_image_request::Part as Upload, download_image_response::Part as Download,
     expertise_service_client::ExpertiseServiceClient,
 };
-use tonic::{
-    Request, Status,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use telehealth_testkit::harness::Bearer;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 const MIB: u64 = 1024 * 1024;
 const SMALL_FILE: u64 = 20 * MIB;
@@ -63,18 +59,6 @@ const LARGE_FILE: u64 = 500 * MIB;
 const RUNS: usize = 5;
 const CONCURRENT: usize = 8;
 const ORG: &str = "cds-bench";
-
-#[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 type Expertise = ExpertiseServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -244,7 +228,7 @@ impl Client {
             &(files.cert, files.key),
         )
         .await?;
-        let bearer = Bearer(format!("Bearer {token}").parse()?);
+        let bearer = Bearer::new(&token);
         Ok(ExpertiseServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(4 * MIB as usize)
             .max_encoding_message_size(4 * MIB as usize))

@@ -41,12 +41,8 @@ use telehealth_proto::v1::{
     self as pb, expertise_service_client::ExpertiseServiceClient,
     scheduling_service_client::SchedulingServiceClient,
 };
-use tonic::{
-    Request, Status,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use telehealth_testkit::harness::Bearer;
+use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
 const ORG: &str = "cds-bench";
 const DOCTOR: &str = "dr-bench";
@@ -54,18 +50,6 @@ const DOCTOR: &str = "dr-bench";
 const CLIENTS: usize = 8;
 /// Client connections to a gateway (clients share them).
 const CONNECTIONS: usize = 2;
-
-#[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 type Scheduling = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;
 type Expertise = ExpertiseServiceClient<InterceptedService<Channel, Bearer>>;
@@ -294,7 +278,7 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed()
     );
     let token = cluster.token(DOCTOR, &[Role::Doctor], ORG, None, "doctor-workstation");
-    let bearer = Bearer(format!("Bearer {token}").parse()?);
+    let bearer = Bearer::new(&token);
     let (on_one, on_two) = (
         Clients::of(&cluster, one, &bearer).await,
         Clients::of(&cluster, two, &bearer).await,

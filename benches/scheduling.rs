@@ -33,29 +33,13 @@ use telehealth_kit::{
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
 use telehealth_proto::v1::{self as pb, scheduling_service_client::SchedulingServiceClient};
-use tonic::{
-    Request, Status,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use telehealth_testkit::harness::Bearer;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 const ORG: &str = "cds-bench";
 const PRACTITIONERS: u64 = 1000;
 const CLIENTS: usize = 32;
 const CONNECTIONS: usize = 4;
-
-#[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 type Client = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -138,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         ttl: Duration::from_secs(3600),
         audience: DEFAULT_AUDIENCE.into(),
     })?;
-    let bearer = Bearer(format!("Bearer {token}").parse()?);
+    let bearer = Bearer::new(&token);
     let mut clients: Vec<Client> = Vec::new();
     for _ in 0..CONNECTIONS {
         let channel = telehealth_testkit::harness::channel_to(

@@ -63,14 +63,10 @@ use telehealth_proto::v1::{
     self as pb, signal_request::Message as In, signal_response::Event as Out,
     signalling_service_client::SignallingServiceClient,
 };
+use telehealth_testkit::harness::Bearer;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{
-    Request, Status, Streaming,
-    metadata::{Ascii, MetadataValue},
-    service::Interceptor,
-    transport::Channel,
-};
+use tonic::{Streaming, transport::Channel};
 
 const ORG: &str = "cds-bench";
 const OFFERS: usize = 2_000;
@@ -87,18 +83,6 @@ a=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4
 a=ice-ufrag:EsAwLgXjQrUaRnRa\r\na=ice-pwd:bPHsiNMPrMMPyYHwJZtmqdYDejBJmfGG\r\n\
 a=fingerprint:sha-256 49:66:12:17:0D:1C:91:AE:57:4C:C6:36:DD:D5:97:D2:7D:62:C9:9A:7F:B9:A3:F4:70:03:E7:43:91:73:23:5A\r\n\
 a=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n";
-
-#[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 /// The settings of the bench's suite (the child and this process build the same ones).
 fn bench_settings(dir: &Path, database: Option<(&str, &str)>) -> anyhow::Result<Settings> {
@@ -281,7 +265,7 @@ impl Ctx {
         })?;
         let mut client = SignallingServiceClient::with_interceptor(
             channels[n % channels.len()].clone(),
-            Bearer(format!("Bearer {token}").parse()?),
+            Bearer::new(&token),
         );
         let (sender, receiver) = mpsc::channel(64);
         sender

@@ -34,12 +34,8 @@ use telehealth_kit::{
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
 use telehealth_proto::v1::{self as pb, wound_service_client::WoundServiceClient};
-use tonic::{
-    Request, Status,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use telehealth_testkit::harness::Bearer;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 const ORG: &str = "cds-bench";
 const DOCTOR: &str = "dr-bench";
@@ -47,18 +43,6 @@ const CLIENTS: usize = 16;
 const CONNECTIONS: usize = 4;
 /// Wounds each nurse records on in phase 1 (spreads the per-wound lock).
 const WOUNDS_PER_NURSE: usize = 8;
-
-#[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 type Client = WoundServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -104,7 +88,7 @@ async fn clients(
         ttl: Duration::from_secs(3600),
         audience: DEFAULT_AUDIENCE.into(),
     })?;
-    let bearer = Bearer(format!("Bearer {token}").parse()?);
+    let bearer = Bearer::new(&token);
     let mut all = Vec::new();
     for _ in 0..connections {
         let channel = telehealth_testkit::harness::channel_to(

@@ -15,22 +15,7 @@ use telehealth_proto::v1::{self as pb, expertise_service_client::ExpertiseServic
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::suite::{Backend, Person, Suite, backends};
-
-/// Adds the bearer token to every call (`suite::Bearer` cannot be built outside its module).
-#[derive(Clone)]
-struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
+use telehealth_testkit::harness::Bearer;
 
 const CENTRE: &str = "cds-bourganeuf";
 const OTHER_CENTRE: &str = "cds-aubusson";
@@ -91,11 +76,7 @@ fn token(suite: &Suite, who: &Who) -> String {
 }
 
 async fn client_via(suite: &Suite, address: std::net::SocketAddr, who: &Who) -> Client {
-    let bearer = Bearer(
-        format!("Bearer {}", token(suite, who))
-            .parse()
-            .expect("ascii"),
-    );
+    let bearer = Bearer::new(&token(suite, who));
     ExpertiseServiceClient::with_interceptor(suite.channel_to(address, &who.person).await, bearer)
 }
 

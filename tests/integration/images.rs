@@ -26,11 +26,7 @@ fn doctor() -> Person {
 
 async fn expertise(suite: &Suite, person: &Person) -> Expertise {
     let gateway = suite.running.as_ref().expect("running").gateway;
-    let bearer = Bearer(
-        format!("Bearer {}", suite.token(person))
-            .parse()
-            .expect("ascii"),
-    );
+    let bearer = Bearer::new(&suite.token(person));
     ExpertiseServiceClient::with_interceptor(suite.channel_to(gateway, person).await, bearer)
         .max_decoding_message_size(4 * 1024 * 1024)
 }

@@ -33,14 +33,12 @@ use telehealth_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{
-    Code, Request, Status, Streaming,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
+    Code, Request, Status, Streaming, service::interceptor::InterceptedService, transport::Channel,
 };
 
 use crate::suite::Person;
 use cluster::Cluster;
+use telehealth_testkit::harness::Bearer;
 
 const CENTRE: &str = "cds-bourganeuf";
 
@@ -739,19 +737,6 @@ async fn a_sigkill_loses_no_acknowledged_booking_and_calls_move_to_the_survivor(
 
 // ---- clients and requests ----------------------------------------------------------------------
 
-/// Adds the bearer token to every call (`suite::Bearer` cannot be built outside its module).
-#[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
 fn bearer(cluster: &Cluster, person: &Person) -> Bearer {
     let token = cluster.token(
         person.subject,
@@ -760,7 +745,7 @@ fn bearer(cluster: &Cluster, person: &Person) -> Bearer {
         None,
         person.device,
     );
-    Bearer(format!("Bearer {token}").parse().expect("ascii"))
+    Bearer::new(&token)
 }
 
 type Scheduling = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;

@@ -22,10 +22,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{
-    Code, Request, Status, Streaming,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
+    Code, Status, Streaming, service::interceptor::InterceptedService, transport::Channel,
 };
 use webrtc::{
     api::{APIBuilder, setting_engine::SettingEngine},
@@ -43,33 +40,17 @@ use webrtc::{
 };
 
 use crate::suite::{Backend, Person, Suite};
+use telehealth_testkit::harness::Bearer;
 
 const CENTRE: &str = "cds-bourganeuf";
 
 // ---- clients ---------------------------------------------------------------------------------
 
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-struct Token(MetadataValue<Ascii>);
-
-impl Interceptor for Token {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type Signalling = SignallingServiceClient<InterceptedService<Channel, Token>>;
+type Signalling = SignallingServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A signalling client acting as `person` through the gateway at `gateway`.
 async fn client(suite: &Suite, gateway: SocketAddr, person: &Person) -> Signalling {
-    let token = Token(
-        format!("Bearer {}", suite.token(person))
-            .parse()
-            .expect("ascii"),
-    );
+    let token = Bearer::new(&suite.token(person));
     SignallingServiceClient::with_interceptor(suite.channel_to(gateway, person).await, token)
 }
 

@@ -11,12 +11,7 @@ use telehealth_kit::{
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
 use telehealth_proto::v1::scheduling_service_client::SchedulingServiceClient;
-use tonic::{
-    Request, Status,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 /// Which database the suite runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,18 +79,7 @@ impl Person {
     }
 }
 
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-pub struct Bearer(pub MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
+pub use telehealth_testkit::harness::Bearer;
 
 pub type Scheduling = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -200,11 +184,7 @@ impl Suite {
         address: std::net::SocketAddr,
         person: &Person,
     ) -> Scheduling {
-        let bearer = Bearer(
-            format!("Bearer {}", self.token(person))
-                .parse()
-                .expect("ascii"),
-        );
+        let bearer = Bearer::new(&self.token(person));
         SchedulingServiceClient::with_interceptor(self.channel_to(address, person).await, bearer)
     }
 

@@ -5,40 +5,19 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use telehealth_proto::v1::{self as pb, wound_service_client::WoundServiceClient};
-use tonic::{
-    Code, Request, Status,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::suite::{Backend, Person, Suite, backends};
+use telehealth_testkit::harness::Bearer;
 
 const CENTRE: &str = "cds-gueret";
 const OTHER_CENTRE: &str = "cds-aubusson";
 
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-struct Token(MetadataValue<Ascii>);
-
-impl Interceptor for Token {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type Wounds = WoundServiceClient<InterceptedService<Channel, Token>>;
+type Wounds = WoundServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A wound client acting as `person` through the gateway at `address`.
 async fn wounds_via(suite: &Suite, address: std::net::SocketAddr, person: &Person) -> Wounds {
-    let token = Token(
-        format!("Bearer {}", suite.token(person))
-            .parse()
-            .expect("ascii"),
-    );
+    let token = Bearer::new(&suite.token(person));
     WoundServiceClient::with_interceptor(suite.channel_to(address, person).await, token)
 }
 

@@ -181,6 +181,28 @@ pub fn raw_client(channel: Channel) -> tonic::client::Grpc<Channel> {
         .max_encoding_message_size(echo::MAX_MESSAGE)
 }
 
+/// Adds `authorization: Bearer <token>` to every call of a client
+/// (`FooClient::with_interceptor(channel, Bearer::new(&token))`).
+#[derive(Debug, Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    /// # Panics
+    /// If `token` is not ASCII (a JWT always is).
+    pub fn new(token: &str) -> Bearer {
+        Bearer(format!("Bearer {token}").parse().expect("a token is ASCII"))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
 /// `authorization: Bearer <token>` on a request.
 pub fn with_token<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
