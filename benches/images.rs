@@ -51,6 +51,7 @@ use telehealth_proto::v1::{
     expertise_service_client::ExpertiseServiceClient,
 };
 use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::measure::rss_kib;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 const MIB: u64 = 1024 * 1024;
@@ -91,19 +92,6 @@ async fn child(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Samples the server's RSS until dropped; `growth_mib` is the peak above the starting RSS.
 struct MemoryProbe {
     before: u64,
@@ -114,13 +102,13 @@ struct MemoryProbe {
 
 impl MemoryProbe {
     fn start(pid: u32) -> MemoryProbe {
-        let before = rss_kib(pid);
+        let before = rss_kib(&pid.to_string());
         let peak = Arc::new(AtomicU64::new(before));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (peak.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                p.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                p.fetch_max(rss_kib(&pid.to_string()), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
         });

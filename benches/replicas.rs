@@ -36,12 +36,14 @@ use std::{
 
 use cluster::Cluster;
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
+use telehealth_kit::record::timestamp as ts;
 use telehealth_kit::{Part, identity::Role};
 use telehealth_proto::v1::{
     self as pb, expertise_service_client::ExpertiseServiceClient,
     scheduling_service_client::SchedulingServiceClient,
 };
 use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::measure::percentile;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
 const ORG: &str = "cds-bench";
@@ -117,14 +119,6 @@ impl Outcome {
         );
         (row, p50)
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 /// Runs `CLIENTS` closed loops of `call(worker, n)` for `duration`.
@@ -370,11 +364,4 @@ fn tomorrow_at_eight() -> Timestamp {
         .to_zoned_datetime(paris)
         .expect("zoned")
         .timestamp()
-}
-
-fn ts(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: 0,
-    }
 }

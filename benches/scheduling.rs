@@ -26,6 +26,7 @@ use std::{
 
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use telehealth::suite::RunningSuite;
+use telehealth_kit::record::timestamp as ts;
 use telehealth_kit::{
     Settings,
     identity::Role,
@@ -34,6 +35,7 @@ use telehealth_kit::{
 };
 use telehealth_proto::v1::{self as pb, scheduling_service_client::SchedulingServiceClient};
 use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::measure::percentile;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 const ORG: &str = "cds-bench";
@@ -42,13 +44,6 @@ const CLIENTS: usize = 32;
 const CONNECTIONS: usize = 4;
 
 type Client = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;
-
-fn ts(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: 0,
-    }
-}
 
 fn practitioner(n: u64) -> String {
     format!("dr-{n:04}")
@@ -66,14 +61,6 @@ fn slot_start(days: i64, slot: i64) -> Timestamp {
         .expect("zoned")
         .timestamp()
         + SignedDuration::from_mins(30 * slot)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 fn report(name: &str, calls: usize, ok: usize, elapsed: Duration, mut latencies: Vec<Duration>) {

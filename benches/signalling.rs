@@ -53,6 +53,7 @@ use std::{
 
 use futures::StreamExt;
 use telehealth::suite::RunningSuite;
+use telehealth_kit::record::timestamp as ts;
 use telehealth_kit::{
     Part, Settings,
     identity::Role,
@@ -64,6 +65,8 @@ use telehealth_proto::v1::{
     signalling_service_client::SignallingServiceClient,
 };
 use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::measure::percentile;
+use telehealth_testkit::measure::rss_kib;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Streaming, transport::Channel};
@@ -125,35 +128,6 @@ async fn child(args: &[String]) -> anyhow::Result<()> {
     suite.shutdown_token().cancel();
     suite.join().await?;
     Ok(())
-}
-
-/// VmRSS of `pid` ("self" for this process), in KiB.
-fn rss_kib(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn ts(at: jiff::Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: 0,
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> f64 {

@@ -27,6 +27,7 @@ use std::{
 
 use jiff::{SignedDuration, Timestamp};
 use telehealth::suite::RunningSuite;
+use telehealth_kit::record::timestamp as ts;
 use telehealth_kit::{
     Settings,
     identity::Role,
@@ -35,6 +36,7 @@ use telehealth_kit::{
 };
 use telehealth_proto::v1::{self as pb, wound_service_client::WoundServiceClient};
 use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::measure::percentile;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 const ORG: &str = "cds-bench";
@@ -45,21 +47,6 @@ const CONNECTIONS: usize = 4;
 const WOUNDS_PER_NURSE: usize = 8;
 
 type Client = WoundServiceClient<InterceptedService<Channel, Bearer>>;
-
-fn ts(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: at.subsec_nanosecond(),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
 
 fn report(name: &str, calls: usize, ok: usize, elapsed: Duration, mut latencies: Vec<Duration>) {
     latencies.sort_unstable();

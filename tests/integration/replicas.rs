@@ -38,6 +38,7 @@ use tonic::{
 
 use crate::suite::Person;
 use cluster::Cluster;
+use telehealth_kit::record::timestamp as ts;
 use telehealth_testkit::harness::Bearer;
 
 const CENTRE: &str = "cds-bourganeuf";
@@ -812,11 +813,4 @@ fn ten_oclock_in(days: i64) -> Timestamp {
 
 fn eight_oclock_in(days: i64) -> Timestamp {
     at_hour_in(days, 8)
-}
-
-fn ts(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: 0,
-    }
 }

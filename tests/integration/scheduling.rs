@@ -8,16 +8,10 @@ use telehealth_proto::v1::{self as pb};
 use tonic::Code;
 
 use crate::suite::{Backend, Person, Suite, backends};
+use telehealth_kit::record::timestamp as ts;
 
 const CENTRE: &str = "cds-bourganeuf";
 const OTHER_CENTRE: &str = "cds-aubusson";
-
-fn ts(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: 0,
-    }
-}
 
 fn at(time: Option<&prost_types::Timestamp>) -> Timestamp {
     let time = time.expect("timestamp");

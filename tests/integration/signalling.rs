@@ -40,6 +40,7 @@ use webrtc::{
 };
 
 use crate::suite::{Backend, Person, Suite};
+use telehealth_kit::record::timestamp as ts;
 use telehealth_testkit::harness::Bearer;
 
 const CENTRE: &str = "cds-bourganeuf";
@@ -74,13 +75,6 @@ async fn as_scheduling(suite: &Suite, address: SocketAddr) -> SignallingServiceC
 
 fn signalling_address(suite: &Suite) -> SocketAddr {
     suite.running.as_ref().expect("running").services[&Part::Signalling]
-}
-
-fn ts(at: jiff::Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: 0,
-    }
 }
 
 fn doctor() -> Person {
@@ -623,46 +617,53 @@ impl Coturn {
             );
             return None;
         };
-        let port = {
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("free port");
-            socket.local_addr().expect("address").port()
-        };
-        let child = std::process::Command::new(binary)
-            .args([
-                "-n",
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
-                &format!("--listening-port={port}"),
-                "--use-auth-secret",
-                &format!("--static-auth-secret={secret}"),
-                "--realm=telehealth.test",
-                "--no-tls",
-                "--no-dtls",
-                "--allow-loopback-peers",
-                "--no-cli",
-                "--no-tcp-relay",
-                "--min-port=40000",
-                "--max-port=40999",
-                "--simple-log",
-                "--log-file=stdout",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("turnserver starts");
-        // Owned at once, so it is killed (and reaped) on every path.
-        let coturn = Coturn { child, port };
-        // Ready when it accepts TCP on its listening port.
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(coturn);
+        // A free port can be taken again before coturn binds it (tests run in parallel): a
+        // coturn that exits is started again on another port.
+        for _attempt in 0..3 {
+            let port = {
+                let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("free port");
+                socket.local_addr().expect("address").port()
+            };
+            let child = std::process::Command::new(binary)
+                .args([
+                    "-n",
+                    "--listening-ip=127.0.0.1",
+                    "--relay-ip=127.0.0.1",
+                    &format!("--listening-port={port}"),
+                    "--use-auth-secret",
+                    &format!("--static-auth-secret={secret}"),
+                    "--realm=telehealth.test",
+                    "--no-tls",
+                    "--no-dtls",
+                    "--allow-loopback-peers",
+                    "--no-cli",
+                    "--no-tcp-relay",
+                    "--min-port=40000",
+                    "--max-port=40999",
+                    "--simple-log",
+                    "--log-file=stdout",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("turnserver starts");
+            // Owned at once, so it is killed (and reaped) on every path.
+            let mut coturn = Coturn { child, port };
+            // Ready when it accepts TCP on its listening port.
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    return Some(coturn);
+                }
+                if coturn.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("turnserver did not start listening on {port}");
+        panic!("turnserver did not start listening (three ports tried)");
     }
 }
 

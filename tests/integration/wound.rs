@@ -8,6 +8,7 @@ use telehealth_proto::v1::{self as pb, wound_service_client::WoundServiceClient}
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::suite::{Backend, Person, Suite, backends};
+use telehealth_kit::record::timestamp as ts;
 use telehealth_testkit::harness::Bearer;
 
 const CENTRE: &str = "cds-gueret";
@@ -42,13 +43,6 @@ async fn start_sweeping(backend: Backend) -> Option<Suite> {
         settings.wound_rules.overdue_check_interval_seconds = 1;
     })
     .await
-}
-
-fn ts(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: at.subsec_nanosecond(),
-    }
 }
 
 fn days_ago(days: i64) -> Timestamp {

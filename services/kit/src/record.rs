@@ -91,6 +91,13 @@ pub fn now_micros() -> i64 {
     micros(Timestamp::now())
 }
 
+/// An instant from the wire, cut to whole microseconds (what the database keeps), so that a call
+/// answers with exactly the instant it stored; `None` if out of range.
+pub fn from_wire(value: &prost_types::Timestamp) -> Option<Timestamp> {
+    let nanos = value.nanos - value.nanos.rem_euclid(1_000);
+    Timestamp::new(value.seconds, nanos).ok()
+}
+
 /// An instant on the wire.
 pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -144,5 +151,15 @@ mod tests {
         let at = Timestamp::from_microsecond(1_764_000_000_123_456).expect("instant");
         assert_eq!(instant(micros(at)), at);
         assert_eq!(timestamp(at).nanos, 123_456_000);
+        let precise = prost_types::Timestamp {
+            seconds: at.as_second(),
+            nanos: 123_456_789,
+        };
+        assert_eq!(from_wire(&precise), Some(at), "cut to what is stored");
+        let bad = prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert_eq!(from_wire(&bad), None);
     }
 }

@@ -93,8 +93,8 @@ pub fn id(field: &'static str, value: &str) -> Result<String> {
 /// A required instant on a whole minute.
 pub fn instant(field: &'static str, value: Option<&prost_types::Timestamp>) -> Result<Timestamp> {
     let value = value.ok_or_else(|| SchedulingError::invalid(field, "is required"))?;
-    let at = Timestamp::new(value.seconds, value.nanos)
-        .map_err(|_| SchedulingError::invalid(field, "is not a valid timestamp"))?;
+    let at = telehealth_kit::record::from_wire(value)
+        .ok_or_else(|| SchedulingError::invalid(field, "is not a valid timestamp"))?;
     Ok(at)
 }
 

@@ -46,8 +46,8 @@ pub fn stream_status(error: &SignallingError) -> Status {
 /// A required instant.
 pub fn instant(field: &'static str, value: Option<&prost_types::Timestamp>) -> Result<Timestamp> {
     let value = value.ok_or_else(|| SignallingError::invalid(field, "is required"))?;
-    Timestamp::new(value.seconds, value.nanos)
-        .map_err(|_| SignallingError::invalid(field, "is not a valid timestamp"))
+    telehealth_kit::record::from_wire(value)
+        .ok_or_else(|| SignallingError::invalid(field, "is not a valid timestamp"))
 }
 
 fn window(range: Window) -> pb::TimeRange {
@@ -297,7 +297,7 @@ fn client_message(
         Some(In::KeepAlive(keep_alive)) => Ok(ClientMessage::KeepAlive {
             client_time: keep_alive
                 .client_time
-                .and_then(|t| Timestamp::new(t.seconds, t.nanos).ok()),
+                .and_then(|t| telehealth_kit::record::from_wire(&t)),
         }),
         Some(In::ReportIncident(report)) => incident_report(Some(&report))
             .map(ClientMessage::ReportIncident)

@@ -98,8 +98,8 @@ pub fn idempotency_key(value: &str) -> Result<String> {
 /// A required instant.
 pub fn instant(field: &'static str, value: Option<&prost_types::Timestamp>) -> Result<Timestamp> {
     let value = value.ok_or_else(|| WoundError::invalid(field, "is required"))?;
-    Timestamp::new(value.seconds, value.nanos)
-        .map_err(|_| WoundError::invalid(field, "is not a valid timestamp"))
+    telehealth_kit::record::from_wire(value)
+        .ok_or_else(|| WoundError::invalid(field, "is not a valid timestamp"))
 }
 
 /// Free text, trimmed, of at most `max` characters, without control characters other than

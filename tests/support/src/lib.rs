@@ -9,5 +9,6 @@
 pub mod codec;
 pub mod echo;
 pub mod harness;
+pub mod measure;
 
 pub use codec::RawCodec;
