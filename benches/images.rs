@@ -26,10 +26,8 @@
 //! downloads (5 runs, median MB/s).
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -38,7 +36,6 @@ use std::{
 };
 
 use futures::StreamExt;
-use telehealth::suite::RunningSuite;
 use telehealth_kit::{
     Settings,
     identity::Role,
@@ -53,6 +50,10 @@ use telehealth_proto::v1::{
 use telehealth_testkit::harness::Bearer;
 use telehealth_testkit::measure::rss_kib;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+#[path = "support/child_suite.rs"]
+mod child_suite;
+use child_suite::ChildSuite;
 
 const MIB: u64 = 1024 * 1024;
 const SMALL_FILE: u64 = 20 * MIB;
@@ -75,21 +76,9 @@ fn bench_settings(dir: &Path) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// `--child <dir>`: runs the suite, prints `READY <gateway>`, stops when stdin closes.
+/// `--child <dir>`: the suite of this bench (see `support/child_suite.rs`).
 async fn child(args: &[String]) -> anyhow::Result<()> {
-    let dir = PathBuf::from(&args[0]);
-    let mut suite = RunningSuite::start(bench_settings(&dir)?).await?;
-    suite.wait_healthy(Duration::from_secs(60)).await?;
-    println!("READY {}", suite.gateway);
-    std::io::stdout().flush()?;
-    tokio::task::spawn_blocking(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
-    })
-    .await?;
-    suite.shutdown_token().cancel();
-    suite.join().await?;
-    Ok(())
+    child_suite::serve(bench_settings(&PathBuf::from(&args[0]))?).await
 }
 
 /// Samples the server's RSS until dropped; `growth_mib` is the peak above the starting RSS.
@@ -409,35 +398,13 @@ async fn main() -> anyhow::Result<()> {
         return child(&args[at + 1..]).await;
     }
     let dir = tempfile::tempdir()?;
-    let mut server: Child = Command::new(std::env::current_exe()?)
-        .arg("--child")
-        .arg(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let pid = server.id();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line)?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    anyhow::ensure!(
-        words.len() == 2 && words[0] == "READY",
-        "the suite did not start: {line:?}"
-    );
+    let server = ChildSuite::start(&[dir.path().as_os_str()])?;
     let client = Client {
-        gateway: words[1].parse()?,
+        gateway: server.gateway,
         dir: dir.path().to_path_buf(),
         settings: bench_settings(dir.path())?,
     };
-    let result = measure(&client, pid).await;
-    drop(server.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            server.kill()?;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server.wait()?;
+    let result = measure(&client, server.pid()).await;
+    server.stop()?;
     result
 }

@@ -40,10 +40,8 @@
 //! scheduling bench.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -52,7 +50,6 @@ use std::{
 };
 
 use futures::StreamExt;
-use telehealth::suite::RunningSuite;
 use telehealth_kit::record::timestamp as ts;
 use telehealth_kit::{
     Part, Settings,
@@ -70,6 +67,10 @@ use telehealth_testkit::measure::rss_kib;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Streaming, transport::Channel};
+
+#[path = "support/child_suite.rs"]
+mod child_suite;
+use child_suite::ChildSuite;
 
 const ORG: &str = "cds-bench";
 const OFFERS: usize = 2_000;
@@ -107,27 +108,12 @@ fn bench_settings(dir: &Path, database: Option<(&str, &str)>) -> anyhow::Result<
     Ok(settings)
 }
 
-/// `--child <dir> [<postgres url> <schema prefix>]`: runs the suite, prints
-/// `READY <gateway> <signalling>`, and stops when stdin closes.
+/// `--child <dir> [<postgres url> <schema prefix>]`: the suite of this bench (see
+/// `support/child_suite.rs`).
 async fn child(args: &[String]) -> anyhow::Result<()> {
     let dir = PathBuf::from(&args[0]);
     let database = (args.len() >= 3).then(|| (args[1].as_str(), args[2].as_str()));
-    let mut suite = RunningSuite::start(bench_settings(&dir, database)?).await?;
-    suite.wait_healthy(Duration::from_secs(60)).await?;
-    println!(
-        "READY {} {}",
-        suite.gateway,
-        suite.services[&Part::Signalling]
-    );
-    std::io::stdout().flush()?;
-    tokio::task::spawn_blocking(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
-    })
-    .await?;
-    suite.shutdown_token().cancel();
-    suite.join().await?;
-    Ok(())
+    child_suite::serve(bench_settings(&dir, database)?).await
 }
 
 fn ms(d: Duration) -> f64 {
@@ -294,35 +280,22 @@ struct Figures {
 
 async fn run_backend(backend: &str, database: Option<(&str, &str)>) -> anyhow::Result<Figures> {
     let dir = tempfile::tempdir()?;
-    let mut command = Command::new(std::env::current_exe()?);
-    command.arg("--child").arg(dir.path());
+    let mut args = vec![dir.path().as_os_str()];
     if let Some((url, prefix)) = database {
-        command.arg(url).arg(prefix);
+        args.extend([std::ffi::OsStr::new(url), std::ffi::OsStr::new(prefix)]);
     }
-    let mut server: Child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let pid = server.id().to_string();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line)?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    anyhow::ensure!(
-        words.len() == 3 && words[0] == "READY",
-        "the suite did not start: {line:?}"
-    );
-    let (gateway, signalling): (SocketAddr, SocketAddr) = (words[1].parse()?, words[2].parse()?);
-    let result = measure(backend, database, dir.path(), gateway, signalling, &pid).await;
-    drop(server.stdin.take()); // stdin closes: the suite stops
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            server.kill()?;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server.wait()?;
+    let server = ChildSuite::start(&args)?;
+    let pid = server.pid().to_string();
+    let result = measure(
+        backend,
+        database,
+        dir.path(),
+        server.gateway,
+        server.signalling,
+        &pid,
+    )
+    .await;
+    server.stop()?;
     result
 }
 
