@@ -29,6 +29,7 @@ pub fn service_definition(part: Part) -> Option<ServiceDefinition> {
         Part::Expertise => Some(telehealth_expertise::definition()),
         Part::Wound => Some(telehealth_wound::definition()),
         Part::Signalling => Some(telehealth_signalling::definition()),
+        Part::Directory => Some(telehealth_directory::definition()),
     }
 }
 

@@ -48,6 +48,7 @@ pub struct Settings {
     pub expertise: ServiceSettings,
     pub wound: ServiceSettings,
     pub signalling: ServiceSettings,
+    pub directory: ServiceSettings,
     pub scheduling_rules: SchedulingRules,
     pub signalling_media: SignallingSettings,
     pub expertise_rules: ExpertiseRules,
@@ -153,8 +154,8 @@ pub struct ShutdownSettings {
 #[serde(deny_unknown_fields)]
 pub struct ServiceSettings {
     /// Address the service listens on for internal mTLS calls. Defaults: scheduling
-    /// `127.0.0.1:7101`, expertise `:7102`, wound `:7103`, signalling `:7104`; port 0 picks a free
-    /// port. In `telehealth up` the services always take free loopback ports.
+    /// `127.0.0.1:7101`, expertise `:7102`, wound `:7103`, signalling `:7104`, directory `:7105`;
+    /// port 0 picks a free port. In `telehealth up` the services always take free loopback ports.
     pub listen: SocketAddr,
     /// URLs the gateway and the other services use to reach this service; several URLs are
     /// balanced. Default: `https://` + `listen`.
@@ -175,6 +176,7 @@ impl Default for Settings {
             expertise: ServiceSettings::on_port(7102),
             wound: ServiceSettings::on_port(7103),
             signalling: ServiceSettings::on_port(7104),
+            directory: ServiceSettings::on_port(7105),
             scheduling_rules: SchedulingRules::default(),
             signalling_media: SignallingSettings::default(),
             expertise_rules: ExpertiseRules::default(),
@@ -343,6 +345,7 @@ impl Settings {
             Part::Expertise => Some(&self.expertise),
             Part::Wound => Some(&self.wound),
             Part::Signalling => Some(&self.signalling),
+            Part::Directory => Some(&self.directory),
         }
     }
 
@@ -354,6 +357,7 @@ impl Settings {
             Part::Expertise => Some(&mut self.expertise),
             Part::Wound => Some(&mut self.wound),
             Part::Signalling => Some(&mut self.signalling),
+            Part::Directory => Some(&mut self.directory),
         }
     }
 

@@ -1,12 +1,13 @@
 //! What every telehealth service shares.
 //!
-//! Each service crate (scheduling, expertise, wound, signalling) is a thin domain core plus a
+//! Each service crate (scheduling, expertise, wound, signalling, directory) is a thin domain core plus a
 //! tonic adapter; everything around them lives here, so that all of them behave the same way:
 //!
 //! - [`config`]: one typed configuration, from defaults, a TOML file and `TELEHEALTH_*` env;
 //! - [`db`]: SQLite or PostgreSQL behind one pool type, per-service migrations;
 //! - [`tls`]: internal mTLS (rustls) and the TLS accept loop;
 //! - [`identity`]: the caller as the gateway vouches for it, refused without it;
+//! - [`directory`]: membership checks against the care directory (who may be named);
 //! - [`error`]: the restricted error codes and the one mapping to `tonic::Status`;
 //! - [`events`]: change notifications for watch streams, across replicas (LISTEN/NOTIFY);
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification;
@@ -23,6 +24,7 @@
 pub mod audit;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod health;

@@ -1,4 +1,4 @@
-//! The parts of the suite: the gateway and the four services.
+//! The parts of the suite: the gateway and the five services.
 
 use std::{fmt, str::FromStr};
 
@@ -13,24 +13,27 @@ pub enum Part {
     Expertise,
     Wound,
     Signalling,
+    Directory,
 }
 
 impl Part {
     /// Every part, gateway first.
-    pub const ALL: [Part; 5] = [
+    pub const ALL: [Part; 6] = [
         Part::Gateway,
         Part::Scheduling,
         Part::Expertise,
         Part::Wound,
         Part::Signalling,
+        Part::Directory,
     ];
 
-    /// The four services behind the gateway.
-    pub const SERVICES: [Part; 4] = [
+    /// The services behind the gateway.
+    pub const SERVICES: [Part; 5] = [
         Part::Scheduling,
         Part::Expertise,
         Part::Wound,
         Part::Signalling,
+        Part::Directory,
     ];
 
     /// Lowercase name, used in config keys, file names, certificate identities and logs.
@@ -41,6 +44,7 @@ impl Part {
             Part::Expertise => "expertise",
             Part::Wound => "wound",
             Part::Signalling => "signalling",
+            Part::Directory => "directory",
         }
     }
 
@@ -52,6 +56,7 @@ impl Part {
             Part::Expertise => Some("telehealth.v1.ExpertiseService"),
             Part::Wound => Some("telehealth.v1.WoundService"),
             Part::Signalling => Some("telehealth.v1.SignallingService"),
+            Part::Directory => Some("telehealth.v1.DirectoryService"),
         }
     }
 
@@ -80,7 +85,7 @@ impl FromStr for Part {
             .find(|part| part.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown part `{s}`; expected one of gateway, scheduling, expertise, wound, signalling"
+                    "unknown part `{s}`; expected one of gateway, scheduling, expertise, wound, signalling, directory"
                 )
             })
     }

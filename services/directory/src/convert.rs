@@ -1,0 +1,162 @@
+//! From the wire to validated values and back.
+
+use base64::Engine;
+use telehealth_kit::{
+    identity::Role,
+    record::{from_wire, role_proto, timestamp},
+};
+use telehealth_proto::v1 as pb;
+
+use crate::{
+    core::MEMBER_ROLES,
+    error::DirectoryError,
+    model::{Member, NewMember, Source},
+};
+
+type Result<T> = std::result::Result<T, DirectoryError>;
+
+/// Most roles one membership can carry.
+pub const MAX_ROLES: usize = 6;
+/// Most subjects one `CheckMembers` asks about.
+pub const MAX_CHECKED_SUBJECTS: usize = 64;
+/// Default and maximum page sizes of `ListMembers`.
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 200;
+
+/// A subject: 1 to 255 characters, no control characters.
+pub fn subject(field: &'static str, value: &str) -> Result<String> {
+    if value.is_empty() || value.chars().count() > 255 || value.chars().any(char::is_control) {
+        return Err(DirectoryError::invalid(
+            field,
+            "must be 1-255 characters without control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// A role of the contract, as a member role.
+pub fn role(field: &'static str, value: i32) -> Result<Role> {
+    let role = match pb::Role::try_from(value) {
+        Ok(pb::Role::Doctor) => Role::Doctor,
+        Ok(pb::Role::Nurse) => Role::Nurse,
+        Ok(pb::Role::Specialist) => Role::Specialist,
+        Ok(pb::Role::Coordinator) => Role::Coordinator,
+        Ok(pb::Role::Admin) => Role::Admin,
+        Ok(pb::Role::Patient) => Role::Patient,
+        _ => return Err(DirectoryError::invalid(field, "is not a role")),
+    };
+    if MEMBER_ROLES.contains(&role) {
+        Ok(role)
+    } else {
+        Err(DirectoryError::invalid(
+            field,
+            "a patient is not a member of an organisation",
+        ))
+    }
+}
+
+/// A `PutMember` request, validated.
+pub fn new_member(request: pb::PutMemberRequest) -> Result<NewMember> {
+    if request.roles.is_empty() || request.roles.len() > MAX_ROLES {
+        return Err(DirectoryError::invalid(
+            "roles",
+            format!("must hold 1 to {MAX_ROLES} roles"),
+        ));
+    }
+    let mut roles = request
+        .roles
+        .iter()
+        .map(|r| role("roles", *r))
+        .collect::<Result<Vec<_>>>()?;
+    roles.sort();
+    roles.dedup();
+    let specialty = Some(request.specialty.trim().to_owned()).filter(|s| !s.is_empty());
+    if let Some(specialty) = &specialty
+        && (specialty.len() > 64
+            || !specialty
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'))
+    {
+        return Err(DirectoryError::invalid(
+            "specialty",
+            "must be at most 64 characters of a-z, 0-9, _ and -",
+        ));
+    }
+    if roles.contains(&Role::Specialist) && specialty.is_none() {
+        return Err(DirectoryError::invalid(
+            "specialty",
+            "is required for a specialist",
+        ));
+    }
+    Ok(NewMember {
+        subject: subject("subject", &request.subject)?,
+        roles,
+        specialty,
+        since: instant("since_time", request.since_time.as_ref())?,
+        until: instant("until_time", request.until_time.as_ref())?,
+        expected_version: request.expected_version,
+    })
+}
+
+/// An optional instant.
+pub fn instant(
+    field: &'static str,
+    value: Option<&prost_types::Timestamp>,
+) -> Result<Option<jiff::Timestamp>> {
+    value
+        .map(|t| {
+            from_wire(t).ok_or_else(|| DirectoryError::invalid(field, "is not a valid instant"))
+        })
+        .transpose()
+}
+
+/// A page size within bounds (0 = default).
+pub fn page_size(value: i32) -> Result<i64> {
+    match i64::from(value) {
+        0 => Ok(DEFAULT_PAGE),
+        n if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        _ => Err(DirectoryError::invalid(
+            "page_size",
+            format!("must be between 1 and {MAX_PAGE}"),
+        )),
+    }
+}
+
+/// The subject a page token continues after ("" for the first page).
+pub fn page_after(token: &str) -> Result<String> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
+    let invalid =
+        || DirectoryError::invalid("page_token", "is not a token from a previous response");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix("d1|")
+        .map(str::to_owned)
+        .ok_or_else(invalid)
+}
+
+/// The token of the page after `subject`.
+pub fn page_token(subject: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("d1|{subject}"))
+}
+
+/// A member on the wire.
+pub fn member(member: &Member, now: jiff::Timestamp) -> pb::Member {
+    pb::Member {
+        org_id: member.org_id.clone(),
+        subject: member.subject.clone(),
+        roles: member.roles.iter().map(|r| role_proto(*r)).collect(),
+        specialty: member.specialty.clone().unwrap_or_default(),
+        since_time: Some(timestamp(member.since)),
+        until_time: member.until.map(timestamp),
+        source: match member.source {
+            Source::Token => pb::MembershipSource::Token,
+            Source::Administrator => pb::MembershipSource::Administrator,
+        } as i32,
+        version: member.version,
+        active: member.active_at(now),
+    }
+}

@@ -1,0 +1,56 @@
+//! Everything that can go wrong in the directory, and which gRPC code each is.
+
+use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError};
+
+/// A directory failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    /// The member does not exist or belongs to another organisation: the message is the same.
+    #[error("member not found")]
+    NotFound,
+    #[error("{0}")]
+    PermissionDenied(&'static str),
+    #[error("the membership changed since you read it (version {current}); read it again")]
+    VersionMismatch { current: i64 },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Kit(#[from] KitError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl DirectoryError {
+    /// INVALID_ARGUMENT about `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        DirectoryError::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl ApiError for DirectoryError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            DirectoryError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            DirectoryError::NotFound => ErrorCode::NotFound,
+            DirectoryError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            DirectoryError::VersionMismatch { .. } => ErrorCode::Aborted,
+            DirectoryError::Identity(error) => error.code(),
+            DirectoryError::Kit(error) => error.code(),
+            DirectoryError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                ErrorCode::Unavailable
+            }
+            DirectoryError::Database(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<DirectoryError> for tonic::Status {
+    fn from(error: DirectoryError) -> Self {
+        telehealth_kit::error::to_status(&error)
+    }
+}

@@ -1,0 +1,140 @@
+//! The tonic adapter: validate, call the core, convert back.
+
+use telehealth_kit::identity::{self, Caller};
+use telehealth_proto::v1::{self as pb, directory_service_server::DirectoryService};
+use tonic::{Request, Response, Status};
+
+use crate::{convert, core::Directory};
+
+/// The gRPC face of the directory.
+pub struct DirectoryApi {
+    directory: Directory,
+}
+
+impl DirectoryApi {
+    pub fn new(directory: Directory) -> Self {
+        DirectoryApi { directory }
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    identity::caller(request).cloned().map_err(Status::from)
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+#[tonic::async_trait]
+impl DirectoryService for DirectoryApi {
+    #[tracing::instrument(skip_all)]
+    async fn register_self(
+        &self,
+        request: Request<pb::RegisterSelfRequest>,
+    ) -> Result<Response<pb::RegisterSelfResponse>, Status> {
+        let caller = caller(&request)?;
+        let member = self.directory.register_self(&caller).await?;
+        Ok(Response::new(pb::RegisterSelfResponse {
+            member: Some(convert::member(&member, now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn put_member(
+        &self,
+        request: Request<pb::PutMemberRequest>,
+    ) -> Result<Response<pb::PutMemberResponse>, Status> {
+        let caller = caller(&request)?;
+        let new = convert::new_member(request.into_inner())?;
+        let member = self.directory.put_member(&caller, new).await?;
+        Ok(Response::new(pb::PutMemberResponse {
+            member: Some(convert::member(&member, now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn end_membership(
+        &self,
+        request: Request<pb::EndMembershipRequest>,
+    ) -> Result<Response<pb::EndMembershipResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let subject = convert::subject("subject", &request.subject)?;
+        let until = convert::instant("until_time", request.until_time.as_ref())?;
+        let member = self
+            .directory
+            .end_membership(&caller, &subject, until)
+            .await?;
+        Ok(Response::new(pb::EndMembershipResponse {
+            member: Some(convert::member(&member, now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Result<Response<pb::GetMemberResponse>, Status> {
+        let caller = caller(&request)?;
+        let subject = convert::subject("subject", &request.get_ref().subject)?;
+        let member = self.directory.get_member(&caller, &subject).await?;
+        Ok(Response::new(pb::GetMemberResponse {
+            member: Some(convert::member(&member, now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let page_size = convert::page_size(request.page_size)?;
+        let after = convert::page_after(&request.page_token)?;
+        let role = match request.role {
+            0 => None,
+            value => Some(convert::role("role", value)?),
+        };
+        let page = self
+            .directory
+            .list_members(&caller, role, request.include_ended, &after, page_size)
+            .await?;
+        let now = now();
+        Ok(Response::new(pb::ListMembersResponse {
+            members: page
+                .members
+                .iter()
+                .map(|m| convert::member(m, now))
+                .collect(),
+            next_page_token: page
+                .last_subject
+                .map(|s| convert::page_token(&s))
+                .unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_members(
+        &self,
+        request: Request<pb::CheckMembersRequest>,
+    ) -> Result<Response<pb::CheckMembersResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        if request.subjects.len() > convert::MAX_CHECKED_SUBJECTS {
+            return Err(crate::error::DirectoryError::invalid(
+                "subjects",
+                format!("at most {} subjects", convert::MAX_CHECKED_SUBJECTS),
+            )
+            .into());
+        }
+        let members = self
+            .directory
+            .check_members(&caller, &request.org_id, &request.subjects)
+            .await?;
+        let now = now();
+        Ok(Response::new(pb::CheckMembersResponse {
+            members: members.iter().map(|m| convert::member(m, now)).collect(),
+        }))
+    }
+}

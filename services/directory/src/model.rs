@@ -1,0 +1,68 @@
+//! A membership and who may see or change it.
+
+use jiff::Timestamp;
+use telehealth_kit::identity::Role;
+
+/// Where a membership comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The person's own verified token.
+    Token,
+    /// An administrator of the organisation.
+    Administrator,
+}
+
+impl Source {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Token => "token",
+            Source::Administrator => "administrator",
+        }
+    }
+
+    /// From the stored name (anything else reads as an administrator's record).
+    pub fn parse(text: &str) -> Source {
+        if text == "token" {
+            Source::Token
+        } else {
+            Source::Administrator
+        }
+    }
+}
+
+/// A person's membership of an organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub org_id: String,
+    pub subject: String,
+    pub roles: Vec<Role>,
+    pub specialty: Option<String>,
+    pub since: Timestamp,
+    pub until: Option<Timestamp>,
+    pub source: Source,
+    pub version: i64,
+}
+
+impl Member {
+    /// True when the membership is in force at `now`.
+    pub fn active_at(&self, now: Timestamp) -> bool {
+        self.since <= now && self.until.is_none_or(|until| now < until)
+    }
+
+    /// True when the membership was ended by its end date (rather than not started yet).
+    pub fn ended_at(&self, now: Timestamp) -> bool {
+        self.until.is_some_and(|until| until <= now)
+    }
+}
+
+/// A membership as an administrator writes it, validated.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub subject: String,
+    pub roles: Vec<Role>,
+    pub specialty: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub expected_version: i64,
+}

@@ -1,0 +1,123 @@
+//! Every SQL statement of the directory, in the dialect SQLite and PostgreSQL share.
+
+use std::str::FromStr;
+
+use sqlx::{AnyConnection, Row, any::AnyRow};
+use telehealth_kit::{
+    identity::Role,
+    record::{instant, micros},
+};
+
+use crate::{
+    error::DirectoryError,
+    model::{Member, Source},
+};
+
+type Result<T> = std::result::Result<T, DirectoryError>;
+
+const COLUMNS: &str = "org_id, subject, roles, specialty, since_us, until_us, source, version";
+
+fn member(row: &AnyRow) -> Result<Member> {
+    let roles: String = row.try_get("roles")?;
+    let source: String = row.try_get("source")?;
+    Ok(Member {
+        org_id: row.try_get("org_id")?,
+        subject: row.try_get("subject")?,
+        roles: roles
+            .split(',')
+            .filter_map(|r| Role::from_str(r).ok())
+            .collect(),
+        specialty: row.try_get("specialty")?,
+        since: instant(row.try_get("since_us")?),
+        until: row.try_get::<Option<i64>, _>("until_us")?.map(instant),
+        source: Source::parse(&source),
+        version: row.try_get("version")?,
+    })
+}
+
+fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The membership of `subject` in `org`, active or not.
+pub async fn member_of(
+    conn: &mut AnyConnection,
+    org: &str,
+    subject: &str,
+) -> Result<Option<Member>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM members WHERE org_id = $1 AND subject = $2"
+    ))
+    .bind(org)
+    .bind(subject)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(member).transpose()
+}
+
+/// Inserts a new membership (version 1).
+pub async fn insert_member(conn: &mut AnyConnection, m: &Member, by: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO members (org_id, subject, roles, specialty, since_us, until_us, source, version, \
+         updated_at_us, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&m.org_id)
+    .bind(&m.subject)
+    .bind(roles_text(&m.roles))
+    .bind(m.specialty.clone())
+    .bind(micros(m.since))
+    .bind(m.until.map(micros))
+    .bind(m.source.as_str())
+    .bind(m.version)
+    .bind(telehealth_kit::record::now_micros())
+    .bind(by)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes `m` over the stored membership if its version is still `m.version - 1`; false when
+/// someone changed it in between.
+pub async fn update_member(conn: &mut AnyConnection, m: &Member, by: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE members SET roles = $3, specialty = $4, since_us = $5, until_us = $6, source = $7, \
+         version = $8, updated_at_us = $9, updated_by = $10 \
+         WHERE org_id = $1 AND subject = $2 AND version = $11",
+    )
+    .bind(&m.org_id)
+    .bind(&m.subject)
+    .bind(roles_text(&m.roles))
+    .bind(m.specialty.clone())
+    .bind(micros(m.since))
+    .bind(m.until.map(micros))
+    .bind(m.source.as_str())
+    .bind(m.version)
+    .bind(telehealth_kit::record::now_micros())
+    .bind(by)
+    .bind(m.version - 1)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The memberships of `org` after subject `after`, by subject, at most `limit`.
+pub async fn members_of_org(
+    conn: &mut AnyConnection,
+    org: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<Member>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM members WHERE org_id = $1 AND subject > $2 ORDER BY subject LIMIT $3"
+    ))
+    .bind(org)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(member).collect()
+}
