@@ -225,6 +225,7 @@ async fn a_refused_booking_lists_every_conflict() {
     };
     let doctor = Person::doctor("dr-martin", CENTRE);
     let nurse = Person::nurse("nurse-claire", CENTRE);
+    suite.enrol(&nurse).await;
     publish_availability(&suite, &doctor).await;
     let mut client = suite.scheduling(&doctor).await;
     let start = ten_oclock_in(4);

@@ -51,6 +51,7 @@ type Signalling = SignallingServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A signalling client acting as `person` through the gateway at `gateway`.
 async fn client(suite: &Suite, gateway: SocketAddr, person: &Person) -> Signalling {
+    suite.enrol_via(gateway, person).await;
     let token = Bearer::new(&suite.token(person));
     SignallingServiceClient::with_interceptor(suite.channel_to(gateway, person).await, token)
 }

@@ -10,7 +10,10 @@ use telehealth_kit::{
     pki::DevPki,
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
-use telehealth_proto::v1::scheduling_service_client::SchedulingServiceClient;
+use telehealth_proto::v1::{
+    RegisterSelfRequest, directory_service_client::DirectoryServiceClient,
+    scheduling_service_client::SchedulingServiceClient,
+};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 /// Which database the suite runs on.
@@ -172,7 +175,30 @@ impl Suite {
             .expect("connects to the gateway")
     }
 
-    /// A scheduling client acting as `person`.
+    /// Records `person` in the care directory as a member of their org, as their first
+    /// verified sign-in does (`RegisterSelf`); patients are not members and are skipped.
+    pub async fn enrol(&self, person: &Person) {
+        self.enrol_via(self.running.as_ref().expect("running").gateway, person)
+            .await;
+    }
+
+    /// [`Suite::enrol`] through the gateway at `address`.
+    pub async fn enrol_via(&self, address: std::net::SocketAddr, person: &Person) {
+        if person.roles.iter().all(|r| *r == Role::Patient) {
+            return;
+        }
+        let bearer = Bearer::new(&self.token(person));
+        let mut directory = DirectoryServiceClient::with_interceptor(
+            self.channel_to(address, person).await,
+            bearer,
+        );
+        directory
+            .register_self(RegisterSelfRequest {})
+            .await
+            .unwrap_or_else(|status| panic!("{} is enrolled: {status:?}", person.subject));
+    }
+
+    /// A scheduling client acting as `person` (enrolled in the directory first).
     pub async fn scheduling(&self, person: &Person) -> Scheduling {
         self.scheduling_via(self.running.as_ref().expect("running").gateway, person)
             .await
@@ -184,6 +210,7 @@ impl Suite {
         address: std::net::SocketAddr,
         person: &Person,
     ) -> Scheduling {
+        self.enrol_via(address, person).await;
         let bearer = Bearer::new(&self.token(person));
         SchedulingServiceClient::with_interceptor(self.channel_to(address, person).await, bearer)
     }

@@ -18,6 +18,7 @@ type Wounds = WoundServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A wound client acting as `person` through the gateway at `address`.
 async fn wounds_via(suite: &Suite, address: std::net::SocketAddr, person: &Person) -> Wounds {
+    suite.enrol_via(address, person).await;
     let token = Bearer::new(&suite.token(person));
     WoundServiceClient::with_interceptor(suite.channel_to(address, person).await, token)
 }

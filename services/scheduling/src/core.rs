@@ -19,6 +19,7 @@ use jiff::{SignedDuration, Timestamp};
 use telehealth_kit::{
     Database,
     audit::{AuditEntry, AuditWriter, Outcome},
+    directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
 };
@@ -60,17 +61,20 @@ pub struct Scheduler {
     pub(crate) rules: Rules,
     pub(crate) clock: Clock,
     pub(crate) rooms: rooms::Rooms,
+    pub(crate) directory: Directory,
     pub(crate) auditor: AuditWriter,
 }
 
 impl Scheduler {
-    /// A scheduler over `db`, publishing changes on `bus`, opening video rooms with `rooms`.
+    /// A scheduler over `db`, publishing changes on `bus`, opening video rooms with `rooms`,
+    /// checking the practitioners a request names against `directory`.
     pub fn new(
         db: Database,
         bus: EventBus,
         rules: Rules,
         clock: Clock,
         rooms: rooms::Rooms,
+        directory: Directory,
     ) -> Self {
         let auditor = AuditWriter::start(db.clone());
         Scheduler {
@@ -79,6 +83,7 @@ impl Scheduler {
             rules,
             clock,
             rooms,
+            directory,
             auditor,
         }
     }
@@ -131,11 +136,57 @@ pub(crate) fn person(caller: &Caller) -> Result<&Identity, SchedulingError> {
     }
 }
 
-/// True when `identity` may manage `practitioner`'s calendar (publish availability, book):
-/// the practitioner himself, or a coordinator of the practitioner's org.
-pub(crate) fn manages(identity: &Identity, practitioner: &str, practitioner_org: &str) -> bool {
-    identity.subject == practitioner
-        || (identity.has_role(Role::Coordinator) && identity.org == practitioner_org)
+/// The roles a practitioner with a calendar holds in their organisation.
+pub(crate) const PRACTITIONER_ROLES: [Role; 2] = [Role::Doctor, Role::Nurse];
+
+impl Scheduler {
+    /// Succeeds when `subject` is the caller or an active member of the caller's organisation
+    /// holding one of `roles`; otherwise NOT_FOUND `what`, as for someone who does not exist
+    /// (membership comes from the directory, never from a first write here).
+    pub(crate) async fn require_member(
+        &self,
+        identity: &Identity,
+        subject: &str,
+        roles: &[Role],
+        what: &'static str,
+    ) -> Result<(), SchedulingError> {
+        if subject == identity.subject {
+            return Ok(());
+        }
+        let membership = self.directory.membership(&identity.org, subject).await?;
+        if membership.is_some_and(|m| roles.iter().any(|r| m.has_role(*r))) {
+            Ok(())
+        } else {
+            Err(SchedulingError::NotFound(what))
+        }
+    }
+
+    /// Succeeds when `identity` may manage `practitioner`'s calendar (publish availability,
+    /// exceptions, book): the practitioner himself, or a coordinator of an organisation the
+    /// practitioner is an active member of, and that owns the calendar (`calendar_org`, when
+    /// one is published). Anyone else gets the NOT_FOUND of an unknown practitioner.
+    pub(crate) async fn require_manager(
+        &self,
+        identity: &Identity,
+        practitioner: &str,
+        calendar_org: Option<&str>,
+    ) -> Result<(), SchedulingError> {
+        if identity.subject == practitioner {
+            return Ok(());
+        }
+        if calendar_org.is_some_and(|org| org != identity.org) {
+            return Err(SchedulingError::NotFound("practitioner"));
+        }
+        self.require_member(identity, practitioner, &PRACTITIONER_ROLES, "practitioner")
+            .await?;
+        if identity.has_role(Role::Coordinator) {
+            Ok(())
+        } else {
+            Err(SchedulingError::PermissionDenied(
+                "only the practitioner or a coordinator of the centre manages this calendar",
+            ))
+        }
+    }
 }
 
 /// The audit outcome of an error.

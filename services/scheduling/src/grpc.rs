@@ -667,6 +667,7 @@ impl SchedulingService for SchedulingApi {
         let changes = self
             .core
             .watch(&caller, practitioner)
+            .await
             .map_err(|e| status(&e))?;
         let now = || Some(convert::timestamp(jiff::Timestamp::now()));
         let ready = pb::WatchAppointmentsResponse {

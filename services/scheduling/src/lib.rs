@@ -29,6 +29,7 @@ use sqlx::migrate::Migrator;
 use telehealth_kit::{
     Part,
     db::Migrations,
+    directory::Directory,
     events::EventBus,
     identity::IdentityInterceptor,
     serve::{MAX_MESSAGE_BYTES, RoutesFuture, ServiceContext, ServiceDefinition},
@@ -68,12 +69,14 @@ fn routes(context: ServiceContext) -> RoutesFuture {
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
         let clock: core::Clock = Arc::new(jiff::Timestamp::now);
         let rooms = core::rooms::Rooms::new(context.channel_to(Part::Signalling)?);
+        let directory = Directory::new(context.channel_to(Part::Directory)?);
         let scheduler = Scheduler::new(
             context.db.clone(),
             bus,
             rules(&context.settings.scheduling_rules),
             clock,
             rooms,
+            directory,
         );
         let api = grpc::SchedulingApi::new(scheduler, context.shutdown.clone());
         let server = SchedulingServiceServer::new(api)

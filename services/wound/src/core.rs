@@ -22,8 +22,9 @@ use sqlx::AnyConnection;
 use telehealth_kit::{
     Database,
     audit::{AuditEntry, AuditWriter, Outcome},
+    directory::Directory,
     events::EventBus,
-    identity::{Caller, Identity},
+    identity::{Caller, Identity, Role},
 };
 
 use crate::{
@@ -43,6 +44,7 @@ pub struct WoundMonitor {
     pub(crate) bus: EventBus,
     pub(crate) rules: Rules,
     pub(crate) clock: Clock,
+    pub(crate) directory: Directory,
     pub(crate) auditor: AuditWriter,
 }
 
@@ -55,16 +57,52 @@ pub struct AssessmentView {
 }
 
 impl WoundMonitor {
-    /// A core over `db`, announcing alerts on `bus`.
-    pub fn new(db: Database, bus: EventBus, rules: Rules, clock: Clock) -> Self {
+    /// A core over `db`, announcing alerts on `bus`, checking care teams against `directory`.
+    pub fn new(
+        db: Database,
+        bus: EventBus,
+        rules: Rules,
+        clock: Clock,
+        directory: Directory,
+    ) -> Self {
         let auditor = AuditWriter::start(db.clone());
         WoundMonitor {
             db,
             bus,
             rules,
             clock,
+            directory,
             auditor,
         }
+    }
+
+    /// Succeeds when the referring doctor and every nurse of a care team are active members of
+    /// the caller's org as a doctor and as nurses (the caller stands for himself); anyone else
+    /// is answered as unknown, so a care team never reaches into another organisation.
+    pub(crate) async fn require_care_team(
+        &self,
+        identity: &Identity,
+        referring_doctor: Option<&str>,
+        nurses: &[&str],
+    ) -> Result<(), WoundError> {
+        if let Some(doctor) = referring_doctor
+            && !self
+                .directory
+                .is_member_with_role(identity, doctor, Role::Doctor)
+                .await?
+        {
+            return Err(WoundError::NotFound("referring doctor"));
+        }
+        for nurse in nurses {
+            if !self
+                .directory
+                .is_member_with_role(identity, nurse, Role::Nurse)
+                .await?
+            {
+                return Err(WoundError::NotFound("nurse"));
+            }
+        }
+        Ok(())
     }
 
     /// The thresholds in force.

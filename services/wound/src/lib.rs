@@ -30,6 +30,7 @@ use sqlx::migrate::Migrator;
 use telehealth_kit::{
     Part,
     db::Migrations,
+    directory::Directory,
     events::EventBus,
     identity::IdentityInterceptor,
     serve::{MAX_MESSAGE_BYTES, RoutesFuture, ServiceContext, ServiceDefinition},
@@ -82,6 +83,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             bus,
             rules(&context.settings.wound_rules),
             clock,
+            Directory::new(context.channel_to(Part::Directory)?),
         );
         // Every replica sweeps; the database raises each overdue alert once.
         tokio::spawn(monitor.clone().run_sweeper(context.shutdown.clone()));

@@ -28,7 +28,7 @@ struct ChangeNotice {
 }
 
 /// True when `identity` may see `appointment`: its participants and its org's coordinators.
-fn can_see(identity: &Identity, appointment: &Appointment) -> bool {
+pub(crate) fn can_see(identity: &Identity, appointment: &Appointment) -> bool {
     appointment.participants().any(|p| p == identity.subject)
         || (identity.has_role(Role::Coordinator) && identity.org == appointment.org_id)
 }
@@ -337,7 +337,9 @@ impl Scheduler {
 
     /// Changes to the appointments the caller may see (only `practitioner`'s if given), as
     /// they happen, from any replica.
-    pub fn watch(
+    /// Watching another practitioner is for a coordinator of an org that practitioner is a
+    /// member of; anyone else gets PERMISSION_DENIED.
+    pub async fn watch(
         &self,
         caller: &Caller,
         practitioner: Option<String>,
@@ -346,6 +348,15 @@ impl Scheduler {
         SchedulingError,
     > {
         let identity = person(caller)?.clone();
+        if let Some(other) = practitioner.as_deref().filter(|p| *p != identity.subject) {
+            if !identity.has_role(Role::Coordinator) {
+                return Err(SchedulingError::PermissionDenied(
+                    "you may watch your own appointments only; a coordinator watches the centre's",
+                ));
+            }
+            self.require_member(&identity, other, &super::PRACTITIONER_ROLES, "practitioner")
+                .await?;
+        }
         let caller = caller.clone();
         let scheduler = self.clone();
         let notices = BroadcastStream::new(self.bus.subscribe());

@@ -7,7 +7,7 @@ use telehealth_kit::{
     identity::{Caller, Role},
 };
 
-use super::{Scheduler, manages, person};
+use super::{PRACTITIONER_ROLES, Scheduler, person};
 use crate::{
     domain::{
         AvailabilityException, ExceptionKind, Subject, WeeklyAvailability, WeeklyRange, Zone, hhmm,
@@ -112,15 +112,17 @@ impl Scheduler {
         // a read snapshot).
         store::lock_practitioners(&mut tx, &[practitioner.as_str()]).await?;
         let existing = store::availability_of(&mut tx, practitioner.as_str()).await?;
-        // A first publication belongs to the publisher's org; later ones keep the stored org.
+        // A calendar belongs to the org of its publisher, who is the practitioner or a
+        // coordinator of an org the practitioner is a member of (never to a first writer).
+        self.require_manager(
+            identity,
+            practitioner.as_str(),
+            existing.as_ref().map(|e| e.org_id.as_str()),
+        )
+        .await?;
         let org = existing
             .as_ref()
             .map_or(identity.org.clone(), |e| e.org_id.clone());
-        if !manages(identity, practitioner.as_str(), &org) {
-            return Err(SchedulingError::PermissionDenied(
-                "you may not manage this practitioner's availability",
-            ));
-        }
         let ranges: Vec<StoredRange> = availability
             .ranges
             .iter()
@@ -185,14 +187,9 @@ impl Scheduler {
         let practitioner = match (&new.practitioner, new.org_wide) {
             (_, true) => None,
             (Some(p), false) => {
-                let org = store::availability_of(&mut conn, p.as_str())
-                    .await?
-                    .map_or(identity.org.clone(), |row| row.org_id);
-                if !manages(identity, p.as_str(), &org) {
-                    return Err(SchedulingError::PermissionDenied(
-                        "you may not manage this practitioner's availability",
-                    ));
-                }
+                let calendar = store::availability_of(&mut conn, p.as_str()).await?;
+                self.require_manager(identity, p.as_str(), calendar.as_ref().map(|r| r.org_id.as_str()))
+                    .await?;
                 Some(p.as_str().to_owned())
             }
             (None, false) => Some(identity.subject.clone()),
@@ -280,7 +277,13 @@ impl Scheduler {
             .await?
             .ok_or(SchedulingError::NotFound("exception"))?;
         let allowed = match &row.practitioner {
-            Some(p) => manages(identity, p, &row.org_id),
+            Some(p) => {
+                row.org_id == identity.org
+                    && self
+                        .require_manager(identity, p, Some(&row.org_id))
+                        .await
+                        .is_ok()
+            }
             None => identity.has_role(Role::Coordinator) && identity.org == row.org_id,
         };
         if !allowed {
@@ -317,20 +320,26 @@ impl Scheduler {
     ) -> Result<Vec<ExceptionRow>, SchedulingError> {
         let identity = person(caller)?;
         let mut conn = self.db.pool().acquire().await?;
-        let org = store::availability_of(&mut conn, practitioner.as_str())
-            .await?
-            .map_or(identity.org.clone(), |row| row.org_id);
-        if org != identity.org && practitioner.as_str() != identity.subject {
-            return Err(SchedulingError::NotFound("practitioner"));
-        }
+        // The exceptions a member of the caller's org has there (never another org's).
+        self.require_member(
+            identity,
+            practitioner.as_str(),
+            &PRACTITIONER_ROLES,
+            "practitioner",
+        )
+        .await?;
         let rows = store::exceptions_between(
             &mut conn,
             practitioner.as_str(),
-            &org,
+            &identity.org,
             &from.to_string(),
             &to.to_string(),
         )
-        .await?;
+        .await?
+        .into_iter()
+        // A practitioner of several orgs: another org's records stay with that org.
+        .filter(|row| row.org_id == identity.org)
+        .collect();
         Ok(rows)
     }
 }

@@ -10,13 +10,13 @@ use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
-    identity::{Caller, Role},
+    identity::{Caller, Identity, Role},
 };
 
 use super::{
     Scheduler,
     availability::{exception, weekly},
-    manages, person,
+    PRACTITIONER_ROLES, person,
 };
 use crate::{
     domain::{Interval, Subject, WeeklyAvailability, WeeklyRange, Zone},
@@ -76,6 +76,13 @@ impl Scheduler {
             if org != identity.org && practitioner.as_str() != identity.subject {
                 return Err(SchedulingError::NotFound("practitioner availability"));
             }
+            self.require_member(
+                identity,
+                practitioner.as_str(),
+                &PRACTITIONER_ROLES,
+                "practitioner availability",
+            )
+            .await?;
             calendars.push(calendar);
         }
         drop(conn);
@@ -121,6 +128,8 @@ impl Scheduler {
         nurse: Option<&Subject>,
         time: Interval,
     ) -> Result<HoldRow, SchedulingError> {
+        self.require_participants(person(caller)?, doctor, nurse)
+            .await?;
         let now = self.now();
         let mut tx = self.db.pool().begin().await?;
         let (org, _) = self
@@ -196,6 +205,8 @@ impl Scheduler {
         if let Some(replay) = self.replay(caller, &request.idempotency_key, &hash).await? {
             return Ok((replay, true));
         }
+        self.require_participants(identity, &request.doctor, request.nurse.as_ref())
+            .await?;
 
         let now = self.now();
         let mut tx = self.db.pool().begin().await?;
@@ -418,7 +429,12 @@ impl Scheduler {
             )));
         };
         let zone = doctor_calendar.availability.zone.name().to_owned();
-        if !manages(identity, doctor.as_str(), &org) {
+        // Membership was checked before the transaction (`require_participants`); here the
+        // calendar must be the caller's org's, and the caller the doctor or a coordinator.
+        if org != identity.org && doctor.as_str() != identity.subject {
+            return Err(SchedulingError::NotFound("practitioner"));
+        }
+        if doctor.as_str() != identity.subject && !identity.has_role(Role::Coordinator) {
             return Err(SchedulingError::PermissionDenied(
                 "you may not book this practitioner",
             ));
@@ -466,6 +482,7 @@ impl Scheduler {
         if conflicts.is_empty() {
             Ok((org, zone))
         } else {
+            let conflicts = redact_conflicts(conn, identity, conflicts, time).await?;
             Err(SchedulingError::Conflicts(conflicts))
         }
     }
@@ -523,6 +540,24 @@ impl Scheduler {
             },
             org,
         )))
+    }
+
+    /// Succeeds when the doctor and the nurse a booking names are active members of the
+    /// caller's org as a doctor and a nurse (the caller stands for himself); anyone else is
+    /// answered as unknown. Asked before the booking transaction, not while it holds locks.
+    async fn require_participants(
+        &self,
+        identity: &Identity,
+        doctor: &Subject,
+        nurse: Option<&Subject>,
+    ) -> Result<(), SchedulingError> {
+        self.require_member(identity, doctor.as_str(), &[Role::Doctor], "doctor")
+            .await?;
+        if let Some(nurse) = nurse {
+            self.require_member(identity, nurse.as_str(), &[Role::Nurse], "nurse")
+                .await?;
+        }
+        Ok(())
     }
 
     async fn replay(
@@ -589,4 +624,40 @@ fn request_hash(request: &BookingRequest) -> String {
         request.hold_id.as_deref().unwrap_or(""),
     );
     hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// The conflicts as `identity` may see them: an appointment, hold or exception the caller may
+/// not read is reported only as "busy at the requested time", without its id or its times.
+async fn redact_conflicts(
+    conn: &mut AnyConnection,
+    identity: &Identity,
+    conflicts: Vec<crate::error::Conflict>,
+    requested: Interval,
+) -> Result<Vec<crate::error::Conflict>, SchedulingError> {
+    let mut shown = Vec::with_capacity(conflicts.len());
+    for mut conflict in conflicts {
+        let mut visible = true;
+        if let Some(id) = &conflict.appointment_id {
+            visible = match store::appointment(conn, id).await? {
+                Some(appointment) => super::appointments::can_see(identity, &appointment),
+                None => store::hold(conn, id).await?.is_some_and(|hold| {
+                    hold.created_by.subject == identity.subject
+                        || (identity.has_role(Role::Coordinator) && identity.org == hold.org_id)
+                }),
+            };
+        }
+        if let Some(id) = &conflict.exception_id {
+            visible &= store::exception(conn, id)
+                .await?
+                .is_some_and(|exception| exception.org_id == identity.org);
+        }
+        if !visible {
+            conflict.appointment_id = None;
+            conflict.exception_id = None;
+            conflict.time = requested;
+            conflict.message = format!("{} is not available at this time", conflict.practitioner);
+        }
+        shown.push(conflict);
+    }
+    Ok(shown)
 }

@@ -5,7 +5,7 @@ use telehealth_kit::{
     identity::{Caller, Role},
 };
 
-use super::{Scheduler, person};
+use super::{PRACTITIONER_ROLES, Scheduler, person};
 use crate::{
     domain::{Interval, Subject, Zone},
     error::SchedulingError,
@@ -26,16 +26,18 @@ impl Scheduler {
         include_patient_details: bool,
     ) -> Result<(String, usize), SchedulingError> {
         let identity = person(caller)?;
+        let own = practitioner.as_str() == identity.subject;
+        // The practitioner himself, or a coordinator of an org he is a member of; anyone else
+        // gets the answer of an unknown practitioner, published availability or not.
+        if !own {
+            if !identity.has_role(Role::Coordinator) {
+                return Err(SchedulingError::NotFound("practitioner"));
+            }
+            self.require_member(identity, practitioner.as_str(), &PRACTITIONER_ROLES, "practitioner")
+                .await?;
+        }
         let mut conn = self.db.pool().acquire().await?;
         let availability = store::availability_of(&mut conn, practitioner.as_str()).await?;
-        let org = availability
-            .as_ref()
-            .map_or(identity.org.clone(), |a| a.org_id.clone());
-        let allowed = practitioner.as_str() == identity.subject
-            || (identity.has_role(Role::Coordinator) && identity.org == org);
-        if !allowed {
-            return Err(SchedulingError::NotFound("practitioner"));
-        }
         let zone = match &availability {
             Some(a) => Zone::parse("time_zone", &a.time_zone)?,
             None => Zone::paris(),
@@ -44,6 +46,8 @@ impl Scheduler {
         let mut after = None;
         loop {
             let filter = AppointmentFilter {
+                // A coordinator sees the practitioner's appointments of the coordinator's org.
+                org_id: (!own).then(|| identity.org.clone()),
                 participant: Some(practitioner.as_str().to_owned()),
                 window: Some(range),
                 ..Default::default()

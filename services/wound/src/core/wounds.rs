@@ -87,6 +87,9 @@ impl WoundMonitor {
                 format!("at most {MAX_CARE_TEAM} nurses, the registering nurse included"),
             ));
         }
+        let team: Vec<&str> = nurses.iter().map(String::as_str).collect();
+        self.require_care_team(identity, Some(&referring_doctor), &team)
+            .await?;
         let hash = request_hash(&format!(
             "{}|{:?}|{referring_doctor}|{nurses:?}",
             new.patient_pseudonym, new.description
@@ -202,6 +205,15 @@ impl WoundMonitor {
         nurses: Vec<Subject>,
         expected_version: i64,
     ) -> Result<Wound, WoundError> {
+        if let Caller::Person(identity) = caller {
+            let team: Vec<&str> = nurses.iter().map(Subject::as_str).collect();
+            let doctor = referring_doctor.as_ref().map(Subject::as_str);
+            if let Err(error) = self.require_care_team(identity, doctor, &team).await {
+                self.audit(caller, "UpdateCareTeam", "wound", id, super::outcome_of(&error))
+                    .await;
+                return Err(error);
+            }
+        }
         self.change(
             caller,
             "UpdateCareTeam",
