@@ -10,8 +10,10 @@ package kubernetes-validate (strict: unknown fields are errors). Custom resource
 there; only the kinds listed in CRD_KINDS are skipped, anything else without a schema fails.
 
 `invariants` checks what the schema cannot: probes, resources, security context, grace period
-against the configured drain, NetworkPolicies, the gateway's LoadBalancer, replicas, HPAs and
-PodDisruptionBudgets in prod.
+against the configured drain, each part's listen address, endpoints, ports and internal
+certificate against one another, NetworkPolicies (a default deny, and exactly the calls the code
+makes: every call in CALLS allowed at both ends, no other call between parts), the gateway's
+LoadBalancer, replicas, HPAs and PodDisruptionBudgets in prod.
 
 `self-test` proves the invariant checks can fail: it breaks the rendered objects one way at a
 time (a probe removed, a limit removed, ...) and expects each break to be reported.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import tomllib
 from typing import Any, Callable
@@ -38,9 +41,34 @@ CRD_KINDS = {
     ("postgresql.cnpg.io/v1", "ScheduledBackup"),
 }
 
-PARTS = ["gateway", "scheduling", "expertise", "wound", "signalling"]
+# Every part of the binary (telehealth_kit::Part::ALL, gateway first; the integration test
+# `k8s::the_manifest_checks_know_every_part_of_the_binary` keeps the two lists equal).
+PARTS = ["gateway", "scheduling", "expertise", "wound", "signalling", "directory"]
+SERVICES = PARTS[1:]
 COMPONENT = "app.kubernetes.io/component"
 BINARY = "/usr/local/bin/telehealth"
+NAMESPACE = "telehealth"
+SPIFFE_PREFIX = "spiffe://telehealth.internal/"
+
+# Who calls whom between parts, from the code: the gateway forwards to every service; scheduling
+# opens and closes signalling rooms, signalling marks the waiting room in scheduling; every
+# service that names a person asks the directory (CheckMembers). NetworkPolicies must allow
+# exactly these calls between parts, on the callee's configured port.
+CALLS = (
+    {("gateway", service) for service in SERVICES}
+    | {("scheduling", "signalling"), ("signalling", "scheduling")}
+    | {(service, "directory") for service in SERVICES if service != "directory"}
+)
+
+
+# What a part reaches outside the parts: (what, namespace, pod labels, protocol, port, callers).
+# The namespace's pods are checked at both ends; the others at the caller only.
+DEPENDENCIES = [
+    ("PostgreSQL", NAMESPACE, {"cnpg.io/cluster": "telehealth-db"}, "TCP", 5432, SERVICES),
+    ("the OTLP collector", "observability", {"app.kubernetes.io/name": "opentelemetry-collector"},
+     "TCP", 4317, PARTS),
+    ("DNS", "kube-system", {"k8s-app": "kube-dns"}, "UDP", 53, PARTS),
+]
 
 Doc = dict[str, Any]
 
@@ -125,17 +153,23 @@ def settings_env(docs: list[Doc]) -> dict[str, str]:
     return {}
 
 
+def telehealth_toml(docs: list[Doc]) -> dict[str, Any] | None:
+    for config_map in by_kind(docs, "ConfigMap"):
+        if config_map["metadata"]["name"].startswith("telehealth-config"):
+            return tomllib.loads(config_map["data"]["telehealth.toml"])
+    return None
+
+
 def drain_seconds(docs: list[Doc], container: Doc) -> int | None:
     """shutdown.drain_seconds as the part sees it: env wins over the TOML file; default 10."""
     env = settings_env(docs)
     env.update({e["name"]: e.get("value") for e in container.get("env") or [] if "value" in e})
     if "TELEHEALTH_SHUTDOWN__DRAIN_SECONDS" in env:
         return int(env["TELEHEALTH_SHUTDOWN__DRAIN_SECONDS"])
-    for config_map in by_kind(docs, "ConfigMap"):
-        if config_map["metadata"]["name"].startswith("telehealth-config"):
-            config = tomllib.loads(config_map["data"]["telehealth.toml"])
-            return int(config.get("shutdown", {}).get("drain_seconds", 10))
-    return None
+    config = telehealth_toml(docs)
+    if config is None:
+        return None
+    return int(config.get("shutdown", {}).get("drain_seconds", 10))
 
 
 def container_errors(docs: list[Doc], deployment: Doc, part: str) -> list[str]:
@@ -195,6 +229,191 @@ def container_errors(docs: list[Doc], deployment: Doc, part: str) -> list[str]:
     return errors
 
 
+def service_settings(docs: list[Doc], part: str) -> tuple[str | None, list[str]]:
+    """`<part>.listen` and `<part>.endpoints` as every part sees them (settings.env wins)."""
+    section = (telehealth_toml(docs) or {}).get(part) or {}
+    listen, endpoints = section.get("listen"), section.get("endpoints") or []
+    env = settings_env(docs)
+    listen = env.get(f"TELEHEALTH_{part.upper()}__LISTEN", listen)
+    if f"TELEHEALTH_{part.upper()}__ENDPOINTS" in env:
+        raw = env[f"TELEHEALTH_{part.upper()}__ENDPOINTS"]
+        try:
+            endpoints = json.loads(raw)
+        except json.JSONDecodeError:
+            endpoints = [raw]
+    return listen, endpoints
+
+
+def grpc_port(deployment: Doc) -> int | None:
+    for container in deployment["spec"]["template"]["spec"].get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "grpc":
+                return port.get("containerPort")
+    return None
+
+
+def settings_errors(docs: list[Doc]) -> list[str]:
+    """Each service listens on every interface on its container's port, and the others reach it
+    at `https://<its Service>:<that port>`; the gateway listens on its container's port."""
+    errors = []
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    gateway = deployments.get("gateway")
+    gateway_listen = ((telehealth_toml(docs) or {}).get("gateway") or {}).get("listen", "")
+    gateway_listen = settings_env(docs).get("TELEHEALTH_GATEWAY__LISTEN", gateway_listen)
+    if gateway and not gateway_listen.endswith(f":{grpc_port(gateway)}"):
+        errors.append(
+            f"gateway.listen `{gateway_listen}` is not on the gateway container's port {grpc_port(gateway)}"
+        )
+    for part in SERVICES:
+        deployment, service = deployments.get(part), services.get(part)
+        if not deployment or not service:
+            continue  # reported as missing
+        listen, endpoints = service_settings(docs, part)
+        port = grpc_port(deployment)
+        if listen is None:
+            errors.append(
+                f"{part}.listen: not set in telehealth.toml or settings.env (the default is "
+                "loopback only: no other pod could reach it)"
+            )
+            continue
+        host, _, listen_port = listen.rpartition(":")
+        if host not in ("0.0.0.0", "[::]"):
+            errors.append(f"{part}.listen `{listen}` must be on every interface (0.0.0.0 or [::])")
+        if listen_port != str(port):
+            errors.append(f"{part}.listen `{listen}` is not on the container's grpc port {port}")
+        service_ports = [p.get("port") for p in service["spec"].get("ports") or []]
+        if port not in service_ports:
+            errors.append(f"Service/{part}: ports {service_ports} do not include the container's {port}")
+        expected = f"https://{part}:{port}"
+        if endpoints != [expected]:
+            errors.append(f"{part}.endpoints must be [{expected}] (its headless Service), got {endpoints}")
+    return errors
+
+
+def certificate_errors(docs: list[Doc]) -> list[str]:
+    """Each part mounts a certificate of the internal CA naming it (SPIFFE URI SAN), valid for the
+    name the others dial and for `localhost` (the probe)."""
+    errors = []
+    certificates = {
+        c["spec"].get("secretName"): c
+        for c in by_kind(docs, "Certificate")
+        if c.get("apiVersion") == "cert-manager.io/v1"
+    }
+    for deployment in by_kind(docs, "Deployment"):
+        part = (deployment["spec"]["template"]["metadata"].get("labels") or {}).get(COMPONENT)
+        if part not in PARTS:
+            continue
+        volumes = deployment["spec"]["template"]["spec"].get("volumes") or []
+        secret = next((v["secret"]["secretName"] for v in volumes if v.get("name") == "internal-tls"
+                       and "secret" in v), None)
+        certificate = certificates.get(secret)
+        if certificate is None:
+            errors.append(f"Deployment/{part}: its internal-tls volume ({secret}) is no Certificate's Secret")
+            continue
+        where = f"Deployment/{part}: its Certificate/{certificate['metadata']['name']}"
+        spec = certificate["spec"]
+        if spec.get("uris") != [f"{SPIFFE_PREFIX}{part}"]:
+            errors.append(f"{where}: uris must be [{SPIFFE_PREFIX}{part}], got {spec.get('uris')}")
+        if (spec.get("issuerRef") or {}).get("name") != "telehealth-internal":
+            errors.append(f"{where}: must be issued by the internal CA (Issuer telehealth-internal)")
+        names = spec.get("dnsNames") or []
+        for name in (["localhost"] if part == "gateway" else [part, "localhost"]):
+            if name not in names:
+                errors.append(f"{where}: dnsNames must include `{name}`, got {names}")
+    return errors
+
+
+def port_matches(rule_ports: list[Doc] | None, protocol: str, port: int) -> bool:
+    if not rule_ports:
+        return True
+    for entry in rule_ports:
+        if entry.get("protocol", "TCP") != protocol:
+            continue
+        if "port" not in entry:
+            return True
+        start = entry["port"]
+        if isinstance(start, int) and start <= port <= entry.get("endPort", start):
+            return True
+    return False
+
+
+def peer_matches(peers: list[Doc] | None, own_namespace: str, namespace: str, labels: dict[str, str]) -> bool:
+    """Whether a rule's `from`/`to` admits the pod (`namespace`, `labels`). An `ipBlock` is taken
+    to match no pod: pod traffic to an ipBlock is left to the CNI, so it proves nothing."""
+    if not peers:
+        return True
+    namespace_labels = {"kubernetes.io/metadata.name": namespace}
+    for peer in peers:
+        if "ipBlock" in peer:
+            continue
+        if "namespaceSelector" in peer:
+            if not selects(peer["namespaceSelector"], namespace_labels):
+                continue
+        elif namespace != own_namespace:
+            continue
+        if "podSelector" in peer and not selects(peer["podSelector"], labels):
+            continue
+        return True
+    return False
+
+
+def allowed(policies: list[Doc], direction: str, pod: dict[str, str], peer_namespace: str,
+            peer: dict[str, str], protocol: str, port: int) -> bool:
+    """NetworkPolicy semantics for one direction of one connection of a pod of our namespace:
+    open when no policy of that direction selects the pod, else when one of their rules admits
+    the peer and port."""
+    field, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    selecting = [
+        p for p in policies
+        if direction in (p["spec"].get("policyTypes") or []) and selects(p["spec"].get("podSelector"), pod)
+    ]
+    if not selecting:
+        return True
+    return any(
+        port_matches(rule.get("ports"), protocol, port)
+        and peer_matches(rule.get(peers_key), NAMESPACE, peer_namespace, peer)
+        for policy in selecting
+        for rule in policy["spec"].get(field) or []
+    )
+
+
+def network_errors(docs: list[Doc]) -> list[str]:
+    errors = []
+    policies = by_kind(docs, "NetworkPolicy")
+    pods = {
+        d["spec"]["template"]["metadata"].get("labels", {}).get(COMPONENT): d
+        for d in by_kind(docs, "Deployment")
+    }
+    labels = {part: d["spec"]["template"]["metadata"].get("labels") or {} for part, d in pods.items()}
+    ports = {part: grpc_port(d) for part, d in pods.items()}
+    for caller in PARTS:
+        for callee in SERVICES:
+            if caller == callee or caller not in pods or callee not in pods or ports[callee] is None:
+                continue
+            port = ports[callee]
+            out = allowed(policies, "Egress", labels[caller], NAMESPACE, labels[callee], "TCP", port)
+            into = allowed(policies, "Ingress", labels[callee], NAMESPACE, labels[caller], "TCP", port)
+            if (caller, callee) in CALLS and not (out and into):
+                blocked = " and ".join(
+                    what for what, ok in ((f"{caller}'s egress", out), (f"{callee}'s ingress", into)) if not ok
+                )
+                errors.append(f"NetworkPolicies do not let {caller} reach {callee} on {port} (blocked by {blocked})")
+            if (caller, callee) not in CALLS and out and into:
+                errors.append(f"NetworkPolicies let {caller} reach {callee} on {port}, which it never calls")
+    for what, namespace, target, protocol, port, callers in DEPENDENCIES:
+        for caller in callers:
+            if caller not in pods:
+                continue
+            out = allowed(policies, "Egress", labels[caller], namespace, target, protocol, port)
+            into = namespace != NAMESPACE or allowed(
+                policies, "Ingress", target, NAMESPACE, labels[caller], protocol, port
+            )
+            if not (out and into):
+                errors.append(f"NetworkPolicies do not let {caller} reach {what} on {protocol} {port}")
+    return errors
+
+
 def invariant_errors(docs: list[Doc], overlay: str) -> list[str]:
     errors = []
     deployments = by_kind(docs, "Deployment")
@@ -233,6 +452,9 @@ def invariant_errors(docs: list[Doc], overlay: str) -> list[str]:
         service = services.get(part)
         if not service or service["spec"].get("type", "ClusterIP") != "ClusterIP":
             errors.append(f"Service/{part}: must exist and be ClusterIP (reachable in-cluster only)")
+    errors += settings_errors(docs)
+    errors += certificate_errors(docs)
+    errors += network_errors(docs)
     return errors
 
 
@@ -276,6 +498,30 @@ def container(docs: list[Doc], name: str) -> Doc:
 
 def remove(docs: list[Doc], kind: str, name: str) -> None:
     docs.remove(find(docs, kind, name))
+
+
+def config_map(docs: list[Doc], prefix: str) -> Doc:
+    """The rendered ConfigMap whose (hashed) name starts with `prefix`."""
+    for doc in by_kind(docs, "ConfigMap"):
+        if doc["metadata"]["name"].startswith(prefix):
+            return doc
+    raise KeyError(f"ConfigMap/{prefix}* not rendered")
+
+
+def edit_toml(docs: list[Doc], old: str, new: str) -> None:
+    """Replaces `old` (which must be there) in the rendered telehealth.toml."""
+    data = config_map(docs, "telehealth-config")["data"]
+    if old not in data["telehealth.toml"]:
+        raise KeyError(f"`{old}` not in telehealth.toml")
+    data["telehealth.toml"] = data["telehealth.toml"].replace(old, new)
+
+
+def set_setting(docs: list[Doc], name: str, value: str) -> None:
+    config_map(docs, "telehealth-settings").setdefault("data", {})[name] = value
+
+
+def policy_rule(docs: list[Doc], name: str, direction: str = "ingress") -> Doc:
+    return find(docs, "NetworkPolicy", name)["spec"][direction][0]
 
 
 # (overlay, what is broken, how, what the report must say)
@@ -322,6 +568,40 @@ MUTATIONS: list[tuple[str, str, Callable[[list[Doc]], None], str]] = [
     ("prod", "reference to a ConfigMap not rendered", lambda d: container(d, "signalling")["envFrom"][0][
         "configMapRef"].update(name="telehealth-settings"), "Deployment/signalling: refers to ConfigMap telehealth-settings,"),
     ("dev", "a part missing", lambda d: remove(d, "Deployment", "expertise"), "Deployment/expertise: missing"),
+    ("prod", "the directory missing", lambda d: remove(d, "Deployment", "directory"), "Deployment/directory: missing"),
+    ("prod", "a call blocked at the caller", lambda d: remove(d, "NetworkPolicy", "services-to-directory"),
+     "NetworkPolicies do not let wound reach directory on 7105 (blocked by wound's egress)"),
+    ("dev", "a call blocked at the callee", lambda d: policy_rule(d, "directory")["from"][0]["podSelector"][
+        "matchExpressions"][0]["values"].remove("expertise"),
+     "NetworkPolicies do not let expertise reach directory on 7105 (blocked by directory's ingress)"),
+    ("prod", "a part reachable by one that never calls it", lambda d: [
+        find(d, "NetworkPolicy", "allow-dns")["spec"].update(egress=[{}]),
+        policy_rule(d, "expertise").pop("from")],
+     "NetworkPolicies let wound reach expertise on 7102, which it never calls"),
+    ("dev", "a service left off PostgreSQL", lambda d: find(d, "NetworkPolicy", "services-to-postgres")["spec"][
+        "podSelector"]["matchExpressions"][0]["values"].remove("directory"),
+     "NetworkPolicies do not let directory reach PostgreSQL on TCP 5432"),
+    ("prod", "a part left off the collector", lambda d: find(d, "NetworkPolicy", "parts-to-collector")["spec"][
+        "podSelector"]["matchExpressions"][0]["values"].remove("gateway"),
+     "NetworkPolicies do not let gateway reach the OTLP collector on TCP 4317"),
+    ("prod", "a service listening on loopback", lambda d: edit_toml(
+        d, 'listen = "0.0.0.0:7105"', 'listen = "127.0.0.1:7105"'),
+     "directory.listen `127.0.0.1:7105` must be on every interface"),
+    ("dev", "a service's section missing", lambda d: edit_toml(d, "[directory]", "[directory_unused]"),
+     "directory.listen: not set"),
+    ("prod", "endpoints on another port (settings.env)", lambda d: set_setting(
+        d, "TELEHEALTH_DIRECTORY__ENDPOINTS", '["https://directory:7106"]'),
+     "directory.endpoints must be [https://directory:7105]"),
+    ("dev", "container port other than the listen port", lambda d: container(d, "wound")["ports"][0].update(
+        containerPort=7199), "wound.listen `0.0.0.0:7103` is not on the container's grpc port 7199"),
+    ("prod", "a certificate naming another part", lambda d: find(d, "Certificate", "directory-internal")[
+        "spec"].update(uris=[SPIFFE_PREFIX + "wound"]), "Certificate/directory-internal: uris must be"),
+    ("dev", "a certificate without its Service name", lambda d: find(d, "Certificate", "directory-internal")[
+        "spec"]["dnsNames"].remove("directory"), "Certificate/directory-internal: dnsNames must include `directory`"),
+    ("prod", "a part mounting another's certificate", lambda d: next(
+        v for v in find(d, "Deployment", "directory")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "internal-tls")["secret"].update(secretName="wound-internal-tls"),
+     "Deployment/directory: its Certificate/wound-internal: uris must be [spiffe://telehealth.internal/directory]"),
 ]
 
 

@@ -1,8 +1,10 @@
 //! What the Kubernetes manifests rely on: `telehealth health <part>` as the exec probe (with
 //! each part's own certificates, SERVING → 0, anything else → non-zero within the timeout), and
 //! the configuration the manifests give each part (k8s/base/telehealth.toml + the overlay's
-//! settings.env + the Secrets' variables) being accepted by the binary. The rendered manifests
-//! themselves are checked by `.ci/k8s-validate`.
+//! settings.env + the Secrets' variables) being accepted by the binary, with every service of
+//! the binary deployed, listening on every interface and reached at its Service's name. The
+//! rendered manifests themselves are checked by `.ci/k8s-validate`, whose list of parts must be
+//! the binary's.
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -263,4 +265,73 @@ fn every_part_accepts_the_configuration_the_manifests_give_it() {
             );
         }
     }
+}
+
+#[test]
+fn every_service_listens_on_every_interface_and_is_reached_at_its_kubernetes_service() {
+    // What `telehealth serve <part>` and its callers read from the manifests' configuration,
+    // through the binary's own loader (defaults, then the file).
+    let config = repo().join("k8s/base/telehealth.toml");
+    let settings = telehealth_kit::Settings::load(Some(&config))
+        .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    let kustomization = std::fs::read_to_string(repo().join("k8s/base/kustomization.yaml"))
+        .expect("read the base kustomization");
+
+    for part in Part::SERVICES {
+        let service = settings.service(part).expect("a service has its settings");
+        let port = service.listen.port();
+        // The default is loopback: no other pod could reach it.
+        assert!(
+            service.listen.ip().is_unspecified(),
+            "{part}.listen is {}: telehealth.toml must set it on every interface",
+            service.listen
+        );
+        assert_eq!(
+            settings.service_endpoints(part),
+            vec![format!("https://{part}:{port}")],
+            "{part}: the gateway and the other services dial its headless Service on its port"
+        );
+        let manifest = format!("{part}.yaml");
+        assert!(
+            kustomization.contains(&format!("  - {manifest}\n")),
+            "k8s/base/kustomization.yaml must list {manifest}"
+        );
+        let deployment = std::fs::read_to_string(repo().join("k8s/base").join(&manifest))
+            .unwrap_or_else(|e| panic!("k8s/base/{manifest}: {e}"));
+        for expected in [
+            format!("args: [\"serve\", \"{part}\"]"),
+            format!("containerPort: {port}\n"),
+            format!("port: {port}\n"),
+        ] {
+            assert!(
+                deployment.contains(&expected),
+                "k8s/base/{manifest} must hold `{}`",
+                expected.trim_end()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_manifest_checks_know_every_part_of_the_binary() {
+    // check_manifests.py enumerates the parts (a Deployment, Service, certificate and policies
+    // each); a part the binary serves but the checks do not know would go unchecked.
+    let script = repo().join("k8s/tests/check_manifests.py");
+    let source = std::fs::read_to_string(&script).expect("read check_manifests.py");
+    let line = source
+        .lines()
+        .find(|line| line.starts_with("PARTS = ["))
+        .expect("check_manifests.py defines PARTS on one line");
+    let listed: Vec<&str> = line
+        .trim_start_matches("PARTS = [")
+        .trim_end_matches(']')
+        .split(',')
+        .map(|name| name.trim().trim_matches('"'))
+        .collect();
+
+    let parts: Vec<&str> = Part::ALL.iter().map(|part| part.name()).collect();
+    assert_eq!(
+        listed, parts,
+        "PARTS in k8s/tests/check_manifests.py must be telehealth_kit::Part::ALL, in order"
+    );
 }
