@@ -49,8 +49,11 @@ impl Membership {
 #[derive(Clone)]
 pub struct Directory {
     source: Source,
-    cache: Arc<Mutex<HashMap<(String, String), (Instant, Membership)>>>,
+    cache: Arc<Mutex<Cache>>,
 }
+
+/// `(org, subject)` → when the directory said so, and the membership it answered.
+type Cache = HashMap<(String, String), (Instant, Membership)>;
 
 #[derive(Clone)]
 enum Source {
