@@ -1189,7 +1189,8 @@ async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
             ids.push(play(&suite, &db, i, c).await);
         }
 
-        let admin = with_role("admin-1", "ars-nouvelle-aquitaine", Role::Admin);
+        // The hospital's administrator sees the hospital's report.
+        let admin = with_role("admin-1", HOSPITAL, Role::Admin);
         let mut admin = client(&suite, &admin).await;
         let report = |org: &str, month: &str| pb::GetActivityReportRequest {
             org_id: org.into(),

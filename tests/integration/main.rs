@@ -5,6 +5,7 @@
 //! real TLS and real databases in temporary data directories.
 
 mod cli;
+mod cross_org;
 mod expertise;
 mod gateway_auth;
 mod gateway_proxy;

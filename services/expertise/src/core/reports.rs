@@ -70,11 +70,12 @@ impl Expertise {
         };
         let month = month_first_day.strftime("%Y-%m").to_string();
         let record = format!("{org}/{month}");
-        let allowed = identity.has_role(Role::Admin)
-            || (identity.has_role(Role::Coordinator) && identity.org == org);
+        // An administrator or coordinator is one organisation's: its report only.
+        let allowed = (identity.has_role(Role::Admin) || identity.has_role(Role::Coordinator))
+            && identity.org == org;
         if !allowed {
             let error = ExpertiseError::PermissionDenied(
-                "a coordinator sees the activity report of his own org only",
+                "the activity report is for the coordinators and administrators of the organisation",
             );
             self.audit_record(
                 caller,

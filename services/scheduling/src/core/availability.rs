@@ -188,8 +188,12 @@ impl Scheduler {
             (_, true) => None,
             (Some(p), false) => {
                 let calendar = store::availability_of(&mut conn, p.as_str()).await?;
-                self.require_manager(identity, p.as_str(), calendar.as_ref().map(|r| r.org_id.as_str()))
-                    .await?;
+                self.require_manager(
+                    identity,
+                    p.as_str(),
+                    calendar.as_ref().map(|r| r.org_id.as_str()),
+                )
+                .await?;
                 Some(p.as_str().to_owned())
             }
             (None, false) => Some(identity.subject.clone()),

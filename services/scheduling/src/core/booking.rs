@@ -14,9 +14,9 @@ use telehealth_kit::{
 };
 
 use super::{
-    Scheduler,
+    PRACTITIONER_ROLES, Scheduler,
     availability::{exception, weekly},
-    PRACTITIONER_ROLES, person,
+    person,
 };
 use crate::{
     domain::{Interval, Subject, WeeklyAvailability, WeeklyRange, Zone},

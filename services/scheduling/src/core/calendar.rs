@@ -33,8 +33,13 @@ impl Scheduler {
             if !identity.has_role(Role::Coordinator) {
                 return Err(SchedulingError::NotFound("practitioner"));
             }
-            self.require_member(identity, practitioner.as_str(), &PRACTITIONER_ROLES, "practitioner")
-                .await?;
+            self.require_member(
+                identity,
+                practitioner.as_str(),
+                &PRACTITIONER_ROLES,
+                "practitioner",
+            )
+            .await?;
         }
         let mut conn = self.db.pool().acquire().await?;
         let availability = store::availability_of(&mut conn, practitioner.as_str()).await?;

@@ -209,8 +209,14 @@ impl WoundMonitor {
             let team: Vec<&str> = nurses.iter().map(Subject::as_str).collect();
             let doctor = referring_doctor.as_ref().map(Subject::as_str);
             if let Err(error) = self.require_care_team(identity, doctor, &team).await {
-                self.audit(caller, "UpdateCareTeam", "wound", id, super::outcome_of(&error))
-                    .await;
+                self.audit(
+                    caller,
+                    "UpdateCareTeam",
+                    "wound",
+                    id,
+                    super::outcome_of(&error),
+                )
+                .await;
                 return Err(error);
             }
         }
