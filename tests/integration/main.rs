@@ -13,6 +13,7 @@ mod gateway_surface;
 mod harness;
 mod images;
 mod k8s;
+mod migrations;
 mod pki_and_tokens;
 mod replicas;
 mod scheduling;
