@@ -6,6 +6,7 @@
 
 mod cli;
 mod cross_org;
+mod directory;
 mod expertise;
 mod gateway_auth;
 mod gateway_proxy;
