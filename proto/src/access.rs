@@ -2,7 +2,9 @@
 //!
 //! The gateway builds its authorisation table from [`AccessPolicy::from_descriptor_set`] when it
 //! starts, so the contract and its policy can never drift apart. Any method that is not in the
-//! table (an unknown service, a new RPC someone forgot to annotate) is denied.
+//! table (an unknown service, a new RPC someone forgot to annotate) is denied. The same table
+//! gives each RPC's largest request message, which the gateway and the services enforce before
+//! buffering or decoding it.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,8 @@ pub enum PolicyError {
     MissingExtension,
     #[error("rpc {method} has no `{ACCESS_OPTION}` rule")]
     MissingRule { method: String },
+    #[error("rpc {method} declares no max_request_bytes in its `{ACCESS_OPTION}` rule")]
+    MissingRequestLimit { method: String },
     #[error("rpc {method} has an invalid access rule: {reason}")]
     InvalidRule { method: String, reason: String },
 }
@@ -42,7 +46,13 @@ pub struct MethodRule {
     pub access: MethodAccess,
     /// True for client-, server- or bidirectional-streaming RPCs (they get the longer deadline).
     pub streaming: bool,
+    /// Largest request message, in bytes (the gRPC length prefix).
+    pub max_request_bytes: u32,
 }
+
+/// No RPC may declare a larger `max_request_bytes` (a misplaced digit must not open the door to
+/// messages that decode into gigabytes).
+pub const MAX_REQUEST_BYTES_CEILING: u32 = 4 * 1024 * 1024;
 
 /// The access rule of every RPC of the contract, keyed by gRPC path
 /// (`/telehealth.v1.SchedulingService/BookAppointment`).
@@ -90,8 +100,16 @@ impl AccessPolicy {
                     }
                 };
                 let access = method_access(&path, &rule)?;
+                let max_request_bytes = request_limit(&path, &rule)?;
                 let streaming = method.is_client_streaming() || method.is_server_streaming();
-                rules.insert(path, MethodRule { access, streaming });
+                rules.insert(
+                    path,
+                    MethodRule {
+                        access,
+                        streaming,
+                        max_request_bytes,
+                    },
+                );
             }
         }
         Ok(Self { rules })
@@ -107,6 +125,20 @@ impl AccessPolicy {
         self.rules.get(path)
     }
 
+    /// The largest request message of the method at `path`, if the contract has it.
+    pub fn max_request_bytes(&self, path: &str) -> Option<u32> {
+        self.rules.get(path).map(|rule| rule.max_request_bytes)
+    }
+
+    /// The largest `max_request_bytes` of any method (0 for an empty policy).
+    pub fn largest_request_bytes(&self) -> u32 {
+        self.rules
+            .values()
+            .map(|rule| rule.max_request_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every method path and its rule, in path order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &MethodRule)> {
         self.rules.iter().map(|(path, rule)| (path.as_str(), rule))
@@ -120,6 +152,21 @@ impl AccessPolicy {
     /// True when the contract declares no method at all.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+}
+
+fn request_limit(path: &str, rule: &AccessRule) -> Result<u32, PolicyError> {
+    match rule.max_request_bytes {
+        0 => Err(PolicyError::MissingRequestLimit {
+            method: path.to_owned(),
+        }),
+        n if n > MAX_REQUEST_BYTES_CEILING => Err(PolicyError::InvalidRule {
+            method: path.to_owned(),
+            reason: format!(
+                "max_request_bytes {n} is above the {MAX_REQUEST_BYTES_CEILING} allowed"
+            ),
+        }),
+        n => Ok(n),
     }
 }
 
@@ -158,6 +205,7 @@ mod tests {
             "ExpertiseService",
             "WoundService",
             "SignallingService",
+            "DirectoryService",
         ] {
             let prefix = format!("/telehealth.v1.{service}/");
             let methods = policy
@@ -181,7 +229,7 @@ mod tests {
             message PingResponse {}
             service Probe {
               rpc Guarded(PingRequest) returns (PingResponse) {
-                option (telehealth.v1.access) = { roles: [ROLE_DOCTOR] };
+                option (telehealth.v1.access) = { roles: [ROLE_DOCTOR], max_request_bytes: 1024 };
               }
               rpc Forgotten(PingRequest) returns (PingResponse);
             }
@@ -198,28 +246,78 @@ mod tests {
     fn contradictory_rules_are_refused() {
         for (rule, case) in [
             (
-                "{ internal_only: true, roles: [ROLE_NURSE] }",
+                "{ internal_only: true, roles: [ROLE_NURSE], max_request_bytes: 1024 }",
                 "internal with roles",
             ),
-            ("{ }", "nobody may call"),
-            ("{ roles: [ROLE_UNSPECIFIED] }", "unspecified role"),
+            ("{ max_request_bytes: 1024 }", "nobody may call"),
+            (
+                "{ roles: [ROLE_UNSPECIFIED], max_request_bytes: 1024 }",
+                "unspecified role",
+            ),
+            (
+                "{ roles: [ROLE_NURSE], max_request_bytes: 4194305 }",
+                "a request limit above the ceiling",
+            ),
         ] {
-            let source = format!(
-                r#"syntax = "proto3";
-                package telehealth.v1;
-                import "telehealth/v1/access.proto";
-                message PingRequest {{}}
-                message PingResponse {{}}
-                service Probe {{
-                  rpc Ping(PingRequest) returns (PingResponse) {{ option (telehealth.v1.access) = {rule}; }}
-                }}"#
-            );
+            let source = probe_with_rule(rule);
             let result = AccessPolicy::from_descriptor_set(&compile_with_access(&source));
             assert!(
                 matches!(result, Err(PolicyError::InvalidRule { .. })),
                 "{case}: expected InvalidRule, got {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_rpc_without_a_request_limit_is_refused_by_name() {
+        for rule in [
+            "{ roles: [ROLE_NURSE] }",
+            "{ internal_only: true }",
+            "{ roles: [ROLE_NURSE], max_request_bytes: 0 }",
+        ] {
+            let source = probe_with_rule(rule);
+            let error = AccessPolicy::from_descriptor_set(&compile_with_access(&source))
+                .expect_err("a rule without max_request_bytes must be refused");
+            assert!(
+                matches!(&error, PolicyError::MissingRequestLimit { method } if method == "/telehealth.v1.Probe/Ping"),
+                "{rule}: unexpected error: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_rpc_of_the_contract_declares_a_request_limit_that_fits_its_kind() {
+        let policy = AccessPolicy::builtin().expect("policy");
+        let limit = |path: &str| policy.max_request_bytes(path).expect(path);
+        assert_eq!(limit("/telehealth.v1.WoundService/GetWound"), 64 * 1024);
+        assert_eq!(
+            limit("/telehealth.v1.WoundService/UploadPhoto"),
+            1024 * 1024 + 64 * 1024,
+            "an upload chunk of 1 MiB and its envelope"
+        );
+        assert_eq!(
+            limit("/telehealth.v1.ExpertiseService/AttachImage"),
+            1024 * 1024 + 64 * 1024
+        );
+        assert_eq!(limit("/telehealth.v1.SignallingService/Signal"), 128 * 1024);
+        assert_eq!(
+            limit("/telehealth.v1.DirectoryService/CheckMembers"),
+            64 * 1024
+        );
+        assert_eq!(policy.largest_request_bytes(), 1024 * 1024 + 64 * 1024);
+    }
+
+    fn probe_with_rule(rule: &str) -> String {
+        format!(
+            r#"syntax = "proto3";
+            package telehealth.v1;
+            import "telehealth/v1/access.proto";
+            message PingRequest {{}}
+            message PingResponse {{}}
+            service Probe {{
+              rpc Ping(PingRequest) returns (PingResponse) {{ option (telehealth.v1.access) = {rule}; }}
+            }}"#
+        )
     }
 
     /// Compiles `source` next to the real `access.proto` and returns the encoded descriptor set.
