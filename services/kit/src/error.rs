@@ -1,7 +1,7 @@
 //! The one place where errors become gRPC statuses.
 //!
 //! Every crate of the suite has its own `thiserror` enum. Each variant says which
-//! [`ErrorCode`] it is (a deliberately small set, DESIGN §5) by implementing [`ApiError`];
+//! [`ErrorCode`] it is (a deliberately small set, docs/design.md, "Cross-cutting") by implementing [`ApiError`];
 //! [`to_status`] turns it into a `tonic::Status`. Internal causes are logged with the current
 //! trace id and never sent to the caller, who gets a generic message and the trace id to quote.
 

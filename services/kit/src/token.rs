@@ -1,6 +1,6 @@
 //! Development JWTs: the signing key `telehealth up` creates, the JWKS the gateway trusts, and
 //! `telehealth token mint`. In production tokens come from the identity provider (Keycloak,
-//! Pro Santé Connect); the claims are the same (DESIGN §3).
+//! Pro Santé Connect); the claims are the same (docs/design.md, "Identity and authorisation").
 
 use std::{
     path::{Path, PathBuf},

@@ -1,4 +1,4 @@
-//! iCalendar (RFC 5545) export of a practitioner's appointments (issue #4, point 6).
+//! iCalendar (RFC 5545) export of a practitioner's appointments (docs/decisions.md, "Scheduling").
 //!
 //! [`export`] turns a list of [`CalendarEvent`]s into one `VCALENDAR` document that common
 //! calendar apps import or subscribe to (`METHOD:PUBLISH`).

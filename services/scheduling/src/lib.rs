@@ -1,5 +1,5 @@
 //! Scheduling: practitioners' availability, teleconsultation bookings without double-booking,
-//! and the appointment lifecycle up to the video room (DESIGN §4).
+//! and the appointment lifecycle up to the video room (docs/design.md, "Scheduling").
 //!
 //! - [`domain`]: validated values (subjects, zones, intervals, weekly availability);
 //! - [`slots`]: free-slot and conflict computation, DST-correct (pure);

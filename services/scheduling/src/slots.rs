@@ -1,4 +1,4 @@
-//! Free slots and booking conflicts: the pure calendar arithmetic of scheduling (DESIGN §4).
+//! Free slots and booking conflicts: the pure calendar arithmetic of scheduling (docs/design.md, "Scheduling").
 //!
 //! Nothing here does I/O or reads a clock: the caller loads a [`PractitionerCalendar`] (weekly
 //! availability, exceptions, time already taken) and passes "now" and "not before" (now plus
