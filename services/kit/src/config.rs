@@ -32,6 +32,11 @@ pub use wound::WoundRules;
 
 use crate::{error::KitError, part::Part};
 
+/// The `iss` of dev tokens (`telehealth token mint`), which the gateway expects by default.
+pub const DEV_ISSUER: &str = "https://telehealth.dev.invalid/issuer";
+/// The `aud` the gateway expects by default.
+pub const DEFAULT_AUDIENCE: &str = "telehealth";
+
 /// The whole configuration of one `telehealth` process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -67,7 +67,7 @@ pub trait ApiError: std::error::Error {
 /// Converts any [`ApiError`] to a `tonic::Status`, logging what the caller must not see.
 pub fn to_status<E: ApiError + ?Sized>(error: &E) -> Status {
     let code = error.code();
-    let trace_id = crate::telemetry::current_trace_id();
+    let trace_id = crate::trace_id::current_trace_id();
     match code {
         ErrorCode::Internal | ErrorCode::Unavailable => {
             tracing::error!(error = %error, error.chain = %chain(error), %trace_id, ?code, "request failed");

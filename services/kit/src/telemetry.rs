@@ -92,17 +92,7 @@ pub fn install(settings: &TelemetrySettings, provider: SdkTracerProvider) {
         .try_init();
 }
 
-/// The W3C trace id of the current span, or an empty string outside any trace.
-pub fn current_trace_id() -> String {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    if span_context.is_valid() {
-        span_context.trace_id().to_string()
-    } else {
-        String::new()
-    }
-}
+pub use crate::trace_id::current_trace_id;
 
 /// The span of one incoming gRPC request, a child of the caller's trace if the request carries
 /// a `traceparent` header. Used as tonic's `trace_fn`.

@@ -15,10 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{error::KitError, identity::Role, pki::write_file};
 
-/// The `iss` of dev tokens.
-pub const DEV_ISSUER: &str = "https://telehealth.dev.invalid/issuer";
-/// The `aud` the gateway expects by default.
-pub const DEFAULT_AUDIENCE: &str = "telehealth";
+pub use crate::config::{DEFAULT_AUDIENCE, DEV_ISSUER};
 
 /// The claims of a telehealth access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
