@@ -85,6 +85,11 @@ fn anchors(tz: &TimeZone) -> Vec<Timestamp> {
     }
 }
 
+/// A random exception: (kind 0-2, org-wide, first date as days from the range's first date,
+/// length in days, daily window (start minute, length) or whole days, its zone or the
+/// calendar's).
+type ExceptionDraw = (u8, bool, i64, i64, Option<(i64, i64)>, Option<usize>);
+
 /// What a random calendar is made of (raw numbers; [`Draw::calendar`] builds it).
 #[derive(Debug, Clone)]
 struct Draw {
@@ -92,9 +97,7 @@ struct Draw {
     /// (day 1-7, start minute, length in minutes)
     ranges: Vec<(i8, i64, i64)>,
     buffer: i64,
-    /// (kind 0-2, org-wide, first date offset from the range's first date, length in days,
-    /// window (start minute, length) or whole days, zone or the calendar's)
-    exceptions: Vec<(u8, bool, i64, i64, Option<(i64, i64)>, Option<usize>)>,
+    exceptions: Vec<ExceptionDraw>,
     /// (start in minutes from the range start, length in minutes, is a hold)
     busy: Vec<(i64, i64, bool)>,
 }
