@@ -1213,6 +1213,22 @@ async fn releasing_a_hold_is_not_found_for_others_and_false_once_the_hold_has_en
             );
         }
 
+        // Naming it in a booking tells no more than naming a hold that does not exist.
+        let stranger = Person::doctor("dr-stranger", OTHER_CENTRE);
+        publish_availability(&suite, &stranger).await;
+        let mut theirs = booking("stranger", "dr-stranger", "p9", ten_oclock_in(3));
+        theirs.hold_id = coordinators.clone();
+        let mut ghostly = theirs.clone();
+        ghostly.hold_id = ghost.clone();
+        let mut client = suite.scheduling(&stranger).await;
+        let with_theirs = client.book_appointment(theirs).await.expect_err("not his");
+        let with_ghost = client.book_appointment(ghostly).await.expect_err("no such");
+        assert_eq!(
+            refusal(&with_theirs),
+            refusal(&with_ghost),
+            "{backend:?}: a booking cannot tell another org's hold from a missing one"
+        );
+
         // Released once: true, then false.
         let released = |r: tonic::Response<pb::ReleaseHoldResponse>| r.into_inner().released;
         let first = coord

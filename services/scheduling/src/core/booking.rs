@@ -444,10 +444,13 @@ impl Scheduler {
             ));
         }
         if let Some(hold_id) = hold_id {
-            // Another org's hold is answered as one that does not exist.
+            // A hold neither the caller's own nor his org's is answered as one that does not
+            // exist.
             let hold = store::hold(conn, hold_id)
                 .await?
-                .filter(|hold| hold.org_id == identity.org)
+                .filter(|hold| {
+                    hold.created_by.subject == identity.subject || hold.org_id == identity.org
+                })
                 .ok_or_else(|| SchedulingError::invalid("hold_id", "unknown hold"))?;
             let matches = hold.doctor == doctor.as_str()
                 && hold.nurse.as_deref() == nurse.map(Subject::as_str)
