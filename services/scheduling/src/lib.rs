@@ -61,6 +61,8 @@ pub fn rules(settings: &telehealth_kit::config::SchedulingRules) -> Rules {
         hold: SignedDuration::from_secs(settings.hold_seconds),
         room_opens_before: SignedDuration::from_mins(settings.room_opens_before_minutes),
         room_closes_after: SignedDuration::from_mins(settings.room_closes_after_minutes),
+        check_in_opens_before: SignedDuration::from_mins(settings.check_in_opens_before_minutes),
+        check_in_closes_after: SignedDuration::from_mins(settings.check_in_closes_after_minutes),
     }
 }
 
