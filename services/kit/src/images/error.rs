@@ -54,6 +54,9 @@ pub enum ImageError {
     Database(#[from] sqlx::Error),
     #[error("stored image record unreadable: {0}")]
     Corrupt(String),
+    /// The task receiving an upload failed (a panic): a bug, never the client's doing.
+    #[error("the upload's receiving task failed: {0}")]
+    Task(String),
 }
 
 impl ApiError for ImageError {
@@ -75,7 +78,9 @@ impl ApiError for ImageError {
             ImageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
                 ErrorCode::Unavailable
             }
-            ImageError::Database(_) | ImageError::Corrupt(_) => ErrorCode::Internal,
+            ImageError::Database(_) | ImageError::Corrupt(_) | ImageError::Task(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 }
