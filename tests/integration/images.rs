@@ -586,6 +586,44 @@ async fn another_users_upload_session_id_is_answered_exactly_as_an_unknown_one()
     suite.stop().await;
 }
 
+#[tokio::test]
+async fn an_image_beyond_the_twentieth_is_refused_before_any_byte_is_sent() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mut client = expertise(&suite, &doctor()).await;
+    let request_id = draft(&mut client).await;
+    let jpeg = fixtures::jpeg_plain(64, 48);
+    for i in 0..20 {
+        upload(&mut client, &request_id, &jpeg)
+            .await
+            .unwrap_or_else(|e| panic!("image {}: {e:?}", i + 1));
+    }
+    // The header alone is enough for the refusal: no byte has to be sent.
+    let session = uuid::Uuid::new_v4().to_string();
+    let status = client
+        .attach_image(futures::stream::iter(vec![header(
+            &request_id,
+            &session,
+            &jpeg,
+            0,
+        )]))
+        .await
+        .expect_err("a 21st image");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "images: a request holds at most 20 images (it has 20); detach one first"
+    );
+    // Nothing was started: the id is still unknown.
+    let unknown = upload_status(&mut client, &request_id, &session)
+        .await
+        .expect_err("no session");
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(images_of(&mut client, &request_id).await.len(), 20);
+    suite.stop().await;
+}
+
 async fn upload_status(
     client: &mut Expertise,
     request_id: &str,
