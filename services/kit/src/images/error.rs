@@ -19,7 +19,11 @@ pub enum ImageError {
         "upload session not found (unknown, expired or refused): start again at offset 0 with a new session id"
     )]
     SessionNotFound,
-    #[error("upload session id already used by another upload: choose a new session id")]
+    /// The caller's own session with this id was refused or expired and its bytes are being
+    /// deleted (another user's session is never reported: it is not found).
+    #[error(
+        "this upload session id was refused or expired and cannot be reused: choose a new session id"
+    )]
     SessionTaken,
     #[error(
         "resume offset {given} is not the acknowledged offset {acknowledged}: resume from {acknowledged}"
