@@ -4,10 +4,15 @@
 //! thumbnails, and a sweeper for abandoned sessions and deleted images.
 //!
 //! How an upload flows (see [`ImageStore::upload`]):
+//! 0. The session is stored under a key hashed from the organisation, subject, target and the
+//!    client-chosen id ([`session_key`]): another user's id finds nothing, exactly like an
+//!    unknown one.
 //! 1. Chunks are gathered into parts of `images.part_size_bytes` (4 MiB by default); each part
 //!    is written to the store under a unique key, then recorded with the session's new
 //!    acknowledged offset in one compare-and-set on the session row. Memory per upload is one
-//!    part, whatever the file's size; a resume (on any replica) continues from the last part.
+//!    part, whatever the file's size; a resume (on any replica) continues from the last stored
+//!    byte. The receiving runs in a task of its own, so a broken stream (whose handler hyper
+//!    drops) still stores the partial part it was gathering.
 //! 2. When every byte is stored, the parts are read back as a stream through the
 //!    [`format::Sanitizer`], which checks the structure and removes metadata while copying,
 //!    into the image's final object (a multipart write), hashing both sides.
@@ -30,6 +35,7 @@ mod upload;
 pub use blobs::BlobStore;
 pub use error::ImageError;
 pub use store::{ImageStore, StoredImage};
+pub use upload::session_key;
 
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
@@ -56,6 +62,18 @@ pub trait UploadTarget: Send + Sync {
         conn: &'a mut AnyConnection,
         image: &'a ImageInfo,
     ) -> BoxFuture<'a, Result<(), ImageError>>;
+
+    /// Runs before the first byte of a new or resumed upload is received (never for the retry
+    /// of a completed one, which repeats its result): refuses at once what [`Self::admit`]
+    /// would refuse for lack of room (e.g. the request already holds its 20 images), so the
+    /// client does not send megabytes for nothing. Nothing is discarded; `admit` checks again
+    /// at completion. By default there is nothing to check.
+    fn check_room<'a>(
+        &'a self,
+        _conn: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, Result<(), ImageError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Size of the chunks of uploads and downloads (the contract's maximum).

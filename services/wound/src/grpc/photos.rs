@@ -408,12 +408,7 @@ impl WoundUpload {
                     .await?
                     .filter(|v| v.wound_id == self.wound_id)
                     .ok_or(WoundError::NotFound("assessment"))?;
-                if store::assessments::photos_of(conn, id).await?.len() >= MAX_PHOTOS {
-                    return Err(WoundError::invalid(
-                        "assessment_id",
-                        format!("the assessment already has {MAX_PHOTOS} photos"),
-                    ));
-                }
+                check_photo_room(conn, id).await?;
                 Some((id.as_str(), current.version))
             }
         };
@@ -441,9 +436,42 @@ impl WoundUpload {
     }
 }
 
+/// An assessment takes at most [`MAX_PHOTOS`] photos.
+async fn check_photo_room(conn: &mut AnyConnection, assessment_id: &str) -> Result<(), WoundError> {
+    let count = store::assessments::photos_of(conn, assessment_id)
+        .await?
+        .len();
+    if count >= MAX_PHOTOS {
+        return Err(WoundError::invalid(
+            "assessment_id",
+            format!("an assessment holds at most {MAX_PHOTOS} photos (it has {count})"),
+        ));
+    }
+    Ok(())
+}
+
 impl UploadTarget for WoundUpload {
     fn target(&self) -> TargetRef {
         target(&self.wound_id)
+    }
+
+    /// A photo for an assessment that already holds its photos is refused before any byte is
+    /// sent (a pending photo, attached later by a correction, is checked then).
+    fn check_room<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, Result<(), ImageError>> {
+        Box::pin(async move {
+            if let Some(id) = &self.assessment_id {
+                check_photo_room(conn, id)
+                    .await
+                    .map_err(|error| ImageError::Target {
+                        code: error.code(),
+                        message: error.to_string(),
+                    })?;
+            }
+            Ok(())
+        })
     }
 
     fn admit<'a>(
