@@ -1,4 +1,4 @@
-//! The shared image pipeline (DESIGN §4 "Images", contract in `images.proto`): resumable
+//! The shared image pipeline (docs/images.md, contract in `images.proto`): resumable
 //! streamed uploads straight to the blob store, real content type from the bytes, identifying
 //! metadata removed without re-encoding, SHA-256 before and after, downloads in chunks, cached
 //! thumbnails, and a sweeper for abandoned sessions and deleted images.
@@ -13,9 +13,10 @@
 //!    part, whatever the file's size; a resume (on any replica) continues from the last stored
 //!    byte. The receiving runs in a task of its own, so a broken stream (whose handler hyper
 //!    drops) still stores the partial part it was gathering.
-//! 2. When every byte is stored, the parts are read back as a stream through the
-//!    [`format::Sanitizer`], which checks the structure and removes metadata while copying,
-//!    into the image's final object (a multipart write), hashing both sides.
+//! 2. The bytes go through the [`format::Sanitizer`], which checks the structure and removes
+//!    metadata while copying into the image's final object (a multipart write), hashing both
+//!    sides: as they stream in when the upload completes in one stream (nothing is read back),
+//!    or read back from the stored parts at completion when it was resumed.
 //! 3. One transaction marks the session completed, inserts the image and lets the owning
 //!    service admit it ([`UploadTarget::admit`]): the image becomes an attachment atomically, or
 //!    not at all. Every refusal discards the session and queues its bytes for deletion.
