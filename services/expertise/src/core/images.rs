@@ -285,7 +285,7 @@ impl Expertise {
             let mut updated = current.clone();
             updated.version += 1;
             updated.updated_at = self.now();
-            super::requests::save(&mut tx, &updated, current.version).await?;
+            store::save_request(&mut tx, &updated, current.version).await?;
             let entry = AuditEntry::new(caller, "DetachImage", "image", image_id, Outcome::Ok);
             // The record commits with the change, then joins the chain before the caller hears of it.
             telehealth_kit::audit::stage(&mut tx, &entry).await?;

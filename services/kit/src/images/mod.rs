@@ -88,6 +88,17 @@ fn timestamp_us(us: i64) -> prost_types::Timestamp {
     crate::record::timestamp(crate::record::instant(us))
 }
 
+/// Session ids are client-chosen UUIDs.
+fn check_session_id(session_id: &str) -> Result<(), ImageError> {
+    if uuid::Uuid::try_parse(session_id).is_err() {
+        return Err(ImageError::InvalidArgument(format!(
+            "upload_session_id `{}` is not a UUID (generate a v4 UUID per upload)",
+            clip(session_id)
+        )));
+    }
+    Ok(())
+}
+
 /// An untrusted identifier, shortened for an error message.
 fn clip(text: &str) -> String {
     text.chars().take(64).collect()

@@ -94,7 +94,7 @@ impl ImageStore {
         target: &TargetRef,
         session_id: &str,
     ) -> Result<ImageUploadStatus, ImageError> {
-        super::upload::check_session_id(session_id)?;
+        super::check_session_id(session_id)?;
         let key = super::session_key(caller, target, session_id);
         let session = records::find_session(self.db.pool(), &key)
             .await?

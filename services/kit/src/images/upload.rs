@@ -252,7 +252,7 @@ impl ImageStore {
         accepted: &[ImageKind],
     ) -> Result<(), ImageError> {
         let bad = |message: String| Err(ImageError::InvalidArgument(message));
-        check_session_id(&header.upload_session_id)?;
+        super::check_session_id(&header.upload_session_id)?;
         if header.resume_offset < 0 {
             return bad(format!(
                 "resume_offset {} is negative",
@@ -738,17 +738,6 @@ where
         next = chunks.next() => next,
         () = silent_after_abandon => Some(Err(Status::cancelled("the call was abandoned"))),
     }
-}
-
-/// Session ids are client-chosen UUIDs.
-pub(super) fn check_session_id(session_id: &str) -> Result<(), ImageError> {
-    if uuid::Uuid::try_parse(session_id).is_err() {
-        return Err(ImageError::InvalidArgument(format!(
-            "upload_session_id `{}` is not a UUID (generate a v4 UUID per upload)",
-            super::clip(session_id)
-        )));
-    }
-    Ok(())
 }
 
 fn check_same_header(session: &SessionRow, header: &ImageUploadHeader) -> Result<(), ImageError> {
