@@ -58,18 +58,18 @@ fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
         let clock: core::Clock = Arc::new(jiff::Timestamp::now);
+        let images = telehealth_kit::images::ImageStore::open(&context).await?;
         let monitor = WoundMonitor::new(
             context.db.clone(),
             bus,
             Rules::from_settings(&context.settings.wound_rules),
             clock,
             Directory::new(context.channel_to(Part::Directory)?),
+            images,
         );
         // Every replica sweeps; the database raises each overdue alert once.
         tokio::spawn(monitor.clone().run_sweeper(context.shutdown.clone()));
-        let images = telehealth_kit::images::ImageStore::open(&context).await?;
-        let photos = grpc::Photos::new(images, context.db.clone());
-        let api = grpc::WoundApi::new(monitor, photos, context.shutdown.clone());
+        let api = grpc::WoundApi::new(monitor, context.shutdown.clone());
         let server = WoundServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
