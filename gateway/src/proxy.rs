@@ -7,7 +7,9 @@
 //! 4. the subject's rate limit (`RESOURCE_EXHAUSTED` with a retry delay);
 //! 5. identity headers a client sent are dropped and the verified identity is written; the
 //!    deadline is capped; the trace context is continued;
-//! 6. the call is forwarded to a service endpoint and both bodies are streamed frame by frame.
+//! 6. the call is forwarded to a service endpoint and both bodies are streamed frame by frame;
+//!    a request message over the method's `max_request_bytes` (from the contract) is refused
+//!    (`RESOURCE_EXHAUSTED`) from its length prefix, before any of it is buffered or forwarded.
 
 use std::{
     sync::{Arc, atomic::AtomicBool},
@@ -135,6 +137,7 @@ impl Gateway {
         let _ = subject.set(identity.subject.clone());
 
         let rule = self.policy.authorize(path, &identity)?;
+        let limit = rule.max_request_bytes;
         self.limiter
             .check(&identity.subject)
             .map_err(|retry_after| GatewayError::RateLimited { retry_after })?;
@@ -157,7 +160,6 @@ impl Gateway {
         )?;
 
         let tripped = Arc::new(AtomicBool::new(false));
-        let limit = self.limits.max_message_bytes;
         let body = Body::new(RequestLimit::new(body, limit, tripped.clone()));
         let (endpoint, mut sender) = self.upstreams.ready_sender(upstream).await?;
         let path_and_query = parts.uri.path_and_query().map_or(path, |p| p.as_str());

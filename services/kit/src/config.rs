@@ -25,7 +25,9 @@ mod signalling;
 mod wound;
 
 pub use expertise::{ExpertiseRules, ExpertiseTarget};
-pub use gateway::{GatewaySettings, JwtSettings, LimitSettings, UpstreamSettings};
+pub use gateway::{
+    GatewaySettings, JwtSettings, LimitSettings, MAX_HEADER_LIST_BYTES, UpstreamSettings,
+};
 pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
 pub use signalling::SignallingSettings;
 pub use wound::WoundRules;
@@ -123,7 +125,10 @@ pub struct TelemetrySettings {
     /// OTLP/gRPC endpoint of an OpenTelemetry collector (`http://collector:4317`). Unset (the
     /// default): traces are not exported, logs still are.
     pub otlp_endpoint: Option<String>,
-    /// `text` (default, for people) or `json` (for log collectors).
+    /// `text` (default, for people; `plain` is the same) or `json` (for log collectors: one
+    /// object per line; the Kubernetes manifests use it). Either way a client-supplied value
+    /// cannot forge a log line: JSON escapes it, and the text format escapes control characters
+    /// (a newline is written `\n`).
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info,telehealth_gateway=debug`. Default `info`;
     /// the `RUST_LOG` variable, when set, wins.
@@ -135,6 +140,7 @@ pub struct TelemetrySettings {
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
+    #[serde(alias = "plain")]
     Text,
     Json,
 }

@@ -1,0 +1,208 @@
+//! Limits on what one client may make the suite hold: the largest request message of each RPC
+//! (from the contract, at the gateway and again in the services), failed authentications, and
+//! streams per subject. Real gateway, real TLS, real tokens.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use telehealth_kit::{Part, identity::Role};
+use telehealth_proto::access::AccessPolicy;
+use telehealth_testkit::{
+    RawCodec,
+    harness::{GatewayHarness, paths, raw_client, unary, with_token},
+};
+use tonic::{Code, codegen::http::uri::PathAndQuery, transport::Channel};
+
+use crate::suite::{Backend, Suite};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+fn limit_of(path: &str) -> usize {
+    AccessPolicy::builtin()
+        .expect("contract")
+        .max_request_bytes(path)
+        .unwrap_or_else(|| panic!("{path} has a limit")) as usize
+}
+
+/// A message of at least `size` bytes made of empty elements of the repeated field number 2
+/// (tag byte 0x12, length 0): the shape that decodes into the most memory per byte.
+fn empty_repeated_fields(size: usize) -> Bytes {
+    Bytes::from([0x12_u8, 0x00].repeat(size.div_ceil(2)))
+}
+
+/// The status of a call that must fail (without printing a large answer if it does not).
+fn refused(result: Result<Bytes, tonic::Status>, case: &str) -> tonic::Status {
+    match result {
+        Ok(answer) => panic!("{case}: accepted ({} bytes answered)", answer.len()),
+        Err(status) => status,
+    }
+}
+
+async fn upload(
+    channel: &Channel,
+    token: &str,
+    messages: Vec<Bytes>,
+) -> Result<Bytes, tonic::Status> {
+    let mut client = raw_client(channel.clone());
+    client.ready().await.expect("ready");
+    client
+        .client_streaming(
+            with_token(futures::stream::iter(messages), token),
+            PathAndQuery::from_static(paths::UPLOAD_PHOTO),
+            RawCodec,
+        )
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_message_over_its_methods_limit_is_refused_by_the_gateway_before_the_service() {
+    let harness = GatewayHarness::start().await;
+    let channel = harness.channel("nurse-tablet").await.expect("connects");
+    let token = harness.token("nurse-tablet", "nurse-claire", &[Role::Nurse]);
+    let unary_limit = limit_of(paths::UPDATE_WOUND);
+    assert_eq!(unary_limit, 64 * KIB, "an ordinary call");
+
+    unary(
+        &channel,
+        paths::UPDATE_WOUND,
+        with_token(Bytes::from(vec![1_u8; unary_limit]), &token),
+    )
+    .await
+    .expect("a message of exactly the limit passes");
+    for (case, size) in [
+        ("two bytes over", unary_limit + 2),
+        ("the 15 MiB attack", 15 * MIB),
+    ] {
+        let status = refused(
+            unary(
+                &channel,
+                paths::UPDATE_WOUND,
+                with_token(empty_repeated_fields(size), &token),
+            )
+            .await,
+            case,
+        );
+        assert_eq!(status.code(), Code::ResourceExhausted, "{case}: {status:?}");
+        assert!(
+            status.message().contains(&unary_limit.to_string()),
+            "{case}: the message says the limit: {}",
+            status.message()
+        );
+    }
+
+    // Uploads are allowed their chunk size, no more.
+    let upload_limit = limit_of(paths::UPLOAD_PHOTO);
+    assert_eq!(upload_limit, MIB + 64 * KIB);
+    let answer = upload(
+        &channel,
+        &token,
+        vec![Bytes::from(vec![2_u8; upload_limit]); 2],
+    )
+    .await
+    .expect("two chunks of the limit pass");
+    assert_eq!(answer, format!("2 {}", 2 * upload_limit));
+    let status = upload(
+        &channel,
+        &token,
+        vec![
+            Bytes::from(vec![2_u8; 100]),
+            Bytes::from(vec![2_u8; upload_limit + 1]),
+        ],
+    )
+    .await
+    .expect_err("a chunk over the limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+
+    unary(
+        &channel,
+        paths::UPDATE_WOUND,
+        with_token(Bytes::from_static(b"still fine"), &token),
+    )
+    .await
+    .expect("the connection is still usable");
+}
+
+#[tokio::test]
+async fn a_service_refuses_a_message_over_its_methods_limit_before_decoding_it() {
+    let suite = Suite::start(Backend::Sqlite).await.expect("sqlite");
+    let directory = suite.running.as_ref().expect("running").services[&Part::Directory];
+    // Called directly over internal mTLS, as scheduling: no gateway in front.
+    let tls = telehealth_kit::tls::client_tls(&suite.settings.internal_tls(Part::Scheduling))
+        .expect("scheduling's internal identity");
+    let channel = Channel::from_shared(format!("https://{directory}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connects to the directory");
+    const CHECK_MEMBERS: &str = "/telehealth.v1.DirectoryService/CheckMembers";
+    let limit = limit_of(CHECK_MEMBERS);
+
+    for (case, size) in [
+        ("the 15 MiB attack", 15 * MIB),
+        ("one element over the limit", limit + 2),
+    ] {
+        let status = unary(
+            &channel,
+            CHECK_MEMBERS,
+            tonic::Request::new(empty_repeated_fields(size)),
+        )
+        .await
+        .expect_err(case);
+        assert_eq!(status.code(), Code::ResourceExhausted, "{case}: {status:?}");
+        assert!(
+            status.message().contains(&limit.to_string()),
+            "{case}: {}",
+            status.message()
+        );
+    }
+
+    // Within the wire limit, the repeated field is bounded by the service itself.
+    let mut message = vec![0x0a, 8];
+    message.extend_from_slice(b"cds-test");
+    message.extend(empty_repeated_fields(65 * 2));
+    let status = unary(
+        &channel,
+        CHECK_MEMBERS,
+        tonic::Request::new(Bytes::from(message)),
+    )
+    .await
+    .expect_err("65 subjects");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("at most 64"),
+        "{}",
+        status.message()
+    );
+    suite.stop().await;
+}
+
+/// Keeps a `Signal` stream of the echo backend open; the returned sender ends it when dropped.
+#[allow(dead_code)]
+pub async fn open_signal(
+    channel: &Channel,
+    token: &str,
+) -> Result<(tokio::sync::mpsc::Sender<Bytes>, tonic::Streaming<Bytes>), tonic::Status> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let mut client = raw_client(channel.clone());
+    client.ready().await.expect("ready");
+    let mut replies = client
+        .streaming(
+            with_token(tokio_stream::wrappers::ReceiverStream::new(rx), token),
+            PathAndQuery::from_static(paths::SIGNAL),
+            RawCodec,
+        )
+        .await?
+        .into_inner();
+    tx.send(Bytes::from_static(b"hello")).await.expect("send");
+    match tokio::time::timeout(Duration::from_secs(5), replies.next()).await {
+        Ok(Some(Ok(_))) => Ok((tx, replies)),
+        Ok(Some(Err(status))) => Err(status),
+        Ok(None) => Err(tonic::Status::unknown("stream ended")),
+        Err(_) => panic!("no echo within 5 s"),
+    }
+}
