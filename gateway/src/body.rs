@@ -22,6 +22,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use telehealth_kit::message_limit::PrefixReader;
 
+use crate::streams::StreamSlot;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The client sent a message larger than allowed.
@@ -121,21 +123,25 @@ pin_project! {
         message_too_large: Option<(Arc<AtomicBool>, u32)>,
         done: bool,
         _in_flight: Option<InFlight>,
+        _stream_slot: Option<StreamSlot>,
     }
 }
 
 impl<B> ResponseGuard<B> {
-    /// Wraps a response body; `message_too_large` is the request limit's flag and limit.
+    /// Wraps a response body; `message_too_large` is the request limit's flag and limit;
+    /// `in_flight` and `stream_slot` are released with the body, when the call is over.
     pub fn new(
         inner: B,
         message_too_large: Option<(Arc<AtomicBool>, u32)>,
         in_flight: Option<InFlight>,
+        stream_slot: Option<StreamSlot>,
     ) -> Self {
         ResponseGuard {
             inner,
             message_too_large,
             done: false,
             _in_flight: in_flight,
+            _stream_slot: stream_slot,
         }
     }
 }

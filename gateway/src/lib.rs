@@ -10,7 +10,8 @@
 //! - [`proxy`]: the per-call pipeline;
 //! - [`auth`] and [`jwks`]: token verification, certificate binding, the verified-token cache;
 //! - [`policy`]: the per-RPC rules from the descriptor set;
-//! - [`ratelimit`], [`deadline`], [`body`]: limits on calls, deadlines and messages;
+//! - [`ratelimit`], [`lockout`], [`streams`], [`deadline`], [`body`]: limits on calls, failed
+//!   attempts, open streams, deadlines and messages;
 //! - [`upstream`]: service endpoints, connection reuse, balancing and ejection;
 //! - [`local`]: health and reflection;
 //! - [`error`]: refusals and their statuses.
@@ -25,10 +26,12 @@ pub mod error;
 mod fetch;
 pub mod jwks;
 pub mod local;
+pub mod lockout;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;
+pub mod streams;
 pub mod tls;
 pub mod upstream;
 
@@ -43,9 +46,11 @@ use crate::{
     error::GatewayError,
     jwks::{JwksSource, KeyStore},
     local::LocalServices,
+    lockout::Lockout,
     policy::Policy,
     proxy::Gateway,
     ratelimit::RateLimiter,
+    streams::SubjectStreams,
     tls::ServerTls,
     upstream::Upstreams,
 };
@@ -95,6 +100,11 @@ impl GatewayServer {
             limiter: RateLimiter::new(limits.requests_per_second, limits.burst),
             upstreams,
             local: LocalServices::new()?,
+            lockout: Lockout::new(
+                limits.failed_auth_per_minute_per_address,
+                limits.failed_auth_per_minute_per_certificate,
+            ),
+            streams: SubjectStreams::new(limits.max_streams_per_subject),
             limits,
         };
         Ok(GatewayServer {

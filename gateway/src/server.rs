@@ -13,7 +13,7 @@ use std::{
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use telehealth_kit::identity::cert_thumbprint;
+use telehealth_kit::{config::MAX_HEADER_LIST_BYTES, identity::cert_thumbprint};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -106,7 +106,10 @@ async fn serve_connection(
         .keep_alive_timeout(Duration::from_secs(20))
         .initial_stream_window_size(1024 * 1024)
         .initial_connection_window_size(4 * 1024 * 1024)
-        .max_header_list_size(64 * 1024);
+        // The HTTP/2 library answers 431 by itself above this, which gRPC clients read as
+        // UNKNOWN; the gateway refuses lists over `max_header_bytes` (far below) itself, with
+        // UNAUTHENTICATED.
+        .max_header_list_size(MAX_HEADER_LIST_BYTES);
     let service = {
         let (gateway, info, in_flight) = (gateway.clone(), info.clone(), in_flight.clone());
         service_fn(move |request| {

@@ -182,7 +182,6 @@ async fn a_service_refuses_a_message_over_its_methods_limit_before_decoding_it()
 }
 
 /// Keeps a `Signal` stream of the echo backend open; the returned sender ends it when dropped.
-#[allow(dead_code)]
 pub async fn open_signal(
     channel: &Channel,
     token: &str,
@@ -205,4 +204,130 @@ pub async fn open_signal(
         Ok(None) => Err(tonic::Status::unknown("stream ended")),
         Err(_) => panic!("no echo within 5 s"),
     }
+}
+
+#[tokio::test]
+async fn failed_authentications_lock_out_the_certificate_then_the_address_before_any_token_check() {
+    let harness = GatewayHarness::start_with(1, |settings| {
+        settings
+            .gateway
+            .limits
+            .failed_auth_per_minute_per_certificate = 3;
+        settings.gateway.limits.failed_auth_per_minute_per_address = 5;
+    })
+    .await;
+    let nurse = harness.channel("nurse-tablet").await.expect("connects");
+    let nurse_token = harness.token("nurse-tablet", "nurse-claire", &[Role::Nurse]);
+    let doctor = harness
+        .channel("doctor-workstation")
+        .await
+        .expect("connects");
+    let doctor_token = harness.token("doctor-workstation", "dr-martin", &[Role::Doctor]);
+    let bad = || with_token(Bytes::new(), "not.a.token");
+    let good = |token: &str| with_token(Bytes::new(), token);
+
+    for attempt in 1..=3 {
+        let status = unary(&nurse, paths::GET_WOUND, bad())
+            .await
+            .expect_err("a bad token");
+        assert_eq!(status.code(), Code::Unauthenticated, "attempt {attempt}");
+    }
+    let status = unary(&nurse, paths::GET_WOUND, good(&nurse_token))
+        .await
+        .expect_err("the certificate is locked out, even with a valid token");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("failed authentications"),
+        "{}",
+        status.message()
+    );
+    use tonic_types::StatusExt;
+    let retry = status.get_details_retry_info().expect("RetryInfo detail");
+    assert!(
+        retry
+            .retry_delay
+            .is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(20)),
+        "{retry:?}"
+    );
+    assert_eq!(
+        harness.backends[0].calls(),
+        0,
+        "nothing reached the service"
+    );
+
+    unary(&doctor, paths::GET_WOUND, good(&doctor_token))
+        .await
+        .expect("another certificate from the same address is still served");
+    for _ in 0..2 {
+        let status = unary(&doctor, paths::GET_WOUND, bad())
+            .await
+            .expect_err("a bad token");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let status = unary(&doctor, paths::GET_WOUND, good(&doctor_token))
+        .await
+        .expect_err("the address has used up its 5 failures");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let refused = match harness.channel("patient-tablet").await {
+        Err(_) => true,
+        Ok(channel) => {
+            let token = harness.token("patient-tablet", "patient-42", &[Role::Patient]);
+            unary(&channel, paths::GET_WOUND, good(&token))
+                .await
+                .is_err()
+        }
+    };
+    assert!(
+        refused,
+        "a locked-out address gets nothing, whatever the device"
+    );
+    assert_eq!(
+        harness.backends[0].calls(),
+        1,
+        "only the one good call got through"
+    );
+}
+
+#[tokio::test]
+async fn one_subject_holds_at_most_its_cap_of_open_streams() {
+    let harness = GatewayHarness::start_with(1, |settings| {
+        settings.gateway.limits.max_streams_per_subject = 2;
+    })
+    .await;
+    let channel = harness.channel("patient-tablet").await.expect("connects");
+    let second_device = harness.channel("nurse-tablet").await.expect("connects");
+    let token = harness.token("patient-tablet", "patient-42", &[Role::Patient]);
+    let first = open_signal(&channel, &token).await.expect("first stream");
+    let _second = open_signal(&channel, &token).await.expect("second stream");
+
+    let status = open_signal(&channel, &token)
+        .await
+        .expect_err("a third stream of the same subject");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("at most 2"),
+        "{}",
+        status.message()
+    );
+    // The cap is the subject's, over all its connections and devices.
+    let same_subject_elsewhere = harness.token("nurse-tablet", "patient-42", &[Role::Patient]);
+    let status = open_signal(&second_device, &same_subject_elsewhere)
+        .await
+        .expect_err("the same subject on another device");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let other = harness.token("nurse-tablet", "nurse-claire", &[Role::Nurse]);
+    let _other_stream = open_signal(&second_device, &other)
+        .await
+        .expect("another subject is not limited");
+    unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &other))
+        .await
+        .expect_err("patients may not read wounds, but unary calls are not counted");
+
+    let (sender, mut replies) = first;
+    drop(sender);
+    while replies.next().await.is_some() {}
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    open_signal(&channel, &token)
+        .await
+        .expect("a slot came back when a stream ended");
 }
