@@ -36,6 +36,7 @@ use tracing::Instrument;
 use crate::{
     auth::{self, Authenticator},
     body::{InFlight, RequestLimit, ResponseGuard},
+    connections::Connections,
     deadline,
     error::{AuthFailure, GatewayError},
     local::LocalServices,
@@ -64,6 +65,7 @@ pub struct Gateway {
     pub(crate) limits: LimitSettings,
     pub(crate) lockout: Lockout,
     pub(crate) streams: Arc<SubjectStreams>,
+    pub(crate) connections: Arc<Connections>,
 }
 
 impl Gateway {

@@ -298,8 +298,10 @@ async fn every_token_problem_is_unauthenticated_with_one_generic_message() {
     let doctor_cert = harness.device_files("doctor-workstation").0;
     let other_thumbprint = thumbprint_of_pem_file(&doctor_cert).expect("thumb");
     let critical = {
-        let mut header = jsonwebtoken::Header::default();
-        header.crit = Some(vec!["exp".into()]);
+        let header = jsonwebtoken::Header {
+            crit: Some(vec!["exp".into()]),
+            ..Default::default()
+        };
         sign_with_header(&harness, header, &nurse_claims(&harness))
     };
 

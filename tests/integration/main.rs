@@ -8,6 +8,7 @@ mod cli;
 mod cross_org;
 mod expertise;
 mod gateway_auth;
+mod gateway_connections;
 mod gateway_limits;
 mod gateway_proxy;
 mod gateway_surface;
