@@ -10,6 +10,7 @@ mod expertise;
 mod gateway_auth;
 mod gateway_connections;
 mod gateway_limits;
+mod gateway_logs;
 mod gateway_proxy;
 mod gateway_surface;
 mod harness;
