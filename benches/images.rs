@@ -1,4 +1,4 @@
-//! Image pipeline benchmark (issue #6), through the real gateway over mTLS, into the
+//! Image pipeline benchmark, through the real gateway over mTLS, into the
 //! tele-expertise service (`AttachImage`, `DownloadImage`) and the local blob store.
 //!
 //! `CARGO_TARGET_DIR=/var/cache/telehealth/target cargo bench --bench images`

@@ -1,4 +1,4 @@
-//! Several replicas benchmark (issue #8): the suite in microservice mode as separate processes
+//! Several replicas benchmark: the suite in microservice mode as separate processes
 //! (two `telehealth serve <part>` per service, `telehealth serve gateway`), on PostgreSQL and the
 //! S3 store (Garage), exactly as the `replicas` integration test runs it.
 //!

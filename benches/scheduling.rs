@@ -1,4 +1,4 @@
-//! Scheduling benchmark (issue #4), through the real gateway over mTLS, on PostgreSQL.
+//! Scheduling benchmark, through the real gateway over mTLS, on PostgreSQL.
 //!
 //! `cargo bench --bench scheduling` (PostgreSQL from `TELEHEALTH_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`; `-- --seconds N` per phase, default 10).

@@ -1,4 +1,4 @@
-//! Video signalling benchmark (issue #5), through the real gateway over mTLS.
+//! Video signalling benchmark, through the real gateway over mTLS.
 //!
 //! `CARGO_TARGET_DIR=/var/cache/telehealth/target cargo bench --bench signalling`
 //!

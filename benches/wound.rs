@@ -1,4 +1,4 @@
-//! Wound monitoring benchmark (issue #7), through the real gateway over mTLS, on PostgreSQL.
+//! Wound monitoring benchmark, through the real gateway over mTLS, on PostgreSQL.
 //!
 //! `cargo bench --bench wound` (PostgreSQL from `TELEHEALTH_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`; `-- --seconds N` per phase, default 10).

@@ -35,7 +35,7 @@ pub enum Command {
     Up,
     /// Run one part of the suite (microservice mode), configured by file and environment.
     Serve {
-        /// Which part: gateway, scheduling, expertise, wound or signalling.
+        /// Which part: gateway, scheduling, expertise, wound, signalling or directory.
         part: Part,
     },
     /// Manage the development PKI.
@@ -46,7 +46,7 @@ pub enum Command {
     Token(token::TokenCommand),
     /// Apply the services' database migrations, then exit.
     Migrate {
-        /// Services to migrate (default: all four).
+        /// Services to migrate (default: all five).
         parts: Vec<Part>,
     },
     /// Call an RPC through the gateway with JSON in and out (like grpcurl).

@@ -1,4 +1,4 @@
-//! The gateway: the one door into the suite (DESIGN §3).
+//! The gateway: the one door into the suite (docs/design.md, "Identity and authorisation").
 //!
 //! Clients connect with a device certificate (mTLS) and a bearer token. The gateway checks both,
 //! applies the access rule the contract declares for the method, strips any identity a client

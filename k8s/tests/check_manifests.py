@@ -50,15 +50,13 @@ BINARY = "/usr/local/bin/telehealth"
 NAMESPACE = "telehealth"
 SPIFFE_PREFIX = "spiffe://telehealth.internal/"
 
-# Who calls whom between parts, from the code: the gateway forwards to every service; scheduling
-# opens and closes signalling rooms, signalling marks the waiting room in scheduling; every
-# service that names a person asks the directory (CheckMembers). NetworkPolicies must allow
-# exactly these calls between parts, on the callee's configured port.
-CALLS = (
-    {("gateway", service) for service in SERVICES}
-    | {("scheduling", "signalling"), ("signalling", "scheduling")}
-    | {(service, "directory") for service in SERVICES if service != "directory"}
-)
+# Who calls whom between parts: the gateway forwards to every service; the calls between services
+# are telehealth_kit::Part::calls (scheduling opens and closes signalling rooms and checks members
+# in the directory, signalling marks the waiting room, wound monitoring checks care teams), held
+# equal to SERVICE_CALLS by tests/integration/k8s.rs. NetworkPolicies must allow exactly these
+# calls between parts, on the callee's configured port.
+SERVICE_CALLS = [("scheduling", "signalling"), ("scheduling", "directory"), ("signalling", "scheduling"), ("wound", "directory")]
+CALLS = {("gateway", service) for service in SERVICES} | set(SERVICE_CALLS)
 
 
 # What a part reaches outside the parts: (what, namespace, pod labels, protocol, port, callers).
@@ -572,8 +570,13 @@ MUTATIONS: list[tuple[str, str, Callable[[list[Doc]], None], str]] = [
     ("prod", "a call blocked at the caller", lambda d: remove(d, "NetworkPolicy", "services-to-directory"),
      "NetworkPolicies do not let wound reach directory on 7105 (blocked by wound's egress)"),
     ("dev", "a call blocked at the callee", lambda d: policy_rule(d, "directory")["from"][0]["podSelector"][
-        "matchExpressions"][0]["values"].remove("expertise"),
-     "NetworkPolicies do not let expertise reach directory on 7105 (blocked by directory's ingress)"),
+        "matchExpressions"][0]["values"].remove("wound"),
+     "NetworkPolicies do not let wound reach directory on 7105 (blocked by directory's ingress)"),
+    ("prod", "a call the code never makes allowed", lambda d: [
+        policy_rule(d, "directory")["from"][0]["podSelector"]["matchExpressions"][0]["values"].append("expertise"),
+        find(d, "NetworkPolicy", "services-to-directory")["spec"]["podSelector"]["matchExpressions"][0][
+            "values"].append("expertise")],
+     "NetworkPolicies let expertise reach directory on 7105, which it never calls"),
     ("prod", "a part reachable by one that never calls it", lambda d: [
         find(d, "NetworkPolicy", "allow-dns")["spec"].update(egress=[{}]),
         policy_rule(d, "expertise").pop("from")],

@@ -11,7 +11,7 @@ use crate::suite::service_definition;
 pub enum AuditCommand {
     /// Recompute a service's audit hash chain and report the first broken link (exit code 1).
     Verify {
-        /// Services whose trail to check (default: all four).
+        /// Services whose trail to check (default: all five).
         parts: Vec<Part>,
     },
 }

@@ -1389,6 +1389,76 @@ async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
     }
 }
 
+#[tokio::test]
+async fn the_seven_day_answer_deadline_applies_to_urgent_requests_too() {
+    let leak = |who: Who| -> &'static Who { Box::leak(Box::new(who)) };
+    let dr = leak(doctor("dr-a", CENTRE));
+    let spec = leak(specialist("spec-x", HOSPITAL, DERMATOLOGY));
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let db = database(&suite).await;
+        let urgent = |pseudonym, submitted, hours| Case {
+            requester: dr,
+            expert: Some(spec),
+            pseudonym,
+            urgency: pb::Urgency::Urgent,
+            submitted,
+            answered: Some(submitted + SignedDuration::from_hours(hours)),
+            withdrawn: false,
+        };
+        let cases = [
+            // Urgent, answered after 8 days: late for its due date and for the act's deadline.
+            urgent("U1", paris(2025, 11, 3, 9, 0), 8 * 24),
+            // Urgent, answered after exactly 7 days: past its 48-hour due date, but within the
+            // act's deadline.
+            urgent("U2", paris(2025, 11, 10, 9, 0), 7 * 24),
+            // Routine, answered after 8 days: late, as before.
+            Case {
+                urgency: pb::Urgency::Routine,
+                ..urgent("R1", paris(2025, 11, 17, 9, 0), 8 * 24)
+            },
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            play(&suite, &db, i, c).await;
+        }
+        let admin = with_role("admin-1", HOSPITAL, Role::Admin);
+        let mut admin = client(&suite, &admin).await;
+        let report = admin
+            .get_activity_report(pb::GetActivityReportRequest {
+                org_id: HOSPITAL.into(),
+                month: "2025-11".into(),
+                time_zone: String::new(),
+            })
+            .await
+            .expect("report")
+            .into_inner()
+            .report
+            .expect("report");
+        let acts: Vec<(String, bool, i32)> = report
+            .acts
+            .iter()
+            .map(|a| (a.act_date.clone(), a.billable, a.non_billable_reason))
+            .collect();
+        use pb::NonBillableReason as R;
+        let expected = [
+            ("2025-11-11", false, R::AnswerDeadlineMissed),
+            ("2025-11-17", true, R::Unspecified),
+            ("2025-11-25", false, R::AnswerDeadlineMissed),
+        ]
+        .map(|(d, b, r)| (d.to_owned(), b, r as i32));
+        assert_eq!(acts, expected, "{backend:?}: the expert's TE2 acts");
+        assert!(
+            report.acts[0].reason_details.contains("7-day deadline")
+                && !report.acts[0].reason_details.contains("routine"),
+            "{}",
+            report.acts[0].reason_details
+        );
+        suite.stop().await;
+    }
+}
+
 /// The `AttachImage` stream of `bytes` for request `id`, in 64 KiB chunks.
 fn upload(id: &str, bytes: &[u8]) -> Vec<pb::AttachImageRequest> {
     let header = pb::AttachImageRequest {

@@ -334,4 +334,35 @@ fn the_manifest_checks_know_every_part_of_the_binary() {
         listed, parts,
         "PARTS in k8s/tests/check_manifests.py must be telehealth_kit::Part::ALL, in order"
     );
+
+    // The calls between services the NetworkPolicies allow are the ones the code may make.
+    let line = source
+        .lines()
+        .find(|line| line.starts_with("SERVICE_CALLS = ["))
+        .expect("check_manifests.py defines SERVICE_CALLS on one line");
+    let mut listed: Vec<(String, String)> = line
+        .split('(')
+        .skip(1)
+        .map(|pair| {
+            let pair = pair.split(')').next().unwrap_or_default();
+            let (caller, callee) = pair.split_once(',').expect("a pair");
+            let name = |s: &str| s.trim().trim_matches('"').to_owned();
+            (name(caller), name(callee))
+        })
+        .collect();
+    listed.sort();
+    let mut calls: Vec<(String, String)> = Part::SERVICES
+        .iter()
+        .flat_map(|caller| {
+            caller
+                .calls()
+                .iter()
+                .map(|callee| (caller.name().to_owned(), callee.name().to_owned()))
+        })
+        .collect();
+    calls.sort();
+    assert_eq!(
+        listed, calls,
+        "SERVICE_CALLS in k8s/tests/check_manifests.py must be telehealth_kit::Part::calls"
+    );
 }

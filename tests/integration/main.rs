@@ -6,6 +6,7 @@
 
 mod cli;
 mod cross_org;
+mod directory;
 mod expertise;
 mod gateway_auth;
 mod gateway_connections;
@@ -16,6 +17,7 @@ mod gateway_surface;
 mod harness;
 mod images;
 mod k8s;
+mod migrations;
 mod pki_and_tokens;
 mod replicas;
 mod scheduling;

@@ -1,4 +1,4 @@
-//! Several replicas, proven (issue #8): the suite in microservice mode as separate processes —
+//! Several replicas, proven: the suite in microservice mode as separate processes —
 //! two `telehealth serve <part>` for each service and `telehealth serve gateway` in front — on
 //! PostgreSQL and the S3 store (Garage), called through the gateway with real mTLS and tokens.
 //!

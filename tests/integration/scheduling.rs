@@ -45,6 +45,41 @@ async fn publish_availability(suite: &Suite, doctor: &Person) {
         .expect("availability published");
 }
 
+/// Every day, all day.
+fn round_the_clock() -> Vec<pb::WeeklyRange> {
+    (1..=7)
+        .map(|day| pb::WeeklyRange {
+            day,
+            start_local_time: "00:00".into(),
+            end_local_time: "24:00".into(),
+        })
+        .collect()
+}
+
+/// Publishes `doctor`'s availability all day every day (Paris), so that an appointment can
+/// start in a few minutes whatever the time the test runs.
+async fn publish_round_the_clock(suite: &Suite, doctor: &Person) {
+    suite
+        .scheduling(doctor)
+        .await
+        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+            practitioner_subject: doctor.subject.into(),
+            time_zone: "Europe/Paris".into(),
+            weekly_ranges: round_the_clock(),
+            buffer_minutes: 0,
+            expected_version: 0,
+        })
+        .await
+        .expect("availability published");
+}
+
+/// The next whole minute plus `minutes`: a start that can be booked now and is inside the
+/// check-in window (from 30 minutes before the start) for `minutes` under 30.
+fn soon(minutes: i64) -> Timestamp {
+    let now = Timestamp::now().as_second();
+    Timestamp::from_second((now / 60 + 1 + minutes) * 60).expect("instant")
+}
+
 /// 10:00 Paris, `days` days from now.
 fn ten_oclock_in(days: i64) -> Timestamp {
     let today = Timestamp::now()
@@ -305,11 +340,11 @@ async fn the_lifecycle_allows_legal_transitions_and_refuses_the_others() {
         };
         let doctor = Person::doctor("dr-martin", CENTRE);
         let patient = Person::patient("patient-42", CENTRE);
-        publish_availability(&suite, &doctor).await;
+        publish_round_the_clock(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
         let mut pt = suite.scheduling(&patient).await;
         let id = dr
-            .book_appointment(booking("k", "dr-martin", "patient-42", ten_oclock_in(2)))
+            .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
             .await
             .expect("booked")
             .into_inner()
@@ -575,10 +610,10 @@ async fn a_watching_doctor_sees_the_patient_check_in() {
     };
     let doctor = Person::doctor("dr-martin", CENTRE);
     let patient = Person::patient("patient-42", CENTRE);
-    publish_availability(&suite, &doctor).await;
+    publish_round_the_clock(&suite, &doctor).await;
     let mut dr = suite.scheduling(&doctor).await;
     let id = dr
-        .book_appointment(booking("k", "dr-martin", "patient-42", ten_oclock_in(1)))
+        .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
         .await
         .expect("booked")
         .into_inner()
@@ -866,9 +901,10 @@ async fn two_scheduling_instances_on_postgres_never_double_book_and_share_change
         .await;
 
     let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
+    publish_round_the_clock(&suite, &doctor).await;
     let client = suite.scheduling_via(both, &doctor).await;
-    let start = ten_oclock_in(3);
+    // Soon enough to be checked in to below.
+    let start = soon(10);
     let attempts: Vec<_> = (0..50)
         .map(|i| {
             let mut client = client.clone();
@@ -1037,7 +1073,7 @@ async fn minimum_notice_leave_and_buffers_are_respected() {
         .tomorrow()
         .expect("date");
     dr.add_availability_exception(pb::AddAvailabilityExceptionRequest {
-        idempotency_key: String::new(),
+        idempotency_key: "leave-1".into(),
         kind: pb::AvailabilityExceptionKind::Leave as i32,
         practitioner_subject: "dr-martin".into(),
         org_wide: false,
@@ -1109,5 +1145,789 @@ async fn listings_are_paginated_in_a_stable_order() {
         })
         .await;
     assert_eq!(bad.expect_err("bad token").code(), Code::InvalidArgument);
+    suite.stop().await;
+}
+
+// ---- issue fixes: holds, "the caller", the check-in window, idempotent exceptions, text,
+// ---- presence, iCalendar UID, bounds, DST days
+
+/// The status of a refusal, for comparing refusals with one another.
+fn refusal(status: &tonic::Status) -> (Code, String) {
+    (status.code(), status.message().to_owned())
+}
+
+fn hold_request(doctor: &str, start: Timestamp) -> pb::HoldSlotRequest {
+    pb::HoldSlotRequest {
+        doctor_subject: doctor.into(),
+        nurse_subject: String::new(),
+        start_time: Some(ts(start)),
+        duration_minutes: 30,
+    }
+}
+
+#[tokio::test]
+async fn releasing_a_hold_is_not_found_for_others_and_false_once_the_hold_has_ended() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start_with(backend, |s| s.scheduling_rules.hold_seconds = 2).await
+        else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let coordinator = Person::coordinator("coord-anne", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let mut coord = suite.scheduling(&coordinator).await;
+        let release = |hold_id: &str| pb::ReleaseHoldRequest {
+            hold_id: hold_id.into(),
+        };
+        let hold_of = |response: tonic::Response<pb::HoldSlotResponse>| {
+            response.into_inner().hold.expect("hold").hold_id
+        };
+
+        // Someone else's hold answers exactly as a hold that does not exist.
+        let coordinators = coord
+            .hold_slot(hold_request("dr-martin", ten_oclock_in(3)))
+            .await
+            .map(hold_of)
+            .expect("held by the coordinator");
+        let ghost = uuid::Uuid::new_v4().to_string();
+        for outsider in [
+            Person::doctor("dr-other", CENTRE),
+            Person::coordinator("coord-other", OTHER_CENTRE),
+        ] {
+            let mut client = suite.scheduling(&outsider).await;
+            let theirs = client
+                .release_hold(release(&coordinators))
+                .await
+                .expect_err("not his hold");
+            let missing = client
+                .release_hold(release(&ghost))
+                .await
+                .expect_err("no such hold");
+            assert_eq!(theirs.code(), Code::NotFound, "{backend:?}: {theirs:?}");
+            assert_eq!(
+                refusal(&theirs),
+                refusal(&missing),
+                "{backend:?}: {} cannot tell another's hold from a missing one",
+                outsider.subject
+            );
+        }
+
+        // Naming it in a booking tells no more than naming a hold that does not exist.
+        let stranger = Person::doctor("dr-stranger", OTHER_CENTRE);
+        publish_availability(&suite, &stranger).await;
+        let mut theirs = booking("stranger", "dr-stranger", "p9", ten_oclock_in(3));
+        theirs.hold_id = coordinators.clone();
+        let mut ghostly = theirs.clone();
+        ghostly.hold_id = ghost.clone();
+        let mut client = suite.scheduling(&stranger).await;
+        let with_theirs = client.book_appointment(theirs).await.expect_err("not his");
+        let with_ghost = client.book_appointment(ghostly).await.expect_err("no such");
+        assert_eq!(
+            refusal(&with_theirs),
+            refusal(&with_ghost),
+            "{backend:?}: a booking cannot tell another org's hold from a missing one"
+        );
+
+        // Released once: true, then false.
+        let released = |r: tonic::Response<pb::ReleaseHoldResponse>| r.into_inner().released;
+        let first = coord
+            .release_hold(release(&coordinators))
+            .await
+            .map(released);
+        let again = coord
+            .release_hold(release(&coordinators))
+            .await
+            .map(released);
+        assert_eq!(
+            (first.expect("release"), again.expect("release again")),
+            (true, false),
+            "{backend:?}: an active hold is released once"
+        );
+
+        // Consumed by the booking that names it: false.
+        let start = ten_oclock_in(4);
+        let consumed = dr
+            .hold_slot(hold_request("dr-martin", start))
+            .await
+            .map(hold_of)
+            .expect("held");
+        let mut with_hold = booking("with-hold", "dr-martin", "p1", start);
+        with_hold.hold_id = consumed.clone();
+        dr.book_appointment(with_hold)
+            .await
+            .expect("booked on the hold");
+        let after_booking = dr.release_hold(release(&consumed)).await.map(released);
+        assert!(
+            !after_booking.expect("release a consumed hold"),
+            "{backend:?}: a consumed hold is not released"
+        );
+
+        // Expired by itself: false.
+        let expiring = dr
+            .hold_slot(hold_request("dr-martin", ten_oclock_in(5)))
+            .await
+            .map(hold_of)
+            .expect("held");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let after_expiry = dr.release_hold(release(&expiring)).await.map(released);
+        assert!(
+            !after_expiry.expect("release an expired hold"),
+            "{backend:?}: an expired hold is not released"
+        );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_empty_subject_means_the_caller_wherever_the_contract_says_so() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let coordinator = Person::coordinator("coord-anne", CENTRE);
+    let mut dr = suite.scheduling(&doctor).await;
+    let published = dr
+        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+            practitioner_subject: String::new(),
+            time_zone: "Europe/Paris".into(),
+            weekly_ranges: every_day(),
+            buffer_minutes: 0,
+            expected_version: 0,
+        })
+        .await
+        .expect("SetWeeklyAvailability: empty is the caller")
+        .into_inner()
+        .availability
+        .expect("availability");
+    assert_eq!(published.practitioner_subject, "dr-martin");
+    let read = dr
+        .get_availability(pb::GetAvailabilityRequest {
+            practitioner_subject: String::new(),
+        })
+        .await
+        .expect("GetAvailability: empty is the caller")
+        .into_inner()
+        .availability
+        .expect("availability");
+    assert_eq!(read.practitioner_subject, "dr-martin");
+
+    let leave_day = (Timestamp::now() + jiff::SignedDuration::from_hours(24 * 20))
+        .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
+        .date();
+    let leave = dr
+        .add_availability_exception(pb::AddAvailabilityExceptionRequest {
+            idempotency_key: "leave".into(),
+            kind: pb::AvailabilityExceptionKind::Leave as i32,
+            start_date: leave_day.to_string(),
+            end_date: leave_day.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("leave")
+        .into_inner()
+        .exception
+        .expect("exception");
+    let listed = dr
+        .list_availability_exceptions(pb::ListAvailabilityExceptionsRequest::default())
+        .await
+        .expect("ListAvailabilityExceptions: empty is the caller, dates default")
+        .into_inner()
+        .exceptions;
+    assert_eq!(
+        listed.iter().map(|e| &e.exception_id).collect::<Vec<_>>(),
+        [&leave.exception_id],
+        "the caller's own exceptions from today on"
+    );
+
+    let hold = dr
+        .hold_slot(hold_request("", ten_oclock_in(3)))
+        .await
+        .expect("HoldSlot: empty is the caller")
+        .into_inner()
+        .hold
+        .expect("hold");
+    assert_eq!(hold.doctor_subject, "dr-martin");
+    let booked = dr
+        .book_appointment(booking("empty-doctor", "", "p1", ten_oclock_in(4)))
+        .await
+        .expect("BookAppointment: empty is the caller")
+        .into_inner()
+        .appointment
+        .expect("appointment");
+    assert_eq!(booked.doctor_subject, "dr-martin");
+
+    // A coordinator is not a doctor: he must name the doctor (and the practitioner).
+    let mut coord = suite.scheduling(&coordinator).await;
+    let cases = [
+        (
+            "BookAppointment",
+            coord
+                .book_appointment(booking("c", "", "p2", ten_oclock_in(5)))
+                .await
+                .map(|_| ()),
+            "doctor_subject",
+        ),
+        (
+            "HoldSlot",
+            coord
+                .hold_slot(hold_request("", ten_oclock_in(5)))
+                .await
+                .map(|_| ()),
+            "doctor_subject",
+        ),
+        (
+            "SetWeeklyAvailability",
+            coord
+                .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                    time_zone: "Europe/Paris".into(),
+                    weekly_ranges: every_day(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+            "practitioner_subject",
+        ),
+    ];
+    for (rpc, result, field) in cases {
+        let status = result.expect_err(rpc);
+        assert_eq!(status.code(), Code::InvalidArgument, "{rpc}: {status:?}");
+        assert!(status.message().contains(field), "{rpc}: {status:?}");
+    }
+    coord
+        .list_availability_exceptions(pb::ListAvailabilityExceptionsRequest::default())
+        .await
+        .expect("a coordinator lists his org's closures with an empty subject");
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn check_in_and_start_are_refused_outside_the_window_around_the_start() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let patient = Person::patient("patient-42", CENTRE);
+    publish_round_the_clock(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let mut pt = suite.scheduling(&patient).await;
+    let book = |key: &str, start| booking(key, "dr-martin", "patient-42", start);
+
+    // Two months ahead: neither checked in to nor started, and left as it was.
+    let far = ten_oclock_in(60);
+    let id = dr
+        .book_appointment(book("far", far))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a")
+        .appointment_id;
+    let paris = TimeZone::get("Europe/Paris").expect("tz");
+    let opens = (far - jiff::SignedDuration::from_mins(30))
+        .to_zoned_datetime(paris)
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string();
+    let check_in = pt
+        .check_in(pb::CheckInRequest {
+            appointment_id: id.clone(),
+        })
+        .await
+        .expect_err("two months early");
+    let start = dr
+        .start_teleconsultation(pb::StartTeleconsultationRequest {
+            appointment_id: id.clone(),
+        })
+        .await
+        .expect_err("two months early");
+    for (rpc, status) in [("CheckIn", check_in), ("StartTeleconsultation", start)] {
+        assert_eq!(status.code(), Code::FailedPrecondition, "{rpc}: {status:?}");
+        for shown in [
+            opens.as_str(),
+            "Europe/Paris",
+            "UTC",
+            "30 minutes",
+            "60 minutes",
+        ] {
+            assert!(
+                status.message().contains(shown),
+                "{rpc}: the message gives the window ({shown}): {}",
+                status.message()
+            );
+        }
+    }
+    let unchanged = dr
+        .get_appointment(pb::GetAppointmentRequest {
+            appointment_id: id.clone(),
+        })
+        .await
+        .expect("read")
+        .into_inner()
+        .appointment
+        .expect("a");
+    assert_eq!(unchanged.status, pb::AppointmentStatus::Booked as i32);
+    assert!(unchanged.room_id.is_empty(), "no room opened");
+    dr.cancel_appointment(pb::CancelAppointmentRequest {
+        appointment_id: id,
+        reason: pb::CancellationReason::PatientRequest as i32,
+        comment: String::new(),
+        expected_version: 0,
+    })
+    .await
+    .expect("still cancellable");
+
+    // Starting in 10 minutes: inside the window.
+    let id = dr
+        .book_appointment(book("soon", soon(10)))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a")
+        .appointment_id;
+    pt.check_in(pb::CheckInRequest {
+        appointment_id: id.clone(),
+    })
+    .await
+    .expect("checked in 10 minutes before");
+    dr.start_teleconsultation(pb::StartTeleconsultationRequest { appointment_id: id })
+        .await
+        .expect("started 10 minutes before");
+    suite.stop().await;
+
+    // The window is configurable: opening 4 hours before the start.
+    let Some(suite) = Suite::start_with(Backend::Sqlite, |s| {
+        s.scheduling_rules.check_in_opens_before_minutes = 240;
+    })
+    .await
+    else {
+        return;
+    };
+    publish_round_the_clock(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let id = dr
+        .book_appointment(book("in-3-hours", soon(180)))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a")
+        .appointment_id;
+    suite
+        .scheduling(&patient)
+        .await
+        .check_in(pb::CheckInRequest { appointment_id: id })
+        .await
+        .expect("3 hours ahead, inside a 4-hour window");
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn an_exception_added_twice_with_one_key_is_added_once() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let request = pb::AddAvailabilityExceptionRequest {
+            idempotency_key: "leave-2031".into(),
+            kind: pb::AvailabilityExceptionKind::Leave as i32,
+            practitioner_subject: "dr-martin".into(),
+            start_date: "2031-07-01".into(),
+            end_date: "2031-07-14".into(),
+            time_zone: "Europe/Paris".into(),
+            note: "congés".into(),
+            ..Default::default()
+        };
+        let no_key = dr
+            .add_availability_exception(pb::AddAvailabilityExceptionRequest {
+                idempotency_key: "  ".into(),
+                ..request.clone()
+            })
+            .await
+            .expect_err("the key is required");
+        assert_eq!(no_key.code(), Code::InvalidArgument, "{backend:?}");
+        assert!(no_key.message().contains("idempotency_key"), "{no_key:?}");
+
+        let first = dr
+            .add_availability_exception(request.clone())
+            .await
+            .expect("added")
+            .into_inner();
+        let again = dr
+            .add_availability_exception(request.clone())
+            .await
+            .expect("replayed")
+            .into_inner();
+        assert!(
+            !first.idempotent_replay && again.idempotent_replay,
+            "{backend:?}"
+        );
+        assert_eq!(
+            first.exception, again.exception,
+            "{backend:?}: the retry answers the first exception"
+        );
+        let listed = dr
+            .list_availability_exceptions(pb::ListAvailabilityExceptionsRequest {
+                practitioner_subject: "dr-martin".into(),
+                from_date: "2031-01-01".into(),
+                to_date: "2031-12-31".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .exceptions;
+        assert_eq!(listed.len(), 1, "{backend:?}: one exception, not two");
+
+        let other = dr
+            .add_availability_exception(pb::AddAvailabilityExceptionRequest {
+                note: "autre chose".into(),
+                ..request
+            })
+            .await
+            .expect_err("same key, other request");
+        assert_eq!(
+            other.code(),
+            Code::FailedPrecondition,
+            "{backend:?}: the suite's convention (common.proto): {other:?}"
+        );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn reasons_and_comments_are_trimmed_and_required_where_the_contract_says() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    for reason in ["", "   ", "\n\t "] {
+        let status = dr
+            .book_appointment(pb::BookAppointmentRequest {
+                reason: reason.into(),
+                ..booking("blank", "dr-martin", "p1", ten_oclock_in(2))
+            })
+            .await
+            .expect_err("a blank reason is missing");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{reason:?}: {status:?}"
+        );
+        assert!(status.message().contains("reason"), "{status:?}");
+    }
+    let booked = dr
+        .book_appointment(pb::BookAppointmentRequest {
+            reason: "  suivi diabète \n".into(),
+            ..booking("trimmed", "dr-martin", "p1", ten_oclock_in(2))
+        })
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a");
+    assert_eq!(booked.reason, "suivi diabète", "stored trimmed");
+
+    let cancel = |comment: &str| pb::CancelAppointmentRequest {
+        appointment_id: booked.appointment_id.clone(),
+        reason: pb::CancellationReason::Other as i32,
+        comment: comment.into(),
+        expected_version: 0,
+    };
+    for comment in ["", "   "] {
+        let status = dr
+            .cancel_appointment(cancel(comment))
+            .await
+            .expect_err("OTHER needs a comment");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{comment:?}: {status:?}"
+        );
+        assert!(status.message().contains("comment"), "{status:?}");
+    }
+    let cancelled = dr
+        .cancel_appointment(cancel("  patient hospitalisé  "))
+        .await
+        .expect("cancelled")
+        .into_inner()
+        .appointment
+        .expect("a");
+    assert_eq!(
+        cancelled.cancellation.map(|c| c.comment).as_deref(),
+        Some("patient hospitalisé"),
+        "stored trimmed"
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_patient_joining_the_room_after_check_in_reaches_the_doctors_watch_within_a_second() {
+    use telehealth_proto::v1::{
+        signal_request::Message as In, signal_response::Event as Out,
+        signalling_service_client::SignallingServiceClient,
+    };
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let patient = Person::patient("patient-42", CENTRE);
+    publish_round_the_clock(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let id = dr
+        .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a")
+        .appointment_id;
+    let mut watch = dr
+        .watch_appointments(pb::WatchAppointmentsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    watch.next().await.expect("ready").expect("ok");
+    let mut next_change = async || {
+        let message = tokio::time::timeout(Duration::from_secs(1), watch.next())
+            .await
+            .expect("the doctor sees it within a second")
+            .expect("message")
+            .expect("ok");
+        match message.payload {
+            Some(pb::watch_appointments_response::Payload::Change(change)) => change,
+            other => panic!("expected a change, got {other:?}"),
+        }
+    };
+
+    // The patient checks in (the room opens), then joins the room before the doctor.
+    let room_id = suite
+        .scheduling(&patient)
+        .await
+        .check_in(pb::CheckInRequest {
+            appointment_id: id.clone(),
+        })
+        .await
+        .expect("check in")
+        .into_inner()
+        .room_id;
+    let checked_in = next_change().await;
+    assert_eq!(
+        checked_in.event.map(|e| e.kind),
+        Some(pb::AppointmentEventKind::CheckedIn as i32)
+    );
+    let gateway = suite.running.as_ref().expect("running").gateway;
+    let mut signalling = SignallingServiceClient::with_interceptor(
+        suite.channel_to(gateway, &patient).await,
+        crate::suite::Bearer::new(&suite.token(&patient)),
+    );
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut events = signalling
+        .signal(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("signal stream")
+        .into_inner();
+    sender
+        .send(pb::SignalRequest {
+            client_sequence: 1,
+            message: Some(In::Join(pb::Join {
+                room_id,
+                client_platform: "integration test".into(),
+            })),
+        })
+        .await
+        .expect("join sent");
+    let joined = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .expect("joined in time")
+        .expect("stream")
+        .and_then(|r| r.event);
+    assert!(matches!(joined, Some(Out::Joined(_))), "{joined:?}");
+
+    let arrival = next_change().await;
+    let event = arrival.event.expect("event");
+    assert_eq!(event.kind, pb::AppointmentEventKind::JoinedRoom as i32);
+    assert_eq!(event.participant_subject, "patient-42");
+    assert_eq!(event.participant_role, pb::ParticipantRole::Patient as i32);
+    assert_eq!(
+        arrival.appointment.map(|a| a.status),
+        Some(pb::AppointmentStatus::Arrived as i32)
+    );
+    drop(sender);
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn the_calendar_uid_of_an_appointment_is_its_id() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(&suite, &doctor).await;
+    let mut dr = suite.scheduling(&doctor).await;
+    let id = dr
+        .book_appointment(booking("k", "dr-martin", "p1", ten_oclock_in(2)))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("a")
+        .appointment_id;
+    let now = Timestamp::now();
+    let ics = dr
+        .export_calendar(pb::ExportCalendarRequest {
+            range: Some(pb::TimeRange {
+                start_time: Some(ts(now)),
+                end_time: Some(ts(now + jiff::SignedDuration::from_hours(24 * 30))),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("export")
+        .into_inner()
+        .ics;
+    let uids: Vec<&str> = ics
+        .split("\r\n")
+        .filter_map(|line| line.strip_prefix("UID:"))
+        .collect();
+    assert_eq!(
+        uids,
+        [id.as_str()],
+        "UID = appointment id, as the contract says"
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_fields_are_bounded_before_anything_else() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let mut dr = suite.scheduling(&doctor).await;
+    // Each request is also wrong in its content: the bound is what is reported.
+    let ranges = dr
+        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+            practitioner_subject: "not a subject!".into(),
+            time_zone: "Europe/Paris".into(),
+            weekly_ranges: vec![pb::WeeklyRange::default(); 101],
+            buffer_minutes: 0,
+            expected_version: 0,
+        })
+        .await
+        .map(|_| ());
+    let subjects = dr
+        .list_free_slots(pb::ListFreeSlotsRequest {
+            practitioner_subjects: vec!["not a subject!".into(); 21],
+            ..Default::default()
+        })
+        .await
+        .map(|_| ());
+    let statuses = dr
+        .list_appointments(pb::ListAppointmentsRequest {
+            statuses: vec![pb::AppointmentStatus::Booked as i32; 7],
+            ..Default::default()
+        })
+        .await
+        .map(|_| ());
+    for (result, field, bound) in [
+        (ranges, "weekly_ranges", "100"),
+        (subjects, "practitioner_subjects", "20"),
+        (statuses, "statuses", "6"),
+    ] {
+        let status = result.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            status.message().contains(field) && status.message().contains(bound),
+            "{field}: the message names the field and its bound {bound}: {}",
+            status.message()
+        );
+    }
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn on_dst_days_the_listed_slots_are_the_bookable_ones_from_the_documented_time() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-dst", CENTRE);
+    let mut dr = suite.scheduling(&doctor).await;
+    dr.set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+        practitioner_subject: doctor.subject.into(),
+        time_zone: "Europe/Paris".into(),
+        weekly_ranges: vec![pb::WeeklyRange {
+            day: pb::DayOfWeek::Sunday as i32,
+            start_local_time: "02:30".into(),
+            end_local_time: "05:00".into(),
+        }],
+        buffer_minutes: 0,
+        expected_version: 0,
+    })
+    .await
+    .expect("availability");
+    let paris = TimeZone::get("Europe/Paris").expect("tz");
+    // (case, the change's Sunday, expected local starts with their UTC offsets)
+    let cases: [(&str, jiff::civil::Date, &[&str]); 2] = [
+        (
+            "spring forward: 02:30 does not exist, the first slot is 03:00 CEST",
+            date(2027, 3, 28),
+            &["03:00+02:00", "03:30+02:00", "04:00+02:00", "04:30+02:00"],
+        ),
+        (
+            "fall back: after 02:30 CEST comes the second 02:00, CET (01:00Z)",
+            date(2027, 10, 31),
+            &[
+                "02:30+02:00",
+                "02:00+01:00",
+                "02:30+01:00",
+                "03:00+01:00",
+                "03:30+01:00",
+                "04:00+01:00",
+                "04:30+01:00",
+            ],
+        ),
+    ];
+    for (case, day, expected) in cases {
+        let start = day.to_zoned_datetime(paris.clone()).expect("zoned");
+        let end = start.tomorrow().expect("date");
+        let slots = dr
+            .list_free_slots(pb::ListFreeSlotsRequest {
+                practitioner_subjects: vec![doctor.subject.into()],
+                range: Some(pb::TimeRange {
+                    start_time: Some(ts(start.timestamp())),
+                    end_time: Some(ts(end.timestamp())),
+                }),
+                duration_minutes: 30,
+                step_minutes: 30,
+                ..Default::default()
+            })
+            .await
+            .expect("slots")
+            .into_inner()
+            .slots;
+        let shown: Vec<String> = slots
+            .iter()
+            .map(|s| format!("{}{}", &s.local_start[11..], s.utc_offset))
+            .collect();
+        assert_eq!(shown, expected, "{case}");
+        // Every listed slot is bookable (they do not overlap: 30-minute slots every 30 minutes).
+        for (index, slot) in slots.iter().enumerate() {
+            let start = at(slot.time.as_ref().and_then(|t| t.start_time.as_ref()));
+            dr.book_appointment(booking(
+                &format!("{day}-{index}"),
+                doctor.subject,
+                &format!("p{index}"),
+                start,
+            ))
+            .await
+            .unwrap_or_else(|status| panic!("{case}: {start} is listed but refused: {status:?}"));
+        }
+    }
     suite.stop().await;
 }

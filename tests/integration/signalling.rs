@@ -1,4 +1,4 @@
-//! Video signalling through the gateway (issue #5): real WebRTC peers (webrtc-rs) negotiating
+//! Video signalling through the gateway: real WebRTC peers (webrtc-rs) negotiating
 //! through the service over mTLS with real tokens, real coturn, refusals, validation,
 //! reconnection, two replicas on PostgreSQL, and waiting-room presence in scheduling.
 

@@ -1,4 +1,4 @@
-//! The whole suite in-process (gateway + four services) on free ports, on SQLite or on a fresh
+//! The whole suite in-process (gateway + five services) on free ports, on SQLite or on a fresh
 //! set of PostgreSQL schemas, with typed clients that go through the gateway.
 
 use std::time::Duration;

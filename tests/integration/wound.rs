@@ -183,9 +183,9 @@ async fn push_scores_computed_through_the_gateway_follow_the_published_table() {
             0.8,
             pb::TissueType::Granulation,
             pb::ExudateAmount::Light,
-            2,
-            5,
-            "0.64 cm² rounds to 0.6",
+            3,
+            6,
+            "0.64 cm² is above 0.6",
         ),
         (
             1.3,
@@ -194,16 +194,16 @@ async fn push_scores_computed_through_the_gateway_follow_the_published_table() {
             pb::ExudateAmount::Light,
             3,
             6,
-            "0.65 cm² rounds to 0.7",
+            "0.65 cm² is above 0.6",
         ),
         (
             2.6,
             0.4,
             pb::TissueType::Slough,
             pb::ExudateAmount::None,
-            3,
-            6,
-            "1.04 cm² rounds to 1.0",
+            4,
+            7,
+            "1.04 cm² is above 1.0",
         ),
         (
             2.1,
@@ -212,16 +212,16 @@ async fn push_scores_computed_through_the_gateway_follow_the_published_table() {
             pb::ExudateAmount::Heavy,
             4,
             11,
-            "1.05 cm² rounds to 1.1",
+            "1.05 cm² is above 1.0",
         ),
         (
             4.9,
             4.9,
             pb::TissueType::Epithelial,
             pb::ExudateAmount::Moderate,
-            9,
-            12,
-            "24.01 cm²",
+            10,
+            13,
+            "24.01 cm² is > 24.0 (not rounded down to 24.0)",
         ),
         (
             3.7,
@@ -230,7 +230,25 @@ async fn push_scores_computed_through_the_gateway_follow_the_published_table() {
             pb::ExudateAmount::Moderate,
             10,
             14,
-            "24.05 cm² rounds to 24.1",
+            "24.05 cm² is > 24.0",
+        ),
+        (
+            0.5,
+            0.5,
+            pb::TissueType::Granulation,
+            pb::ExudateAmount::None,
+            1,
+            3,
+            "0.25 cm² is < 0.3 (not rounded up to 0.3)",
+        ),
+        (
+            4.8,
+            5.0,
+            pb::TissueType::Granulation,
+            pb::ExudateAmount::None,
+            9,
+            11,
+            "24.00 cm²: upper edge of 12.1–24.0",
         ),
         (
             0.0,
@@ -257,6 +275,11 @@ async fn push_scores_computed_through_the_gateway_follow_the_published_table() {
             .expect("push score");
         assert_eq!(push.area_subscore, area_score, "{why}: area sub-score");
         assert_eq!(push.total, total, "{why}: total");
+        assert!(
+            (push.scored_area_cm2 - length * width).abs() < 1e-9,
+            "{why}: the exact area is scored ({})",
+            push.scored_area_cm2
+        );
         assert_eq!(
             push.area_subscore + push.exudate_subscore + push.tissue_subscore,
             push.total,

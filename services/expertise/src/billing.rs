@@ -3,7 +3,7 @@
 //! The rules are data read from the database (`billing_tariffs`, `billing_conditions`, seeded by
 //! a migration, each row with its validity dates): tariffs per act code, and conditions per act
 //! code: `annual_limit` (billable acts per patient, per practitioner, per calendar year),
-//! `answer_deadline_days` (a routine request answered later is not billable) and `same_site`
+//! `answer_deadline_days` (a request answered later is not billable, urgent or not) and `same_site`
 //! (no billing between practitioners of one site). A rule applies to an act when the act's date
 //! is within its validity. Acts are evaluated in chronological order, so the annual limit marks
 //! the fifth act of a year, not an arbitrary one.
@@ -12,10 +12,7 @@ use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp, civil::Date};
 
-use crate::{
-    model::Urgency,
-    store::{ConditionRow, TariffRow},
-};
+use crate::store::{ConditionRow, TariffRow};
 
 /// Act codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,7 +67,6 @@ pub struct ActInput {
     pub date: Date,
     pub submitted_at: Timestamp,
     pub answered_at: Timestamp,
-    pub urgency: Urgency,
 }
 
 /// An evaluated act.
@@ -163,15 +159,16 @@ pub fn evaluate(
                     ),
                 ));
             }
+            // Every request, urgent or not: an urgent request has a shorter due date, never an
+            // exemption from the deadline of the act.
             if verdict.is_none()
-                && input.urgency != Urgency::Urgent
                 && let Some(days) = rules.condition(code, "answer_deadline_days", &date)
                 && input.answered_at.duration_since(input.submitted_at)
                     > SignedDuration::from_hours(days * 24)
             {
                 verdict = Some((
                     NotBillable::AnswerDeadlineMissed,
-                    format!("routine request answered after the {days}-day deadline"),
+                    format!("answered after the {days}-day deadline"),
                 ));
             }
             let key = (
@@ -302,7 +299,6 @@ mod tests {
             date: day,
             submitted_at: answered - SignedDuration::from_hours(turnaround_hours),
             answered_at: answered,
-            urgency: Urgency::Routine,
         }
     }
 
@@ -332,16 +328,15 @@ mod tests {
     }
 
     #[test]
-    fn same_site_late_routine_answers_and_missing_tariffs_are_not_billable() {
+    fn same_site_late_answers_and_missing_tariffs_are_not_billable() {
         let mut same = act("same", ActCode::Te2, date(2025, 6, 1), 1);
         same.counterpart_org = "chu".into();
         let late = act("late", ActCode::Te2, date(2025, 6, 2), 8 * 24);
-        let mut urgent_late = act("urgent", ActCode::Te2, date(2025, 6, 3), 8 * 24);
-        urgent_late.urgency = Urgency::Urgent;
+        let in_time = act("in-time", ActCode::Te2, date(2025, 6, 3), 7 * 24);
         let rqd_late = act("rqd", ActCode::Rqd, date(2025, 6, 2), 8 * 24);
         let old = act("old", ActCode::Rqd, date(2021, 6, 2), 1);
         let result = evaluate(
-            vec![same, late, urgent_late, rqd_late, old],
+            vec![same, late, in_time, rqd_late, old],
             &rules(),
             |a, b| a == b,
         );
@@ -355,9 +350,9 @@ mod tests {
         assert_eq!(verdict("same"), Some(NotBillable::SameSite));
         assert_eq!(verdict("late"), Some(NotBillable::AnswerDeadlineMissed));
         assert_eq!(
-            verdict("urgent"),
+            verdict("in-time"),
             None,
-            "the deadline is for routine requests"
+            "7 days exactly is within the deadline"
         );
         assert_eq!(verdict("rqd"), None, "the deadline rule is the expert's");
         assert_eq!(verdict("old"), Some(NotBillable::NoTariff));

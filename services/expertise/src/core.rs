@@ -8,7 +8,7 @@
 //! - [`reading`]: one request, the inbox, "my requests" and the watch streams;
 //! - [`reports`]: the monthly activity report and the answer report.
 //!
-//! Who sees what (DESIGN §3, the contract's object-level rules): a request is visible to the
+//! Who sees what (docs/expertise.md, the contract's object-level rules): a request is visible to the
 //! doctors of the requester's org and, once submitted, to the specialists of its target
 //! specialty at its target org. Everyone else is told NOT_FOUND, word for word what a missing
 //! request gives.

@@ -1,5 +1,5 @@
 //! Tele-expertise: requests from centre doctors to hospital specialists, with images, claims,
-//! structured answers, messages, live events and the monthly activity report (DESIGN §4).
+//! structured answers, messages, live events and the monthly activity report (docs/design.md, "Tele-expertise"; rules in docs/expertise.md).
 //!
 //! - [`model`]: requests, their content, statuses and the lifecycle (pure);
 //! - [`billing`]: which acts are billable and for how much, from rules that are data (pure);

@@ -34,6 +34,11 @@ pub use wound::WoundRules;
 
 use crate::{error::KitError, part::Part};
 
+/// The `iss` of dev tokens (`telehealth token mint`), which the gateway expects by default.
+pub const DEV_ISSUER: &str = "https://telehealth.dev.invalid/issuer";
+/// The `aud` the gateway expects by default.
+pub const DEFAULT_AUDIENCE: &str = "telehealth";
+
 /// The whole configuration of one `telehealth` process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -71,6 +76,12 @@ pub struct SchedulingRules {
     pub room_opens_before_minutes: i64,
     /// …until this long after the end, in minutes. Default 60.
     pub room_closes_after_minutes: i64,
+    /// `CheckIn` and `StartTeleconsultation` are accepted from this long before the
+    /// appointment's start, in minutes (earlier is FAILED_PRECONDITION). Default 30.
+    pub check_in_opens_before_minutes: i64,
+    /// …until this long after its start, in minutes (later is FAILED_PRECONDITION; a retry of a
+    /// check-in or start already made still answers). Default 60.
+    pub check_in_closes_after_minutes: i64,
 }
 
 impl Default for SchedulingRules {
@@ -80,6 +91,8 @@ impl Default for SchedulingRules {
             hold_seconds: 300,
             room_opens_before_minutes: 30,
             room_closes_after_minutes: 60,
+            check_in_opens_before_minutes: 30,
+            check_in_closes_after_minutes: 60,
         }
     }
 }
@@ -324,8 +337,10 @@ impl Settings {
             || !(1..=3_600).contains(&rules.hold_seconds)
             || !(0..=240).contains(&rules.room_opens_before_minutes)
             || !(0..=240).contains(&rules.room_closes_after_minutes)
+            || !(0..=240).contains(&rules.check_in_opens_before_minutes)
+            || !(0..=240).contains(&rules.check_in_closes_after_minutes)
         {
-            return bad("scheduling_rules: minimum_notice_minutes 0-10080, hold_seconds 1-3600, room margins 0-240 minutes".into());
+            return bad("scheduling_rules: minimum_notice_minutes 0-10080, hold_seconds 1-3600, room and check-in margins 0-240 minutes".into());
         }
         for part in Part::SERVICES {
             let endpoints = self

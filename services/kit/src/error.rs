@@ -1,7 +1,7 @@
 //! The one place where errors become gRPC statuses.
 //!
 //! Every crate of the suite has its own `thiserror` enum. Each variant says which
-//! [`ErrorCode`] it is (a deliberately small set, DESIGN §5) by implementing [`ApiError`];
+//! [`ErrorCode`] it is (a deliberately small set, docs/design.md, "Cross-cutting") by implementing [`ApiError`];
 //! [`to_status`] turns it into a `tonic::Status`. Internal causes are logged with the current
 //! trace id and never sent to the caller, who gets a generic message and the trace id to quote.
 
@@ -67,7 +67,7 @@ pub trait ApiError: std::error::Error {
 /// Converts any [`ApiError`] to a `tonic::Status`, logging what the caller must not see.
 pub fn to_status<E: ApiError + ?Sized>(error: &E) -> Status {
     let code = error.code();
-    let trace_id = crate::telemetry::current_trace_id();
+    let trace_id = crate::trace_id::current_trace_id();
     match code {
         ErrorCode::Internal | ErrorCode::Unavailable => {
             tracing::error!(error = %error, error.chain = %chain(error), %trace_id, ?code, "request failed");

@@ -35,7 +35,7 @@ pub const SPECIALTY_KEY: &str = "x-telehealth-specialty";
 /// base64url SHA-256 thumbprint of the client's device certificate (RFC 8705 `x5t#S256`).
 pub const CERT_THUMBPRINT_KEY: &str = "x-telehealth-cert-thumbprint";
 
-/// A role a person holds (DESIGN §3).
+/// A role a person holds (docs/design.md, "Identity and authorisation").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -12,6 +12,7 @@
 //! - [`events`]: change notifications for watch streams, across replicas (LISTEN/NOTIFY);
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification;
 //! - [`telemetry`]: `tracing` logs, OpenTelemetry traces, W3C trace context;
+//! - [`trace_id`]: the current request's trace id, quoted by errors and audit records;
 //! - [`health`]: `grpc.health.v1` with readiness following the database;
 //! - [`message_limit`]: each RPC's largest request message, checked before decoding;
 //! - [`serve`]: running a service with graceful drain on shutdown;
@@ -42,6 +43,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod tls;
 pub mod token;
+pub mod trace_id;
 
 pub use config::Settings;
 pub use db::Database;

@@ -36,6 +36,21 @@ impl Part {
         Part::Directory,
     ];
 
+    /// The other parts this part calls: the gateway forwards to every service; scheduling opens
+    /// and closes signalling rooms and checks members; signalling marks the waiting room; wound
+    /// monitoring checks care teams. [`crate::serve::ServiceContext::channel_to`] refuses any
+    /// other call, and the Kubernetes NetworkPolicies allow exactly these (a test holds
+    /// `k8s/tests/check_manifests.py` to this list).
+    pub fn calls(self) -> &'static [Part] {
+        match self {
+            Part::Gateway => &Part::SERVICES,
+            Part::Scheduling => &[Part::Signalling, Part::Directory],
+            Part::Signalling => &[Part::Scheduling],
+            Part::Wound => &[Part::Directory],
+            Part::Expertise | Part::Directory => &[],
+        }
+    }
+
     /// Lowercase name, used in config keys, file names, certificate identities and logs.
     pub fn name(self) -> &'static str {
         match self {

@@ -34,6 +34,12 @@ impl ServiceContext {
     /// A lazily connected channel to another service of the suite over internal mTLS, with this
     /// service's identity, balanced over that service's configured endpoints.
     pub fn channel_to(&self, part: Part) -> Result<tonic::transport::Channel, KitError> {
+        if !self.part.calls().contains(&part) {
+            return Err(KitError::Config(format!(
+                "{} does not call {part}: declare the call in Part::calls (and the NetworkPolicies)",
+                self.part
+            )));
+        }
         let tls = tls::client_tls(&self.settings.internal_tls(self.part))?;
         let mut endpoints = Vec::new();
         for url in self.settings.service_endpoints(part) {

@@ -1,7 +1,8 @@
 //! Logs and traces.
 //!
 //! Every process installs one `tracing` subscriber: a log layer (text or JSON, one event per
-//! line; client-supplied values cannot break a line, see [`fields`]) and an OpenTelemetry layer. The OpenTelemetry layer is always there so that every request has a W3C
+//! line; client-supplied values cannot break a line, see [`fields`]) and an OpenTelemetry
+//! layer. The OpenTelemetry layer is always there so that every request has a W3C
 //! trace id (quoted in error messages and audit records, and propagated from the gateway to the
 //! services); spans are exported over OTLP/gRPC only when an endpoint is configured.
 
@@ -112,17 +113,7 @@ where
     }
 }
 
-/// The W3C trace id of the current span, or an empty string outside any trace.
-pub fn current_trace_id() -> String {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    if span_context.is_valid() {
-        span_context.trace_id().to_string()
-    } else {
-        String::new()
-    }
-}
+pub use crate::trace_id::current_trace_id;
 
 /// The span of one incoming gRPC request, a child of the caller's trace if the request carries
 /// a `traceparent` header. Used as tonic's `trace_fn`.

@@ -1,6 +1,6 @@
 //! Development JWTs: the signing key `telehealth up` creates, the JWKS the gateway trusts, and
 //! `telehealth token mint`. In production tokens come from the identity provider (Keycloak,
-//! Pro Santé Connect); the claims are the same (DESIGN §3).
+//! Pro Santé Connect); the claims are the same (docs/design.md, "Identity and authorisation").
 
 use std::{
     path::{Path, PathBuf},
@@ -15,10 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{error::KitError, identity::Role, pki::write_file};
 
-/// The `iss` of dev tokens.
-pub const DEV_ISSUER: &str = "https://telehealth.dev.invalid/issuer";
-/// The `aud` the gateway expects by default.
-pub const DEFAULT_AUDIENCE: &str = "telehealth";
+pub use crate::config::{DEFAULT_AUDIENCE, DEV_ISSUER};
 
 /// The claims of a telehealth access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 use base64::Engine;
 use jiff::{SignedDuration, Timestamp, civil::Weekday};
 use prost::Message;
+use telehealth_kit::identity::{Caller, Role};
 use telehealth_proto::v1 as pb;
 use tonic::Status;
 
@@ -72,6 +73,39 @@ pub fn subject(field: &'static str, value: &str) -> Result<Subject> {
         return Err(SchedulingError::invalid(field, "is required"));
     }
     Subject::parse(field, value)
+}
+
+/// A subject where the contract says "empty means the caller": an empty value is the caller's
+/// own subject when he holds one of `roles` (any role when `roles` is empty); otherwise the
+/// field is required (e.g. a coordinator names the doctor he books for).
+pub fn subject_or_caller(
+    field: &'static str,
+    value: &str,
+    caller: &Caller,
+    roles: &[Role],
+) -> Result<Subject> {
+    if !value.is_empty() {
+        return Subject::parse(field, value);
+    }
+    match caller {
+        Caller::Person(identity)
+            if roles.is_empty() || roles.iter().any(|role| identity.has_role(*role)) =>
+        {
+            Subject::parse(field, &identity.subject)
+        }
+        Caller::Person(_) => {
+            let who = roles
+                .iter()
+                .map(|role| format!("a {}", role.as_str()))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            Err(SchedulingError::invalid(
+                field,
+                format!("is required: empty means yourself, only for {who}"),
+            ))
+        }
+        Caller::Service(_) => Err(SchedulingError::invalid(field, "is required")),
+    }
 }
 
 /// An optional subject (empty means none).
@@ -162,6 +196,29 @@ pub fn appointment_time(
     })
 }
 
+/// A repeated field of at most `max` values, checked before anything is done with them.
+pub fn bounded<'a, T>(field: &'static str, values: &'a [T], max: usize) -> Result<&'a [T]> {
+    if values.len() > max {
+        return Err(SchedulingError::invalid(
+            field,
+            format!("at most {max} values, got {}", values.len()),
+        ));
+    }
+    Ok(values)
+}
+
+/// A client-generated idempotency key: 1-128 characters (surrounding spaces ignored).
+pub fn idempotency_key(value: &str) -> Result<String> {
+    let key = value.trim();
+    if key.is_empty() || key.chars().count() > 128 {
+        return Err(SchedulingError::invalid(
+            "idempotency_key",
+            "is required (1-128 characters, e.g. a UUID)",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
 /// Page size within bounds (0 = default).
 pub fn page_size(value: i32, default: i64, max: i64) -> Result<i64> {
     match i64::from(value) {
@@ -195,8 +252,10 @@ pub fn page_position(token: &str) -> Result<Option<String>> {
         .ok_or_else(invalid)
 }
 
-/// Free text of at most `max` characters.
+/// Optional free text, trimmed (the contract: "trimmed by the server"), of at most `max`
+/// characters once trimmed; empty or only spaces is empty.
 pub fn text(field: &'static str, value: &str, max: usize) -> Result<String> {
+    let value = value.trim();
     if value.chars().count() > max {
         return Err(SchedulingError::invalid(
             field,
@@ -213,6 +272,18 @@ pub fn text(field: &'static str, value: &str, max: usize) -> Result<String> {
         ));
     }
     Ok(value.to_owned())
+}
+
+/// Required free text: as [`text`], and not empty once trimmed.
+pub fn required_text(field: &'static str, value: &str, max: usize) -> Result<String> {
+    let text = text(field, value, max)?;
+    if text.is_empty() {
+        return Err(SchedulingError::invalid(
+            field,
+            format!("is required (1 to {max} characters, not only spaces)"),
+        ));
+    }
+    Ok(text)
 }
 
 /// A patient pseudonym: 1-64 characters of `[A-Za-z0-9._:-]`.

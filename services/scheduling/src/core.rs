@@ -40,6 +40,11 @@ pub struct Rules {
     pub room_opens_before: SignedDuration,
     /// …to this long after the end.
     pub room_closes_after: SignedDuration,
+    /// `CheckIn` and `StartTeleconsultation` are accepted from this long before the start…
+    pub check_in_opens_before: SignedDuration,
+    /// …to this long after the start (an appointment months ahead cannot be started, and one
+    /// long past cannot be checked in to).
+    pub check_in_closes_after: SignedDuration,
 }
 
 impl Default for Rules {
@@ -49,6 +54,8 @@ impl Default for Rules {
             hold: SignedDuration::from_mins(5),
             room_opens_before: SignedDuration::from_mins(30),
             room_closes_after: SignedDuration::from_mins(60),
+            check_in_opens_before: SignedDuration::from_mins(30),
+            check_in_closes_after: SignedDuration::from_mins(60),
         }
     }
 }

@@ -15,6 +15,8 @@ use crate::error::SchedulingError;
 pub const MAX_DURATION_MINUTES: i64 = 480;
 /// Shortest appointment, in minutes.
 pub const MIN_DURATION_MINUTES: i64 = 5;
+/// Most weekly ranges an availability may have.
+pub const MAX_WEEKLY_RANGES: usize = 100;
 
 /// A person's stable id (JWT `sub`): 1-128 characters of `A-Za-z0-9._@:-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,10 +158,10 @@ impl WeeklyAvailability {
                 "must be between 0 and 120",
             ));
         }
-        if ranges.len() > 100 {
+        if ranges.len() > MAX_WEEKLY_RANGES {
             return Err(SchedulingError::invalid(
                 "weekly_ranges",
-                "at most 100 ranges",
+                format!("at most {MAX_WEEKLY_RANGES} values, got {}", ranges.len()),
             ));
         }
         for range in &ranges {

@@ -5,7 +5,7 @@ use std::{pin::Pin, time::Duration};
 
 use futures::{Stream, StreamExt};
 use jiff::SignedDuration;
-use telehealth_kit::identity::{self, Caller};
+use telehealth_kit::identity::{self, Caller, Role};
 use telehealth_proto::v1::{self as pb, scheduling_service_server::SchedulingService};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     convert::{self, status},
     core::{Scheduler, availability::NewException, booking::BookingRequest},
-    domain::{ExceptionKind, WeeklyAvailability, parse_date, parse_hhmm},
+    domain::{ExceptionKind, MAX_WEEKLY_RANGES, WeeklyAvailability, parse_date, parse_hhmm},
     error::SchedulingError,
     model::Transition,
     store::{self, AppointmentFilter},
@@ -21,6 +21,15 @@ use crate::{
 
 /// How often an idle watch stream gets a heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Bounds of the repeated fields of requests (with `MAX_WEEKLY_RANGES`), checked before anything
+/// else is done with them. Practitioners of one free-slot search:
+const MAX_SLOT_PRACTITIONERS: usize = 20;
+/// Status filters of a listing: one of each status.
+const MAX_STATUS_FILTERS: usize = 6;
+
+/// Who may leave the practitioner of a weekly availability empty (meaning himself).
+const PRACTITIONER_ROLES: [Role; 2] = [Role::Doctor, Role::Nurse];
 
 /// The gRPC face of the [`Scheduler`].
 pub struct SchedulingApi {
@@ -60,10 +69,16 @@ impl SchedulingService for SchedulingApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
-            let practitioner = convert::subject("practitioner_subject", &r.practitioner_subject)?;
+            let ranges = convert::bounded("weekly_ranges", &r.weekly_ranges, MAX_WEEKLY_RANGES)?;
+            let practitioner = convert::subject_or_caller(
+                "practitioner_subject",
+                &r.practitioner_subject,
+                &caller,
+                &PRACTITIONER_ROLES,
+            )?;
             let availability = WeeklyAvailability::new(
                 convert::zone(&r.time_zone)?,
-                convert::weekly_ranges(&r.weekly_ranges)?,
+                convert::weekly_ranges(ranges)?,
                 i64::from(r.buffer_minutes),
             )?;
             let row = self
@@ -84,9 +99,11 @@ impl SchedulingService for SchedulingApi {
     ) -> Result<Response<pb::GetAvailabilityResponse>, Status> {
         let caller = caller(&request)?;
         let result = async {
-            let practitioner = convert::subject(
+            let practitioner = convert::subject_or_caller(
                 "practitioner_subject",
                 &request.get_ref().practitioner_subject,
+                &caller,
+                &[],
             )?;
             convert::availability(&self.core.availability(&caller, &practitioner).await?)
         }
@@ -103,6 +120,7 @@ impl SchedulingService for SchedulingApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
+            let idempotency_key = convert::idempotency_key(&r.idempotency_key)?;
             let kind = match pb::AvailabilityExceptionKind::try_from(r.kind)
                 .unwrap_or(pb::AvailabilityExceptionKind::Unspecified)
             {
@@ -164,6 +182,7 @@ impl SchedulingService for SchedulingApi {
                 ));
             }
             let new = NewException {
+                idempotency_key,
                 kind,
                 practitioner: convert::optional_subject(
                     "practitioner_subject",
@@ -174,16 +193,15 @@ impl SchedulingService for SchedulingApi {
                 end_date,
                 window,
                 zone: convert::zone(&r.time_zone)?,
-                note: convert::text("note", &r.note, 500)?,
+                note: convert::text("note", &r.note, 200)?,
             };
             self.core.add_exception(&caller, new).await
         }
         .await;
-        reply(result, |(row, affected)| {
-            pb::AddAvailabilityExceptionResponse {
-                exception: Some(convert::exception(&row)),
-                affected_appointment_ids: affected,
-            }
+        reply(result, |added| pb::AddAvailabilityExceptionResponse {
+            exception: Some(convert::exception(&added.exception)),
+            affected_appointment_ids: added.affected_appointment_ids,
+            idempotent_replay: added.replay,
         })
     }
 
@@ -209,15 +227,19 @@ impl SchedulingService for SchedulingApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
-            let practitioner = convert::subject("practitioner_subject", &r.practitioner_subject)?;
-            let from = parse_date("from_date", &r.from_date)?;
-            let to = parse_date("to_date", &r.to_date)?;
-            if to < from || from.until(to).map_or(true, |span| span.get_days() > 366) {
-                return Err(SchedulingError::invalid(
-                    "to_date",
-                    "must be after from_date, at most 366 days later",
-                ));
-            }
+            let practitioner = convert::subject_or_caller(
+                "practitioner_subject",
+                &r.practitioner_subject,
+                &caller,
+                &[],
+            )?;
+            let optional_date = |field, text: &str| {
+                (!text.is_empty())
+                    .then(|| parse_date(field, text))
+                    .transpose()
+            };
+            let from = optional_date("from_date", &r.from_date)?;
+            let to = optional_date("to_date", &r.to_date)?;
             let size = convert::page_size(r.page_size, 100, 500)?;
             let offset = offset_of(&r.page_token)?;
             let rows = self
@@ -242,14 +264,18 @@ impl SchedulingService for SchedulingApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
-            if r.practitioner_subjects.is_empty() || r.practitioner_subjects.len() > 20 {
+            let subjects = convert::bounded(
+                "practitioner_subjects",
+                &r.practitioner_subjects,
+                MAX_SLOT_PRACTITIONERS,
+            )?;
+            if subjects.is_empty() {
                 return Err(SchedulingError::invalid(
                     "practitioner_subjects",
-                    "give 1 to 20 practitioners",
+                    format!("give 1 to {MAX_SLOT_PRACTITIONERS} practitioners"),
                 ));
             }
-            let practitioners = r
-                .practitioner_subjects
+            let practitioners = subjects
                 .iter()
                 .map(|p| convert::subject("practitioner_subjects", p))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -300,7 +326,12 @@ impl SchedulingService for SchedulingApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
-            let doctor = convert::subject("doctor_subject", &r.doctor_subject)?;
+            let doctor = convert::subject_or_caller(
+                "doctor_subject",
+                &r.doctor_subject,
+                &caller,
+                &[Role::Doctor],
+            )?;
             let nurse = convert::optional_subject("nurse_subject", &r.nurse_subject)?;
             let time =
                 convert::appointment_time(r.start_time.as_ref(), r.duration_minutes, "start_time")?;
@@ -339,16 +370,14 @@ impl SchedulingService for SchedulingApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
-            let key = r.idempotency_key.trim();
-            if key.is_empty() || key.len() > 128 {
-                return Err(SchedulingError::invalid(
-                    "idempotency_key",
-                    "is required (1-128 characters, e.g. a UUID)",
-                ));
-            }
             let booking = BookingRequest {
-                idempotency_key: key.to_owned(),
-                doctor: convert::subject("doctor_subject", &r.doctor_subject)?,
+                idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
+                doctor: convert::subject_or_caller(
+                    "doctor_subject",
+                    &r.doctor_subject,
+                    &caller,
+                    &[Role::Doctor],
+                )?,
                 nurse: convert::optional_subject("nurse_subject", &r.nurse_subject)?,
                 patient_pseudonym: convert::pseudonym(r.patient.as_ref())?,
                 patient_subject: convert::optional_subject("patient_subject", &r.patient_subject)?,
@@ -357,7 +386,7 @@ impl SchedulingService for SchedulingApi {
                     r.duration_minutes,
                     "start_time",
                 )?,
-                reason: convert::text("reason", &r.reason, 500)?,
+                reason: convert::required_text("reason", &r.reason, 500)?,
                 hold_id: if r.hold_id.is_empty() {
                     None
                 } else {
@@ -397,6 +426,7 @@ impl SchedulingService for SchedulingApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
+            let statuses = convert::bounded("statuses", &r.statuses, MAX_STATUS_FILTERS)?;
             let window = match &r.period {
                 None => None,
                 Some(pb::list_appointments_request::Period::Range(range)) => {
@@ -429,8 +459,7 @@ impl SchedulingService for SchedulingApi {
                     _ => None,
                 },
                 window,
-                statuses: r
-                    .statuses
+                statuses: statuses
                     .iter()
                     .map(|s| convert::status_of(*s))
                     .collect::<Result<_, _>>()?,
@@ -485,6 +514,12 @@ impl SchedulingService for SchedulingApi {
                 ));
             }
             let comment = convert::text("comment", &r.comment, 500)?;
+            if r.reason == pb::CancellationReason::Other as i32 && comment.is_empty() {
+                return Err(SchedulingError::invalid(
+                    "comment",
+                    "is required when the reason is CANCELLATION_REASON_OTHER: say why",
+                ));
+            }
             self.core
                 .transition(
                     &caller,
@@ -715,11 +750,12 @@ impl SchedulingService for SchedulingApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
-            let practitioner =
-                match convert::optional_subject("practitioner_subject", &r.practitioner_subject)? {
-                    Some(p) => p,
-                    None => crate::domain::Subject::parse("subject", &caller.subject())?,
-                };
+            let practitioner = convert::subject_or_caller(
+                "practitioner_subject",
+                &r.practitioner_subject,
+                &caller,
+                &[],
+            )?;
             let range = convert::range("range", r.range.as_ref(), 366)?;
             let (ics, count) = self
                 .core

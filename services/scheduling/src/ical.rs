@@ -1,4 +1,4 @@
-//! iCalendar (RFC 5545) export of a practitioner's appointments (issue #4, point 6).
+//! iCalendar (RFC 5545) export of a practitioner's appointments (docs/decisions.md, "Scheduling").
 //!
 //! [`export`] turns a list of [`CalendarEvent`]s into one `VCALENDAR` document that common
 //! calendar apps import or subscribe to (`METHOD:PUBLISH`).
@@ -29,8 +29,6 @@ use jiff::{
 
 /// Written in `PRODID`.
 const PRODID: &str = "-//telehealth//scheduling//EN";
-/// Appended to an appointment id to make the event's globally unique `UID`.
-const UID_DOMAIN: &str = "telehealth";
 /// Maximum length of a content line, in octets, excluding the CRLF (RFC 5545 §3.1).
 const MAX_LINE_OCTETS: usize = 75;
 /// How far before the first event and after the last one the `VTIMEZONE` describes the zone.
@@ -39,7 +37,10 @@ const ZONE_MARGIN: SignedDuration = SignedDuration::from_hours(366 * 24);
 /// One appointment as a calendar event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CalendarEvent {
-    /// The appointment id; the event's `UID` is `<uid>@telehealth`, stable across reschedules.
+    /// The appointment id, written as the event's `UID` as it is (the contract: "UID =
+    /// appointment id"): a UUID is already globally unique (RFC 5545 §3.8.4.7 only recommends
+    /// the `@domain` form), and a client can match an event to its appointment without parsing.
+    /// Stable across reschedules.
     pub uid: String,
     /// When the appointment starts.
     pub start: jiff::Timestamp,
@@ -99,10 +100,7 @@ fn write_vevent(
     let start = floor_to_second(event.start);
     let end = floor_to_second(event.end);
     out.push("BEGIN:VEVENT");
-    out.push(&format!(
-        "UID:{}",
-        escape_text(&format!("{}@{UID_DOMAIN}", event.uid))
-    ));
+    out.push(&format!("UID:{}", escape_text(&event.uid)));
     out.push(&format!("DTSTAMP:{dtstamp}"));
     out.push(&format!("DTSTART{}", zoned_value(tzid, zone, start)));
     if end > start {
@@ -416,10 +414,10 @@ mod tests {
             .collect()
     }
 
-    /// The unfolded lines of the VEVENT whose UID is `<uid>@telehealth`.
+    /// The unfolded lines of the VEVENT whose UID is `uid`.
     fn vevent(ics: &str, uid: &str) -> Vec<String> {
         let lines = unfold(ics);
-        let wanted = format!("UID:{uid}@telehealth");
+        let wanted = format!("UID:{uid}");
         let blocks = lines.split(|l| l == "END:VEVENT");
         for block in blocks {
             if block.contains(&wanted) {
@@ -974,14 +972,14 @@ mod tests {
             for (_, uid, wall, utc_start, minutes) in cases.iter().filter(|c| c.0 == zone_name) {
                 let e = event(uid, local(zone_name, wall), *minutes);
                 assert_eq!(e.start, utc(utc_start), "premise: {uid} {wall} {zone_name}");
-                expected.push((format!("{uid}@telehealth"), e.start, e.end));
+                expected.push(((*uid).to_owned(), e.start, e.end));
                 events.push(e);
             }
             if zone_name == "Europe/Paris" {
                 // The second pass through the repeated hour, with text to unescape.
                 let mut second = event("second-pass", utc("2026-10-25T01:30:00Z"), 30);
                 second.summary = "Repeated hour; second pass, \\ ok\né".into();
-                expected.push(("second-pass@telehealth".into(), second.start, second.end));
+                expected.push(("second-pass".into(), second.start, second.end));
                 events.push(second);
             }
             let ics = export("Dr Exemple", zone_name, &zone(zone_name), &events, now());

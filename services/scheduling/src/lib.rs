@@ -1,5 +1,5 @@
 //! Scheduling: practitioners' availability, teleconsultation bookings without double-booking,
-//! and the appointment lifecycle up to the video room (DESIGN §4).
+//! and the appointment lifecycle up to the video room (docs/design.md, "Scheduling").
 //!
 //! - [`domain`]: validated values (subjects, zones, intervals, weekly availability);
 //! - [`slots`]: free-slot and conflict computation, DST-correct (pure);
@@ -61,6 +61,8 @@ pub fn rules(settings: &telehealth_kit::config::SchedulingRules) -> Rules {
         hold: SignedDuration::from_secs(settings.hold_seconds),
         room_opens_before: SignedDuration::from_mins(settings.room_opens_before_minutes),
         room_closes_after: SignedDuration::from_mins(settings.room_closes_after_minutes),
+        check_in_opens_before: SignedDuration::from_mins(settings.check_in_opens_before_minutes),
+        check_in_closes_after: SignedDuration::from_mins(settings.check_in_closes_after_minutes),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Free slots and booking conflicts: the pure calendar arithmetic of scheduling (DESIGN §4).
+//! Free slots and booking conflicts: the pure calendar arithmetic of scheduling (docs/design.md, "Scheduling").
 //!
 //! Nothing here does I/O or reads a clock: the caller loads a [`PractitionerCalendar`] (weekly
 //! availability, exceptions, time already taken) and passes "now" and "not before" (now plus
@@ -33,34 +33,45 @@
 //!
 //! # Daylight saving time
 //!
-//! Local times become instants with jiff's `compatible` disambiguation (RFC 5545 §3.3.5, the
-//! Temporal default):
+//! Local times become instants by the contract's rule (`WeeklyRange` in scheduling.proto):
 //!
-//! - a local time that **does not exist** (in a gap, clocks going forward) is read with the offset
-//!   before the gap, so it lands *later*, shifted forward by the gap: in Europe/Paris on
-//!   2026-03-29, 02:30 is 03:30 CEST (01:30Z);
-//! - a local time that **exists twice** (in a fold, clocks going back) is the *earlier* of its two
-//!   instants: in Europe/Paris on 2026-10-25, 02:30 is 02:30 CEST (00:30Z).
+//! - a local time that **does not exist** (in a gap, clocks going forward) is the first instant
+//!   after it, the transition itself: in Europe/Paris on 2026-03-29, 02:00-02:59 do not exist
+//!   and 02:30 is 03:00 CEST (01:00Z), so a range 02:30-05:00 starts at 03:00;
+//! - a local time that **exists twice** (in a fold, clocks going back) is its *first* occurrence:
+//!   in Europe/Paris on 2026-10-25, 02:30 is 02:30 CEST (00:30Z).
 //!
 //! Hence a weekly range keeps its local time across a change (09:00 is 08:00Z in winter and 07:00Z
 //! in summer), 01:00-04:00 on 2026-03-29 is only 2 real hours, and 01:00-04:00 on 2026-10-25 is 4
 //! real hours. Durations (`duration`, the buffer) are always real elapsed time.
 //!
-//! Slot **starts** step through local time from the start of each open window (a window
-//! 09:00-12:00 with a 15-minute step gives 09:00, 09:15, …), so they stay on round local times
-//! whatever the offset does. A local start that falls in a gap does not exist and is skipped; a
-//! local start in a fold is offered at both of its instants (the window really has that hour
-//! twice). Each slot carries its local start and UTC offset, which tell the two apart.
+//! # Candidate starts: the step grid
+//!
+//! Slot **starts** are the instants whose local time (in the zone of the listing: the
+//! practitioner's, or the first one's for common slots) is on the step grid, which is aligned on
+//! the local hour: `HH:00`, `HH:00 + step`, `HH:00 + 2·step`, … while still in that hour (with a
+//! 15-minute step, :00 :15 :30 :45; a step that does not divide the hour, e.g. 25 minutes, gives
+//! :00 :25 :50 and starts again at the next hour). Whether a time is a start therefore depends
+//! only on its local time, never on where a window starts or how windows merge; a start is
+//! offered when its whole slot is free (see [`free_slots`]), which is exactly when
+//! [`conflicts`] finds nothing for it: **every bookable start of the grid is listed, and every
+//! listed one is bookable** (the property test `tests/free_slots_are_bookable.rs` checks this over
+//! random calendars, days and zones).
+//!
+//! Across a change this gives: no start in a gap (those local times do not exist), both
+//! instants of a start in a fold when both are inside a window (the window really has that hour
+//! twice; on 2026-10-25 a window 02:30 CEST-05:00 CET offers 02:30 and 02:45 CEST, then 02:00,
+//! 02:15, … CET), and 03:00 CEST as the first start of a range 02:30-05:00 on 2026-03-29. Each
+//! slot carries its local start and UTC offset, which tell the two passes of a fold apart.
 //!
 //! # Complexity
 //!
 //! With `D` days in the range, `R` weekly ranges, `E` exceptions, `B` busy intervals and `S`
 //! candidate starts (about range / step): windows cost `O((D·R + D·E) log)`, busy intervals are
 //! sorted and merged once (`O(B log B)`), and the sorted candidate starts are swept against them
-//! in one pass (`O(S + B)`), never `O(S × B)`. Away from offset transitions (more than a day from
-//! one) a window's starts step through instants with no time zone lookup; near one, each start
-//! costs one lookup. A 31-day query with 15-minute steps, 30-minute slots and 300 busy intervals
-//! takes about 0.1 ms in a release build (see the ignored `timing_…` test).
+//! in one pass (`O(S + B)`), never `O(S × B)`. Each window is cut at the zone's transitions (found
+//! once per query) into pieces of constant offset, in which the grid steps with no time zone
+//! lookup per start.
 
 use std::fmt::Write as _;
 
@@ -128,10 +139,11 @@ pub fn open_windows(calendar: &PractitionerCalendar, range: Interval) -> Vec<Int
 
 /// Free start times in `range` for `duration`, sorted by start.
 ///
-/// Starts step by `step` through local time from the start of each open window (see the module
-/// documentation for DST); a slot `[start, start + duration)` is offered when it lies inside one
-/// open window, overlaps no busy interval widened by the buffer, starts at or after `not_before`
-/// (now + minimum notice) and starts inside `range` (it may end after `range.end`). A
+/// Starts are the local times of the step grid, aligned on the local hour (see the module
+/// documentation); a slot `[start, start + duration)` is offered when it lies inside one open
+/// window, overlaps no busy interval widened by the buffer, starts at or after `not_before`
+/// (now + minimum notice) and starts inside `range` (it may end after `range.end`): exactly the
+/// grid starts for which [`conflicts`] (with the same "now" and `not_before`) finds nothing. A
 /// non-positive `duration` or `step` gives no slot.
 pub fn free_slots(
     calendar: &PractitionerCalendar,
@@ -268,9 +280,9 @@ pub fn conflicts(
 /// together), sorted by start.
 ///
 /// The open windows are the intersection of every calendar's open windows; busy time is every
-/// calendar's busy intervals, each widened by its own calendar's buffer. Starts step from the
-/// start of each common window in the **first** calendar's local time, and `local_start` and
-/// `utc_offset` are in that zone. Otherwise as [`free_slots`]. No calendar gives no slot.
+/// calendar's busy intervals, each widened by its own calendar's buffer. Starts are on the step
+/// grid of the **first** calendar's local time, and `local_start` and `utc_offset` are in that
+/// zone. Otherwise as [`free_slots`]. No calendar gives no slot.
 pub fn common_slots(
     calendars: &[PractitionerCalendar],
     range: Interval,
@@ -318,7 +330,8 @@ struct Wanted {
     not_before: Timestamp,
 }
 
-/// Candidate starts stepped through each window in `tz`'s local time, kept when free.
+/// Candidate starts on the step grid of `tz` (see the module documentation) in each window, kept
+/// when free.
 ///
 /// `windows` and `blocked` are sorted and merged; candidates come out sorted (windows are
 /// disjoint and each window's candidates are sorted), so one pointer sweeps `blocked`.
@@ -339,10 +352,6 @@ fn slots_in(
         }
         candidates.clear();
         window_candidates(*window, tz, &transitions, wanted, &mut candidates);
-        if !candidates.is_sorted_by_key(|slot: &Slot| slot.start) {
-            // Only when the window holds a fold: its hour is stepped through twice.
-            candidates.sort_by_key(|slot| slot.start);
-        }
         for slot in &candidates {
             if slot.start < earliest || slot.start >= wanted.range.end {
                 continue;
@@ -366,8 +375,13 @@ fn slots_in(
     slots
 }
 
-/// Pushes every start `local(window.start) + k·step` whose slot fits inside `window`;
-/// `transitions` are [`transitions_near`] the windows.
+/// Pushes, in order, every start on the step grid whose slot fits inside `window` and that
+/// starts before `wanted.range.end`; `transitions` are [`transitions_near`] the windows.
+///
+/// The window is cut at `tz`'s transitions into pieces of constant UTC offset; within a piece,
+/// local time and instants step together, so the grid's local times map to instants one to one.
+/// A fold is two pieces (its hour is stepped through once in each), a gap is between two pieces
+/// (none of its local times is reached).
 fn window_candidates(
     window: Interval,
     tz: &TimeZone,
@@ -375,9 +389,47 @@ fn window_candidates(
     wanted: Wanted,
     out: &mut Vec<Slot>,
 ) {
-    match steady_offset(tz, window, transitions) {
-        Some(utc_offset) => steady_candidates(window, utc_offset, wanted, out),
-        None => local_candidates(window, tz, wanted, out),
+    let Ok(last_start) = window.end.checked_sub(wanted.duration) else {
+        return;
+    };
+    let mut from = window.start;
+    let mut next = transitions.partition_point(|at| *at <= from);
+    loop {
+        let utc_offset = tz.to_offset(from);
+        let until = transitions
+            .get(next)
+            .copied()
+            .filter(|at| *at < window.end)
+            .unwrap_or(window.end);
+        let Some(mut local) = grid_at_or_after(utc_offset.to_datetime(from), wanted.step) else {
+            return;
+        };
+        loop {
+            let Ok(start) = utc_offset.to_timestamp(local) else {
+                return;
+            };
+            if start >= until {
+                break;
+            }
+            if start > last_start || start >= wanted.range.end {
+                return;
+            }
+            out.push(Slot {
+                start,
+                end: start + wanted.duration,
+                local_start: local,
+                utc_offset,
+            });
+            match grid_after(local, wanted.step) {
+                Some(after) => local = after,
+                None => return,
+            }
+        }
+        if until >= window.end {
+            return;
+        }
+        from = until;
+        next += 1;
     }
 }
 
@@ -396,92 +448,39 @@ fn transitions_near(tz: &TimeZone, windows: &[Interval]) -> Vec<Timestamp> {
         .collect()
 }
 
-/// The window's UTC offset when `tz` has no transition within a day of it, so that local time
-/// and instants step together and no local time of the window is in a gap or a fold.
-fn steady_offset(tz: &TimeZone, window: Interval, transitions: &[Timestamp]) -> Option<Offset> {
-    let day = SignedDuration::from_hours(24);
-    let from = window.start.checked_sub(day).ok()?;
-    let to = window.end.checked_add(day).ok()?;
-    let next = transitions.partition_point(|at| *at <= from);
-    if transitions.get(next).is_some_and(|at| *at <= to) {
-        return None;
-    }
-    Some(tz.to_offset(window.start))
-}
-
-/// [`window_candidates`] under one offset: steps instants, no time zone lookup per start.
-fn steady_candidates(window: Interval, utc_offset: Offset, wanted: Wanted, out: &mut Vec<Slot>) {
-    let mut start = window.start;
-    while start < wanted.range.end {
-        let Ok(end) = start.checked_add(wanted.duration) else {
-            return;
-        };
-        if end > window.end {
-            return;
-        }
-        let local_start = utc_offset.to_datetime(start);
-        out.push(Slot {
-            start,
-            end,
-            local_start,
-            utc_offset,
-        });
-        start = match start.checked_add(wanted.step) {
-            Ok(next) => next,
-            Err(_) => return,
-        };
+/// The first local time of the step grid at or after `local`: the grid restarts at every local
+/// hour (`HH:00`, `HH:00 + step`, … while still in that hour). `None` past the calendar's end.
+fn grid_at_or_after(local: DateTime, step: SignedDuration) -> Option<DateTime> {
+    let hour = hour_of(local)?;
+    let into_hour = local.duration_since(hour);
+    let steps = into_hour.as_nanos() / step.as_nanos().max(1);
+    let candidate = hour
+        .checked_add(SignedDuration::from_nanos_i128(steps * step.as_nanos()))
+        .ok()?;
+    if candidate < local {
+        grid_after(candidate, step)
+    } else {
+        Some(candidate)
     }
 }
 
-/// [`window_candidates`] near a transition: steps local time and resolves each start, skipping
-/// those in a gap and offering both instants of those in a fold.
-fn local_candidates(window: Interval, tz: &TimeZone, wanted: Wanted, out: &mut Vec<Slot>) {
-    let mut local = tz.to_datetime(window.start);
-    loop {
-        let instants = instants_of(tz, local);
-        if let Some((earliest, _)) = instants[0] {
-            // The earliest instant of a local time never decreases as local time increases, so
-            // once a start does not fit, no later one does.
-            let fits = earliest
-                .checked_add(wanted.duration)
-                .is_ok_and(|end| end <= window.end);
-            if !fits || earliest >= wanted.range.end {
-                return;
-            }
-        }
-        for (start, utc_offset) in instants.into_iter().flatten() {
-            let Ok(end) = start.checked_add(wanted.duration) else {
-                continue;
-            };
-            if start >= window.start && end <= window.end {
-                out.push(Slot {
-                    start,
-                    end,
-                    local_start: local,
-                    utc_offset,
-                });
-            }
-        }
-        local = match local.checked_add(wanted.step) {
-            Ok(next) => next,
-            Err(_) => return,
-        };
-    }
+/// The grid's local time after `grid` (itself on the grid): `step` later, or the next hour
+/// when that comes first.
+fn grid_after(grid: DateTime, step: SignedDuration) -> Option<DateTime> {
+    let next_hour = hour_of(grid)?
+        .checked_add(SignedDuration::from_hours(1))
+        .ok()?;
+    let stepped = grid.checked_add(step).ok()?;
+    Some(stepped.min(next_hour))
 }
 
-/// Every instant a local time denotes, earliest first: none in a gap, two in a fold.
-fn instants_of(tz: &TimeZone, local: DateTime) -> [Option<(Timestamp, Offset)>; 2] {
-    let at = |offset: Offset| {
-        offset
-            .to_timestamp(local)
-            .ok()
-            .map(|instant| (instant, offset))
-    };
-    match tz.to_ambiguous_timestamp(local).offset() {
-        AmbiguousOffset::Unambiguous { offset } => [at(offset), None],
-        AmbiguousOffset::Gap { .. } => [None, None],
-        AmbiguousOffset::Fold { before, after } => [at(before), at(after)],
-    }
+/// The start of the local hour of `local`.
+fn hour_of(local: DateTime) -> Option<DateTime> {
+    Some(
+        local
+            .date()
+            .to_datetime(Time::new(local.hour(), 0, 0, 0).ok()?),
+    )
 }
 
 /// Open windows of `calendar` on every local date around `span`, unclipped.
@@ -580,10 +579,24 @@ fn local_window(tz: &TimeZone, date: Date, start: Time, end: Time) -> Option<Int
     (start < end).then_some(Interval { start, end })
 }
 
-/// The instant of a local time: after a gap when it does not exist, the earlier one in a fold
-/// (jiff `compatible`, RFC 5545 §3.3.5).
+/// The instant of a local time (the contract's rule for `WeeklyRange`): a local time that does
+/// not exist (in a gap) is the first instant after it, i.e. the transition itself; a local time
+/// that exists twice (in a fold) is its first occurrence.
 fn instant(tz: &TimeZone, local: DateTime) -> Option<Timestamp> {
-    tz.to_ambiguous_timestamp(local).compatible().ok()
+    let ambiguous = tz.to_ambiguous_timestamp(local);
+    match ambiguous.offset() {
+        AmbiguousOffset::Gap { after, .. } => {
+            // Read with the offset after the gap, `local` lands before the transition (by less
+            // than the gap's length), so the next transition is the one that skipped it.
+            let before_the_jump = after.to_timestamp(local).ok()?;
+            tz.following(before_the_jump)
+                .next()
+                .map(|transition| transition.timestamp())
+        }
+        AmbiguousOffset::Unambiguous { .. } | AmbiguousOffset::Fold { .. } => {
+            ambiguous.compatible().ok()
+        }
+    }
 }
 
 /// Sorts and merges intervals (overlapping or touching ones become one).
@@ -1041,13 +1054,13 @@ mod tests {
     }
 
     #[test]
-    fn a_local_time_in_the_gap_resolves_forward_and_a_folded_one_to_the_earlier_instant() {
+    fn a_local_time_in_the_gap_is_the_first_instant_after_it_and_a_folded_one_the_earlier() {
         let paris = zone("Europe/Paris");
         // (case, weekly Sunday range, date, expected UTC window)
         #[rustfmt::skip]
         let cases = [
-            ("02:30 in the gap is 03:30 CEST", ("02:30", "05:00"), "2026-03-29", ("2026-03-29T01:30:00Z", "2026-03-29T03:00:00Z")),
-            ("an end in the gap moves forward too", ("01:00", "02:30"), "2026-03-29", ("2026-03-29T00:00:00Z", "2026-03-29T01:30:00Z")),
+            ("02:30 in the gap is the first instant after it, 03:00 CEST", ("02:30", "05:00"), "2026-03-29", ("2026-03-29T01:00:00Z", "2026-03-29T03:00:00Z")),
+            ("an end in the gap is 03:00 CEST too", ("01:00", "02:30"), "2026-03-29", ("2026-03-29T00:00:00Z", "2026-03-29T01:00:00Z")),
             ("02:30 in the fold is the first one, CEST", ("02:30", "05:00"), "2026-10-25", ("2026-10-25T00:30:00Z", "2026-10-25T04:00:00Z")),
             ("an end in the fold is the first one too", ("01:00", "02:30"), "2026-10-25", ("2026-10-24T23:00:00Z", "2026-10-25T00:30:00Z")),
         ];
@@ -1062,9 +1075,21 @@ mod tests {
             weekly(&paris, &[(Sunday, "02:15", "03:10")], 0),
         );
         assert_eq!(
-            open_windows(&squeezed, days(&paris, "2026-03-29", "2026-03-29")),
+            shown_windows(
+                &paris,
+                &open_windows(&squeezed, days(&paris, "2026-03-29", "2026-03-29"))
+            ),
+            strings(&["2026-03-29 03:00-03:10"]),
+            "02:15-03:10 on spring forward is 03:00-03:10 CEST"
+        );
+        let swallowed = calendar(
+            "dr-martin",
+            weekly(&paris, &[(Sunday, "02:10", "02:50")], 0),
+        );
+        assert_eq!(
+            open_windows(&swallowed, days(&paris, "2026-03-29", "2026-03-29")),
             vec![],
-            "02:15-03:10 on spring forward is 03:15-03:10 CEST: empty, never inverted"
+            "02:10-02:50 on spring forward does not exist at all: empty, never inverted"
         );
     }
 
@@ -1277,16 +1302,15 @@ mod tests {
     }
 
     #[test]
-    fn starts_are_aligned_on_the_step_from_the_start_of_each_window_and_leave_room_for_the_duration()
-     {
+    fn starts_are_aligned_on_the_local_hour_and_leave_room_for_the_duration() {
         let paris = zone("Europe/Paris");
         let ranges = [(Monday, "09:00", "10:00"), (Monday, "10:10", "11:00")];
         let calendar = calendar("dr-martin", weekly(&paris, &ranges, 0));
         // (case, duration, step, expected starts)
         #[rustfmt::skip]
         let cases: [(&str, i64, i64, &[&str]); 4] = [
-            ("15-minute step, 30-minute slots", 30, 15, &["09:00", "09:15", "09:30", "10:10", "10:25"]),
-            ("a step longer than the slot", 15, 20, &["09:00", "09:20", "09:40", "10:10", "10:30"]),
+            ("15-minute step, 30-minute slots", 30, 15, &["09:00", "09:15", "09:30", "10:15", "10:30"]),
+            ("a step longer than the slot", 15, 20, &["09:00", "09:20", "09:40", "10:20", "10:40"]),
             ("a slot longer than any window", 70, 10, &[]),
             ("a slot exactly one window long", 60, 60, &["09:00"]),
         ];
@@ -1659,7 +1683,7 @@ mod tests {
         let cases: [(&str, Vec<PractitionerCalendar>, i64, &[&str]); 4] = [
             ("doctor and nurse: free for both", vec![doctor.clone(), nurse.clone()], 10, &["10:30", "10:40"]),
             ("the nurse first: local times in London", vec![nurse, doctor.clone()], 10, &["09:30", "09:40"]),
-            ("aligned on the start of the common window", vec![doctor.clone(), early], 15, &["09:10", "09:25"]),
+            ("aligned on the local hour, not on the common window", vec![doctor.clone(), early], 15, &["09:15", "09:30"]),
             ("no common hours", vec![doctor.clone(), afternoon], 10, &[]),
         ];
         let range = days(&paris, "2026-03-30", "2026-03-30");
@@ -1777,73 +1801,118 @@ mod tests {
     }
 
     #[test]
-    fn stepping_instants_away_from_transitions_matches_stepping_local_time() {
-        // (case, zone, first day of a 31-day range)
+    fn grid_starts_are_exactly_the_local_times_on_the_step_of_the_hour_whatever_the_zone_does() {
+        // (case, zone, first day of a 3-day range around a transition, or none)
         let cases = [
-            ("Paris across spring forward", "Europe/Paris", "2026-03-10"),
-            ("Paris across fall back", "Europe/Paris", "2026-10-10"),
+            ("Paris across spring forward", "Europe/Paris", "2026-03-28"),
+            ("Paris across fall back", "Europe/Paris", "2026-10-24"),
             (
-                "Los Angeles across spring forward",
-                "America/Los_Angeles",
-                "2026-02-25",
-            ),
-            (
-                "Lord Howe, a 30-minute DST change",
+                "Lord Howe, a 30-minute change",
                 "Australia/Lord_Howe",
-                "2026-03-25",
+                "2026-04-04",
+            ),
+            ("Kathmandu, +05:45", "Asia/Kathmandu", "2026-03-28"),
+            (
+                "Havana, clocks change at midnight",
+                "America/Havana",
+                "2026-03-07",
             ),
             ("Noumea, no transition", "Pacific/Noumea", "2026-03-10"),
         ];
-        let (duration, step) = (mins(30), mins(20));
         for (case, name, first_day) in cases {
             let zone = zone(name);
             let start = local(&zone, &format!("{first_day} 00:00"));
-            let range = interval(start, start + SignedDuration::from_hours(31 * 24));
-            let wanted = Wanted {
-                range,
-                duration,
-                step,
-                not_before: Timestamp::MIN,
-            };
-            let transitions = transitions_near(zone.tz(), &[range]);
-            // Split the month into 5-hour windows: some near a transition, most not.
-            let mut window = interval(range.start, range.start + SignedDuration::from_hours(5));
-            let (mut steady, mut near) = (0, 0);
-            while window.start < range.end {
-                let mut by_local_time = Vec::new();
-                local_candidates(window, zone.tz(), wanted, &mut by_local_time);
-                by_local_time.sort_by_key(|slot| slot.start);
+            let window = interval(start, start + SignedDuration::from_hours(3 * 24));
+            for (step, duration) in [(15, 30), (25, 5), (60, 60), (20, 45)] {
+                let wanted = Wanted {
+                    range: window,
+                    duration: mins(duration),
+                    step: mins(step),
+                    not_before: Timestamp::MIN,
+                };
+                let transitions = transitions_near(zone.tz(), &[window]);
                 let mut chosen = Vec::new();
                 window_candidates(window, zone.tz(), &transitions, wanted, &mut chosen);
-                chosen.sort_by_key(|slot| slot.start);
-                assert_eq!(chosen, by_local_time, "{case}: window {window:?}");
-                if steady_offset(zone.tz(), window, &transitions).is_some() {
-                    steady += 1;
-                } else {
-                    near += 1;
+                // Every minute of the window, kept when its local time is on the grid.
+                let mut expected = Vec::new();
+                let mut at = window.start;
+                while at + mins(duration) <= window.end {
+                    let local = zone.tz().to_datetime(at);
+                    if i64::from(local.minute()) % step == 0 && local.second() == 0 {
+                        expected.push((at, local, zone.tz().to_offset(at)));
+                    }
+                    at += mins(1);
                 }
-                window = interval(window.end, window.end + SignedDuration::from_hours(5));
+                let chosen: Vec<_> = chosen
+                    .iter()
+                    .map(|slot| (slot.start, slot.local_start, slot.utc_offset))
+                    .collect();
+                assert_eq!(chosen, expected, "{case}, step {step}");
             }
-            assert!(
-                steady > 100,
-                "{case}: most windows are far from a transition"
-            );
-            let transitions = name != "Pacific/Noumea";
-            assert_eq!(
-                near > 0,
-                transitions,
-                "{case}: windows near a transition: {near}"
-            );
         }
-        let full = calendar(
+    }
+
+    #[test]
+    fn a_range_starting_in_the_gap_or_the_fold_offers_every_start_of_the_grid_inside_it() {
+        let paris = zone("Europe/Paris");
+        let calendar = calendar(
             "dr-martin",
-            weekly(&zone("UTC"), &on(&WEEK, "00:00", "24:00"), 0),
+            weekly(&paris, &[(Sunday, "02:30", "05:00")], 0),
         );
-        let week = days(&zone("UTC"), "2026-03-30", "2026-04-05");
+        // (case, date, expected starts of 30-minute slots every 30 minutes, with offsets)
+        #[rustfmt::skip]
+        let cases: [(&str, &str, &[&str]); 2] = [
+            (
+                "spring forward: 02:30 does not exist, the range starts at 03:00 CEST",
+                "2026-03-29",
+                &["03:00+02", "03:30+02", "04:00+02", "04:30+02"],
+            ),
+            (
+                "fall back: from 02:30 CEST, the second 02:00 (CET, 01:00Z) is inside the range",
+                "2026-10-25",
+                &["02:30+02", "02:00+01", "02:30+01", "03:00+01", "03:30+01", "04:00+01", "04:30+01"],
+            ),
+        ];
+        for (case, date, expected) in cases {
+            let range = days(&paris, date, date);
+            let slots = free_slots(&calendar, range, mins(30), mins(30), Timestamp::MIN);
+            let shown: Vec<String> = slots
+                .iter()
+                .map(|slot| format!("{}{}", hhmm(slot.local_start.time()), slot.utc_offset))
+                .collect();
+            assert_eq!(shown, strings(expected), "{case}");
+            for slot in &slots {
+                let time = interval(slot.start, slot.end);
+                assert_eq!(
+                    conflicts(&calendar, time, Timestamp::MIN, Timestamp::MIN),
+                    vec![],
+                    "{case}: {} is bookable",
+                    slot.start
+                );
+            }
+        }
+        let autumn = days(&paris, "2026-10-25", "2026-10-25");
+        let second_two = utc("2026-10-25T01:00:00Z");
+        assert!(
+            free_slots(&calendar, autumn, mins(30), mins(30), Timestamp::MIN)
+                .iter()
+                .any(|slot| slot.start == second_two),
+            "01:00Z (02:00 CET) is bookable, so it is listed"
+        );
+    }
+
+    #[test]
+    fn a_step_that_does_not_divide_the_hour_starts_again_at_each_hour() {
+        let paris = zone("Europe/Paris");
+        let calendar = calendar(
+            "dr-martin",
+            weekly(&paris, &[(Monday, "09:00", "11:00")], 0),
+        );
+        let range = days(&paris, "2026-03-30", "2026-03-30");
+        let slots = free_slots(&calendar, range, mins(10), mins(25), Timestamp::MIN);
         assert_eq!(
-            free_slots(&full, week, mins(30), mins(30), Timestamp::MIN).len(),
-            7 * 48,
-            "a week of UTC (no transition at all) has every half hour"
+            shown_starts(&slots),
+            strings(&["09:00", "09:25", "09:50", "10:00", "10:25", "10:50"]),
         );
     }
 }

@@ -174,6 +174,17 @@ pub async fn insert_exception(conn: &mut AnyConnection, row: &ExceptionRow) -> R
     Ok(())
 }
 
+/// An exception by id, removed or not (what an idempotent replay returns).
+pub async fn exception_ever(conn: &mut AnyConnection, id: &str) -> Result<Option<ExceptionRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {EXCEPTION_COLUMNS} FROM availability_exceptions WHERE exception_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(exception_row).transpose()
+}
+
 /// A live (not removed) exception by id.
 pub async fn exception(conn: &mut AnyConnection, id: &str) -> Result<Option<ExceptionRow>> {
     let row = sqlx::query(&format!(
@@ -313,6 +324,34 @@ pub struct HoldRow {
     pub time: Interval,
     pub expires_at: Timestamp,
     pub created_by: ActorRecord,
+    /// How it ended before expiring, if it did; a hold without one is active until `expires_at`.
+    pub ended: Option<HoldEnd>,
+}
+
+/// How a hold ended before its expiry (the `outcome` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// Released by `ReleaseHold`.
+    Released,
+    /// Consumed by the booking or reschedule that named it.
+    Consumed,
+}
+
+impl HoldEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            HoldEnd::Released => "released",
+            HoldEnd::Consumed => "consumed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<HoldEnd> {
+        match text {
+            "released" => Some(HoldEnd::Released),
+            "consumed" => Some(HoldEnd::Consumed),
+            _ => None,
+        }
+    }
 }
 
 /// Records a hold (its busy time is recorded separately with [`occupy`]).
@@ -334,11 +373,21 @@ pub async fn insert_hold(conn: &mut AnyConnection, hold: &HoldRow) -> Result<()>
     Ok(())
 }
 
-/// A hold by id (expired or not).
+/// Takes the write lock on a hold before reading it (see [`lock_appointment`]).
+pub async fn lock_hold(conn: &mut AnyConnection, hold_id: &str) -> Result<()> {
+    sqlx::query("UPDATE holds SET expires_at_us = expires_at_us WHERE hold_id = $1")
+        .bind(hold_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A hold by id (active, expired or ended: holds are kept, so a late release can be told from
+/// one of a hold that never existed).
 pub async fn hold(conn: &mut AnyConnection, hold_id: &str) -> Result<Option<HoldRow>> {
     let row = sqlx::query(
-        "SELECT hold_id, org_id, doctor_subject, nurse_subject, start_us, end_us, expires_at_us, created_by_json \
-         FROM holds WHERE hold_id = $1",
+        "SELECT hold_id, org_id, doctor_subject, nurse_subject, start_us, end_us, expires_at_us, created_by_json, \
+         outcome FROM holds WHERE hold_id = $1",
     )
     .bind(hold_id)
     .fetch_optional(&mut *conn)
@@ -355,33 +404,32 @@ pub async fn hold(conn: &mut AnyConnection, hold_id: &str) -> Result<Option<Hold
             },
             expires_at: instant(row.try_get("expires_at_us")?),
             created_by: actor(&row.try_get::<String, _>("created_by_json")?),
+            ended: row
+                .try_get::<Option<String>, _>("outcome")?
+                .as_deref()
+                .and_then(HoldEnd::parse),
         })
     })
     .transpose()
 }
 
-/// Deletes a hold and its busy time.
-pub async fn delete_hold(conn: &mut AnyConnection, hold_id: &str) -> Result<()> {
+/// Ends a hold that has not ended yet (`how`, at `at`) and frees its busy time; the row stays.
+pub async fn end_hold(
+    conn: &mut AnyConnection,
+    hold_id: &str,
+    how: HoldEnd,
+    at: Timestamp,
+) -> Result<()> {
     release(conn, hold_id).await?;
-    sqlx::query("DELETE FROM holds WHERE hold_id = $1")
-        .bind(hold_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE holds SET outcome = $2, ended_at_us = $3 WHERE hold_id = $1 AND outcome IS NULL",
+    )
+    .bind(hold_id)
+    .bind(how.as_str())
+    .bind(micros(at))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
-}
-
-/// Deletes holds that expired before `now` (their time is already ignored; this keeps tables
-/// small).
-pub async fn purge_expired_holds(conn: &mut AnyConnection, now: Timestamp) -> Result<u64> {
-    sqlx::query("DELETE FROM busy_time WHERE is_hold = 1 AND expires_at_us <= $1")
-        .bind(micros(now))
-        .execute(&mut *conn)
-        .await?;
-    let done = sqlx::query("DELETE FROM holds WHERE expires_at_us <= $1")
-        .bind(micros(now))
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected())
 }
 
 // ---- appointments ----------------------------------------------------------------------------
@@ -758,6 +806,35 @@ pub async fn idempotent_result(
     .await?;
     row.map(|row| Ok((row.try_get("request_hash")?, row.try_get("result_id")?)))
         .transpose()
+}
+
+/// Claims an idempotency key for a result about to be written: true when this call recorded it,
+/// false when the key was already recorded (then read it with [`idempotent_result`]). As the
+/// first write of a transaction, it queues a concurrent retry with the same key behind this one
+/// (PostgreSQL waits on the unique key, SQLite on the write lock) until it commits or rolls back.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim_idempotency_key(
+    conn: &mut AnyConnection,
+    caller: &str,
+    operation: &str,
+    key: &str,
+    request_hash: &str,
+    result_id: &str,
+    at: Timestamp,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys (caller, operation, idempotency_key, request_hash, result_id, created_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (caller, operation, idempotency_key) DO NOTHING",
+    )
+    .bind(caller)
+    .bind(operation)
+    .bind(key)
+    .bind(request_hash)
+    .bind(result_id)
+    .bind(micros(at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Records the result of an idempotency key (fails with a conflict if it is already taken).

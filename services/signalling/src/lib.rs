@@ -1,6 +1,6 @@
 //! Video signalling: rooms for teleconsultations, WebRTC offer/answer/ICE relay between
 //! participants, STUN/TURN servers with short-lived TURN credentials, and the record of technical
-//! incidents (DESIGN §4). Media never passes through the suite.
+//! incidents (docs/design.md, "Video signalling"). Media never passes through the suite.
 //!
 //! - [`domain`]: validated values (rooms, participants, client messages, server events,
 //!   incidents);

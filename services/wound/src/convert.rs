@@ -545,7 +545,8 @@ fn push(score: &scoring::Push) -> pb::PushScore {
         exudate_subscore: score.exudate,
         tissue_subscore: score.tissue,
         total: score.total,
-        scored_area_cm2: score.scored_area_tenths as f64 / 10.0,
+        // Whole mm² / 100: at most two decimals, as the contract's areas.
+        scored_area_cm2: score.scored_area_mm2 as f64 / 100.0,
     }
 }
 

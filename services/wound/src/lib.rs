@@ -1,5 +1,5 @@
 //! Wound monitoring: home nurses' assessments and photos, PUSH score, healing trend and alerts
-//! to the referring doctor (DESIGN §4).
+//! to the referring doctor (docs/design.md, "Wound monitoring"; rules in docs/wound.md).
 //!
 //! - [`domain`]: validated values (measurements in millimetres, tissue, exudate, aetiology...);
 //! - [`scoring`]: areas, the PUSH score, reductions, the healing trend and the alert rules (pure);

@@ -79,46 +79,54 @@ pub struct Push {
     pub exudate: i32,
     pub tissue: i32,
     pub total: i32,
-    /// The rectangle area the area sub-score was read from, in tenths of cm² (rounded half up).
-    pub scored_area_tenths: i64,
+    /// The exact rectangle area L × W the area sub-score was read from, in mm².
+    pub scored_area_mm2: i64,
 }
 
-/// The PUSH area sub-score of a rectangle area in mm², and the area it was read from in tenths
-/// of cm².
+/// The published area bands of PUSH Tool 3.0 as the largest area of each sub-score, in mm²
+/// (100 mm² = 1 cm²): `< 0.3` → 1, `0.3–0.6` → 2, `0.7–1.0` → 3, `1.1–2.0` → 4, `2.1–3.0` → 5,
+/// `3.1–4.0` → 6, `4.1–8.0` → 7, `8.1–12.0` → 8, `12.1–24.0` → 9; anything larger (`> 24.0`)
+/// scores 10. Sub-score 1 is "less than 0.3", so its largest area is 0.29 cm².
+const PUSH_AREA_BANDS_MM2: [(i64, i32); 9] = [
+    (29, 1),
+    (60, 2),
+    (100, 3),
+    (200, 4),
+    (300, 5),
+    (400, 6),
+    (800, 7),
+    (1200, 8),
+    (2400, 9),
+];
+
+/// The PUSH area sub-score of an exact rectangle area in mm².
 ///
-/// The published bands (0; < 0.3; 0.3–0.6; 0.7–1.0; 1.1–2.0; 2.1–3.0; 3.1–4.0; 4.1–8.0;
-/// 8.1–12.0; 12.1–24.0; > 24.0 cm²) leave gaps (0.6–0.7, 1.0–1.1…). The area is therefore first
-/// rounded half up to one decimal, as the contract states, so every area falls in exactly one
-/// band; a positive area that rounds to 0.0 scores 1 (a wound is there).
-pub fn push_area_subscore(area_mm2: i64) -> (i32, i64) {
-    let tenths = (area_mm2.max(0) + 5) / 10;
-    let score = match tenths {
-        0 if area_mm2 > 0 => 1,
-        0 => 0,
-        1..=2 => 1,
-        3..=6 => 2,
-        7..=10 => 3,
-        11..=20 => 4,
-        21..=30 => 5,
-        31..=40 => 6,
-        41..=80 => 7,
-        81..=120 => 8,
-        121..=240 => 9,
-        _ => 10,
-    };
-    (score, tenths)
+/// The published bands are written to one decimal (0.3–0.6, 0.7–1.0…), as a ruler read to the
+/// millimetre rarely gives more; an exact area is compared with their thresholds without
+/// rounding it first: each band ends at its published upper bound (inclusive) and the next one
+/// starts just above, as the last band (`> 24.0`) says. So 0.25 cm² is `< 0.3` (1), 0.65 cm² is
+/// above 0.6 (3) and 24.01 cm² is `> 24.0` (10). Integer arithmetic, no floating point.
+pub fn push_area_subscore(area_mm2: i64) -> i32 {
+    if area_mm2 <= 0 {
+        return 0;
+    }
+    PUSH_AREA_BANDS_MM2
+        .iter()
+        .find(|(largest, _)| area_mm2 <= *largest)
+        .map_or(10, |(_, score)| *score)
 }
 
 /// The PUSH score of an assessment.
 pub fn push(length_mm: i64, width_mm: i64, tissue: Tissue, exudate: Exudate) -> Push {
-    let (area, scored_area_tenths) = push_area_subscore(rectangle_mm2(length_mm, width_mm));
+    let scored_area_mm2 = rectangle_mm2(length_mm, width_mm);
+    let area = push_area_subscore(scored_area_mm2);
     let (exudate, tissue) = (exudate.push_subscore(), tissue.push_subscore());
     Push {
         area,
         exudate,
         tissue,
         total: area + exudate + tissue,
-        scored_area_tenths,
+        scored_area_mm2,
     }
 }
 
@@ -469,46 +477,44 @@ mod tests {
     }
 
     #[test]
-    fn the_push_area_subscore_follows_every_published_band_boundary() {
-        // (area in mm², expected sub-score, why) — 100 mm² = 1 cm², bands of PUSH Tool 3.0.
+    fn the_push_area_subscore_compares_the_exact_area_with_every_published_threshold() {
+        // (area in mm², expected sub-score, why) — 100 mm² = 1 cm², bands of PUSH Tool 3.0,
+        // each threshold from both sides, in exact mm² (never rounded to one decimal first).
         let cases = [
-            (0, 0, "0 cm²"),
-            (1, 1, "0.01 cm² rounds to 0.0 but a wound is there"),
-            (4, 1, "0.04 cm² rounds to 0.0, still 1"),
-            (5, 1, "0.05 cm² rounds half up to 0.1"),
-            (20, 1, "0.2 cm²: < 0.3"),
-            (24, 1, "0.24 cm² rounds to 0.2"),
-            (25, 2, "0.25 cm² rounds half up to 0.3"),
-            (30, 2, "0.3 cm²: lower edge of 0.3–0.6"),
-            (60, 2, "0.6 cm²: upper edge of 0.3–0.6"),
-            (64, 2, "0.64 cm², in the 0.6–0.7 gap, rounds to 0.6"),
-            (65, 3, "0.65 cm², in the 0.6–0.7 gap, rounds to 0.7"),
-            (70, 3, "0.7 cm²: lower edge of 0.7–1.0"),
-            (100, 3, "1.0 cm²: upper edge of 0.7–1.0"),
-            (104, 3, "1.04 cm² rounds to 1.0"),
-            (105, 4, "1.05 cm² rounds to 1.1"),
-            (110, 4, "1.1 cm²: lower edge of 1.1–2.0"),
-            (200, 4, "2.0 cm²: upper edge of 1.1–2.0"),
-            (205, 5, "2.05 cm² rounds to 2.1"),
-            (210, 5, "2.1 cm²: lower edge of 2.1–3.0"),
-            (300, 5, "3.0 cm²: upper edge of 2.1–3.0"),
-            (310, 6, "3.1 cm²: lower edge of 3.1–4.0"),
-            (400, 6, "4.0 cm²: upper edge of 3.1–4.0"),
-            (404, 6, "4.04 cm² rounds to 4.0"),
-            (405, 7, "4.05 cm² rounds to 4.1"),
-            (410, 7, "4.1 cm²: lower edge of 4.1–8.0"),
-            (800, 7, "8.0 cm²: upper edge of 4.1–8.0"),
-            (810, 8, "8.1 cm²: lower edge of 8.1–12.0"),
-            (1200, 8, "12.0 cm²: upper edge of 8.1–12.0"),
-            (1210, 9, "12.1 cm²: lower edge of 12.1–24.0"),
-            (2400, 9, "24.0 cm²: upper edge of 12.1–24.0"),
-            (2404, 9, "24.04 cm² rounds to 24.0"),
-            (2405, 10, "24.05 cm² rounds to 24.1: > 24.0"),
+            (0, 0, "0 cm²: healed"),
+            (1, 1, "0.01 cm²: the smallest wound, < 0.3"),
+            (25, 1, "0.25 cm² is < 0.3 (not rounded up to 0.3)"),
+            (29, 1, "0.29 cm²: just below 0.3"),
+            (30, 2, "0.30 cm²: lower edge of 0.3–0.6"),
+            (60, 2, "0.60 cm²: upper edge of 0.3–0.6"),
+            (61, 3, "0.61 cm²: above 0.6"),
+            (65, 3, "0.65 cm²: above 0.6"),
+            (100, 3, "1.00 cm²: upper edge of 0.7–1.0"),
+            (101, 4, "1.01 cm²: above 1.0"),
+            (200, 4, "2.00 cm²: upper edge of 1.1–2.0"),
+            (201, 5, "2.01 cm²: above 2.0"),
+            (300, 5, "3.00 cm²: upper edge of 2.1–3.0"),
+            (301, 6, "3.01 cm²: above 3.0"),
+            (400, 6, "4.00 cm²: upper edge of 3.1–4.0"),
+            (401, 7, "4.01 cm²: above 4.0"),
+            (800, 7, "8.00 cm²: upper edge of 4.1–8.0"),
+            (801, 8, "8.01 cm²: above 8.0"),
+            (1200, 8, "12.00 cm²: upper edge of 8.1–12.0"),
+            (1201, 9, "12.01 cm²: above 12.0"),
+            (2400, 9, "24.00 cm²: upper edge of 12.1–24.0"),
+            (2401, 10, "24.01 cm² is > 24.0"),
+            (2404, 10, "24.04 cm² is > 24.0 (not rounded down to 24.0)"),
             (mm2(1000, 1000), 10, "the largest wound, 10,000 cm²"),
         ];
         for (area, expected, why) in cases {
-            assert_eq!(push_area_subscore(area).0, expected, "{why}");
+            assert_eq!(push_area_subscore(area), expected, "{why}");
         }
+        // Through lengths and widths: 5 mm × 5 mm = 0.25 cm², 49 mm × 49 mm = 24.01 cm².
+        let granulation = |l, w| push(l, w, Tissue::Granulation, Exudate::None);
+        assert_eq!(granulation(5, 5).area, 1, "0.5 cm × 0.5 cm");
+        assert_eq!(granulation(5, 5).scored_area_mm2, 25);
+        assert_eq!(granulation(49, 49).area, 10, "4.9 cm × 4.9 cm");
+        assert_eq!(granulation(48, 50).area, 9, "4.8 cm × 5.0 cm = 24.0 cm²");
     }
 
     #[test]

@@ -213,7 +213,6 @@ impl Expertise {
                 date,
                 submitted_at,
                 answered_at,
-                urgency: r.content.urgency,
             };
             inputs.push(ActInput {
                 code: ActCode::Te2,

@@ -112,8 +112,10 @@ impl Scheduler {
         result
     }
 
-    /// A participant joined the video room (called by signalling): BOOKED becomes ARRIVED and
-    /// watchers are told who joined. Returns the status and whether it changed.
+    /// A participant joined the video room (called by signalling when the doctor is not in it):
+    /// BOOKED becomes ARRIVED; in any case the join is recorded in the history and announced to
+    /// the watchers, so the doctor sees who waits (also when the appointment is already ARRIVED,
+    /// the usual case: the room opens at check-in). Returns the status and whether it changed.
     pub async fn mark_waiting_room(
         &self,
         caller: &Caller,
@@ -131,14 +133,60 @@ impl Scheduler {
             .await?
             .ok_or(SchedulingError::NotFound("appointment"))?;
         drop(conn);
-        if current.status != Status::Booked {
-            return Ok((current.status, false));
+        let joined = (participant.to_owned(), participant_role);
+        if current.status == Status::Booked {
+            let updated = self
+                .transition_inner(caller, id, Transition::CheckIn, None, 0, Some(joined))
+                .await?;
+            return Ok((updated.status, updated.status != current.status));
         }
-        let joined = Some((participant.to_owned(), participant_role));
-        let updated = self
-            .transition_inner(caller, id, Transition::CheckIn, None, 0, joined)
-            .await?;
-        Ok((updated.status, updated.status != current.status))
+        let status = self.record_join(caller, id, joined).await?;
+        Ok((status, false))
+    }
+
+    /// Records a join in the room of an ARRIVED or IN_PROGRESS appointment (its status and
+    /// version do not change) and announces it; FAILED_PRECONDITION once the appointment is over.
+    async fn record_join(
+        &self,
+        caller: &Caller,
+        id: &str,
+        (participant_subject, participant_role): (String, i32),
+    ) -> Result<Status, SchedulingError> {
+        let now = self.now();
+        let mut tx = self.db.pool().begin().await?;
+        store::lock_appointment(&mut tx, id).await?;
+        let current = store::appointment(&mut tx, id)
+            .await?
+            .ok_or(SchedulingError::NotFound("appointment"))?;
+        if !current.status.occupies_time() {
+            return Err(SchedulingError::FailedPrecondition(format!(
+                "the appointment is {}: its room should not be open",
+                current.status.as_str().replace('_', " ")
+            )));
+        }
+        let event = HistoryEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            appointment_id: id.to_owned(),
+            sequence: 0,
+            kind: EventKind::JoinedRoom as i32,
+            occurred_at: now,
+            actor: ActorRecord::of(caller),
+            previous_status: Some(current.status),
+            new_status: current.status,
+            previous_time: None,
+            new_time: None,
+            participant_subject,
+            participant_role,
+            comment: String::new(),
+        };
+        let sequence = store::append_event(&mut tx, &event).await?;
+        let entry = AuditEntry::new(caller, "MarkWaitingRoom", "appointment", id, Outcome::Ok);
+        telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        tx.commit().await?;
+        self.flush_audit().await;
+        self.announce(&current, sequence).await;
+        tracing::info!(appointment_id = %id, "presence in the video room recorded");
+        Ok(current.status)
     }
 
     async fn transition_inner(
@@ -160,12 +208,14 @@ impl Scheduler {
                 .ok_or(SchedulingError::NotFound("appointment"))?;
             drop(conn);
             self.authorize_change(caller, &before, transition)?;
-            if before.room_id.is_none()
-                && matches!(
-                    model::apply(before.status, transition)?,
-                    model::Outcome::Change(_)
-                )
-            {
+            let changes = matches!(
+                model::apply(before.status, transition)?,
+                model::Outcome::Change(_)
+            );
+            if changes && joined.is_none() {
+                self.require_check_in_window(&before, self.now())?;
+            }
+            if before.room_id.is_none() && changes {
                 room_id = Some(self.rooms.open(&before).await?);
             }
         }
@@ -185,6 +235,11 @@ impl Scheduler {
             model::Outcome::AlreadyDone => return Ok(current),
             model::Outcome::Change(status) => status,
         };
+        // A person's check-in or start (not a presence reported by signalling, whose room
+        // admission window already applies).
+        if matches!(transition, Transition::CheckIn | Transition::Start) && joined.is_none() {
+            self.require_check_in_window(&current, now)?;
+        }
         if transition == Transition::NoShow && now < current.time.start {
             return Err(SchedulingError::FailedPrecondition(
                 "a patient can only be marked absent after the appointment's start time".into(),
@@ -277,6 +332,32 @@ impl Scheduler {
         }
         tracing::info!(appointment_id = %id, status = updated.status.as_str(), "appointment changed");
         Ok(updated)
+    }
+
+    /// FAILED_PRECONDITION unless `now` is inside the window in which `appointment` may be
+    /// checked in to or started (`Rules::check_in_opens_before` its start to
+    /// `check_in_closes_after` it), with the window in words, in the appointment's zone and UTC.
+    fn require_check_in_window(
+        &self,
+        appointment: &Appointment,
+        now: jiff::Timestamp,
+    ) -> Result<(), SchedulingError> {
+        let opens = appointment.time.start - self.rules.check_in_opens_before;
+        let closes = appointment.time.start + self.rules.check_in_closes_after;
+        if opens <= now && now <= closes {
+            return Ok(());
+        }
+        let zone = crate::domain::Zone::parse("time_zone", &appointment.time_zone)
+            .unwrap_or_else(|_| crate::domain::Zone::paris());
+        let when = if now < opens { "not yet" } else { "no longer" };
+        Err(SchedulingError::FailedPrecondition(format!(
+            "this appointment can {when} be checked in to or started: that is possible from {} \
+             before its start to {} after it, i.e. {}; it is now {}",
+            minutes(self.rules.check_in_opens_before),
+            minutes(self.rules.check_in_closes_after),
+            describe_window(&zone, opens, closes),
+            describe_local(&zone, now),
+        )))
     }
 
     /// Who may apply which transition (NOT_FOUND for those who may not even see it).
@@ -426,6 +507,40 @@ impl Scheduler {
             Err(error) => tracing::warn!(%error, "change notice not serialisable"),
         }
     }
+}
+
+/// "30 minutes", "1 minute".
+fn minutes(duration: jiff::SignedDuration) -> String {
+    let minutes = duration.as_mins();
+    format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+}
+
+/// "2027-01-12 09:30 (Europe/Paris, UTC+01)".
+fn describe_local(zone: &crate::domain::Zone, at: jiff::Timestamp) -> String {
+    let local = at.to_zoned_datetime(zone.tz().clone());
+    format!(
+        "{} ({}, UTC{})",
+        local.strftime("%Y-%m-%d %H:%M"),
+        zone.name(),
+        local.offset()
+    )
+}
+
+/// "from 2027-01-12 09:30 (Europe/Paris, UTC+01) to 2027-01-12 11:00 (Europe/Paris, UTC+01)
+/// (UTC: 2027-01-12 08:30Z to 2027-01-12 10:00Z)".
+fn describe_window(
+    zone: &crate::domain::Zone,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> String {
+    let utc = |at: jiff::Timestamp| at.strftime("%Y-%m-%d %H:%MZ").to_string();
+    format!(
+        "from {} to {} (UTC: {} to {})",
+        describe_local(zone, from),
+        describe_local(zone, to),
+        utc(from),
+        utc(to)
+    )
 }
 
 fn action_name(transition: Transition) -> &'static str {

@@ -2,9 +2,10 @@
 
 use jiff::civil::{Date, Weekday};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use telehealth_kit::{
     audit::Outcome,
-    identity::{Caller, Role},
+    identity::{Caller, Identity, Role},
 };
 
 use super::{PRACTITIONER_ROLES, Scheduler, person};
@@ -29,6 +30,8 @@ struct StoredRange {
 /// A new exception, validated.
 #[derive(Debug, Clone)]
 pub struct NewException {
+    /// The client's idempotency key (scoped to the caller).
+    pub idempotency_key: String,
     pub kind: ExceptionKind,
     pub practitioner: Option<Subject>,
     pub org_wide: bool,
@@ -87,6 +90,38 @@ pub fn exception(row: &ExceptionRow) -> Result<AvailabilityException, Scheduling
         window,
         zone: Zone::parse("time_zone", &row.time_zone)?,
     })
+}
+
+/// What `AddAvailabilityException` answers.
+#[derive(Debug, Clone)]
+pub struct AddedException {
+    pub exception: ExceptionRow,
+    /// Visible BOOKED or ARRIVED appointments in the leave or closure.
+    pub affected_appointment_ids: Vec<String>,
+    /// True when this answers an earlier request with the same idempotency key.
+    pub replay: bool,
+}
+
+/// The idempotency scope of `AddAvailabilityException`.
+const ADD_EXCEPTION: &str = "AddAvailabilityException";
+
+/// What identifies an exception request for idempotency (everything but the key), with the
+/// practitioner as resolved (empty = the caller).
+fn exception_hash(new: &NewException, practitioner: Option<&str>) -> String {
+    let canonical = format!(
+        "{}|{}|{}|{}|{}|{}|{}|{}",
+        kind_name(new.kind),
+        practitioner.unwrap_or(""),
+        new.org_wide,
+        new.start_date,
+        new.end_date,
+        new.window
+            .map(|(start, end)| format!("{}-{}", hhmm(start), end_text(end)))
+            .unwrap_or_default(),
+        new.zone.name(),
+        new.note,
+    );
+    hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
 fn kind_name(kind: ExceptionKind) -> &'static str {
@@ -171,23 +206,26 @@ impl Scheduler {
         }
     }
 
-    /// Adds an exception; returns it with the appointments it affects.
+    /// Adds an exception; returns it with the appointments it affects. A retry with the same
+    /// idempotency key and the same request returns the first exception (`replay`), with the
+    /// appointments it affects now; the same key with another request is FAILED_PRECONDITION.
     pub async fn add_exception(
         &self,
         caller: &Caller,
         new: NewException,
-    ) -> Result<(ExceptionRow, Vec<String>), SchedulingError> {
+    ) -> Result<AddedException, SchedulingError> {
         let identity = person(caller)?;
         if new.org_wide && !identity.has_role(Role::Coordinator) {
             return Err(SchedulingError::PermissionDenied(
                 "only a coordinator may close the whole centre",
             ));
         }
-        let mut conn = self.db.pool().acquire().await?;
         let practitioner = match (&new.practitioner, new.org_wide) {
             (_, true) => None,
             (Some(p), false) => {
+                let mut conn = self.db.pool().acquire().await?;
                 let calendar = store::availability_of(&mut conn, p.as_str()).await?;
+                drop(conn);
                 self.require_manager(
                     identity,
                     p.as_str(),
@@ -198,6 +236,7 @@ impl Scheduler {
             }
             (None, false) => Some(identity.subject.clone()),
         };
+        let hash = exception_hash(&new, practitioner.as_deref());
         let row = ExceptionRow {
             exception_id: uuid::Uuid::new_v4().to_string(),
             org_id: identity.org.clone(),
@@ -208,65 +247,110 @@ impl Scheduler {
             start_local: new.window.map(|(s, _)| hhmm(s)),
             end_local: new.window.map(|(_, e)| end_text(e)),
             time_zone: new.zone.name().to_owned(),
-            note: new.note,
+            note: new.note.clone(),
             created_at: self.now(),
             created_by: ActorRecord::of(caller),
         };
-        store::insert_exception(&mut conn, &row).await?;
-        // Appointments kept during a leave or closure are reported so they can be moved.
-        let mut affected = Vec::new();
-        if new.kind != ExceptionKind::ExtraHours {
-            let domain = exception(&row)?;
-            let start = domain
-                .start_date
-                .to_zoned_datetime(domain.zone.tz().clone())
-                .map_err(|e| SchedulingError::invalid("start_date", e.to_string()))?
-                .timestamp();
-            let end = domain
-                .end_date
-                .tomorrow()
-                .and_then(|d| d.to_zoned_datetime(domain.zone.tz().clone()))
-                .map_err(|e| SchedulingError::invalid("end_date", e.to_string()))?
-                .timestamp();
-            let filter = store::AppointmentFilter {
-                org_id: Some(identity.org.clone()),
-                doctor: practitioner.clone(),
-                window: Some(crate::domain::Interval { start, end }),
-                statuses: vec![crate::model::Status::Booked, crate::model::Status::Arrived],
-                ..Default::default()
-            };
-            for appointment in store::list_appointments(&mut conn, &filter, None, 1000).await? {
-                let inside_window = match domain.window {
-                    None => true,
-                    Some((from, to)) => {
-                        let local = appointment
-                            .time
-                            .start
-                            .to_zoned_datetime(domain.zone.tz().clone());
-                        local.time() < to
-                            && from
-                                < appointment
-                                    .time
-                                    .end
-                                    .to_zoned_datetime(domain.zone.tz().clone())
-                                    .time()
-                    }
-                };
-                if inside_window {
-                    affected.push(appointment.id);
-                }
+        let mut tx = self.db.pool().begin().await?;
+        // The key is claimed by the transaction's first write, so a retry racing with the first
+        // attempt waits for it and then replays it; a refused request leaves no key behind.
+        let claimed = store::claim_idempotency_key(
+            &mut tx,
+            &identity.subject,
+            ADD_EXCEPTION,
+            &new.idempotency_key,
+            &hash,
+            &row.exception_id,
+            row.created_at,
+        )
+        .await?;
+        let (row, replay) = if claimed {
+            store::insert_exception(&mut tx, &row).await?;
+            tx.commit().await?;
+            (row, false)
+        } else {
+            let (stored_hash, id) = store::idempotent_result(
+                &mut tx,
+                &identity.subject,
+                ADD_EXCEPTION,
+                &new.idempotency_key,
+            )
+            .await?
+            .ok_or_else(|| {
+                SchedulingError::Unavailable("the idempotency key vanished, retry".into())
+            })?;
+            if stored_hash != hash {
+                return Err(SchedulingError::FailedPrecondition(
+                    "this idempotency key was already used for a different exception".into(),
+                ));
             }
-        }
-        drop(conn);
+            let first = store::exception_ever(&mut tx, &id).await?.ok_or_else(|| {
+                SchedulingError::Unavailable("the first exception of this key is missing".into())
+            })?;
+            (first, true)
+        };
+        let affected = self.affected_by(identity, &row).await?;
         self.audit(
             caller,
-            "AddAvailabilityException",
+            ADD_EXCEPTION,
             "availability_exception",
             &row.exception_id,
             Outcome::Ok,
         )
         .await;
-        Ok((row, affected))
+        Ok(AddedException {
+            exception: row,
+            affected_appointment_ids: affected,
+            replay,
+        })
+    }
+
+    /// The visible BOOKED or ARRIVED appointments that fall in a leave or closure (none for
+    /// extra hours): they are kept, and reported so they can be moved.
+    async fn affected_by(
+        &self,
+        identity: &Identity,
+        row: &ExceptionRow,
+    ) -> Result<Vec<String>, SchedulingError> {
+        let domain = exception(row)?;
+        if domain.kind == ExceptionKind::ExtraHours {
+            return Ok(Vec::new());
+        }
+        let start = domain
+            .start_date
+            .to_zoned_datetime(domain.zone.tz().clone())
+            .map_err(|e| SchedulingError::invalid("start_date", e.to_string()))?
+            .timestamp();
+        let end = domain
+            .end_date
+            .tomorrow()
+            .and_then(|d| d.to_zoned_datetime(domain.zone.tz().clone()))
+            .map_err(|e| SchedulingError::invalid("end_date", e.to_string()))?
+            .timestamp();
+        let filter = store::AppointmentFilter {
+            org_id: Some(identity.org.clone()),
+            doctor: row.practitioner.clone(),
+            window: Some(crate::domain::Interval { start, end }),
+            statuses: vec![crate::model::Status::Booked, crate::model::Status::Arrived],
+            ..Default::default()
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        let mut affected = Vec::new();
+        for appointment in store::list_appointments(&mut conn, &filter, None, 1000).await? {
+            let inside_window = match domain.window {
+                None => true,
+                Some((from, to)) => {
+                    let tz = domain.zone.tz().clone();
+                    let starts = appointment.time.start.to_zoned_datetime(tz.clone()).time();
+                    let ends = appointment.time.end.to_zoned_datetime(tz).time();
+                    starts < to && from < ends
+                }
+            };
+            if inside_window {
+                affected.push(appointment.id);
+            }
+        }
+        Ok(affected)
     }
 
     /// Removes an exception the caller manages.
@@ -314,16 +398,17 @@ impl Scheduler {
         Ok(row)
     }
 
-    /// Exceptions of `practitioner` (and his org's closures) between two local dates.
+    /// Exceptions of `practitioner` (and his org's closures) between two local dates: `from`
+    /// defaults to today in the practitioner's zone (Europe/Paris without published
+    /// availability), `to` to 366 days after `from`.
     pub async fn exceptions(
         &self,
         caller: &Caller,
         practitioner: &Subject,
-        from: Date,
-        to: Date,
+        from: Option<Date>,
+        to: Option<Date>,
     ) -> Result<Vec<ExceptionRow>, SchedulingError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
         // The exceptions a member of the caller's org has there (never another org's).
         self.require_member(
             identity,
@@ -332,6 +417,31 @@ impl Scheduler {
             "practitioner",
         )
         .await?;
+        let mut conn = self.db.pool().acquire().await?;
+        let from = match from {
+            Some(from) => from,
+            None => {
+                let zone = match store::availability_of(&mut conn, practitioner.as_str()).await? {
+                    Some(row) if row.org_id == identity.org => {
+                        Zone::parse("time_zone", &row.time_zone)?
+                    }
+                    _ => Zone::paris(),
+                };
+                self.now().to_zoned_datetime(zone.tz().clone()).date()
+            }
+        };
+        let to = match to {
+            Some(to) => to,
+            None => from
+                .checked_add(jiff::Span::new().days(366))
+                .map_err(|e| SchedulingError::invalid("from_date", e.to_string()))?,
+        };
+        if to < from || from.until(to).map_or(true, |span| span.get_days() > 366) {
+            return Err(SchedulingError::invalid(
+                "to_date",
+                "must be on or after from_date, at most 366 days later",
+            ));
+        }
         let rows = store::exceptions_between(
             &mut conn,
             practitioner.as_str(),

@@ -23,7 +23,7 @@ use crate::{
     error::SchedulingError,
     model::{Appointment, EventKind, HistoryEvent, Status},
     slots::{self, PractitionerCalendar, Slot},
-    store::{self, HoldRow},
+    store::{self, HoldEnd, HoldRow},
 };
 use telehealth_kit::record::ActorRecord;
 
@@ -143,6 +143,7 @@ impl Scheduler {
             time,
             expires_at: now + self.rules.hold,
             created_by: ActorRecord::of(caller),
+            ended: None,
         };
         store::insert_hold(&mut tx, &hold).await?;
         for practitioner in std::iter::once(doctor).chain(nurse) {
@@ -159,29 +160,32 @@ impl Scheduler {
         Ok(hold)
     }
 
-    /// Releases a hold; false if it was already gone.
+    /// Releases a hold: true if it was active; false if it had already expired, been consumed
+    /// by a booking or been released. A hold the caller may not release (neither its creator nor
+    /// a coordinator of its org) is answered exactly as one that does not exist.
     pub async fn release_hold(
         &self,
         caller: &Caller,
         hold_id: &str,
     ) -> Result<bool, SchedulingError> {
         let identity = person(caller)?;
+        let now = self.now();
         let mut tx = self.db.pool().begin().await?;
         // Write first (see store::lock_appointment): the hold's busy rows are what we change.
-        sqlx::query("UPDATE holds SET expires_at_us = expires_at_us WHERE hold_id = $1")
-            .bind(hold_id)
-            .execute(&mut *tx)
-            .await?;
-        let Some(hold) = store::hold(&mut tx, hold_id).await? else {
+        store::lock_hold(&mut tx, hold_id).await?;
+        let hold = store::hold(&mut tx, hold_id)
+            .await?
+            .filter(|hold| {
+                hold.created_by.subject == identity.subject
+                    || (identity.has_role(Role::Coordinator) && identity.org == hold.org_id)
+            })
+            .ok_or(SchedulingError::NotFound("hold"))?;
+        if hold.ended.is_some() || hold.expires_at <= now {
             return Ok(false);
-        };
-        let allowed = hold.created_by.subject == identity.subject
-            || (identity.has_role(Role::Coordinator) && identity.org == hold.org_id);
-        if !allowed {
-            return Err(SchedulingError::NotFound("hold"));
         }
-        store::delete_hold(&mut tx, hold_id).await?;
+        store::end_hold(&mut tx, hold_id, HoldEnd::Released, now).await?;
         tx.commit().await?;
+        tracing::info!(hold_id, "hold released");
         Ok(true)
     }
 
@@ -269,7 +273,7 @@ impl Scheduler {
             .await?;
         }
         if let Some(hold_id) = &request.hold_id {
-            store::delete_hold(&mut tx, hold_id).await?;
+            store::end_hold(&mut tx, hold_id, HoldEnd::Consumed, now).await?;
         }
         let event = HistoryEvent {
             id: uuid::Uuid::new_v4().to_string(),
@@ -369,7 +373,7 @@ impl Scheduler {
             store::occupy(&mut tx, practitioner.as_str(), &current.id, new_time, None).await?;
         }
         if let Some(hold_id) = hold_id {
-            store::delete_hold(&mut tx, hold_id).await?;
+            store::end_hold(&mut tx, hold_id, HoldEnd::Consumed, now).await?;
         }
         let event = HistoryEvent {
             id: uuid::Uuid::new_v4().to_string(),
@@ -440,12 +444,14 @@ impl Scheduler {
             ));
         }
         if let Some(hold_id) = hold_id {
-            let hold = store::hold(conn, hold_id).await?.ok_or_else(|| {
-                SchedulingError::invalid(
-                    "hold_id",
-                    "unknown hold (it may have expired and been purged)",
-                )
-            })?;
+            // A hold neither the caller's own nor his org's is answered as one that does not
+            // exist.
+            let hold = store::hold(conn, hold_id)
+                .await?
+                .filter(|hold| {
+                    hold.created_by.subject == identity.subject || hold.org_id == identity.org
+                })
+                .ok_or_else(|| SchedulingError::invalid("hold_id", "unknown hold"))?;
             let matches = hold.doctor == doctor.as_str()
                 && hold.nurse.as_deref() == nurse.map(Subject::as_str)
                 && hold.time == time

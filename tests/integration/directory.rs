@@ -1,0 +1,189 @@
+//! The care directory through the real gateway: memberships come from the person's own token or
+//! from an administrator of the organisation, are seen only inside it, and an ended membership
+//! stops the person being named and is not revived by their token.
+
+use telehealth_kit::identity::Role;
+use telehealth_proto::v1::{self as pb, directory_service_client::DirectoryServiceClient};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+
+use crate::suite::{Bearer, Person, Suite, backends};
+
+const CENTRE: &str = "cds-gueret";
+const OTHER_CENTRE: &str = "cds-aubusson";
+
+type Directory = DirectoryServiceClient<InterceptedService<Channel, Bearer>>;
+
+async fn directory(suite: &Suite, person: &Person) -> Directory {
+    let gateway = suite.running.as_ref().expect("running").gateway;
+    DirectoryServiceClient::with_interceptor(
+        suite.channel_to(gateway, person).await,
+        Bearer::new(&suite.token(person)),
+    )
+}
+
+fn admin(subject: &'static str, org: &'static str) -> Person {
+    Person {
+        subject,
+        roles: vec![Role::Admin],
+        org,
+        device: "doctor-workstation",
+    }
+}
+
+fn weekly_for(subject: &str) -> pb::SetWeeklyAvailabilityRequest {
+    pb::SetWeeklyAvailabilityRequest {
+        practitioner_subject: subject.into(),
+        time_zone: "Europe/Paris".into(),
+        weekly_ranges: vec![pb::WeeklyRange {
+            day: pb::DayOfWeek::Tuesday as i32,
+            start_local_time: "09:00".into(),
+            end_local_time: "12:00".into(),
+        }],
+        buffer_minutes: 0,
+        expected_version: 0,
+    }
+}
+
+#[tokio::test]
+async fn memberships_come_from_the_token_or_the_organisations_administrator() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-roux", CENTRE);
+        let administrator = admin("admin-gueret", CENTRE);
+        let coordinator = Person::coordinator("coord-gueret", CENTRE);
+        let outsider = admin("admin-aubusson", OTHER_CENTRE);
+
+        // The person's own verified token registers them, with the token's roles.
+        let registered = directory(&suite, &doctor)
+            .await
+            .register_self(pb::RegisterSelfRequest {})
+            .await
+            .expect("registers")
+            .into_inner()
+            .member
+            .expect("member");
+        assert_eq!(registered.org_id, CENTRE, "{backend:?}");
+        assert_eq!(registered.roles, vec![pb::Role::Doctor as i32]);
+        assert_eq!(registered.source, pb::MembershipSource::Token as i32);
+        assert!(registered.active);
+
+        // Only an administrator adds someone else; a doctor may not.
+        let refused = directory(&suite, &doctor)
+            .await
+            .put_member(pb::PutMemberRequest {
+                subject: "nurse-lea".into(),
+                roles: vec![pb::Role::Nurse as i32],
+                ..Default::default()
+            })
+            .await
+            .expect_err("a doctor cannot add members");
+        assert_eq!(refused.code(), Code::PermissionDenied, "{backend:?}");
+
+        let mut admin_client = directory(&suite, &administrator).await;
+        let added = admin_client
+            .put_member(pb::PutMemberRequest {
+                subject: "nurse-lea".into(),
+                roles: vec![pb::Role::Nurse as i32],
+                ..Default::default()
+            })
+            .await
+            .expect("the administrator adds a nurse")
+            .into_inner()
+            .member
+            .expect("member");
+        assert_eq!(added.source, pb::MembershipSource::Administrator as i32);
+        let stale = admin_client
+            .put_member(pb::PutMemberRequest {
+                subject: "nurse-lea".into(),
+                roles: vec![pb::Role::Nurse as i32],
+                expected_version: added.version + 7,
+                ..Default::default()
+            })
+            .await
+            .expect_err("a stale version is refused");
+        assert_eq!(stale.code(), Code::Aborted, "{backend:?}: {stale:?}");
+
+        // Members are seen inside the organisation only.
+        let seen = directory(&suite, &doctor)
+            .await
+            .get_member(pb::GetMemberRequest {
+                subject: "nurse-lea".into(),
+            })
+            .await
+            .expect("a colleague sees the nurse");
+        assert_eq!(
+            seen.into_inner().member.expect("member").subject,
+            "nurse-lea"
+        );
+        let mut outsider_client = directory(&suite, &outsider).await;
+        let hidden = outsider_client
+            .get_member(pb::GetMemberRequest {
+                subject: "nurse-lea".into(),
+            })
+            .await
+            .expect_err("another centre does not see her");
+        let ghost = outsider_client
+            .get_member(pb::GetMemberRequest {
+                subject: "nobody-at-all".into(),
+            })
+            .await
+            .expect_err("nor anyone who does not exist");
+        assert_eq!(hidden.code(), Code::NotFound, "{backend:?}");
+        assert_eq!(hidden.message(), ghost.message(), "{backend:?}");
+        let listed = outsider_client
+            .list_members(pb::ListMembersRequest::default())
+            .await
+            .expect("lists its own members")
+            .into_inner();
+        assert!(
+            listed.members.iter().all(|m| m.org_id == OTHER_CENTRE),
+            "{backend:?}: {listed:?}"
+        );
+        // Another centre's administrator cannot end her membership either.
+        let foreign_end = outsider_client
+            .end_membership(pb::EndMembershipRequest {
+                subject: "nurse-lea".into(),
+                until_time: None,
+            })
+            .await
+            .expect_err("not their member");
+        assert_eq!(foreign_end.code(), Code::NotFound, "{backend:?}");
+
+        // Ended: she can no longer be named, and her own token does not bring her back.
+        let ended = admin_client
+            .end_membership(pb::EndMembershipRequest {
+                subject: "nurse-lea".into(),
+                until_time: None,
+            })
+            .await
+            .expect("the administrator ends it")
+            .into_inner()
+            .member
+            .expect("member");
+        assert!(!ended.active, "{backend:?}");
+        let named = suite
+            .scheduling(&coordinator)
+            .await
+            .set_weekly_availability(weekly_for("nurse-lea"))
+            .await
+            .expect_err("an ended member cannot be named");
+        assert_eq!(named.code(), Code::NotFound, "{backend:?}: {named:?}");
+        let revived = directory(&suite, &Person::nurse("nurse-lea", CENTRE))
+            .await
+            .register_self(pb::RegisterSelfRequest {})
+            .await
+            .expect_err("her token does not revive an ended membership");
+        assert_eq!(revived.code(), Code::PermissionDenied, "{backend:?}");
+
+        // The doctor who registered himself can be named by his coordinator.
+        suite
+            .scheduling(&coordinator)
+            .await
+            .set_weekly_availability(weekly_for("dr-roux"))
+            .await
+            .expect("an active member can be named");
+        suite.stop().await;
+    }
+}
