@@ -106,7 +106,11 @@ async fn serve_connection(
     let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            gateway.lockout.record_failure(remote.ip(), None);
+            // A refused certificate or a broken handshake is a failed attempt; a peer that
+            // merely closed (a TCP health check, a lost network) is not.
+            if error.kind() == std::io::ErrorKind::InvalidData {
+                gateway.lockout.record_failure(remote.ip(), None);
+            }
             tracing::info!(%remote, %error, "client refused at TLS");
             return;
         }

@@ -331,3 +331,53 @@ async fn one_subject_holds_at_most_its_cap_of_open_streams() {
         .await
         .expect("a slot came back when a stream ended");
 }
+
+#[tokio::test]
+async fn refused_tls_handshakes_count_against_the_address() {
+    let harness = GatewayHarness::start_with(1, |settings| {
+        settings.gateway.limits.failed_auth_per_minute_per_address = 2;
+    })
+    .await;
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let other = telehealth_kit::pki::DevPki::new(other_dir.path());
+    other.ensure().expect("another PKI");
+    let foreign = other.device_files("nurse-tablet");
+    for attempt in 1..=2 {
+        let refused = match telehealth_testkit::harness::channel_to(
+            harness.gateway,
+            &harness.settings,
+            &(foreign.cert.clone(), foreign.key.clone()),
+        )
+        .await
+        {
+            Err(_) => true,
+            Ok(channel) => unary(
+                &channel,
+                paths::GET_WOUND,
+                tonic::Request::new(Bytes::new()),
+            )
+            .await
+            .is_err(),
+        };
+        assert!(refused, "attempt {attempt}: a certificate of another CA");
+    }
+    // A peer that connects and leaves without TLS is not a failed attempt.
+    drop(
+        tokio::net::TcpStream::connect(harness.gateway)
+            .await
+            .expect("tcp"),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let token = harness.token("nurse-tablet", "nurse-claire", &[Role::Nurse]);
+    let refused = match harness.channel("nurse-tablet").await {
+        Err(_) => true,
+        Ok(channel) => unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "the address used up its failed attempts: even a valid device is turned away"
+    );
+}
