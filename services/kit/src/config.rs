@@ -570,6 +570,39 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_and_timeouts_must_be_usable() {
+        let cases: [(&str, fn(&mut Settings)); 6] = [
+            ("handshake_timeout_seconds", |s| {
+                s.gateway.limits.handshake_timeout_seconds = 0
+            }),
+            ("preface_timeout_seconds", |s| {
+                s.gateway.limits.preface_timeout_seconds = 0
+            }),
+            ("max_header_bytes", |s| {
+                s.gateway.limits.max_header_bytes = MAX_HEADER_LIST_BYTES + 1
+            }),
+            ("connection caps", |s| {
+                s.gateway.limits.max_connections_per_certificate = 0
+            }),
+            ("streams", |s| s.gateway.limits.max_streams_per_subject = 0),
+            ("max_sdp_bytes", |s| {
+                s.signalling_media.max_sdp_bytes = 121 * 1024
+            }),
+        ];
+        for (name, break_it) in cases {
+            let mut settings = Settings::default();
+            break_it(&mut settings);
+            let error = settings.validate().expect_err(name);
+            assert!(error.to_string().contains(name), "{name}: {error}");
+        }
+        let mut no_maximum_age = Settings::default();
+        no_maximum_age.gateway.limits.max_connection_age_seconds = 0;
+        no_maximum_age
+            .validate()
+            .expect("0 turns the maximum age off");
+    }
+
+    #[test]
     fn passwords_are_redacted_for_logs() {
         let mut settings = Settings::default();
         settings.database.url = Some("postgres://app:s3cret@db:5432/th".into());
