@@ -97,6 +97,8 @@ fn bench_settings(dir: &Path, database: Option<(&str, &str)>) -> anyhow::Result<
     settings.gateway.listen = "127.0.0.1:0".parse()?;
     settings.gateway.limits.requests_per_second = 1_000_000.0;
     settings.gateway.limits.burst = 1_000_000;
+    // Many people on one sample device certificate, each on connections of its own.
+    settings.gateway.limits.max_connections_per_certificate = 10_000;
     settings.signalling_media.messages_per_second = 1_000_000.0;
     settings.signalling_media.message_burst = 1_000_000;
     settings.signalling_media.keepalive_interval_seconds = 300;

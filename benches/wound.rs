@@ -164,6 +164,8 @@ async fn main() -> anyhow::Result<()> {
     settings.gateway.listen = "127.0.0.1:0".parse()?;
     settings.gateway.limits.requests_per_second = 1_000_000.0;
     settings.gateway.limits.burst = 1_000_000;
+    // Many people on one sample device certificate, each on connections of its own.
+    settings.gateway.limits.max_connections_per_certificate = 10_000;
     settings.database.url = Some(url.clone());
     let prefix = format!("bench{}_", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     settings.database.schema_prefix = prefix.clone();

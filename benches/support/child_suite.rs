@@ -12,15 +12,21 @@ use std::{
 use telehealth::suite::RunningSuite;
 use telehealth_kit::{Part, Settings};
 
-/// Child side: runs the suite on `settings`, prints `READY <gateway> <signalling>`, and stops
-/// cleanly when its standard input closes.
+/// Child side: runs the suite on `settings`, prints `READY <gateway> <signalling>` followed by
+/// `<part>=<address>` for every service, and stops cleanly when its standard input closes.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut suite = RunningSuite::start(settings).await?;
     suite.wait_healthy(Duration::from_secs(60)).await?;
+    let services: Vec<String> = suite
+        .services
+        .iter()
+        .map(|(part, address)| format!("{part}={address}"))
+        .collect();
     println!(
-        "READY {} {}",
+        "READY {} {} {}",
         suite.gateway,
-        suite.services[&Part::Signalling]
+        suite.services[&Part::Signalling],
+        services.join(" ")
     );
     std::io::stdout().flush()?;
     tokio::task::spawn_blocking(|| {
@@ -40,6 +46,9 @@ pub struct ChildSuite {
     /// Read by the signalling bench (each bench compiles this file on its own).
     #[allow(dead_code)]
     pub signalling: SocketAddr,
+    /// Every service's internal address (read by the request-limits bench).
+    #[allow(dead_code)]
+    pub services: std::collections::BTreeMap<Part, SocketAddr>,
 }
 
 impl ChildSuite {
@@ -55,12 +64,23 @@ impl ChildSuite {
         BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line)?;
         let words: Vec<&str> = line.split_whitespace().collect();
         anyhow::ensure!(
-            words.len() == 3 && words[0] == "READY",
+            words.len() >= 3 && words[0] == "READY",
             "the suite did not start: {line:?}"
         );
+        let mut services = std::collections::BTreeMap::new();
+        for pair in &words[3..] {
+            let (part, address) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("not <part>=<address>: {pair}"))?;
+            services.insert(
+                part.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                address.parse()?,
+            );
+        }
         Ok(ChildSuite {
             gateway: words[1].parse()?,
             signalling: words[2].parse()?,
+            services,
             child,
         })
     }

@@ -4,6 +4,11 @@
 //! gateway does for a call, so verified tokens are cached: keyed by a hash of the token *and*
 //! the certificate thumbprint (a stolen token in the cache is still useless from another
 //! device), never used past `exp`, bounded in size, and emptied whenever the key set changes.
+//!
+//! Refused, whatever the signature: a call with more than one `authorization` header (which one
+//! would count?), a token header with `crit` (RFC 7515 §4.1.11: no extension is understood here),
+//! and a token whose `sub` or `org` is empty, over-long or holds control characters (the
+//! services need both, and they end up in logs and audit records).
 
 use std::{
     collections::HashMap,
@@ -11,6 +16,7 @@ use std::{
     time::Duration,
 };
 
+use http::{HeaderMap, header::AUTHORIZATION};
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -41,6 +47,35 @@ struct AccessClaims {
 struct Confirmation {
     #[serde(rename = "x5t#S256")]
     x5t_s256: Option<String>,
+}
+
+/// Longest `sub` accepted (the contract's subjects are 1 to 255 characters).
+const MAX_SUBJECT_CHARS: usize = 255;
+/// Longest `org` accepted (the contract's orgs are 1 to 128 characters).
+const MAX_ORG_CHARS: usize = 128;
+
+/// The one `authorization` header of a request: `None` without any, refused if there are
+/// several or it is not visible ASCII.
+pub fn authorization_header(headers: &HeaderMap) -> Result<Option<&str>, AuthFailure> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthFailure::SeveralAuthorizationHeaders);
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| AuthFailure::MalformedHeader)
+}
+
+/// Size of a header list as HTTP/2 counts it (RFC 9113 §6.5.2: name, value and 32 bytes each).
+pub fn header_list_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
 }
 
 /// Verifies tokens for the gateway.
@@ -145,6 +180,11 @@ impl Authenticator {
     ) -> Result<(Arc<Identity>, u64), AuthFailure> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthFailure::MalformedToken(e.to_string()))?;
+        // RFC 7515 §4.1.11: a recipient must refuse critical extensions it does not understand;
+        // this gateway understands none.
+        if let Some(critical) = &header.crit {
+            return Err(AuthFailure::CriticalExtension(critical.join(",")));
+        }
         // Decided before any key is looked at: `none`, HS* and anything else are refused
         // whatever the key set holds (no algorithm confusion).
         if !matches!(
@@ -189,6 +229,8 @@ impl Authenticator {
                 return Err(AuthFailure::BindingMismatch);
             }
         }
+        check_claim("sub", &claims.sub, MAX_SUBJECT_CHARS)?;
+        check_claim("org", &claims.org, MAX_ORG_CHARS)?;
         let roles = claims
             .roles
             .iter()
@@ -203,6 +245,20 @@ impl Authenticator {
         };
         Ok((Arc::new(identity), claims.exp))
     }
+}
+
+/// A claim the services rely on: 1 to `max` characters, no control characters.
+fn check_claim(name: &'static str, value: &str, max: usize) -> Result<(), AuthFailure> {
+    let reason = if value.is_empty() {
+        "empty"
+    } else if value.chars().count() > max {
+        "too long"
+    } else if value.chars().any(char::is_control) {
+        "holds control characters"
+    } else {
+        return Ok(());
+    };
+    Err(AuthFailure::UnusableClaim { name, reason })
 }
 
 /// The token of a `Bearer <token>` header (scheme case-insensitive, RFC 6750).
@@ -241,6 +297,39 @@ mod tests {
                 bearer_token(bad),
                 Err(AuthFailure::MalformedHeader),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_authorization_header_at_most() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(authorization_header(&headers), Ok(None));
+        headers.append(AUTHORIZATION, "Bearer a".parse().expect("ascii"));
+        assert_eq!(authorization_header(&headers), Ok(Some("Bearer a")));
+        headers.append(AUTHORIZATION, "Bearer a".parse().expect("ascii"));
+        assert_eq!(
+            authorization_header(&headers),
+            Err(AuthFailure::SeveralAuthorizationHeaders),
+            "even the same value twice"
+        );
+    }
+
+    #[test]
+    fn claims_the_services_rely_on_must_be_usable() {
+        assert_eq!(check_claim("sub", "nurse-claire", 255), Ok(()));
+        for (value, reason) in [
+            ("", "empty"),
+            ("a\nb", "holds control characters"),
+            (&"x".repeat(256), "too long"),
+        ] {
+            assert_eq!(
+                check_claim("sub", value, 255),
+                Err(AuthFailure::UnusableClaim {
+                    name: "sub",
+                    reason
+                }),
+                "{value:?}"
             );
         }
     }

@@ -2,7 +2,8 @@
 //! a slow reader slows the writer: backpressure end to end).
 //!
 //! - [`RequestLimit`] reads the 5-byte gRPC message prefixes as they pass and stops a client
-//!   message larger than the limit before it reaches a service.
+//!   message larger than its method's limit (the contract's `max_request_bytes`) before it
+//!   reaches a service.
 //! - [`ResponseGuard`] turns an upstream stream that breaks (service killed, message limit hit)
 //!   into proper gRPC trailers, and tells the connection when the call is over (idle tracking).
 
@@ -19,6 +20,9 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use telehealth_kit::message_limit::PrefixReader;
+
+use crate::streams::StreamSlot;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,10 +39,7 @@ pin_project! {
     pub struct RequestLimit<B> {
         #[pin]
         inner: B,
-        limit: u32,
-        // Bytes still to skip in the current message, or None when a prefix is being read.
-        remaining: u64,
-        prefix: Vec<u8>,
+        reader: PrefixReader,
         tripped: Arc<AtomicBool>,
     }
 }
@@ -48,9 +49,7 @@ impl<B> RequestLimit<B> {
     pub fn new(inner: B, limit: u32, tripped: Arc<AtomicBool>) -> Self {
         RequestLimit {
             inner,
-            limit,
-            remaining: 0,
-            prefix: Vec::with_capacity(5),
+            reader: PrefixReader::new(limit),
             tripped,
         }
     }
@@ -75,38 +74,17 @@ where
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };
-        if let Some(data) = frame.data_ref() {
-            let mut chunk = data.clone();
-            while chunk.has_remaining() {
-                if *this.remaining > 0 {
-                    let skip = (*this.remaining).min(chunk.remaining() as u64);
-                    chunk.advance(usize::try_from(skip).unwrap_or(usize::MAX));
-                    *this.remaining -= skip;
-                    continue;
-                }
-                let need = 5 - this.prefix.len();
-                let take = need.min(chunk.remaining());
-                this.prefix.extend_from_slice(&chunk[..take]);
-                chunk.advance(take);
-                if this.prefix.len() == 5 {
-                    let size = u64::from(u32::from_be_bytes([
-                        this.prefix[1],
-                        this.prefix[2],
-                        this.prefix[3],
-                        this.prefix[4],
-                    ]));
-                    this.prefix.clear();
-                    if size > u64::from(*this.limit) {
-                        this.tripped.store(true, Ordering::Release);
-                        let error = MessageTooLarge {
-                            size,
-                            limit: *this.limit,
-                        };
-                        return Poll::Ready(Some(Err(Box::new(error))));
-                    }
-                    *this.remaining = size;
-                }
-            }
+        if let Some(data) = frame.data_ref()
+            && let Err(size) = this.reader.read(data.chunk())
+        {
+            // The frame holding the prefix is not passed on: no byte of the message reaches
+            // the service.
+            this.tripped.store(true, Ordering::Release);
+            let error = MessageTooLarge {
+                size,
+                limit: this.reader.limit(),
+            };
+            return Poll::Ready(Some(Err(Box::new(error))));
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -145,21 +123,25 @@ pin_project! {
         message_too_large: Option<(Arc<AtomicBool>, u32)>,
         done: bool,
         _in_flight: Option<InFlight>,
+        _stream_slot: Option<StreamSlot>,
     }
 }
 
 impl<B> ResponseGuard<B> {
-    /// Wraps a response body; `message_too_large` is the request limit's flag and limit.
+    /// Wraps a response body; `message_too_large` is the request limit's flag and limit;
+    /// `in_flight` and `stream_slot` are released with the body, when the call is over.
     pub fn new(
         inner: B,
         message_too_large: Option<(Arc<AtomicBool>, u32)>,
         in_flight: Option<InFlight>,
+        stream_slot: Option<StreamSlot>,
     ) -> Self {
         ResponseGuard {
             inner,
             message_too_large,
             done: false,
             _in_flight: in_flight,
+            _stream_slot: stream_slot,
         }
     }
 }

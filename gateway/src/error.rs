@@ -13,6 +13,17 @@ use tonic::Status;
 pub enum AuthFailure {
     #[error("no authorization header")]
     MissingToken,
+    #[error("more than one authorization header")]
+    SeveralAuthorizationHeaders,
+    #[error("request headers of {size} bytes, over the {limit} allowed")]
+    HeadersTooLarge { size: usize, limit: usize },
+    #[error("token header marks extensions as critical: {0}")]
+    CriticalExtension(String),
+    #[error("token claim {name} is {reason}")]
+    UnusableClaim {
+        name: &'static str,
+        reason: &'static str,
+    },
     #[error("authorization header is not `Bearer <token>`")]
     MalformedHeader,
     #[error("token is not a well-formed JWT: {0}")]
@@ -52,6 +63,12 @@ pub enum GatewayError {
     UnknownMethod(String),
     #[error("too many calls; retry in {} ms", retry_after.as_millis())]
     RateLimited { retry_after: Duration },
+    #[error("too many failed authentications from this client; retry in {} s", retry_after.as_secs().max(1))]
+    LockedOut { retry_after: Duration },
+    #[error(
+        "too many open streams for this user: at most {limit} at once; end one before opening another"
+    )]
+    TooManyStreams { limit: u32 },
     #[error("{service} is unavailable, retry later")]
     NoUpstream { service: String },
     #[error("a message is larger than the {limit} bytes allowed")]
@@ -70,9 +87,10 @@ impl ApiError for GatewayError {
                 ErrorCode::PermissionDenied
             }
             GatewayError::UnknownMethod(_) => ErrorCode::Internal,
-            GatewayError::RateLimited { .. } | GatewayError::MessageTooLarge { .. } => {
-                ErrorCode::ResourceExhausted
-            }
+            GatewayError::RateLimited { .. }
+            | GatewayError::LockedOut { .. }
+            | GatewayError::TooManyStreams { .. }
+            | GatewayError::MessageTooLarge { .. } => ErrorCode::ResourceExhausted,
             GatewayError::NoUpstream { .. } => ErrorCode::Unavailable,
             GatewayError::BadTimeout => ErrorCode::InvalidArgument,
             GatewayError::Config(_) => ErrorCode::Internal,
@@ -87,7 +105,7 @@ impl GatewayError {
             // Not an error of ours: the contract has no such method.
             GatewayError::UnknownMethod(_) => Status::unimplemented(self.to_string()),
             GatewayError::NoUpstream { .. } => Status::unavailable(self.to_string()),
-            GatewayError::RateLimited { retry_after } => {
+            GatewayError::RateLimited { retry_after } | GatewayError::LockedOut { retry_after } => {
                 use tonic_types::{ErrorDetails, StatusExt};
                 Status::with_error_details(
                     tonic::Code::ResourceExhausted,

@@ -5,12 +5,14 @@
 //! tried to send, adds the verified one, and forwards the call to a service over internal mTLS,
 //! streaming both ways. Modules, outermost first:
 //!
-//! - [`server`]: TLS handshakes, HTTP/2 connections, idle timeout, drain;
+//! - [`server`]: TLS handshakes, HTTP/2 connections, their deadlines and drain;
+//! - [`connections`]: connections per address and per certificate, closing revoked ones;
 //! - [`tls`]: the client-facing TLS configuration (client certificates, CRLs, hot reload);
 //! - [`proxy`]: the per-call pipeline;
 //! - [`auth`] and [`jwks`]: token verification, certificate binding, the verified-token cache;
 //! - [`policy`]: the per-RPC rules from the descriptor set;
-//! - [`ratelimit`], [`deadline`], [`body`]: limits on calls, deadlines and messages;
+//! - [`ratelimit`], [`lockout`], [`streams`], [`deadline`], [`body`]: limits on calls, failed
+//!   attempts, open streams, deadlines and messages;
 //! - [`upstream`]: service endpoints, connection reuse, balancing and ejection;
 //! - [`local`]: health and reflection;
 //! - [`error`]: refusals and their statuses.
@@ -19,16 +21,19 @@
 
 pub mod auth;
 pub mod body;
+pub mod connections;
 pub mod crypto;
 pub mod deadline;
 pub mod error;
 mod fetch;
 pub mod jwks;
 pub mod local;
+pub mod lockout;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;
+pub mod streams;
 pub mod tls;
 pub mod upstream;
 
@@ -40,12 +45,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Authenticator,
+    connections::Connections,
     error::GatewayError,
     jwks::{JwksSource, KeyStore},
     local::LocalServices,
+    lockout::Lockout,
     policy::Policy,
     proxy::Gateway,
     ratelimit::RateLimiter,
+    streams::SubjectStreams,
     tls::ServerTls,
     upstream::Upstreams,
 };
@@ -95,6 +103,15 @@ impl GatewayServer {
             limiter: RateLimiter::new(limits.requests_per_second, limits.burst),
             upstreams,
             local: LocalServices::new()?,
+            lockout: Lockout::new(
+                limits.failed_auth_per_minute_per_address,
+                limits.failed_auth_per_minute_per_certificate,
+            ),
+            streams: SubjectStreams::new(limits.max_streams_per_subject),
+            connections: Connections::new(
+                limits.max_connections_per_address,
+                limits.max_connections_per_certificate,
+            ),
             limits,
         };
         Ok(GatewayServer {
@@ -147,6 +164,15 @@ async fn resolve_loop(gateway: Arc<Gateway>, interval: Duration, shutdown: Cance
     }
 }
 
+/// Closes the open connections of the certificates the freshly loaded CRLs revoke (TLS only
+/// checked them at their handshake).
+fn close_revoked(gateway: &Gateway, tls: &ServerTls) {
+    let closed = gateway.connections.close_revoked(&tls.revoked());
+    if closed > 0 {
+        tracing::info!(closed, "closed the connections of revoked certificates");
+    }
+}
+
 async fn reload_loop(
     gateway: Arc<Gateway>,
     tls: Arc<ServerTls>,
@@ -172,15 +198,20 @@ async fn reload_loop(
             () = shutdown.cancelled() => return,
             () = hangup_received => {
                 tracing::info!("SIGHUP: reloading certificates, CRLs and keys");
-                if let Err(error) = tls.reload() {
-                    tracing::error!(%error, "TLS reload failed; keeping the previous configuration");
+                match tls.reload() {
+                    Ok(()) => close_revoked(&gateway, &tls),
+                    Err(error) => {
+                        tracing::error!(%error, "TLS reload failed; keeping the previous configuration");
+                    }
                 }
                 if let Err(error) = gateway.auth.keys().refresh().await {
                     tracing::warn!(%error, "JWKS reload failed; keeping the previous keys");
                 }
             }
             _ = tick.tick() => {
-                tls.reload_if_changed();
+                if tls.reload_if_changed() {
+                    close_revoked(&gateway, &tls);
+                }
                 gateway.auth.keys().reload_if_changed().await;
             }
         }

@@ -1,13 +1,21 @@
 //! One call through the gateway: authenticate, authorise, limit, forward, stream back.
 //!
 //! The steps, in order, each refusing with its own status:
-//! 1. the gateway's own services (health, reflection) are answered locally (mTLS only);
-//! 2. the bearer token is verified and bound to the connection's certificate (`UNAUTHENTICATED`);
-//! 3. the contract's rule for the method decides (`UNIMPLEMENTED`, `PERMISSION_DENIED`);
-//! 4. the subject's rate limit (`RESOURCE_EXHAUSTED` with a retry delay);
-//! 5. identity headers a client sent are dropped and the verified identity is written; the
+//! 1. a header list over `max_header_bytes` is refused (`UNAUTHENTICATED`: every header problem
+//!    is one of credentials for the caller, never an HTTP error gRPC clients cannot read);
+//! 2. the gateway's own services (health, reflection) are answered locally (mTLS only);
+//! 3. a client (address or certificate) with too many failed attempts is refused before its
+//!    token is looked at (`RESOURCE_EXHAUSTED` with a retry delay);
+//! 4. the bearer token (one `authorization` header) is verified and bound to the connection's
+//!    certificate (`UNAUTHENTICATED`, and the failure is counted);
+//! 5. the contract's rule for the method decides (`UNIMPLEMENTED`, `PERMISSION_DENIED`);
+//! 6. the subject's rate limit, then for streaming calls its cap of open streams
+//!    (`RESOURCE_EXHAUSTED`);
+//! 7. identity headers a client sent are dropped and the verified identity is written; the
 //!    deadline is capped; the trace context is continued;
-//! 6. the call is forwarded to a service endpoint and both bodies are streamed frame by frame.
+//! 8. the call is forwarded to a service endpoint and both bodies are streamed frame by frame;
+//!    a request message over the method's `max_request_bytes` (from the contract) is refused
+//!    (`RESOURCE_EXHAUSTED`) from its length prefix, before any of it is buffered or forwarded.
 
 use std::{
     sync::{Arc, atomic::AtomicBool},
@@ -26,13 +34,16 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    auth::Authenticator,
+    auth::{self, Authenticator},
     body::{InFlight, RequestLimit, ResponseGuard},
+    connections::Connections,
     deadline,
     error::{AuthFailure, GatewayError},
     local::LocalServices,
+    lockout::Lockout,
     policy::Policy,
     ratelimit::RateLimiter,
+    streams::SubjectStreams,
     upstream::Upstreams,
 };
 
@@ -52,6 +63,9 @@ pub struct Gateway {
     pub(crate) upstreams: Upstreams,
     pub(crate) local: LocalServices,
     pub(crate) limits: LimitSettings,
+    pub(crate) lockout: Lockout,
+    pub(crate) streams: Arc<SubjectStreams>,
+    pub(crate) connections: Arc<Connections>,
 }
 
 impl Gateway {
@@ -104,6 +118,18 @@ impl Gateway {
         in_flight: InFlight,
         subject: &std::sync::OnceLock<String>,
     ) -> Result<Response<Body>, GatewayError> {
+        let header_bytes = auth::header_list_size(request.headers());
+        let max_header_bytes = self.limits.max_header_bytes as usize;
+        if header_bytes > max_header_bytes {
+            self.lockout
+                .record_failure(connection.remote.ip(), connection.thumbprint.as_deref());
+            return Err(GatewayError::Unauthenticated(
+                AuthFailure::HeadersTooLarge {
+                    size: header_bytes,
+                    limit: max_header_bytes,
+                },
+            ));
+        }
         if self.local.serves(path) {
             let response = self
                 .local
@@ -111,9 +137,8 @@ impl Gateway {
                 .oneshot(request)
                 .await
                 .unwrap_or_else(|never| match never {});
-            return Ok(
-                response.map(|body| Body::new(ResponseGuard::new(body, None, Some(in_flight))))
-            );
+            return Ok(response
+                .map(|body| Body::new(ResponseGuard::new(body, None, Some(in_flight), None))));
         }
 
         let thumbprint = connection
@@ -122,22 +147,35 @@ impl Gateway {
             .ok_or(GatewayError::Unauthenticated(
                 AuthFailure::NoClientCertificate,
             ))?;
-        let authorization = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let identity = self
-            .auth
-            .authenticate(authorization, thumbprint)
-            .await
-            .map_err(GatewayError::Unauthenticated)?;
+        let remote = connection.remote.ip();
+        if let Some(retry_after) = self.lockout.locked(remote, Some(thumbprint)) {
+            return Err(GatewayError::LockedOut { retry_after });
+        }
+        let authenticated = match auth::authorization_header(request.headers()) {
+            Ok(authorization) => self.auth.authenticate(authorization, thumbprint).await,
+            Err(failure) => Err(failure),
+        };
+        let identity = authenticated.map_err(|failure| {
+            self.lockout.record_failure(remote, Some(thumbprint));
+            GatewayError::Unauthenticated(failure)
+        })?;
         tracing::Span::current().record("subject", identity.subject.as_str());
         let _ = subject.set(identity.subject.clone());
 
         let rule = self.policy.authorize(path, &identity)?;
+        let limit = rule.max_request_bytes;
         self.limiter
             .check(&identity.subject)
             .map_err(|retry_after| GatewayError::RateLimited { retry_after })?;
+        let stream_slot = if rule.streaming {
+            let slot = self
+                .streams
+                .open(&identity.subject)
+                .map_err(|limit| GatewayError::TooManyStreams { limit })?;
+            Some(slot)
+        } else {
+            None
+        };
         let service = path.split('/').nth(1).unwrap_or_default();
         let upstream = self
             .upstreams
@@ -157,7 +195,6 @@ impl Gateway {
         )?;
 
         let tripped = Arc::new(AtomicBool::new(false));
-        let limit = self.limits.max_message_bytes;
         let body = Body::new(RequestLimit::new(body, limit, tripped.clone()));
         let (endpoint, mut sender) = self.upstreams.ready_sender(upstream).await?;
         let path_and_query = parts.uri.path_and_query().map_or(path, |p| p.as_str());
@@ -171,6 +208,7 @@ impl Gateway {
                     body,
                     Some((tripped, limit)),
                     Some(in_flight),
+                    stream_slot,
                 ))
             })),
             Err(_) if tripped.load(std::sync::atomic::Ordering::Acquire) => {

@@ -42,6 +42,26 @@ fn signer(harness: &GatewayHarness) -> DevSigner {
     DevSigner::new(harness.settings.data_dir.join("jwt"))
 }
 
+/// `claims` signed with the dev key under a hand-made JWT `header` (the dev key's `kid` and
+/// ES256 are set).
+fn sign_with_header(
+    harness: &GatewayHarness,
+    mut header: jsonwebtoken::Header,
+    claims: &Claims,
+) -> String {
+    let signer = signer(harness);
+    header.alg = jsonwebtoken::Algorithm::ES256;
+    header.kid = Some(signer.kid().expect("kid"));
+    let pem = std::fs::read_to_string(signer.key_file()).expect("dev key");
+    let key = rcgen::KeyPair::from_pem(&pem).expect("key");
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der()),
+    )
+    .expect("sign")
+}
+
 fn seen(payload: &Bytes) -> serde_json::Value {
     serde_json::from_slice(payload).expect("echo answers JSON")
 }
@@ -277,6 +297,13 @@ async fn every_token_problem_is_unauthenticated_with_one_generic_message() {
     };
     let doctor_cert = harness.device_files("doctor-workstation").0;
     let other_thumbprint = thumbprint_of_pem_file(&doctor_cert).expect("thumb");
+    let critical = {
+        let header = jsonwebtoken::Header {
+            crit: Some(vec!["exp".into()]),
+            ..Default::default()
+        };
+        sign_with_header(&harness, header, &nurse_claims(&harness))
+    };
 
     let cases: Vec<(&str, Option<String>)> = vec![
         ("no token", None),
@@ -324,6 +351,25 @@ async fn every_token_problem_is_unauthenticated_with_one_generic_message() {
             "no cnf while binding is on",
             Some(format!("Bearer {}", with(&|c| c.cnf = None))),
         ),
+        (
+            "a critical header extension (RFC 7515 crit)",
+            Some(format!("Bearer {critical}")),
+        ),
+        (
+            "empty sub",
+            Some(format!("Bearer {}", with(&|c| c.sub = String::new()))),
+        ),
+        (
+            "empty org",
+            Some(format!("Bearer {}", with(&|c| c.org = String::new()))),
+        ),
+        (
+            "a control character in sub",
+            Some(format!(
+                "Bearer {}",
+                with(&|c| c.sub = "nurse-claire\nadmin".into())
+            )),
+        ),
     ];
     for (case, authorization) in cases {
         let mut request = tonic::Request::new(Bytes::new());
@@ -347,6 +393,67 @@ async fn every_token_problem_is_unauthenticated_with_one_generic_message() {
         0,
         "nothing reached the service"
     );
+}
+
+#[tokio::test]
+async fn header_problems_are_unauthenticated_grpc_statuses_that_name_no_internal_header() {
+    let harness = GatewayHarness::start().await;
+    let channel = harness.channel(NURSE_DEVICE).await.expect("connects");
+    let token = harness.token(NURSE_DEVICE, "nurse-claire", &[Role::Nurse]);
+    let valid = format!("Bearer {token}");
+
+    let mut twice = tonic::Request::new(Bytes::new());
+    for value in [valid.clone(), valid.clone()] {
+        twice
+            .metadata_mut()
+            .append("authorization", value.parse().expect("ascii"));
+    }
+    let mut valid_then_other = tonic::Request::new(Bytes::new());
+    for value in [valid.clone(), "Bearer other".to_owned()] {
+        valid_then_other
+            .metadata_mut()
+            .append("authorization", value.parse().expect("ascii"));
+    }
+    let oversized_token = {
+        let mut request = tonic::Request::new(Bytes::new());
+        let huge = format!("Bearer {}", "a".repeat(100 * 1024));
+        request
+            .metadata_mut()
+            .insert("authorization", huge.parse().expect("ascii"));
+        request
+    };
+    let oversized_headers = {
+        let mut request = with_token(Bytes::new(), &token);
+        request
+            .metadata_mut()
+            .insert("x-padding", "p".repeat(20 * 1024).parse().expect("ascii"));
+        request
+    };
+    let cases = [
+        ("the same token twice", twice),
+        ("a valid token, then another", valid_then_other),
+        ("a 100 KiB token", oversized_token),
+        ("20 KiB of other headers", oversized_headers),
+    ];
+    for (case, request) in cases {
+        let status = unary(&channel, paths::GET_WOUND, request)
+            .await
+            .expect_err(case);
+        assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
+        assert_eq!(
+            status.message(),
+            "missing or invalid credentials",
+            "{case}: the message says nothing more"
+        );
+    }
+    assert_eq!(
+        harness.backends[0].calls(),
+        0,
+        "nothing reached the service"
+    );
+    unary(&channel, paths::GET_WOUND, with_token(Bytes::new(), &token))
+        .await
+        .expect("the connection still serves a proper call");
 }
 
 #[tokio::test]

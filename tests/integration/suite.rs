@@ -125,6 +125,9 @@ impl Suite {
         settings.gateway.listen = "127.0.0.1:0".parse().expect("addr");
         settings.gateway.limits.requests_per_second = 100_000.0;
         settings.gateway.limits.burst = 100_000;
+        // Tests act as many people from one sample device certificate, each on a connection of
+        // its own; the caps have their own tests (gateway_connections).
+        settings.gateway.limits.max_connections_per_certificate = 10_000;
         settings.shutdown.drain_seconds = 2;
         if backend == Backend::Postgres {
             settings.database.url = Some(postgres_url().await?);

@@ -25,7 +25,9 @@ mod signalling;
 mod wound;
 
 pub use expertise::{ExpertiseRules, ExpertiseTarget};
-pub use gateway::{GatewaySettings, JwtSettings, LimitSettings, UpstreamSettings};
+pub use gateway::{
+    GatewaySettings, JwtSettings, LimitSettings, MAX_HEADER_LIST_BYTES, UpstreamSettings,
+};
 pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
 pub use signalling::SignallingSettings;
 pub use wound::WoundRules;
@@ -136,7 +138,10 @@ pub struct TelemetrySettings {
     /// OTLP/gRPC endpoint of an OpenTelemetry collector (`http://collector:4317`). Unset (the
     /// default): traces are not exported, logs still are.
     pub otlp_endpoint: Option<String>,
-    /// `text` (default, for people) or `json` (for log collectors).
+    /// `text` (default, for people; `plain` is the same) or `json` (for log collectors: one
+    /// object per line; the Kubernetes manifests use it). Either way a client-supplied value
+    /// cannot forge a log line: JSON escapes it, and the text format escapes control characters
+    /// (a newline is written `\n`).
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info,telehealth_gateway=debug`. Default `info`;
     /// the `RUST_LOG` variable, when set, wins.
@@ -148,6 +153,7 @@ pub struct TelemetrySettings {
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
+    #[serde(alias = "plain")]
     Text,
     Json,
 }
@@ -561,6 +567,39 @@ mod tests {
             Settings::load(None).expect_err("unknown keys are refused, not ignored");
             Ok(())
         });
+    }
+
+    #[test]
+    fn connection_limits_and_timeouts_must_be_usable() {
+        let cases: [(&str, fn(&mut Settings)); 6] = [
+            ("handshake_timeout_seconds", |s| {
+                s.gateway.limits.handshake_timeout_seconds = 0
+            }),
+            ("preface_timeout_seconds", |s| {
+                s.gateway.limits.preface_timeout_seconds = 0
+            }),
+            ("max_header_bytes", |s| {
+                s.gateway.limits.max_header_bytes = MAX_HEADER_LIST_BYTES + 1
+            }),
+            ("connection caps", |s| {
+                s.gateway.limits.max_connections_per_certificate = 0
+            }),
+            ("streams", |s| s.gateway.limits.max_streams_per_subject = 0),
+            ("max_sdp_bytes", |s| {
+                s.signalling_media.max_sdp_bytes = 121 * 1024
+            }),
+        ];
+        for (name, break_it) in cases {
+            let mut settings = Settings::default();
+            break_it(&mut settings);
+            let error = settings.validate().expect_err(name);
+            assert!(error.to_string().contains(name), "{name}: {error}");
+        }
+        let mut no_maximum_age = Settings::default();
+        no_maximum_age.gateway.limits.max_connection_age_seconds = 0;
+        no_maximum_age
+            .validate()
+            .expect("0 turns the maximum age off");
     }
 
     #[test]

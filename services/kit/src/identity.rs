@@ -167,11 +167,12 @@ impl Identity {
 }
 
 /// Why a caller's identity was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
-    #[error("the call carries no gateway identity (missing {0})")]
+    // The keys are internal metadata: the messages name what is missing, never the key.
+    #[error("the call carries no verified identity (no {})", identity_part(.0))]
     Missing(&'static str),
-    #[error("the call carries a malformed {0}")]
+    #[error("the call carries a malformed identity ({})", identity_part(.0))]
     Malformed(&'static str),
     #[error("the connection presents no internal client certificate")]
     NoPeerCertificate,
@@ -181,6 +182,18 @@ pub enum IdentityError {
     NotAPerson,
     #[error("this call is reserved to the suite's services")]
     NotAService,
+}
+
+/// What an identity metadata key carries, in words for error messages.
+fn identity_part(key: &str) -> &'static str {
+    match key {
+        SUBJECT_KEY => "subject",
+        ROLES_KEY => "roles",
+        ORG_KEY => "organisation",
+        SPECIALTY_KEY => "specialty",
+        CERT_THUMBPRINT_KEY => "certificate",
+        _ => "identity",
+    }
 }
 
 impl crate::error::ApiError for IdentityError {
@@ -376,6 +389,30 @@ mod tests {
         assert_eq!(
             Identity::from_metadata(&metadata),
             Err(IdentityError::Malformed(ROLES_KEY))
+        );
+    }
+
+    #[test]
+    fn identity_errors_never_name_an_internal_header() {
+        for key in [
+            SUBJECT_KEY,
+            ROLES_KEY,
+            ORG_KEY,
+            SPECIALTY_KEY,
+            CERT_THUMBPRINT_KEY,
+        ] {
+            for error in [IdentityError::Missing(key), IdentityError::Malformed(key)] {
+                let status = Status::from(error.clone());
+                assert!(
+                    !status.message().contains(IDENTITY_METADATA_PREFIX),
+                    "{key}: {}",
+                    status.message()
+                );
+            }
+        }
+        assert_eq!(
+            IdentityError::Missing(ORG_KEY).to_string(),
+            "the call carries no verified identity (no organisation)"
         );
     }
 

@@ -14,6 +14,7 @@
 //! - [`telemetry`]: `tracing` logs, OpenTelemetry traces, W3C trace context;
 //! - [`trace_id`]: the current request's trace id, quoted by errors and audit records;
 //! - [`health`]: `grpc.health.v1` with readiness following the database;
+//! - [`message_limit`]: each RPC's largest request message, checked before decoding;
 //! - [`serve`]: running a service with graceful drain on shutdown;
 //! - [`images`]: the shared image pipeline (uploads, metadata stripping, downloads, thumbnails);
 //! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates;
@@ -31,6 +32,7 @@ pub mod events;
 pub mod health;
 pub mod identity;
 pub mod images;
+pub mod message_limit;
 pub mod part;
 pub mod pki;
 pub mod raw_codec;

@@ -15,6 +15,7 @@ use crate::{
     db::{Database, Migrations},
     error::KitError,
     health,
+    message_limit::MessageLimitLayer,
     part::Part,
     telemetry, tls,
 };
@@ -72,8 +73,9 @@ pub struct ServiceDefinition {
     pub routes: fn(ServiceContext) -> RoutesFuture,
 }
 
-/// Largest message a service accepts or sends (the gateway enforces its own, smaller, limit
-/// on clients).
+/// Largest message a service sends, and tonic's own bound on what it decodes. Requests are held
+/// to much less before that: each method's `max_request_bytes` from the contract, checked on
+/// the wire by [`MessageLimitLayer`] (and by the gateway for clients).
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Runs `service` on `listener` until `shutdown` is cancelled, then drains in-flight calls for
@@ -101,7 +103,10 @@ pub async fn run_service(
 
     let mut routes = (service.routes)(context).await?;
     routes.add_service(health_service);
-    let mut server = Server::builder().trace_fn(telemetry::server_span);
+    let mut server = Server::builder()
+        .trace_fn(telemetry::server_span)
+        // The contract's request limit of each method, before tonic buffers or decodes.
+        .layer(MessageLimitLayer::from_contract()?);
     let router = server.add_routes(routes.routes());
 
     tracing::info!(%part, address = %listener.local_addr().map_err(|e| KitError::io("listener", e))?, "serving");

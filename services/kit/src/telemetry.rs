@@ -1,7 +1,8 @@
 //! Logs and traces.
 //!
-//! Every process installs one `tracing` subscriber: a log layer (text or JSON) and an
-//! OpenTelemetry layer. The OpenTelemetry layer is always there so that every request has a W3C
+//! Every process installs one `tracing` subscriber: a log layer (text or JSON, one event per
+//! line; client-supplied values cannot break a line, see [`fields`]) and an OpenTelemetry
+//! layer. The OpenTelemetry layer is always there so that every request has a W3C
 //! trace id (quoted in error messages and audit records, and propagated from the gateway to the
 //! services); spans are exported over OTLP/gRPC only when an endpoint is configured.
 
@@ -20,6 +21,8 @@ use crate::{
     config::{LogFormat, TelemetrySettings},
     error::KitError,
 };
+
+pub mod fields;
 
 /// Target of the one span every request gets (gateway and services). Those spans feed traces
 /// (trace ids, parent/child links) but not the log output: formatting their fields for the
@@ -73,13 +76,7 @@ pub fn install(settings: &TelemetrySettings, provider: SdkTracerProvider) {
         log_filter = log_filter.add_directive(directive);
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let logs = match settings.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_target(true)
-            .with_ansi(ansi)
-            .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
-    };
+    let logs = log_layer(settings.log_format, ansi, std::io::stdout);
     // Each layer has its own filter: the logs follow `log_filter`; traces take every span and
     // event at INFO and above, request spans included.
     let traces = tracing_opentelemetry::layer()
@@ -90,6 +87,30 @@ pub fn install(settings: &TelemetrySettings, provider: SdkTracerProvider) {
         .with(logs.with_filter(log_filter))
         .with(traces)
         .try_init();
+}
+
+/// The log output layer in `format`, writing one line per event to `writer`.
+pub fn log_layer<S, W>(
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(fields::EscapedFields)
+            .with_target(true)
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(writer)
+            .boxed(),
+    }
 }
 
 pub use crate::trace_id::current_trace_id;
@@ -150,6 +171,71 @@ impl Injector for HeaderInjector<'_> {
             http::header::HeaderValue::from_str(&value),
         ) {
             self.0.insert(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Collects what a log layer writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(format: LogFormat) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(log_layer(format, false, move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("call", method = "/a\nb");
+            let _entered = span.enter();
+            let kid = "k1\n2026-01-01T00:00:00Z  INFO telehealth: forged admin login";
+            tracing::warn!(reason = %format!("no key with kid {kid}"), %kid, "call refused {kid}");
+        });
+        let bytes = captured.0.lock().expect("lock").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn a_newline_in_a_logged_value_never_starts_a_line() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let output = logged(format);
+            let lines: Vec<&str> = output.lines().collect();
+            assert_eq!(lines.len(), 1, "{format:?}: one event, one line: {output}");
+            assert!(
+                lines[0].contains("forged admin login"),
+                "{format:?}: the value is kept, escaped: {output}"
+            );
+            if format == LogFormat::Json {
+                let event: serde_json::Value =
+                    serde_json::from_str(lines[0]).expect("each line is one JSON object");
+                assert!(
+                    event["fields"]["kid"]
+                        .as_str()
+                        .is_some_and(|kid| kid.contains('\n')),
+                    "{output}"
+                );
+            } else {
+                assert!(lines[0].contains("kid=k1\\n2026"), "{output}");
+                assert!(lines[0].contains("method=/a\\nb"), "{output}");
+            }
         }
     }
 }

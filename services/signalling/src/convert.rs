@@ -97,10 +97,20 @@ pub fn page_position(token: &str) -> Result<Option<(i64, String)>> {
 
 // ---- rooms -----------------------------------------------------------------------------------
 
+/// Most participants a room admits (one doctor, one nurse, one patient).
+const MAX_PARTICIPANTS: usize = 3;
+
 /// A validated `OpenRoom` request.
 pub fn room_spec(request: &pb::OpenRoomRequest) -> Result<RoomSpec> {
     let appointment_id = domain::uuid("appointment_id", &request.appointment_id)?;
     let org_id = domain::name("org_id", &request.org_id, MAX_ORG_CHARS)?;
+    // Counted before any element is looked at (RoomSpec::new says the same of valid ones).
+    if request.participants.len() > MAX_PARTICIPANTS {
+        return Err(SignallingError::invalid(
+            "participants",
+            "at most 3 participants (one doctor, one nurse, one patient)",
+        ));
+    }
     let participants = request
         .participants
         .iter()

@@ -87,6 +87,12 @@ impl GatewayHarness {
         }
         settings.gateway.limits.requests_per_second = 100_000.0;
         settings.gateway.limits.burst = 100_000;
+        // Tests refuse many tokens on purpose; the lockout has its own tests.
+        settings.gateway.limits.failed_auth_per_minute_per_address = 100_000;
+        settings
+            .gateway
+            .limits
+            .failed_auth_per_minute_per_certificate = 100_000;
         configure(&mut settings);
         let (gateway, shutdown) = start_gateway(&settings).await;
         GatewayHarness {

@@ -4,6 +4,11 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// The HTTP/2 layer's own bound on a request's header list, in bytes: above it, the HTTP/2
+/// library answers 431 by itself, which gRPC clients see as `UNKNOWN`. Header lists between
+/// `gateway.limits.max_header_bytes` and this reach the gateway, which answers `UNAUTHENTICATED`.
+pub const MAX_HEADER_LIST_BYTES: u32 = 1024 * 1024;
+
 /// Everything the gateway needs besides the services' endpoints.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -54,7 +59,9 @@ pub struct JwtSettings {
     pub cache_entries: usize,
 }
 
-/// Protection of the gateway and the services behind it.
+/// Protection of the gateway and the services behind it. Every limit, its default and why is in
+/// the "Limits" table of docs/operations.md. The largest request message of each RPC is not a
+/// setting: the contract declares it (`max_request_bytes` in each RPC's access rule).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
@@ -62,12 +69,43 @@ pub struct LimitSettings {
     pub requests_per_second: f64,
     /// Calls a subject may make in a burst above the sustained rate. Default 100.
     pub burst: u32,
-    /// Largest gRPC message accepted from a client, in bytes. Default 16 MiB.
-    pub max_message_bytes: u32,
     /// Concurrent streams (calls) per client connection. Default 128.
     pub max_concurrent_streams: u32,
+    /// Streaming calls (watches, video signalling, uploads, downloads) one subject may hold open
+    /// at once, over all its connections; more get `RESOURCE_EXHAUSTED`. Default 16.
+    pub max_streams_per_subject: u32,
+    /// Largest request header list (the token included), in bytes, as HTTP/2 counts it (names
+    /// and values plus 32 bytes per header); larger gets `UNAUTHENTICATED`. Default 16384.
+    pub max_header_bytes: u32,
+    /// Time a client has to complete the TLS handshake after connecting, in seconds. Default 10.
+    pub handshake_timeout_seconds: u64,
+    /// Time a client has, once TLS is up, to send the HTTP/2 connection preface, in seconds.
+    /// Default 10.
+    pub preface_timeout_seconds: u64,
     /// A client connection without any call for this long is closed, in seconds. Default 300.
     pub idle_timeout_seconds: u64,
+    /// A client connection older than this is asked to go away (HTTP/2 GOAWAY: no new calls, the
+    /// client reconnects, with a fresh TLS handshake and revocation check), in seconds, with
+    /// 10 % jitter; 0 never. Default 3600 (1 h).
+    pub max_connection_age_seconds: u64,
+    /// How long calls still open at that GOAWAY (or at an idle close) may go on before the
+    /// connection is cut, in seconds. Default 300.
+    pub max_connection_age_grace_seconds: u64,
+    /// Client connections at once from one address (an IPv4 address, or an IPv6 /64), TLS
+    /// handshakes included; more are closed at accept. Default 256 (a centre's devices, or a
+    /// carrier-grade NAT, share one address).
+    pub max_connections_per_address: u32,
+    /// Client connections at once presenting one device certificate; more are closed after the
+    /// handshake. Default 16.
+    pub max_connections_per_certificate: u32,
+    /// Failed attempts (refused tokens, refused TLS handshakes) tolerated per address per
+    /// minute, as a bucket that refills continuously; once empty, the address's connections are
+    /// closed at accept and its calls refused before any token check (`RESOURCE_EXHAUSTED` with
+    /// a retry delay). Default 60.
+    pub failed_auth_per_minute_per_address: u32,
+    /// Failed attempts (refused tokens) tolerated per device certificate per minute, likewise.
+    /// Default 10.
+    pub failed_auth_per_minute_per_certificate: u32,
     /// Longest deadline of a unary call; calls without a deadline get this one, in seconds.
     /// Default 60.
     pub max_deadline_seconds: u64,
@@ -129,9 +167,18 @@ impl Default for LimitSettings {
         LimitSettings {
             requests_per_second: 50.0,
             burst: 100,
-            max_message_bytes: 16 * 1024 * 1024,
             max_concurrent_streams: 128,
+            max_streams_per_subject: 16,
+            max_header_bytes: 16 * 1024,
+            handshake_timeout_seconds: 10,
+            preface_timeout_seconds: 10,
             idle_timeout_seconds: 300,
+            max_connection_age_seconds: 3600,
+            max_connection_age_grace_seconds: 300,
+            max_connections_per_address: 256,
+            max_connections_per_certificate: 16,
+            failed_auth_per_minute_per_address: 60,
+            failed_auth_per_minute_per_certificate: 10,
             max_deadline_seconds: 60,
             max_stream_deadline_seconds: 4 * 3600,
         }
@@ -157,11 +204,41 @@ impl GatewaySettings {
         if !positive_rate || limits.burst == 0 {
             return Err("gateway.limits.requests_per_second and burst must be positive".into());
         }
-        if limits.max_message_bytes < 1024 {
-            return Err("gateway.limits.max_message_bytes must be at least 1024".into());
-        }
-        if limits.max_concurrent_streams == 0 || limits.max_deadline_seconds == 0 {
+        if limits.max_concurrent_streams == 0
+            || limits.max_streams_per_subject == 0
+            || limits.max_deadline_seconds == 0
+        {
             return Err("gateway.limits: streams and deadlines must be positive".into());
+        }
+        if !(1024..=MAX_HEADER_LIST_BYTES).contains(&limits.max_header_bytes) {
+            return Err(format!(
+                "gateway.limits.max_header_bytes must be between 1024 and {MAX_HEADER_LIST_BYTES}"
+            ));
+        }
+        let timeouts = [
+            (
+                "handshake_timeout_seconds",
+                limits.handshake_timeout_seconds,
+            ),
+            ("preface_timeout_seconds", limits.preface_timeout_seconds),
+            ("idle_timeout_seconds", limits.idle_timeout_seconds),
+        ];
+        for (name, value) in timeouts {
+            if value == 0 || value > 3600 {
+                return Err(format!(
+                    "gateway.limits.{name} must be between 1 and 3600 seconds"
+                ));
+            }
+        }
+        if limits.max_connections_per_address == 0
+            || limits.max_connections_per_certificate == 0
+            || limits.failed_auth_per_minute_per_address == 0
+            || limits.failed_auth_per_minute_per_certificate == 0
+        {
+            return Err(
+                "gateway.limits: connection caps and failed-attempt allowances must be positive"
+                    .into(),
+            );
         }
         if self.jwt.leeway_seconds > 300 {
             return Err("gateway.jwt.leeway_seconds above 300 s defeats expiry".into());

@@ -8,6 +8,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Largest `max_sdp_bytes`: the contract's `max_request_bytes` of `Signal` (128 KiB) less room
+/// for the rest of the message.
+const MAX_SDP_BYTES: u32 = 120 * 1024;
+
 /// Settings of the video signalling service.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -18,7 +22,8 @@ pub struct SignallingSettings {
     /// Silence after which a participant is dropped (peers get `peer_dropped`, an incident is
     /// recorded, the stream ends UNAVAILABLE), in seconds. Must exceed the interval. Default 30.
     pub drop_after_seconds: u32,
-    /// Largest SDP offer or answer accepted, in bytes. Default 65,536.
+    /// Largest SDP offer or answer accepted, in bytes. Default 65,536; at most 120 KiB, so that
+    /// the `Signal` message carrying it fits the 128 KiB the contract allows that RPC.
     pub max_sdp_bytes: u32,
     /// Sustained rate of client messages per participant stream, per second (token bucket).
     /// Default 50.
@@ -108,8 +113,10 @@ impl SignallingSettings {
                     .into(),
             );
         }
-        if !(1_024..=1_048_576).contains(&self.max_sdp_bytes) {
-            return Err("max_sdp_bytes must be between 1024 and 1048576".into());
+        if !(1_024..=MAX_SDP_BYTES).contains(&self.max_sdp_bytes) {
+            return Err(format!(
+                "max_sdp_bytes must be between 1024 and {MAX_SDP_BYTES} (a Signal message is at most 128 KiB)"
+            ));
         }
         if !(self.messages_per_second.is_finite() && self.messages_per_second > 0.0) {
             return Err("messages_per_second must be a positive number".into());
