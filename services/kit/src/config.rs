@@ -20,12 +20,14 @@ use serde::{Deserialize, Serialize};
 
 mod expertise;
 mod gateway;
+mod idempotency;
 mod images;
 mod signalling;
 mod wound;
 
 pub use expertise::{ExpertiseRules, ExpertiseTarget};
 pub use gateway::{GatewaySettings, JwtSettings, LimitSettings, UpstreamSettings};
+pub use idempotency::IdempotencySettings;
 pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
 pub use signalling::SignallingSettings;
 pub use wound::WoundRules;
@@ -60,6 +62,7 @@ pub struct Settings {
     pub wound_rules: WoundRules,
     pub blobs: BlobSettings,
     pub images: ImageSettings,
+    pub idempotency: IdempotencySettings,
 }
 
 /// Booking rules of the scheduling service (`[scheduling_rules]`).
@@ -196,6 +199,7 @@ impl Default for Settings {
             wound_rules: WoundRules::default(),
             blobs: BlobSettings::default(),
             images: ImageSettings::default(),
+            idempotency: IdempotencySettings::default(),
         }
     }
 }
@@ -326,6 +330,9 @@ impl Settings {
         self.images
             .validate()
             .map_err(|e| KitError::Config(format!("images.{e}")))?;
+        self.idempotency
+            .validate()
+            .map_err(|e| KitError::Config(format!("idempotency.{e}")))?;
         let rules = &self.scheduling_rules;
         if !(0..=10_080).contains(&rules.minimum_notice_minutes)
             || !(1..=3_600).contains(&rules.hold_seconds)
