@@ -87,6 +87,12 @@ fn routes(context: ServiceContext) -> RoutesFuture {
         );
         // Every replica sweeps; the database raises each overdue alert once.
         tokio::spawn(monitor.clone().run_sweeper(context.shutdown.clone()));
+        // Every replica forgets the idempotency keys past their retention.
+        telehealth_kit::idempotency::spawn_purge(
+            context.db.clone(),
+            &context.settings.idempotency,
+            context.shutdown.clone(),
+        );
         let images = telehealth_kit::images::ImageStore::open(&context).await?;
         let photos = grpc::Photos::new(images, context.db.clone());
         let api = grpc::WoundApi::new(monitor, photos, context.shutdown.clone());
