@@ -1,7 +1,12 @@
 //! `gateway`: unary calls direct, through our gateway (token cache on and off) and through Envoy
 //! (JWT cache on and off) at several concurrencies, then a large client-streaming upload.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -104,7 +109,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut report = Report::new(&bench.options, envoy_binary.as_deref());
+    let mut report = Report::new(
+        header(&bench.options, envoy_binary.as_deref()),
+        bench.options.upload_mib,
+    );
 
     for kind in bench.options.kinds.clone() {
         let (guard, target) = bench.start(kind, envoy_binary.as_deref()).await?;
@@ -503,4 +511,34 @@ fn tamper(token: &str) -> String {
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// How the runs of the gateway bench are made, for the report's header.
+fn header(options: &Options, envoy: Option<&Path>) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut header = String::new();
+    let _ = writeln!(
+        header,
+        "Machine: {cores} cores, shared by the load generator, the proxy and the echo backend \
+         (all on 127.0.0.1)."
+    );
+    let _ = writeln!(
+        header,
+        "Unary: UpdateWound, {} B payload, closed loop, {} s per run after {} s warm-up; \
+         1 connection at 1 in flight, else {} connections.",
+        options.payload_bytes,
+        options.duration.as_secs_f64(),
+        options.warmup.as_secs_f64(),
+        options.connections
+    );
+    let _ = writeln!(
+        header,
+        "Ours: own process, tokio multi-thread runtime ({} workers), log filter `{}`. \
+         Envoy: --concurrency {}{}.",
+        options.gateway_workers.unwrap_or(cores),
+        options.gateway_log_filter,
+        options.envoy_concurrency,
+        envoy.map_or(String::new(), |p| format!(", {}", crate::envoy::version(p)))
+    );
+    header
 }

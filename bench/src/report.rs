@@ -1,8 +1,8 @@
 //! Results and the printed report (Markdown tables).
 
-use std::{fmt::Write as _, path::Path};
+use std::fmt::Write as _;
 
-use crate::{gateway_bench::Options, procfs::ProcSample};
+use crate::procfs::ProcSample;
 
 /// What the load goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,39 +166,15 @@ fn check(ok: bool) -> &'static str {
 }
 
 impl Report {
-    pub fn new(options: &Options, envoy: Option<&Path>) -> Report {
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let mut header = String::new();
-        let _ = writeln!(
-            header,
-            "Machine: {cores} cores, shared by the load generator, the proxy and the echo backend \
-             (all on 127.0.0.1)."
-        );
-        let _ = writeln!(
-            header,
-            "Unary: UpdateWound, {} B payload, closed loop, {} s per run after {} s warm-up; \
-             1 connection at 1 in flight, else {} connections.",
-            options.payload_bytes,
-            options.duration.as_secs_f64(),
-            options.warmup.as_secs_f64(),
-            options.connections
-        );
-        let _ = writeln!(
-            header,
-            "Ours: own process, tokio multi-thread runtime ({} workers), log filter `{}`. \
-             Envoy: --concurrency {}{}.",
-            options.gateway_workers.unwrap_or(cores),
-            options.gateway_log_filter,
-            options.envoy_concurrency,
-            envoy.map_or(String::new(), |p| format!(", {}", crate::envoy::version(p)))
-        );
+    /// An empty report under `header` (how the runs were made).
+    pub fn new(header: String, upload_mib: usize) -> Report {
         Report {
             header,
             cases: Vec::new(),
             uploads: Vec::new(),
             load_before: loadavg(),
             load_after: String::new(),
-            upload_mib: options.upload_mib,
+            upload_mib,
         }
     }
 

@@ -761,6 +761,52 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
 }
 
 #[tokio::test]
+async fn status_filters_are_bounded_before_any_work() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mut dr = client(&suite, &doctor("dr-a", CENTRE)).await;
+    let mut spec = client(&suite, &specialist("spec-x", HOSPITAL, DERMATOLOGY)).await;
+    let bound = "statuses: at most 10 statuses (got 11)";
+    // Checked before anything else, even a page token that would be refused too.
+    let inbox = spec
+        .list_inbox(pb::ListInboxRequest {
+            statuses: vec![pb::ExpertiseStatus::Submitted as i32; 11],
+            page_token: "not a token".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("eleven statuses");
+    assert_eq!(inbox.code(), Code::InvalidArgument);
+    assert_eq!(inbox.message(), bound);
+    let mine = dr
+        .list_my_requests(pb::ListMyRequestsRequest {
+            statuses: vec![pb::ExpertiseStatus::Draft as i32; 11],
+            page_token: "not a token".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("eleven statuses");
+    assert_eq!(mine.code(), Code::InvalidArgument);
+    assert_eq!(mine.message(), bound);
+    // Ten is fine: every status there is, and a few repeats.
+    let every: Vec<i32> = (0..10).map(|i| i % 8).collect();
+    dr.list_my_requests(pb::ListMyRequestsRequest {
+        statuses: every,
+        ..Default::default()
+    })
+    .await
+    .expect("ten statuses");
+    spec.list_inbox(pb::ListInboxRequest {
+        statuses: vec![pb::ExpertiseStatus::Submitted as i32; 10],
+        ..Default::default()
+    })
+    .await
+    .expect("ten statuses");
+    suite.stop().await;
+}
+
+#[tokio::test]
 async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
     let Some(suite) = Suite::start(Backend::Sqlite).await else {
         return;

@@ -4,14 +4,18 @@
 //! both databases and on S3) are in `services/kit/tests/images.rs`; here each user-facing path
 //! is checked once end to end.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use sha2::{Digest, Sha256};
-use telehealth_kit::images::format::fixtures;
+use telehealth_kit::{
+    identity::Identity,
+    images::{TargetRef, format::fixtures, session_key},
+};
 use telehealth_proto::v1::{
     self as pb, attach_image_request::Part as Upload, download_image_response::Part as Download,
     expertise_service_client::ExpertiseServiceClient,
 };
+use tokio::net::{TcpListener, TcpStream};
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::suite::{Backend, Bearer, Person, Suite, backends};
@@ -26,9 +30,46 @@ fn doctor() -> Person {
 
 async fn expertise(suite: &Suite, person: &Person) -> Expertise {
     let gateway = suite.running.as_ref().expect("running").gateway;
+    expertise_via(suite, gateway, person).await
+}
+
+/// A client whose connection to the gateway goes through `address` (e.g. a [`Link`]).
+async fn expertise_via(suite: &Suite, address: SocketAddr, person: &Person) -> Expertise {
     let bearer = Bearer::new(&suite.token(person));
-    ExpertiseServiceClient::with_interceptor(suite.channel_to(gateway, person).await, bearer)
+    ExpertiseServiceClient::with_interceptor(suite.channel_to(address, person).await, bearer)
         .max_decoding_message_size(4 * 1024 * 1024)
+}
+
+/// A TCP link between one client and the gateway that the test can cut, as a phone losing its
+/// network does: both sockets close at once, with no HTTP/2 or gRPC goodbye, so the gateway
+/// (and behind it the service) sees the call die mid-stream rather than end.
+struct Link {
+    address: SocketAddr,
+    cut: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    async fn to(gateway: SocketAddr) -> Link {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (cut, cut_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let (mut client, _) = listener.accept().await.expect("accept");
+            let mut server = TcpStream::connect(gateway).await.expect("connect");
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                _ = cut_rx => {}
+            }
+        });
+        Link { address, cut, task }
+    }
+
+    /// Cuts the link: both sockets are dropped.
+    async fn cut(self) {
+        let _ = self.cut.send(());
+        self.task.await.expect("link task");
+    }
 }
 
 /// A new draft request of the doctor, to the first configured target.
@@ -319,7 +360,8 @@ async fn bad_images_are_refused_with_invalid_argument_and_never_attached() {
 }
 
 #[tokio::test]
-async fn an_interrupted_upload_resumes_and_an_abandoned_one_is_cleaned_up() {
+async fn an_upload_cut_mid_part_resumes_from_every_received_byte_and_an_abandoned_one_is_cleaned_up()
+ {
     for backend in backends().await {
         let Some(suite) = Suite::start_with(backend, |settings| {
             settings.images.part_size_bytes = 64 * 1024;
@@ -334,13 +376,18 @@ async fn an_interrupted_upload_resumes_and_an_abandoned_one_is_cleaned_up() {
         let request_id = draft(&mut client).await;
         let jpeg = fixtures::jpeg_with_identifying_metadata(1600, 1200);
         let session = uuid::Uuid::new_v4().to_string();
+        // Three whole 64 KiB parts and 8 KiB of a fourth.
+        const SENT: usize = 200 * 1024;
+        assert!(jpeg.len() > SENT + 64 * 1024, "{} bytes", jpeg.len());
 
-        // The connection drops after 200 KB: the client's stream is cut mid-way (the channel
-        // is dropped while the call is in flight).
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        let mut broken_client = expertise(&suite, &doctor()).await;
+        // The uploading client's connection goes through a link the test cuts after 200 KiB,
+        // in the middle of a part: the call dies, it does not end.
+        let gateway = suite.running.as_ref().expect("running").gateway;
+        let link = Link::to(gateway).await;
+        let mut cut_client = expertise_via(&suite, link.address, &doctor()).await;
+        let (sender, receiver) = tokio::sync::mpsc::channel(8);
         let call = tokio::spawn(async move {
-            broken_client
+            cut_client
                 .attach_image(tokio_stream::wrappers::ReceiverStream::new(receiver))
                 .await
         });
@@ -348,26 +395,32 @@ async fn an_interrupted_upload_resumes_and_an_abandoned_one_is_cleaned_up() {
             .send(header(&request_id, &session, &jpeg, 0))
             .await
             .expect("send");
-        for message in chunk_messages(&jpeg, 0, 200 * 1024) {
+        for message in chunk_messages(&jpeg, 0, SENT) {
             sender.send(message).await.expect("send");
         }
-        // Let the server store what it got, then cut the connection.
-        let acknowledged = wait_for_progress(&mut client, &request_id, &session).await;
-        call.abort();
+        // The whole parts are stored as they arrive; the last 8 KiB were sent with them.
+        wait_for_progress(&mut client, &request_id, &session, 192 * 1024).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        link.cut().await;
+        let broken = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("the cut call ends")
+            .expect("call task");
+        assert!(broken.is_err(), "a cut call does not complete");
+
+        // The service stores the partial part by itself: every byte it received is
+        // acknowledged, not only the whole parts.
+        let acknowledged = wait_for_progress(&mut client, &request_id, &session, SENT as i64).await;
+        assert_eq!(acknowledged, SENT as i64, "{backend:?}: nothing lost");
         drop(sender);
-        assert!(
-            acknowledged > 0 && acknowledged <= 200 * 1024,
-            "{acknowledged}"
-        );
         assert!(
             images_of(&mut client, &request_id).await.is_empty(),
             "a partial upload is not an attachment"
         );
 
-        let status = upload_status(&mut client, &request_id, &session)
-            .await
-            .expect("status");
-        let resume_at = status.acknowledged_offset as usize;
+        // Resuming at exactly the acknowledged byte gives the very image an upload in one go
+        // gives.
+        let resume_at = acknowledged as usize;
         let mut messages = vec![header(&request_id, &session, &jpeg, resume_at)];
         messages.extend(chunk_messages(&jpeg, resume_at, jpeg.len()));
         let result = client
@@ -377,13 +430,21 @@ async fn an_interrupted_upload_resumes_and_an_abandoned_one_is_cleaned_up() {
             .into_inner()
             .result
             .expect("result");
+        assert_eq!(result.upload_session_id, session);
         let info = result.image.expect("image");
         assert_eq!(
             info.original_sha256_hex,
             sha256(&jpeg),
             "{backend:?}: the right SHA-256"
         );
-        assert_eq!(images_of(&mut client, &request_id).await.len(), 1);
+        let whole = upload(&mut client, &request_id, &jpeg)
+            .await
+            .expect("upload in one go");
+        let (_, resumed_bytes) = download(&mut client, &request_id, &info.image_id).await;
+        let (_, whole_bytes) = download(&mut client, &request_id, &whole.image_id).await;
+        assert_eq!(info.sha256_hex, whole.sha256_hex);
+        assert!(resumed_bytes == whole_bytes, "{backend:?}: byte for byte");
+        assert_eq!(images_of(&mut client, &request_id).await.len(), 2);
 
         // An abandoned upload never appears and expires.
         let abandoned = uuid::Uuid::new_v4().to_string();
@@ -406,7 +467,7 @@ async fn an_interrupted_upload_resumes_and_an_abandoned_one_is_cleaned_up() {
         assert_eq!(gone.code(), Code::NotFound);
         assert_eq!(
             images_of(&mut client, &request_id).await.len(),
-            1,
+            2,
             "never an attachment"
         );
         let staged = suite
@@ -414,7 +475,14 @@ async fn an_interrupted_upload_resumes_and_an_abandoned_one_is_cleaned_up() {
             .blob_dir()
             .join("expertise")
             .join("uploads")
-            .join(&abandoned);
+            .join(session_key(
+                &identity(&doctor()),
+                &TargetRef {
+                    kind: "request",
+                    id: request_id.clone(),
+                },
+                &abandoned,
+            ));
         assert!(
             !staged.exists(),
             "{backend:?}: its bytes are deleted ({})",
@@ -422,6 +490,138 @@ async fn an_interrupted_upload_resumes_and_an_abandoned_one_is_cleaned_up() {
         );
         suite.stop().await;
     }
+}
+
+#[tokio::test]
+async fn another_users_upload_session_id_is_answered_exactly_as_an_unknown_one() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let owner = doctor();
+    let colleague = Person::doctor("dr-bernard", CENTRE);
+    let mut mine = expertise(&suite, &owner).await;
+    let mut theirs = expertise(&suite, &colleague).await;
+    let my_request = draft(&mut mine).await;
+    let their_request = draft(&mut theirs).await;
+    let jpeg = fixtures::jpeg_plain(800, 600);
+    let half = jpeg.len() / 2;
+
+    // The owner starts an upload and stops half-way.
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut messages = vec![header(&my_request, &session, &jpeg, 0)];
+    messages.extend(chunk_messages(&jpeg, 0, half));
+    let incomplete = mine
+        .attach_image(futures::stream::iter(messages))
+        .await
+        .expect_err("incomplete");
+    assert_eq!(incomplete.code(), Code::FailedPrecondition);
+
+    // What an unknown id gets, to compare with.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let missing_status = upload_status(&mut theirs, &my_request, &unknown)
+        .await
+        .expect_err("unknown session");
+    let missing_resume = theirs
+        .attach_image(futures::stream::iter(vec![header(
+            &their_request,
+            &unknown,
+            &jpeg,
+            half,
+        )]))
+        .await
+        .expect_err("unknown session");
+    for missing in [&missing_status, &missing_resume] {
+        assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    }
+
+    // A colleague who may read the request probes the owner's id: exactly the same answers.
+    let status = upload_status(&mut theirs, &my_request, &session)
+        .await
+        .expect_err("another user's session");
+    assert_eq!(
+        (status.code(), status.message()),
+        (missing_status.code(), missing_status.message()),
+        "status of another user's session"
+    );
+    let resume = theirs
+        .attach_image(futures::stream::iter(vec![header(
+            &their_request,
+            &session,
+            &jpeg,
+            half,
+        )]))
+        .await
+        .expect_err("another user's session");
+    assert_eq!(
+        (resume.code(), resume.message()),
+        (missing_resume.code(), missing_resume.message()),
+        "resume of another user's session"
+    );
+    // Choosing the same id for an upload of his own simply works (it used to be refused as
+    // "already used", which told him the id existed).
+    let mut messages = vec![header(&their_request, &session, &jpeg, 0)];
+    messages.extend(chunk_messages(&jpeg, 0, jpeg.len()));
+    let result = theirs
+        .attach_image(futures::stream::iter(messages))
+        .await
+        .expect("an upload of his own with the same id")
+        .into_inner()
+        .result
+        .expect("result");
+    assert_eq!(result.upload_session_id, session);
+    assert!(!result.already_completed);
+
+    // The owner's session is untouched: it resumes where it stopped.
+    let status = upload_status(&mut mine, &my_request, &session)
+        .await
+        .expect("the owner's status");
+    assert_eq!(status.acknowledged_offset, half as i64);
+    let mut messages = vec![header(&my_request, &session, &jpeg, half)];
+    messages.extend(chunk_messages(&jpeg, half, jpeg.len()));
+    mine.attach_image(futures::stream::iter(messages))
+        .await
+        .expect("the owner completes");
+    assert_eq!(images_of(&mut mine, &my_request).await.len(), 1);
+    assert_eq!(images_of(&mut theirs, &their_request).await.len(), 1);
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn an_image_beyond_the_twentieth_is_refused_before_any_byte_is_sent() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mut client = expertise(&suite, &doctor()).await;
+    let request_id = draft(&mut client).await;
+    let jpeg = fixtures::jpeg_plain(64, 48);
+    for i in 0..20 {
+        upload(&mut client, &request_id, &jpeg)
+            .await
+            .unwrap_or_else(|e| panic!("image {}: {e:?}", i + 1));
+    }
+    // The header alone is enough for the refusal: no byte has to be sent.
+    let session = uuid::Uuid::new_v4().to_string();
+    let status = client
+        .attach_image(futures::stream::iter(vec![header(
+            &request_id,
+            &session,
+            &jpeg,
+            0,
+        )]))
+        .await
+        .expect_err("a 21st image");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "images: a request holds at most 20 images (it has 20); detach one first"
+    );
+    // Nothing was started: the id is still unknown.
+    let unknown = upload_status(&mut client, &request_id, &session)
+        .await
+        .expect_err("no session");
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(images_of(&mut client, &request_id).await.len(), 20);
+    suite.stop().await;
 }
 
 async fn upload_status(
@@ -440,15 +640,34 @@ async fn upload_status(
         .expect("status"))
 }
 
-/// Polls the upload status until some bytes are acknowledged; returns the offset.
-async fn wait_for_progress(client: &mut Expertise, request_id: &str, session: &str) -> i64 {
-    for _ in 0..200 {
-        if let Ok(status) = upload_status(client, request_id, session).await
-            && status.acknowledged_offset >= 128 * 1024
-        {
-            return status.acknowledged_offset;
+/// Polls the upload status until at least `at_least` bytes are acknowledged (10 s at most);
+/// returns the offset.
+async fn wait_for_progress(
+    client: &mut Expertise,
+    request_id: &str,
+    session: &str,
+    at_least: i64,
+) -> i64 {
+    let mut last = None;
+    for _ in 0..400 {
+        if let Ok(status) = upload_status(client, request_id, session).await {
+            if status.acknowledged_offset >= at_least {
+                return status.acknowledged_offset;
+            }
+            last = Some(status.acknowledged_offset);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the upload made no progress");
+    panic!("acknowledged {last:?}, never {at_least} bytes");
+}
+
+/// The identity the gateway vouches for, as the image pipeline keys sessions by it.
+fn identity(person: &Person) -> Identity {
+    Identity {
+        subject: person.subject.to_owned(),
+        roles: person.roles.clone(),
+        org: person.org.to_owned(),
+        specialty: None,
+        cert_thumbprint: String::new(),
+    }
 }

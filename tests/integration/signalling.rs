@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use telehealth_kit::config::SignallingSettings;
 use telehealth_kit::{
     Part,
     serve::{RoutesFuture, ServiceContext, ServiceDefinition},
@@ -17,7 +18,6 @@ use telehealth_proto::v1::{
     self as pb, signal_request::Message as In, signal_response::Event as Out,
     signalling_service_client::SignallingServiceClient,
 };
-use telehealth_signalling::SignallingSettings;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;

@@ -906,6 +906,158 @@ async fn a_correction_is_a_new_version_and_the_original_stays_in_history() {
 }
 
 #[tokio::test]
+async fn every_repeated_field_is_bounded_and_checked_before_any_work() {
+    let Some(suite) = start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let nurse = Person::nurse("nurse-claire", CENTRE);
+    let mut dr = wounds(&suite, &doctor).await;
+    let mut nu = wounds(&suite, &nurse).await;
+    let wound = register(&mut dr, "pat-bounds", &[&nurse]).await;
+    // Ids of records that do not exist: the bound is checked before anything is looked up.
+    let nowhere = uuid::Uuid::new_v4().to_string();
+    let eleven_nurses: Vec<String> = (0..11).map(|i| format!("nurse-{i}")).collect();
+    let signs = |n: usize| -> Vec<i32> { (0..n).map(|i| 1 + (i % 11) as i32).collect() };
+    let with = |change: &dyn Fn(&mut pb::AssessmentMeasurements)| {
+        let mut m = measured(1, 3.0, 2.0);
+        change(&mut m);
+        m
+    };
+    let expect_bound = |result: Result<(), Status>, why: &str, message: &str| {
+        let status = result.expect_err(why);
+        assert_eq!(status.code(), Code::InvalidArgument, "{why}: {status:?}");
+        assert_eq!(status.message(), message, "{why}");
+    };
+
+    let result = dr
+        .register_wound(pb::RegisterWoundRequest {
+            idempotency_key: key(),
+            patient: Some(pb::PatientRef {
+                pseudonym: "pat-bounds-2".into(),
+            }),
+            description: Some(venous_ulcer()),
+            referring_doctor_subject: String::new(),
+            care_team_nurse_subjects: eleven_nurses.clone(),
+        })
+        .await
+        .map(drop);
+    expect_bound(
+        result,
+        "eleven nurses at registration",
+        "care_team_nurse_subjects: at most 10 nurses (got 11)",
+    );
+    let result = dr
+        .update_care_team(pb::UpdateCareTeamRequest {
+            wound_id: nowhere.clone(),
+            referring_doctor_subject: String::new(),
+            care_team_nurse_subjects: eleven_nurses,
+            expected_version: 0,
+        })
+        .await
+        .map(drop);
+    expect_bound(
+        result,
+        "eleven nurses in a new care team",
+        "care_team_nurse_subjects: at most 10 nurses (got 11)",
+    );
+    let result = record(&mut nu, &nowhere, with(&|m| m.infection_signs = signs(12)))
+        .await
+        .map(drop);
+    expect_bound(
+        result,
+        "twelve infection signs",
+        "measurements.infection_signs: at most 11 signs, each once (got 12)",
+    );
+    let result = record(
+        &mut nu,
+        &nowhere,
+        with(&|m| {
+            m.photo_image_ids = (0..21).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        }),
+    )
+    .await
+    .map(drop);
+    expect_bound(
+        result,
+        "twenty-one photos",
+        "measurements.photo_image_ids: at most 20 photos (got 21)",
+    );
+    let result = nu
+        .correct_assessment(pb::CorrectAssessmentRequest {
+            assessment_id: nowhere.clone(),
+            measurements: Some(with(&|m| m.infection_signs = signs(100_000))),
+            correction_reason: "signes d'infection".into(),
+            expected_version: 0,
+        })
+        .await
+        .map(drop);
+    expect_bound(
+        result,
+        "a hundred thousand infection signs in a correction",
+        "measurements.infection_signs: at most 11 signs, each once (got 100000)",
+    );
+    let result = dr
+        .list_alerts(pb::ListAlertsRequest {
+            wound_id: nowhere.clone(),
+            statuses: vec![pb::AlertStatus::Open as i32; 11],
+            page_size: 0,
+            page_token: "not a token".into(),
+        })
+        .await
+        .map(drop);
+    expect_bound(
+        result,
+        "eleven alert statuses",
+        "statuses: at most 10 statuses (got 11)",
+    );
+    let result = dr
+        .list_doctor_wounds(pb::ListDoctorWoundsRequest {
+            statuses: vec![pb::WoundStatus::Open as i32; 11],
+            ..Default::default()
+        })
+        .await
+        .map(drop);
+    expect_bound(
+        result,
+        "eleven wound statuses",
+        "statuses: at most 10 statuses (got 11)",
+    );
+
+    // At the bounds, everything is accepted: each of the 11 signs once, 10 statuses.
+    let recorded = record(
+        &mut nu,
+        &wound.wound_id,
+        with(&|m| m.infection_signs = signs(11)),
+    )
+    .await
+    .expect("every infection sign once");
+    assert_eq!(
+        recorded
+            .assessment
+            .expect("assessment")
+            .measurements
+            .expect("measurements")
+            .infection_signs
+            .len(),
+        11
+    );
+    dr.list_alerts(pb::ListAlertsRequest {
+        statuses: vec![pb::AlertStatus::Open as i32; 10],
+        ..Default::default()
+    })
+    .await
+    .expect("ten alert statuses");
+    dr.list_doctor_wounds(pb::ListDoctorWoundsRequest {
+        statuses: vec![pb::WoundStatus::Open as i32; 10],
+        ..Default::default()
+    })
+    .await
+    .expect("ten wound statuses");
+    suite.stop().await;
+}
+
+#[tokio::test]
 async fn bad_input_is_refused_with_invalid_argument_and_writes_nothing() {
     for backend in backends().await {
         let Some(suite) = start(backend).await else {

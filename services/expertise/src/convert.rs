@@ -129,8 +129,22 @@ fn filter_digest(filters: &str) -> String {
     hex::encode(&Sha256::digest(filters.as_bytes())[..6])
 }
 
-/// Statuses of a filter (UNSPECIFIED ignored, unknown numbers refused).
+/// Most statuses in a list filter: more than there are statuses, so every useful filter fits,
+/// and a bound on the work one request can ask for.
+pub const MAX_STATUS_FILTERS: usize = 10;
+
+/// Statuses of a filter, at most [`MAX_STATUS_FILTERS`] (UNSPECIFIED ignored, unknown numbers
+/// refused). The length is checked before any item.
 pub fn statuses(values: &[i32]) -> Result<Vec<Status>> {
+    if values.len() > MAX_STATUS_FILTERS {
+        return Err(ExpertiseError::invalid(
+            "statuses",
+            format!(
+                "at most {MAX_STATUS_FILTERS} statuses (got {})",
+                values.len()
+            ),
+        ));
+    }
     let mut out = Vec::new();
     for value in values {
         if *value == 0 {

@@ -113,6 +113,21 @@ pub async fn insert_request(conn: &mut AnyConnection, r: &Request) -> Result<()>
     Ok(())
 }
 
+/// Writes `updated` if the row is still at `previous_version` (it is: the row is locked).
+pub async fn save_request(
+    conn: &mut AnyConnection,
+    updated: &Request,
+    previous_version: i64,
+) -> Result<()> {
+    if update_request(conn, updated, previous_version).await? {
+        Ok(())
+    } else {
+        Err(ExpertiseError::VersionMismatch {
+            current: previous_version,
+        })
+    }
+}
+
 /// Replaces a request's row if its version is still `previous_version`; false if it was not
 /// (a concurrent change won: the database, not the code, decides).
 pub async fn update_request(

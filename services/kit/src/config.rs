@@ -571,7 +571,8 @@ mod tests {
 
     #[test]
     fn connection_limits_and_timeouts_must_be_usable() {
-        let cases: [(&str, fn(&mut Settings)); 6] = [
+        type Break = fn(&mut Settings);
+        let cases: [(&str, Break); 6] = [
             ("handshake_timeout_seconds", |s| {
                 s.gateway.limits.handshake_timeout_seconds = 0
             }),

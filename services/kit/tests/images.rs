@@ -11,7 +11,9 @@ use telehealth_kit::{
     db::Migrations,
     error::ApiError,
     identity::{Identity, Role},
-    images::{BlobStore, ImageError, ImageStore, TargetRef, UploadTarget, format::fixtures},
+    images::{
+        BlobStore, ImageError, ImageStore, TargetRef, UploadTarget, format::fixtures, session_key,
+    },
     testing::{TestBlobs, TestDatabase},
 };
 use telehealth_proto::v1::{
@@ -157,6 +159,11 @@ fn stream(
 
 fn session_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// Where the parts of `caller`'s session `sid` on [`REQUEST`] are staged.
+fn staged(caller: &Identity, sid: &str) -> String {
+    format!("uploads/{}", session_key(caller, &REQUEST.target(), sid))
 }
 
 async fn download_all(store: &ImageStore, image_id: &str, offset: i64) -> Vec<u8> {
@@ -440,9 +447,118 @@ async fn an_interrupted_upload_resumes_from_the_acknowledged_offset() {
         assert!(
             !fx.store
                 .blobs()
-                .any_under(&format!("uploads/{sid}"))
+                .any_under(&staged(&caller, &sid))
                 .await
                 .expect("list")
+        );
+        fx.test_db.cleanup().await;
+    }
+}
+
+/// Polls the acknowledged offset of `caller`'s session `sid` until `wanted` holds (10 s at most).
+async fn wait_for_acknowledged(
+    fx: &Fixture,
+    caller: &Identity,
+    sid: &str,
+    wanted: impl Fn(i64) -> bool,
+    what: &str,
+) {
+    let mut last = None;
+    for _ in 0..200 {
+        last = fx
+            .store
+            .upload_status(caller, &REQUEST.target(), sid)
+            .await
+            .ok()
+            .map(|s| s.acknowledged_offset);
+        if last.is_some_and(&wanted) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("acknowledged offset {last:?}: expected {what}");
+}
+
+#[tokio::test]
+async fn a_call_dropped_mid_part_still_stores_every_byte_received() {
+    // Parts of 64 KiB (stored once at least that much is in); 100,000 bytes arrive, the second
+    // part is incomplete when the call is dropped.
+    let settings = ImageSettings {
+        part_size_bytes: 64 * 1024,
+        ..ImageSettings::default()
+    };
+    let original = fixtures::jpeg_with_identifying_metadata(1600, 1200);
+    let received = 100_000;
+    for (i, fx) in fixtures_with(settings).await.into_iter().enumerate() {
+        let caller = doctor("dr-a");
+        let sid = session_id();
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<ImageChunk, Status>>();
+        for chunk in chunks(&original, 0, received, 10_000) {
+            sender.unbounded_send(chunk).expect("send");
+        }
+        let store = fx.store.clone();
+        let (who, first) = (caller.clone(), header(&sid, &original));
+        let call = tokio::spawn(async move {
+            store
+                .upload(&who, &REQUEST, first, ACCEPTED, receiver)
+                .await
+        });
+        // The first part is stored once its bytes are in: the rest of what was sent is in too.
+        wait_for_acknowledged(&fx, &caller, &sid, |a| a >= 64 * 1024, "a first part").await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The connection breaks: hyper drops the call's handler, then the stream fails. (On the
+        // first backend, the stream just stays silent: the grace period ends the wait.)
+        call.abort();
+        if i > 0 {
+            sender
+                .unbounded_send(Err(Status::unknown("h2 protocol error: stream reset")))
+                .expect("send");
+        }
+        wait_for_acknowledged(
+            &fx,
+            &caller,
+            &sid,
+            |a| a == received as i64,
+            "every byte received",
+        )
+        .await;
+        drop(sender);
+
+        // Resuming at exactly that byte gives the same image as an upload in one go.
+        let mut resume = header(&sid, &original);
+        resume.resume_offset = received as i64;
+        let resumed = fx
+            .store
+            .upload(
+                &caller,
+                &REQUEST,
+                resume,
+                ACCEPTED,
+                stream(chunks(&original, received, original.len(), 10_000)),
+            )
+            .await
+            .expect("resumed upload completes")
+            .image
+            .expect("info");
+        let whole = fx
+            .store
+            .upload(
+                &caller,
+                &REQUEST,
+                header(&session_id(), &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, original.len(), 10_000)),
+            )
+            .await
+            .expect("upload in one go")
+            .image
+            .expect("info");
+        assert_eq!(resumed.original_sha256_hex, sha256(&original));
+        assert_eq!(resumed.sha256_hex, whole.sha256_hex);
+        assert_eq!(
+            download_all(&fx.store, &resumed.image_id, 0).await,
+            download_all(&fx.store, &whole.image_id, 0).await,
+            "byte for byte"
         );
         fx.test_db.cleanup().await;
     }
@@ -476,7 +592,7 @@ async fn an_abandoned_upload_expires_never_appears_and_its_bytes_are_deleted() {
         assert!(
             fx.store
                 .blobs()
-                .any_under(&format!("uploads/{sid}"))
+                .any_under(&staged(&caller, &sid))
                 .await
                 .expect("list")
         );
@@ -487,7 +603,7 @@ async fn an_abandoned_upload_expires_never_appears_and_its_bytes_are_deleted() {
         assert!(
             !fx.store
                 .blobs()
-                .any_under(&format!("uploads/{sid}"))
+                .any_under(&staged(&caller, &sid))
                 .await
                 .expect("list"),
             "bytes deleted"
@@ -559,7 +675,7 @@ async fn assert_refused(fx: &Fixture, file: &[u8], header: ImageUploadHeader, ne
     assert!(
         !fx.store
             .blobs()
-            .any_under(&format!("uploads/{sid}"))
+            .any_under(&staged(&caller, &sid))
             .await
             .expect("list"),
         "{needle}: no bytes kept"
@@ -665,52 +781,9 @@ async fn bad_input_is_refused_with_a_clear_message_and_nothing_is_kept() {
 }
 
 #[tokio::test]
-async fn sessions_belong_to_their_owner_and_target_and_a_refusing_target_keeps_nothing() {
+async fn another_users_session_id_finds_nothing_and_a_refusing_target_keeps_nothing() {
     let original = fixtures::jpeg_plain(320, 240);
     for fx in fixtures().await {
-        let sid = session_id();
-        let half = original.len() / 2;
-        let _ = fx
-            .store
-            .upload(
-                &doctor("dr-a"),
-                &REQUEST,
-                header(&sid, &original),
-                ACCEPTED,
-                stream(chunks(&original, 0, half, 4096)),
-            )
-            .await;
-        let mut resume = header(&sid, &original);
-        resume.resume_offset = half as i64;
-        let error = fx
-            .store
-            .upload(
-                &doctor("dr-b"),
-                &REQUEST,
-                resume.clone(),
-                ACCEPTED,
-                stream(vec![]),
-            )
-            .await
-            .expect_err("another caller");
-        assert_eq!(error.code(), ErrorCode::AlreadyExists);
-        let other_request = Request {
-            id: "req-2",
-            refuse: false,
-        };
-        let error = fx
-            .store
-            .upload(
-                &doctor("dr-a"),
-                &other_request,
-                resume,
-                ACCEPTED,
-                stream(vec![]),
-            )
-            .await
-            .expect_err("another target");
-        assert_eq!(error.code(), ErrorCode::AlreadyExists);
-
         let refusing = Request {
             id: "req-3",
             refuse: true,
@@ -741,6 +814,90 @@ async fn sessions_belong_to_their_owner_and_target_and_a_refusing_target_keeps_n
                 .is_empty()
         );
         drop(conn);
+
+        let sid = session_id();
+        let half = original.len() / 2;
+        let _ = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                header(&sid, &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, half, 4096)),
+            )
+            .await;
+        let mut resume = header(&sid, &original);
+        resume.resume_offset = half as i64;
+        // What an unknown session gets, word for word.
+        let mut unknown = header(&session_id(), &original);
+        unknown.resume_offset = half as i64;
+        let missing = fx
+            .store
+            .upload(&doctor("dr-b"), &REQUEST, unknown, ACCEPTED, stream(vec![]))
+            .await
+            .expect_err("an unknown session");
+        assert_eq!(missing.code(), ErrorCode::NotFound);
+        let other_request = Request {
+            id: "req-2",
+            refuse: false,
+        };
+        let mut in_another_org = doctor("dr-a");
+        in_another_org.org = "cds-aubusson".into();
+        let probes: [(&str, Identity, &Request); 3] = [
+            ("another user", doctor("dr-b"), &REQUEST),
+            ("the same subject in another org", in_another_org, &REQUEST),
+            ("another target", doctor("dr-a"), &other_request),
+        ];
+        for (who, caller, target) in probes {
+            let error = fx
+                .store
+                .upload(&caller, target, resume.clone(), ACCEPTED, stream(vec![]))
+                .await
+                .expect_err(who);
+            assert_eq!(error.code(), ErrorCode::NotFound, "{who}");
+            assert_eq!(error.to_string(), missing.to_string(), "{who}");
+            let status = fx
+                .store
+                .upload_status(&caller, &target.target(), &sid)
+                .await;
+            assert!(
+                matches!(status, Err(ImageError::SessionNotFound)),
+                "{who}: {status:?}"
+            );
+        }
+        // Another user choosing the same id starts a session of his own...
+        let theirs = fx
+            .store
+            .upload(
+                &doctor("dr-b"),
+                &REQUEST,
+                header(&sid, &original),
+                ACCEPTED,
+                stream(chunks(&original, 0, original.len(), 4096)),
+            )
+            .await
+            .expect("the same id, another user: an upload of its own");
+        assert_eq!(theirs.upload_session_id, sid);
+        assert!(!theirs.already_completed);
+        // ...and the first user's session is untouched: it resumes and completes.
+        let mine = fx
+            .store
+            .upload(
+                &doctor("dr-a"),
+                &REQUEST,
+                resume,
+                ACCEPTED,
+                stream(chunks(&original, half, original.len(), 4096)),
+            )
+            .await
+            .expect("the owner resumes");
+        assert_eq!(mine.upload_session_id, sid);
+        assert_ne!(
+            mine.image.expect("image").image_id,
+            theirs.image.expect("image").image_id
+        );
+
         fx.test_db.cleanup().await;
     }
 }
@@ -848,6 +1005,17 @@ async fn a_refused_session_id_is_not_reused_while_its_bytes_are_deleted() {
             .await
             .expect_err("a refused id is spent");
         assert_eq!(again.code(), ErrorCode::AlreadyExists, "{again}");
+        // The tombstone is the owner's only: to anyone else the id is new.
+        fx.store
+            .upload(
+                &doctor("dr-b"),
+                &REQUEST,
+                header(&sid, &jpeg),
+                ACCEPTED,
+                stream(chunks(&jpeg, 0, jpeg.len(), 4096)),
+            )
+            .await
+            .expect("another user's upload with that id");
         fx.test_db.cleanup().await;
     }
 }

@@ -72,7 +72,7 @@ pub fn subject(field: &'static str, value: &str) -> Result<Subject> {
     if value.is_empty() {
         return Err(SchedulingError::invalid(field, "is required"));
     }
-    Subject::parse(field, value)
+    Ok(Subject::parse(field, value)?)
 }
 
 /// A subject where the contract says "empty means the caller": an empty value is the caller's
@@ -85,13 +85,13 @@ pub fn subject_or_caller(
     roles: &[Role],
 ) -> Result<Subject> {
     if !value.is_empty() {
-        return Subject::parse(field, value);
+        return Ok(Subject::parse(field, value)?);
     }
     match caller {
         Caller::Person(identity)
             if roles.is_empty() || roles.iter().any(|role| identity.has_role(*role)) =>
         {
-            Subject::parse(field, &identity.subject)
+            Ok(Subject::parse(field, &identity.subject)?)
         }
         Caller::Person(_) => {
             let who = roles
@@ -113,7 +113,7 @@ pub fn optional_subject(field: &'static str, value: &str) -> Result<Option<Subje
     if value.is_empty() {
         Ok(None)
     } else {
-        Subject::parse(field, value).map(Some)
+        Ok(Some(Subject::parse(field, value)?))
     }
 }
 
@@ -337,7 +337,7 @@ pub fn zone(value: &str) -> Result<Zone> {
     if value.is_empty() {
         Ok(Zone::paris())
     } else {
-        Zone::parse("time_zone", value)
+        Ok(Zone::parse("time_zone", value)?)
     }
 }
 
@@ -427,7 +427,7 @@ pub fn event(e: &HistoryEvent) -> pb::AppointmentEvent {
 
 /// An availability of the contract.
 pub fn availability(row: &AvailabilityRow) -> Result<pb::Availability> {
-    let weekly = crate::core::availability::weekly(row)?;
+    let weekly = row.weekly()?;
     Ok(pb::Availability {
         practitioner_subject: row.practitioner.clone(),
         org_id: row.org_id.clone(),

@@ -47,16 +47,28 @@ pub struct Rules {
     pub check_in_closes_after: SignedDuration,
 }
 
+impl Rules {
+    /// The booking rules from the configuration.
+    pub fn from_settings(settings: &telehealth_kit::config::SchedulingRules) -> Rules {
+        Rules {
+            minimum_notice: SignedDuration::from_mins(settings.minimum_notice_minutes),
+            hold: SignedDuration::from_secs(settings.hold_seconds),
+            room_opens_before: SignedDuration::from_mins(settings.room_opens_before_minutes),
+            room_closes_after: SignedDuration::from_mins(settings.room_closes_after_minutes),
+            check_in_opens_before: SignedDuration::from_mins(
+                settings.check_in_opens_before_minutes,
+            ),
+            check_in_closes_after: SignedDuration::from_mins(
+                settings.check_in_closes_after_minutes,
+            ),
+        }
+    }
+}
+
+/// The defaults are the configuration's: one source for each.
 impl Default for Rules {
     fn default() -> Self {
-        Rules {
-            minimum_notice: SignedDuration::ZERO,
-            hold: SignedDuration::from_mins(5),
-            room_opens_before: SignedDuration::from_mins(30),
-            room_closes_after: SignedDuration::from_mins(60),
-            check_in_opens_before: SignedDuration::from_mins(30),
-            check_in_closes_after: SignedDuration::from_mins(60),
-        }
+        Rules::from_settings(&telehealth_kit::config::SchedulingRules::default())
     }
 }
 

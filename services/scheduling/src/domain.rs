@@ -9,8 +9,6 @@ use jiff::{
     tz::TimeZone,
 };
 
-use crate::error::SchedulingError;
-
 /// Longest appointment, in minutes (8 hours).
 pub const MAX_DURATION_MINUTES: i64 = 480;
 /// Shortest appointment, in minutes.
@@ -24,7 +22,7 @@ pub struct Subject(String);
 
 impl Subject {
     /// Validates `value`; `field` names it in the error.
-    pub fn parse(field: &'static str, value: &str) -> Result<Subject, SchedulingError> {
+    pub fn parse(field: &'static str, value: &str) -> Result<Subject, Invalid> {
         let ok = !value.is_empty()
             && value.len() <= 128
             && value
@@ -33,7 +31,7 @@ impl Subject {
         if ok {
             Ok(Subject(value.to_owned()))
         } else {
-            Err(SchedulingError::invalid(
+            Err(Invalid::new(
                 field,
                 "must be 1-128 characters of letters, digits and . _ @ : -",
             ))
@@ -61,10 +59,9 @@ pub struct Zone {
 
 impl Zone {
     /// The zone named `name`, or INVALID_ARGUMENT naming `field`.
-    pub fn parse(field: &'static str, name: &str) -> Result<Zone, SchedulingError> {
-        let tz = TimeZone::get(name).map_err(|_| {
-            SchedulingError::invalid(field, "must be an IANA time zone such as Europe/Paris")
-        })?;
+    pub fn parse(field: &'static str, name: &str) -> Result<Zone, Invalid> {
+        let tz = TimeZone::get(name)
+            .map_err(|_| Invalid::new(field, "must be an IANA time zone such as Europe/Paris"))?;
         Ok(Zone {
             name: name.to_owned(),
             tz,
@@ -96,9 +93,9 @@ pub struct Interval {
 
 impl Interval {
     /// `[start, end)`; refuses empty or inverted intervals.
-    pub fn new(start: Timestamp, end: Timestamp) -> Result<Interval, SchedulingError> {
+    pub fn new(start: Timestamp, end: Timestamp) -> Result<Interval, Invalid> {
         if end <= start {
-            return Err(SchedulingError::invalid("time", "end must be after start"));
+            return Err(Invalid::new("time", "end must be after start"));
         }
         Ok(Interval { start, end })
     }
@@ -151,22 +148,19 @@ impl WeeklyAvailability {
         zone: Zone,
         mut ranges: Vec<WeeklyRange>,
         buffer_minutes: i64,
-    ) -> Result<Self, SchedulingError> {
+    ) -> Result<Self, Invalid> {
         if !(0..=120).contains(&buffer_minutes) {
-            return Err(SchedulingError::invalid(
-                "buffer_minutes",
-                "must be between 0 and 120",
-            ));
+            return Err(Invalid::new("buffer_minutes", "must be between 0 and 120"));
         }
         if ranges.len() > MAX_WEEKLY_RANGES {
-            return Err(SchedulingError::invalid(
+            return Err(Invalid::new(
                 "weekly_ranges",
                 format!("at most {MAX_WEEKLY_RANGES} values, got {}", ranges.len()),
             ));
         }
         for range in &ranges {
             if range.end <= range.start {
-                return Err(SchedulingError::invalid(
+                return Err(Invalid::new(
                     "weekly_ranges",
                     format!(
                         "{:?} {}-{} is empty or inverted: the end must be after the start",
@@ -180,7 +174,7 @@ impl WeeklyAvailability {
         ranges.sort_by_key(|r| (r.day.to_monday_one_offset(), r.start));
         for pair in ranges.windows(2) {
             if pair[0].day == pair[1].day && pair[1].start < pair[0].end {
-                return Err(SchedulingError::invalid(
+                return Err(Invalid::new(
                     "weekly_ranges",
                     format!(
                         "{:?} {}-{} overlaps {}-{}",
@@ -238,8 +232,8 @@ pub fn hhmm(time: Time) -> String {
 }
 
 /// Parses `HH:MM` (00:00-24:00; 24:00 only as an end, meaning midnight at the end of the day).
-pub fn parse_hhmm(field: &'static str, text: &str) -> Result<Time, SchedulingError> {
-    let invalid = || SchedulingError::invalid(field, format!("`{text}` is not a local time HH:MM"));
+pub fn parse_hhmm(field: &'static str, text: &str) -> Result<Time, Invalid> {
+    let invalid = || Invalid::new(field, format!("`{text}` is not a local time HH:MM"));
     let (h, m) = text.split_once(':').ok_or_else(invalid)?;
     if h.len() != 2 || m.len() != 2 {
         return Err(invalid());
@@ -254,11 +248,35 @@ pub fn parse_hhmm(field: &'static str, text: &str) -> Result<Time, SchedulingErr
 }
 
 /// Parses `YYYY-MM-DD`.
-pub fn parse_date(field: &'static str, text: &str) -> Result<Date, SchedulingError> {
+pub fn parse_date(field: &'static str, text: &str) -> Result<Date, Invalid> {
     text.parse::<Date>()
         .ok()
         .filter(|_| text.len() == 10)
-        .ok_or_else(|| {
-            SchedulingError::invalid(field, format!("`{text}` is not a date YYYY-MM-DD"))
-        })
+        .ok_or_else(|| Invalid::new(field, format!("`{text}` is not a date YYYY-MM-DD")))
+}
+
+/// `HH:MM` of an end of range, `24:00` for the end of the day.
+pub fn end_text(time: jiff::civil::Time) -> String {
+    if time == jiff::civil::Time::MAX {
+        "24:00".to_owned()
+    } else {
+        hhmm(time)
+    }
+}
+
+/// A value that is not valid: which field, and why. The service answers it as
+/// `INVALID_ARGUMENT` naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
 }

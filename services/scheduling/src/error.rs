@@ -2,7 +2,7 @@
 
 use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError};
 
-use crate::domain::Interval;
+use crate::domain::{Interval, Invalid};
 
 /// Why a time cannot be booked (every one of them is reported, not only the first).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +78,15 @@ impl SchedulingError {
         SchedulingError::InvalidArgument {
             field,
             reason: reason.into(),
+        }
+    }
+}
+
+impl From<Invalid> for SchedulingError {
+    fn from(invalid: Invalid) -> Self {
+        SchedulingError::InvalidArgument {
+            field: invalid.field,
+            reason: invalid.reason,
         }
     }
 }

@@ -24,7 +24,6 @@ pub mod store;
 
 use std::sync::Arc;
 
-use jiff::SignedDuration;
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
     Part,
@@ -54,18 +53,6 @@ pub fn definition() -> ServiceDefinition {
     }
 }
 
-/// The booking rules from the configuration.
-pub fn rules(settings: &telehealth_kit::config::SchedulingRules) -> Rules {
-    Rules {
-        minimum_notice: SignedDuration::from_mins(settings.minimum_notice_minutes),
-        hold: SignedDuration::from_secs(settings.hold_seconds),
-        room_opens_before: SignedDuration::from_mins(settings.room_opens_before_minutes),
-        room_closes_after: SignedDuration::from_mins(settings.room_closes_after_minutes),
-        check_in_opens_before: SignedDuration::from_mins(settings.check_in_opens_before_minutes),
-        check_in_closes_after: SignedDuration::from_mins(settings.check_in_closes_after_minutes),
-    }
-}
-
 fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
@@ -75,7 +62,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
         let scheduler = Scheduler::new(
             context.db.clone(),
             bus,
-            rules(&context.settings.scheduling_rules),
+            Rules::from_settings(&context.settings.scheduling_rules),
             clock,
             rooms,
             directory,

@@ -6,8 +6,14 @@
 use jiff::Timestamp;
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
+use jiff::civil::Weekday;
+use serde::{Deserialize, Serialize};
+
 use crate::{
-    domain::Interval,
+    domain::{
+        AvailabilityException, ExceptionKind, Interval, Subject, WeeklyAvailability, WeeklyRange,
+        Zone, end_text, hhmm, parse_date, parse_hhmm,
+    },
     error::SchedulingError,
     model::{ActorRecord, Appointment, Cancellation, HistoryEvent, Status},
     slots::Busy,
@@ -130,6 +136,81 @@ pub struct ExceptionRow {
     pub note: String,
     pub created_at: Timestamp,
     pub created_by: ActorRecord,
+}
+
+/// How weekly ranges are stored (`ranges_json`).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredRange {
+    day: i8,
+    start: String,
+    end: String,
+}
+
+/// The stored form of weekly ranges.
+pub fn ranges_json(ranges: &[WeeklyRange]) -> String {
+    let stored: Vec<StoredRange> = ranges
+        .iter()
+        .map(|r| StoredRange {
+            day: r.day.to_monday_one_offset(),
+            start: hhmm(r.start),
+            end: end_text(r.end),
+        })
+        .collect();
+    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".into())
+}
+
+impl AvailabilityRow {
+    /// Reads a stored availability back into the domain type.
+    pub fn weekly(&self) -> Result<WeeklyAvailability> {
+        let zone = Zone::parse("time_zone", &self.time_zone)?;
+        let stored: Vec<StoredRange> = serde_json::from_str(&self.ranges_json).map_err(|e| {
+            SchedulingError::Unavailable(format!("stored availability is unreadable: {e}"))
+        })?;
+        let ranges = stored
+            .iter()
+            .map(|r| {
+                Ok(WeeklyRange {
+                    day: Weekday::from_monday_one_offset(r.day).map_err(|_| {
+                        SchedulingError::Unavailable("stored weekday is invalid".into())
+                    })?,
+                    start: parse_hhmm("weekly_ranges", &r.start)?,
+                    end: parse_hhmm("weekly_ranges", &r.end)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(WeeklyAvailability::new(zone, ranges, self.buffer_minutes)?)
+    }
+}
+
+impl ExceptionRow {
+    /// Reads a stored exception back into the domain type.
+    pub fn exception(&self) -> Result<AvailabilityException> {
+        let kind = match self.kind.as_str() {
+            "leave" => ExceptionKind::Leave,
+            "closure" => ExceptionKind::Closure,
+            _ => ExceptionKind::ExtraHours,
+        };
+        let window = match (&self.start_local, &self.end_local) {
+            (Some(start), Some(end)) => Some((
+                parse_hhmm("start_local_time", start)?,
+                parse_hhmm("end_local_time", end)?,
+            )),
+            _ => None,
+        };
+        Ok(AvailabilityException {
+            id: self.exception_id.clone(),
+            kind,
+            practitioner: self
+                .practitioner
+                .as_deref()
+                .map(|p| Subject::parse("practitioner_subject", p))
+                .transpose()?,
+            start_date: parse_date("start_date", &self.start_date)?,
+            end_date: parse_date("end_date", &self.end_date)?,
+            window,
+            zone: Zone::parse("time_zone", &self.time_zone)?,
+        })
+    }
 }
 
 const EXCEPTION_COLUMNS: &str = "exception_id, org_id, practitioner, kind, start_date, end_date, start_local, \

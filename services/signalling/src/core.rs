@@ -23,7 +23,8 @@ use telehealth_kit::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{domain::Role, error::SignallingError, settings::SignallingSettings, store};
+use crate::{domain::Role, error::SignallingError, store};
+use telehealth_kit::config::SignallingSettings;
 
 pub use hub::Link;
 

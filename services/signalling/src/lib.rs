@@ -12,7 +12,6 @@
 //! - [`store`]: the SQL;
 //! - [`presence`]: waiting-room arrivals reported to scheduling;
 //! - [`convert`] and [`grpc`]: the tonic adapter;
-//! - [`settings`]: the service's own configuration;
 //! - [`error`]: what can go wrong, as gRPC codes.
 //!
 //! Rooms and participants live in the database, so every replica admits the same people; the
@@ -29,7 +28,6 @@ pub mod error;
 pub mod grpc;
 pub mod presence;
 pub mod ratelimit;
-pub mod settings;
 pub mod store;
 pub mod turn;
 pub mod validate;
@@ -48,11 +46,11 @@ use telehealth_kit::{
 use telehealth_proto::v1::signalling_service_server::SignallingServiceServer;
 use tonic::service::RoutesBuilder;
 
-pub use crate::settings::SignallingSettings;
 use crate::{
     core::{Clock, Margins, Signalling},
     presence::SchedulingPresence,
 };
+use telehealth_kit::config::SignallingSettings;
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");

@@ -12,10 +12,9 @@ use hmac::{Hmac, Mac};
 use jiff::{SignedDuration, Timestamp};
 use sha1::Sha1;
 
-use crate::{
-    domain::{IceServer, IceServerSet},
-    settings::SignallingSettings,
-};
+use telehealth_kit::config::SignallingSettings;
+
+use crate::domain::{IceServer, IceServerSet};
 
 /// A TURN username and password.
 #[derive(Debug, Clone, PartialEq, Eq)]

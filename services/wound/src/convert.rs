@@ -9,7 +9,8 @@ use crate::{
     core::{AssessmentView, assessments::Trend, lists::WoundSummary},
     domain::{
         Aetiology, AreaMethod, BodySite, ClosureReason, Exudate, MAX_CARE_TEAM, MAX_DEPTH_MM,
-        MAX_PHOTOS, MAX_SIDE_MM, Measurements, Subject, Tissue, WoundDescription,
+        MAX_INFECTION_SIGNS, MAX_PHOTOS, MAX_SIDE_MM, MAX_STATUS_FILTERS, Measurements, Subject,
+        Tissue, WoundDescription,
     },
     error::WoundError,
     model::{Alert, AlertStatus, Wound, WoundStatus},
@@ -47,15 +48,22 @@ pub fn optional_subject(field: &'static str, value: &str) -> Result<Option<Subje
     }
 }
 
+/// Refuses a repeated field of more than `max` items before any item is looked at, naming the
+/// field and the bound.
+pub fn at_most(field: &'static str, len: usize, max: usize, items: &str) -> Result<()> {
+    if len > max {
+        return Err(WoundError::invalid(
+            field,
+            format!("at most {max} {items} (got {len})"),
+        ));
+    }
+    Ok(())
+}
+
 /// A care team: at most 10 valid subjects without duplicates, sorted.
 pub fn nurses(values: &[String]) -> Result<Vec<Subject>> {
     const FIELD: &str = "care_team_nurse_subjects";
-    if values.len() > MAX_CARE_TEAM {
-        return Err(WoundError::invalid(
-            FIELD,
-            format!("at most {MAX_CARE_TEAM} nurses"),
-        ));
-    }
+    at_most(FIELD, values.len(), MAX_CARE_TEAM, "nurses")?;
     let mut nurses = values
         .iter()
         .map(|v| subject(FIELD, v))
@@ -329,8 +337,9 @@ pub fn closure(reason: i32, comment: &str) -> Result<(ClosureReason, String)> {
     Ok((reason, comment))
 }
 
-/// Wound statuses of a filter (unspecified values are ignored).
+/// Wound statuses of a filter, at most 10 (unspecified values are ignored).
 pub fn wound_statuses(values: &[i32]) -> Result<Vec<WoundStatus>> {
+    at_most("statuses", values.len(), MAX_STATUS_FILTERS, "statuses")?;
     let mut statuses = Vec::new();
     for value in values {
         match pb::WoundStatus::try_from(*value) {
@@ -344,8 +353,9 @@ pub fn wound_statuses(values: &[i32]) -> Result<Vec<WoundStatus>> {
     Ok(statuses)
 }
 
-/// Alert statuses of a filter (unspecified values are ignored).
+/// Alert statuses of a filter, at most 10 (unspecified values are ignored).
 pub fn alert_statuses(values: &[i32]) -> Result<Vec<AlertStatus>> {
+    at_most("statuses", values.len(), MAX_STATUS_FILTERS, "statuses")?;
     let mut statuses = Vec::new();
     for value in values {
         match pb::AlertStatus::try_from(*value) {
@@ -386,6 +396,19 @@ fn millimetres(field: &'static str, cm: f64, max_mm: i64) -> Result<i64> {
 /// What a nurse recorded. Time rules that need the wound (future, onset) are the core's.
 pub fn measurements(value: Option<&pb::AssessmentMeasurements>) -> Result<Measurements> {
     let m = value.ok_or_else(|| WoundError::invalid("measurements", "is required"))?;
+    // The lists' lengths first, before any of their items (or anything else) is looked at.
+    at_most(
+        "measurements.infection_signs",
+        m.infection_signs.len(),
+        MAX_INFECTION_SIGNS,
+        "signs, each once",
+    )?;
+    at_most(
+        "measurements.photo_image_ids",
+        m.photo_image_ids.len(),
+        MAX_PHOTOS,
+        "photos",
+    )?;
     let assessed_at = instant("measurements.assessed_at", m.assessed_at.as_ref())?;
     let length_mm = millimetres("measurements.length_cm", m.length_cm, MAX_SIDE_MM)?;
     let width_mm = millimetres("measurements.width_cm", m.width_cm, MAX_SIDE_MM)?;
@@ -438,12 +461,6 @@ pub fn measurements(value: Option<&pb::AssessmentMeasurements>) -> Result<Measur
         return Err(WoundError::invalid(
             "measurements.infection_signs",
             "a sign is listed twice",
-        ));
-    }
-    if m.photo_image_ids.len() > MAX_PHOTOS {
-        return Err(WoundError::invalid(
-            "measurements.photo_image_ids",
-            format!("at most {MAX_PHOTOS} photos"),
         ));
     }
     let mut photo_image_ids = Vec::with_capacity(m.photo_image_ids.len());
@@ -672,5 +689,48 @@ pub fn summary(s: &WoundSummary, now: Timestamp) -> pb::WoundSummary {
         wound: Some(wound(&s.wound, now)),
         last_assessment: s.last_assessment.as_ref().map(assessment),
         open_alerts: s.open_alerts.iter().map(alert).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_infection_sign_bound_is_the_number_of_known_signs() {
+        let known = (1..=i32::from(u8::MAX))
+            .filter(|n| pb::InfectionSign::try_from(*n).is_ok())
+            .count();
+        assert_eq!(known, MAX_INFECTION_SIGNS, "one of each sign fits, no more");
+    }
+
+    #[test]
+    fn overlong_lists_are_refused_naming_the_field_and_the_bound() {
+        let cases: [(Result<()>, &str); 4] = [
+            (
+                wound_statuses(&[1; 11]).map(drop),
+                "statuses: at most 10 statuses (got 11)",
+            ),
+            (
+                alert_statuses(&[1; 11]).map(drop),
+                "statuses: at most 10 statuses (got 11)",
+            ),
+            (
+                nurses(&vec!["n".to_owned(); 11]).map(drop),
+                "care_team_nurse_subjects: at most 10 nurses (got 11)",
+            ),
+            (
+                measurements(Some(&pb::AssessmentMeasurements {
+                    infection_signs: vec![1; 12],
+                    ..Default::default()
+                }))
+                .map(drop),
+                "measurements.infection_signs: at most 11 signs, each once (got 12)",
+            ),
+        ];
+        for (result, expected) in cases {
+            let error = result.expect_err(expected);
+            assert_eq!(error.to_string(), expected);
+        }
     }
 }

@@ -6,11 +6,14 @@
 //! - [`assessments`]: recording and correcting assessments, their history and the trend;
 //! - [`alerts`]: raising (once per cause), listing, acknowledging and watching alerts;
 //! - [`lists`]: the nurse's round and the doctor's wounds;
+//! - [`photos`]: photo uploads (attached or pending), upload status, downloads and thumbnails,
+//!   through the kit's image pipeline;
 //! - [`sweeper`]: the periodic task that raises overdue alerts and purges what expired.
 
 pub mod alerts;
 pub mod assessments;
 pub mod lists;
+pub mod photos;
 pub mod sweeper;
 pub mod wounds;
 
@@ -20,11 +23,12 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use telehealth_kit::{
-    Database,
+    ApiError, Database, ErrorCode,
     audit::{AuditEntry, AuditWriter, Outcome},
     directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
+    images::ImageStore,
 };
 
 use crate::{
@@ -46,6 +50,8 @@ pub struct WoundMonitor {
     pub(crate) clock: Clock,
     pub(crate) directory: Directory,
     pub(crate) auditor: AuditWriter,
+    /// The shared image pipeline holding the photos' bytes and infos.
+    pub(crate) images: ImageStore,
 }
 
 /// An assessment version with the figures computed from it and its episode.
@@ -57,13 +63,15 @@ pub struct AssessmentView {
 }
 
 impl WoundMonitor {
-    /// A core over `db`, announcing alerts on `bus`, checking care teams against `directory`.
+    /// A core over `db`, announcing alerts on `bus`, checking care teams against `directory`,
+    /// keeping photos in `images`.
     pub fn new(
         db: Database,
         bus: EventBus,
         rules: Rules,
         clock: Clock,
         directory: Directory,
+        images: ImageStore,
     ) -> Self {
         let auditor = AuditWriter::start(db.clone());
         WoundMonitor {
@@ -73,6 +81,7 @@ impl WoundMonitor {
             clock,
             directory,
             auditor,
+            images,
         }
     }
 
@@ -236,6 +245,12 @@ pub(crate) fn outcome_of(error: &WoundError) -> Outcome {
         WoundError::InvalidArgument { .. }
         | WoundError::FailedPrecondition(_)
         | WoundError::VersionMismatch { .. } => Outcome::Invalid,
+        WoundError::Image(error) => match error.code() {
+            ErrorCode::NotFound => Outcome::NotFound,
+            ErrorCode::PermissionDenied => Outcome::Denied,
+            ErrorCode::Internal | ErrorCode::Unavailable => Outcome::Failed,
+            _ => Outcome::Invalid,
+        },
         _ => Outcome::Failed,
     }
 }

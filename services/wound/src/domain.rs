@@ -12,6 +12,11 @@ pub const MAX_SIDE_MM: i64 = 1000;
 pub const MAX_DEPTH_MM: i64 = 300;
 /// Most photos on one assessment.
 pub const MAX_PHOTOS: usize = 20;
+/// Most infection signs on one assessment: each known sign once (the contract's 11 signs).
+pub const MAX_INFECTION_SIGNS: usize = 11;
+/// Most statuses in a list filter (more than the statuses there are, so every useful filter
+/// fits, and a bound on the work a request can ask for).
+pub const MAX_STATUS_FILTERS: usize = 10;
 
 /// A person's subject (JWT `sub`): 1 to 255 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,6 +1,6 @@
 //! Everything that can go wrong in wound monitoring, and which gRPC code each is.
 
-use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError};
+use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError, images::ImageError};
 
 /// A wound monitoring failure.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,9 @@ pub enum WoundError {
     Corrupt(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A refusal or failure of the shared image pipeline (photos), with the pipeline's code.
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }
 
 impl WoundError {
@@ -54,6 +57,7 @@ impl ApiError for WoundError {
             }
             WoundError::Database(_) | WoundError::Corrupt(_) => ErrorCode::Internal,
             WoundError::Unavailable(_) => ErrorCode::Unavailable,
+            WoundError::Image(error) => error.code(),
         }
     }
 }

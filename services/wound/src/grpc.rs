@@ -1,5 +1,6 @@
 //! The tonic adapter: each RPC converts its request (validating it), calls the core, converts
-//! the result back. No rule lives here. The four photo RPCs are in [`photos`].
+//! the result back. No rule lives here: authorisation, transactions and audit are the core's.
+//! The four photo RPCs are in [`photos`].
 
 mod photos;
 
@@ -24,26 +25,19 @@ use crate::{
     store,
 };
 
-pub use photos::Photos;
-
 /// How often an idle watch stream gets a heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// The gRPC face of the [`WoundMonitor`].
 pub struct WoundApi {
     core: WoundMonitor,
-    photos: Photos,
     shutdown: CancellationToken,
 }
 
 impl WoundApi {
-    /// The API over `core` and the photo pipeline; watch streams end when `shutdown` fires.
-    pub fn new(core: WoundMonitor, photos: Photos, shutdown: CancellationToken) -> Self {
-        WoundApi {
-            core,
-            photos,
-            shutdown,
-        }
+    /// The API over `core`; watch streams end when `shutdown` fires.
+    pub fn new(core: WoundMonitor, shutdown: CancellationToken) -> Self {
+        WoundApi { core, shutdown }
     }
 }
 
@@ -224,8 +218,7 @@ impl WoundService for WoundApi {
         .await;
         let (view, raised, _) = result.map_err(Status::from)?;
         let mut assessment = convert::assessment(&view);
-        self.photos
-            .describe(&view.version.wound_id, &mut assessment)
+        self.describe_photos(&view.version.wound_id, &mut assessment)
             .await;
         Ok(Response::new(pb::RecordAssessmentResponse {
             assessment: Some(assessment),
@@ -268,8 +261,7 @@ impl WoundService for WoundApi {
         .await;
         let (view, raised) = result.map_err(Status::from)?;
         let mut assessment = convert::assessment(&view);
-        self.photos
-            .describe(&view.version.wound_id, &mut assessment)
+        self.describe_photos(&view.version.wound_id, &mut assessment)
             .await;
         Ok(Response::new(pb::CorrectAssessmentResponse {
             assessment: Some(assessment),
@@ -295,8 +287,7 @@ impl WoundService for WoundApi {
         .await;
         let view = result.map_err(Status::from)?;
         let mut assessment = convert::assessment(&view);
-        self.photos
-            .describe(&view.version.wound_id, &mut assessment)
+        self.describe_photos(&view.version.wound_id, &mut assessment)
             .await;
         Ok(Response::new(pb::GetAssessmentResponse {
             assessment: Some(assessment),
@@ -341,8 +332,7 @@ impl WoundService for WoundApi {
         let mut assessments = Vec::with_capacity(views.len());
         for view in &views {
             let mut assessment = convert::assessment(view);
-            self.photos
-                .describe(&view.version.wound_id, &mut assessment)
+            self.describe_photos(&view.version.wound_id, &mut assessment)
                 .await;
             assessments.push(assessment);
         }
@@ -376,8 +366,7 @@ impl WoundService for WoundApi {
         let mut versions = Vec::with_capacity(views.len());
         for view in &views {
             let mut assessment = convert::assessment(view);
-            self.photos
-                .describe(&view.version.wound_id, &mut assessment)
+            self.describe_photos(&view.version.wound_id, &mut assessment)
                 .await;
             versions.push(assessment);
         }
@@ -391,22 +380,14 @@ impl WoundService for WoundApi {
         &self,
         request: Request<Streaming<pb::UploadPhotoRequest>>,
     ) -> Result<Response<pb::UploadPhotoResponse>, Status> {
-        let caller = caller(&request)?;
-        self.photos
-            .upload(&self.core, &caller, request.into_inner())
-            .await
-            .map(Response::new)
+        self.upload(request).await
     }
 
     async fn get_photo_upload_status(
         &self,
         request: Request<pb::GetPhotoUploadStatusRequest>,
     ) -> Result<Response<pb::GetPhotoUploadStatusResponse>, Status> {
-        let caller = caller(&request)?;
-        self.photos
-            .upload_status(&self.core, &caller, request.into_inner())
-            .await
-            .map(Response::new)
+        self.upload_status(request).await
     }
 
     type DownloadPhotoStream = DownloadStream;
@@ -415,22 +396,14 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::DownloadPhotoRequest>,
     ) -> Result<Response<Self::DownloadPhotoStream>, Status> {
-        let caller = caller(&request)?;
-        self.photos
-            .download(&self.core, &caller, request.into_inner())
-            .await
-            .map(Response::new)
+        self.download(request).await
     }
 
     async fn get_photo_thumbnail(
         &self,
         request: Request<pb::GetPhotoThumbnailRequest>,
     ) -> Result<Response<pb::GetPhotoThumbnailResponse>, Status> {
-        let caller = caller(&request)?;
-        self.photos
-            .thumbnail(&self.core, &caller, request.into_inner())
-            .await
-            .map(Response::new)
+        self.thumbnail(request).await
     }
 
     async fn get_wound_trend(

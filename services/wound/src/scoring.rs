@@ -33,20 +33,31 @@ pub struct Rules {
     pub trend_min_span: SignedDuration,
 }
 
+impl Rules {
+    /// The clinical rules from the configuration.
+    pub fn from_settings(settings: &telehealth_kit::config::WoundRules) -> Rules {
+        let days = |d: u32| SignedDuration::from_hours(24 * i64::from(d));
+        Rules {
+            area_increase_percent: settings.area_increase_alert_percent,
+            push_increase_points: i32::try_from(settings.push_increase_alert_points).unwrap_or(2),
+            min_reduction_percent: settings.four_week_min_reduction_percent,
+            follow_up: days(settings.four_week_follow_up_days),
+            default_interval_days: i64::from(settings.default_assessment_interval_days),
+            overdue_check: std::time::Duration::from_secs(settings.overdue_check_interval_seconds),
+            pending_photo_lifetime: SignedDuration::from_hours(i64::from(
+                settings.pending_photo_lifetime_hours,
+            )),
+            trend_area_percent: settings.trend_area_change_percent,
+            trend_push_points: i32::try_from(settings.trend_push_change_points).unwrap_or(2),
+            trend_min_span: days(settings.trend_min_span_days),
+        }
+    }
+}
+
+/// The defaults are the configuration's: one source for each.
 impl Default for Rules {
     fn default() -> Self {
-        Rules {
-            area_increase_percent: 10.0,
-            push_increase_points: 2,
-            min_reduction_percent: 40.0,
-            follow_up: SignedDuration::from_hours(24 * 28),
-            default_interval_days: 7,
-            overdue_check: std::time::Duration::from_secs(60),
-            pending_photo_lifetime: SignedDuration::from_hours(24),
-            trend_area_percent: 10.0,
-            trend_push_points: 2,
-            trend_min_span: SignedDuration::from_hours(24 * 7),
-        }
+        Rules::from_settings(&telehealth_kit::config::WoundRules::default())
     }
 }
 

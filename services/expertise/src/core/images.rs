@@ -64,9 +64,35 @@ fn refused(code: ErrorCode, message: impl Into<String>) -> ImageError {
     }
 }
 
+/// The refusal of one image too many, naming the field and the bound.
+fn too_many_images(count: usize) -> ImageError {
+    refused(
+        ErrorCode::InvalidArgument,
+        format!(
+            "images: a request holds at most {MAX_IMAGES} images (it has {count}); detach one first"
+        ),
+    )
+}
+
 impl UploadTarget for Attachment {
     fn target(&self) -> TargetRef {
         target(&self.request_id)
+    }
+
+    /// A request that already holds its images is refused before any byte is sent.
+    fn check_room<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, Result<(), ImageError>> {
+        Box::pin(async move {
+            let count = ImageStore::images_of(conn, &target(&self.request_id))
+                .await?
+                .len();
+            if count >= MAX_IMAGES {
+                return Err(too_many_images(count));
+            }
+            Ok(())
+        })
     }
 
     fn admit<'a>(
@@ -97,14 +123,12 @@ impl UploadTarget for Attachment {
                     ),
                 ));
             }
+            // The new image is already counted.
             let count = ImageStore::images_of(conn, &target(&self.request_id))
                 .await?
                 .len();
             if count > MAX_IMAGES {
-                return Err(refused(
-                    ErrorCode::InvalidArgument,
-                    format!("a request holds at most {MAX_IMAGES} images"),
-                ));
+                return Err(too_many_images(count - 1));
             }
             if request.status != RequestStatus::Draft {
                 let event = Event {
@@ -168,7 +192,7 @@ impl Expertise {
         chunks: S,
     ) -> Result<pb::ImageUploadResult, ExpertiseError>
     where
-        S: Stream<Item = Result<pb::ImageChunk, Status>> + Unpin + Send,
+        S: Stream<Item = Result<pb::ImageChunk, Status>> + Unpin + Send + 'static,
     {
         let result = async {
             self.attachable(caller, id).await?;
@@ -261,7 +285,7 @@ impl Expertise {
             let mut updated = current.clone();
             updated.version += 1;
             updated.updated_at = self.now();
-            super::requests::save(&mut tx, &updated, current.version).await?;
+            store::save_request(&mut tx, &updated, current.version).await?;
             let entry = AuditEntry::new(caller, "DetachImage", "image", image_id, Outcome::Ok);
             // The record commits with the change, then joins the chain before the caller hears of it.
             telehealth_kit::audit::stage(&mut tx, &entry).await?;

@@ -6,11 +6,7 @@ use telehealth_kit::{
     identity::Caller,
 };
 
-use super::{
-    Expertise, person,
-    requests::{replay, save},
-    visible,
-};
+use super::{Expertise, person, requests::replay, visible};
 use crate::{
     error::ExpertiseError,
     model::{Event, EventKind, Message, Status},
@@ -83,7 +79,7 @@ impl Expertise {
         updated.message_count += 1;
         updated.version += 1;
         updated.updated_at = now;
-        save(&mut tx, &updated, current.version).await?;
+        store::save_request(&mut tx, &updated, current.version).await?;
         let event = Event {
             id: uuid::Uuid::new_v4().to_string(),
             request_id: id.to_owned(),

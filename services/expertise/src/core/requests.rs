@@ -173,7 +173,7 @@ impl Expertise {
             updated.content = content;
             updated.updated_at = self.now();
             updated.version += 1;
-            save(&mut tx, &updated, current.version).await?;
+            store::save_request(&mut tx, &updated, current.version).await?;
             let entry =
                 AuditEntry::new(caller, "UpdateDraft", "expertise_request", id, Outcome::Ok);
             // The record commits with the change, then joins the chain before the caller hears of it.
@@ -302,7 +302,7 @@ impl Expertise {
                 updated.closed_by = Some(actor.clone());
             }
         }
-        save(&mut tx, &updated, current.version).await?;
+        store::save_request(&mut tx, &updated, current.version).await?;
         let event = Event {
             id: uuid::Uuid::new_v4().to_string(),
             request_id: id.to_owned(),
@@ -513,21 +513,6 @@ fn require_requester(caller: &Caller, request: &Request) -> Result<(), Expertise
         Err(ExpertiseError::PermissionDenied(
             "only the doctor who created the request may change it",
         ))
-    }
-}
-
-/// Writes `updated` if the row is still at `previous_version` (it is: the row is locked).
-pub(crate) async fn save(
-    conn: &mut AnyConnection,
-    updated: &Request,
-    previous_version: i64,
-) -> Result<(), ExpertiseError> {
-    if store::update_request(conn, updated, previous_version).await? {
-        Ok(())
-    } else {
-        Err(ExpertiseError::VersionMismatch {
-            current: previous_version,
-        })
     }
 }
 

@@ -19,7 +19,11 @@ pub enum ImageError {
         "upload session not found (unknown, expired or refused): start again at offset 0 with a new session id"
     )]
     SessionNotFound,
-    #[error("upload session id already used by another upload: choose a new session id")]
+    /// The caller's own session with this id was refused or expired and its bytes are being
+    /// deleted (another user's session is never reported: it is not found).
+    #[error(
+        "this upload session id was refused or expired and cannot be reused: choose a new session id"
+    )]
     SessionTaken,
     #[error(
         "resume offset {given} is not the acknowledged offset {acknowledged}: resume from {acknowledged}"
@@ -54,6 +58,9 @@ pub enum ImageError {
     Database(#[from] sqlx::Error),
     #[error("stored image record unreadable: {0}")]
     Corrupt(String),
+    /// The task receiving an upload failed (a panic): a bug, never the client's doing.
+    #[error("the upload's receiving task failed: {0}")]
+    Task(String),
 }
 
 impl ApiError for ImageError {
@@ -75,7 +82,9 @@ impl ApiError for ImageError {
             ImageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
                 ErrorCode::Unavailable
             }
-            ImageError::Database(_) | ImageError::Corrupt(_) => ErrorCode::Internal,
+            ImageError::Database(_) | ImageError::Corrupt(_) | ImageError::Task(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 }

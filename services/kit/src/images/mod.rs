@@ -1,16 +1,22 @@
-//! The shared image pipeline (DESIGN §4 "Images", contract in `images.proto`): resumable
+//! The shared image pipeline (docs/images.md, contract in `images.proto`): resumable
 //! streamed uploads straight to the blob store, real content type from the bytes, identifying
 //! metadata removed without re-encoding, SHA-256 before and after, downloads in chunks, cached
 //! thumbnails, and a sweeper for abandoned sessions and deleted images.
 //!
 //! How an upload flows (see [`ImageStore::upload`]):
+//! 0. The session is stored under a key hashed from the organisation, subject, target and the
+//!    client-chosen id ([`session_key`]): another user's id finds nothing, exactly like an
+//!    unknown one.
 //! 1. Chunks are gathered into parts of `images.part_size_bytes` (4 MiB by default); each part
 //!    is written to the store under a unique key, then recorded with the session's new
 //!    acknowledged offset in one compare-and-set on the session row. Memory per upload is one
-//!    part, whatever the file's size; a resume (on any replica) continues from the last part.
-//! 2. When every byte is stored, the parts are read back as a stream through the
-//!    [`format::Sanitizer`], which checks the structure and removes metadata while copying,
-//!    into the image's final object (a multipart write), hashing both sides.
+//!    part, whatever the file's size; a resume (on any replica) continues from the last stored
+//!    byte. The receiving runs in a task of its own, so a broken stream (whose handler hyper
+//!    drops) still stores the partial part it was gathering.
+//! 2. The bytes go through the [`format::Sanitizer`], which checks the structure and removes
+//!    metadata while copying into the image's final object (a multipart write), hashing both
+//!    sides: as they stream in when the upload completes in one stream (nothing is read back),
+//!    or read back from the stored parts at completion when it was resumed.
 //! 3. One transaction marks the session completed, inserts the image and lets the owning
 //!    service admit it ([`UploadTarget::admit`]): the image becomes an attachment atomically, or
 //!    not at all. Every refusal discards the session and queues its bytes for deletion.
@@ -30,6 +36,7 @@ mod upload;
 pub use blobs::BlobStore;
 pub use error::ImageError;
 pub use store::{ImageStore, StoredImage};
+pub use upload::session_key;
 
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
@@ -56,6 +63,18 @@ pub trait UploadTarget: Send + Sync {
         conn: &'a mut AnyConnection,
         image: &'a ImageInfo,
     ) -> BoxFuture<'a, Result<(), ImageError>>;
+
+    /// Runs before the first byte of a new or resumed upload is received (never for the retry
+    /// of a completed one, which repeats its result): refuses at once what [`Self::admit`]
+    /// would refuse for lack of room (e.g. the request already holds its 20 images), so the
+    /// client does not send megabytes for nothing. Nothing is discarded; `admit` checks again
+    /// at completion. By default there is nothing to check.
+    fn check_room<'a>(
+        &'a self,
+        _conn: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, Result<(), ImageError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Size of the chunks of uploads and downloads (the contract's maximum).
@@ -67,6 +86,17 @@ use crate::record::now_micros as now_us;
 
 fn timestamp_us(us: i64) -> prost_types::Timestamp {
     crate::record::timestamp(crate::record::instant(us))
+}
+
+/// Session ids are client-chosen UUIDs.
+fn check_session_id(session_id: &str) -> Result<(), ImageError> {
+    if uuid::Uuid::try_parse(session_id).is_err() {
+        return Err(ImageError::InvalidArgument(format!(
+            "upload_session_id `{}` is not a UUID (generate a v4 UUID per upload)",
+            clip(session_id)
+        )));
+    }
+    Ok(())
 }
 
 /// An untrusted identifier, shortened for an error message.

@@ -1,12 +1,17 @@
 //! The image pipeline's rows: upload sessions, their parts, completed images, and blobs
 //! waiting to be deleted. Plain SQL that runs on SQLite and PostgreSQL alike.
+//!
+//! A session is stored under its *key* (column `session_id`), a hash of the organisation, the
+//! subject, the target and the client-chosen id ([`super::session_key`]), never under the
+//! client's id itself: another user's id names nothing here.
 
 use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
 
 /// An upload session as stored.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
-    pub session_id: String,
+    /// The stored key (see [`super::session_key`]), not the client's id.
+    pub key: String,
     pub owner_subject: String,
     pub target_kind: String,
     pub target_id: String,
@@ -46,7 +51,7 @@ const DISCARDED: &str = "discarded";
 
 fn session(row: &AnyRow) -> Result<SessionRow, sqlx::Error> {
     Ok(SessionRow {
-        session_id: row.try_get("session_id")?,
+        key: row.try_get("session_id")?,
         owner_subject: row.try_get("owner_subject")?,
         target_kind: row.try_get("target_kind")?,
         target_id: row.try_get("target_id")?,
@@ -74,13 +79,10 @@ fn image(row: &AnyRow) -> Result<ImageRow, sqlx::Error> {
 const SESSION_COLUMNS: &str = "session_id, owner_subject, target_kind, target_id, header_pb, \
      total_size, acknowledged, state, image_id, expires_at_us";
 
-pub async fn find_session(
-    pool: &AnyPool,
-    session_id: &str,
-) -> Result<Option<SessionRow>, sqlx::Error> {
+pub async fn find_session(pool: &AnyPool, key: &str) -> Result<Option<SessionRow>, sqlx::Error> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM image_uploads WHERE session_id = $1");
     sqlx::query(&sql)
-        .bind(session_id)
+        .bind(key)
         .fetch_optional(pool)
         .await?
         .as_ref()
@@ -88,7 +90,8 @@ pub async fn find_session(
         .transpose()
 }
 
-/// Creates a session at offset 0; false if the id is already taken (by anyone).
+/// Creates a session at offset 0; false if its key is already taken (by an earlier stream of
+/// the same caller, target and id).
 pub async fn insert_session(
     pool: &AnyPool,
     row: &SessionRow,
@@ -99,7 +102,7 @@ pub async fn insert_session(
          total_size, acknowledged, state, image_id, created_at_us, updated_at_us, expires_at_us) \
          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, NULL, $8, $8, $9) ON CONFLICT (session_id) DO NOTHING",
     )
-    .bind(&row.session_id)
+    .bind(&row.key)
     .bind(&row.owner_subject)
     .bind(&row.target_kind)
     .bind(&row.target_id)
@@ -117,7 +120,7 @@ pub async fn insert_session(
 /// still in progress at `start_offset`: two streams racing on one session cannot both advance it.
 pub async fn append_part(
     pool: &AnyPool,
-    session_id: &str,
+    key: &str,
     part: &PartRow,
     now_us: i64,
     expires_at_us: i64,
@@ -130,7 +133,7 @@ pub async fn append_part(
     .bind(part.start_offset + part.size)
     .bind(now_us)
     .bind(expires_at_us)
-    .bind(session_id)
+    .bind(key)
     .bind(part.start_offset)
     .bind(IN_PROGRESS)
     .execute(&mut *tx)
@@ -143,7 +146,7 @@ pub async fn append_part(
     sqlx::query(
         "INSERT INTO image_upload_parts (session_id, start_offset, size, blob_key) VALUES ($1, $2, $3, $4)",
     )
-    .bind(session_id)
+    .bind(key)
     .bind(part.start_offset)
     .bind(part.size)
     .bind(&part.blob_key)
@@ -153,12 +156,12 @@ pub async fn append_part(
     Ok(true)
 }
 
-pub async fn parts(pool: &AnyPool, session_id: &str) -> Result<Vec<PartRow>, sqlx::Error> {
+pub async fn parts(pool: &AnyPool, key: &str) -> Result<Vec<PartRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT start_offset, size, blob_key FROM image_upload_parts WHERE session_id = $1 \
          ORDER BY start_offset",
     )
-    .bind(session_id)
+    .bind(key)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -176,7 +179,7 @@ pub async fn parts(pool: &AnyPool, session_id: &str) -> Result<Vec<PartRow>, sql
 /// false if another stream (or replica) completed or discarded it first.
 pub async fn complete_session(
     conn: &mut AnyConnection,
-    session_id: &str,
+    key: &str,
     image: &ImageRow,
     now_us: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -187,7 +190,7 @@ pub async fn complete_session(
     .bind(COMPLETED)
     .bind(&image.image_id)
     .bind(now_us)
-    .bind(session_id)
+    .bind(key)
     .bind(IN_PROGRESS)
     .execute(&mut *conn)
     .await?
@@ -201,7 +204,7 @@ pub async fn complete_session(
          info_pb, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&image.image_id)
-    .bind(session_id)
+    .bind(key)
     .bind(&image.target_kind)
     .bind(&image.target_id)
     .bind(&image.blob_key)
@@ -212,10 +215,10 @@ pub async fn complete_session(
     .await?;
     // The staged parts are no longer needed: their bytes go to the sweeper.
     sqlx::query("DELETE FROM image_upload_parts WHERE session_id = $1")
-        .bind(session_id)
+        .bind(key)
         .execute(&mut *conn)
         .await?;
-    add_garbage(&mut *conn, &staging_prefix(session_id), now_us).await?;
+    add_garbage(&mut *conn, &staging_prefix(key), now_us).await?;
     Ok(true)
 }
 
@@ -224,7 +227,7 @@ pub async fn complete_session(
 /// must not discard a session that just moved).
 pub async fn discard_session(
     pool: &AnyPool,
-    session_id: &str,
+    key: &str,
     expired_before: Option<i64>,
     now_us: i64,
     tombstone_until: i64,
@@ -237,7 +240,7 @@ pub async fn discard_session(
     .bind(DISCARDED)
     .bind(now_us)
     .bind(tombstone_until)
-    .bind(session_id)
+    .bind(key)
     .bind(IN_PROGRESS)
     .bind(expired_before.unwrap_or(i64::MAX))
     .execute(&mut *tx)
@@ -246,16 +249,16 @@ pub async fn discard_session(
         == 1;
     if deleted {
         sqlx::query("DELETE FROM image_upload_parts WHERE session_id = $1")
-            .bind(session_id)
+            .bind(key)
             .execute(&mut *tx)
             .await?;
-        add_garbage(&mut tx, &staging_prefix(session_id), now_us).await?;
+        add_garbage(&mut tx, &staging_prefix(key), now_us).await?;
     }
     tx.commit().await?;
     Ok(deleted)
 }
 
-/// Sessions in progress whose expiry passed.
+/// Keys of the sessions in progress whose expiry passed.
 pub async fn expired_sessions(
     pool: &AnyPool,
     now_us: i64,
@@ -286,8 +289,8 @@ pub async fn purge_tombstones(pool: &AnyPool, now_us: i64) -> Result<u64, sqlx::
 }
 
 /// Where a session's parts are stored (a prefix: deleting it deletes them all).
-pub fn staging_prefix(session_id: &str) -> String {
-    format!("uploads/{session_id}/")
+pub fn staging_prefix(key: &str) -> String {
+    format!("uploads/{key}/")
 }
 
 /// Where an image's thumbnails are cached.

@@ -85,16 +85,18 @@ impl ImageStore {
         &self.blobs
     }
 
-    /// Where an upload session stands, for its owner and target only: anyone else, an unknown,
-    /// expired or refused session get [`ImageError::SessionNotFound`].
+    /// Where an upload session stands, for its owner and target only: the session is looked up
+    /// under its key ([`super::session_key`]), so another user's id, an unknown, expired or
+    /// refused session all get the same [`ImageError::SessionNotFound`].
     pub async fn upload_status(
         &self,
         caller: &Identity,
         target: &TargetRef,
         session_id: &str,
     ) -> Result<ImageUploadStatus, ImageError> {
-        super::upload::check_session_id(session_id)?;
-        let session = records::find_session(self.db.pool(), session_id)
+        super::check_session_id(session_id)?;
+        let key = super::session_key(caller, target, session_id);
+        let session = records::find_session(self.db.pool(), &key)
             .await?
             .filter(|s| {
                 s.owner_subject == caller.subject
@@ -113,14 +115,14 @@ impl ImageStore {
                     other => other,
                 })?;
             return Ok(ImageUploadStatus {
-                upload_session_id: session.session_id.clone(),
+                upload_session_id: session_id.to_owned(),
                 state: ImageUploadState::Completed.into(),
                 acknowledged_offset: session.total_size,
                 total_size_bytes: session.total_size,
                 expires_at: None,
                 result: Some(ImageUploadResult {
                     image: Some(image.info),
-                    upload_session_id: session.session_id,
+                    upload_session_id: session_id.to_owned(),
                     already_completed: true,
                 }),
             });
@@ -129,7 +131,7 @@ impl ImageStore {
             return Err(ImageError::SessionNotFound);
         }
         Ok(ImageUploadStatus {
-            upload_session_id: session.session_id,
+            upload_session_id: session_id.to_owned(),
             state: ImageUploadState::InProgress.into(),
             acknowledged_offset: session.acknowledged,
             total_size_bytes: session.total_size,

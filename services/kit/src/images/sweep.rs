@@ -20,17 +20,11 @@ impl ImageStore {
         let mut report = SweepReport::default();
         let now = super::now_us();
         let tombstone_until = self.expiry_from(now);
-        for session_id in records::expired_sessions(self.db.pool(), now, BATCH).await? {
-            if records::discard_session(
-                self.db.pool(),
-                &session_id,
-                Some(now),
-                now,
-                tombstone_until,
-            )
-            .await?
+        for key in records::expired_sessions(self.db.pool(), now, BATCH).await? {
+            if records::discard_session(self.db.pool(), &key, Some(now), now, tombstone_until)
+                .await?
             {
-                tracing::info!(session_id, "upload session expired; its bytes are deleted");
+                tracing::info!(session_key = %key, "upload session expired; its bytes are deleted");
                 report.sessions_expired += 1;
             }
         }

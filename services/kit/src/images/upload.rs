@@ -1,5 +1,7 @@
 //! Taking one upload stream: header checks, resumable parts, then completion.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -8,10 +10,12 @@ use telehealth_proto::v1::{
     ImageChunk, ImageContentType, ImageInfo, ImageKind, ImageUploadHeader, ImageUploadResult,
     StrippedMetadata,
 };
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::{
-    CHUNK_BYTES, ImageError, ImageStore, UploadTarget,
+    CHUNK_BYTES, ImageError, ImageStore, TargetRef, UploadTarget,
     format::{ContentType, ImageFacts, SanitizeOptions, Sanitizer, StrippedCategory},
     records::{self, ImageRow, PartRow, SessionRow},
     store::stored,
@@ -28,41 +32,52 @@ const PROBE_BYTES: usize = 256 * 1024;
 const MAX_CAPTION_CHARS: usize = 500;
 /// Longest body site description, in characters.
 const MAX_SITE_DESCRIPTION_CHARS: usize = 200;
+/// How long a stream whose call was abandoned may stay silent before what arrived is stored.
+const ABANDONED_GRACE: Duration = Duration::from_secs(5);
 
 impl ImageStore {
     /// Takes one upload stream for `target` (see `images.proto`): `header` is the stream's first
     /// message (already read by the service, which also checked that `caller` may attach images
     /// to the target), `chunks` the rest. Returns the stored image once every byte is in and the
     /// target admitted it; a stream that ends early leaves the session resumable.
+    ///
+    /// The session is found under its key ([`session_key`]): the client's id names a session of
+    /// this caller and target only, so another user's id finds nothing and is answered exactly
+    /// as an unknown one.
     pub async fn upload<S>(
         &self,
         caller: &Identity,
         target: &dyn UploadTarget,
         header: ImageUploadHeader,
         accepted: &[ImageKind],
-        mut chunks: S,
+        chunks: S,
     ) -> Result<ImageUploadResult, ImageError>
     where
-        S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send,
+        S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send + 'static,
     {
         self.check_header(&header, accepted)?;
         // Memory is bounded per upload; the number of uploads in flight is bounded per server.
-        let _permit = self
+        let permit = self
             .uploads
             .clone()
             .try_acquire_owned()
             .map_err(|_| ImageError::Busy)?;
         let target_ref = target.target();
-        let session_id = header.upload_session_id.clone();
+        let client_id = header.upload_session_id.clone();
+        let key = session_key(caller, &target_ref, &client_id);
         let now = super::now_us();
         let expiry = self.expiry_from(now);
 
-        let session = match records::find_session(self.db.pool(), &session_id).await? {
+        let mut room_checked = false;
+        let session = match records::find_session(self.db.pool(), &key).await? {
             Some(session) => session,
             None if header.resume_offset > 0 => return Err(ImageError::SessionNotFound),
             None => {
+                // Refused before a session exists, and before any byte is sent.
+                self.check_room(target).await?;
+                room_checked = true;
                 let fresh = SessionRow {
-                    session_id: session_id.clone(),
+                    key: key.clone(),
                     owner_subject: caller.subject.clone(),
                     target_kind: target_ref.kind.to_owned(),
                     target_id: target_ref.id.clone(),
@@ -82,20 +97,23 @@ impl ImageStore {
                     fresh
                 } else {
                     // Created meanwhile by another stream: judge it like any existing session.
-                    records::find_session(self.db.pool(), &session_id)
+                    records::find_session(self.db.pool(), &key)
                         .await?
                         .ok_or(ImageError::SessionNotFound)?
                 }
             }
         };
+        // The key already binds the session to its owner and target; checked again all the same
+        // (answered as a missing session, never as someone else's).
         if session.owner_subject != caller.subject
             || session.target_kind != target_ref.kind
             || session.target_id != target_ref.id
         {
-            return Err(ImageError::SessionTaken);
+            return Err(ImageError::SessionNotFound);
         }
         if session.discarded {
-            // Refused or expired: its id is not reused while its bytes are being deleted.
+            // The caller's own refused or expired session: its id is not reused while its bytes
+            // are being deleted.
             return Err(if header.resume_offset > 0 {
                 ImageError::SessionNotFound
             } else {
@@ -115,12 +133,12 @@ impl ImageStore {
                 })?;
             return Ok(ImageUploadResult {
                 image: Some(image.info),
-                upload_session_id: session_id,
+                upload_session_id: client_id,
                 already_completed: true,
             });
         }
         if session.expires_at_us < now {
-            self.discard(&session_id).await;
+            self.discard(&key).await;
             return Err(ImageError::SessionNotFound);
         }
         if header.resume_offset != session.acknowledged {
@@ -129,42 +147,34 @@ impl ImageStore {
                 acknowledged: session.acknowledged,
             });
         }
+        if !room_checked {
+            self.check_room(target).await?;
+        }
 
         // A fresh upload is sanitized, hashed and copied to its final object while it streams
         // in (one pass); a resumed one is read back from its stored parts at completion.
-        let mut live = if session.acknowledged == 0 {
+        let live = if session.acknowledged == 0 {
             Some(self.live_copy().await?)
         } else {
             None
         };
-        let received = self.receive(&session, &mut chunks, live.as_mut()).await;
-        if received.is_err()
-            && let Some(copy) = live.take()
-        {
-            copy.writer.abort().await;
-        }
-        match received {
-            Ok(()) => {}
-            Err(error @ (ImageError::InvalidArgument(_) | ImageError::Refused(_))) => {
-                self.discard(&session_id).await;
-                return Err(error);
-            }
-            Err(error) => return Err(error),
-        }
+        let (live, _permit) = self
+            .receive_detached(session.clone(), chunks, live, permit)
+            .await?;
         let result = self.complete(caller, target, &session, &header, live).await;
         let Err(error) = result else {
             return result;
         };
         // Another stream of this session may have completed it meanwhile (its parts are then
         // gone): answer with its image rather than with this stream's failure.
-        if let Ok(Some(now)) = records::find_session(self.db.pool(), &session_id).await
+        if let Ok(Some(now)) = records::find_session(self.db.pool(), &key).await
             && now.completed
             && let Some(image_id) = now.image_id.as_deref()
             && let Ok(image) = self.image(&target_ref, image_id).await
         {
             return Ok(ImageUploadResult {
                 image: Some(image.info),
-                upload_session_id: session_id,
+                upload_session_id: client_id,
                 already_completed: true,
             });
         }
@@ -181,9 +191,59 @@ impl ImageStore {
             _ => false,
         };
         if refused {
-            self.discard(&session_id).await;
+            self.discard(&key).await;
         }
         Err(error)
+    }
+
+    /// Asks the target whether it has room for one more image (see [`UploadTarget::check_room`]).
+    async fn check_room(&self, target: &dyn UploadTarget) -> Result<(), ImageError> {
+        let mut conn = self.db.pool().acquire().await?;
+        target.check_room(&mut conn).await
+    }
+
+    /// Receives the chunks in a task of its own, so that what arrived is stored even when the
+    /// client's stream breaks: hyper then drops the call's handler (this future), which would
+    /// cancel a receive running inside it, losing the part being gathered (up to
+    /// `part_size_bytes`). The task ends with the stream: it stores the partial part (the
+    /// acknowledged offset becomes everything stored), aborts the live copy and discards a
+    /// refused session, whether or not anyone still waits for it. On success it hands back the
+    /// live copy and the upload's permit for the completion.
+    async fn receive_detached<S>(
+        &self,
+        session: SessionRow,
+        chunks: S,
+        live: Option<LiveCopy>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(Option<LiveCopy>, OwnedSemaphorePermit), ImageError>
+    where
+        S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send + 'static,
+    {
+        let store = self.clone();
+        let abandoned = CancellationToken::new();
+        // Fires when this future is dropped (the call is gone) as well as when it ends.
+        let _abandon_when_dropped = abandoned.clone().drop_guard();
+        let task = tokio::spawn(async move {
+            let (mut chunks, mut live) = (chunks, live);
+            let received = store
+                .receive(&session, &mut chunks, live.as_mut(), &abandoned)
+                .await;
+            if let Err(error) = received {
+                if let Some(copy) = live.take() {
+                    copy.writer.abort().await;
+                }
+                if matches!(
+                    error,
+                    ImageError::InvalidArgument(_) | ImageError::Refused(_)
+                ) {
+                    store.discard(&session.key).await;
+                }
+                return Err(error);
+            }
+            Ok((live, permit))
+        });
+        task.await
+            .map_err(|error| ImageError::Task(error.to_string()))?
     }
 
     fn check_header(
@@ -192,7 +252,7 @@ impl ImageStore {
         accepted: &[ImageKind],
     ) -> Result<(), ImageError> {
         let bad = |message: String| Err(ImageError::InvalidArgument(message));
-        check_session_id(&header.upload_session_id)?;
+        super::check_session_id(&header.upload_session_id)?;
         if header.resume_offset < 0 {
             return bad(format!(
                 "resume_offset {} is negative",
@@ -262,12 +322,15 @@ impl ImageStore {
     }
 
     /// Reads chunks, storing them part by part. Ends when the client closes its side; a broken
-    /// stream keeps what was received (stored as a last part) so the client can resume.
+    /// stream keeps what was received (stored as a last part) so the client can resume from
+    /// every byte that arrived. Once the call is `abandoned`, a stream silent for
+    /// [`ABANDONED_GRACE`] counts as broken.
     async fn receive<S>(
         &self,
         session: &SessionRow,
         chunks: &mut S,
         mut live: Option<&mut LiveCopy>,
+        abandoned: &CancellationToken,
     ) -> Result<(), ImageError>
     where
         S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send,
@@ -283,12 +346,12 @@ impl ImageStore {
         let mut probe =
             (offset == 0 && live.is_none()).then(|| (self.sanitizer(), Vec::new(), 0usize));
         loop {
-            let chunk = match chunks.next().await {
+            let chunk = match next_chunk(chunks, abandoned).await {
                 None => break,
                 Some(Ok(chunk)) => chunk,
                 Some(Err(status)) => {
                     // Keep what arrived intact; the client resumes from there.
-                    self.store_part(&session.session_id, part_start, &mut buffer)
+                    self.store_part(&session.key, part_start, &mut buffer)
                         .await?;
                     return Err(ImageError::ClientStream(status.message().to_owned()));
                 }
@@ -324,12 +387,12 @@ impl ImageStore {
                 }
             }
             if buffer.len() >= part_size {
-                self.store_part(&session.session_id, part_start, &mut buffer)
+                self.store_part(&session.key, part_start, &mut buffer)
                     .await?;
                 part_start = offset;
             }
         }
-        self.store_part(&session.session_id, part_start, &mut buffer)
+        self.store_part(&session.key, part_start, &mut buffer)
             .await?;
         if offset < total {
             return Err(ImageError::Incomplete {
@@ -343,36 +406,28 @@ impl ImageStore {
     /// Writes `buffer` as the part starting at `start` and advances the session; empties it.
     async fn store_part(
         &self,
-        session_id: &str,
+        key: &str,
         start: i64,
         buffer: &mut Vec<u8>,
     ) -> Result<(), ImageError> {
         if buffer.is_empty() {
             return Ok(());
         }
-        let key = format!(
+        let blob_key = format!(
             "{}{start:016}-{}",
-            records::staging_prefix(session_id),
+            records::staging_prefix(key),
             uuid::Uuid::new_v4()
         );
         let bytes = Bytes::from(std::mem::take(buffer));
         let size = bytes.len() as i64;
-        self.blobs.put(&key, bytes).await?;
+        self.blobs.put(&blob_key, bytes).await?;
         let now = super::now_us();
         let part = PartRow {
             start_offset: start,
             size,
-            blob_key: key,
+            blob_key,
         };
-        if !records::append_part(
-            self.db.pool(),
-            session_id,
-            &part,
-            now,
-            self.expiry_from(now),
-        )
-        .await?
-        {
+        if !records::append_part(self.db.pool(), key, &part, now, self.expiry_from(now)).await? {
             // Another stream moved the session on (or it was discarded): these bytes are spare.
             let mut conn = self.db.pool().acquire().await?;
             records::add_garbage(&mut conn, &part.blob_key, now).await?;
@@ -395,7 +450,7 @@ impl ImageStore {
             Some(live) => live,
             None => {
                 let mut copy = self.live_copy().await?;
-                let parts = records::parts(self.db.pool(), &session.session_id).await?;
+                let parts = records::parts(self.db.pool(), &session.key).await?;
                 if let Err(error) = self.read_back(&parts, &mut copy).await {
                     copy.writer.abort().await;
                     return Err(error);
@@ -457,7 +512,7 @@ impl ImageStore {
         };
         let mut tx = self.db.pool().begin().await?;
         let committed = async {
-            if !records::complete_session(&mut tx, &session.session_id, &row, now).await? {
+            if !records::complete_session(&mut tx, &session.key, &row, now).await? {
                 return Ok(false);
             }
             target.admit(&mut tx, &info).await?;
@@ -470,7 +525,7 @@ impl ImageStore {
                 self.collect_soon();
                 Ok(ImageUploadResult {
                     image: Some(info),
-                    upload_session_id: session.session_id.clone(),
+                    upload_session_id: header.upload_session_id.clone(),
                     already_completed: false,
                 })
             }
@@ -478,7 +533,7 @@ impl ImageStore {
                 // Another stream completed the session first: its image stands, ours goes.
                 drop(tx);
                 self.forget_blob(&blob_key).await;
-                let winner = records::find_session(self.db.pool(), &session.session_id)
+                let winner = records::find_session(self.db.pool(), &session.key)
                     .await?
                     .and_then(|s| s.image_id)
                     .ok_or(ImageError::SessionNotFound)?;
@@ -487,7 +542,7 @@ impl ImageStore {
                     .ok_or(ImageError::SessionNotFound)?;
                 Ok(ImageUploadResult {
                     image: Some(stored(row)?.info),
-                    upload_session_id: session.session_id.clone(),
+                    upload_session_id: header.upload_session_id.clone(),
                     already_completed: true,
                 })
             }
@@ -538,14 +593,13 @@ impl ImageStore {
     }
 
     /// Deletes an in-progress session now (refused input); its bytes go to the sweeper.
-    pub(super) async fn discard(&self, session_id: &str) {
+    pub(super) async fn discard(&self, key: &str) {
         let now = super::now_us();
-        match records::discard_session(self.db.pool(), session_id, None, now, self.expiry_from(now))
-            .await
+        match records::discard_session(self.db.pool(), key, None, now, self.expiry_from(now)).await
         {
             Ok(_) => self.collect_soon(),
             Err(error) => {
-                tracing::warn!(%error, session_id, "could not discard an upload session; it will expire")
+                tracing::warn!(%error, session_key = key, "could not discard an upload session; it will expire")
             }
         }
     }
@@ -640,15 +694,50 @@ impl LiveCopy {
     }
 }
 
-/// Session ids are client-chosen UUIDs.
-pub(super) fn check_session_id(session_id: &str) -> Result<(), ImageError> {
-    if uuid::Uuid::try_parse(session_id).is_err() {
-        return Err(ImageError::InvalidArgument(format!(
-            "upload_session_id `{}` is not a UUID (generate a v4 UUID per upload)",
-            super::clip(session_id)
-        )));
+/// The key an upload session is stored under: a SHA-256 of the organisation, the subject, the
+/// target and the client-chosen id (as a canonical UUID), each length-prefixed. Session ids are
+/// chosen by clients, so a table keyed by them would tell a probing user whether someone else
+/// used an id (and let him block it); keyed by this, a session exists only for the caller and
+/// target that created it, and another user's id simply finds nothing. Status requests,
+/// resumes, tombstones and the staged parts' blob keys all go through it.
+pub fn session_key(caller: &Identity, target: &TargetRef, client_id: &str) -> String {
+    let canonical = uuid::Uuid::try_parse(client_id)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| client_id.to_owned());
+    let mut hash = Sha256::new();
+    for field in [
+        "telehealth.images.upload-session.v1",
+        caller.org.as_str(),
+        caller.subject.as_str(),
+        target.kind,
+        target.id.as_str(),
+        canonical.as_str(),
+    ] {
+        hash.update((field.len() as u64).to_be_bytes());
+        hash.update(field.as_bytes());
     }
-    Ok(())
+    hex::encode(hash.finalize())
+}
+
+/// The next message of the client's stream. After the call was abandoned (hyper dropped its
+/// handler), the stream still yields what had arrived, then its error or end; one that stays
+/// silent for [`ABANDONED_GRACE`] is taken as broken, so the task never waits forever.
+async fn next_chunk<S>(
+    chunks: &mut S,
+    abandoned: &CancellationToken,
+) -> Option<Result<ImageChunk, Status>>
+where
+    S: Stream<Item = Result<ImageChunk, Status>> + Unpin,
+{
+    let silent_after_abandon = async {
+        abandoned.cancelled().await;
+        tokio::time::sleep(ABANDONED_GRACE).await;
+    };
+    tokio::select! {
+        biased;
+        next = chunks.next() => next,
+        () = silent_after_abandon => Some(Err(Status::cancelled("the call was abandoned"))),
+    }
 }
 
 fn check_same_header(session: &SessionRow, header: &ImageUploadHeader) -> Result<(), ImageError> {

@@ -1,7 +1,6 @@
 //! Weekly availability and its exceptions.
 
-use jiff::civil::{Date, Weekday};
-use serde::{Deserialize, Serialize};
+use jiff::civil::Date;
 use sha2::{Digest, Sha256};
 use telehealth_kit::{
     audit::Outcome,
@@ -10,22 +9,11 @@ use telehealth_kit::{
 
 use super::{PRACTITIONER_ROLES, Scheduler, person};
 use crate::{
-    domain::{
-        AvailabilityException, ExceptionKind, Subject, WeeklyAvailability, WeeklyRange, Zone, hhmm,
-        parse_date, parse_hhmm,
-    },
+    domain::{ExceptionKind, Subject, WeeklyAvailability, Zone, end_text, hhmm},
     error::SchedulingError,
     store::{self, AvailabilityRow, ExceptionRow},
 };
 use telehealth_kit::record::ActorRecord;
-
-/// How ranges are stored.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredRange {
-    day: i8,
-    start: String,
-    end: String,
-}
 
 /// A new exception, validated.
 #[derive(Debug, Clone)]
@@ -40,56 +28,6 @@ pub struct NewException {
     pub window: Option<(jiff::civil::Time, jiff::civil::Time)>,
     pub zone: Zone,
     pub note: String,
-}
-
-/// Reads a stored availability back into the domain type.
-pub fn weekly(row: &AvailabilityRow) -> Result<WeeklyAvailability, SchedulingError> {
-    let zone = Zone::parse("time_zone", &row.time_zone)?;
-    let stored: Vec<StoredRange> = serde_json::from_str(&row.ranges_json).map_err(|e| {
-        SchedulingError::Unavailable(format!("stored availability is unreadable: {e}"))
-    })?;
-    let ranges = stored
-        .iter()
-        .map(|r| {
-            Ok(WeeklyRange {
-                day: Weekday::from_monday_one_offset(r.day).map_err(|_| {
-                    SchedulingError::Unavailable("stored weekday is invalid".into())
-                })?,
-                start: parse_hhmm("weekly_ranges", &r.start)?,
-                end: parse_hhmm("weekly_ranges", &r.end)?,
-            })
-        })
-        .collect::<Result<Vec<_>, SchedulingError>>()?;
-    WeeklyAvailability::new(zone, ranges, row.buffer_minutes)
-}
-
-/// Reads a stored exception back into the domain type.
-pub fn exception(row: &ExceptionRow) -> Result<AvailabilityException, SchedulingError> {
-    let kind = match row.kind.as_str() {
-        "leave" => ExceptionKind::Leave,
-        "closure" => ExceptionKind::Closure,
-        _ => ExceptionKind::ExtraHours,
-    };
-    let window = match (&row.start_local, &row.end_local) {
-        (Some(start), Some(end)) => Some((
-            parse_hhmm("start_local_time", start)?,
-            parse_hhmm("end_local_time", end)?,
-        )),
-        _ => None,
-    };
-    Ok(AvailabilityException {
-        id: row.exception_id.clone(),
-        kind,
-        practitioner: row
-            .practitioner
-            .as_deref()
-            .map(|p| Subject::parse("practitioner_subject", p))
-            .transpose()?,
-        start_date: parse_date("start_date", &row.start_date)?,
-        end_date: parse_date("end_date", &row.end_date)?,
-        window,
-        zone: Zone::parse("time_zone", &row.time_zone)?,
-    })
 }
 
 /// What `AddAvailabilityException` answers.
@@ -158,20 +96,11 @@ impl Scheduler {
         let org = existing
             .as_ref()
             .map_or(identity.org.clone(), |e| e.org_id.clone());
-        let ranges: Vec<StoredRange> = availability
-            .ranges
-            .iter()
-            .map(|r| StoredRange {
-                day: r.day.to_monday_one_offset(),
-                start: hhmm(r.start),
-                end: end_text(r.end),
-            })
-            .collect();
         let mut row = AvailabilityRow {
             practitioner: practitioner.as_str().to_owned(),
             org_id: org,
             time_zone: availability.zone.name().to_owned(),
-            ranges_json: serde_json::to_string(&ranges).unwrap_or_else(|_| "[]".into()),
+            ranges_json: store::ranges_json(&availability.ranges),
             buffer_minutes: availability.buffer_minutes,
             version: 0,
             updated_at: self.now(),
@@ -312,7 +241,7 @@ impl Scheduler {
         identity: &Identity,
         row: &ExceptionRow,
     ) -> Result<Vec<String>, SchedulingError> {
-        let domain = exception(row)?;
+        let domain = row.exception()?;
         if domain.kind == ExceptionKind::ExtraHours {
             return Ok(Vec::new());
         }
@@ -455,14 +384,5 @@ impl Scheduler {
         .filter(|row| row.org_id == identity.org)
         .collect();
         Ok(rows)
-    }
-}
-
-/// `HH:MM` of a range end, with the end of day written `24:00`.
-fn end_text(time: jiff::civil::Time) -> String {
-    if time == jiff::civil::Time::MAX {
-        "24:00".to_owned()
-    } else {
-        hhmm(time)
     }
 }

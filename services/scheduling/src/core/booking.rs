@@ -13,11 +13,7 @@ use telehealth_kit::{
     identity::{Caller, Identity, Role},
 };
 
-use super::{
-    PRACTITIONER_ROLES, Scheduler,
-    availability::{exception, weekly},
-    person,
-};
+use super::{PRACTITIONER_ROLES, Scheduler, person};
 use crate::{
     domain::{Interval, Subject, WeeklyAvailability, WeeklyRange, Zone},
     error::SchedulingError,
@@ -506,7 +502,7 @@ impl Scheduler {
     ) -> Result<Option<(PractitionerCalendar, String)>, SchedulingError> {
         let row = store::availability_of(conn, practitioner.as_str()).await?;
         let (availability, org) = match row {
-            Some(row) => (weekly(&row)?, row.org_id),
+            Some(row) => (row.weekly()?, row.org_id),
             None if required => return Ok(None),
             None => (always_open()?, String::new()),
         };
@@ -530,7 +526,7 @@ impl Scheduler {
         )
         .await?
         .iter()
-        .map(exception)
+        .map(store::ExceptionRow::exception)
         .collect::<Result<Vec<_>, _>>()?;
         let window = Interval {
             start: time.start - LOOKAROUND,
@@ -613,7 +609,11 @@ fn always_open() -> Result<WeeklyAvailability, SchedulingError> {
             end: jiff::civil::Time::MAX,
         })
         .collect();
-    WeeklyAvailability::new(Zone::parse("time_zone", "UTC")?, ranges, 0)
+    Ok(WeeklyAvailability::new(
+        Zone::parse("time_zone", "UTC")?,
+        ranges,
+        0,
+    )?)
 }
 
 /// What identifies a booking request for idempotency (everything but the key).

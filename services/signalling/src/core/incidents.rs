@@ -253,8 +253,8 @@ mod tests {
     use crate::{
         core::testing::{TestCore, person, scheduling, start_instant},
         domain::{Admitted, RoomSpec, Window},
-        settings::SignallingSettings,
     };
+    use telehealth_kit::config::SignallingSettings;
 
     async fn room(t: &TestCore) -> String {
         let appointment = uuid::Uuid::new_v4().to_string();

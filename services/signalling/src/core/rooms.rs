@@ -320,8 +320,8 @@ mod tests {
     use crate::{
         core::testing::{TestCore, person, scheduling, start_instant},
         domain::{Admitted, Role},
-        settings::SignallingSettings,
     };
+    use telehealth_kit::config::SignallingSettings;
 
     pub fn spec(appointment_id: &str, start: Timestamp) -> RoomSpec {
         RoomSpec::new(

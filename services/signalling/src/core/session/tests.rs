@@ -10,8 +10,8 @@ use super::*;
 use crate::{
     core::testing::{TestCore, person, scheduling, start_instant},
     domain::{Admitted, IncidentSource, Relayed, RoomSpec, Window},
-    settings::SignallingSettings,
 };
+use telehealth_kit::config::SignallingSettings;
 
 const ORG: &str = "cds-bourganeuf";
 
