@@ -1,6 +1,5 @@
 //! From the wire to validated values and back.
 
-use base64::Engine;
 use telehealth_kit::{
     identity::Role,
     record::{from_wire, role_proto, timestamp},
@@ -19,9 +18,6 @@ type Result<T> = std::result::Result<T, DirectoryError>;
 pub const MAX_ROLES: usize = 6;
 /// Most subjects one `CheckMembers` asks about.
 pub const MAX_CHECKED_SUBJECTS: usize = 64;
-/// Default and maximum page sizes of `ListMembers`.
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 200;
 
 /// A subject: 1 to 255 characters, no control characters.
 pub fn subject(field: &'static str, value: &str) -> Result<String> {
@@ -108,39 +104,6 @@ pub fn instant(
             from_wire(t).ok_or_else(|| DirectoryError::invalid(field, "is not a valid instant"))
         })
         .transpose()
-}
-
-/// A page size within bounds (0 = default).
-pub fn page_size(value: i32) -> Result<i64> {
-    match i64::from(value) {
-        0 => Ok(DEFAULT_PAGE),
-        n if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        _ => Err(DirectoryError::invalid(
-            "page_size",
-            format!("must be between 1 and {MAX_PAGE}"),
-        )),
-    }
-}
-
-/// The subject a page token continues after ("" for the first page).
-pub fn page_after(token: &str) -> Result<String> {
-    if token.is_empty() {
-        return Ok(String::new());
-    }
-    let invalid =
-        || DirectoryError::invalid("page_token", "is not a token from a previous response");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("d1|")
-        .map(str::to_owned)
-        .ok_or_else(invalid)
-}
-
-/// The token of the page after `subject`.
-pub fn page_token(subject: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("d1|{subject}"))
 }
 
 /// A member on the wire.

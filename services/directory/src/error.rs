@@ -1,6 +1,6 @@
 //! Everything that can go wrong in the directory, and which gRPC code each is.
 
-use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError};
+use telehealth_kit::{ApiError, ErrorCode, KitError, error::database_code, identity::IdentityError};
 
 /// A directory failure.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +41,7 @@ impl ApiError for DirectoryError {
             DirectoryError::VersionMismatch { .. } => ErrorCode::Aborted,
             DirectoryError::Identity(error) => error.code(),
             DirectoryError::Kit(error) => error.code(),
-            DirectoryError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ErrorCode::Unavailable
-            }
-            DirectoryError::Database(_) => ErrorCode::Internal,
+            DirectoryError::Database(error) => database_code(error),
         }
     }
 }

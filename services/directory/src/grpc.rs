@@ -1,6 +1,10 @@
 //! The tonic adapter: validate, call the core, convert back.
 
-use telehealth_kit::identity::{self, Caller};
+use telehealth_kit::{
+    identity::{self, Caller},
+    page_scope,
+    paging::{self, PageTokens},
+};
 use telehealth_proto::v1::{self as pb, directory_service_server::DirectoryService};
 use tonic::{Request, Response, Status};
 
@@ -9,11 +13,13 @@ use crate::{convert, core::Directory};
 /// The gRPC face of the directory.
 pub struct DirectoryApi {
     directory: Directory,
+    pages: PageTokens,
 }
 
 impl DirectoryApi {
-    pub fn new(directory: Directory) -> Self {
-        DirectoryApi { directory }
+    /// The API over `directory`, paging with `pages`.
+    pub fn new(directory: Directory, pages: PageTokens) -> Self {
+        DirectoryApi { directory, pages }
     }
 }
 
@@ -90,8 +96,12 @@ impl DirectoryService for DirectoryApi {
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let page_size = convert::page_size(request.page_size)?;
-        let after = convert::page_after(&request.page_token)?;
+        let page_size = paging::page_size(request.page_size, 50, 200)?;
+        let scope = page_scope!("ListMembers", &caller, &request);
+        let after = self
+            .pages
+            .position::<String>(&scope, &request.page_token)?
+            .unwrap_or_default();
         let role = match request.role {
             0 => None,
             value => Some(convert::role("role", value)?),
@@ -109,7 +119,7 @@ impl DirectoryService for DirectoryApi {
                 .collect(),
             next_page_token: page
                 .last_subject
-                .map(|s| convert::page_token(&s))
+                .map(|s| self.pages.token(&scope, &s))
                 .unwrap_or_default(),
         }))
     }

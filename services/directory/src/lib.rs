@@ -55,7 +55,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let clock: core::Clock = Arc::new(jiff::Timestamp::now);
         let directory = core::Directory::new(context.db.clone(), clock);
-        let server = DirectoryServiceServer::new(grpc::DirectoryApi::new(directory))
+        let server = DirectoryServiceServer::new(grpc::DirectoryApi::new(directory, context.pages.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut routes = RoutesBuilder::default();

@@ -1,9 +1,7 @@
 //! Conversions between the contract's messages and the domain values, validating everything a
 //! client sends (INVALID_ARGUMENT naming the field).
 
-use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
-use sha2::{Digest, Sha256};
 use telehealth_proto::v1 as pb;
 
 use crate::{
@@ -77,51 +75,6 @@ pub fn duration(d: SignedDuration) -> prost_types::Duration {
         seconds: d.as_secs(),
         nanos: d.subsec_nanos(),
     }
-}
-
-/// A page size within bounds (0 = default).
-pub fn page_size(value: i32, default: i64, max: i64) -> Result<i64> {
-    match i64::from(value) {
-        0 => Ok(default),
-        n if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ExpertiseError::invalid(
-            "page_size",
-            format!("must be between 1 and {max}"),
-        )),
-    }
-}
-
-/// A page token: the position, bound to a digest of the filters it was made for.
-pub fn page_token(filters: &str, position: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("v1|{}|{position}", filter_digest(filters)))
-}
-
-/// The position of a page token made for `filters` ("" = first page).
-pub fn page_position(filters: &str, token: &str) -> Result<Option<String>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let invalid = || {
-        ExpertiseError::invalid(
-            "page_token",
-            "is not a token from a previous response with the same filters",
-        )
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let rest = text.strip_prefix("v1|").ok_or_else(invalid)?;
-    let (digest, position) = rest.split_once('|').ok_or_else(invalid)?;
-    if digest != filter_digest(filters) {
-        return Err(invalid());
-    }
-    Ok(Some(position.to_owned()))
-}
-
-fn filter_digest(filters: &str) -> String {
-    hex::encode(&Sha256::digest(filters.as_bytes())[..6])
 }
 
 /// Most statuses in a list filter: more than there are statuses, so every useful filter fits,

@@ -1,7 +1,7 @@
 //! Everything that can go wrong in tele-expertise, and which gRPC code each is.
 
 use telehealth_kit::{
-    ApiError, ErrorCode, KitError, audit::Outcome, idempotency::IdempotencyError,
+    ApiError, ErrorCode, KitError, error::database_code, audit::Outcome, idempotency::IdempotencyError,
     identity::IdentityError, images::ImageError,
 };
 
@@ -85,10 +85,7 @@ impl ApiError for ExpertiseError {
             ExpertiseError::VersionMismatch { .. } => ErrorCode::Aborted,
             ExpertiseError::Identity(error) => error.code(),
             ExpertiseError::Kit(error) => error.code(),
-            ExpertiseError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ErrorCode::Unavailable
-            }
-            ExpertiseError::Database(_) => ErrorCode::Internal,
+            ExpertiseError::Database(error) => database_code(error),
             ExpertiseError::Image(error) => error.code(),
         }
     }

@@ -3,11 +3,16 @@
 
 mod images;
 
-use std::{pin::Pin, time::Duration};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use jiff::{Timestamp, civil::Date, tz::TimeZone};
-use telehealth_kit::identity::{self, Caller};
+use telehealth_kit::{
+    identity::{self, Caller},
+    page_scope,
+    paging::{self, PageTokens},
+    watch::{self, Frame},
+};
 use telehealth_proto::v1::{self as pb, expertise_service_server::ExpertiseService};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -27,16 +32,18 @@ use crate::{
 /// The gRPC face of the [`Expertise`] core.
 pub struct ExpertiseApi {
     core: Expertise,
+    pages: PageTokens,
     shutdown: CancellationToken,
     heartbeat: Duration,
 }
 
 impl ExpertiseApi {
-    /// The API over `core`; watch streams end when `shutdown` fires.
-    pub fn new(core: Expertise, shutdown: CancellationToken) -> Self {
+    /// The API over `core`, paging with `pages`; watch streams end when `shutdown` fires.
+    pub fn new(core: Expertise, pages: PageTokens, shutdown: CancellationToken) -> Self {
         let heartbeat = Duration::from_secs(core.rules().watch_heartbeat_seconds);
         ExpertiseApi {
             core,
+            pages,
             shutdown,
             heartbeat,
         }
@@ -53,7 +60,6 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     identity::caller(request).cloned().map_err(Status::from)
 }
 
-type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl ExpertiseApi {
     async fn change(
@@ -169,7 +175,7 @@ impl ExpertiseService for ExpertiseApi {
         self.detach(request).await
     }
 
-    type DownloadImageStream = Stream_<pb::DownloadImageResponse>;
+    type DownloadImageStream = watch::ServerStream<pb::DownloadImageResponse>;
 
     async fn download_image(
         &self,
@@ -346,25 +352,14 @@ impl ExpertiseService for ExpertiseApi {
         let r = request.into_inner();
         let page = async {
             let id = convert::id("request_id", &r.request_id)?;
-            let size = convert::page_size(r.page_size, 100, 500)?;
-            let filters = format!("messages|{id}");
-            let after = match convert::page_position(&filters, &r.page_token)? {
-                None => 0,
-                Some(p) => p.parse::<i64>().map_err(|_| {
-                    ExpertiseError::invalid("page_token", "is not a token from a previous response")
-                })?,
-            };
-            let mut messages = self.core.messages(&caller, &id, after, size + 1).await?;
-            let next = if messages.len() as i64 > size {
-                messages.truncate(usize::try_from(size).unwrap_or(0));
-                messages
-                    .last()
-                    .map(|m| convert::page_token(&filters, &m.sequence.to_string()))
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            Ok::<_, ExpertiseError>((messages, next))
+            let size = paging::page_size(r.page_size, 100, 500)?;
+            let scope = page_scope!("ListMessages", &caller, &r);
+            let after = self
+                .pages
+                .position::<i64>(&scope, &r.page_token)?
+                .unwrap_or(0);
+            let messages = self.core.messages(&caller, &id, after, size + 1).await?;
+            Ok::<_, ExpertiseError>(self.pages.page(&scope, messages, size, |m| m.sequence))
         }
         .await
         .map_err(|e| status(&e))?;
@@ -404,24 +399,16 @@ impl ExpertiseService for ExpertiseApi {
                     "drafts never appear in an inbox",
                 ));
             }
-            let size = convert::page_size(r.page_size, 50, 200)?;
-            let filters = format!("inbox|{statuses:?}|{}|{}", r.claimed_by_me, r.overdue_only);
-            let invalid =
-                || ExpertiseError::invalid("page_token", "is not a token from a previous response");
-            let (as_of, after) = match convert::page_position(&filters, &r.page_token)? {
+            let size = paging::page_size(r.page_size, 50, 200)?;
+            let scope = page_scope!("ListInbox", &caller, &r);
+            // The first page fixes the instant "overdue" is judged at, for the whole listing.
+            let (as_of, after) = match self
+                .pages
+                .position::<(i64, i64, i64, String)>(&scope, &r.page_token)?
+            {
                 None => (self.core.now(), None),
-                Some(p) => {
-                    let parts: Vec<&str> = p.splitn(4, '|').collect();
-                    let [as_of, rank, due, id] = parts.as_slice() else {
-                        return Err(invalid());
-                    };
-                    let as_of = as_of.parse::<i64>().map_err(|_| invalid())?;
-                    let rank = rank.parse::<i64>().map_err(|_| invalid())?;
-                    let due = due.parse::<i64>().map_err(|_| invalid())?;
-                    (
-                        crate::store::instant(as_of),
-                        Some((rank, due, (*id).to_owned())),
-                    )
+                Some((as_of, rank, due, id)) => {
+                    (crate::store::instant(as_of), Some((rank, due, id)))
                 }
             };
             let query = InboxQuery {
@@ -429,25 +416,14 @@ impl ExpertiseService for ExpertiseApi {
                 claimed_by_me: r.claimed_by_me,
                 overdue_only: r.overdue_only,
             };
-            let mut found = self
+            let found = self
                 .core
                 .inbox(&caller, &query, as_of, after.as_ref(), size + 1)
                 .await?;
-            let next = if found.len() as i64 > size {
-                found.truncate(usize::try_from(size).unwrap_or(0));
-                found
-                    .last()
-                    .map(|(_, (rank, due, id))| {
-                        convert::page_token(
-                            &filters,
-                            &format!("{}|{rank}|{due}|{id}", crate::store::micros(as_of)),
-                        )
-                    })
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            Ok((found, next))
+            let as_of = crate::store::micros(as_of);
+            Ok(self.pages.page(&scope, found, size, |(_, (rank, due, id))| {
+                (as_of, *rank, *due, id.clone())
+            }))
         }
         .await
         .map_err(|e| status(&e))?;
@@ -469,42 +445,16 @@ impl ExpertiseService for ExpertiseApi {
         let r = request.into_inner();
         let page = async {
             let statuses = convert::statuses(&r.statuses)?;
-            let size = convert::page_size(r.page_size, 50, 200)?;
-            let filters = format!("mine|{statuses:?}|{}", r.whole_org);
-            let after = match convert::page_position(&filters, &r.page_token)? {
-                None => None,
-                Some(p) => {
-                    let (created, id) = p
-                        .split_once('|')
-                        .and_then(|(c, id)| c.parse::<i64>().ok().map(|c| (c, id.to_owned())))
-                        .ok_or_else(|| {
-                            ExpertiseError::invalid(
-                                "page_token",
-                                "is not a token from a previous response",
-                            )
-                        })?;
-                    Some((created, id))
-                }
-            };
-            let mut found = self
+            let size = paging::page_size(r.page_size, 50, 200)?;
+            let scope = page_scope!("ListMyRequests", &caller, &r);
+            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let found = self
                 .core
                 .my_requests(&caller, statuses, r.whole_org, after.as_ref(), size + 1)
                 .await?;
-            let next = if found.len() as i64 > size {
-                found.truncate(usize::try_from(size).unwrap_or(0));
-                found
-                    .last()
-                    .map(|r| {
-                        convert::page_token(
-                            &filters,
-                            &format!("{}|{}", crate::store::micros(r.created_at), r.id),
-                        )
-                    })
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            Ok::<_, ExpertiseError>((found, next))
+            Ok::<_, ExpertiseError>(self.pages.page(&scope, found, size, |r| {
+                (crate::store::micros(r.created_at), r.id.clone())
+            }))
         }
         .await
         .map_err(|e| status(&e))?;
@@ -518,7 +468,7 @@ impl ExpertiseService for ExpertiseApi {
         }))
     }
 
-    type WatchRequestsStream = Stream_<pb::WatchRequestsResponse>;
+    type WatchRequestsStream = watch::ServerStream<pb::WatchRequestsResponse>;
 
     async fn watch_requests(
         &self,
@@ -542,44 +492,33 @@ impl ExpertiseService for ExpertiseApi {
             )
             .await
             .map_err(|e| status(&e))?;
-        let now = || Some(convert::timestamp(Timestamp::now()));
-        let ready = pb::WatchRequestsResponse {
-            payload: Some(pb::watch_requests_response::Payload::Ready(
-                pb::WatchReady { server_time: now() },
-            )),
-        };
         let core = self.core.clone();
-        let events = deliveries.map(move |delivery| {
-            let delivery = delivery.map_err(|e| status(&e))?;
-            Ok(pb::WatchRequestsResponse {
-                payload: Some(pb::watch_requests_response::Payload::Event(
-                    pb::ExpertiseEvent {
+        let deliveries = deliveries.map(|delivery| delivery.map_err(|e| status(&e)));
+        use pb::watch_requests_response::Payload;
+        let stream = watch::server_stream(deliveries, self.heartbeat, self.shutdown.clone(), {
+            move |frame| {
+                let payload = match frame {
+                    Frame::Ready(at) => Payload::Ready(pb::WatchReady {
+                        server_time: Some(at),
+                    }),
+                    Frame::Event(delivery) => Payload::Event(pb::ExpertiseEvent {
                         event_id: delivery.event.id.clone(),
                         kind: delivery.event.kind as i32,
                         occurred_at: Some(convert::timestamp(delivery.event.occurred_at)),
                         actor: Some(delivery.event.actor.to_proto()),
                         request: Some(convert::request(&delivery.request, core.now(), Vec::new())),
                         message: delivery.message.as_ref().map(convert::message),
-                    },
-                )),
-            })
+                    }),
+                    Frame::Heartbeat(at) => Payload::Heartbeat(pb::WatchHeartbeat {
+                        server_time: Some(at),
+                    }),
+                };
+                pb::WatchRequestsResponse {
+                    payload: Some(payload),
+                }
+            }
         });
-        let heartbeats = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
-            tokio::time::Instant::now() + self.heartbeat,
-            self.heartbeat,
-        ))
-        .map(move |_| {
-            Ok(pb::WatchRequestsResponse {
-                payload: Some(pb::watch_requests_response::Payload::Heartbeat(
-                    pb::WatchHeartbeat { server_time: now() },
-                )),
-            })
-        });
-        let shutdown = self.shutdown.clone();
-        let stream = futures::stream::once(async move { Ok(ready) })
-            .chain(futures::stream::select(events, heartbeats))
-            .take_until(async move { shutdown.cancelled().await });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(stream))
     }
 
     async fn get_activity_report(

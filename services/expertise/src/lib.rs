@@ -74,7 +74,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             &context.settings.idempotency,
             context.shutdown.clone(),
         );
-        let api = grpc::ExpertiseApi::new(core, context.shutdown.clone());
+        let api = grpc::ExpertiseApi::new(core, context.pages.clone(), context.shutdown.clone());
         let server = ExpertiseServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

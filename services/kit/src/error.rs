@@ -97,9 +97,22 @@ fn chain<E: std::error::Error + ?Sized>(error: &E) -> String {
     text
 }
 
+/// What a database failure is to the caller: `UNAVAILABLE` when the database could not be
+/// reached (retrying later may work), `INTERNAL` for anything else. Every crate maps its
+/// `sqlx::Error`s through this one rule.
+pub fn database_code(error: &sqlx::Error) -> ErrorCode {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ErrorCode::Unavailable,
+        _ => ErrorCode::Internal,
+    }
+}
+
 /// Errors of the shared kit itself.
 #[derive(Debug, thiserror::Error)]
 pub enum KitError {
+    /// A request field the kit reads for every service (a page token) is not acceptable.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
     #[error("configuration: {0}")]
     Config(String),
     #[error("database: {0}")]
@@ -129,6 +142,14 @@ pub enum KitError {
 }
 
 impl KitError {
+    /// INVALID_ARGUMENT about `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        KitError::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
         KitError::Io {
@@ -141,12 +162,11 @@ impl KitError {
 impl ApiError for KitError {
     fn code(&self) -> ErrorCode {
         match self {
+            KitError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
             KitError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             KitError::PermissionDenied(_) => ErrorCode::PermissionDenied,
-            KitError::Unavailable(_)
-            | KitError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ErrorCode::Unavailable
-            }
+            KitError::Unavailable(_) => ErrorCode::Unavailable,
+            KitError::Database(error) => database_code(error),
             _ => ErrorCode::Internal,
         }
     }

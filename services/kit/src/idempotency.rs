@@ -55,11 +55,8 @@ impl ApiError for IdempotencyError {
     fn code(&self) -> ErrorCode {
         match self {
             IdempotencyError::Conflict => ErrorCode::FailedPrecondition,
-            IdempotencyError::Raced
-            | IdempotencyError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ErrorCode::Unavailable
-            }
-            IdempotencyError::Database(_) => ErrorCode::Internal,
+            IdempotencyError::Raced => ErrorCode::Unavailable,
+            IdempotencyError::Database(error) => crate::error::database_code(error),
         }
     }
 }

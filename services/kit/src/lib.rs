@@ -11,6 +11,8 @@
 //! - [`error`]: the restricted error codes and the one mapping to `tonic::Status`;
 //! - [`events`]: change notifications for watch streams, across replicas (LISTEN/NOTIFY);
 //! - [`idempotency`]: idempotency keys: replay of the first answer, conflicts, purge;
+//! - [`paging`]: the signed page tokens of every paginated list;
+//! - [`watch`]: the shape of every watch stream (ready, events, heartbeats, end on shutdown);
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification;
 //! - [`telemetry`]: `tracing` logs, OpenTelemetry traces, W3C trace context;
 //! - [`trace_id`]: the current request's trace id, quoted by errors and audit records;
@@ -35,6 +37,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod images;
 pub mod message_limit;
+pub mod paging;
 pub mod part;
 pub mod pki;
 pub mod raw_codec;
@@ -46,6 +49,7 @@ pub mod testing;
 pub mod tls;
 pub mod token;
 pub mod trace_id;
+pub mod watch;
 
 pub use config::Settings;
 pub use db::Database;

@@ -26,6 +26,8 @@ pub struct ServiceContext {
     pub part: Part,
     pub settings: Arc<Settings>,
     pub db: Database,
+    /// Makes and reads the service's page tokens (its key is in `db`).
+    pub pages: PageTokens,
     /// Cancelled when the process shuts down: long-lived streams end when they see it.
     pub shutdown: CancellationToken,
 }
@@ -95,6 +97,7 @@ pub async fn run_service(
         part,
         settings: settings.clone(),
         db: db.clone(),
+        pages: PageTokens::load(&db).await?,
         shutdown: shutdown.clone(),
     };
     let (reporter, health_service) = tonic_health::server::health_reporter();

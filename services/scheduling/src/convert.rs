@@ -1,7 +1,6 @@
 //! Conversions between the contract's messages and the domain values, with validation of
 //! everything a client sends (INVALID_ARGUMENT naming the field).
 
-use base64::Engine;
 use jiff::{SignedDuration, Timestamp, civil::Weekday};
 use prost::Message;
 use telehealth_kit::identity::{Caller, Role};
@@ -212,39 +211,6 @@ pub fn bounded<'a, T>(field: &'static str, values: &'a [T], max: usize) -> Resul
 pub fn idempotency_key(value: &str) -> Result<String> {
     telehealth_kit::idempotency::parse_key(value)
         .map_err(|reason| SchedulingError::invalid("idempotency_key", reason))
-}
-
-/// Page size within bounds (0 = default).
-pub fn page_size(value: i32, default: i64, max: i64) -> Result<i64> {
-    match i64::from(value) {
-        0 => Ok(default),
-        n if (1..=max).contains(&n) => Ok(n),
-        _ => Err(SchedulingError::invalid(
-            "page_size",
-            format!("must be between 1 and {max}"),
-        )),
-    }
-}
-
-/// Encodes a page position.
-pub fn page_token(position: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1|{position}"))
-}
-
-/// Decodes a page position ("" = first page).
-pub fn page_position(token: &str) -> Result<Option<String>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let invalid =
-        || SchedulingError::invalid("page_token", "is not a token from a previous response");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("v1|")
-        .map(|p| Some(p.to_owned()))
-        .ok_or_else(invalid)
 }
 
 /// Optional free text, trimmed (the contract: "trimmed by the server"), of at most `max`

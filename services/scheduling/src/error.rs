@@ -1,7 +1,7 @@
 //! Everything that can go wrong in scheduling, and which gRPC code each is.
 
 use telehealth_kit::{
-    ApiError, ErrorCode, KitError, idempotency::IdempotencyError, identity::IdentityError,
+    ApiError, ErrorCode, KitError, error::database_code, idempotency::IdempotencyError, identity::IdentityError,
 };
 
 use crate::domain::{Interval, Invalid};
@@ -122,10 +122,7 @@ impl ApiError for SchedulingError {
             }
             SchedulingError::Identity(error) => error.code(),
             SchedulingError::Kit(error) => error.code(),
-            SchedulingError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ErrorCode::Unavailable
-            }
-            SchedulingError::Database(_) => ErrorCode::Internal,
+            SchedulingError::Database(error) => database_code(error),
             SchedulingError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }

@@ -1,11 +1,16 @@
 //! The tonic adapter: each RPC converts its request (validating it), calls the core, converts
 //! the result back. No rule lives here.
 
-use std::{pin::Pin, time::Duration};
+use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use jiff::SignedDuration;
-use telehealth_kit::identity::{self, Caller, Role};
+use telehealth_kit::{
+    identity::{self, Caller, Role},
+    page_scope,
+    paging::{self, PageTokens},
+    watch::{self, Frame},
+};
 use telehealth_proto::v1::{self as pb, scheduling_service_server::SchedulingService};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -34,13 +39,18 @@ const PRACTITIONER_ROLES: [Role; 2] = [Role::Doctor, Role::Nurse];
 /// The gRPC face of the [`Scheduler`].
 pub struct SchedulingApi {
     core: Scheduler,
+    pages: PageTokens,
     shutdown: CancellationToken,
 }
 
 impl SchedulingApi {
-    /// The API over `core`; watch streams end when `shutdown` fires.
-    pub fn new(core: Scheduler, shutdown: CancellationToken) -> Self {
-        SchedulingApi { core, shutdown }
+    /// The API over `core`, paging with `pages`; watch streams end when `shutdown` fires.
+    pub fn new(core: Scheduler, pages: PageTokens, shutdown: CancellationToken) -> Self {
+        SchedulingApi {
+            core,
+            pages,
+            shutdown,
+        }
     }
 }
 
@@ -56,9 +66,6 @@ fn reply<T, U>(
         .map(|value| Response::new(build(value)))
         .map_err(|e| status(&e))
 }
-
-type WatchStream =
-    Pin<Box<dyn Stream<Item = Result<pb::WatchAppointmentsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl SchedulingService for SchedulingApi {
@@ -240,13 +247,14 @@ impl SchedulingService for SchedulingApi {
             };
             let from = optional_date("from_date", &r.from_date)?;
             let to = optional_date("to_date", &r.to_date)?;
-            let size = convert::page_size(r.page_size, 100, 500)?;
-            let offset = offset_of(&r.page_token)?;
+            let size = paging::page_size(r.page_size, 100, 500)?;
+            let scope = page_scope!("ListAvailabilityExceptions", &caller, &r);
+            let offset = self.pages.position::<u64>(&scope, &r.page_token)?;
             let rows = self
                 .core
                 .exceptions(&caller, &practitioner, from, to)
                 .await?;
-            Ok(page(rows, offset, size))
+            Ok(self.offset_page(&scope, rows, offset, size))
         }
         .await;
         reply(result, |(rows, next)| {
@@ -292,13 +300,14 @@ impl SchedulingService for SchedulingApi {
                 }
             };
             let all = r.r#match == pb::SlotMatch::All as i32;
-            let size = convert::page_size(r.page_size, 500, 2000)?;
-            let offset = offset_of(&r.page_token)?;
+            let size = paging::page_size(r.page_size, 500, 2000)?;
+            let scope = page_scope!("ListFreeSlots", &caller, &r);
+            let offset = self.pages.position::<u64>(&scope, &r.page_token)?;
             let slots = self
                 .core
                 .free_slots(&caller, &practitioners, range, duration, step, all)
                 .await?;
-            Ok(page(slots, offset, size))
+            Ok(self.offset_page(&scope, slots, offset, size))
         }
         .await;
         reply(result, |(slots, next)| pb::ListFreeSlotsResponse {
@@ -465,27 +474,16 @@ impl SchedulingService for SchedulingApi {
                     .collect::<Result<_, _>>()?,
                 ..Default::default()
             };
-            let size = convert::page_size(r.page_size, 100, 500)?;
-            let after = match convert::page_position(&r.page_token)? {
-                None => None,
-                Some(position) => {
-                    let (start, id) = position
-                        .split_once('|')
-                        .and_then(|(s, id)| s.parse::<i64>().ok().map(|s| (s, id.to_owned())))
-                        .ok_or_else(|| {
-                            SchedulingError::invalid(
-                                "page_token",
-                                "is not a token from a previous response",
-                            )
-                        })?;
-                    Some((start, id))
-                }
-            };
+            let size = paging::page_size(r.page_size, 100, 500)?;
+            let scope = page_scope!("ListAppointments", &caller, &r);
+            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
             let found = self
                 .core
                 .appointments(&caller, filter, after, size + 1)
                 .await?;
-            Ok(keyset_page(found, size))
+            Ok(self.pages.page(&scope, found, size, |a| {
+                (store::micros(a.time.start), a.id.clone())
+            }))
         }
         .await;
         reply(result, |(appointments, next)| {
@@ -658,27 +656,14 @@ impl SchedulingService for SchedulingApi {
         let r = request.into_inner();
         let result = async {
             let id = convert::id("appointment_id", &r.appointment_id)?;
-            let size = convert::page_size(r.page_size, 100, 500)?;
-            let after = match convert::page_position(&r.page_token)? {
-                None => 0,
-                Some(p) => p.parse::<i64>().map_err(|_| {
-                    SchedulingError::invalid(
-                        "page_token",
-                        "is not a token from a previous response",
-                    )
-                })?,
-            };
-            let mut events = self.core.history(&caller, &id, after, size + 1).await?;
-            let next = if events.len() as i64 > size {
-                events.truncate(usize::try_from(size).unwrap_or(0));
-                events
-                    .last()
-                    .map(|e| convert::page_token(&e.sequence.to_string()))
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            Ok((events, next))
+            let size = paging::page_size(r.page_size, 100, 500)?;
+            let scope = page_scope!("GetAppointmentHistory", &caller, &r);
+            let after = self
+                .pages
+                .position::<i64>(&scope, &r.page_token)?
+                .unwrap_or(0);
+            let events = self.core.history(&caller, &id, after, size + 1).await?;
+            Ok(self.pages.page(&scope, events, size, |e| e.sequence))
         }
         .await;
         reply(result, |(events, next)| pb::GetAppointmentHistoryResponse {
@@ -687,7 +672,7 @@ impl SchedulingService for SchedulingApi {
         })
     }
 
-    type WatchAppointmentsStream = WatchStream;
+    type WatchAppointmentsStream = watch::ServerStream<pb::WatchAppointmentsResponse>;
 
     async fn watch_appointments(
         &self,
@@ -704,43 +689,33 @@ impl SchedulingService for SchedulingApi {
             .watch(&caller, practitioner)
             .await
             .map_err(|e| status(&e))?;
-        let now = || Some(convert::timestamp(jiff::Timestamp::now()));
-        let ready = pb::WatchAppointmentsResponse {
-            payload: Some(pb::watch_appointments_response::Payload::Ready(
-                pb::WatchReady { server_time: now() },
-            )),
-        };
         let changes = changes.filter_map(|change| async move {
             match change {
-                Ok((event, appointment)) => Some(Ok(pb::WatchAppointmentsResponse {
-                    payload: Some(pb::watch_appointments_response::Payload::Change(
-                        pb::AppointmentChange {
-                            event: Some(convert::event(&event)),
-                            appointment: Some(convert::appointment(&appointment)),
-                        },
-                    )),
-                })),
+                Ok(change) => Some(Ok(change)),
                 // A change the caller may no longer see, or one that vanished: skip it.
                 Err(SchedulingError::NotFound(_)) => None,
                 Err(error) => Some(Err(status(&error))),
             }
         });
-        let heartbeats = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
-            tokio::time::Instant::now() + HEARTBEAT,
-            HEARTBEAT,
-        ))
-        .map(move |_| {
-            Ok(pb::WatchAppointmentsResponse {
-                payload: Some(pb::watch_appointments_response::Payload::Heartbeat(
-                    pb::WatchHeartbeat { server_time: now() },
-                )),
-            })
+        use pb::watch_appointments_response::Payload;
+        let stream = watch::server_stream(changes, HEARTBEAT, self.shutdown.clone(), |frame| {
+            let payload = match frame {
+                Frame::Ready(at) => Payload::Ready(pb::WatchReady {
+                    server_time: Some(at),
+                }),
+                Frame::Event((event, appointment)) => Payload::Change(pb::AppointmentChange {
+                    event: Some(convert::event(&event)),
+                    appointment: Some(convert::appointment(&appointment)),
+                }),
+                Frame::Heartbeat(at) => Payload::Heartbeat(pb::WatchHeartbeat {
+                    server_time: Some(at),
+                }),
+            };
+            pb::WatchAppointmentsResponse {
+                payload: Some(payload),
+            }
         });
-        let shutdown = self.shutdown.clone();
-        let stream = futures::stream::once(async move { Ok(ready) })
-            .chain(futures::stream::select(changes, heartbeats))
-            .take_until(async move { shutdown.cancelled().await });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(stream))
     }
 
     async fn export_calendar(
@@ -811,42 +786,25 @@ fn offset_text(offset: jiff::tz::Offset) -> String {
     format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
-/// An offset-based page of a fully computed, deterministic list.
-fn page<T>(mut all: Vec<T>, offset: usize, size: i64) -> (Vec<T>, String) {
-    let size = usize::try_from(size).unwrap_or(0);
-    let total = all.len();
-    let items: Vec<T> = all.drain(offset.min(total)..).take(size).collect();
-    let next = if offset + items.len() < total {
-        convert::page_token(&(offset + items.len()).to_string())
-    } else {
-        String::new()
-    };
-    (items, next)
-}
-
-fn offset_of(token: &str) -> Result<usize, SchedulingError> {
-    match convert::page_position(token)? {
-        None => Ok(0),
-        Some(p) => p.parse().map_err(|_| {
-            SchedulingError::invalid("page_token", "is not a token from a previous response")
-        }),
-    }
-}
-
-/// A keyset page: `found` holds up to `size + 1` rows; the extra one says there is more.
-fn keyset_page(
-    mut found: Vec<crate::model::Appointment>,
-    size: i64,
-) -> (Vec<crate::model::Appointment>, String) {
-    let size = usize::try_from(size).unwrap_or(0);
-    if found.len() > size {
-        found.truncate(size);
-        let next = found
-            .last()
-            .map(|a| convert::page_token(&format!("{}|{}", store::micros(a.time.start), a.id)))
-            .unwrap_or_default();
-        (found, next)
-    } else {
-        (found, String::new())
+impl SchedulingApi {
+    /// A page of a fully computed, deterministic list, from `offset` (the token's position).
+    fn offset_page<T>(
+        &self,
+        scope: &str,
+        all: Vec<T>,
+        offset: Option<u64>,
+        size: i64,
+    ) -> (Vec<T>, String) {
+        let offset = usize::try_from(offset.unwrap_or(0)).unwrap_or(usize::MAX);
+        let window: Vec<(usize, T)> = all
+            .into_iter()
+            .enumerate()
+            .skip(offset)
+            .take(usize::try_from(size).unwrap_or(0).saturating_add(1))
+            .collect();
+        let (items, next) = self.pages.page(scope, window, size, |(index, _)| {
+            u64::try_from(index + 1).unwrap_or(u64::MAX)
+        });
+        (items.into_iter().map(|(_, item)| item).collect(), next)
     }
 }

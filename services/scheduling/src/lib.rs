@@ -73,7 +73,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             &context.settings.idempotency,
             context.shutdown.clone(),
         );
-        let api = grpc::SchedulingApi::new(scheduler, context.shutdown.clone());
+        let api = grpc::SchedulingApi::new(scheduler, context.pages.clone(), context.shutdown.clone());
         let server = SchedulingServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

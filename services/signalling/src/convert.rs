@@ -2,7 +2,6 @@
 //! everything a client sends (INVALID_ARGUMENT naming the field, or an `error` event inside a
 //! stream).
 
-use base64::Engine;
 use jiff::Timestamp;
 use telehealth_proto::v1::{
     self as pb, signal_request::Message as In, signal_response::Event as Out,
@@ -54,44 +53,6 @@ fn window(range: Window) -> pb::TimeRange {
     pb::TimeRange {
         start_time: Some(timestamp(range.start)),
         end_time: Some(timestamp(range.end)),
-    }
-}
-
-/// Page size within 1-500 (0: 100).
-pub fn page_size(value: i32) -> Result<i64> {
-    match value {
-        0 => Ok(100),
-        1..=500 => Ok(i64::from(value)),
-        _ => Err(SignallingError::invalid(
-            "page_size",
-            "must be between 1 and 500",
-        )),
-    }
-}
-
-/// Encodes a keyset position.
-pub fn page_token(position: &(i64, String)) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("v1|{}|{}", position.0, position.1))
-}
-
-/// Decodes a keyset position ("" = first page).
-pub fn page_position(token: &str) -> Result<Option<(i64, String)>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let invalid =
-        || SignallingError::invalid("page_token", "is not a token from a previous response");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let mut parts = text.splitn(3, '|');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("v1"), Some(us), Some(id)) => {
-            Ok(Some((us.parse().map_err(|_| invalid())?, id.to_owned())))
-        }
-        _ => Err(invalid()),
     }
 }
 
@@ -450,17 +411,6 @@ pub fn event(event: ServerEvent, server_sequence: u64) -> pb::SignalResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_garbage_is_refused() {
-        let position = (1_700_000_000_000_000, "0190-abc".to_owned());
-        assert_eq!(
-            page_position(&page_token(&position)).expect("decodes"),
-            Some(position)
-        );
-        assert!(page_position("not-a-token").is_err());
-        assert_eq!(page_position("").expect("first page"), None);
-    }
 
     #[test]
     fn an_empty_message_and_a_bad_addressee_are_error_events() {

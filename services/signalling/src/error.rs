@@ -3,7 +3,7 @@
 //! Problems with one message inside a `Signal` stream are not errors of this kind: they become
 //! `error` events ([`crate::domain::MessageError`]) and the stream goes on.
 
-use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError};
+use telehealth_kit::{ApiError, ErrorCode, KitError, error::database_code, identity::IdentityError};
 
 /// A signalling failure (a refused call, or the status a `Signal` stream ends with).
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +62,8 @@ impl ApiError for SignallingError {
             SignallingError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             SignallingError::Identity(error) => error.code(),
             SignallingError::Kit(error) => error.code(),
-            SignallingError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ErrorCode::Unavailable
-            }
-            SignallingError::Database(_) | SignallingError::Internal(_) => ErrorCode::Internal,
+            SignallingError::Database(error) => database_code(error),
+            SignallingError::Internal(_) => ErrorCode::Internal,
             SignallingError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }

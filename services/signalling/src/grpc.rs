@@ -5,7 +5,11 @@
 use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
-use telehealth_kit::identity::{self, Caller};
+use telehealth_kit::{
+    identity::{self, Caller},
+    page_scope,
+    paging::{self, PageTokens},
+};
 use telehealth_proto::v1::{self as pb, signalling_service_server::SignallingService};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -20,11 +24,13 @@ use crate::{
 /// The gRPC face of [`Signalling`].
 pub struct SignallingApi {
     core: Signalling,
+    pages: PageTokens,
 }
 
 impl SignallingApi {
-    pub fn new(core: Signalling) -> Self {
-        SignallingApi { core }
+    /// The API over `core`, paging with `pages`.
+    pub fn new(core: Signalling, pages: PageTokens) -> Self {
+        SignallingApi { core, pages }
     }
 }
 
@@ -190,20 +196,24 @@ impl SignallingService for SignallingApi {
         let r = request.into_inner();
         let result = async {
             let appointment_id = domain::uuid("appointment_id", &r.appointment_id)?;
-            let size = convert::page_size(r.page_size)?;
-            let after = convert::page_position(&r.page_token)?;
-            self.core
+            let size = paging::page_size(r.page_size, 100, 500)?;
+            let scope = page_scope!("ListTechnicalIncidents", &caller, &r);
+            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let page = self
+                .core
                 .list_incidents(&caller, &appointment_id, size, after)
-                .await
-        }
-        .await;
-        reply(result, |page| pb::ListTechnicalIncidentsResponse {
-            incidents: page.incidents.iter().map(convert::incident).collect(),
-            next_page_token: page
+                .await?;
+            let next = page
                 .next
                 .as_ref()
-                .map(convert::page_token)
-                .unwrap_or_default(),
+                .map(|position| self.pages.token(&scope, position))
+                .unwrap_or_default();
+            Ok((page.incidents, next))
+        }
+        .await;
+        reply(result, |(incidents, next)| pb::ListTechnicalIncidentsResponse {
+            incidents: incidents.iter().map(convert::incident).collect(),
+            next_page_token: next,
         })
     }
 }

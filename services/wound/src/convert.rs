@@ -1,7 +1,6 @@
 //! Conversions between the contract's messages and the domain values, with validation of
 //! everything a client sends (INVALID_ARGUMENT naming the field).
 
-use base64::Engine;
 use jiff::{SignedDuration, Timestamp, civil::Date, tz::TimeZone};
 use telehealth_proto::v1 as pb;
 
@@ -142,53 +141,6 @@ pub fn pseudonym(value: Option<&pb::PatientRef>) -> Result<String> {
             "patient.pseudonym",
             "must be 1-64 characters of letters, digits and . _ : -",
         ))
-    }
-}
-
-/// Page size within bounds (0 = default).
-pub fn page_size(value: i32, default: i64, max: i64) -> Result<i64> {
-    match i64::from(value) {
-        0 => Ok(default),
-        n if (1..=max).contains(&n) => Ok(n),
-        _ => Err(WoundError::invalid(
-            "page_size",
-            format!("must be between 1 and {max}"),
-        )),
-    }
-}
-
-/// Encodes a page position.
-pub fn page_token(position: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("w1|{position}"))
-}
-
-/// Decodes a page position ("" = first page) into its `|`-separated parts.
-pub fn page_position(token: &str, parts: usize) -> Result<Option<Vec<String>>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let invalid = || WoundError::invalid("page_token", "is not a token from a previous response");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let position = text.strip_prefix("w1|").ok_or_else(invalid)?;
-    let split: Vec<String> = position.split('|').map(str::to_owned).collect();
-    if split.len() != parts {
-        return Err(invalid());
-    }
-    Ok(Some(split))
-}
-
-/// A page position of (integer, id).
-pub fn keyset(token: &str) -> Result<Option<(i64, String)>> {
-    let invalid = || WoundError::invalid("page_token", "is not a token from a previous response");
-    match page_position(token, 2)? {
-        None => Ok(None),
-        Some(parts) => Ok(Some((
-            parts[0].parse().map_err(|_| invalid())?,
-            parts[1].clone(),
-        ))),
     }
 }
 

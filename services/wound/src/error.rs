@@ -1,7 +1,7 @@
 //! Everything that can go wrong in wound monitoring, and which gRPC code each is.
 
 use telehealth_kit::{
-    ApiError, ErrorCode, KitError, idempotency::IdempotencyError, identity::IdentityError,
+    ApiError, ErrorCode, KitError, error::database_code, idempotency::IdempotencyError, identity::IdentityError,
     images::ImageError,
 };
 
@@ -67,10 +67,8 @@ impl ApiError for WoundError {
             WoundError::VersionMismatch { .. } => ErrorCode::Aborted,
             WoundError::Identity(error) => error.code(),
             WoundError::Kit(error) => error.code(),
-            WoundError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ErrorCode::Unavailable
-            }
-            WoundError::Database(_) | WoundError::Corrupt(_) => ErrorCode::Internal,
+            WoundError::Database(error) => database_code(error),
+            WoundError::Corrupt(_) => ErrorCode::Internal,
             WoundError::Unavailable(_) => ErrorCode::Unavailable,
             WoundError::Image(error) => error.code(),
         }

@@ -4,10 +4,15 @@
 
 mod photos;
 
-use std::{pin::Pin, time::Duration};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use telehealth_kit::identity::{self, Caller};
+use telehealth_kit::{
+    identity::{self, Caller},
+    page_scope,
+    paging::{self, PageTokens},
+    watch::{self, Frame},
+};
 use telehealth_proto::v1::{self as pb, wound_service_server::WoundService};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -22,7 +27,7 @@ use crate::{
         wounds::NewWound,
     },
     error::WoundError,
-    store,
+    store::{self, wounds::DoctorKey},
 };
 
 /// How often an idle watch stream gets a heartbeat.
@@ -31,13 +36,18 @@ const HEARTBEAT: Duration = Duration::from_secs(30);
 /// The gRPC face of the [`WoundMonitor`].
 pub struct WoundApi {
     core: WoundMonitor,
+    pages: PageTokens,
     shutdown: CancellationToken,
 }
 
 impl WoundApi {
-    /// The API over `core`; watch streams end when `shutdown` fires.
-    pub fn new(core: WoundMonitor, shutdown: CancellationToken) -> Self {
-        WoundApi { core, shutdown }
+    /// The API over `core`, paging with `pages`; watch streams end when `shutdown` fires.
+    pub fn new(core: WoundMonitor, pages: PageTokens, shutdown: CancellationToken) -> Self {
+        WoundApi {
+            core,
+            pages,
+            shutdown,
+        }
     }
 }
 
@@ -53,23 +63,6 @@ fn reply<T, U>(
         .map(|value| Response::new(build(value)))
         .map_err(Status::from)
 }
-
-/// The next-page token of a page fetched with one extra row.
-fn next_token<T>(items: &mut Vec<T>, size: i64, position: impl Fn(&T) -> String) -> String {
-    let size = usize::try_from(size).unwrap_or(0);
-    if items.len() > size {
-        items.truncate(size);
-        items
-            .last()
-            .map(|last| convert::page_token(&position(last)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    }
-}
-
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchAlertsResponse, Status>> + Send>>;
-type DownloadStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadPhotoResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl WoundService for WoundApi {
@@ -306,9 +299,10 @@ impl WoundService for WoundApi {
                 return Err(WoundError::invalid("episode", "must not be negative"));
             }
             let episode = (r.episode > 0).then_some(i64::from(r.episode));
-            let size = convert::page_size(r.page_size, 50, 200)?;
-            let after = convert::keyset(&r.page_token)?;
-            let mut views = self
+            let size = paging::page_size(r.page_size, 50, 200)?;
+            let scope = page_scope!("ListAssessments", &caller, &r);
+            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let views = self
                 .core
                 .assessments(
                     &caller,
@@ -318,14 +312,12 @@ impl WoundService for WoundApi {
                     usize::try_from(size + 1).unwrap_or(1),
                 )
                 .await?;
-            let next = next_token(&mut views, size, |v| {
-                format!(
-                    "{}|{}",
+            Ok::<_, WoundError>(self.pages.page(&scope, views, size, |v| {
+                (
                     store::micros(v.version.measurements.assessed_at),
-                    v.version.assessment_id
+                    v.version.assessment_id.clone(),
                 )
-            });
-            Ok::<_, WoundError>((views, next))
+            }))
         }
         .await;
         let (views, next) = result.map_err(Status::from)?;
@@ -350,16 +342,14 @@ impl WoundService for WoundApi {
         let r = request.into_inner();
         let result = async {
             let id = convert::id("assessment_id", &r.assessment_id)?;
-            let size = convert::page_size(r.page_size, 50, 200)?;
-            let after = match convert::page_position(&r.page_token, 1)? {
-                None => 0,
-                Some(parts) => parts[0].parse::<i64>().map_err(|_| {
-                    WoundError::invalid("page_token", "is not a token from a previous response")
-                })?,
-            };
-            let mut views = self.core.versions(&caller, &id, after, size + 1).await?;
-            let next = next_token(&mut views, size, |v| v.version.version.to_string());
-            Ok::<_, WoundError>((views, next))
+            let size = paging::page_size(r.page_size, 50, 200)?;
+            let scope = page_scope!("ListAssessmentVersions", &caller, &r);
+            let after = self
+                .pages
+                .position::<i64>(&scope, &r.page_token)?
+                .unwrap_or(0);
+            let views = self.core.versions(&caller, &id, after, size + 1).await?;
+            Ok::<_, WoundError>(self.pages.page(&scope, views, size, |v| v.version.version))
         }
         .await;
         let (views, next) = result.map_err(Status::from)?;
@@ -390,7 +380,7 @@ impl WoundService for WoundApi {
         self.upload_status(request).await
     }
 
-    type DownloadPhotoStream = DownloadStream;
+    type DownloadPhotoStream = watch::ServerStream<pb::DownloadPhotoResponse>;
 
     async fn download_photo(
         &self,
@@ -450,16 +440,16 @@ impl WoundService for WoundApi {
         let result = async {
             let wound = convert::optional_id("wound_id", &r.wound_id)?;
             let statuses = convert::alert_statuses(&r.statuses)?;
-            let size = convert::page_size(r.page_size, 50, 200)?;
-            let after = convert::keyset(&r.page_token)?;
-            let mut alerts = self
+            let size = paging::page_size(r.page_size, 50, 200)?;
+            let scope = page_scope!("ListAlerts", &caller, &r);
+            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let alerts = self
                 .core
                 .alerts(&caller, wound.as_deref(), statuses, after, size + 1)
                 .await?;
-            let next = next_token(&mut alerts, size, |a| {
-                format!("{}|{}", store::micros(a.raised_at), a.id)
-            });
-            Ok((alerts, next))
+            Ok(self.pages.page(&scope, alerts, size, |a| {
+                (store::micros(a.raised_at), a.id.clone())
+            }))
         }
         .await;
         reply(result, |(alerts, next)| pb::ListAlertsResponse {
@@ -491,7 +481,7 @@ impl WoundService for WoundApi {
         })
     }
 
-    type WatchAlertsStream = WatchStream;
+    type WatchAlertsStream = watch::ServerStream<pb::WatchAlertsResponse>;
 
     async fn watch_alerts(
         &self,
@@ -500,44 +490,36 @@ impl WoundService for WoundApi {
         let caller = caller(&request)?;
         let wound = convert::optional_id("wound_id", &request.get_ref().wound_id)?;
         let events = self.core.watch(&caller, wound).await?;
-        let now = || Some(convert::timestamp(jiff::Timestamp::now()));
-        let ready = pb::WatchAlertsResponse {
-            payload: Some(pb::watch_alerts_response::Payload::Ready(pb::WatchReady {
-                server_time: now(),
-            })),
-        };
         let events = events.filter_map(|event| async move {
             match event {
-                Ok((kind, alert)) => Some(Ok(pb::WatchAlertsResponse {
-                    payload: Some(pb::watch_alerts_response::Payload::Event(pb::AlertEvent {
-                        kind: match kind {
-                            AlertEventKind::Raised => pb::AlertEventKind::Raised,
-                            AlertEventKind::Acknowledged => pb::AlertEventKind::Acknowledged,
-                        } as i32,
-                        alert: Some(convert::alert(&alert)),
-                    })),
-                })),
+                Ok(event) => Some(Ok(event)),
                 // An alert the caller may no longer see: skip it.
                 Err(WoundError::NotFound(_)) => None,
                 Err(error) => Some(Err(Status::from(error))),
             }
         });
-        let heartbeats = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
-            tokio::time::Instant::now() + HEARTBEAT,
-            HEARTBEAT,
-        ))
-        .map(move |_| {
-            Ok(pb::WatchAlertsResponse {
-                payload: Some(pb::watch_alerts_response::Payload::Heartbeat(
-                    pb::WatchHeartbeat { server_time: now() },
-                )),
-            })
+        use pb::watch_alerts_response::Payload;
+        let stream = watch::server_stream(events, HEARTBEAT, self.shutdown.clone(), |frame| {
+            let payload = match frame {
+                Frame::Ready(at) => Payload::Ready(pb::WatchReady {
+                    server_time: Some(at),
+                }),
+                Frame::Event((kind, alert)) => Payload::Event(pb::AlertEvent {
+                    kind: match kind {
+                        AlertEventKind::Raised => pb::AlertEventKind::Raised,
+                        AlertEventKind::Acknowledged => pb::AlertEventKind::Acknowledged,
+                    } as i32,
+                    alert: Some(convert::alert(&alert)),
+                }),
+                Frame::Heartbeat(at) => Payload::Heartbeat(pb::WatchHeartbeat {
+                    server_time: Some(at),
+                }),
+            };
+            pb::WatchAlertsResponse {
+                payload: Some(payload),
+            }
         });
-        let shutdown = self.shutdown.clone();
-        let stream = futures::stream::once(async move { Ok(ready) })
-            .chain(futures::stream::select(events, heartbeats))
-            .take_until(async move { shutdown.cancelled().await });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(stream))
     }
 
     async fn list_nurse_round(
@@ -553,20 +535,19 @@ impl WoundService for WoundApi {
                 .as_ref()
                 .map(|t| convert::instant("due_before", Some(t)))
                 .transpose()?;
-            let size = convert::page_size(r.page_size, 50, 200)?;
-            let after = convert::keyset(&r.page_token)?;
-            let mut found = self
+            let size = paging::page_size(r.page_size, 50, 200)?;
+            let scope = page_scope!("ListNurseRound", &caller, &r);
+            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let found = self
                 .core
                 .nurse_round(&caller, due_before, after, size + 1)
                 .await?;
-            let next = next_token(&mut found, size, |s| {
-                format!(
-                    "{}|{}",
+            Ok(self.pages.page(&scope, found, size, |s| {
+                (
                     s.wound.next_due_at.map_or(i64::MAX, store::micros),
-                    s.wound.id
+                    s.wound.id.clone(),
                 )
-            });
-            Ok((found, next))
+            }))
         }
         .await;
         reply(result, |(found, next)| pb::ListNurseRoundResponse {
@@ -593,26 +574,14 @@ impl WoundService for WoundApi {
                     _ => None,
                 },
             };
-            let size = convert::page_size(r.page_size, 50, 200)?;
-            let invalid =
-                || WoundError::invalid("page_token", "is not a token from a previous response");
-            let after = match convert::page_position(&r.page_token, 4)? {
-                None => None,
-                Some(p) => Some((
-                    p[0].parse().map_err(|_| invalid())?,
-                    p[1].parse().map_err(|_| invalid())?,
-                    p[2].parse().map_err(|_| invalid())?,
-                    p[3].clone(),
-                )),
-            };
-            let mut found = self
+            let size = paging::page_size(r.page_size, 50, 200)?;
+            let scope = page_scope!("ListDoctorWounds", &caller, &r);
+            let after = self.pages.position::<DoctorKey>(&scope, &r.page_token)?;
+            let found = self
                 .core
                 .doctor_wounds(&caller, query, after, size + 1)
                 .await?;
-            let next = next_token(&mut found, size, |(_, (a, b, c, id))| {
-                format!("{a}|{b}|{c}|{id}")
-            });
-            Ok((found, next))
+            Ok(self.pages.page(&scope, found, size, |(_, key)| key.clone()))
         }
         .await;
         reply(result, |(found, next)| pb::ListDoctorWoundsResponse {

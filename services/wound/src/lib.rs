@@ -75,7 +75,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             &context.settings.idempotency,
             context.shutdown.clone(),
         );
-        let api = grpc::WoundApi::new(monitor, context.shutdown.clone());
+        let api = grpc::WoundApi::new(monitor, context.pages.clone(), context.shutdown.clone());
         let server = WoundServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

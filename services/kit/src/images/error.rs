@@ -1,6 +1,6 @@
 //! What can go wrong in the image pipeline, and the gRPC code each maps to.
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, database_code};
 
 use super::format::FormatError;
 
@@ -79,10 +79,8 @@ impl ApiError for ImageError {
             ImageError::Busy => ErrorCode::ResourceExhausted,
             ImageError::Target { code, .. } => *code,
             ImageError::Store(_) => ErrorCode::Unavailable,
-            ImageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ErrorCode::Unavailable
-            }
-            ImageError::Database(_) | ImageError::Corrupt(_) | ImageError::Task(_) => {
+            ImageError::Database(error) => database_code(error),
+            ImageError::Corrupt(_) | ImageError::Task(_) => {
                 ErrorCode::Internal
             }
         }
