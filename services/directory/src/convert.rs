@@ -2,6 +2,7 @@
 
 use telehealth_kit::{
     identity::Role,
+    ids::Subject,
     record::{from_wire, role_proto, timestamp},
 };
 use telehealth_proto::v1 as pb;
@@ -19,15 +20,9 @@ pub const MAX_ROLES: usize = 6;
 /// Most subjects one `CheckMembers` asks about.
 pub const MAX_CHECKED_SUBJECTS: usize = 64;
 
-/// A subject: 1 to 255 characters, no control characters.
+/// A subject (the contract's rule, [`Subject::parse`]).
 pub fn subject(field: &'static str, value: &str) -> Result<String> {
-    if value.is_empty() || value.chars().count() > 255 || value.chars().any(char::is_control) {
-        return Err(DirectoryError::invalid(
-            field,
-            "must be 1-255 characters without control characters",
-        ));
-    }
-    Ok(value.to_owned())
+    Ok(Subject::parse(field, value)?.into_string())
 }
 
 /// A role of the contract, as a member role.

@@ -1,13 +1,12 @@
 //! The directory's operations, with their authorisation, transaction and audit, knowing nothing
 //! of gRPC.
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
 use telehealth_kit::{
     Database,
-    audit::{self, AuditEntry, AuditWriter, Outcome},
+    audit::{self, AuditEntry, Outcome},
     identity::{Caller, Identity, Role},
+    service_core::ServiceCore,
 };
 
 use crate::{
@@ -16,8 +15,7 @@ use crate::{
     store,
 };
 
-/// Where "now" comes from (tests move it).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use telehealth_kit::service_core::Clock;
 
 /// Roles a membership can carry (a patient is never a member of an organisation).
 pub const MEMBER_ROLES: [Role; 5] = [
@@ -37,9 +35,7 @@ pub struct MemberPage {
 /// The directory's core.
 #[derive(Clone)]
 pub struct Directory {
-    db: Database,
-    clock: Clock,
-    auditor: AuditWriter,
+    base: ServiceCore,
 }
 
 type Result<T> = std::result::Result<T, DirectoryError>;
@@ -47,13 +43,13 @@ type Result<T> = std::result::Result<T, DirectoryError>;
 impl Directory {
     /// A directory over `db`.
     pub fn new(db: Database, clock: Clock) -> Self {
-        let auditor = AuditWriter::start(db.clone());
-        Directory { db, clock, auditor }
+        Directory {
+            base: ServiceCore::new(db, clock),
+        }
     }
 
     fn now(&self) -> Timestamp {
-        let now = (self.clock)();
-        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+        self.base.now()
     }
 
     /// Records the caller as a member of their token's organisation (first verified sign-in),
@@ -73,7 +69,7 @@ impl Directory {
             ));
         }
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         let existing = store::member_of(&mut tx, &identity.org, &identity.subject).await?;
         let member = match existing {
             Some(member) if member.ended_at(now) => {
@@ -135,7 +131,7 @@ impl Directory {
                 "must be after since_time",
             ));
         }
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         let existing = store::member_of(&mut tx, &admin.org, &new.subject).await?;
         let member = match existing {
             Some(current) => {
@@ -191,7 +187,7 @@ impl Directory {
     ) -> Result<Member> {
         let admin = administrator(caller)?;
         let until = until.unwrap_or_else(|| self.now());
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         let Some(mut member) = store::member_of(&mut tx, &admin.org, subject).await? else {
             drop(tx);
             self.audit(caller, "EndMembership", subject, Outcome::NotFound)
@@ -221,7 +217,7 @@ impl Directory {
     /// A member of the caller's organisation.
     pub async fn get_member(&self, caller: &Caller, subject: &str) -> Result<Member> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         store::member_of(&mut conn, &identity.org, subject)
             .await?
             .ok_or(DirectoryError::NotFound)
@@ -238,7 +234,7 @@ impl Directory {
     ) -> Result<MemberPage> {
         let identity = person(caller)?;
         let now = self.now();
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let mut members = Vec::new();
         let mut cursor = after.to_owned();
         // Filters are applied after the keyset read; read until the page is full or the org ends.
@@ -284,7 +280,7 @@ impl Directory {
             ));
         }
         let now = self.now();
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let mut active = Vec::new();
         for subject in subjects {
             if let Some(member) = store::member_of(&mut conn, org, subject).await?
@@ -309,16 +305,12 @@ impl Directory {
     }
 
     async fn flush(&self) {
-        if let Err(error) = self.auditor.flush().await {
-            tracing::error!(%error, "staged audit entries not chained yet; the writer retries");
-        }
+        self.base.flush_audit().await;
     }
 
     async fn audit(&self, caller: &Caller, action: &str, subject: &str, outcome: Outcome) {
         let entry = AuditEntry::new(caller, action, "member", subject, outcome);
-        if let Err(error) = self.auditor.record(entry).await {
-            tracing::error!(%error, action, "could not write the audit record");
-        }
+        self.base.audit(entry).await;
     }
 }
 

@@ -1,6 +1,8 @@
 //! Everything that can go wrong in the directory, and which gRPC code each is.
 
-use telehealth_kit::{ApiError, ErrorCode, KitError, error::database_code, identity::IdentityError};
+use telehealth_kit::{
+    ApiError, ErrorCode, KitError, error::database_code, identity::IdentityError,
+};
 
 /// A directory failure.
 #[derive(Debug, thiserror::Error)]

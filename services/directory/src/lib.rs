@@ -21,8 +21,6 @@ pub mod grpc;
 pub mod model;
 pub mod store;
 
-use std::sync::Arc;
-
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
     Part,
@@ -53,11 +51,12 @@ pub fn definition() -> ServiceDefinition {
 
 fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
-        let clock: core::Clock = Arc::new(jiff::Timestamp::now);
+        let clock = telehealth_kit::service_core::system_clock();
         let directory = core::Directory::new(context.db.clone(), clock);
-        let server = DirectoryServiceServer::new(grpc::DirectoryApi::new(directory, context.pages.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let server =
+            DirectoryServiceServer::new(grpc::DirectoryApi::new(directory, context.pages.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut routes = RoutesBuilder::default();
         routes.add_service(tonic::service::interceptor::InterceptedService::new(
             server,

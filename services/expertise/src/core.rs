@@ -25,11 +25,12 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use telehealth_kit::{
     Database, Part,
-    audit::{AuditEntry, AuditWriter, Outcome},
+    audit::{AuditEntry, Outcome},
     config::ExpertiseRules,
     events::EventBus,
     identity::{Caller, Identity, Role},
     images::ImageStore,
+    service_core::ServiceCore,
 };
 
 use crate::{
@@ -37,8 +38,7 @@ use crate::{
     model::{Event, Request},
 };
 
-/// Where "now" comes from (tests move it).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use telehealth_kit::service_core::Clock;
 
 /// What the event bus carries for a request event: enough to route it. Watchers read the event,
 /// the request and the message from the database and check visibility again.
@@ -57,11 +57,9 @@ pub(crate) struct Notice {
 /// The tele-expertise service's core.
 #[derive(Clone)]
 pub struct Expertise {
-    pub(crate) db: Database,
+    pub(crate) base: ServiceCore,
     pub(crate) bus: EventBus,
     pub(crate) rules: Arc<ExpertiseRules>,
-    pub(crate) clock: Clock,
-    pub(crate) auditor: AuditWriter,
     pub(crate) images: ImageStore,
 }
 
@@ -75,13 +73,10 @@ impl Expertise {
         clock: Clock,
         images: ImageStore,
     ) -> Self {
-        let auditor = AuditWriter::start(db.clone());
         Expertise {
-            db,
+            base: ServiceCore::new(db, clock),
             bus,
             rules: Arc::new(rules),
-            clock,
-            auditor,
             images,
         }
     }
@@ -93,8 +88,7 @@ impl Expertise {
 
     /// The current instant, truncated to the microsecond (what the database stores).
     pub fn now(&self) -> Timestamp {
-        let now = (self.clock)();
-        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+        self.base.now()
     }
 
     /// Records an audit entry about a request (reads, refusals).
@@ -120,17 +114,12 @@ impl Expertise {
     /// and waits until that is durable; a failure is logged, the entries stay staged and the
     /// writer's sweep chains them.
     pub(crate) async fn flush_audit(&self) {
-        if let Err(error) = self.auditor.flush().await {
-            tracing::error!(%error, "staged audit entries not chained yet; the writer retries");
-        }
+        self.base.flush_audit().await;
     }
 
     /// Writes `entry` (group-committed) and waits until it is durable.
     pub(crate) async fn record_audit(&self, entry: AuditEntry) {
-        let (action, id) = (entry.action.clone(), entry.record_id.clone());
-        if let Err(error) = self.auditor.record(entry).await {
-            tracing::error!(%error, %action, %id, "could not write the audit record");
-        }
+        self.base.audit(entry).await;
     }
 
     /// Tells every replica's watchers about `event` of `request` (after commit).

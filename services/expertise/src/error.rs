@@ -1,8 +1,8 @@
 //! Everything that can go wrong in tele-expertise, and which gRPC code each is.
 
 use telehealth_kit::{
-    ApiError, ErrorCode, KitError, error::database_code, audit::Outcome, idempotency::IdempotencyError,
-    identity::IdentityError, images::ImageError,
+    ApiError, ErrorCode, KitError, audit::Outcome, error::database_code,
+    idempotency::IdempotencyError, identity::IdentityError, images::ImageError,
 };
 
 /// A tele-expertise failure.

@@ -5,8 +5,8 @@ mod images;
 
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use jiff::{Timestamp, civil::Date, tz::TimeZone};
+use futures::StreamExt;
+use jiff::{civil::Date, tz::TimeZone};
 use telehealth_kit::{
     identity::{self, Caller},
     page_scope,
@@ -59,7 +59,6 @@ impl ExpertiseApi {
 fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     identity::caller(request).cloned().map_err(Status::from)
 }
-
 
 impl ExpertiseApi {
     async fn change(
@@ -421,9 +420,11 @@ impl ExpertiseService for ExpertiseApi {
                 .inbox(&caller, &query, as_of, after.as_ref(), size + 1)
                 .await?;
             let as_of = crate::store::micros(as_of);
-            Ok(self.pages.page(&scope, found, size, |(_, (rank, due, id))| {
-                (as_of, *rank, *due, id.clone())
-            }))
+            Ok(self
+                .pages
+                .page(&scope, found, size, |(_, (rank, due, id))| {
+                    (as_of, *rank, *due, id.clone())
+                }))
         }
         .await
         .map_err(|e| status(&e))?;
@@ -447,7 +448,9 @@ impl ExpertiseService for ExpertiseApi {
             let statuses = convert::statuses(&r.statuses)?;
             let size = paging::page_size(r.page_size, 50, 200)?;
             let scope = page_scope!("ListMyRequests", &caller, &r);
-            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let after = self
+                .pages
+                .position::<(i64, String)>(&scope, &r.page_token)?;
             let found = self
                 .core
                 .my_requests(&caller, statuses, r.whole_org, after.as_ref(), size + 1)

@@ -24,7 +24,7 @@ pub mod model;
 pub mod render;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
@@ -58,7 +58,7 @@ pub fn definition() -> ServiceDefinition {
 fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
-        let clock: core::Clock = Arc::new(jiff::Timestamp::now);
+        let clock = telehealth_kit::service_core::system_clock();
         let images = telehealth_kit::images::ImageStore::open(&context).await?;
         let core = Expertise::new(
             context.db.clone(),

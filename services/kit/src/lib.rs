@@ -10,6 +10,7 @@
 //! - [`directory`]: membership checks against the care directory (who may be named);
 //! - [`error`]: the restricted error codes and the one mapping to `tonic::Status`;
 //! - [`events`]: change notifications for watch streams, across replicas (LISTEN/NOTIFY);
+//! - [`ids`]: identifiers as the contract states them (`Subject`);
 //! - [`idempotency`]: idempotency keys: replay of the first answer, conflicts, purge;
 //! - [`paging`]: the signed page tokens of every paginated list;
 //! - [`watch`]: the shape of every watch stream (ready, events, heartbeats, end on shutdown);
@@ -19,6 +20,7 @@
 //! - [`health`]: `grpc.health.v1` with readiness following the database;
 //! - [`message_limit`]: each RPC's largest request message, checked before decoding;
 //! - [`serve`]: running a service with graceful drain on shutdown;
+//! - [`service_core`]: the database, clock and audit writer every service's core holds;
 //! - [`images`]: the shared image pipeline (uploads, metadata stripping, downloads, thumbnails);
 //! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates;
 //! - [`record`]: who acted, instants and JSON columns, as every service stores and shows them;
@@ -35,6 +37,7 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
+pub mod ids;
 pub mod images;
 pub mod message_limit;
 pub mod paging;
@@ -43,6 +46,7 @@ pub mod pki;
 pub mod raw_codec;
 pub mod record;
 pub mod serve;
+pub mod service_core;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

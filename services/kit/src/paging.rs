@@ -52,7 +52,11 @@ pub fn scope<M: prost::Message>(rpc: &str, caller: &Caller, filters: &M) -> Stri
         Caller::Service(_) => "",
     };
     let digest = Sha256::digest(filters.encode_to_vec());
-    format!("{rpc}|{}|{org}|{}", caller.subject(), hex::encode(&digest[..16]))
+    format!(
+        "{rpc}|{}|{org}|{}",
+        caller.subject(),
+        hex::encode(&digest[..16])
+    )
 }
 
 /// [`scope`] of a list request: `page_scope!("ListRooms", &caller, &request)` for any request
@@ -269,7 +273,9 @@ mod tests {
             Some(position)
         );
         assert_eq!(
-            tokens.position::<String>("ListRooms|org-1", "").expect("first page"),
+            tokens
+                .position::<String>("ListRooms|org-1", "")
+                .expect("first page"),
             None
         );
     }
@@ -279,7 +285,9 @@ mod tests {
         let tokens = tokens();
         let token = tokens.token("ListInbox|org-1|status=OPEN", &"42".to_owned());
         let refused = |scope: &str, token: &str| {
-            let error = tokens.position::<String>(scope, token).expect_err("refused");
+            let error = tokens
+                .position::<String>(scope, token)
+                .expect_err("refused");
             assert_eq!(
                 error.to_string(),
                 "page_token: is not a token from a previous response to the same request"
@@ -289,7 +297,8 @@ mod tests {
         refused("ListInbox|org-2|status=OPEN", &token);
         refused("ListInbox|org-1|status=ANSWERED", &token);
         // Another deployment's key.
-        let other = PageTokens::with_key([8; 32]).token("ListInbox|org-1|status=OPEN", &"42".to_owned());
+        let other =
+            PageTokens::with_key([8; 32]).token("ListInbox|org-1|status=OPEN", &"42".to_owned());
         refused("ListInbox|org-1|status=OPEN", &other);
         // A position altered in place keeps its MAC, which no longer matches.
         let mut bytes = BASE64.decode(&token).expect("base64");
@@ -298,7 +307,10 @@ mod tests {
         // Garbage, too short, too long.
         refused("ListInbox|org-1|status=OPEN", "not a token!");
         refused("ListInbox|org-1|status=OPEN", "AAAA");
-        refused("ListInbox|org-1|status=OPEN", &"A".repeat(MAX_TOKEN_CHARS + 1));
+        refused(
+            "ListInbox|org-1|status=OPEN",
+            &"A".repeat(MAX_TOKEN_CHARS + 1),
+        );
     }
 
     #[test]
@@ -317,7 +329,9 @@ mod tests {
         assert_eq!(page_size(200, 50, 200).expect("max"), 200);
         for refused in [-1, 201] {
             assert_eq!(
-                page_size(refused, 50, 200).expect_err("refused").to_string(),
+                page_size(refused, 50, 200)
+                    .expect_err("refused")
+                    .to_string(),
                 "page_size: must be between 1 and 200"
             );
         }
@@ -328,7 +342,11 @@ mod tests {
         let tokens = tokens();
         let token = tokens.token("s", &(1_i64, "x".to_owned()));
         assert!(tokens.position::<String>("s", &token).is_err());
-        assert!(tokens.position::<(i64, String, String)>("s", &token).is_err());
+        assert!(
+            tokens
+                .position::<(i64, String, String)>("s", &token)
+                .is_err()
+        );
         assert!(tokens.position::<(String, i64)>("s", &token).is_err());
         assert!(tokens.position::<(String, String)>("s", &token).is_ok());
     }

@@ -16,6 +16,7 @@ use crate::{
     error::KitError,
     health,
     message_limit::MessageLimitLayer,
+    paging::PageTokens,
     part::Part,
     telemetry, tls,
 };

@@ -91,7 +91,11 @@ mod tests {
         sender
             .send(Err(Status::internal("feed lost")))
             .expect("open");
-        let error = stream.next().await.expect("open").expect_err("the feed's error");
+        let error = stream
+            .next()
+            .await
+            .expect("open")
+            .expect_err("the feed's error");
         assert_eq!(error.message(), "feed lost");
         shutdown.cancel();
         assert!(stream.next().await.is_none(), "ends on shutdown");

@@ -66,11 +66,8 @@ fn conflict(conflict: &Conflict) -> pb::BookingConflict {
 
 // ---- scalars ---------------------------------------------------------------------------------
 
-/// A required subject.
+/// A required subject (the contract's rule, [`Subject::parse`]).
 pub fn subject(field: &'static str, value: &str) -> Result<Subject> {
-    if value.is_empty() {
-        return Err(SchedulingError::invalid(field, "is required"));
-    }
     Ok(Subject::parse(field, value)?)
 }
 

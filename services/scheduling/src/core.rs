@@ -13,21 +13,19 @@ pub mod booking;
 pub mod calendar;
 pub mod rooms;
 
-use std::sync::Arc;
-
 use jiff::{SignedDuration, Timestamp};
 use telehealth_kit::{
     Database,
-    audit::{AuditEntry, AuditWriter, Outcome},
+    audit::{AuditEntry, Outcome},
     directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
+    service_core::ServiceCore,
 };
 
 use crate::error::SchedulingError;
 
-/// Where "now" comes from (tests move it).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use telehealth_kit::service_core::Clock;
 
 /// The configurable rules of booking.
 #[derive(Debug, Clone)]
@@ -75,13 +73,11 @@ impl Default for Rules {
 /// The scheduling service's core.
 #[derive(Clone)]
 pub struct Scheduler {
-    pub(crate) db: Database,
+    pub(crate) base: ServiceCore,
     pub(crate) bus: EventBus,
     pub(crate) rules: Rules,
-    pub(crate) clock: Clock,
     pub(crate) rooms: rooms::Rooms,
     pub(crate) directory: Directory,
-    pub(crate) auditor: AuditWriter,
 }
 
 impl Scheduler {
@@ -95,22 +91,18 @@ impl Scheduler {
         rooms: rooms::Rooms,
         directory: Directory,
     ) -> Self {
-        let auditor = AuditWriter::start(db.clone());
         Scheduler {
-            db,
+            base: ServiceCore::new(db, clock),
             bus,
             rules,
-            clock,
             rooms,
             directory,
-            auditor,
         }
     }
 
     /// The current instant, truncated to the microsecond (what the database stores).
     pub(crate) fn now(&self) -> Timestamp {
-        let now = (self.clock)();
-        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+        self.base.now()
     }
 
     /// Records an audit entry outside any transaction (reads, refusals).
@@ -130,18 +122,13 @@ impl Scheduler {
     /// and waits until that is durable; a failure is logged, the entries stay staged and the
     /// writer's sweep chains them.
     pub(crate) async fn flush_audit(&self) {
-        if let Err(error) = self.auditor.flush().await {
-            tracing::error!(%error, "staged audit entries not chained yet; the writer retries");
-        }
+        self.base.flush_audit().await;
     }
 
     /// Writes `entry` to the audit trail (batched with concurrent ones) and waits until it is
     /// committed.
     pub(crate) async fn record_audit(&self, entry: AuditEntry) {
-        let (action, id) = (entry.action.clone(), entry.record_id.clone());
-        if let Err(error) = self.auditor.record(entry).await {
-            tracing::error!(%error, %action, %id, "could not write the audit record");
-        }
+        self.base.audit(entry).await;
     }
 }
 

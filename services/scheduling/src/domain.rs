@@ -1,8 +1,6 @@
 //! The scheduling vocabulary: validated values the core works with. Everything here is checked
 //! once, at the edge (the gRPC adapter), so the rest never sees an unchecked string.
 
-use std::fmt;
-
 use jiff::{
     SignedDuration, Timestamp,
     civil::{Date, Time, Weekday},
@@ -16,39 +14,7 @@ pub const MIN_DURATION_MINUTES: i64 = 5;
 /// Most weekly ranges an availability may have.
 pub const MAX_WEEKLY_RANGES: usize = 100;
 
-/// A person's stable id (JWT `sub`): 1-128 characters of `A-Za-z0-9._@:-`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Subject(String);
-
-impl Subject {
-    /// Validates `value`; `field` names it in the error.
-    pub fn parse(field: &'static str, value: &str) -> Result<Subject, Invalid> {
-        let ok = !value.is_empty()
-            && value.len() <= 128
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._@:-".contains(c));
-        if ok {
-            Ok(Subject(value.to_owned()))
-        } else {
-            Err(Invalid::new(
-                field,
-                "must be 1-128 characters of letters, digits and . _ @ : -",
-            ))
-        }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Subject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use telehealth_kit::ids::Subject;
 
 /// An IANA time zone (`Europe/Paris`), with its rules.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! Everything that can go wrong in scheduling, and which gRPC code each is.
 
 use telehealth_kit::{
-    ApiError, ErrorCode, KitError, error::database_code, idempotency::IdempotencyError, identity::IdentityError,
+    ApiError, ErrorCode, KitError, error::database_code, idempotency::IdempotencyError,
+    identity::IdentityError,
 };
 
 use crate::domain::{Interval, Invalid};

@@ -476,7 +476,9 @@ impl SchedulingService for SchedulingApi {
             };
             let size = paging::page_size(r.page_size, 100, 500)?;
             let scope = page_scope!("ListAppointments", &caller, &r);
-            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let after = self
+                .pages
+                .position::<(i64, String)>(&scope, &r.page_token)?;
             let found = self
                 .core
                 .appointments(&caller, filter, after, size + 1)

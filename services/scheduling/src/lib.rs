@@ -22,8 +22,6 @@ pub mod model;
 pub mod slots;
 pub mod store;
 
-use std::sync::Arc;
-
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
     Part,
@@ -56,7 +54,7 @@ pub fn definition() -> ServiceDefinition {
 fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
-        let clock: core::Clock = Arc::new(jiff::Timestamp::now);
+        let clock = telehealth_kit::service_core::system_clock();
         let rooms = core::rooms::Rooms::new(context.channel_to(Part::Signalling)?);
         let directory = Directory::new(context.channel_to(Part::Directory)?);
         let scheduler = Scheduler::new(
@@ -73,7 +71,8 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             &context.settings.idempotency,
             context.shutdown.clone(),
         );
-        let api = grpc::SchedulingApi::new(scheduler, context.pages.clone(), context.shutdown.clone());
+        let api =
+            grpc::SchedulingApi::new(scheduler, context.pages.clone(), context.shutdown.clone());
         let server = SchedulingServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -17,9 +17,10 @@ use futures::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use telehealth_kit::{
     Database,
-    audit::{self, AuditEntry, Outcome},
+    audit::{AuditEntry, Outcome},
     events::EventBus,
     identity::{Caller, Identity},
+    service_core::ServiceCore,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -28,8 +29,7 @@ use telehealth_kit::config::SignallingSettings;
 
 pub use hub::Link;
 
-/// Where "now" comes from (tests move it).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use telehealth_kit::service_core::Clock;
 
 /// How long before an appointment's start and after its end its room admits participants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +80,9 @@ pub struct Signalling {
 }
 
 struct Inner {
-    db: Database,
+    base: ServiceCore,
     settings: SignallingSettings,
     margins: Margins,
-    clock: Clock,
     presence: Arc<dyn Presence>,
     hub: hub::Hub,
     shutdown: CancellationToken,
@@ -105,10 +104,9 @@ impl Signalling {
         let hub = hub::Hub::start(db.clone(), bus, shutdown.clone());
         let core = Signalling {
             inner: Arc::new(Inner {
-                db,
+                base: ServiceCore::new(db, clock),
                 settings,
                 margins,
-                clock,
                 presence,
                 hub,
                 shutdown,
@@ -130,12 +128,11 @@ impl Signalling {
 
     /// The current instant, truncated to the microsecond (what the database stores).
     pub(crate) fn now(&self) -> Timestamp {
-        let now = (self.inner.clock)();
-        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+        self.inner.base.now()
     }
 
     pub(crate) fn db(&self) -> &Database {
-        &self.inner.db
+        self.inner.base.db()
     }
 
     pub(crate) fn hub(&self) -> &hub::Hub {
@@ -151,10 +148,10 @@ impl Signalling {
         id: &str,
         outcome: Outcome,
     ) {
-        let entry = AuditEntry::new(caller, action, kind, id, outcome);
-        if let Err(error) = audit::record(&self.inner.db, &entry).await {
-            tracing::error!(%error, action, id, "could not write the audit record");
-        }
+        self.inner
+            .base
+            .audit(AuditEntry::new(caller, action, kind, id, outcome))
+            .await;
     }
 
     /// Periodic work of this replica: refresh the liveness of its streams in the database
@@ -172,7 +169,7 @@ impl Signalling {
             }
             ticks += 1;
             let now = self.now();
-            if let Ok(mut conn) = self.inner.db.pool().acquire().await
+            if let Ok(mut conn) = self.inner.base.db().pool().acquire().await
                 && let Err(error) = store::touch_instance(&mut conn, self.instance_id(), now).await
             {
                 tracing::warn!(%error, "could not refresh the liveness of this replica's streams");
@@ -182,7 +179,7 @@ impl Signalling {
                 if let Err(error) = self.close_expired_rooms().await {
                     tracing::warn!(%error, "could not close expired rooms");
                 }
-                if let Ok(mut conn) = self.inner.db.pool().acquire().await {
+                if let Ok(mut conn) = self.inner.base.db().pool().acquire().await {
                     let before = now - SignedDuration::from_mins(10);
                     if let Err(error) = store::purge_spills(&mut conn, before).await {
                         tracing::warn!(%error, "could not purge relayed messages in transit");

@@ -3,7 +3,9 @@
 //! Problems with one message inside a `Signal` stream are not errors of this kind: they become
 //! `error` events ([`crate::domain::MessageError`]) and the stream goes on.
 
-use telehealth_kit::{ApiError, ErrorCode, KitError, error::database_code, identity::IdentityError};
+use telehealth_kit::{
+    ApiError, ErrorCode, KitError, error::database_code, identity::IdentityError,
+};
 
 /// A signalling failure (a refused call, or the status a `Signal` stream ends with).
 #[derive(Debug, thiserror::Error)]

@@ -198,7 +198,9 @@ impl SignallingService for SignallingApi {
             let appointment_id = domain::uuid("appointment_id", &r.appointment_id)?;
             let size = paging::page_size(r.page_size, 100, 500)?;
             let scope = page_scope!("ListTechnicalIncidents", &caller, &r);
-            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let after = self
+                .pages
+                .position::<(i64, String)>(&scope, &r.page_token)?;
             let page = self
                 .core
                 .list_incidents(&caller, &appointment_id, size, after)
@@ -211,9 +213,11 @@ impl SignallingService for SignallingApi {
             Ok((page.incidents, next))
         }
         .await;
-        reply(result, |(incidents, next)| pb::ListTechnicalIncidentsResponse {
-            incidents: incidents.iter().map(convert::incident).collect(),
-            next_page_token: next,
+        reply(result, |(incidents, next)| {
+            pb::ListTechnicalIncidentsResponse {
+                incidents: incidents.iter().map(convert::incident).collect(),
+                next_page_token: next,
+            }
         })
     }
 }

@@ -47,7 +47,7 @@ use telehealth_proto::v1::signalling_service_server::SignallingServiceServer;
 use tonic::service::RoutesBuilder;
 
 use crate::{
-    core::{Clock, Margins, Signalling},
+    core::{Margins, Signalling},
     presence::SchedulingPresence,
 };
 use telehealth_kit::config::SignallingSettings;
@@ -88,7 +88,7 @@ pub fn routes_with(context: ServiceContext, settings: SignallingSettings) -> Rou
             .validate()
             .map_err(|e| KitError::Config(format!("signalling: {e}")))?;
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
-        let clock: Clock = Arc::new(jiff::Timestamp::now);
+        let clock = telehealth_kit::service_core::system_clock();
         let presence = Arc::new(SchedulingPresence::new(
             context.channel_to(Part::Scheduling)?,
         ));
@@ -103,9 +103,10 @@ pub fn routes_with(context: ServiceContext, settings: SignallingSettings) -> Rou
         )
         .await
         .map_err(|e| KitError::Config(format!("signalling: {e}")))?;
-        let server = SignallingServiceServer::new(grpc::SignallingApi::new(core, context.pages.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let server =
+            SignallingServiceServer::new(grpc::SignallingApi::new(core, context.pages.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut routes = RoutesBuilder::default();
         routes.add_service(tonic::service::interceptor::InterceptedService::new(
             server,

@@ -22,20 +22,9 @@ type Result<T> = std::result::Result<T, WoundError>;
 
 // ---- scalars ---------------------------------------------------------------------------------
 
-/// A required subject: 1 to 255 characters, no control characters.
+/// A required subject (the contract's rule, [`Subject::parse`]).
 pub fn subject(field: &'static str, value: &str) -> Result<Subject> {
-    let ok = !value.is_empty()
-        && value.len() <= 255
-        && !value.chars().any(char::is_control)
-        && value.trim() == value;
-    if ok {
-        Ok(Subject::new_unchecked(value.to_owned()))
-    } else {
-        Err(WoundError::invalid(
-            field,
-            "must be a subject of 1 to 255 characters without spaces around or control characters",
-        ))
-    }
+    Ok(Subject::parse(field, value)?)
 }
 
 /// An optional subject (empty means none).

@@ -17,17 +17,18 @@ pub mod photos;
 pub mod sweeper;
 pub mod wounds;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sqlx::AnyConnection;
 use telehealth_kit::{
     ApiError, Database, ErrorCode,
-    audit::{AuditEntry, AuditWriter, Outcome},
+    audit::{AuditEntry, Outcome},
     directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
     images::ImageStore,
+    service_core::ServiceCore,
 };
 
 use crate::{
@@ -37,18 +38,15 @@ use crate::{
     store,
 };
 
-/// Where "now" comes from (tests move it).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use telehealth_kit::service_core::Clock;
 
 /// The wound monitoring service's core.
 #[derive(Clone)]
 pub struct WoundMonitor {
-    pub(crate) db: Database,
+    pub(crate) base: ServiceCore,
     pub(crate) bus: EventBus,
     pub(crate) rules: Rules,
-    pub(crate) clock: Clock,
     pub(crate) directory: Directory,
-    pub(crate) auditor: AuditWriter,
     /// The shared image pipeline holding the photos' bytes and infos.
     pub(crate) images: ImageStore,
 }
@@ -72,14 +70,11 @@ impl WoundMonitor {
         directory: Directory,
         images: ImageStore,
     ) -> Self {
-        let auditor = AuditWriter::start(db.clone());
         WoundMonitor {
-            db,
+            base: ServiceCore::new(db, clock),
             bus,
             rules,
-            clock,
             directory,
-            auditor,
             images,
         }
     }
@@ -120,8 +115,7 @@ impl WoundMonitor {
 
     /// The current instant, truncated to the microsecond (what the database stores).
     pub(crate) fn now(&self) -> Timestamp {
-        let now = (self.clock)();
-        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+        self.base.now()
     }
 
     /// Records an audit entry outside any transaction (reads, refusals).
@@ -172,18 +166,13 @@ impl WoundMonitor {
     /// Chains the staged audit entries of committed changes and waits until that is durable; a
     /// failure is logged, the entries stay staged and the writer's sweep chains them.
     pub(crate) async fn flush_audit(&self) {
-        if let Err(error) = self.auditor.flush().await {
-            tracing::error!(%error, "staged audit entries not chained yet; the writer retries");
-        }
+        self.base.flush_audit().await;
     }
 
     /// Writes `entry` to the audit trail (batched with concurrent ones) and waits until it is
     /// committed.
     pub(crate) async fn record_audit(&self, entry: AuditEntry) {
-        let (action, id) = (entry.action.clone(), entry.record_id.clone());
-        if let Err(error) = self.auditor.record(entry).await {
-            tracing::error!(%error, %action, %id, "could not write the audit record");
-        }
+        self.base.audit(entry).await;
     }
 
     /// The wound `id` if `identity` has at least `needed` access to it. Someone without any

@@ -18,21 +18,7 @@ pub const MAX_INFECTION_SIGNS: usize = 11;
 /// fits, and a bound on the work a request can ask for).
 pub const MAX_STATUS_FILTERS: usize = 10;
 
-/// A person's subject (JWT `sub`): 1 to 255 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Subject(String);
-
-impl Subject {
-    /// Wraps an already validated subject (see `convert::subject`).
-    pub(crate) fn new_unchecked(value: String) -> Subject {
-        Subject(value)
-    }
-
-    /// The subject as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use telehealth_kit::ids::Subject;
 
 /// Cause of a wound (the contract's `Aetiology`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

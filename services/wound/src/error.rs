@@ -1,8 +1,8 @@
 //! Everything that can go wrong in wound monitoring, and which gRPC code each is.
 
 use telehealth_kit::{
-    ApiError, ErrorCode, KitError, error::database_code, idempotency::IdempotencyError, identity::IdentityError,
-    images::ImageError,
+    ApiError, ErrorCode, KitError, error::database_code, idempotency::IdempotencyError,
+    identity::IdentityError, images::ImageError,
 };
 
 /// A wound monitoring failure.

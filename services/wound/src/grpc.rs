@@ -6,7 +6,7 @@ mod photos;
 
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use telehealth_kit::{
     identity::{self, Caller},
     page_scope,
@@ -301,7 +301,9 @@ impl WoundService for WoundApi {
             let episode = (r.episode > 0).then_some(i64::from(r.episode));
             let size = paging::page_size(r.page_size, 50, 200)?;
             let scope = page_scope!("ListAssessments", &caller, &r);
-            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let after = self
+                .pages
+                .position::<(i64, String)>(&scope, &r.page_token)?;
             let views = self
                 .core
                 .assessments(
@@ -442,7 +444,9 @@ impl WoundService for WoundApi {
             let statuses = convert::alert_statuses(&r.statuses)?;
             let size = paging::page_size(r.page_size, 50, 200)?;
             let scope = page_scope!("ListAlerts", &caller, &r);
-            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let after = self
+                .pages
+                .position::<(i64, String)>(&scope, &r.page_token)?;
             let alerts = self
                 .core
                 .alerts(&caller, wound.as_deref(), statuses, after, size + 1)
@@ -537,7 +541,9 @@ impl WoundService for WoundApi {
                 .transpose()?;
             let size = paging::page_size(r.page_size, 50, 200)?;
             let scope = page_scope!("ListNurseRound", &caller, &r);
-            let after = self.pages.position::<(i64, String)>(&scope, &r.page_token)?;
+            let after = self
+                .pages
+                .position::<(i64, String)>(&scope, &r.page_token)?;
             let found = self
                 .core
                 .nurse_round(&caller, due_before, after, size + 1)

@@ -23,8 +23,6 @@ pub mod model;
 pub mod scoring;
 pub mod store;
 
-use std::sync::Arc;
-
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
     Part,
@@ -57,7 +55,7 @@ pub fn definition() -> ServiceDefinition {
 fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
-        let clock: core::Clock = Arc::new(jiff::Timestamp::now);
+        let clock = telehealth_kit::service_core::system_clock();
         let images = telehealth_kit::images::ImageStore::open(&context).await?;
         let monitor = WoundMonitor::new(
             context.db.clone(),

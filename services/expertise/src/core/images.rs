@@ -164,7 +164,7 @@ impl Expertise {
     /// Checks that `caller` (the requester) may attach an image to request `id` now.
     async fn attachable(&self, caller: &Caller, id: &str) -> Result<Request, ExpertiseError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let request = visible(caller, store::request(&mut conn, id).await?)?;
         if identity.subject != request.requester.subject {
             return Err(ExpertiseError::PermissionDenied(
@@ -239,7 +239,7 @@ impl Expertise {
     ) -> Result<pb::ImageUploadStatus, ExpertiseError> {
         let result = async {
             let identity = person(caller)?;
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             visible(caller, store::request(&mut conn, id).await?)?;
             drop(conn);
             Ok(self
@@ -265,7 +265,7 @@ impl Expertise {
     ) -> Result<Request, ExpertiseError> {
         let result = async {
             let identity = person(caller)?;
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.base.db().pool().begin().await?;
             store::lock_request(&mut tx, id).await?;
             let current = visible(caller, store::request(&mut tx, id).await?)?;
             if identity.subject != current.requester.subject {
@@ -310,7 +310,7 @@ impl Expertise {
         action: &str,
     ) -> Result<StoredImage, ExpertiseError> {
         let result = async {
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             visible(caller, store::request(&mut conn, id).await?)?;
             drop(conn);
             self.images
@@ -367,7 +367,7 @@ impl Expertise {
 
     /// The completed images of a request (for responses; the request was already checked).
     pub async fn images_of(&self, id: &str) -> Result<Vec<pb::ImageInfo>, ExpertiseError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         attached(&mut conn, id).await
     }
 }

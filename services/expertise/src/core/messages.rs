@@ -46,7 +46,7 @@ impl Expertise {
             format!("{id}\n{text}"),
         );
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         // The request's lock orders its messages and queues a retry behind its first attempt.
         store::lock_request(&mut tx, id).await?;
         let current = visible(caller, store::request(&mut tx, id).await?)?;
@@ -113,7 +113,7 @@ impl Expertise {
         limit: i64,
     ) -> Result<Vec<Message>, ExpertiseError> {
         let result = async {
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             visible(caller, store::request(&mut conn, id).await?)?;
             store::messages(&mut conn, id, after, limit).await
         }

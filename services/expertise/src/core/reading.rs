@@ -42,7 +42,7 @@ impl Expertise {
     /// One request, if the caller may see it (NOT_FOUND otherwise, as if it did not exist).
     pub async fn request(&self, caller: &Caller, id: &str) -> Result<Request, ExpertiseError> {
         let result = async {
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             visible(caller, store::request(&mut conn, id).await?)
         }
         .await;
@@ -83,7 +83,7 @@ impl Expertise {
             overdue_only: query.overdue_only,
             as_of,
         };
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let found = store::inbox(&mut conn, &filter, after, limit).await?;
         drop(conn);
         for (request, _) in &found {
@@ -111,7 +111,7 @@ impl Expertise {
             requester: (!whole_org).then(|| identity.subject.clone()),
             statuses,
         };
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let found = store::my_requests(&mut conn, &filter, after, limit).await?;
         drop(conn);
         for request in &found {
@@ -132,7 +132,7 @@ impl Expertise {
         // Subscribe first: nothing published after the check is missed.
         let notices = BroadcastStream::new(self.bus.subscribe());
         if let Some(id) = &query.request_id {
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             let found = visible(caller, store::request(&mut conn, id).await?);
             drop(conn);
             let outcome = found.as_ref().map_or_else(|e| e.outcome(), |_| Outcome::Ok);
@@ -168,7 +168,7 @@ impl Expertise {
         identity: &Identity,
         notice: &Notice,
     ) -> Result<Option<Delivery>, ExpertiseError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let Some(request) = store::request(&mut conn, &notice.request_id)
             .await?
             .filter(|r| can_see(identity, r))

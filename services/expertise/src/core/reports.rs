@@ -128,7 +128,7 @@ impl Expertise {
         let year_start = start_of(first_day.first_of_year())?;
         let cutoff = month_end.min(now);
 
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let requests =
             store::report_requests(&mut conn, org, year_start, month_start, month_end).await?;
         let rules = BillingRules {
@@ -288,7 +288,7 @@ impl Expertise {
     ) -> Result<Request, ExpertiseError> {
         let result = async {
             let identity = person(caller)?;
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             let request = visible(caller, store::request(&mut conn, id).await?)?;
             drop(conn);
             if !on_requester_side(identity, &request)

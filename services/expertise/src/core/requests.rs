@@ -91,7 +91,7 @@ impl Expertise {
             serde_json::to_vec(&content).unwrap_or_default(),
         );
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         // Concurrent first attempts with one key queue on the caller's row, so a retry racing
         // its first attempt sees the first one's result instead of creating a second draft.
         idempotency::lock(&mut tx, &identity.subject, "CreateDraft", now).await?;
@@ -154,7 +154,7 @@ impl Expertise {
     ) -> Result<Request, ExpertiseError> {
         let result = async {
             self.check_target(&content)?;
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.base.db().pool().begin().await?;
             store::lock_request(&mut tx, id).await?;
             let current = visible(caller, store::request(&mut tx, id).await?)?;
             require_requester(caller, &current)?;
@@ -213,7 +213,7 @@ impl Expertise {
         expected_version: i64,
     ) -> Result<Request, ExpertiseError> {
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         store::lock_request(&mut tx, id).await?;
         let current = visible(caller, store::request(&mut tx, id).await?)?;
         let identity = match caller {
@@ -372,7 +372,7 @@ impl Expertise {
     /// is claimed by one conditional update.
     pub async fn sweep(&self) -> Result<(u64, u64), ExpertiseError> {
         let now = self.now();
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let overdue = store::newly_overdue(&mut conn, now, SWEEP_BATCH).await?;
         let cutoff = now - SignedDuration::from_hours(i64::from(self.rules.auto_close_after_hours));
         let to_close = store::answered_before(&mut conn, cutoff, SWEEP_BATCH).await?;
@@ -405,7 +405,7 @@ impl Expertise {
     }
 
     async fn announce_overdue(&self, id: &str, now: Timestamp) -> Result<bool, ExpertiseError> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         if !store::claim_overdue_announcement(&mut tx, id, now).await? {
             return Ok(false);
         }

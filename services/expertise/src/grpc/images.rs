@@ -3,10 +3,11 @@
 //! stripping without re-encoding, resumable sessions).
 
 use futures::StreamExt;
+use telehealth_kit::watch::ServerStream;
 use telehealth_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ExpertiseApi, Stream_, caller};
+use super::{ExpertiseApi, caller};
 use crate::{convert, error::status};
 
 /// Longest edge of a thumbnail when the client asks for 0.
@@ -96,7 +97,7 @@ impl ExpertiseApi {
     pub(super) async fn download(
         &self,
         request: Request<pb::DownloadImageRequest>,
-    ) -> Result<Response<Stream_<pb::DownloadImageResponse>>, Status> {
+    ) -> Result<Response<ServerStream<pb::DownloadImageResponse>>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let id = convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;

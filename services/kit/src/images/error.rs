@@ -80,9 +80,7 @@ impl ApiError for ImageError {
             ImageError::Target { code, .. } => *code,
             ImageError::Store(_) => ErrorCode::Unavailable,
             ImageError::Database(error) => database_code(error),
-            ImageError::Corrupt(_) | ImageError::Task(_) => {
-                ErrorCode::Internal
-            }
+            ImageError::Corrupt(_) | ImageError::Task(_) => ErrorCode::Internal,
         }
     }
 }

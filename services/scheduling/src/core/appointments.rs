@@ -49,7 +49,7 @@ impl Scheduler {
 
     async fn visible(&self, caller: &Caller, id: &str) -> Result<Appointment, SchedulingError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         match store::appointment(&mut conn, id).await? {
             Some(appointment) if can_see(identity, &appointment) => Ok(appointment),
             _ => Err(SchedulingError::NotFound("appointment")),
@@ -71,7 +71,7 @@ impl Scheduler {
         } else {
             filter.participant = Some(identity.subject.clone());
         }
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let found = store::list_appointments(&mut conn, &filter, after, limit).await?;
         drop(conn);
         for appointment in &found {
@@ -128,7 +128,7 @@ impl Scheduler {
                 "only the signalling service reports room joins",
             ));
         }
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let current = store::appointment(&mut conn, id)
             .await?
             .ok_or(SchedulingError::NotFound("appointment"))?;
@@ -153,7 +153,7 @@ impl Scheduler {
         (participant_subject, participant_role): (String, i32),
     ) -> Result<Status, SchedulingError> {
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         store::lock_appointment(&mut tx, id).await?;
         let current = store::appointment(&mut tx, id)
             .await?
@@ -202,7 +202,7 @@ impl Scheduler {
         // a room that cannot be opened leaves the appointment as it was.
         let mut room_id = None;
         if matches!(transition, Transition::CheckIn | Transition::Start) {
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             let before = store::appointment(&mut conn, id)
                 .await?
                 .ok_or(SchedulingError::NotFound("appointment"))?;
@@ -220,7 +220,7 @@ impl Scheduler {
             }
         }
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         store::lock_appointment(&mut tx, id).await?;
         let current = store::appointment(&mut tx, id)
             .await?
@@ -412,7 +412,7 @@ impl Scheduler {
         self.audit(caller, "GetAppointmentHistory", "appointment", id, outcome)
             .await;
         appointment?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         store::history(&mut conn, id, after, limit).await
     }
 
@@ -469,7 +469,7 @@ impl Scheduler {
         identity: &Identity,
         notice: &ChangeNotice,
     ) -> Result<(HistoryEvent, Appointment), SchedulingError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let appointment = store::appointment(&mut conn, &notice.appointment_id)
             .await?
             .filter(|a| can_see(identity, a))

@@ -79,7 +79,7 @@ impl Scheduler {
         expected_version: i64,
     ) -> Result<AvailabilityRow, SchedulingError> {
         let identity = person(caller)?;
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         // Write first: queue with bookings of this practitioner (and keep SQLite from upgrading
         // a read snapshot).
         store::lock_practitioners(&mut tx, &[practitioner.as_str()]).await?;
@@ -125,7 +125,7 @@ impl Scheduler {
         practitioner: &Subject,
     ) -> Result<AvailabilityRow, SchedulingError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         match store::availability_of(&mut conn, practitioner.as_str()).await? {
             Some(row) if row.org_id == identity.org || row.practitioner == identity.subject => {
                 Ok(row)
@@ -151,7 +151,7 @@ impl Scheduler {
         let practitioner = match (&new.practitioner, new.org_wide) {
             (_, true) => None,
             (Some(p), false) => {
-                let mut conn = self.db.pool().acquire().await?;
+                let mut conn = self.base.db().pool().acquire().await?;
                 let calendar = store::availability_of(&mut conn, p.as_str()).await?;
                 drop(conn);
                 self.require_manager(
@@ -184,7 +184,7 @@ impl Scheduler {
             created_at: self.now(),
             created_by: ActorRecord::of(caller),
         };
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         // The key is claimed by the transaction's first write, so a retry racing with the first
         // attempt waits for it and then replays it; a refused request leaves no key behind.
         let (row, replay) = match keyed
@@ -250,7 +250,7 @@ impl Scheduler {
             statuses: vec![crate::model::Status::Booked, crate::model::Status::Arrived],
             ..Default::default()
         };
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let mut affected = Vec::new();
         for appointment in store::list_appointments(&mut conn, &filter, None, 1000).await? {
             let inside_window = match domain.window {
@@ -276,7 +276,7 @@ impl Scheduler {
         id: &str,
     ) -> Result<ExceptionRow, SchedulingError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let row = store::exception(&mut conn, id)
             .await?
             .ok_or(SchedulingError::NotFound("exception"))?;
@@ -333,7 +333,7 @@ impl Scheduler {
             "practitioner",
         )
         .await?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let from = match from {
             Some(from) => from,
             None => {

@@ -62,7 +62,7 @@ impl Scheduler {
         let identity = person(caller)?;
         let now = self.now();
         let not_before = now + self.rules.minimum_notice;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let mut calendars = Vec::new();
         for practitioner in practitioners {
             let (calendar, org) = self
@@ -127,7 +127,7 @@ impl Scheduler {
         self.require_participants(person(caller)?, doctor, nurse)
             .await?;
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         let (org, _) = self
             .lock_and_check(&mut tx, caller, doctor, nurse, time, now, None, None)
             .await?;
@@ -166,7 +166,7 @@ impl Scheduler {
     ) -> Result<bool, SchedulingError> {
         let identity = person(caller)?;
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         // Write first (see store::lock_appointment): the hold's busy rows are what we change.
         store::lock_hold(&mut tx, hold_id).await?;
         let hold = store::hold(&mut tx, hold_id)
@@ -214,7 +214,7 @@ impl Scheduler {
             .await?;
 
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         let org = self
             .lock_and_check(
                 &mut tx,
@@ -318,7 +318,7 @@ impl Scheduler {
         expected_version: i64,
     ) -> Result<Appointment, SchedulingError> {
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         store::lock_appointment(&mut tx, appointment_id).await?;
         let current = store::appointment(&mut tx, appointment_id)
             .await?
@@ -557,7 +557,7 @@ impl Scheduler {
 
     /// The appointment an earlier booking with this key made, if any.
     async fn replay(&self, keyed: &KeyedRequest) -> Result<Option<Appointment>, SchedulingError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         replay_in(&mut conn, keyed).await
     }
 }

@@ -41,7 +41,7 @@ impl Scheduler {
             )
             .await?;
         }
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let availability = store::availability_of(&mut conn, practitioner.as_str()).await?;
         let zone = match &availability {
             Some(a) => Zone::parse("time_zone", &a.time_zone)?,

@@ -124,7 +124,7 @@ impl WoundMonitor {
         limit: i64,
     ) -> Result<Vec<Alert>, WoundError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let mut filter = AlertFilter {
             statuses,
             ..AlertFilter::default()
@@ -171,14 +171,14 @@ impl WoundMonitor {
         comment: String,
     ) -> Result<Alert, WoundError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let wound_id = store::alerts::alert(&mut conn, alert_id)
             .await?
             .ok_or(WoundError::NotFound("alert"))?
             .wound_id;
         drop(conn);
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         store::wounds::lock_wound(&mut tx, &wound_id).await?;
         let wound = self
             .wound_for(&mut tx, identity, &wound_id, Access::Read)
@@ -235,7 +235,7 @@ impl WoundMonitor {
         // Subscribe before checking, so nothing raised in between is missed.
         let notices = BroadcastStream::new(self.bus.subscribe());
         if let Some(id) = &wound_id {
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             let visible = self.wound_for(&mut conn, &identity, id, Access::Read).await;
             drop(conn);
             if let Err(error) = visible {
@@ -284,7 +284,7 @@ impl WoundMonitor {
         identity: &Identity,
         notice: &AlertNotice,
     ) -> Result<(AlertEventKind, Alert), WoundError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         self.wound_for(&mut conn, identity, &notice.wound_id, Access::Read)
             .await?;
         let alert = store::alerts::alert(&mut conn, &notice.alert_id)

@@ -102,7 +102,7 @@ impl WoundMonitor {
             return Ok((view, raised, true));
         }
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         store::wounds::lock_wound(&mut tx, &new.wound_id).await?;
         let wound = self
             .wound_for_nurse(&mut tx, identity, &new.wound_id)
@@ -173,7 +173,7 @@ impl WoundMonitor {
         identity: &Identity,
         keyed: &KeyedRequest,
     ) -> Result<Option<(AssessmentView, Vec<Alert>)>, WoundError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let Some(id) = keyed.replay(&mut conn).await? else {
             return Ok(None);
         };
@@ -222,14 +222,14 @@ impl WoundMonitor {
         expected_version: i64,
     ) -> Result<(AssessmentView, Vec<Alert>), WoundError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let wound_id = store::assessments::version(&mut conn, assessment_id, None)
             .await?
             .ok_or(WoundError::NotFound("assessment"))?
             .wound_id;
         drop(conn);
         let now = self.now();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         store::wounds::lock_wound(&mut tx, &wound_id).await?;
         let wound = self
             .wound_for_nurse(&mut tx, identity, &wound_id)
@@ -396,7 +396,7 @@ impl WoundMonitor {
     ) -> Result<AssessmentView, WoundError> {
         let result = async {
             let identity = person(caller)?;
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             let (view, _) = self
                 .visible_assessment(&mut conn, identity, id, version)
                 .await?;
@@ -419,7 +419,7 @@ impl WoundMonitor {
         limit: usize,
     ) -> Result<Vec<AssessmentView>, WoundError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         if let Err(error) = self
             .wound_for(&mut conn, identity, wound_id, Access::Read)
             .await
@@ -476,7 +476,7 @@ impl WoundMonitor {
     ) -> Result<Vec<AssessmentView>, WoundError> {
         let result = async {
             let identity = person(caller)?;
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             let (current, wound) = self
                 .visible_assessment(&mut conn, identity, id, None)
                 .await?;
@@ -515,7 +515,7 @@ impl WoundMonitor {
         query: TrendQuery,
     ) -> Result<Trend, WoundError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let wound = self
             .wound_for(&mut conn, identity, wound_id, Access::Read)
             .await?;

@@ -47,7 +47,7 @@ impl WoundMonitor {
         limit: i64,
     ) -> Result<Vec<WoundSummary>, WoundError> {
         let identity = person(caller)?;
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let wounds =
             store::wounds::nurse_round(&mut conn, &identity.subject, due_before, after, limit)
                 .await?;
@@ -92,7 +92,7 @@ impl WoundMonitor {
             },
             patient_pseudonym: query.patient_pseudonym,
         };
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let wounds = store::wounds::doctor_wounds(&mut conn, &filter, after, limit).await?;
         let mut found = Vec::with_capacity(wounds.len());
         for (wound, key) in wounds {

@@ -129,7 +129,7 @@ impl WoundMonitor {
     {
         let identity = person(caller)?;
         {
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             let wound = self.wound_for_nurse(&mut conn, identity, wound_id).await?;
             if wound.status == WoundStatus::Closed {
                 return Err(WoundError::FailedPrecondition(
@@ -159,7 +159,7 @@ impl WoundMonitor {
         // On a repeated completed session, say where the photo is now.
         let assessment_id = match result.image.as_ref() {
             Some(image) => {
-                let mut conn = self.db.pool().acquire().await?;
+                let mut conn = self.base.db().pool().acquire().await?;
                 store::assessments::photo(&mut conn, &image.image_id)
                     .await?
                     .and_then(|(_, assessment)| assessment)
@@ -181,7 +181,7 @@ impl WoundMonitor {
     ) -> Result<pb::ImageUploadStatus, WoundError> {
         let checked = async {
             let identity = person(caller)?;
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             self.wound_for(&mut conn, identity, wound_id, Access::Read)
                 .await?;
             Ok::<_, WoundError>(identity)
@@ -226,7 +226,7 @@ impl WoundMonitor {
     ) -> Result<StoredImage, WoundError> {
         let result = async {
             let identity = person(caller)?;
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             self.wound_for(&mut conn, identity, wound_id, Access::Read)
                 .await?;
             drop(conn);
@@ -281,7 +281,7 @@ impl WoundMonitor {
 
     /// The completed photos of wound `wound_id` (for responses; the wound was already checked).
     pub async fn photos_of(&self, wound_id: &str) -> Result<Vec<pb::ImageInfo>, WoundError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         Ok(ImageStore::images_of(&mut conn, &target(wound_id)).await?)
     }
 }

@@ -35,13 +35,13 @@ impl WoundMonitor {
     /// One sweep; returns how many overdue alerts this replica raised.
     pub async fn sweep(&self) -> Result<usize, WoundError> {
         let now = self.now();
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let overdue = store::wounds::overdue_without_alert(&mut conn, now, BATCH).await?;
         drop(conn);
         self.expire_pending_photos(now).await?;
         let mut raised_count = 0;
         for (wound_id, episode, due_at) in overdue {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.base.db().pool().begin().await?;
             store::wounds::lock_wound(&mut tx, &wound_id).await?;
             let Some(wound) = store::wounds::wound(&mut tx, &wound_id).await? else {
                 continue;
@@ -67,11 +67,11 @@ impl WoundMonitor {
     /// Forgets pending photos not referenced in time, and detaches them from the image pipeline
     /// in the same transaction (its sweeper then deletes their bytes).
     async fn expire_pending_photos(&self, now: jiff::Timestamp) -> Result<(), WoundError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         let expired = store::assessments::expired_pending_photos(&mut conn, now, BATCH).await?;
         drop(conn);
         for (image_id, wound_id) in expired {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.base.db().pool().begin().await?;
             if store::assessments::delete_pending_photo(&mut tx, &image_id).await? {
                 let target = TargetRef {
                     kind: "wound",

@@ -126,7 +126,7 @@ impl WoundMonitor {
             version: 1,
         };
         wound.next_due_at = next_due(&wound);
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         store::wounds::insert_wound(&mut tx, &wound).await?;
         // Last write: a concurrent retry with the same key that won makes this one roll back
         // its wound and answer with the winner's.
@@ -148,7 +148,7 @@ impl WoundMonitor {
 
     /// The wound an earlier registration with this key made, if any.
     async fn replayed_wound(&self, keyed: &KeyedRequest) -> Result<Option<Wound>, WoundError> {
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.base.db().pool().acquire().await?;
         match keyed.replay(&mut conn).await? {
             None => Ok(None),
             Some(id) => store::wounds::wound(&mut conn, &id).await,
@@ -159,7 +159,7 @@ impl WoundMonitor {
     pub async fn wound(&self, caller: &Caller, id: &str) -> Result<Wound, WoundError> {
         let result = async {
             let identity = person(caller)?;
-            let mut conn = self.db.pool().acquire().await?;
+            let mut conn = self.base.db().pool().acquire().await?;
             self.wound_for(&mut conn, identity, id, Access::Read).await
         }
         .await;
@@ -322,7 +322,7 @@ impl WoundMonitor {
         let result = async {
             let identity = person(caller)?;
             let now = self.now();
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.base.db().pool().begin().await?;
             store::wounds::lock_wound(&mut tx, id).await?;
             let current = self
                 .wound_for(&mut tx, identity, id, Access::Change)

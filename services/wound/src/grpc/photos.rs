@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
-use telehealth_kit::identity::Caller;
+use telehealth_kit::{identity::Caller, watch::ServerStream};
 use telehealth_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{DownloadStream, WoundApi, caller};
+use super::{WoundApi, caller};
 use crate::{convert, error::WoundError};
 
 /// Longest edge of a thumbnail when the client asks for 0.
@@ -142,7 +142,7 @@ impl WoundApi {
     pub(super) async fn download(
         &self,
         request: Request<pb::DownloadPhotoRequest>,
-    ) -> Result<Response<DownloadStream>, Status> {
+    ) -> Result<Response<ServerStream<pb::DownloadPhotoResponse>>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let [wound_id, image_id] = self
