@@ -1145,6 +1145,80 @@ async fn listings_are_paginated_in_a_stable_order() {
         })
         .await;
     assert_eq!(bad.expect_err("bad token").code(), Code::InvalidArgument);
+    // A real token continues only the listing it came from (the page size may change): not
+    // with other filters, not for another caller, not once altered.
+    let resized = dr
+        .list_appointments(pb::ListAppointmentsRequest {
+            doctor_subject: "dr-martin".into(),
+            page_size: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("first page")
+        .into_inner()
+        .next_page_token;
+    let page_two = dr
+        .list_appointments(pb::ListAppointmentsRequest {
+            doctor_subject: "dr-martin".into(),
+            page_size: 4,
+            page_token: resized,
+            ..Default::default()
+        })
+        .await
+        .expect("the next page, at another size")
+        .into_inner();
+    assert_eq!(
+        page_two
+            .appointments
+            .iter()
+            .map(|a| a.appointment_id.clone())
+            .collect::<Vec<_>>(),
+        booked[3..7].to_vec()
+    );
+    let first = dr
+        .list_appointments(pb::ListAppointmentsRequest {
+            doctor_subject: "dr-martin".into(),
+            page_size: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("first page")
+        .into_inner()
+        .next_page_token;
+    let mut altered = first.clone().into_bytes();
+    altered[1] = if altered[1] == b'A' { b'B' } else { b'A' };
+    let colleague = Person::doctor("dr-bernard", CENTRE);
+    let mut other = suite.scheduling(&colleague).await;
+    let foreign = [
+        dr.list_appointments(pb::ListAppointmentsRequest {
+            doctor_subject: "dr-martin".into(),
+            statuses: vec![pb::AppointmentStatus::Booked as i32],
+            page_size: 3,
+            page_token: first.clone(),
+            ..Default::default()
+        })
+        .await,
+        other
+            .list_appointments(pb::ListAppointmentsRequest {
+                doctor_subject: "dr-martin".into(),
+                page_size: 3,
+                page_token: first.clone(),
+                ..Default::default()
+            })
+            .await,
+        dr.list_appointments(pb::ListAppointmentsRequest {
+            doctor_subject: "dr-martin".into(),
+            page_size: 3,
+            page_token: String::from_utf8(altered).expect("base64url stays ASCII"),
+            ..Default::default()
+        })
+        .await,
+    ];
+    for (case, result) in ["other filters", "another caller", "altered"].iter().zip(foreign) {
+        let status = result.expect_err(case);
+        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+        assert!(status.message().starts_with("page_token:"), "{case}: {}", status.message());
+    }
     suite.stop().await;
 }
 

@@ -25,11 +25,7 @@ type Result<T> = std::result::Result<T, ExpertiseError>;
 
 /// A required UUID id, in canonical form.
 pub fn id(field: &'static str, value: &str) -> Result<String> {
-    uuid::Uuid::parse_str(value)
-        .ok()
-        .filter(|u| u.hyphenated().to_string() == value.to_ascii_lowercase())
-        .map(|u| u.to_string())
-        .ok_or_else(|| ExpertiseError::invalid(field, "must be a UUID"))
+    Ok(telehealth_kit::ids::record_id(field, value)?)
 }
 
 /// Free text, trimmed, at most `max` characters, without control characters.

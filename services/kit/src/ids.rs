@@ -45,9 +45,50 @@ impl fmt::Display for Subject {
     }
 }
 
+/// The id of a record (common.proto): a UUID in canonical hyphenated form, taken in either case
+/// and returned lowercase. Anything else is refused on `field` (`INVALID_ARGUMENT`).
+pub fn record_id(field: &'static str, value: &str) -> Result<String, KitError> {
+    let refused = || {
+        KitError::invalid(
+            field,
+            "must be a UUID in canonical form (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+        )
+    };
+    let id = uuid::Uuid::try_parse(value).map_err(|_| refused())?;
+    let canonical = id.hyphenated().to_string();
+    if canonical != value.to_ascii_lowercase() {
+        return Err(refused());
+    }
+    Ok(canonical)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_ids_are_canonical_uuids() {
+        let id = "0190c6b2-7f3e-7a4b-9c1d-2e3f4a5b6c7d";
+        assert_eq!(record_id("wound_id", id).expect("canonical"), id);
+        assert_eq!(
+            record_id("wound_id", &id.to_ascii_uppercase()).expect("either case"),
+            id
+        );
+        for bad in [
+            "",
+            "not-a-uuid",
+            "0190c6b27f3e7a4b9c1d2e3f4a5b6c7d",
+            "{0190c6b2-7f3e-7a4b-9c1d-2e3f4a5b6c7d}",
+            "urn:uuid:0190c6b2-7f3e-7a4b-9c1d-2e3f4a5b6c7d",
+            " 0190c6b2-7f3e-7a4b-9c1d-2e3f4a5b6c7d",
+        ] {
+            let refused = record_id("wound_id", bad).expect_err(bad);
+            assert!(
+                refused.to_string().starts_with("wound_id: must be a UUID"),
+                "{refused}"
+            );
+        }
+    }
 
     #[test]
     fn subjects_follow_the_contract() {

@@ -115,9 +115,7 @@ pub fn optional_subject(field: &'static str, value: &str) -> Result<Option<Subje
 
 /// A required UUID id.
 pub fn id(field: &'static str, value: &str) -> Result<String> {
-    uuid::Uuid::parse_str(value)
-        .map(|u| u.to_string())
-        .map_err(|_| SchedulingError::invalid(field, "must be a UUID"))
+    Ok(telehealth_kit::ids::record_id(field, value)?)
 }
 
 /// A required instant on a whole minute.

@@ -190,14 +190,12 @@ fn client_message(
         if id.is_empty() {
             return Err(invalid("to_participant_id is required"));
         }
-        uuid::Uuid::parse_str(id)
-            .map(|u| u.to_string())
-            .map_err(|_| {
-                MessageError::new(
-                    Code::UnknownPeer,
-                    "to_participant_id is not a participant id",
-                )
-            })
+        telehealth_kit::ids::record_id("to_participant_id", id).map_err(|_| {
+            MessageError::new(
+                Code::UnknownPeer,
+                "to_participant_id is not a participant id",
+            )
+        })
     };
     match message {
         None => Err(invalid(

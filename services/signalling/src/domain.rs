@@ -453,9 +453,7 @@ pub fn uuid(field: &'static str, value: &str) -> Result<String, SignallingError>
     if value.is_empty() {
         return Err(SignallingError::invalid(field, "is required"));
     }
-    uuid::Uuid::parse_str(value)
-        .map(|u| u.to_string())
-        .map_err(|_| SignallingError::invalid(field, "must be a UUID"))
+    Ok(telehealth_kit::ids::record_id(field, value)?)
 }
 
 /// Free text of at most `max` characters, without control characters other than newline and

@@ -65,9 +65,7 @@ pub fn nurses(values: &[String]) -> Result<Vec<Subject>> {
 
 /// A required UUID id, in canonical form.
 pub fn id(field: &'static str, value: &str) -> Result<String> {
-    uuid::Uuid::parse_str(value)
-        .map(|u| u.to_string())
-        .map_err(|_| WoundError::invalid(field, "must be a UUID"))
+    Ok(telehealth_kit::ids::record_id(field, value)?)
 }
 
 /// An optional UUID id (empty means none).
