@@ -1,8 +1,7 @@
 //! Everything that can go wrong in tele-expertise, and which gRPC code each is.
 
-use telehealth_kit::{
-    ApiError, ErrorCode, KitError, audit::Outcome, identity::IdentityError, images::ImageError,
-};
+use telehealth_images::ImageError;
+use telehealth_kit::{ApiError, ErrorCode, KitError, audit::Outcome, identity::IdentityError};
 
 /// A tele-expertise failure.
 #[derive(Debug, thiserror::Error)]

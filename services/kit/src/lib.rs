@@ -16,10 +16,12 @@
 //! - [`health`]: `grpc.health.v1` with readiness following the database;
 //! - [`message_limit`]: each RPC's largest request message, checked before decoding;
 //! - [`serve`]: running a service with graceful drain on shutdown;
-//! - [`images`]: the shared image pipeline (uploads, metadata stripping, downloads, thumbnails);
 //! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates;
 //! - [`record`]: who acted, instants and JSON columns, as every service stores and shows them;
 //! - [`raw_codec`]: a pass-through gRPC codec for pre-encoded messages.
+//!
+//! The image pipeline is its own crate, `telehealth-images`, built on this one; its settings
+//! (`[blobs]`, `[images]` in [`config`]) and its tables (migration `0002_images`) stay here.
 
 #![forbid(unsafe_code)]
 
@@ -31,7 +33,6 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod identity;
-pub mod images;
 pub mod message_limit;
 pub mod part;
 pub mod pki;

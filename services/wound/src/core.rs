@@ -22,13 +22,13 @@ use std::{collections::BTreeMap, sync::Arc};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
+use telehealth_images::ImageStore;
 use telehealth_kit::{
     ApiError, Database, ErrorCode,
     audit::{AuditEntry, AuditWriter, Outcome},
     directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
-    images::ImageStore,
 };
 
 use crate::{

@@ -1,6 +1,7 @@
 //! Everything that can go wrong in wound monitoring, and which gRPC code each is.
 
-use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError, images::ImageError};
+use telehealth_images::ImageError;
+use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError};
 
 /// A wound monitoring failure.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 //! missed due date raises exactly one alert whichever replica gets there first.
 
 use jiff::SignedDuration;
-use telehealth_kit::images::{ImageStore, TargetRef};
+use telehealth_images::{ImageStore, TargetRef};
 use tokio_util::sync::CancellationToken;
 
 use super::{WoundMonitor, alerts};

@@ -1,6 +1,6 @@
 //! What can go wrong in the image pipeline, and the gRPC code each maps to.
 
-use crate::error::{ApiError, ErrorCode};
+use telehealth_kit::error::{ApiError, ErrorCode};
 
 use super::format::FormatError;
 
