@@ -154,20 +154,53 @@ fn repeated_payload(field: &FieldDescriptor, budget: usize) -> (Vec<u8>, String)
     }
 }
 
+/// A string or bytes field filling the whole budget, reached through singular message fields
+/// (an upload's chunk data, an SDP), when the message has no repeated field.
 fn longest_string(message: &MessageDescriptor, budget: usize) -> (Vec<u8>, String) {
-    let field = message
-        .fields()
-        .find(|f| matches!(f.kind(), Kind::String | Kind::Bytes) && !f.is_list());
-    match field {
-        Some(field) => {
-            let count = budget - 8;
-            let mut bytes = tag(field.number(), 2);
-            bytes.extend(varint(count as u64));
-            bytes.extend(std::iter::repeat_n(b'a', count));
-            (bytes, format!("a {count}-byte `{}`", field.name()))
-        }
-        None => (Vec::new(), "nothing to fill (empty message)".into()),
+    let mut path = Vec::new();
+    if !find_string(message, &mut path, 0) {
+        return (Vec::new(), "nothing to fill (empty message)".into());
     }
+    let (leaf, wrappers) = path.split_last().expect("a path has a leaf");
+    let count = budget - 8 - 6 * wrappers.len();
+    let mut bytes = tag(leaf.number(), 2);
+    bytes.extend(varint(count as u64));
+    bytes.extend(std::iter::repeat_n(b'a', count));
+    let name = path
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect::<Vec<_>>()
+        .join(".");
+    (wrap(wrappers, bytes), format!("a {count}-byte `{name}`"))
+}
+
+fn find_string(message: &MessageDescriptor, path: &mut Vec<FieldDescriptor>, depth: usize) -> bool {
+    // A string or bytes field of this message first (the biggest one a message can carry
+    // is a plain field), then inside its singular message fields.
+    if let Some(field) = message
+        .fields()
+        .find(|f| matches!(f.kind(), Kind::String | Kind::Bytes) && !f.is_list())
+    {
+        path.push(field);
+        return true;
+    }
+    if depth >= 4 {
+        return false;
+    }
+    for field in message.fields() {
+        if let Kind::Message(inner) = field.kind()
+            && !field.is_list()
+            && !field.is_map()
+            && !inner.full_name().starts_with("google.protobuf.")
+        {
+            path.push(field.clone());
+            if find_string(&inner, path, depth + 1) {
+                return true;
+            }
+            path.pop();
+        }
+    }
+    false
 }
 
 /// `payload` as the content of the singular message fields `wrappers`, outermost first.

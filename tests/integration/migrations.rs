@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::Row;
+use jiff::Timestamp;
+use sqlx::{Row, migrate::Migrator};
 use telehealth_kit::{
-    db::{Backend, Database},
+    db::{Backend, Database, Migrations},
+    idempotency::KeyedRequest,
     serve::ServiceDefinition,
     testing::TestDatabase,
 };
@@ -322,4 +324,112 @@ fn a_drift_is_reported() {
             .iter()
             .any(|line| line == "table extra: only on PostgreSQL")
     );
+}
+
+/// A part's migrations as they were before `version` (read from its folders), to build the schema
+/// of a database that has not taken the newer ones yet.
+async fn migrations_before(part: &str, version: &str) -> (tempfile::TempDir, Migrations) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut leaked = Vec::new();
+    for dialect in ["sqlite", "postgres"] {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("services")
+            .join(part)
+            .join("migrations")
+            .join(dialect);
+        let to = dir.path().join(dialect);
+        std::fs::create_dir(&to).expect("dialect folder");
+        for file in std::fs::read_dir(&from).expect("migrations folder") {
+            let file = file.expect("migration file");
+            if file.file_name().to_string_lossy().as_ref() < version {
+                std::fs::copy(file.path(), to.join(file.file_name())).expect("copy");
+            }
+        }
+        let migrator = Migrator::new(to).await.expect("older migrations");
+        leaked.push(&*Box::leak(Box::new(migrator)));
+    }
+    let migrations = Migrations {
+        sqlite: leaked[0],
+        postgres: leaked[1],
+    };
+    (dir, migrations)
+}
+
+#[tokio::test]
+async fn the_idempotency_keys_of_every_service_move_to_the_kit_table() {
+    let parts = [
+        (
+            "scheduling",
+            "idempotency_keys",
+            telehealth_scheduling::definition(),
+        ),
+        (
+            "expertise",
+            "expertise_idempotency_keys",
+            telehealth_expertise::definition(),
+        ),
+        ("wound", "idempotency_keys", telehealth_wound::definition()),
+    ];
+    for (name, old_table, part) in parts {
+        let (_dir, older) = migrations_before(name, "0103").await;
+        for test_db in TestDatabase::each_backend().await {
+            let backend = test_db.backend();
+            let pool = test_db.db.pool();
+            test_db
+                .db
+                .migrate(&older)
+                .await
+                .expect("older migrations apply");
+            let keyed = KeyedRequest::new("dr-martin", "Op", "key-1", "content");
+            // The stored hash is the SHA-256 (hex) of the content, as every service wrote it.
+            sqlx::query(&format!(
+                "INSERT INTO {old_table} \
+                 (caller, operation, idempotency_key, request_hash, result_id, created_at_us) \
+                 VALUES ('dr-martin', 'Op', 'key-1', $1, 'result-1', $2), \
+                        ('dr-martin', 'Op', '', '', '', 0)"
+            ))
+            .bind(keyed_hash("content"))
+            .bind(Timestamp::now().as_microsecond())
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{name} {backend:?}: old key: {e}"));
+
+            test_db
+                .db
+                .migrate(&part.migrations)
+                .await
+                .expect("migrations apply");
+
+            let mut conn = pool.acquire().await.expect("acquire");
+            assert_eq!(
+                keyed.replay(&mut conn).await.expect("replay"),
+                Some("result-1".into()),
+                "{name} {backend:?}: the old key still replays its result"
+            );
+            let moved: i64 = sqlx::query("SELECT COUNT(*) FROM idempotency_records")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("count")
+                .get(0);
+            let expected = if name == "expertise" { 1 } else { 2 };
+            assert_eq!(
+                moved, expected,
+                "{name} {backend:?}: keys moved (expertise's lock rows are not keys)"
+            );
+            let old = sqlx::query(&format!("SELECT COUNT(*) FROM {old_table}"))
+                .fetch_one(&mut *conn)
+                .await;
+            assert!(old.is_err(), "{name} {backend:?}: the old table is dropped");
+            drop(conn);
+            test_db.cleanup().await;
+        }
+    }
+}
+
+fn keyed_hash(content: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(content.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

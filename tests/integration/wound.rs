@@ -986,7 +986,7 @@ async fn every_repeated_field_is_bounded_and_checked_before_any_work() {
     let result = nu
         .correct_assessment(pb::CorrectAssessmentRequest {
             assessment_id: nowhere.clone(),
-            measurements: Some(with(&|m| m.infection_signs = signs(100_000))),
+            measurements: Some(with(&|m| m.infection_signs = signs(10_000))),
             correction_reason: "signes d'infection".into(),
             expected_version: 0,
         })
@@ -994,8 +994,8 @@ async fn every_repeated_field_is_bounded_and_checked_before_any_work() {
         .map(drop);
     expect_bound(
         result,
-        "a hundred thousand infection signs in a correction",
-        "measurements.infection_signs: at most 11 signs, each once (got 100000)",
+        "ten thousand infection signs (within the message limit) in a correction",
+        "measurements.infection_signs: at most 11 signs, each once (got 10000)",
     );
     let result = dr
         .list_alerts(pb::ListAlertsRequest {

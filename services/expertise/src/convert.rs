@@ -64,16 +64,11 @@ pub fn required_text(field: &'static str, value: &str, max: usize) -> Result<Str
     Ok(value)
 }
 
-/// An idempotency key: 1 to 128 characters.
+/// A client-generated idempotency key, as the kit accepts it (1-128 characters, surrounding
+/// spaces ignored).
 pub fn idempotency_key(value: &str) -> Result<String> {
-    let key = value.trim();
-    if key.is_empty() || key.chars().count() > 128 {
-        return Err(ExpertiseError::invalid(
-            "idempotency_key",
-            "is required (1-128 characters, e.g. a UUID)",
-        ));
-    }
-    Ok(key.to_owned())
+    telehealth_kit::idempotency::parse_key(value)
+        .map_err(|reason| ExpertiseError::invalid("idempotency_key", reason))
 }
 
 /// A duration as the contract writes it.

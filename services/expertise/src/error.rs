@@ -1,7 +1,10 @@
 //! Everything that can go wrong in tele-expertise, and which gRPC code each is.
 
 use telehealth_images::ImageError;
-use telehealth_kit::{ApiError, ErrorCode, KitError, audit::Outcome, identity::IdentityError};
+use telehealth_kit::{
+    ApiError, ErrorCode, KitError, audit::Outcome, idempotency::IdempotencyError,
+    identity::IdentityError,
+};
 
 /// A tele-expertise failure.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,20 @@ impl ExpertiseError {
                 ErrorCode::Internal | ErrorCode::Unavailable => Outcome::Failed,
                 _ => Outcome::Invalid,
             },
+        }
+    }
+}
+
+/// The kit's idempotency refusals as this service answers them: another request under the same
+/// key is `FAILED_PRECONDITION` (common.proto), a lost race is retried.
+impl From<IdempotencyError> for ExpertiseError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::Conflict => ExpertiseError::FailedPrecondition(error.to_string()),
+            IdempotencyError::Raced => {
+                ExpertiseError::Kit(KitError::Unavailable(error.to_string()))
+            }
+            IdempotencyError::Database(error) => ExpertiseError::Database(error),
         }
     }
 }

@@ -68,6 +68,12 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             images,
         );
         tokio::spawn(sweep_periodically(core.clone(), context.shutdown.clone()));
+        // Every replica forgets the idempotency keys past their retention.
+        telehealth_kit::idempotency::spawn_purge(
+            context.db.clone(),
+            &context.settings.idempotency,
+            context.shutdown.clone(),
+        );
         let api = grpc::ExpertiseApi::new(core, context.shutdown.clone());
         let server = ExpertiseServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -508,67 +508,6 @@ pub async fn messages(
     rows.iter().map(message_row).collect()
 }
 
-// ---- idempotency -----------------------------------------------------------------------------
-
-/// The result recorded for an idempotency key: (request hash, result id).
-pub async fn idempotent_result(
-    conn: &mut AnyConnection,
-    caller: &str,
-    operation: &str,
-    key: &str,
-) -> Result<Option<(String, String)>> {
-    let row = sqlx::query(
-        "SELECT request_hash, result_id FROM expertise_idempotency_keys \
-         WHERE caller = $1 AND operation = $2 AND idempotency_key = $3",
-    )
-    .bind(caller)
-    .bind(operation)
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| Ok((row.try_get("request_hash")?, row.try_get("result_id")?)))
-        .transpose()
-}
-
-/// Records the result of an idempotency key (a conflict if it is already taken).
-pub async fn remember_result(
-    conn: &mut AnyConnection,
-    (caller, operation, key): (&str, &str, &str),
-    request_hash: &str,
-    result_id: &str,
-    at: Timestamp,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO expertise_idempotency_keys (caller, operation, idempotency_key, request_hash, result_id, created_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(caller)
-    .bind(operation)
-    .bind(key)
-    .bind(request_hash)
-    .bind(result_id)
-    .bind(micros(at))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Takes the per-caller idempotency lock: concurrent first attempts with one key queue here, so
-/// the second sees the first's result. (A row per caller and operation, like scheduling's
-/// practitioner locks.)
-pub async fn lock_caller(conn: &mut AnyConnection, caller: &str, operation: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO expertise_idempotency_keys (caller, operation, idempotency_key, request_hash, result_id, created_at_us) \
-         VALUES ($1, $2, '', '', '', 0) ON CONFLICT (caller, operation, idempotency_key) \
-         DO UPDATE SET created_at_us = expertise_idempotency_keys.created_at_us + 1",
-    )
-    .bind(caller)
-    .bind(operation)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 // ---- billing rules ---------------------------------------------------------------------------
 
 /// A tariff row.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 mod expertise;
 mod gateway;
+mod idempotency;
 mod images;
 mod signalling;
 mod wound;
@@ -28,6 +29,7 @@ pub use expertise::{ExpertiseRules, ExpertiseTarget};
 pub use gateway::{
     GatewaySettings, JwtSettings, LimitSettings, MAX_HEADER_LIST_BYTES, UpstreamSettings,
 };
+pub use idempotency::IdempotencySettings;
 pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
 pub use signalling::SignallingSettings;
 pub use wound::WoundRules;
@@ -62,6 +64,7 @@ pub struct Settings {
     pub wound_rules: WoundRules,
     pub blobs: BlobSettings,
     pub images: ImageSettings,
+    pub idempotency: IdempotencySettings,
 }
 
 /// Booking rules of the scheduling service (`[scheduling_rules]`).
@@ -202,6 +205,7 @@ impl Default for Settings {
             wound_rules: WoundRules::default(),
             blobs: BlobSettings::default(),
             images: ImageSettings::default(),
+            idempotency: IdempotencySettings::default(),
         }
     }
 }
@@ -332,6 +336,9 @@ impl Settings {
         self.images
             .validate()
             .map_err(|e| KitError::Config(format!("images.{e}")))?;
+        self.idempotency
+            .validate()
+            .map_err(|e| KitError::Config(format!("idempotency.{e}")))?;
         let rules = &self.scheduling_rules;
         if !(0..=10_080).contains(&rules.minimum_notice_minutes)
             || !(1..=3_600).contains(&rules.hold_seconds)

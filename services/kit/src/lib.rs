@@ -10,6 +10,7 @@
 //! - [`directory`]: membership checks against the care directory (who may be named);
 //! - [`error`]: the restricted error codes and the one mapping to `tonic::Status`;
 //! - [`events`]: change notifications for watch streams, across replicas (LISTEN/NOTIFY);
+//! - [`idempotency`]: idempotency keys: replay of the first answer, conflicts, purge;
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification;
 //! - [`telemetry`]: `tracing` logs, OpenTelemetry traces, W3C trace context;
 //! - [`trace_id`]: the current request's trace id, quoted by errors and audit records;
@@ -32,6 +33,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod idempotency;
 pub mod identity;
 pub mod message_limit;
 pub mod part;

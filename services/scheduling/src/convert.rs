@@ -207,16 +207,11 @@ pub fn bounded<'a, T>(field: &'static str, values: &'a [T], max: usize) -> Resul
     Ok(values)
 }
 
-/// A client-generated idempotency key: 1-128 characters (surrounding spaces ignored).
+/// A client-generated idempotency key, as the kit accepts it (1-128 characters, surrounding
+/// spaces ignored).
 pub fn idempotency_key(value: &str) -> Result<String> {
-    let key = value.trim();
-    if key.is_empty() || key.chars().count() > 128 {
-        return Err(SchedulingError::invalid(
-            "idempotency_key",
-            "is required (1-128 characters, e.g. a UUID)",
-        ));
-    }
-    Ok(key.to_owned())
+    telehealth_kit::idempotency::parse_key(value)
+        .map_err(|reason| SchedulingError::invalid("idempotency_key", reason))
 }
 
 /// Page size within bounds (0 = default).

@@ -1,6 +1,8 @@
 //! Everything that can go wrong in scheduling, and which gRPC code each is.
 
-use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError};
+use telehealth_kit::{
+    ApiError, ErrorCode, KitError, idempotency::IdempotencyError, identity::IdentityError,
+};
 
 use crate::domain::{Interval, Invalid};
 
@@ -87,6 +89,18 @@ impl From<Invalid> for SchedulingError {
         SchedulingError::InvalidArgument {
             field: invalid.field,
             reason: invalid.reason,
+        }
+    }
+}
+
+/// The kit's idempotency refusals as this service answers them: another request under the same
+/// key is `FAILED_PRECONDITION` (common.proto), a lost race is retried.
+impl From<IdempotencyError> for SchedulingError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::Conflict => SchedulingError::FailedPrecondition(error.to_string()),
+            IdempotencyError::Raced => SchedulingError::Unavailable(error.to_string()),
+            IdempotencyError::Database(error) => SchedulingError::Database(error),
         }
     }
 }

@@ -67,6 +67,12 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             rooms,
             directory,
         );
+        // Every replica forgets the idempotency keys past their retention.
+        telehealth_kit::idempotency::spawn_purge(
+            context.db.clone(),
+            &context.settings.idempotency,
+            context.shutdown.clone(),
+        );
         let api = grpc::SchedulingApi::new(scheduler, context.shutdown.clone());
         let server = SchedulingServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

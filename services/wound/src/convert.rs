@@ -91,16 +91,11 @@ pub fn optional_id(field: &'static str, value: &str) -> Result<Option<String>> {
     }
 }
 
-/// An idempotency key: 1 to 128 characters.
+/// A client-generated idempotency key, as the kit accepts it (1-128 characters, surrounding
+/// spaces ignored).
 pub fn idempotency_key(value: &str) -> Result<String> {
-    let key = value.trim();
-    if key.is_empty() || key.chars().count() > 128 {
-        return Err(WoundError::invalid(
-            "idempotency_key",
-            "is required (1-128 characters, e.g. a UUID)",
-        ));
-    }
-    Ok(key.to_owned())
+    telehealth_kit::idempotency::parse_key(value)
+        .map_err(|reason| WoundError::invalid("idempotency_key", reason))
 }
 
 /// A required instant.

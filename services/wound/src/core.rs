@@ -20,7 +20,6 @@ pub mod wounds;
 use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use telehealth_images::ImageStore;
 use telehealth_kit::{
@@ -253,11 +252,6 @@ pub(crate) fn outcome_of(error: &WoundError) -> Outcome {
         },
         _ => Outcome::Failed,
     }
-}
-
-/// SHA-256 of a request's canonical text (for idempotency keys).
-pub(crate) fn request_hash(canonical: &str) -> String {
-    hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
 /// The rules' view of a stored version.

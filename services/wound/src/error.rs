@@ -1,7 +1,7 @@
 //! Everything that can go wrong in wound monitoring, and which gRPC code each is.
 
 use telehealth_images::ImageError;
-use telehealth_kit::{ApiError, ErrorCode, KitError, identity::IdentityError};
+use telehealth_kit::{ApiError, ErrorCode, KitError, idempotency::IdempotencyError, identity::IdentityError};
 
 /// A wound monitoring failure.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,18 @@ impl WoundError {
         WoundError::InvalidArgument {
             field,
             reason: reason.into(),
+        }
+    }
+}
+
+/// The kit's idempotency refusals as this service answers them: another request under the same
+/// key is `FAILED_PRECONDITION` (common.proto), a lost race is retried.
+impl From<IdempotencyError> for WoundError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::Conflict => WoundError::FailedPrecondition(error.to_string()),
+            IdempotencyError::Raced => WoundError::Unavailable(error.to_string()),
+            IdempotencyError::Database(error) => WoundError::Database(error),
         }
     }
 }

@@ -69,6 +69,12 @@ fn routes(context: ServiceContext) -> RoutesFuture {
         );
         // Every replica sweeps; the database raises each overdue alert once.
         tokio::spawn(monitor.clone().run_sweeper(context.shutdown.clone()));
+        // Every replica forgets the idempotency keys past their retention.
+        telehealth_kit::idempotency::spawn_purge(
+            context.db.clone(),
+            &context.settings.idempotency,
+            context.shutdown.clone(),
+        );
         let api = grpc::WoundApi::new(monitor, context.shutdown.clone());
         let server = WoundServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

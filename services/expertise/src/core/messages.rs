@@ -1,12 +1,12 @@
 //! Messages between the requester and the claiming specialist, in order.
 
-use sha2::{Digest, Sha256};
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
+    idempotency::KeyedRequest,
     identity::Caller,
 };
 
-use super::{Expertise, person, requests::replay, visible};
+use super::{Expertise, person, visible};
 use crate::{
     error::ExpertiseError,
     model::{Event, EventKind, Message, Status},
@@ -39,13 +39,18 @@ impl Expertise {
         text: &str,
     ) -> Result<Message, ExpertiseError> {
         let identity = person(caller)?;
-        let hash = hex::encode(Sha256::digest(format!("{id}\n{text}").as_bytes()));
+        let keyed = KeyedRequest::new(
+            &identity.subject,
+            "PostMessage",
+            key,
+            format!("{id}\n{text}"),
+        );
         let now = self.now();
         let mut tx = self.db.pool().begin().await?;
         // The request's lock orders its messages and queues a retry behind its first attempt.
         store::lock_request(&mut tx, id).await?;
         let current = visible(caller, store::request(&mut tx, id).await?)?;
-        if let Some(first) = replay(&mut tx, &identity.subject, "PostMessage", key, &hash).await? {
+        if let Some(first) = keyed.replay(&mut tx).await? {
             let first = store::message(&mut tx, &first)
                 .await?
                 .ok_or(ExpertiseError::NotFound("message"))?;
@@ -89,14 +94,7 @@ impl Expertise {
             message_id: Some(message.id.clone()),
         };
         store::insert_event(&mut tx, &event).await?;
-        store::remember_result(
-            &mut tx,
-            (&identity.subject, "PostMessage", key),
-            &hash,
-            &message.id,
-            now,
-        )
-        .await?;
+        keyed.record(&mut tx, &message.id, now).await?;
         let entry = AuditEntry::new(caller, "PostMessage", "expertise_request", id, Outcome::Ok);
         // The record commits with the change, then joins the chain before the caller hears of it.
         telehealth_kit::audit::stage(&mut tx, &entry).await?;

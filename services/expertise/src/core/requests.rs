@@ -1,10 +1,10 @@
 //! Drafts and the lifecycle of a request, and the sweeps that change requests as time passes.
 
 use jiff::{SignedDuration, Timestamp};
-use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
+    idempotency::{self, KeyedRequest},
     identity::{Caller, Identity},
 };
 
@@ -84,15 +84,18 @@ impl Expertise {
     ) -> Result<Request, ExpertiseError> {
         let identity = person(caller)?;
         self.check_target(&content)?;
-        let hash = hex::encode(Sha256::digest(
+        let keyed = KeyedRequest::new(
+            &identity.subject,
+            "CreateDraft",
+            key,
             serde_json::to_vec(&content).unwrap_or_default(),
-        ));
+        );
         let now = self.now();
         let mut tx = self.db.pool().begin().await?;
         // Concurrent first attempts with one key queue on the caller's row, so a retry racing
         // its first attempt sees the first one's result instead of creating a second draft.
-        store::lock_caller(&mut tx, &identity.subject, "CreateDraft").await?;
-        if let Some(first) = replay(&mut tx, &identity.subject, "CreateDraft", key, &hash).await? {
+        idempotency::lock(&mut tx, &identity.subject, "CreateDraft", now).await?;
+        if let Some(first) = keyed.replay(&mut tx).await? {
             let first = store::request(&mut tx, &first).await?;
             tx.commit().await?;
             let first = visible(caller, first)?;
@@ -125,14 +128,7 @@ impl Expertise {
             version: 1,
         };
         store::insert_request(&mut tx, &request).await?;
-        store::remember_result(
-            &mut tx,
-            (&identity.subject, "CreateDraft", key),
-            &hash,
-            &request.id,
-            now,
-        )
-        .await?;
+        keyed.record(&mut tx, &request.id, now).await?;
         let entry = AuditEntry::new(
             caller,
             "CreateDraft",
@@ -513,23 +509,5 @@ fn require_requester(caller: &Caller, request: &Request) -> Result<(), Expertise
         Err(ExpertiseError::PermissionDenied(
             "only the doctor who created the request may change it",
         ))
-    }
-}
-
-/// The result id of an earlier call with `key`, if any; FAILED_PRECONDITION if that call had
-/// different content.
-pub(crate) async fn replay(
-    conn: &mut AnyConnection,
-    subject: &str,
-    operation: &str,
-    key: &str,
-    hash: &str,
-) -> Result<Option<String>, ExpertiseError> {
-    match store::idempotent_result(conn, subject, operation, key).await? {
-        None => Ok(None),
-        Some((stored, _)) if stored != hash => Err(ExpertiseError::FailedPrecondition(
-            "this idempotency key was already used with different content".into(),
-        )),
-        Some((_, id)) => Ok(Some(id)),
     }
 }

@@ -1,9 +1,9 @@
 //! Weekly availability and its exceptions.
 
 use jiff::civil::Date;
-use sha2::{Digest, Sha256};
 use telehealth_kit::{
     audit::Outcome,
+    idempotency::{Claim, KeyedRequest},
     identity::{Caller, Identity, Role},
 };
 
@@ -45,8 +45,8 @@ const ADD_EXCEPTION: &str = "AddAvailabilityException";
 
 /// What identifies an exception request for idempotency (everything but the key), with the
 /// practitioner as resolved (empty = the caller).
-fn exception_hash(new: &NewException, practitioner: Option<&str>) -> String {
-    let canonical = format!(
+fn exception_content(new: &NewException, practitioner: Option<&str>) -> String {
+    format!(
         "{}|{}|{}|{}|{}|{}|{}|{}",
         kind_name(new.kind),
         practitioner.unwrap_or(""),
@@ -58,8 +58,7 @@ fn exception_hash(new: &NewException, practitioner: Option<&str>) -> String {
             .unwrap_or_default(),
         new.zone.name(),
         new.note,
-    );
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    )
 }
 
 fn kind_name(kind: ExceptionKind) -> &'static str {
@@ -165,7 +164,12 @@ impl Scheduler {
             }
             (None, false) => Some(identity.subject.clone()),
         };
-        let hash = exception_hash(&new, practitioner.as_deref());
+        let keyed = KeyedRequest::new(
+            &identity.subject,
+            ADD_EXCEPTION,
+            &new.idempotency_key,
+            exception_content(&new, practitioner.as_deref()),
+        );
         let row = ExceptionRow {
             exception_id: uuid::Uuid::new_v4().to_string(),
             org_id: identity.org.clone(),
@@ -183,40 +187,23 @@ impl Scheduler {
         let mut tx = self.db.pool().begin().await?;
         // The key is claimed by the transaction's first write, so a retry racing with the first
         // attempt waits for it and then replays it; a refused request leaves no key behind.
-        let claimed = store::claim_idempotency_key(
-            &mut tx,
-            &identity.subject,
-            ADD_EXCEPTION,
-            &new.idempotency_key,
-            &hash,
-            &row.exception_id,
-            row.created_at,
-        )
-        .await?;
-        let (row, replay) = if claimed {
-            store::insert_exception(&mut tx, &row).await?;
-            tx.commit().await?;
-            (row, false)
-        } else {
-            let (stored_hash, id) = store::idempotent_result(
-                &mut tx,
-                &identity.subject,
-                ADD_EXCEPTION,
-                &new.idempotency_key,
-            )
+        let (row, replay) = match keyed
+            .claim(&mut tx, &row.exception_id, row.created_at)
             .await?
-            .ok_or_else(|| {
-                SchedulingError::Unavailable("the idempotency key vanished, retry".into())
-            })?;
-            if stored_hash != hash {
-                return Err(SchedulingError::FailedPrecondition(
-                    "this idempotency key was already used for a different exception".into(),
-                ));
+        {
+            Claim::First => {
+                store::insert_exception(&mut tx, &row).await?;
+                tx.commit().await?;
+                (row, false)
             }
-            let first = store::exception_ever(&mut tx, &id).await?.ok_or_else(|| {
-                SchedulingError::Unavailable("the first exception of this key is missing".into())
-            })?;
-            (first, true)
+            Claim::Replay(id) => {
+                let first = store::exception_ever(&mut tx, &id).await?.ok_or_else(|| {
+                    SchedulingError::Unavailable(
+                        "the first exception of this key is missing".into(),
+                    )
+                })?;
+                (first, true)
+            }
         };
         let affected = self.affected_by(identity, &row).await?;
         self.audit(

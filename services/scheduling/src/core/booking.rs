@@ -6,10 +6,10 @@
 //! committed booking and nothing can slip in before the insert.
 
 use jiff::{SignedDuration, Timestamp, civil::Weekday};
-use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
+    idempotency::KeyedRequest,
     identity::{Caller, Identity, Role},
 };
 
@@ -201,8 +201,13 @@ impl Scheduler {
                 "a doctor books his own appointments",
             ));
         }
-        let hash = request_hash(request);
-        if let Some(replay) = self.replay(caller, &request.idempotency_key, &hash).await? {
+        let keyed = KeyedRequest::new(
+            &identity.subject,
+            "BookAppointment",
+            &request.idempotency_key,
+            request_content(request),
+        );
+        if let Some(replay) = self.replay(&keyed).await? {
             return Ok((replay, true));
         }
         self.require_participants(identity, &request.doctor, request.nurse.as_ref())
@@ -223,10 +228,7 @@ impl Scheduler {
             )
             .await;
         // After the locks: a retry racing with its first attempt sees the first one's result.
-        if let Some(replay) = self
-            .replay_in(&mut tx, caller, &request.idempotency_key, &hash)
-            .await?
-        {
+        if let Some(replay) = replay_in(&mut tx, &keyed).await? {
             return Ok((replay, true));
         }
         let (org, time_zone) = org?;
@@ -287,16 +289,7 @@ impl Scheduler {
             comment: String::new(),
         };
         let sequence = store::append_event(&mut tx, &event).await?;
-        store::remember_result(
-            &mut tx,
-            &identity.subject,
-            "BookAppointment",
-            &request.idempotency_key,
-            &hash,
-            &appointment.id,
-            now,
-        )
-        .await?;
+        keyed.record(&mut tx, &appointment.id, now).await?;
         let entry = AuditEntry::new(
             caller,
             "BookAppointment",
@@ -562,31 +555,21 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn replay(
-        &self,
-        caller: &Caller,
-        key: &str,
-        hash: &str,
-    ) -> Result<Option<Appointment>, SchedulingError> {
+    /// The appointment an earlier booking with this key made, if any.
+    async fn replay(&self, keyed: &KeyedRequest) -> Result<Option<Appointment>, SchedulingError> {
         let mut conn = self.db.pool().acquire().await?;
-        self.replay_in(&mut conn, caller, key, hash).await
+        replay_in(&mut conn, keyed).await
     }
+}
 
-    async fn replay_in(
-        &self,
-        conn: &mut AnyConnection,
-        caller: &Caller,
-        key: &str,
-        hash: &str,
-    ) -> Result<Option<Appointment>, SchedulingError> {
-        let subject = caller.subject();
-        match store::idempotent_result(conn, &subject, "BookAppointment", key).await? {
-            None => Ok(None),
-            Some((stored, _)) if stored != hash => Err(SchedulingError::FailedPrecondition(
-                "this idempotency key was already used for a different booking".into(),
-            )),
-            Some((_, id)) => store::appointment(conn, &id).await,
-        }
+/// The appointment an earlier booking with this key made, read on `conn`.
+async fn replay_in(
+    conn: &mut AnyConnection,
+    keyed: &KeyedRequest,
+) -> Result<Option<Appointment>, SchedulingError> {
+    match keyed.replay(conn).await? {
+        None => Ok(None),
+        Some(id) => store::appointment(conn, &id).await,
     }
 }
 
@@ -617,8 +600,8 @@ fn always_open() -> Result<WeeklyAvailability, SchedulingError> {
 }
 
 /// What identifies a booking request for idempotency (everything but the key).
-fn request_hash(request: &BookingRequest) -> String {
-    let canonical = format!(
+fn request_content(request: &BookingRequest) -> String {
+    format!(
         "{}|{}|{}|{}|{}|{}|{}|{}",
         request.doctor,
         request.nurse.as_ref().map_or("", Subject::as_str),
@@ -628,8 +611,7 @@ fn request_hash(request: &BookingRequest) -> String {
         request.time.end,
         request.reason,
         request.hold_id.as_deref().unwrap_or(""),
-    );
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    )
 }
 
 /// The conflicts as `identity` may see them: an appointment, hold or exception the caller may

@@ -4,11 +4,11 @@
 use jiff::{SignedDuration, Timestamp, civil::Date, tz::TimeZone};
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
-    db::is_conflict,
+    idempotency::{Claim, IdempotencyError, KeyedRequest},
     identity::{Caller, Identity},
 };
 
-use super::{AssessmentView, WoundMonitor, alerts, person, point, request_hash, views};
+use super::{AssessmentView, WoundMonitor, alerts, person, point, views};
 use crate::{
     domain::{AreaMethod, Measurements},
     error::WoundError,
@@ -92,13 +92,13 @@ impl WoundMonitor {
         new: &NewAssessment,
     ) -> Result<(AssessmentView, Vec<Alert>, bool), WoundError> {
         let identity = person(caller)?;
-        let hash = request_hash(&format!("{}|{:?}", new.wound_id, new.measurements));
-        let key = (
-            identity.subject.as_str(),
+        let keyed = KeyedRequest::new(
+            &identity.subject,
             "RecordAssessment",
-            new.idempotency_key.as_str(),
+            &new.idempotency_key,
+            format!("{}|{:?}", new.wound_id, new.measurements),
         );
-        if let Some((view, raised)) = self.replayed_assessment(identity, key, &hash).await? {
+        if let Some((view, raised)) = self.replayed_assessment(identity, &keyed).await? {
             return Ok((view, raised, true));
         }
         let now = self.now();
@@ -142,16 +142,14 @@ impl WoundMonitor {
         let (view, raised, wound) = self
             .after_change(&mut tx, wound, &version.assessment_id, now)
             .await?;
-        if let Err(error) =
-            store::remember_result(&mut tx, key, &hash, &version.assessment_id, now).await
-        {
+        // Last write: a concurrent retry with the same key that won makes this one roll back
+        // its assessment and answer with the winner's.
+        if let Claim::Replay(_) = keyed.claim(&mut tx, &version.assessment_id, now).await? {
             drop(tx);
-            if is_conflict(&error)
-                && let Some((view, raised)) = self.replayed_assessment(identity, key, &hash).await?
-            {
-                return Ok((view, raised, true));
-            }
-            return Err(error.into());
+            return match self.replayed_assessment(identity, &keyed).await? {
+                Some((view, raised)) => Ok((view, raised, true)),
+                None => Err(IdempotencyError::Raced.into()),
+            };
         }
         let entry = AuditEntry::new(
             caller,
@@ -169,23 +167,16 @@ impl WoundMonitor {
         Ok((view, raised, false))
     }
 
+    /// The assessment an earlier call with this key recorded, with the alerts it raised.
     async fn replayed_assessment(
         &self,
         identity: &Identity,
-        (caller, operation, key): (&str, &str, &str),
-        hash: &str,
+        keyed: &KeyedRequest,
     ) -> Result<Option<(AssessmentView, Vec<Alert>)>, WoundError> {
         let mut conn = self.db.pool().acquire().await?;
-        let Some((stored, id)) =
-            store::idempotent_result(&mut conn, caller, operation, key).await?
-        else {
+        let Some(id) = keyed.replay(&mut conn).await? else {
             return Ok(None);
         };
-        if stored != hash {
-            return Err(WoundError::FailedPrecondition(
-                "this idempotency key was already used for a different request".into(),
-            ));
-        }
         let (view, _) = self
             .visible_assessment(&mut conn, identity, &id, None)
             .await?;

@@ -1,12 +1,11 @@
 //! The periodic task each replica runs: raise ASSESSMENT_OVERDUE for wounds whose planned
-//! assessment is past due, and purge what expired (unreferenced pending photos, old
-//! idempotency keys).
+//! assessment is past due, and purge unreferenced pending photos. (Old idempotency keys are
+//! purged by the kit's `idempotency::spawn_purge`, started in `lib.rs`.)
 //!
 //! Several replicas may sweep at the same time: each overdue alert has a dedupe key naming the
 //! wound, its episode and the missed due date, and the database keeps one alert per key, so each
 //! missed due date raises exactly one alert whichever replica gets there first.
 
-use jiff::SignedDuration;
 use telehealth_images::{ImageStore, TargetRef};
 use tokio_util::sync::CancellationToken;
 
@@ -15,8 +14,6 @@ use crate::{error::WoundError, model::WoundStatus, scoring, store};
 
 /// Wounds handled per sweep (the rest wait for the next one).
 const BATCH: i64 = 500;
-/// Idempotency keys are kept this long (the contract promises at least 24 hours).
-const IDEMPOTENCY_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 7);
 
 impl WoundMonitor {
     /// Sweeps every `rules.overdue_check` until `shutdown`.
@@ -40,7 +37,6 @@ impl WoundMonitor {
         let now = self.now();
         let mut conn = self.db.pool().acquire().await?;
         let overdue = store::wounds::overdue_without_alert(&mut conn, now, BATCH).await?;
-        store::purge_idempotency_keys(&mut conn, now - IDEMPOTENCY_RETENTION).await?;
         drop(conn);
         self.expire_pending_photos(now).await?;
         let mut raised_count = 0;

@@ -3,11 +3,11 @@
 use jiff::{SignedDuration, Timestamp};
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
-    db::is_conflict,
+    idempotency::{Claim, IdempotencyError, KeyedRequest},
     identity::{Caller, Identity, Role},
 };
 
-use super::{WoundMonitor, person, request_hash};
+use super::{WoundMonitor, person};
 use crate::{
     domain::{ClosureReason, MAX_CARE_TEAM, Subject, WoundDescription},
     error::WoundError,
@@ -90,16 +90,16 @@ impl WoundMonitor {
         let team: Vec<&str> = nurses.iter().map(String::as_str).collect();
         self.require_care_team(identity, Some(&referring_doctor), &team)
             .await?;
-        let hash = request_hash(&format!(
-            "{}|{:?}|{referring_doctor}|{nurses:?}",
-            new.patient_pseudonym, new.description
-        ));
-        let key = (
-            identity.subject.as_str(),
+        let keyed = KeyedRequest::new(
+            &identity.subject,
             "RegisterWound",
-            new.idempotency_key.as_str(),
+            &new.idempotency_key,
+            format!(
+                "{}|{:?}|{referring_doctor}|{nurses:?}",
+                new.patient_pseudonym, new.description
+            ),
         );
-        if let Some(wound) = self.replayed_wound(key, &hash).await? {
+        if let Some(wound) = self.replayed_wound(&keyed).await? {
             return Ok((wound, true));
         }
 
@@ -128,15 +128,14 @@ impl WoundMonitor {
         wound.next_due_at = next_due(&wound);
         let mut tx = self.db.pool().begin().await?;
         store::wounds::insert_wound(&mut tx, &wound).await?;
-        if let Err(error) = store::remember_result(&mut tx, key, &hash, &wound.id, now).await {
+        // Last write: a concurrent retry with the same key that won makes this one roll back
+        // its wound and answer with the winner's.
+        if let Claim::Replay(_) = keyed.claim(&mut tx, &wound.id, now).await? {
             drop(tx);
-            if is_conflict(&error) {
-                // A concurrent retry with the same key won: answer with its wound.
-                if let Some(first) = self.replayed_wound(key, &hash).await? {
-                    return Ok((first, true));
-                }
-            }
-            return Err(error.into());
+            return match self.replayed_wound(&keyed).await? {
+                Some(first) => Ok((first, true)),
+                None => Err(IdempotencyError::Raced.into()),
+            };
         }
         let entry = AuditEntry::new(caller, "RegisterWound", "wound", &wound.id, Outcome::Ok);
         // The record commits with the change, then joins the chain before the caller hears of it.
@@ -147,18 +146,12 @@ impl WoundMonitor {
         Ok((wound, false))
     }
 
-    async fn replayed_wound(
-        &self,
-        (caller, operation, key): (&str, &str, &str),
-        hash: &str,
-    ) -> Result<Option<Wound>, WoundError> {
+    /// The wound an earlier registration with this key made, if any.
+    async fn replayed_wound(&self, keyed: &KeyedRequest) -> Result<Option<Wound>, WoundError> {
         let mut conn = self.db.pool().acquire().await?;
-        match store::idempotent_result(&mut conn, caller, operation, key).await? {
+        match keyed.replay(&mut conn).await? {
             None => Ok(None),
-            Some((stored, _)) if stored != hash => Err(WoundError::FailedPrecondition(
-                "this idempotency key was already used for a different request".into(),
-            )),
-            Some((_, id)) => store::wounds::wound(&mut conn, &id).await,
+            Some(id) => store::wounds::wound(&mut conn, &id).await,
         }
     }
 

@@ -1,0 +1,6 @@
+-- Idempotency keys move to the kit's table (kit migration 0004, `telehealth_kit::idempotency`),
+-- shared by every service and purged after `idempotency.retention_hours`. The keys recorded so
+-- far keep answering retries.
+INSERT INTO idempotency_records (subject, operation, idempotency_key, request_hash, result_id, created_at_us)
+SELECT caller, operation, idempotency_key, request_hash, result_id, created_at_us FROM idempotency_keys;
+DROP TABLE idempotency_keys;
