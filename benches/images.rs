@@ -36,10 +36,10 @@ use std::{
 };
 
 use futures::StreamExt;
+use telehealth_images::format::fixtures;
 use telehealth_kit::{
     Settings,
     identity::Role,
-    images::format::fixtures,
     pki::DevPki,
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };

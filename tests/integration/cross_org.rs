@@ -21,7 +21,8 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use telehealth_kit::{images::format::fixtures, raw_codec::RawCodec};
+use telehealth_images::format::fixtures;
+use telehealth_kit::raw_codec::RawCodec;
 use tonic::{Code, Status, codegen::http::uri::PathAndQuery, transport::Channel};
 
 use crate::suite::{Backend, Person, Suite, backends};

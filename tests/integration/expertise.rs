@@ -1581,7 +1581,7 @@ async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
         refused.message()
     );
 
-    let jpeg = telehealth_kit::images::format::fixtures::jpeg_with_identifying_metadata(64, 48);
+    let jpeg = telehealth_images::format::fixtures::jpeg_with_identifying_metadata(64, 48);
     let result = dr
         .attach_image(futures::stream::iter(upload(&id, &jpeg)))
         .await

@@ -7,10 +7,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use sha2::{Digest, Sha256};
-use telehealth_kit::{
-    identity::Identity,
-    images::{TargetRef, format::fixtures, session_key},
-};
+use telehealth_images::{TargetRef, format::fixtures, session_key};
+use telehealth_kit::identity::Identity;
 use telehealth_proto::v1::{
     self as pb, attach_image_request::Part as Upload, download_image_response::Part as Download,
     expertise_service_client::ExpertiseServiceClient,

@@ -405,7 +405,7 @@ async fn an_upload_started_on_one_expertise_instance_resumes_on_the_other(
         .request
         .expect("request")
         .request_id;
-    let file = telehealth_kit::images::format::fixtures::jpeg_with_identifying_metadata(1024, 768);
+    let file = telehealth_images::format::fixtures::jpeg_with_identifying_metadata(1024, 768);
     let total = file.len() as i64;
     assert!(
         total > 6 * PART,

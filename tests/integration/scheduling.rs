@@ -1214,10 +1214,17 @@ async fn listings_are_paginated_in_a_stable_order() {
         })
         .await,
     ];
-    for (case, result) in ["other filters", "another caller", "altered"].iter().zip(foreign) {
+    for (case, result) in ["other filters", "another caller", "altered"]
+        .iter()
+        .zip(foreign)
+    {
         let status = result.expect_err(case);
         assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
-        assert!(status.message().starts_with("page_token:"), "{case}: {}", status.message());
+        assert!(
+            status.message().starts_with("page_token:"),
+            "{case}: {}",
+            status.message()
+        );
     }
     suite.stop().await;
 }

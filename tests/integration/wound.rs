@@ -1582,8 +1582,7 @@ async fn a_photo_upload_cut_off_midway_resumes_and_the_doctor_downloads_it() {
         let mut nu = wounds(&suite, &nurse).await;
         let wound = register(&mut dr, "pat-photo", &[&nurse]).await;
         let id = wound.wound_id.clone();
-        let jpeg =
-            telehealth_kit::images::format::fixtures::jpeg_with_identifying_metadata(1600, 1200);
+        let jpeg = telehealth_images::format::fixtures::jpeg_with_identifying_metadata(1600, 1200);
         let sent = 200 * 1024;
         assert!(
             jpeg.len() > sent,

@@ -23,13 +23,13 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use telehealth_images::ImageStore;
 use telehealth_kit::{
     Database, Part,
     audit::{AuditEntry, Outcome},
     config::ExpertiseRules,
     events::EventBus,
     identity::{Caller, Identity, Role},
-    images::ImageStore,
     service_core::ServiceCore,
 };
 

@@ -1,8 +1,9 @@
 //! Everything that can go wrong in tele-expertise, and which gRPC code each is.
 
+use telehealth_images::ImageError;
 use telehealth_kit::{
     ApiError, ErrorCode, KitError, audit::Outcome, error::database_code,
-    idempotency::IdempotencyError, identity::IdentityError, images::ImageError,
+    idempotency::IdempotencyError, identity::IdentityError,
 };
 
 /// A tele-expertise failure.

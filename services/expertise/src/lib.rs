@@ -59,7 +59,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
         let clock = telehealth_kit::service_core::system_clock();
-        let images = telehealth_kit::images::ImageStore::open(&context).await?;
+        let images = telehealth_images::ImageStore::open(&context).await?;
         let core = Expertise::new(
             context.db.clone(),
             bus,

@@ -21,10 +21,12 @@
 //! - [`message_limit`]: each RPC's largest request message, checked before decoding;
 //! - [`serve`]: running a service with graceful drain on shutdown;
 //! - [`service_core`]: the database, clock and audit writer every service's core holds;
-//! - [`images`]: the shared image pipeline (uploads, metadata stripping, downloads, thumbnails);
 //! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates;
 //! - [`record`]: who acted, instants and JSON columns, as every service stores and shows them;
 //! - [`raw_codec`]: a pass-through gRPC codec for pre-encoded messages.
+//!
+//! The image pipeline is its own crate, `telehealth-images`, built on this one; its settings
+//! (`[blobs]`, `[images]` in [`config`]) and its tables (migration `0002_images`) stay here.
 
 #![forbid(unsafe_code)]
 
@@ -38,7 +40,6 @@ pub mod health;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;
-pub mod images;
 pub mod message_limit;
 pub mod paging;
 pub mod part;

@@ -21,13 +21,13 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sqlx::AnyConnection;
+use telehealth_images::ImageStore;
 use telehealth_kit::{
     ApiError, Database, ErrorCode,
     audit::{AuditEntry, Outcome},
     directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
-    images::ImageStore,
     service_core::ServiceCore,
 };
 

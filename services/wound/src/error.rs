@@ -1,8 +1,9 @@
 //! Everything that can go wrong in wound monitoring, and which gRPC code each is.
 
+use telehealth_images::ImageError;
 use telehealth_kit::{
     ApiError, ErrorCode, KitError, error::database_code, idempotency::IdempotencyError,
-    identity::IdentityError, images::ImageError,
+    identity::IdentityError,
 };
 
 /// A wound monitoring failure.

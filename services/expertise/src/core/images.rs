@@ -5,11 +5,11 @@ use std::sync::Mutex;
 
 use futures::{Stream, StreamExt, future::BoxFuture};
 use sqlx::AnyConnection;
+use telehealth_images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget};
 use telehealth_kit::{
     ErrorCode,
     audit::{AuditEntry, Outcome},
     identity::Caller,
-    images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget},
 };
 use telehealth_proto::v1 as pb;
 use tonic::Status;

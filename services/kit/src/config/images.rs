@@ -1,5 +1,5 @@
 //! Where images are kept (`[blobs]`) and what uploads may be (`[images]`), shared by the
-//! tele-expertise and wound services.
+//! tele-expertise and wound services through the `telehealth-images` crate.
 
 use std::{fmt, path::PathBuf};
 

@@ -9,11 +9,11 @@
 use futures::{Stream, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use sqlx::AnyConnection;
+use telehealth_images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget};
 use telehealth_kit::{
     ApiError, ErrorCode,
     audit::{AuditEntry, Outcome},
     identity::Caller,
-    images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget},
 };
 use telehealth_proto::v1 as pb;
 use tonic::Status;

@@ -6,7 +6,7 @@
 //! wound, its episode and the missed due date, and the database keeps one alert per key, so each
 //! missed due date raises exactly one alert whichever replica gets there first.
 
-use telehealth_kit::images::{ImageStore, TargetRef};
+use telehealth_images::{ImageStore, TargetRef};
 use tokio_util::sync::CancellationToken;
 
 use super::{WoundMonitor, alerts};

@@ -17,7 +17,7 @@ use super::{
     format::{self, ContentType},
     records::{self, ImageRow},
 };
-use crate::{
+use telehealth_kit::{
     config::ImageSettings, db::Database, error::KitError, identity::Identity, serve::ServiceContext,
 };
 

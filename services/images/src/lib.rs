@@ -1,7 +1,8 @@
-//! The shared image pipeline (docs/images.md, contract in `images.proto`): resumable
-//! streamed uploads straight to the blob store, real content type from the bytes, identifying
-//! metadata removed without re-encoding, SHA-256 before and after, downloads in chunks, cached
-//! thumbnails, and a sweeper for abandoned sessions and deleted images.
+//! The image pipeline shared by tele-expertise and wound (docs/images.md, contract in
+//! `images.proto`): resumable streamed uploads straight to the blob store, real content type
+//! from the bytes, identifying metadata removed without re-encoding, SHA-256 before and after,
+//! downloads in chunks, cached thumbnails, and a sweeper for abandoned sessions and deleted
+//! images.
 //!
 //! How an upload flows (see [`ImageStore::upload`]):
 //! 0. The session is stored under a key hashed from the organisation, subject, target and the
@@ -24,6 +25,18 @@
 //! The tables (`image_uploads`, `image_upload_parts`, `images`, `image_blob_garbage`) come with
 //! the kit's migrations, so they exist in every service's schema; only the services that take
 //! images write to them.
+//!
+//! The settings (`[blobs]`, `[images]`) are sections of the kit's `Settings`, and the test blob
+//! stores are the kit's `testing::TestBlobs`: storage-level pieces every part's configuration
+//! and tests share. Test images are in `format::fixtures` (feature `testing`).
+
+#![forbid(unsafe_code)]
+
+// Why the tables are not created here: they were the kit's migration `0002_images`
+// (services/kit/migrations/{sqlite,postgres}/0002_images.sql) before this crate existed, and
+// deployed databases record that version in the kit's sequence. Moving the files here would
+// renumber or re-checksum applied history, so they stay in the kit's sequence (versions 1–99)
+// and every service's `Database::migrate` keeps creating them.
 
 mod blobs;
 mod error;
@@ -82,10 +95,10 @@ pub const CHUNK_BYTES: usize = 1024 * 1024;
 
 pub use sweep::SweepReport;
 
-use crate::record::now_micros as now_us;
+use telehealth_kit::record::now_micros as now_us;
 
 fn timestamp_us(us: i64) -> prost_types::Timestamp {
-    crate::record::timestamp(crate::record::instant(us))
+    telehealth_kit::record::timestamp(telehealth_kit::record::instant(us))
 }
 
 /// Session ids are client-chosen UUIDs.

@@ -20,7 +20,7 @@ use super::{
     records::{self, ImageRow, PartRow, SessionRow},
     store::stored,
 };
-use crate::{
+use telehealth_kit::{
     error::ErrorCode,
     identity::{Caller, Identity},
     record::ActorRecord,

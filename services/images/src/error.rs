@@ -1,6 +1,6 @@
 //! What can go wrong in the image pipeline, and the gRPC code each maps to.
 
-use crate::error::{ApiError, ErrorCode, database_code};
+use telehealth_kit::error::{ApiError, ErrorCode, database_code};
 
 use super::format::FormatError;
 

@@ -5,15 +5,15 @@
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
+use telehealth_images::{
+    BlobStore, ImageError, ImageStore, TargetRef, UploadTarget, format::fixtures, session_key,
+};
 use telehealth_kit::{
     ErrorCode, Part, Settings,
     config::ImageSettings,
     db::Migrations,
     error::ApiError,
     identity::{Identity, Role},
-    images::{
-        BlobStore, ImageError, ImageStore, TargetRef, UploadTarget, format::fixtures, session_key,
-    },
     testing::{TestBlobs, TestDatabase},
 };
 use telehealth_proto::v1::{

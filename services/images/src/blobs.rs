@@ -10,7 +10,7 @@ use object_store::{
     aws::AmazonS3Builder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
 };
 
-use crate::{
+use telehealth_kit::{
     config::{BlobBackend, Settings},
     error::KitError,
     part::Part,
