@@ -51,9 +51,7 @@ use telehealth_testkit::harness::Bearer;
 use telehealth_testkit::measure::rss_kib;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-#[path = "support/child_suite.rs"]
-mod child_suite;
-use child_suite::ChildSuite;
+use telehealth_testkit::child::{self as child_suite, ChildSuite};
 
 const MIB: u64 = 1024 * 1024;
 const SMALL_FILE: u64 = 20 * MIB;
@@ -76,7 +74,7 @@ fn bench_settings(dir: &Path) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// `--child <dir>`: the suite of this bench (see `support/child_suite.rs`).
+/// `--child <dir>`: the suite of this bench (see `telehealth_testkit::child`).
 async fn child(args: &[String]) -> anyhow::Result<()> {
     child_suite::serve(bench_settings(&PathBuf::from(&args[0]))?).await
 }

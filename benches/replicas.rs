@@ -20,10 +20,6 @@
 //! ratio 1.12 / 0.98 (p99 of every phase 10-36 ms). SIGKILL: 5-7 calls failed (UNAVAILABLE, the
 //! ones in flight on the killed instance), the last 7-10 ms after the kill; none after.
 
-#[allow(dead_code)] // shared with the `replicas` integration test, which uses other parts of it
-#[path = "../tests/integration/replicas/cluster.rs"]
-mod cluster;
-
 use std::{
     future::Future,
     net::SocketAddr,
@@ -34,7 +30,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cluster::Cluster;
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use telehealth_kit::record::timestamp as ts;
 use telehealth_kit::{Part, identity::Role};
@@ -42,6 +37,7 @@ use telehealth_proto::v1::{
     self as pb, expertise_service_client::ExpertiseServiceClient,
     scheduling_service_client::SchedulingServiceClient,
 };
+use telehealth_testkit::cluster::Cluster;
 use telehealth_testkit::harness::Bearer;
 use telehealth_testkit::measure::percentile;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
@@ -260,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let started = Instant::now();
-    let Some(mut cluster) = Cluster::start(2).await else {
+    let Some(mut cluster) = Cluster::start(env!("CARGO_BIN_EXE_telehealth").into(), 2).await else {
         return Ok(());
     };
     let one = cluster

@@ -46,9 +46,7 @@ use telehealth_testkit::{
 };
 use tonic::{codegen::http::uri::PathAndQuery, transport::Channel};
 
-#[path = "support/child_suite.rs"]
-mod child_suite;
-use child_suite::ChildSuite;
+use telehealth_testkit::child::{self as child_suite, ChildSuite};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -66,7 +64,7 @@ fn bench_settings(dir: &Path) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// `--child <dir>`: the suite of this bench (see `support/child_suite.rs`).
+/// `--child <dir>`: the suite of this bench (see `telehealth_testkit::child`).
 async fn child(args: &[String]) -> anyhow::Result<()> {
     child_suite::serve(bench_settings(&PathBuf::from(&args[0]))?).await
 }

@@ -68,9 +68,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Streaming, transport::Channel};
 
-#[path = "support/child_suite.rs"]
-mod child_suite;
-use child_suite::ChildSuite;
+use telehealth_testkit::child::{self as child_suite, ChildSuite};
 
 const ORG: &str = "cds-bench";
 const OFFERS: usize = 2_000;
@@ -111,7 +109,7 @@ fn bench_settings(dir: &Path, database: Option<(&str, &str)>) -> anyhow::Result<
 }
 
 /// `--child <dir> [<postgres url> <schema prefix>]`: the suite of this bench (see
-/// `support/child_suite.rs`).
+/// `telehealth_testkit::child`).
 async fn child(args: &[String]) -> anyhow::Result<()> {
     let dir = PathBuf::from(&args[0]);
     let database = (args.len() >= 3).then(|| (args[1].as_str(), args[2].as_str()));

@@ -25,7 +25,7 @@ use telehealth_images::format::fixtures;
 use telehealth_kit::raw_codec::RawCodec;
 use tonic::{Code, Status, codegen::http::uri::PathAndQuery, transport::Channel};
 
-use crate::suite::{Backend, Person, Suite, backends};
+use telehealth_testkit::suite::{Backend, Person, Suite, backends};
 
 const CENTRE: &str = "cds-alpha";
 const OTHER_CENTRE: &str = "cds-beta";
@@ -862,12 +862,11 @@ async fn every_rpc_refuses_outsiders(suite: &Suite, backend: Backend) {
         Person::doctor("dr-beta", OTHER_CENTRE),
         Person::nurse("nurse-beta", OTHER_CENTRE),
         Person::coordinator("coord-beta", OTHER_CENTRE),
-        Person {
-            subject: "admin-beta",
-            roles: vec![telehealth_kit::identity::Role::Admin],
-            org: OTHER_CENTRE,
-            device: "doctor-workstation",
-        },
+        Person::with_roles(
+            "admin-beta",
+            OTHER_CENTRE,
+            &[telehealth_kit::identity::Role::Admin],
+        ),
         Person::specialist("derm-gueret", OTHER_HOSPITAL),
     ];
     let mut failures = Vec::new();

@@ -3,31 +3,16 @@
 //! stops the person being named and is not revived by their token.
 
 use telehealth_kit::identity::Role;
-use telehealth_proto::v1::{self as pb, directory_service_client::DirectoryServiceClient};
-use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+use telehealth_proto::v1 as pb;
+use tonic::Code;
 
-use crate::suite::{Bearer, Person, Suite, backends};
+use telehealth_testkit::suite::{Person, Suite, backends};
 
 const CENTRE: &str = "cds-gueret";
 const OTHER_CENTRE: &str = "cds-aubusson";
 
-type Directory = DirectoryServiceClient<InterceptedService<Channel, Bearer>>;
-
-async fn directory(suite: &Suite, person: &Person) -> Directory {
-    let gateway = suite.running.as_ref().expect("running").gateway;
-    DirectoryServiceClient::with_interceptor(
-        suite.channel_to(gateway, person).await,
-        Bearer::new(&suite.token(person)),
-    )
-}
-
 fn admin(subject: &'static str, org: &'static str) -> Person {
-    Person {
-        subject,
-        roles: vec![Role::Admin],
-        org,
-        device: "doctor-workstation",
-    }
+    Person::with_roles(subject, org, &[Role::Admin])
 }
 
 fn weekly_for(subject: &str) -> pb::SetWeeklyAvailabilityRequest {
@@ -56,7 +41,8 @@ async fn memberships_come_from_the_token_or_the_organisations_administrator() {
         let outsider = admin("admin-aubusson", OTHER_CENTRE);
 
         // The person's own verified token registers them, with the token's roles.
-        let registered = directory(&suite, &doctor)
+        let registered = suite
+            .directory(&doctor)
             .await
             .register_self(pb::RegisterSelfRequest {})
             .await
@@ -70,7 +56,8 @@ async fn memberships_come_from_the_token_or_the_organisations_administrator() {
         assert!(registered.active);
 
         // Only an administrator adds someone else; a doctor may not.
-        let refused = directory(&suite, &doctor)
+        let refused = suite
+            .directory(&doctor)
             .await
             .put_member(pb::PutMemberRequest {
                 subject: "nurse-lea".into(),
@@ -81,7 +68,7 @@ async fn memberships_come_from_the_token_or_the_organisations_administrator() {
             .expect_err("a doctor cannot add members");
         assert_eq!(refused.code(), Code::PermissionDenied, "{backend:?}");
 
-        let mut admin_client = directory(&suite, &administrator).await;
+        let mut admin_client = suite.directory(&administrator).await;
         let added = admin_client
             .put_member(pb::PutMemberRequest {
                 subject: "nurse-lea".into(),
@@ -106,7 +93,8 @@ async fn memberships_come_from_the_token_or_the_organisations_administrator() {
         assert_eq!(stale.code(), Code::Aborted, "{backend:?}: {stale:?}");
 
         // Members are seen inside the organisation only.
-        let seen = directory(&suite, &doctor)
+        let seen = suite
+            .directory(&doctor)
             .await
             .get_member(pb::GetMemberRequest {
                 subject: "nurse-lea".into(),
@@ -117,7 +105,7 @@ async fn memberships_come_from_the_token_or_the_organisations_administrator() {
             seen.into_inner().member.expect("member").subject,
             "nurse-lea"
         );
-        let mut outsider_client = directory(&suite, &outsider).await;
+        let mut outsider_client = suite.directory(&outsider).await;
         let hidden = outsider_client
             .get_member(pb::GetMemberRequest {
                 subject: "nurse-lea".into(),
@@ -170,7 +158,8 @@ async fn memberships_come_from_the_token_or_the_organisations_administrator() {
             .await
             .expect_err("an ended member cannot be named");
         assert_eq!(named.code(), Code::NotFound, "{backend:?}: {named:?}");
-        let revived = directory(&suite, &Person::nurse("nurse-lea", CENTRE))
+        let revived = suite
+            .directory(&Person::nurse("nurse-lea", CENTRE))
             .await
             .register_self(pb::RegisterSelfRequest {})
             .await

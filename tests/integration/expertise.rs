@@ -5,17 +5,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp, civil::date, tz::TimeZone};
-use telehealth_kit::{
-    Part,
-    identity::Role,
-    pki::DevPki,
-    token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
-};
-use telehealth_proto::v1::{self as pb, expertise_service_client::ExpertiseServiceClient};
-use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+use telehealth_kit::{Part, identity::Role};
+use telehealth_proto::v1 as pb;
+use tonic::Code;
 
-use crate::suite::{Backend, Person, Suite, backends};
-use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::suite::{Backend, Expertise, Person, Suite, backends};
 
 const CENTRE: &str = "cds-bourganeuf";
 const OTHER_CENTRE: &str = "cds-aubusson";
@@ -23,65 +17,16 @@ const HOSPITAL: &str = "chu-limoges";
 const OTHER_HOSPITAL: &str = "ch-gueret";
 const DERMATOLOGY: &str = "dermatology";
 
-type Client = ExpertiseServiceClient<InterceptedService<Channel, Bearer>>;
-
-/// A person of these tests: `Person` plus the JWT `specialty` claim, which `Suite::token` does not
-/// mint.
-#[derive(Clone)]
-struct Who {
-    person: Person,
-    specialty: Option<&'static str>,
+fn doctor(subject: &'static str, org: &'static str) -> Person {
+    Person::doctor(subject, org)
 }
 
-fn doctor(subject: &'static str, org: &'static str) -> Who {
-    Who {
-        person: Person::doctor(subject, org),
-        specialty: None,
-    }
+fn specialist(subject: &'static str, org: &'static str, specialty: &'static str) -> Person {
+    Person::specialist(subject, org).in_specialty(specialty)
 }
 
-fn specialist(subject: &'static str, org: &'static str, specialty: &'static str) -> Who {
-    Who {
-        person: Person::specialist(subject, org),
-        specialty: Some(specialty),
-    }
-}
-
-fn with_role(subject: &'static str, org: &'static str, role: Role) -> Who {
-    let mut person = Person::coordinator(subject, org);
-    person.roles = vec![role];
-    Who {
-        person,
-        specialty: None,
-    }
-}
-
-/// A token for `who`, bound to his device's certificate, as `Suite::token` does plus the
-/// specialty.
-fn token(suite: &Suite, who: &Who) -> String {
-    let cert = DevPki::new(suite.settings.pki_dir())
-        .device_files(who.person.device)
-        .cert;
-    DevSigner::new(suite.settings.data_dir.join("jwt"))
-        .mint(&MintRequest {
-            subject: who.person.subject.to_owned(),
-            roles: who.person.roles.clone(),
-            org: who.person.org.to_owned(),
-            specialty: who.specialty.map(str::to_owned),
-            cert_thumbprint: Some(thumbprint_of_pem_file(&cert).expect("thumbprint")),
-            ttl: Duration::from_secs(3600),
-            audience: DEFAULT_AUDIENCE.to_owned(),
-        })
-        .expect("mint")
-}
-
-async fn client_via(suite: &Suite, address: std::net::SocketAddr, who: &Who) -> Client {
-    let bearer = Bearer::new(&token(suite, who));
-    ExpertiseServiceClient::with_interceptor(suite.channel_to(address, &who.person).await, bearer)
-}
-
-async fn client(suite: &Suite, who: &Who) -> Client {
-    client_via(suite, suite.running.as_ref().expect("running").gateway, who).await
+fn with_role(subject: &'static str, org: &'static str, role: Role) -> Person {
+    Person::with_roles(subject, org, &[role])
 }
 
 fn content(pseudonym: &str, urgency: pb::Urgency) -> pb::ExpertiseRequestContent {
@@ -130,7 +75,7 @@ fn answer() -> pb::ExpertAnswer {
 }
 
 /// Creates and submits a request of `requester`; returns it.
-async fn submitted(dr: &mut Client, key: &str, pseudonym: &str) -> pb::ExpertiseRequest {
+async fn submitted(dr: &mut Expertise, key: &str, pseudonym: &str) -> pb::ExpertiseRequest {
     let draft = dr
         .create_draft(pb::CreateDraftRequest {
             idempotency_key: key.into(),
@@ -173,7 +118,7 @@ async fn next_event(watch: &mut tonic::Streaming<pb::WatchRequestsResponse>) -> 
 }
 
 async fn watch(
-    client: &mut Client,
+    client: &mut Expertise,
     request: pb::WatchRequestsRequest,
 ) -> tonic::Streaming<pb::WatchRequestsResponse> {
     let mut stream = client
@@ -214,9 +159,9 @@ async fn the_whole_workflow_with_a_doctor_and_two_specialists() {
             specialist("dr-derm-a", HOSPITAL, DERMATOLOGY),
             specialist("dr-derm-b", HOSPITAL, DERMATOLOGY),
         );
-        let mut dr = client(&suite, &dr_who).await;
-        let mut a = client(&suite, &a_who).await;
-        let mut b = client(&suite, &b_who).await;
+        let mut dr = suite.expertise(&dr_who).await;
+        let mut a = suite.expertise(&a_who).await;
+        let mut b = suite.expertise(&b_who).await;
 
         let targets = dr
             .list_targets(pb::ListTargetsRequest {
@@ -565,11 +510,15 @@ async fn twenty_concurrent_claims_have_exactly_one_winner() {
         let Some(suite) = Suite::start(backend).await else {
             continue;
         };
-        let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+        let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
         let id = submitted(&mut dr, "race", "pat-race").await.request_id;
         let mut clients = Vec::new();
         for name in NAMES {
-            clients.push(client(&suite, &specialist(name, HOSPITAL, DERMATOLOGY)).await);
+            clients.push(
+                suite
+                    .expertise(&specialist(name, HOSPITAL, DERMATOLOGY))
+                    .await,
+            );
         }
         let attempts: Vec<_> = clients
             .into_iter()
@@ -625,7 +574,7 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
     let Some(suite) = Suite::start(Backend::Sqlite).await else {
         return;
     };
-    let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+    let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
     let id = submitted(&mut dr, "k", "pat-2").await.request_id;
     let draft = dr
         .create_draft(pb::CreateDraftRequest {
@@ -652,14 +601,11 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
         ),
         (
             "a specialist without a specialty claim",
-            Who {
-                person: Person::specialist("dr-nospec", HOSPITAL),
-                specialty: None,
-            },
+            Person::specialist("dr-nospec", HOSPITAL),
         ),
     ];
     for (who, person) in &outsiders {
-        let mut c = client(&suite, person).await;
+        let mut c = suite.expertise(person).await;
         let read = |request_id: String| {
             let mut c = c.clone();
             async move {
@@ -686,11 +632,9 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
         assert_eq!(messages.code(), Code::NotFound, "{who}");
     }
     // The dermatologist of another hospital cannot claim either, and nobody sees the draft.
-    let mut elsewhere = client(
-        &suite,
-        &specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY),
-    )
-    .await;
+    let mut elsewhere = suite
+        .expertise(&specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY))
+        .await;
     let claim = elsewhere
         .claim_request(pb::ClaimRequestRequest {
             request_id: id.clone(),
@@ -698,7 +642,9 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
         .await
         .expect_err("not his hospital");
     assert_eq!(claim.code(), Code::NotFound);
-    let mut target = client(&suite, &specialist("dr-derm-a", HOSPITAL, DERMATOLOGY)).await;
+    let mut target = suite
+        .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
+        .await;
     let hidden = target
         .get_request(pb::GetRequestRequest {
             request_id: draft.clone(),
@@ -708,14 +654,9 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
     assert_eq!(hidden.code(), Code::NotFound);
 
     // A nurse is stopped by the gateway, whether the request exists or not.
-    let mut nurse = client(
-        &suite,
-        &Who {
-            person: Person::nurse("nurse-claire", CENTRE),
-            specialty: None,
-        },
-    )
-    .await;
+    let mut nurse = suite
+        .expertise(&Person::nurse("nurse-claire", CENTRE))
+        .await;
     for request_id in [id.clone(), missing.clone()] {
         let refused = nurse
             .get_request(pb::GetRequestRequest { request_id })
@@ -725,7 +666,7 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
     }
 
     // A colleague of the same centre reads the request but may not change it.
-    let mut colleague = client(&suite, &doctor("dr-colleague", CENTRE)).await;
+    let mut colleague = suite.expertise(&doctor("dr-colleague", CENTRE)).await;
     colleague
         .get_request(pb::GetRequestRequest {
             request_id: id.clone(),
@@ -765,8 +706,10 @@ async fn status_filters_are_bounded_before_any_work() {
     let Some(suite) = Suite::start(Backend::Sqlite).await else {
         return;
     };
-    let mut dr = client(&suite, &doctor("dr-a", CENTRE)).await;
-    let mut spec = client(&suite, &specialist("spec-x", HOSPITAL, DERMATOLOGY)).await;
+    let mut dr = suite.expertise(&doctor("dr-a", CENTRE)).await;
+    let mut spec = suite
+        .expertise(&specialist("spec-x", HOSPITAL, DERMATOLOGY))
+        .await;
     let bound = "statuses: at most 10 statuses (got 11)";
     // Checked before anything else, even a page token that would be refused too.
     let inbox = spec
@@ -811,7 +754,7 @@ async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
     let Some(suite) = Suite::start(Backend::Sqlite).await else {
         return;
     };
-    let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+    let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(
@@ -831,7 +774,9 @@ async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
             .await
             .expect("backdated");
     }
-    let mut spec = client(&suite, &specialist("dr-derm-a", HOSPITAL, DERMATOLOGY)).await;
+    let mut spec = suite
+        .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
+        .await;
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
@@ -916,7 +861,7 @@ async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
         .await
         .expect_err("a token of other filters");
     assert_eq!(mismatch.code(), Code::InvalidArgument);
-    let mut other = client(&suite, &doctor("dr-other", OTHER_CENTRE)).await;
+    let mut other = suite.expertise(&doctor("dr-other", OTHER_CENTRE)).await;
     let theirs = other
         .list_my_requests(pb::ListMyRequestsRequest {
             whole_org: true,
@@ -972,8 +917,10 @@ async fn the_sweep_announces_overdue_requests_and_closes_old_answers() {
     else {
         return;
     };
-    let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
-    let mut spec = client(&suite, &specialist("dr-derm-a", HOSPITAL, DERMATOLOGY)).await;
+    let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
+    let mut spec = suite
+        .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
+        .await;
     let late = submitted(&mut dr, "late", "pat-late").await.request_id;
     let old = submitted(&mut dr, "old", "pat-old").await.request_id;
     spec.claim_request(pb::ClaimRequestRequest {
@@ -1069,9 +1016,9 @@ async fn events_reach_a_watcher_connected_to_another_replica() {
     let (only_second, stop_gateway) = suite.extra_gateway(Part::Expertise, &[second]).await;
     let dr_who = doctor("dr-martin", CENTRE);
     let spec_who = specialist("dr-derm-a", HOSPITAL, DERMATOLOGY);
-    let mut spec = client(&suite, &spec_who).await;
+    let mut spec = suite.expertise(&spec_who).await;
     let mut spec_watch = watch(&mut spec, pb::WatchRequestsRequest::default()).await;
-    let mut dr = client_via(&suite, only_second, &dr_who).await;
+    let mut dr = suite.expertise_via(only_second, &dr_who).await;
     let id = submitted(&mut dr, "k", "pat-9").await.request_id;
     let event = next_event(&mut spec_watch).await;
     assert_eq!(event.kind, pb::ExpertiseEventKind::Submitted as i32);
@@ -1091,8 +1038,8 @@ fn paris(y: i16, m: i8, d: i8, h: i8, min: i8) -> Timestamp {
 }
 
 struct Case {
-    requester: &'static Who,
-    expert: Option<&'static Who>,
+    requester: &'static Person,
+    expert: Option<&'static Person>,
     pseudonym: &'static str,
     urgency: pb::Urgency,
     submitted: Timestamp,
@@ -1102,7 +1049,7 @@ struct Case {
 
 /// Plays `case` through the API, then moves its dates to the case's.
 async fn play(suite: &Suite, db: &telehealth_kit::Database, key: usize, case: &Case) -> String {
-    let mut dr = client(suite, case.requester).await;
+    let mut dr = suite.expertise(case.requester).await;
     let draft = dr
         .create_draft(pb::CreateDraftRequest {
             idempotency_key: format!("case-{key}"),
@@ -1129,7 +1076,7 @@ async fn play(suite: &Suite, db: &telehealth_kit::Database, key: usize, case: &C
         .expect("withdraw");
     }
     if let Some(expert) = case.expert {
-        let mut spec = client(suite, expert).await;
+        let mut spec = suite.expertise(expert).await;
         spec.claim_request(pb::ClaimRequestRequest {
             request_id: id.clone(),
         })
@@ -1168,7 +1115,7 @@ async fn play(suite: &Suite, db: &telehealth_kit::Database, key: usize, case: &C
 
 #[tokio::test]
 async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
-    let leak = |who: Who| -> &'static Who { Box::leak(Box::new(who)) };
+    let leak = |who: Person| -> &'static Person { Box::leak(Box::new(who)) };
     let dr_a = leak(doctor("dr-a", CENTRE));
     let dr_b = leak(doctor("dr-b", CENTRE));
     let dr_h = leak(doctor("dr-h", HOSPITAL));
@@ -1179,8 +1126,8 @@ async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
             continue;
         };
         let db = database(&suite).await;
-        let case = |requester: &'static Who,
-                    expert: Option<&'static Who>,
+        let case = |requester: &'static Person,
+                    expert: Option<&'static Person>,
                     pseudonym: &'static str,
                     submitted: Timestamp,
                     hours: Option<i64>| Case {
@@ -1237,7 +1184,7 @@ async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
 
         // The hospital's administrator sees the hospital's report.
         let admin = with_role("admin-1", HOSPITAL, Role::Admin);
-        let mut admin = client(&suite, &admin).await;
+        let mut admin = suite.expertise(&admin).await;
         let report = |org: &str, month: &str| pb::GetActivityReportRequest {
             org_id: org.into(),
             month: month.into(),
@@ -1386,8 +1333,9 @@ async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
         );
 
         // The centre's coordinator sees the centre's RQD acts, and only his org.
-        let mut coordinator =
-            client(&suite, &with_role("coord-anne", CENTRE, Role::Coordinator)).await;
+        let mut coordinator = suite
+            .expertise(&with_role("coord-anne", CENTRE, Role::Coordinator))
+            .await;
         let centre = coordinator
             .get_activity_report(report("", "2025-12"))
             .await
@@ -1437,7 +1385,7 @@ async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
 
 #[tokio::test]
 async fn the_seven_day_answer_deadline_applies_to_urgent_requests_too() {
-    let leak = |who: Who| -> &'static Who { Box::leak(Box::new(who)) };
+    let leak = |who: Person| -> &'static Person { Box::leak(Box::new(who)) };
     let dr = leak(doctor("dr-a", CENTRE));
     let spec = leak(specialist("spec-x", HOSPITAL, DERMATOLOGY));
     for backend in backends().await {
@@ -1470,7 +1418,7 @@ async fn the_seven_day_answer_deadline_applies_to_urgent_requests_too() {
             play(&suite, &db, i, c).await;
         }
         let admin = with_role("admin-1", HOSPITAL, Role::Admin);
-        let mut admin = client(&suite, &admin).await;
+        let mut admin = suite.expertise(&admin).await;
         let report = admin
             .get_activity_report(pb::GetActivityReportRequest {
                 org_id: HOSPITAL.into(),
@@ -1555,7 +1503,7 @@ async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
     else {
         return;
     };
-    let mut dr = client(&suite, &doctor("dr-martin", CENTRE)).await;
+    let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
     let id = dr
         .create_draft(pb::CreateDraftRequest {
             idempotency_key: "with-image".into(),
@@ -1615,7 +1563,9 @@ async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
     );
 
     // The target's specialist downloads it whole and gets a thumbnail.
-    let mut spec = client(&suite, &specialist("dr-derm-a", HOSPITAL, DERMATOLOGY)).await;
+    let mut spec = suite
+        .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
+        .await;
     let mut download = spec
         .download_image(pb::DownloadImageRequest {
             request_id: id.clone(),
@@ -1651,11 +1601,9 @@ async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
     assert!(thumbnail.width_px <= 256 && !thumbnail.jpeg_data.is_empty());
 
     // Outsiders get NOT_FOUND; a submitted request keeps its images.
-    let mut elsewhere = client(
-        &suite,
-        &specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY),
-    )
-    .await;
+    let mut elsewhere = suite
+        .expertise(&specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY))
+        .await;
     let hidden = elsewhere
         .download_image(pb::DownloadImageRequest {
             request_id: id.clone(),

@@ -14,7 +14,7 @@ use telehealth_testkit::{
 };
 use tonic::{Code, codegen::http::uri::PathAndQuery, transport::Channel};
 
-use crate::suite::{Backend, Suite};
+use telehealth_testkit::suite::{Backend, Suite};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;

@@ -14,11 +14,9 @@ use telehealth_proto::v1::{
     expertise_service_client::ExpertiseServiceClient,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+use tonic::Code;
 
-use crate::suite::{Backend, Bearer, Person, Suite, backends};
-
-type Expertise = ExpertiseServiceClient<InterceptedService<Channel, Bearer>>;
+use telehealth_testkit::suite::{Backend, Expertise, Person, Suite, backends};
 
 const CENTRE: &str = "cds-gueret";
 
@@ -26,16 +24,11 @@ fn doctor() -> Person {
     Person::doctor("dr-martin", CENTRE)
 }
 
-async fn expertise(suite: &Suite, person: &Person) -> Expertise {
-    let gateway = suite.running.as_ref().expect("running").gateway;
-    expertise_via(suite, gateway, person).await
-}
-
-/// A client whose connection to the gateway goes through `address` (e.g. a [`Link`]).
+/// A client whose one connection to the gateway goes through `address` (e.g. a [`Link`], which
+/// takes one connection: the person is enrolled through the gateway first).
 async fn expertise_via(suite: &Suite, address: SocketAddr, person: &Person) -> Expertise {
-    let bearer = Bearer::new(&suite.token(person));
-    ExpertiseServiceClient::with_interceptor(suite.channel_to(address, person).await, bearer)
-        .max_decoding_message_size(4 * 1024 * 1024)
+    suite.enrol(person).await;
+    ExpertiseServiceClient::new(suite.unenrolled(address, person).await)
 }
 
 /// A TCP link between one client and the gateway that the test can cut, as a phone losing its
@@ -208,7 +201,7 @@ async fn a_photo_with_gps_loses_its_identifying_metadata_but_not_a_byte_of_image
         let Some(suite) = Suite::start(backend).await else {
             continue;
         };
-        let mut client = expertise(&suite, &doctor()).await;
+        let mut client = suite.expertise(&doctor()).await;
         let request_id = draft(&mut client).await;
 
         let jpeg = fixtures::jpeg_with_identifying_metadata(800, 600);
@@ -307,7 +300,7 @@ async fn bad_images_are_refused_with_invalid_argument_and_never_attached() {
     let Some(suite) = Suite::start(Backend::Sqlite).await else {
         return;
     };
-    let mut client = expertise(&suite, &doctor()).await;
+    let mut client = suite.expertise(&doctor()).await;
     let request_id = draft(&mut client).await;
     let jpeg = fixtures::jpeg_plain(400, 300);
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -370,7 +363,7 @@ async fn an_upload_cut_mid_part_resumes_from_every_received_byte_and_an_abandone
         else {
             continue;
         };
-        let mut client = expertise(&suite, &doctor()).await;
+        let mut client = suite.expertise(&doctor()).await;
         let request_id = draft(&mut client).await;
         let jpeg = fixtures::jpeg_with_identifying_metadata(1600, 1200);
         let session = uuid::Uuid::new_v4().to_string();
@@ -497,8 +490,8 @@ async fn another_users_upload_session_id_is_answered_exactly_as_an_unknown_one()
     };
     let owner = doctor();
     let colleague = Person::doctor("dr-bernard", CENTRE);
-    let mut mine = expertise(&suite, &owner).await;
-    let mut theirs = expertise(&suite, &colleague).await;
+    let mut mine = suite.expertise(&owner).await;
+    let mut theirs = suite.expertise(&colleague).await;
     let my_request = draft(&mut mine).await;
     let their_request = draft(&mut theirs).await;
     let jpeg = fixtures::jpeg_plain(800, 600);
@@ -589,7 +582,7 @@ async fn an_image_beyond_the_twentieth_is_refused_before_any_byte_is_sent() {
     let Some(suite) = Suite::start(Backend::Sqlite).await else {
         return;
     };
-    let mut client = expertise(&suite, &doctor()).await;
+    let mut client = suite.expertise(&doctor()).await;
     let request_id = draft(&mut client).await;
     let jpeg = fixtures::jpeg_plain(64, 48);
     for i in 0..20 {

@@ -22,7 +22,6 @@ mod pki_and_tokens;
 mod replicas;
 mod scheduling;
 mod signalling;
-mod suite;
 mod tracing;
 mod up;
 mod wound;

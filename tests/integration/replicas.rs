@@ -8,9 +8,6 @@
 //! One cluster serves every step (starting nine processes is the expensive part and the machine
 //! is shared); the steps run in order, each named for what it shows, and the SIGKILL comes last.
 
-#[allow(dead_code)] // shared with benches/replicas.rs, which uses other parts of it
-mod cluster;
-
 use std::{
     net::SocketAddr,
     panic::AssertUnwindSafe,
@@ -36,17 +33,17 @@ use tonic::{
     Code, Request, Status, Streaming, service::interceptor::InterceptedService, transport::Channel,
 };
 
-use crate::suite::Person;
-use cluster::Cluster;
 use telehealth_kit::record::timestamp as ts;
+use telehealth_testkit::cluster::Cluster;
 use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::suite::Person;
 
 const CENTRE: &str = "cds-bourganeuf";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_of_every_service_behave_as_one_and_survive_a_sigkill() {
     let started = Instant::now();
-    let Some(mut cluster) = Cluster::start(2).await else {
+    let Some(mut cluster) = Cluster::start(env!("CARGO_BIN_EXE_telehealth").into(), 2).await else {
         return;
     };
     println!(

@@ -7,8 +7,8 @@ use jiff::{Timestamp, civil::date, tz::TimeZone};
 use telehealth_proto::v1::{self as pb};
 use tonic::Code;
 
-use crate::suite::{Backend, Person, Suite, backends};
 use telehealth_kit::record::timestamp as ts;
+use telehealth_testkit::suite::{Backend, Person, Suite, backends};
 
 const CENTRE: &str = "cds-bourganeuf";
 const OTHER_CENTRE: &str = "cds-aubusson";
@@ -1749,10 +1749,7 @@ async fn reasons_and_comments_are_trimmed_and_required_where_the_contract_says()
 
 #[tokio::test]
 async fn a_patient_joining_the_room_after_check_in_reaches_the_doctors_watch_within_a_second() {
-    use telehealth_proto::v1::{
-        signal_request::Message as In, signal_response::Event as Out,
-        signalling_service_client::SignallingServiceClient,
-    };
+    use telehealth_proto::v1::{signal_request::Message as In, signal_response::Event as Out};
     let Some(suite) = Suite::start(Backend::Sqlite).await else {
         return;
     };
@@ -1802,11 +1799,7 @@ async fn a_patient_joining_the_room_after_check_in_reaches_the_doctors_watch_wit
         checked_in.event.map(|e| e.kind),
         Some(pb::AppointmentEventKind::CheckedIn as i32)
     );
-    let gateway = suite.running.as_ref().expect("running").gateway;
-    let mut signalling = SignallingServiceClient::with_interceptor(
-        suite.channel_to(gateway, &patient).await,
-        crate::suite::Bearer::new(&suite.token(&patient)),
-    );
+    let mut signalling = suite.signalling(&patient).await;
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     let mut events = signalling
         .signal(tokio_stream::wrappers::ReceiverStream::new(receiver))

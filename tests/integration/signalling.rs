@@ -21,9 +21,7 @@ use telehealth_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    Code, Status, Streaming, service::interceptor::InterceptedService, transport::Channel,
-};
+use tonic::{Code, Status, Streaming, transport::Channel};
 use webrtc::{
     api::{APIBuilder, setting_engine::SettingEngine},
     data_channel::{RTCDataChannel, data_channel_message::DataChannelMessage},
@@ -39,26 +37,12 @@ use webrtc::{
     },
 };
 
-use crate::suite::{Backend, Person, Suite};
 use telehealth_kit::record::timestamp as ts;
-use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::suite::{Backend, Person, Signalling, Suite};
 
 const CENTRE: &str = "cds-bourganeuf";
 
 // ---- clients ---------------------------------------------------------------------------------
-
-type Signalling = SignallingServiceClient<InterceptedService<Channel, Bearer>>;
-
-/// A signalling client acting as `person` through the gateway at `gateway`.
-async fn client(suite: &Suite, gateway: SocketAddr, person: &Person) -> Signalling {
-    suite.enrol_via(gateway, person).await;
-    let token = Bearer::new(&suite.token(person));
-    SignallingServiceClient::with_interceptor(suite.channel_to(gateway, person).await, token)
-}
-
-fn gateway(suite: &Suite) -> SocketAddr {
-    suite.running.as_ref().expect("running").gateway
-}
 
 /// The signalling service at `address`, called directly over internal mTLS as scheduling.
 async fn as_scheduling(suite: &Suite, address: SocketAddr) -> SignallingServiceClient<Channel> {
@@ -548,11 +532,11 @@ async fn doctor_and_patient_join(
     gateway: SocketAddr,
     room_id: &str,
 ) -> (Stream, pb::Joined, Stream, pb::Joined) {
-    let mut doctor_stream = Stream::open(&mut client(suite, gateway, &doctor()).await)
+    let mut doctor_stream = Stream::open(&mut suite.signalling_via(gateway, &doctor()).await)
         .await
         .expect("doctor's stream");
     let doctor_joined = doctor_stream.try_join(room_id).await.expect("doctor joins");
-    let mut patient_stream = Stream::open(&mut client(suite, gateway, &patient()).await)
+    let mut patient_stream = Stream::open(&mut suite.signalling_via(gateway, &patient()).await)
         .await
         .expect("patient's stream");
     let patient_joined = patient_stream
@@ -579,7 +563,7 @@ async fn two_webrtc_peers_negotiate_through_the_gateway_and_talk_over_a_data_cha
     };
     let (_, room_id) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
     let (doctor_stream, doctor_joined, patient_stream, patient_joined) =
-        doctor_and_patient_join(&suite, gateway(&suite), &room_id).await;
+        doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
     let (connected, mut doctor_rtc, mut patient_rtc) = call(
         doctor_stream,
         &doctor_joined,
@@ -803,7 +787,7 @@ async fn strangers_unknown_rooms_and_rooms_outside_their_window_are_refused() {
     ];
     let mut denial_messages = Vec::new();
     for (person, room, code, case) in cases {
-        let mut stream = Stream::open(&mut client(&suite, gateway(&suite), person).await)
+        let mut stream = Stream::open(&mut suite.signalling(person).await)
             .await
             .expect("stream opens");
         let status = stream.try_join(&room).await.expect_err(case);
@@ -821,20 +805,21 @@ async fn strangers_unknown_rooms_and_rooms_outside_their_window_are_refused() {
 
     // Roles the contract does not allow are stopped by the gateway; internal RPCs too.
     let specialist = Person::specialist("dr-derm", CENTRE);
-    let refused = Stream::open(&mut client(&suite, gateway(&suite), &specialist).await).await;
+    let refused = Stream::open(&mut suite.signalling(&specialist).await).await;
     let refused_code = match refused {
         Ok(mut stream) => stream.ending().await.code(),
         Err(status) => status.code(),
     };
     assert_eq!(refused_code, Code::PermissionDenied, "a specialist");
-    let open = client(&suite, gateway(&suite), &doctor())
+    let open = suite
+        .signalling(&doctor())
         .await
         .open_room(pb::OpenRoomRequest::default())
         .await
         .expect_err("internal only");
     assert_eq!(open.code(), Code::PermissionDenied);
     let mut anonymous =
-        SignallingServiceClient::new(suite.channel_to(gateway(&suite), &doctor()).await);
+        SignallingServiceClient::new(suite.channel_to(suite.gateway(), &doctor()).await);
     let unauthenticated = anonymous
         .get_ice_servers(pb::GetIceServersRequest { room_id })
         .await
@@ -857,7 +842,7 @@ async fn malformed_oversized_and_premature_messages_are_refused_and_never_relaye
     };
     let (_, room_id) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
     let (mut doctor_stream, doctor_joined, mut patient_stream, _) =
-        doctor_and_patient_join(&suite, gateway(&suite), &room_id).await;
+        doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
     let to_doctor = doctor_joined.participant_id.clone();
     let huge = format!("{OFFER}{}", "a=x-pad:0123456789abcdef\r\n".repeat(4_000));
     let cases = [
@@ -924,7 +909,7 @@ async fn malformed_oversized_and_premature_messages_are_refused_and_never_relaye
         .await;
 
     // A second stream of the patient that sends before joining.
-    let mut early = Stream::open(&mut client(&suite, gateway(&suite), &patient()).await)
+    let mut early = Stream::open(&mut suite.signalling(&patient()).await)
         .await
         .expect("stream");
     early
@@ -964,8 +949,8 @@ async fn a_reconnection_replaces_the_old_stream_and_the_peers_are_told() {
     let (appointment_id, room_id) =
         doctor_and_patient_room(&suite, signalling_address(&suite)).await;
     let (mut doctor_stream, doctor_joined, mut old_stream, old_joined) =
-        doctor_and_patient_join(&suite, gateway(&suite), &room_id).await;
-    let mut new_stream = Stream::open(&mut client(&suite, gateway(&suite), &patient()).await)
+        doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
+    let mut new_stream = Stream::open(&mut suite.signalling(&patient()).await)
         .await
         .expect("stream");
     let new_joined = new_stream.try_join(&room_id).await.expect("rejoins");
@@ -1003,7 +988,8 @@ async fn a_reconnection_replaces_the_old_stream_and_the_peers_are_told() {
     assert!(matches!(new_stream.event().await, Out::Offer(_)));
 
     // The reconnection is in the teleconsultation record; leave ends with OK.
-    let incidents = client(&suite, gateway(&suite), &doctor())
+    let incidents = suite
+        .signalling(&doctor())
         .await
         .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
             appointment_id,
@@ -1046,16 +1032,17 @@ async fn peers_on_two_signalling_instances_sharing_postgres_complete_the_offer_a
 
     // The doctor through the suite's gateway (first instance), the patient through a gateway
     // in front of the second instance only.
-    let mut doctor_stream = Stream::open(&mut client(&suite, gateway(&suite), &doctor()).await)
+    let mut doctor_stream = Stream::open(&mut suite.signalling(&doctor()).await)
         .await
         .expect("doctor's stream");
     let doctor_joined = doctor_stream
         .try_join(&room_id)
         .await
         .expect("doctor joins");
-    let mut patient_stream = Stream::open(&mut client(&suite, second_gateway, &patient()).await)
-        .await
-        .expect("patient's stream");
+    let mut patient_stream =
+        Stream::open(&mut suite.signalling_via(second_gateway, &patient()).await)
+            .await
+            .expect("patient's stream");
     let patient_joined = patient_stream
         .try_join(&room_id)
         .await
@@ -1158,7 +1145,7 @@ async fn a_patient_joining_before_the_doctor_puts_the_appointment_in_the_waiting
         .into_inner()
         .room_id;
 
-    let mut patient_stream = Stream::open(&mut client(&suite, gateway(&suite), &patient()).await)
+    let mut patient_stream = Stream::open(&mut suite.signalling(&patient()).await)
         .await
         .expect("stream");
     let joined = patient_stream.try_join(&room_id).await.expect("joins");
@@ -1204,7 +1191,7 @@ async fn incidents_reported_by_an_app_are_recorded_once_and_listed_for_the_docto
         network_type: pb::NetworkType::Cellular as i32,
         client_platform: "Android 14; telehealth-app 2.3.1".into(),
     };
-    let mut patient_client = client(&suite, gateway(&suite), &patient()).await;
+    let mut patient_client = suite.signalling(&patient()).await;
     let first = patient_client
         .report_technical_incident(pb::ReportTechnicalIncidentRequest {
             appointment_id: appointment_id.clone(),
@@ -1222,7 +1209,8 @@ async fn incidents_reported_by_an_app_are_recorded_once_and_listed_for_the_docto
         .expect("retried")
         .into_inner();
     assert_eq!(first, retry, "a retry returns the recorded incident");
-    let listed = client(&suite, gateway(&suite), &doctor())
+    let listed = suite
+        .signalling(&doctor())
         .await
         .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
             appointment_id: appointment_id.clone(),
@@ -1237,7 +1225,8 @@ async fn incidents_reported_by_an_app_are_recorded_once_and_listed_for_the_docto
         listed.incidents[0].source,
         pb::IncidentSource::ClientReported as i32
     );
-    let stranger = client(&suite, gateway(&suite), &Person::doctor("dr-other", CENTRE))
+    let stranger = suite
+        .signalling(&Person::doctor("dr-other", CENTRE))
         .await
         .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
             appointment_id,
@@ -1305,12 +1294,12 @@ async fn the_room_id_returned_by_start_teleconsultation_admits_the_appointments_
 
     // Both participants are admitted to the room scheduling opened in signalling.
     let (_doctor, doctor_joined, _patient, _) =
-        doctor_and_patient_join(&suite, gateway(&suite), &started.room_id).await;
+        doctor_and_patient_join(&suite, suite.gateway(), &started.room_id).await;
     assert_eq!(doctor_joined.appointment_id, appointment.appointment_id);
 
     // A stranger is not.
     let stranger = Person::doctor("dr-other", CENTRE);
-    let mut stream = Stream::open(&mut client(&suite, gateway(&suite), &stranger).await)
+    let mut stream = Stream::open(&mut suite.signalling(&stranger).await)
         .await
         .expect("stream");
     assert!(

@@ -4,34 +4,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
-use telehealth_proto::v1::{self as pb, wound_service_client::WoundServiceClient};
-use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
-
-use crate::suite::{Backend, Person, Suite, backends};
 use telehealth_kit::record::timestamp as ts;
-use telehealth_testkit::harness::Bearer;
+use telehealth_proto::v1 as pb;
+use telehealth_testkit::suite::{Backend, Person, Suite, Wounds, backends};
+use tonic::{Code, Status};
 
 const CENTRE: &str = "cds-gueret";
 const OTHER_CENTRE: &str = "cds-aubusson";
-
-type Wounds = WoundServiceClient<InterceptedService<Channel, Bearer>>;
-
-/// A wound client acting as `person` through the gateway at `address`.
-async fn wounds_via(suite: &Suite, address: std::net::SocketAddr, person: &Person) -> Wounds {
-    suite.enrol_via(address, person).await;
-    let token = Bearer::new(&suite.token(person));
-    WoundServiceClient::with_interceptor(suite.channel_to(address, person).await, token)
-}
-
-/// A wound client acting as `person` through the suite's gateway.
-async fn wounds(suite: &Suite, person: &Person) -> Wounds {
-    wounds_via(
-        suite,
-        suite.running.as_ref().expect("running").gateway,
-        person,
-    )
-    .await
-}
 
 /// Starts the suite (the overdue sweeper runs at start, then every minute: not during a test).
 async fn start(backend: Backend) -> Option<Suite> {
@@ -173,8 +152,8 @@ async fn push_scores_computed_through_the_gateway_follow_the_published_table() {
     };
     let doctor = Person::doctor("dr-martin", CENTRE);
     let nurse = Person::nurse("nurse-claire", CENTRE);
-    let mut dr = wounds(&suite, &doctor).await;
-    let mut nu = wounds(&suite, &nurse).await;
+    let mut dr = suite.wounds(&doctor).await;
+    let mut nu = suite.wounds(&nurse).await;
     let wound = register(&mut dr, "pat-push", &[&nurse]).await;
     // (length, width, tissue, exudate, expected area sub-score, total, why)
     let cases = [
@@ -297,8 +276,8 @@ async fn a_scripted_series_gives_areas_reductions_and_raises_each_alert_cause_on
         };
         let doctor = Person::doctor("dr-martin", CENTRE);
         let nurse = Person::nurse("nurse-claire", CENTRE);
-        let mut dr = wounds(&suite, &doctor).await;
-        let mut nu = wounds(&suite, &nurse).await;
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
         let wound = register(&mut dr, "pat-series", &[&nurse]).await;
         let id = wound.wound_id.clone();
 
@@ -541,8 +520,8 @@ async fn an_overdue_assessment_raises_one_alert_per_missed_due_date() {
         };
         let doctor = Person::doctor("dr-martin", CENTRE);
         let nurse = Person::nurse("nurse-claire", CENTRE);
-        let mut dr = wounds(&suite, &doctor).await;
-        let mut nu = wounds(&suite, &nurse).await;
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
         let wound = register(&mut dr, "pat-overdue", &[&nurse]).await;
         // Last visit 8 days ago with a 7-day interval: due yesterday.
         record(&mut nu, &wound.wound_id, measured(8, 3.0, 2.0))
@@ -601,8 +580,8 @@ async fn only_the_care_team_the_referring_doctor_and_the_centre_see_a_wound() {
         let outsider_nurse = Person::nurse("nurse-odile", CENTRE);
         let far_doctor = Person::doctor("dr-dupont", OTHER_CENTRE);
         let specialist = Person::specialist("dr-derm", "chu-limoges");
-        let mut dr = wounds(&suite, &doctor).await;
-        let mut nu = wounds(&suite, &nurse).await;
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
         let wound = register(&mut dr, "pat-auth", &[&nurse]).await;
         let id = wound.wound_id.clone();
         let assessment = record(&mut nu, &id, measured(3, 2.0, 1.0))
@@ -620,7 +599,7 @@ async fn only_the_care_team_the_referring_doctor_and_the_centre_see_a_wound() {
 
         // A nurse outside the care team and a doctor of another centre: exactly as missing.
         for stranger in [&outsider_nurse, &far_doctor] {
-            let mut client = wounds(&suite, stranger).await;
+            let mut client = suite.wounds(stranger).await;
             let refused = client.get_wound(get(id.clone())).await.expect_err("hidden");
             assert_eq!(
                 (refused.code(), refused.message()),
@@ -653,7 +632,7 @@ async fn only_the_care_team_the_referring_doctor_and_the_centre_see_a_wound() {
                 .expect_err("hidden");
             assert_eq!(listed.code(), Code::NotFound);
         }
-        let mut outsider = wounds(&suite, &outsider_nurse).await;
+        let mut outsider = suite.wounds(&outsider_nurse).await;
         let refused = record(&mut outsider, &id, measured(1, 2.0, 1.0))
             .await
             .expect_err("not her patient");
@@ -664,7 +643,7 @@ async fn only_the_care_team_the_referring_doctor_and_the_centre_see_a_wound() {
             .expect("her round")
             .into_inner();
         assert!(round.wounds.is_empty(), "not in her round");
-        let mut far = wounds(&suite, &far_doctor).await;
+        let mut far = suite.wounds(&far_doctor).await;
         let org_list = far
             .list_doctor_wounds(pb::ListDoctorWoundsRequest {
                 whole_org: true,
@@ -679,7 +658,7 @@ async fn only_the_care_team_the_referring_doctor_and_the_centre_see_a_wound() {
         );
 
         // A doctor of the same centre reads but does not change.
-        let mut peer = wounds(&suite, &colleague).await;
+        let mut peer = suite.wounds(&colleague).await;
         peer.get_wound(get(id.clone()))
             .await
             .expect("same centre reads");
@@ -696,7 +675,7 @@ async fn only_the_care_team_the_referring_doctor_and_the_centre_see_a_wound() {
         assert!(alerts.is_empty());
 
         // A specialist is not let in by the gateway.
-        let mut derm = wounds(&suite, &specialist).await;
+        let mut derm = suite.wounds(&specialist).await;
         let status = derm.get_wound(get(id.clone())).await.expect_err("not his");
         assert_eq!(status.code(), Code::PermissionDenied);
 
@@ -737,8 +716,8 @@ async fn acknowledging_an_alert_is_for_its_referring_doctor_with_a_comment() {
     let colleague = Person::doctor("dr-bernard", CENTRE);
     let far_doctor = Person::doctor("dr-dupont", OTHER_CENTRE);
     let nurse = Person::nurse("nurse-claire", CENTRE);
-    let mut dr = wounds(&suite, &doctor).await;
-    let mut nu = wounds(&suite, &nurse).await;
+    let mut dr = suite.wounds(&doctor).await;
+    let mut nu = suite.wounds(&nurse).await;
     let wound = register(&mut dr, "pat-ack", &[&nurse]).await;
     let mut infected = measured(1, 3.0, 2.0);
     infected.infection_signs = vec![pb::InfectionSign::Fever as i32];
@@ -774,7 +753,7 @@ async fn acknowledging_an_alert_is_for_its_referring_doctor_with_a_comment() {
         (&doctor, "", Code::InvalidArgument, "an empty comment"),
     ];
     for (person, comment, code, why) in cases {
-        let mut client = wounds(&suite, person).await;
+        let mut client = suite.wounds(person).await;
         let status = client
             .acknowledge_alert(request(comment))
             .await
@@ -810,8 +789,8 @@ async fn a_correction_is_a_new_version_and_the_original_stays_in_history() {
         };
         let doctor = Person::doctor("dr-martin", CENTRE);
         let nurse = Person::nurse("nurse-claire", CENTRE);
-        let mut dr = wounds(&suite, &doctor).await;
-        let mut nu = wounds(&suite, &nurse).await;
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
         let wound = register(&mut dr, "pat-history", &[&nurse]).await;
         let first = record(&mut nu, &wound.wound_id, measured(2, 3.0, 2.0))
             .await
@@ -912,8 +891,8 @@ async fn every_repeated_field_is_bounded_and_checked_before_any_work() {
     };
     let doctor = Person::doctor("dr-martin", CENTRE);
     let nurse = Person::nurse("nurse-claire", CENTRE);
-    let mut dr = wounds(&suite, &doctor).await;
-    let mut nu = wounds(&suite, &nurse).await;
+    let mut dr = suite.wounds(&doctor).await;
+    let mut nu = suite.wounds(&nurse).await;
     let wound = register(&mut dr, "pat-bounds", &[&nurse]).await;
     // Ids of records that do not exist: the bound is checked before anything is looked up.
     let nowhere = uuid::Uuid::new_v4().to_string();
@@ -1065,8 +1044,8 @@ async fn bad_input_is_refused_with_invalid_argument_and_writes_nothing() {
         };
         let doctor = Person::doctor("dr-martin", CENTRE);
         let nurse = Person::nurse("nurse-claire", CENTRE);
-        let mut dr = wounds(&suite, &doctor).await;
-        let mut nu = wounds(&suite, &nurse).await;
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
         let wound = register(&mut dr, "pat-bad", &[&nurse]).await;
         let spoil = |change: fn(&mut pb::AssessmentMeasurements)| {
             let mut m = measured(1, 3.0, 2.0);
@@ -1217,8 +1196,8 @@ async fn a_reopened_wound_starts_a_new_episode_with_its_own_baseline() {
         };
         let doctor = Person::doctor("dr-martin", CENTRE);
         let nurse = Person::nurse("nurse-claire", CENTRE);
-        let mut dr = wounds(&suite, &doctor).await;
-        let mut nu = wounds(&suite, &nurse).await;
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
         let wound = register(&mut dr, "pat-episodes", &[&nurse]).await;
         let id = wound.wound_id.clone();
         record(&mut nu, &id, measured(20, 3.0, 2.0))
@@ -1334,8 +1313,8 @@ async fn the_round_and_the_doctors_list_are_ordered_and_paginated() {
         };
         let doctor = Person::doctor("dr-martin", CENTRE);
         let nurse = Person::nurse("nurse-claire", CENTRE);
-        let mut dr = wounds(&suite, &doctor).await;
-        let mut nu = wounds(&suite, &nurse).await;
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
         let soon = register(&mut dr, "pat-a", &[&nurse]).await;
         let later = register(&mut dr, "pat-b", &[&nurse]).await;
         let alerting = register(&mut dr, "pat-c", &[&nurse]).await;
@@ -1439,8 +1418,8 @@ async fn a_retried_assessment_is_recorded_once() {
     };
     let doctor = Person::doctor("dr-martin", CENTRE);
     let nurse = Person::nurse("nurse-claire", CENTRE);
-    let mut dr = wounds(&suite, &doctor).await;
-    let mut nu = wounds(&suite, &nurse).await;
+    let mut dr = suite.wounds(&doctor).await;
+    let mut nu = suite.wounds(&nurse).await;
     let wound = register(&mut dr, "pat-retry", &[&nurse]).await;
     let request = pb::RecordAssessmentRequest {
         idempotency_key: "visite-2026-11-27".into(),
@@ -1482,8 +1461,8 @@ async fn alerts_reach_a_doctor_watching_through_another_replica() {
         .await;
     let doctor = Person::doctor("dr-martin", CENTRE);
     let nurse = Person::nurse("nurse-claire", CENTRE);
-    let mut dr = wounds_via(&suite, only_second, &doctor).await;
-    let mut nu = wounds(&suite, &nurse).await;
+    let mut dr = suite.wounds_via(only_second, &doctor).await;
+    let mut nu = suite.wounds(&nurse).await;
     let wound = register(&mut dr, "pat-replicas", &[&nurse]).await;
     let mut watch = dr
         .watch_alerts(pb::WatchAlertsRequest {
@@ -1578,8 +1557,8 @@ async fn a_photo_upload_cut_off_midway_resumes_and_the_doctor_downloads_it() {
         let doctor = Person::doctor("dr-martin", CENTRE);
         let far_doctor = Person::doctor("dr-dupont", OTHER_CENTRE);
         let nurse = Person::nurse("nurse-claire", CENTRE);
-        let mut dr = wounds(&suite, &doctor).await;
-        let mut nu = wounds(&suite, &nurse).await;
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
         let wound = register(&mut dr, "pat-photo", &[&nurse]).await;
         let id = wound.wound_id.clone();
         let jpeg = telehealth_images::format::fixtures::jpeg_with_identifying_metadata(1600, 1200);
@@ -1596,7 +1575,7 @@ async fn a_photo_upload_cut_off_midway_resumes_and_the_doctor_downloads_it() {
 
         // The nurse starts uploading on her tablet's connection; it drops after 200 KB.
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        let mut tablet = wounds(&suite, &nurse).await;
+        let mut tablet = suite.wounds(&nurse).await;
         let call = tokio::spawn(async move {
             tablet
                 .upload_photo(tokio_stream::wrappers::ReceiverStream::new(receiver))
@@ -1638,7 +1617,7 @@ async fn a_photo_upload_cut_off_midway_resumes_and_the_doctor_downloads_it() {
             acknowledged > 0 && acknowledged <= sent as i64,
             "{backend:?}: the bytes that arrived are kept ({acknowledged})"
         );
-        let mut other_nurse = wounds(&suite, &Person::nurse("nurse-odile", CENTRE)).await;
+        let mut other_nurse = suite.wounds(&Person::nurse("nurse-odile", CENTRE)).await;
         let hidden = other_nurse
             .get_photo_upload_status(status_request.clone())
             .await
@@ -1736,7 +1715,7 @@ async fn a_photo_upload_cut_off_midway_resumes_and_the_doctor_downloads_it() {
         assert!(!thumbnail.jpeg_data.is_empty());
 
         // A doctor of another centre learns nothing.
-        let mut far = wounds(&suite, &far_doctor).await;
+        let mut far = suite.wounds(&far_doctor).await;
         let refused = far
             .download_photo(pb::DownloadPhotoRequest {
                 wound_id: id.clone(),

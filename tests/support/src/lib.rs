@@ -1,14 +1,21 @@
-//! Support for the integration tests and benchmarks of the gateway.
+//! The one harness of the integration tests and benchmarks: it starts the real suite and hands
+//! out clients that call it as a given person, with a device certificate and a bound token.
 //!
-//! The gateway forwards calls without decoding them, so its transport is tested with opaque
-//! payloads: [`RawCodec`] sends and receives bytes, [`echo`] is a backend that answers on the
-//! paths of real services (behind real internal mTLS and the real identity interceptor) and
-//! reports what it received, and [`harness`] starts a gateway in front of it with a fresh dev
-//! PKI and signing key.
+//! - [`suite`]: the whole suite in this process, on SQLite or PostgreSQL ([`suite::backends`]),
+//!   with typed clients per person;
+//! - [`cluster`]: microservice mode, each service replicated in its own `telehealth serve`
+//!   process behind a gateway process, on PostgreSQL and S3;
+//! - [`child`]: the suite in a child process, for benchmarks that measure its memory;
+//! - [`harness`], [`echo`], [`codec`]: the gateway alone in front of echo backends (it forwards
+//!   calls without decoding them, so its transport is tested with opaque payloads);
+//! - [`measure`]: percentiles for benchmarks.
 
+pub mod child;
+pub mod cluster;
 pub mod codec;
 pub mod echo;
 pub mod harness;
 pub mod measure;
+pub mod suite;
 
 pub use codec::RawCodec;

@@ -1,6 +1,5 @@
-//! The suite under benchmark in a child process (this bench binary re-executed with `--child`),
-//! so that the server's memory is measured apart from the load generator's. Included by the
-//! benches that need it with `#[path = "support/child_suite.rs"] mod child_suite;`.
+//! The suite in a child process (the calling binary re-executed with `--child`), so that the
+//! server's memory is measured apart from the load generator's (benchmarks).
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -43,11 +42,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 pub struct ChildSuite {
     child: Child,
     pub gateway: SocketAddr,
-    /// Read by the signalling bench (each bench compiles this file on its own).
-    #[allow(dead_code)]
+    /// The signalling service's internal address.
     pub signalling: SocketAddr,
-    /// Every service's internal address (read by the request-limits bench).
-    #[allow(dead_code)]
+    /// Every service's internal address.
     pub services: std::collections::BTreeMap<Part, SocketAddr>,
 }
 

@@ -1,7 +1,9 @@
-//! The whole suite in-process (gateway + five services) on free ports, on SQLite or on a fresh
-//! set of PostgreSQL schemas, with typed clients that go through the gateway.
+//! The whole suite in one process (gateway + every service) on free ports, on SQLite or on a
+//! fresh set of PostgreSQL schemas, with typed clients per person that go through the gateway
+//! with the person's device certificate and a token bound to it. [`backends`] lists the
+//! databases every test runs on.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use telehealth::suite::RunningSuite;
 use telehealth_kit::{
@@ -12,9 +14,13 @@ use telehealth_kit::{
 };
 use telehealth_proto::v1::{
     RegisterSelfRequest, directory_service_client::DirectoryServiceClient,
+    expertise_service_client::ExpertiseServiceClient,
     scheduling_service_client::SchedulingServiceClient,
+    signalling_service_client::SignallingServiceClient, wound_service_client::WoundServiceClient,
 };
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+pub use crate::harness::Bearer;
 
 /// Which database the suite runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,21 +36,39 @@ pub struct Suite {
     _dir: tempfile::TempDir,
 }
 
-/// A person for tests: who, with which roles, in which org, on which sample device.
+/// A person for tests: who, with which roles, in which org (and specialty), on which sample
+/// device of the dev PKI.
 #[derive(Debug, Clone)]
 pub struct Person {
     pub subject: &'static str,
     pub roles: Vec<Role>,
     pub org: &'static str,
+    pub specialty: Option<&'static str>,
     pub device: &'static str,
 }
 
 impl Person {
+    /// Someone holding exactly `roles`, on the doctor's workstation.
+    pub fn with_roles(subject: &'static str, org: &'static str, roles: &[Role]) -> Person {
+        Person {
+            subject,
+            roles: roles.to_vec(),
+            org,
+            specialty: None,
+            device: "doctor-workstation",
+        }
+    }
+    /// The same person, with a specialty in their token (specialists).
+    pub fn in_specialty(mut self, specialty: &'static str) -> Person {
+        self.specialty = Some(specialty);
+        self
+    }
     pub fn doctor(subject: &'static str, org: &'static str) -> Person {
         Person {
             subject,
             roles: vec![Role::Doctor],
             org,
+            specialty: None,
             device: "doctor-workstation",
         }
     }
@@ -53,6 +77,7 @@ impl Person {
             subject,
             roles: vec![Role::Coordinator],
             org,
+            specialty: None,
             device: "doctor-workstation",
         }
     }
@@ -61,6 +86,7 @@ impl Person {
             subject,
             roles: vec![Role::Nurse],
             org,
+            specialty: None,
             device: "nurse-tablet",
         }
     }
@@ -69,6 +95,7 @@ impl Person {
             subject,
             roles: vec![Role::Patient],
             org,
+            specialty: None,
             device: "patient-tablet",
         }
     }
@@ -77,16 +104,24 @@ impl Person {
             subject,
             roles: vec![Role::Specialist],
             org,
+            specialty: None,
             device: "specialist-workstation",
         }
     }
 }
 
-pub use telehealth_testkit::harness::Bearer;
-
-pub type Scheduling = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;
+/// A channel to a gateway with a person's token on every call.
+pub type Authorised = InterceptedService<Channel, Bearer>;
+pub type Scheduling = SchedulingServiceClient<Authorised>;
+pub type Expertise = ExpertiseServiceClient<Authorised>;
+pub type Wounds = WoundServiceClient<Authorised>;
+pub type Signalling = SignallingServiceClient<Authorised>;
+pub type Directory = DirectoryServiceClient<Authorised>;
 
 /// The PostgreSQL URL of the tests, or `None` (with a message) outside CI when unreachable.
+///
+/// # Panics
+/// Under CI when PostgreSQL is not reachable: there, a test that needs it must fail.
 pub async fn postgres_url() -> Option<String> {
     let url = std::env::var("TELEHEALTH_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| telehealth_kit::testing::DEFAULT_TEST_POSTGRES_URL.to_owned());
@@ -161,7 +196,7 @@ impl Suite {
                 subject: person.subject.to_owned(),
                 roles: person.roles.clone(),
                 org: person.org.to_owned(),
-                specialty: None,
+                specialty: person.specialty.map(str::to_owned),
                 cert_thumbprint: Some(thumbprint_of_pem_file(&cert).expect("thumbprint")),
                 ttl: Duration::from_secs(3600),
                 audience: DEFAULT_AUDIENCE.to_owned(),
@@ -173,49 +208,90 @@ impl Suite {
     /// device.
     pub async fn channel_to(&self, address: std::net::SocketAddr, person: &Person) -> Channel {
         let files = DevPki::new(self.settings.pki_dir()).device_files(person.device);
-        telehealth_testkit::harness::channel_to(address, &self.settings, &(files.cert, files.key))
+        crate::harness::channel_to(address, &self.settings, &(files.cert, files.key))
             .await
             .expect("connects to the gateway")
+    }
+
+    /// The suite's gateway.
+    pub fn gateway(&self) -> SocketAddr {
+        self.running.as_ref().expect("running").gateway
     }
 
     /// Records `person` in the care directory as a member of their org, as their first
     /// verified sign-in does (`RegisterSelf`); patients are not members and are skipped.
     pub async fn enrol(&self, person: &Person) {
-        self.enrol_via(self.running.as_ref().expect("running").gateway, person)
-            .await;
+        self.enrol_via(self.gateway(), person).await;
     }
 
     /// [`Suite::enrol`] through the gateway at `address`.
-    pub async fn enrol_via(&self, address: std::net::SocketAddr, person: &Person) {
+    pub async fn enrol_via(&self, address: SocketAddr, person: &Person) {
         if person.roles.iter().all(|r| *r == Role::Patient) {
             return;
         }
-        let bearer = Bearer::new(&self.token(person));
-        let mut directory = DirectoryServiceClient::with_interceptor(
-            self.channel_to(address, person).await,
-            bearer,
-        );
+        let mut directory = DirectoryServiceClient::new(self.unenrolled(address, person).await);
         directory
             .register_self(RegisterSelfRequest {})
             .await
             .unwrap_or_else(|status| panic!("{} is enrolled: {status:?}", person.subject));
     }
 
-    /// A scheduling client acting as `person` (enrolled in the directory first).
-    pub async fn scheduling(&self, person: &Person) -> Scheduling {
-        self.scheduling_via(self.running.as_ref().expect("running").gateway, person)
-            .await
+    /// A channel through the gateway at `address` acting as `person`, enrolled first.
+    pub async fn authorised(&self, address: SocketAddr, person: &Person) -> Authorised {
+        self.enrol_via(address, person).await;
+        self.unenrolled(address, person).await
     }
 
-    /// A scheduling client acting as `person` through the gateway at `address`.
-    pub async fn scheduling_via(
-        &self,
-        address: std::net::SocketAddr,
-        person: &Person,
-    ) -> Scheduling {
-        self.enrol_via(address, person).await;
+    /// A channel through the gateway at `address` acting as `person`, who may not be a member
+    /// of any organisation's directory.
+    pub async fn unenrolled(&self, address: SocketAddr, person: &Person) -> Authorised {
         let bearer = Bearer::new(&self.token(person));
-        SchedulingServiceClient::with_interceptor(self.channel_to(address, person).await, bearer)
+        InterceptedService::new(self.channel_to(address, person).await, bearer)
+    }
+
+    /// A scheduling client acting as `person` (enrolled in the directory first).
+    pub async fn scheduling(&self, person: &Person) -> Scheduling {
+        self.scheduling_via(self.gateway(), person).await
+    }
+
+    /// [`Suite::scheduling`] through the gateway at `address`.
+    pub async fn scheduling_via(&self, address: SocketAddr, person: &Person) -> Scheduling {
+        SchedulingServiceClient::new(self.authorised(address, person).await)
+    }
+
+    /// A tele-expertise client acting as `person` (enrolled in the directory first).
+    pub async fn expertise(&self, person: &Person) -> Expertise {
+        self.expertise_via(self.gateway(), person).await
+    }
+
+    /// [`Suite::expertise`] through the gateway at `address`.
+    pub async fn expertise_via(&self, address: SocketAddr, person: &Person) -> Expertise {
+        ExpertiseServiceClient::new(self.authorised(address, person).await)
+    }
+
+    /// A wound monitoring client acting as `person` (enrolled in the directory first).
+    pub async fn wounds(&self, person: &Person) -> Wounds {
+        self.wounds_via(self.gateway(), person).await
+    }
+
+    /// [`Suite::wounds`] through the gateway at `address`.
+    pub async fn wounds_via(&self, address: SocketAddr, person: &Person) -> Wounds {
+        WoundServiceClient::new(self.authorised(address, person).await)
+    }
+
+    /// A signalling client acting as `person` (enrolled in the directory first).
+    pub async fn signalling(&self, person: &Person) -> Signalling {
+        self.signalling_via(self.gateway(), person).await
+    }
+
+    /// [`Suite::signalling`] through the gateway at `address`.
+    pub async fn signalling_via(&self, address: SocketAddr, person: &Person) -> Signalling {
+        SignallingServiceClient::new(self.authorised(address, person).await)
+    }
+
+    /// A directory client acting as `person`, who is not enrolled by it.
+    pub async fn directory(&self, person: &Person) -> Directory {
+        DirectoryServiceClient::new(self.unenrolled(self.gateway(), person).await)
     }
 
     /// Starts one more instance of `part` on the suite's database; returns its address and the
@@ -258,7 +334,7 @@ impl Suite {
         if let Some(service) = settings.service_mut(part) {
             service.endpoints = endpoints.iter().map(|a| format!("https://{a}")).collect();
         }
-        telehealth_testkit::harness::start_gateway(&settings).await
+        crate::harness::start_gateway(&settings).await
     }
 
     /// Stops the suite and drops its PostgreSQL schemas.

@@ -2,13 +2,12 @@
 //! `replicas` times for each service, and `telehealth serve gateway` in front of all of them,
 //! every process reading one TOML file, on the tests' PostgreSQL and S3 store (Garage).
 //!
-//! Shared by the `replicas` integration test and the `replicas` benchmark (which includes this
-//! file with `#[path]`), so it depends on nothing of either: only the library, the kit and the
-//! test harness. It is one file because both need exactly the same setup, and a copy would drift.
+//! Used by the `replicas` integration test and the `replicas` benchmark, which give it the
+//! `telehealth` binary they were built with.
 //!
-//! Processes are `std::process` children rather than `tokio::process` ones: the workspace's
-//! tokio is built without its `process` feature and this file may not change dependencies. A
-//! [`Process`] kills its child when dropped, which is what `kill_on_drop(true)` would do.
+//! Processes are `std::process` children rather than `tokio::process` ones (the workspace's
+//! tokio is built without its `process` feature). A [`Process`] kills its child when dropped,
+//! which is what `kill_on_drop(true)` would do.
 
 use std::{
     collections::BTreeMap,
@@ -92,38 +91,16 @@ pub struct Cluster {
     _blobs: TestBlobs,
 }
 
-/// The tests' PostgreSQL URL; `None` (with a message) outside CI when it is not reachable.
-///
-/// # Panics
-/// Under CI when PostgreSQL is not reachable.
-pub async fn postgres_url() -> Option<String> {
-    let url = std::env::var("TELEHEALTH_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| telehealth_kit::testing::DEFAULT_TEST_POSTGRES_URL.to_owned());
-    sqlx::any::install_default_drivers();
-    match sqlx::AnyPool::connect(&url).await {
-        Ok(pool) => {
-            pool.close().await;
-            Some(url)
-        }
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("PostgreSQL is required in CI but {url} is not usable: {error}")
-        }
-        Err(error) => {
-            eprintln!("SKIPPING: several replicas need PostgreSQL, {url} is not usable ({error})");
-            None
-        }
-    }
-}
-
 impl Cluster {
-    /// Starts `replicas` instances of every service and a gateway process in front of them, on a
+    /// Starts `replicas` instances of every service (`binary` is the `telehealth` executable) and a
+    /// gateway process in front of them, on a
     /// fresh PostgreSQL schema prefix and a fresh S3 prefix. `None` outside CI when PostgreSQL or
     /// the S3 store is missing (with a message).
     ///
     /// # Panics
     /// Under CI when PostgreSQL or the S3 store is missing; when a process does not start.
-    pub async fn start(replicas: usize) -> Option<Cluster> {
-        let url = postgres_url().await?;
+    pub async fn start(binary: PathBuf, replicas: usize) -> Option<Cluster> {
+        let url = crate::suite::postgres_url().await?;
         let Some(blobs) = TestBlobs::s3() else {
             eprintln!("SKIPPING: several replicas need the S3 store");
             return None;
@@ -161,7 +138,7 @@ impl Cluster {
             instances: BTreeMap::new(),
             main_gateway: None,
             extra_gateways: Vec::new(),
-            binary: PathBuf::from(env!("CARGO_BIN_EXE_telehealth")),
+            binary,
             dir,
             _blobs: blobs,
         };
@@ -230,7 +207,7 @@ impl Cluster {
     /// A gateway in this process for `settings`, on a free port: for assertions that need calls
     /// to reach one given instance (the services stay separate processes).
     pub async fn in_process_gateway(&mut self, settings: &Settings) -> SocketAddr {
-        let (address, stop) = telehealth_testkit::harness::start_gateway(settings).await;
+        let (address, stop) = crate::harness::start_gateway(settings).await;
         self.extra_gateways.push(Gateway::InProcess(stop));
         address
     }
@@ -272,7 +249,7 @@ impl Cluster {
     /// A TLS channel to the gateway at `address` presenting `device`'s certificate.
     pub async fn channel(&self, address: SocketAddr, device: &str) -> Channel {
         let files = DevPki::new(self.settings.pki_dir()).device_files(device);
-        telehealth_testkit::harness::channel_to(address, &self.settings, &(files.cert, files.key))
+        crate::harness::channel_to(address, &self.settings, &(files.cert, files.key))
             .await
             .expect("connects to the gateway")
     }
