@@ -571,440 +571,448 @@ async fn twenty_concurrent_claims_have_exactly_one_winner() {
 
 #[tokio::test]
 async fn outsiders_cannot_learn_whether_a_request_exists() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
-    let id = submitted(&mut dr, "k", "pat-2").await.request_id;
-    let draft = dr
-        .create_draft(pb::CreateDraftRequest {
-            idempotency_key: "draft".into(),
-            content: Some(content("pat-3", pb::Urgency::Urgent)),
-        })
-        .await
-        .expect("draft")
-        .into_inner()
-        .request
-        .expect("request")
-        .request_id;
-    let missing = uuid::Uuid::new_v4().to_string();
-
-    let outsiders = [
-        ("another centre's doctor", doctor("dr-other", OTHER_CENTRE)),
-        (
-            "a specialist of another specialty",
-            specialist("dr-cardio", HOSPITAL, "cardiology"),
-        ),
-        (
-            "a dermatologist of another hospital",
-            specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY),
-        ),
-        (
-            "a specialist without a specialty claim",
-            Person::specialist("dr-nospec", HOSPITAL),
-        ),
-    ];
-    for (who, person) in &outsiders {
-        let mut c = suite.expertise(person).await;
-        let read = |request_id: String| {
-            let mut c = c.clone();
-            async move {
-                c.get_request(pb::GetRequestRequest { request_id })
-                    .await
-                    .expect_err("not visible")
-            }
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
         };
-        let existing = read(id.clone()).await;
-        let absent = read(missing.clone()).await;
-        assert_eq!(existing.code(), Code::NotFound, "{who}");
-        assert_eq!(
-            (existing.code(), existing.message()),
-            (absent.code(), absent.message()),
-            "{who}: an existing request looks exactly like a missing one"
-        );
-        let messages = c
-            .list_messages(pb::ListMessagesRequest {
-                request_id: id.clone(),
-                ..Default::default()
+        let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
+        let id = submitted(&mut dr, "k", "pat-2").await.request_id;
+        let draft = dr
+            .create_draft(pb::CreateDraftRequest {
+                idempotency_key: "draft".into(),
+                content: Some(content("pat-3", pb::Urgency::Urgent)),
             })
             .await
-            .expect_err("messages not visible");
-        assert_eq!(messages.code(), Code::NotFound, "{who}");
-    }
-    // The dermatologist of another hospital cannot claim either, and nobody sees the draft.
-    let mut elsewhere = suite
-        .expertise(&specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY))
-        .await;
-    let claim = elsewhere
-        .claim_request(pb::ClaimRequestRequest {
-            request_id: id.clone(),
-        })
-        .await
-        .expect_err("not his hospital");
-    assert_eq!(claim.code(), Code::NotFound);
-    let mut target = suite
-        .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
-        .await;
-    let hidden = target
-        .get_request(pb::GetRequestRequest {
-            request_id: draft.clone(),
-        })
-        .await
-        .expect_err("a draft is the centre's only");
-    assert_eq!(hidden.code(), Code::NotFound);
+            .expect("draft")
+            .into_inner()
+            .request
+            .expect("request")
+            .request_id;
+        let missing = uuid::Uuid::new_v4().to_string();
 
-    // A nurse is stopped by the gateway, whether the request exists or not.
-    let mut nurse = suite
-        .expertise(&Person::nurse("nurse-claire", CENTRE))
-        .await;
-    for request_id in [id.clone(), missing.clone()] {
-        let refused = nurse
-            .get_request(pb::GetRequestRequest { request_id })
+        let outsiders = [
+            ("another centre's doctor", doctor("dr-other", OTHER_CENTRE)),
+            (
+                "a specialist of another specialty",
+                specialist("dr-cardio", HOSPITAL, "cardiology"),
+            ),
+            (
+                "a dermatologist of another hospital",
+                specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY),
+            ),
+            (
+                "a specialist without a specialty claim",
+                Person::specialist("dr-nospec", HOSPITAL),
+            ),
+        ];
+        for (who, person) in &outsiders {
+            let mut c = suite.expertise(person).await;
+            let read = |request_id: String| {
+                let mut c = c.clone();
+                async move {
+                    c.get_request(pb::GetRequestRequest { request_id })
+                        .await
+                        .expect_err("not visible")
+                }
+            };
+            let existing = read(id.clone()).await;
+            let absent = read(missing.clone()).await;
+            assert_eq!(existing.code(), Code::NotFound, "{who}");
+            assert_eq!(
+                (existing.code(), existing.message()),
+                (absent.code(), absent.message()),
+                "{who}: an existing request looks exactly like a missing one"
+            );
+            let messages = c
+                .list_messages(pb::ListMessagesRequest {
+                    request_id: id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect_err("messages not visible");
+            assert_eq!(messages.code(), Code::NotFound, "{who}");
+        }
+        // The dermatologist of another hospital cannot claim either, and nobody sees the draft.
+        let mut elsewhere = suite
+            .expertise(&specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY))
+            .await;
+        let claim = elsewhere
+            .claim_request(pb::ClaimRequestRequest {
+                request_id: id.clone(),
+            })
             .await
-            .expect_err("nurses do not read expertise requests");
-        assert_eq!(refused.code(), Code::PermissionDenied);
+            .expect_err("not his hospital");
+        assert_eq!(claim.code(), Code::NotFound);
+        let mut target = suite
+            .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
+            .await;
+        let hidden = target
+            .get_request(pb::GetRequestRequest {
+                request_id: draft.clone(),
+            })
+            .await
+            .expect_err("a draft is the centre's only");
+        assert_eq!(hidden.code(), Code::NotFound);
+
+        // A nurse is stopped by the gateway, whether the request exists or not.
+        let mut nurse = suite
+            .expertise(&Person::nurse("nurse-claire", CENTRE))
+            .await;
+        for request_id in [id.clone(), missing.clone()] {
+            let refused = nurse
+                .get_request(pb::GetRequestRequest { request_id })
+                .await
+                .expect_err("nurses do not read expertise requests");
+            assert_eq!(refused.code(), Code::PermissionDenied);
+        }
+
+        // A colleague of the same centre reads the request but may not change it.
+        let mut colleague = suite.expertise(&doctor("dr-colleague", CENTRE)).await;
+        colleague
+            .get_request(pb::GetRequestRequest {
+                request_id: id.clone(),
+            })
+            .await
+            .expect("the centre's doctors see its requests");
+        let update = colleague
+            .update_draft(pb::UpdateDraftRequest {
+                request_id: draft,
+                content: Some(content("pat-3", pb::Urgency::Routine)),
+                expected_version: 0,
+            })
+            .await
+            .expect_err("only the requester edits");
+        assert_eq!(update.code(), Code::PermissionDenied);
+        let withdraw = colleague
+            .withdraw_request(pb::WithdrawRequestRequest {
+                request_id: id,
+                reason: String::new(),
+            })
+            .await
+            .expect_err("only the requester withdraws");
+        assert_eq!(withdraw.code(), Code::PermissionDenied);
+
+        let malformed = dr
+            .get_request(pb::GetRequestRequest {
+                request_id: "not-a-uuid".into(),
+            })
+            .await
+            .expect_err("malformed id");
+        assert_eq!(malformed.code(), Code::InvalidArgument);
+        suite.stop().await;
     }
-
-    // A colleague of the same centre reads the request but may not change it.
-    let mut colleague = suite.expertise(&doctor("dr-colleague", CENTRE)).await;
-    colleague
-        .get_request(pb::GetRequestRequest {
-            request_id: id.clone(),
-        })
-        .await
-        .expect("the centre's doctors see its requests");
-    let update = colleague
-        .update_draft(pb::UpdateDraftRequest {
-            request_id: draft,
-            content: Some(content("pat-3", pb::Urgency::Routine)),
-            expected_version: 0,
-        })
-        .await
-        .expect_err("only the requester edits");
-    assert_eq!(update.code(), Code::PermissionDenied);
-    let withdraw = colleague
-        .withdraw_request(pb::WithdrawRequestRequest {
-            request_id: id,
-            reason: String::new(),
-        })
-        .await
-        .expect_err("only the requester withdraws");
-    assert_eq!(withdraw.code(), Code::PermissionDenied);
-
-    let malformed = dr
-        .get_request(pb::GetRequestRequest {
-            request_id: "not-a-uuid".into(),
-        })
-        .await
-        .expect_err("malformed id");
-    assert_eq!(malformed.code(), Code::InvalidArgument);
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn status_filters_are_bounded_before_any_work() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let mut dr = suite.expertise(&doctor("dr-a", CENTRE)).await;
-    let mut spec = suite
-        .expertise(&specialist("spec-x", HOSPITAL, DERMATOLOGY))
-        .await;
-    let bound = "statuses: at most 10 statuses (got 11)";
-    // Checked before anything else, even a page token that would be refused too.
-    let inbox = spec
-        .list_inbox(pb::ListInboxRequest {
-            statuses: vec![pb::ExpertiseStatus::Submitted as i32; 11],
-            page_token: "not a token".into(),
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let mut dr = suite.expertise(&doctor("dr-a", CENTRE)).await;
+        let mut spec = suite
+            .expertise(&specialist("spec-x", HOSPITAL, DERMATOLOGY))
+            .await;
+        let bound = "statuses: at most 10 statuses (got 11)";
+        // Checked before anything else, even a page token that would be refused too.
+        let inbox = spec
+            .list_inbox(pb::ListInboxRequest {
+                statuses: vec![pb::ExpertiseStatus::Submitted as i32; 11],
+                page_token: "not a token".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("eleven statuses");
+        assert_eq!(inbox.code(), Code::InvalidArgument);
+        assert_eq!(inbox.message(), bound);
+        let mine = dr
+            .list_my_requests(pb::ListMyRequestsRequest {
+                statuses: vec![pb::ExpertiseStatus::Draft as i32; 11],
+                page_token: "not a token".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("eleven statuses");
+        assert_eq!(mine.code(), Code::InvalidArgument);
+        assert_eq!(mine.message(), bound);
+        // Ten is fine: every status there is, and a few repeats.
+        let every: Vec<i32> = (0..10).map(|i| i % 8).collect();
+        dr.list_my_requests(pb::ListMyRequestsRequest {
+            statuses: every,
             ..Default::default()
         })
         .await
-        .expect_err("eleven statuses");
-    assert_eq!(inbox.code(), Code::InvalidArgument);
-    assert_eq!(inbox.message(), bound);
-    let mine = dr
-        .list_my_requests(pb::ListMyRequestsRequest {
-            statuses: vec![pb::ExpertiseStatus::Draft as i32; 11],
-            page_token: "not a token".into(),
+        .expect("ten statuses");
+        spec.list_inbox(pb::ListInboxRequest {
+            statuses: vec![pb::ExpertiseStatus::Submitted as i32; 10],
             ..Default::default()
         })
         .await
-        .expect_err("eleven statuses");
-    assert_eq!(mine.code(), Code::InvalidArgument);
-    assert_eq!(mine.message(), bound);
-    // Ten is fine: every status there is, and a few repeats.
-    let every: Vec<i32> = (0..10).map(|i| i % 8).collect();
-    dr.list_my_requests(pb::ListMyRequestsRequest {
-        statuses: every,
-        ..Default::default()
-    })
-    .await
-    .expect("ten statuses");
-    spec.list_inbox(pb::ListInboxRequest {
-        statuses: vec![pb::ExpertiseStatus::Submitted as i32; 10],
-        ..Default::default()
-    })
-    .await
-    .expect("ten statuses");
-    suite.stop().await;
+        .expect("ten statuses");
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        ids.push(
-            submitted(&mut dr, &format!("k{i}"), &format!("pat-{i}"))
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(
+                submitted(&mut dr, &format!("k{i}"), &format!("pat-{i}"))
+                    .await
+                    .request_id,
+            );
+        }
+        // Requests 3 and 1 are past due (3 the most).
+        let db = database(&suite).await;
+        let now = Timestamp::now();
+        for (index, days_late) in [(3, 3), (1, 1)] {
+            sqlx::query("UPDATE expertise_requests SET due_at_us = $1 WHERE request_id = $2")
+                .bind((now - SignedDuration::from_hours(24 * days_late)).as_microsecond())
+                .bind(&ids[index])
+                .execute(db.pool())
                 .await
-                .request_id,
-        );
-    }
-    // Requests 3 and 1 are past due (3 the most).
-    let db = database(&suite).await;
-    let now = Timestamp::now();
-    for (index, days_late) in [(3, 3), (1, 1)] {
-        sqlx::query("UPDATE expertise_requests SET due_at_us = $1 WHERE request_id = $2")
-            .bind((now - SignedDuration::from_hours(24 * days_late)).as_microsecond())
-            .bind(&ids[index])
-            .execute(db.pool())
-            .await
-            .expect("backdated");
-    }
-    let mut spec = suite
-        .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
-        .await;
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = spec
+                .expect("backdated");
+        }
+        let mut spec = suite
+            .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
+            .await;
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = spec
+                .list_inbox(pb::ListInboxRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("page")
+                .into_inner();
+            assert!(page.requests.len() <= 2);
+            seen.extend(
+                page.requests
+                    .iter()
+                    .map(|r| (r.request_id.clone(), r.overdue)),
+            );
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let expected: Vec<(String, bool)> = [3, 1, 0, 2, 4]
+            .into_iter()
+            .map(|i| (ids[i].clone(), i == 3 || i == 1))
+            .collect();
+        assert_eq!(seen, expected, "overdue first, then by due date");
+        let overdue = spec
             .list_inbox(pb::ListInboxRequest {
-                page_size: 2,
-                page_token: token.clone(),
+                overdue_only: true,
                 ..Default::default()
             })
             .await
-            .expect("page")
-            .into_inner();
-        assert!(page.requests.len() <= 2);
-        seen.extend(
-            page.requests
-                .iter()
-                .map(|r| (r.request_id.clone(), r.overdue)),
-        );
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    let expected: Vec<(String, bool)> = [3, 1, 0, 2, 4]
-        .into_iter()
-        .map(|i| (ids[i].clone(), i == 3 || i == 1))
-        .collect();
-    assert_eq!(seen, expected, "overdue first, then by due date");
-    let overdue = spec
-        .list_inbox(pb::ListInboxRequest {
-            overdue_only: true,
-            ..Default::default()
-        })
-        .await
-        .expect("overdue only")
-        .into_inner()
-        .requests;
-    assert_eq!(overdue.len(), 2);
-    let drafts = spec
-        .list_inbox(pb::ListInboxRequest {
-            statuses: vec![pb::ExpertiseStatus::Draft as i32],
-            ..Default::default()
-        })
-        .await
-        .expect_err("no drafts in an inbox");
-    assert_eq!(drafts.code(), Code::InvalidArgument);
+            .expect("overdue only")
+            .into_inner()
+            .requests;
+        assert_eq!(overdue.len(), 2);
+        let drafts = spec
+            .list_inbox(pb::ListInboxRequest {
+                statuses: vec![pb::ExpertiseStatus::Draft as i32],
+                ..Default::default()
+            })
+            .await
+            .expect_err("no drafts in an inbox");
+        assert_eq!(drafts.code(), Code::InvalidArgument);
 
-    // My requests: newest first, in pages; a token is only valid with its filters.
-    let first = dr
-        .list_my_requests(pb::ListMyRequestsRequest {
-            page_size: 3,
-            ..Default::default()
+        // My requests: newest first, in pages; a token is only valid with its filters.
+        let first = dr
+            .list_my_requests(pb::ListMyRequestsRequest {
+                page_size: 3,
+                ..Default::default()
+            })
+            .await
+            .expect("mine")
+            .into_inner();
+        let second = dr
+            .list_my_requests(pb::ListMyRequestsRequest {
+                page_size: 3,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("mine, page 2")
+            .into_inner();
+        let mine: Vec<String> = first
+            .requests
+            .iter()
+            .chain(&second.requests)
+            .map(|r| r.request_id.clone())
+            .collect();
+        let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+        assert_eq!(mine, newest_first);
+        assert!(second.next_page_token.is_empty());
+        let mismatch = dr
+            .list_my_requests(pb::ListMyRequestsRequest {
+                page_size: 3,
+                whole_org: true,
+                page_token: first.next_page_token,
+                ..Default::default()
+            })
+            .await
+            .expect_err("a token of other filters");
+        assert_eq!(mismatch.code(), Code::InvalidArgument);
+        let mut other = suite.expertise(&doctor("dr-other", OTHER_CENTRE)).await;
+        let theirs = other
+            .list_my_requests(pb::ListMyRequestsRequest {
+                whole_org: true,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert!(
+            theirs.into_inner().requests.is_empty(),
+            "another centre sees none"
+        );
+        // A draft withdrawn before submission never reaches the hospital, not even as WITHDRAWN.
+        let never_sent = dr
+            .create_draft(pb::CreateDraftRequest {
+                idempotency_key: "never-sent".into(),
+                content: Some(content("pat-9", pb::Urgency::Routine)),
+            })
+            .await
+            .expect("draft")
+            .into_inner()
+            .request
+            .expect("request")
+            .request_id;
+        dr.withdraw_request(pb::WithdrawRequestRequest {
+            request_id: never_sent.clone(),
+            reason: String::new(),
         })
         .await
-        .expect("mine")
-        .into_inner();
-    let second = dr
-        .list_my_requests(pb::ListMyRequestsRequest {
-            page_size: 3,
-            page_token: first.next_page_token.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("mine, page 2")
-        .into_inner();
-    let mine: Vec<String> = first
-        .requests
-        .iter()
-        .chain(&second.requests)
-        .map(|r| r.request_id.clone())
-        .collect();
-    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
-    assert_eq!(mine, newest_first);
-    assert!(second.next_page_token.is_empty());
-    let mismatch = dr
-        .list_my_requests(pb::ListMyRequestsRequest {
-            page_size: 3,
-            whole_org: true,
-            page_token: first.next_page_token,
-            ..Default::default()
-        })
-        .await
-        .expect_err("a token of other filters");
-    assert_eq!(mismatch.code(), Code::InvalidArgument);
-    let mut other = suite.expertise(&doctor("dr-other", OTHER_CENTRE)).await;
-    let theirs = other
-        .list_my_requests(pb::ListMyRequestsRequest {
-            whole_org: true,
-            ..Default::default()
-        })
-        .await
-        .expect("list");
-    assert!(
-        theirs.into_inner().requests.is_empty(),
-        "another centre sees none"
-    );
-    // A draft withdrawn before submission never reaches the hospital, not even as WITHDRAWN.
-    let never_sent = dr
-        .create_draft(pb::CreateDraftRequest {
-            idempotency_key: "never-sent".into(),
-            content: Some(content("pat-9", pb::Urgency::Routine)),
-        })
-        .await
-        .expect("draft")
-        .into_inner()
-        .request
-        .expect("request")
-        .request_id;
-    dr.withdraw_request(pb::WithdrawRequestRequest {
-        request_id: never_sent.clone(),
-        reason: String::new(),
-    })
-    .await
-    .expect("withdrawn draft");
-    let withdrawn = spec
-        .list_inbox(pb::ListInboxRequest {
-            statuses: vec![pb::ExpertiseStatus::Withdrawn as i32],
-            ..Default::default()
-        })
-        .await
-        .expect("withdrawn ones")
-        .into_inner()
-        .requests;
-    assert!(
-        withdrawn.iter().all(|r| r.request_id != never_sent),
-        "a never-submitted draft stays the requester's"
-    );
-    suite.stop().await;
+        .expect("withdrawn draft");
+        let withdrawn = spec
+            .list_inbox(pb::ListInboxRequest {
+                statuses: vec![pb::ExpertiseStatus::Withdrawn as i32],
+                ..Default::default()
+            })
+            .await
+            .expect("withdrawn ones")
+            .into_inner()
+            .requests;
+        assert!(
+            withdrawn.iter().all(|r| r.request_id != never_sent),
+            "a never-submitted draft stays the requester's"
+        );
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn the_sweep_announces_overdue_requests_and_closes_old_answers() {
-    let Some(suite) = Suite::start_with(Backend::Sqlite, |settings| {
-        settings.expertise_rules.sweep_interval_seconds = 1;
-        settings.expertise_rules.watch_heartbeat_seconds = 1;
-    })
-    .await
-    else {
-        return;
-    };
-    let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
-    let mut spec = suite
-        .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
-        .await;
-    let late = submitted(&mut dr, "late", "pat-late").await.request_id;
-    let old = submitted(&mut dr, "old", "pat-old").await.request_id;
-    spec.claim_request(pb::ClaimRequestRequest {
-        request_id: old.clone(),
-    })
-    .await
-    .expect("claim");
-    spec.answer_request(pb::AnswerRequestRequest {
-        request_id: old.clone(),
-        answer: Some(answer()),
-    })
-    .await
-    .expect("answer");
-
-    let mut spec_watch = watch(&mut spec, pb::WatchRequestsRequest::default()).await;
-    let mut dr_watch = watch(
-        &mut dr,
-        pb::WatchRequestsRequest {
+    for backend in backends().await {
+        let Some(suite) = Suite::start_with(backend, |settings| {
+            settings.expertise_rules.sweep_interval_seconds = 1;
+            settings.expertise_rules.watch_heartbeat_seconds = 1;
+        })
+        .await
+        else {
+            return;
+        };
+        let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
+        let mut spec = suite
+            .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
+            .await;
+        let late = submitted(&mut dr, "late", "pat-late").await.request_id;
+        let old = submitted(&mut dr, "old", "pat-old").await.request_id;
+        spec.claim_request(pb::ClaimRequestRequest {
             request_id: old.clone(),
-            whole_org: false,
-        },
-    )
-    .await;
-    // A quiet stream gets heartbeats.
-    let beat = tokio::time::timeout(Duration::from_secs(5), dr_watch.next())
+        })
         .await
-        .expect("in time")
-        .expect("message")
-        .expect("ok");
-    assert!(matches!(
-        beat.payload,
-        Some(pb::watch_requests_response::Payload::Heartbeat(_))
-    ));
+        .expect("claim");
+        spec.answer_request(pb::AnswerRequestRequest {
+            request_id: old.clone(),
+            answer: Some(answer()),
+        })
+        .await
+        .expect("answer");
 
-    let db = database(&suite).await;
-    let now = Timestamp::now();
-    sqlx::query("UPDATE expertise_requests SET due_at_us = $1 WHERE request_id = $2")
-        .bind((now - SignedDuration::from_hours(1)).as_microsecond())
-        .bind(&late)
-        .execute(db.pool())
-        .await
-        .expect("late");
-    sqlx::query("UPDATE expertise_requests SET answered_at_us = $1 WHERE request_id = $2")
-        .bind((now - SignedDuration::from_hours(31 * 24)).as_microsecond())
-        .bind(&old)
-        .execute(db.pool())
-        .await
-        .expect("old answer");
+        let mut spec_watch = watch(&mut spec, pb::WatchRequestsRequest::default()).await;
+        let mut dr_watch = watch(
+            &mut dr,
+            pb::WatchRequestsRequest {
+                request_id: old.clone(),
+                whole_org: false,
+            },
+        )
+        .await;
+        // A quiet stream gets heartbeats.
+        let beat = tokio::time::timeout(Duration::from_secs(5), dr_watch.next())
+            .await
+            .expect("in time")
+            .expect("message")
+            .expect("ok");
+        assert!(matches!(
+            beat.payload,
+            Some(pb::watch_requests_response::Payload::Heartbeat(_))
+        ));
 
-    let event = next_event(&mut spec_watch).await;
-    assert_eq!(event.kind, pb::ExpertiseEventKind::BecameOverdue as i32);
-    assert_eq!(
-        event
-            .request
-            .as_ref()
-            .map(|r| (r.request_id.as_str(), r.overdue)),
-        Some((late.as_str(), true))
-    );
-    assert_eq!(
-        event.actor.as_ref().map(|a| a.service.as_str()),
-        Some("expertise")
-    );
-    let event = next_event(&mut dr_watch).await;
-    assert_eq!(event.kind, pb::ExpertiseEventKind::Closed as i32);
-    let closed = event.request.expect("request");
-    assert_eq!(closed.status, pb::ExpertiseStatus::Closed as i32);
-    assert_eq!(
-        closed.closed_by.map(|c| c.service),
-        Some("expertise".to_owned())
-    );
-    // Announced once, not at every sweep.
-    let again = tokio::time::timeout(Duration::from_millis(2500), async {
-        loop {
-            if let Some(Ok(message)) = spec_watch.next().await
-                && let Some(pb::watch_requests_response::Payload::Event(e)) = message.payload
-                && e.kind == pb::ExpertiseEventKind::BecameOverdue as i32
-            {
-                return e;
+        let db = database(&suite).await;
+        let now = Timestamp::now();
+        sqlx::query("UPDATE expertise_requests SET due_at_us = $1 WHERE request_id = $2")
+            .bind((now - SignedDuration::from_hours(1)).as_microsecond())
+            .bind(&late)
+            .execute(db.pool())
+            .await
+            .expect("late");
+        sqlx::query("UPDATE expertise_requests SET answered_at_us = $1 WHERE request_id = $2")
+            .bind((now - SignedDuration::from_hours(31 * 24)).as_microsecond())
+            .bind(&old)
+            .execute(db.pool())
+            .await
+            .expect("old answer");
+
+        let event = next_event(&mut spec_watch).await;
+        assert_eq!(event.kind, pb::ExpertiseEventKind::BecameOverdue as i32);
+        assert_eq!(
+            event
+                .request
+                .as_ref()
+                .map(|r| (r.request_id.as_str(), r.overdue)),
+            Some((late.as_str(), true))
+        );
+        assert_eq!(
+            event.actor.as_ref().map(|a| a.service.as_str()),
+            Some("expertise")
+        );
+        let event = next_event(&mut dr_watch).await;
+        assert_eq!(event.kind, pb::ExpertiseEventKind::Closed as i32);
+        let closed = event.request.expect("request");
+        assert_eq!(closed.status, pb::ExpertiseStatus::Closed as i32);
+        assert_eq!(
+            closed.closed_by.map(|c| c.service),
+            Some("expertise".to_owned())
+        );
+        // Announced once, not at every sweep.
+        let again = tokio::time::timeout(Duration::from_millis(2500), async {
+            loop {
+                if let Some(Ok(message)) = spec_watch.next().await
+                    && let Some(pb::watch_requests_response::Payload::Event(e)) = message.payload
+                    && e.kind == pb::ExpertiseEventKind::BecameOverdue as i32
+                {
+                    return e;
+                }
             }
-        }
-    })
-    .await;
-    assert!(again.is_err(), "the overdue event is published once");
-    suite.stop().await;
+        })
+        .await;
+        assert!(again.is_err(), "the overdue event is published once");
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
@@ -1490,138 +1498,140 @@ fn upload(id: &str, bytes: &[u8]) -> Vec<pb::AttachImageRequest> {
 
 #[tokio::test]
 async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
-    let Some(suite) = Suite::start_with(Backend::Sqlite, |settings| {
-        let target = settings
-            .expertise_rules
-            .targets
-            .iter_mut()
-            .find(|t| t.org_id == HOSPITAL && t.specialty == DERMATOLOGY)
-            .expect("default target");
-        target.minimum_images = 1;
-    })
-    .await
-    else {
-        return;
-    };
-    let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
-    let id = dr
-        .create_draft(pb::CreateDraftRequest {
-            idempotency_key: "with-image".into(),
-            content: Some(content("pat-img", pb::Urgency::Routine)),
+    for backend in backends().await {
+        let Some(suite) = Suite::start_with(backend, |settings| {
+            let target = settings
+                .expertise_rules
+                .targets
+                .iter_mut()
+                .find(|t| t.org_id == HOSPITAL && t.specialty == DERMATOLOGY)
+                .expect("default target");
+            target.minimum_images = 1;
         })
         .await
-        .expect("draft")
-        .into_inner()
-        .request
-        .expect("request")
-        .request_id;
-    let refused = dr
-        .submit_request(pb::SubmitRequestRequest {
-            request_id: id.clone(),
-            expected_version: 0,
-        })
-        .await
-        .expect_err("this target needs an image");
-    assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(
-        refused.message().contains("images"),
-        "{}",
-        refused.message()
-    );
+        else {
+            return;
+        };
+        let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
+        let id = dr
+            .create_draft(pb::CreateDraftRequest {
+                idempotency_key: "with-image".into(),
+                content: Some(content("pat-img", pb::Urgency::Routine)),
+            })
+            .await
+            .expect("draft")
+            .into_inner()
+            .request
+            .expect("request")
+            .request_id;
+        let refused = dr
+            .submit_request(pb::SubmitRequestRequest {
+                request_id: id.clone(),
+                expected_version: 0,
+            })
+            .await
+            .expect_err("this target needs an image");
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        assert!(
+            refused.message().contains("images"),
+            "{}",
+            refused.message()
+        );
 
-    let jpeg = telehealth_images::format::fixtures::jpeg_with_identifying_metadata(64, 48);
-    let result = dr
-        .attach_image(futures::stream::iter(upload(&id, &jpeg)))
-        .await
-        .expect("attached")
-        .into_inner()
-        .result
-        .expect("result");
-    let info = result.image.expect("image");
-    assert!(
-        info.stripped_metadata
-            .contains(&(pb::StrippedMetadata::GpsLocation as i32)),
-        "{info:?}"
-    );
-    let request = dr
-        .submit_request(pb::SubmitRequestRequest {
-            request_id: id.clone(),
-            expected_version: 0,
-        })
-        .await
-        .expect("submitted with its image")
-        .into_inner()
-        .request
-        .expect("request");
-    assert_eq!(
-        request
-            .images
-            .iter()
-            .map(|i| i.image_id.as_str())
-            .collect::<Vec<_>>(),
-        [info.image_id.as_str()]
-    );
+        let jpeg = telehealth_images::format::fixtures::jpeg_with_identifying_metadata(64, 48);
+        let result = dr
+            .attach_image(futures::stream::iter(upload(&id, &jpeg)))
+            .await
+            .expect("attached")
+            .into_inner()
+            .result
+            .expect("result");
+        let info = result.image.expect("image");
+        assert!(
+            info.stripped_metadata
+                .contains(&(pb::StrippedMetadata::GpsLocation as i32)),
+            "{info:?}"
+        );
+        let request = dr
+            .submit_request(pb::SubmitRequestRequest {
+                request_id: id.clone(),
+                expected_version: 0,
+            })
+            .await
+            .expect("submitted with its image")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(
+            request
+                .images
+                .iter()
+                .map(|i| i.image_id.as_str())
+                .collect::<Vec<_>>(),
+            [info.image_id.as_str()]
+        );
 
-    // The target's specialist downloads it whole and gets a thumbnail.
-    let mut spec = suite
-        .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
-        .await;
-    let mut download = spec
-        .download_image(pb::DownloadImageRequest {
-            request_id: id.clone(),
-            image_id: info.image_id.clone(),
-            offset: 0,
-        })
-        .await
-        .expect("download")
-        .into_inner();
-    let mut bytes = Vec::new();
-    while let Some(message) = download.next().await {
-        match message.expect("ok").part {
-            Some(pb::download_image_response::Part::Chunk(chunk)) => bytes.extend(chunk.data),
-            Some(pb::download_image_response::Part::Image(first)) => {
-                assert_eq!(first.image_id, info.image_id)
+        // The target's specialist downloads it whole and gets a thumbnail.
+        let mut spec = suite
+            .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
+            .await;
+        let mut download = spec
+            .download_image(pb::DownloadImageRequest {
+                request_id: id.clone(),
+                image_id: info.image_id.clone(),
+                offset: 0,
+            })
+            .await
+            .expect("download")
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(message) = download.next().await {
+            match message.expect("ok").part {
+                Some(pb::download_image_response::Part::Chunk(chunk)) => bytes.extend(chunk.data),
+                Some(pb::download_image_response::Part::Image(first)) => {
+                    assert_eq!(first.image_id, info.image_id)
+                }
+                None => panic!("empty message"),
             }
-            None => panic!("empty message"),
         }
-    }
-    use sha2::Digest;
-    assert_eq!(hex_of(&sha2::Sha256::digest(&bytes)), info.sha256_hex);
-    let thumbnail = spec
-        .get_image_thumbnail(pb::GetImageThumbnailRequest {
-            request_id: id.clone(),
-            image_id: info.image_id.clone(),
-            max_edge_px: 0,
-        })
-        .await
-        .expect("thumbnail")
-        .into_inner()
-        .thumbnail
-        .expect("thumbnail");
-    assert!(thumbnail.width_px <= 256 && !thumbnail.jpeg_data.is_empty());
+        use sha2::Digest;
+        assert_eq!(hex_of(&sha2::Sha256::digest(&bytes)), info.sha256_hex);
+        let thumbnail = spec
+            .get_image_thumbnail(pb::GetImageThumbnailRequest {
+                request_id: id.clone(),
+                image_id: info.image_id.clone(),
+                max_edge_px: 0,
+            })
+            .await
+            .expect("thumbnail")
+            .into_inner()
+            .thumbnail
+            .expect("thumbnail");
+        assert!(thumbnail.width_px <= 256 && !thumbnail.jpeg_data.is_empty());
 
-    // Outsiders get NOT_FOUND; a submitted request keeps its images.
-    let mut elsewhere = suite
-        .expertise(&specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY))
-        .await;
-    let hidden = elsewhere
-        .download_image(pb::DownloadImageRequest {
-            request_id: id.clone(),
-            image_id: info.image_id.clone(),
-            offset: 0,
-        })
-        .await
-        .expect_err("not his hospital");
-    assert_eq!(hidden.code(), Code::NotFound);
-    let kept = dr
-        .detach_image(pb::DetachImageRequest {
-            request_id: id,
-            image_id: info.image_id,
-        })
-        .await
-        .expect_err("submitted");
-    assert_eq!(kept.code(), Code::FailedPrecondition);
-    suite.stop().await;
+        // Outsiders get NOT_FOUND; a submitted request keeps its images.
+        let mut elsewhere = suite
+            .expertise(&specialist("dr-derm-g", OTHER_HOSPITAL, DERMATOLOGY))
+            .await;
+        let hidden = elsewhere
+            .download_image(pb::DownloadImageRequest {
+                request_id: id.clone(),
+                image_id: info.image_id.clone(),
+                offset: 0,
+            })
+            .await
+            .expect_err("not his hospital");
+        assert_eq!(hidden.code(), Code::NotFound);
+        let kept = dr
+            .detach_image(pb::DetachImageRequest {
+                request_id: id,
+                image_id: info.image_id,
+            })
+            .await
+            .expect_err("submitted");
+        assert_eq!(kept.code(), Code::FailedPrecondition);
+        suite.stop().await;
+    }
 }
 
 fn hex_of(bytes: &[u8]) -> String {

@@ -16,7 +16,7 @@ use telehealth_proto::v1::{
 use tokio::net::{TcpListener, TcpStream};
 use tonic::Code;
 
-use telehealth_testkit::suite::{Backend, Expertise, Person, Suite, backends};
+use telehealth_testkit::suite::{Expertise, Person, Suite, backends};
 
 const CENTRE: &str = "cds-gueret";
 
@@ -297,57 +297,59 @@ async fn a_photo_with_gps_loses_its_identifying_metadata_but_not_a_byte_of_image
 
 #[tokio::test]
 async fn bad_images_are_refused_with_invalid_argument_and_never_attached() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let mut client = suite.expertise(&doctor()).await;
-    let request_id = draft(&mut client).await;
-    let jpeg = fixtures::jpeg_plain(400, 300);
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "not an image",
-            b"MZ\x90\x00 an executable, not a photo".repeat(20),
-        ),
-        ("truncated", jpeg[..jpeg.len() - 100].to_vec()),
-        ("polyglot", fixtures::polyglot_jpeg_zip()),
-        ("image bomb", fixtures::jpeg_bomb(60_000, 60_000)),
-    ];
-    for (what, file) in cases {
-        let status = upload(&mut client, &request_id, &file)
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let mut client = suite.expertise(&doctor()).await;
+        let request_id = draft(&mut client).await;
+        let jpeg = fixtures::jpeg_plain(400, 300);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "not an image",
+                b"MZ\x90\x00 an executable, not a photo".repeat(20),
+            ),
+            ("truncated", jpeg[..jpeg.len() - 100].to_vec()),
+            ("polyglot", fixtures::polyglot_jpeg_zip()),
+            ("image bomb", fixtures::jpeg_bomb(60_000, 60_000)),
+        ];
+        for (what, file) in cases {
+            let status = upload(&mut client, &request_id, &file)
+                .await
+                .expect_err(what);
+            assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+            assert!(!status.message().is_empty());
+        }
+        // Wrong checksum.
+        let session = uuid::Uuid::new_v4().to_string();
+        let mut first = header(&request_id, &session, &jpeg, 0);
+        if let Some(Upload::Header(h)) = &mut first.part {
+            h.image.as_mut().expect("image").client_sha256_hex = "ab".repeat(32);
+        }
+        let mut messages = vec![first];
+        messages.extend(chunk_messages(&jpeg, 0, jpeg.len()));
+        let status = client
+            .attach_image(futures::stream::iter(messages))
             .await
-            .expect_err(what);
-        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
-        assert!(!status.message().is_empty());
+            .expect_err("checksum");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("checksum"), "{status:?}");
+        // Over the size limit (declared).
+        let mut big = header(&request_id, &uuid::Uuid::new_v4().to_string(), &jpeg, 0);
+        if let Some(Upload::Header(h)) = &mut big.part {
+            h.image.as_mut().expect("image").total_size_bytes = 51 * 1024 * 1024;
+        }
+        let status = client
+            .attach_image(futures::stream::iter(vec![big]))
+            .await
+            .expect_err("too big");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            images_of(&mut client, &request_id).await.is_empty(),
+            "nothing attached"
+        );
+        suite.stop().await;
     }
-    // Wrong checksum.
-    let session = uuid::Uuid::new_v4().to_string();
-    let mut first = header(&request_id, &session, &jpeg, 0);
-    if let Some(Upload::Header(h)) = &mut first.part {
-        h.image.as_mut().expect("image").client_sha256_hex = "ab".repeat(32);
-    }
-    let mut messages = vec![first];
-    messages.extend(chunk_messages(&jpeg, 0, jpeg.len()));
-    let status = client
-        .attach_image(futures::stream::iter(messages))
-        .await
-        .expect_err("checksum");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("checksum"), "{status:?}");
-    // Over the size limit (declared).
-    let mut big = header(&request_id, &uuid::Uuid::new_v4().to_string(), &jpeg, 0);
-    if let Some(Upload::Header(h)) = &mut big.part {
-        h.image.as_mut().expect("image").total_size_bytes = 51 * 1024 * 1024;
-    }
-    let status = client
-        .attach_image(futures::stream::iter(vec![big]))
-        .await
-        .expect_err("too big");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        images_of(&mut client, &request_id).await.is_empty(),
-        "nothing attached"
-    );
-    suite.stop().await;
 }
 
 #[tokio::test]
@@ -485,134 +487,138 @@ async fn an_upload_cut_mid_part_resumes_from_every_received_byte_and_an_abandone
 
 #[tokio::test]
 async fn another_users_upload_session_id_is_answered_exactly_as_an_unknown_one() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let owner = doctor();
-    let colleague = Person::doctor("dr-bernard", CENTRE);
-    let mut mine = suite.expertise(&owner).await;
-    let mut theirs = suite.expertise(&colleague).await;
-    let my_request = draft(&mut mine).await;
-    let their_request = draft(&mut theirs).await;
-    let jpeg = fixtures::jpeg_plain(800, 600);
-    let half = jpeg.len() / 2;
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let owner = doctor();
+        let colleague = Person::doctor("dr-bernard", CENTRE);
+        let mut mine = suite.expertise(&owner).await;
+        let mut theirs = suite.expertise(&colleague).await;
+        let my_request = draft(&mut mine).await;
+        let their_request = draft(&mut theirs).await;
+        let jpeg = fixtures::jpeg_plain(800, 600);
+        let half = jpeg.len() / 2;
 
-    // The owner starts an upload and stops half-way.
-    let session = uuid::Uuid::new_v4().to_string();
-    let mut messages = vec![header(&my_request, &session, &jpeg, 0)];
-    messages.extend(chunk_messages(&jpeg, 0, half));
-    let incomplete = mine
-        .attach_image(futures::stream::iter(messages))
-        .await
-        .expect_err("incomplete");
-    assert_eq!(incomplete.code(), Code::FailedPrecondition);
+        // The owner starts an upload and stops half-way.
+        let session = uuid::Uuid::new_v4().to_string();
+        let mut messages = vec![header(&my_request, &session, &jpeg, 0)];
+        messages.extend(chunk_messages(&jpeg, 0, half));
+        let incomplete = mine
+            .attach_image(futures::stream::iter(messages))
+            .await
+            .expect_err("incomplete");
+        assert_eq!(incomplete.code(), Code::FailedPrecondition);
 
-    // What an unknown id gets, to compare with.
-    let unknown = uuid::Uuid::new_v4().to_string();
-    let missing_status = upload_status(&mut theirs, &my_request, &unknown)
-        .await
-        .expect_err("unknown session");
-    let missing_resume = theirs
-        .attach_image(futures::stream::iter(vec![header(
-            &their_request,
-            &unknown,
-            &jpeg,
-            half,
-        )]))
-        .await
-        .expect_err("unknown session");
-    for missing in [&missing_status, &missing_resume] {
-        assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+        // What an unknown id gets, to compare with.
+        let unknown = uuid::Uuid::new_v4().to_string();
+        let missing_status = upload_status(&mut theirs, &my_request, &unknown)
+            .await
+            .expect_err("unknown session");
+        let missing_resume = theirs
+            .attach_image(futures::stream::iter(vec![header(
+                &their_request,
+                &unknown,
+                &jpeg,
+                half,
+            )]))
+            .await
+            .expect_err("unknown session");
+        for missing in [&missing_status, &missing_resume] {
+            assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+        }
+
+        // A colleague who may read the request probes the owner's id: exactly the same answers.
+        let status = upload_status(&mut theirs, &my_request, &session)
+            .await
+            .expect_err("another user's session");
+        assert_eq!(
+            (status.code(), status.message()),
+            (missing_status.code(), missing_status.message()),
+            "status of another user's session"
+        );
+        let resume = theirs
+            .attach_image(futures::stream::iter(vec![header(
+                &their_request,
+                &session,
+                &jpeg,
+                half,
+            )]))
+            .await
+            .expect_err("another user's session");
+        assert_eq!(
+            (resume.code(), resume.message()),
+            (missing_resume.code(), missing_resume.message()),
+            "resume of another user's session"
+        );
+        // Choosing the same id for an upload of his own simply works (it used to be refused as
+        // "already used", which told him the id existed).
+        let mut messages = vec![header(&their_request, &session, &jpeg, 0)];
+        messages.extend(chunk_messages(&jpeg, 0, jpeg.len()));
+        let result = theirs
+            .attach_image(futures::stream::iter(messages))
+            .await
+            .expect("an upload of his own with the same id")
+            .into_inner()
+            .result
+            .expect("result");
+        assert_eq!(result.upload_session_id, session);
+        assert!(!result.already_completed);
+
+        // The owner's session is untouched: it resumes where it stopped.
+        let status = upload_status(&mut mine, &my_request, &session)
+            .await
+            .expect("the owner's status");
+        assert_eq!(status.acknowledged_offset, half as i64);
+        let mut messages = vec![header(&my_request, &session, &jpeg, half)];
+        messages.extend(chunk_messages(&jpeg, half, jpeg.len()));
+        mine.attach_image(futures::stream::iter(messages))
+            .await
+            .expect("the owner completes");
+        assert_eq!(images_of(&mut mine, &my_request).await.len(), 1);
+        assert_eq!(images_of(&mut theirs, &their_request).await.len(), 1);
+        suite.stop().await;
     }
-
-    // A colleague who may read the request probes the owner's id: exactly the same answers.
-    let status = upload_status(&mut theirs, &my_request, &session)
-        .await
-        .expect_err("another user's session");
-    assert_eq!(
-        (status.code(), status.message()),
-        (missing_status.code(), missing_status.message()),
-        "status of another user's session"
-    );
-    let resume = theirs
-        .attach_image(futures::stream::iter(vec![header(
-            &their_request,
-            &session,
-            &jpeg,
-            half,
-        )]))
-        .await
-        .expect_err("another user's session");
-    assert_eq!(
-        (resume.code(), resume.message()),
-        (missing_resume.code(), missing_resume.message()),
-        "resume of another user's session"
-    );
-    // Choosing the same id for an upload of his own simply works (it used to be refused as
-    // "already used", which told him the id existed).
-    let mut messages = vec![header(&their_request, &session, &jpeg, 0)];
-    messages.extend(chunk_messages(&jpeg, 0, jpeg.len()));
-    let result = theirs
-        .attach_image(futures::stream::iter(messages))
-        .await
-        .expect("an upload of his own with the same id")
-        .into_inner()
-        .result
-        .expect("result");
-    assert_eq!(result.upload_session_id, session);
-    assert!(!result.already_completed);
-
-    // The owner's session is untouched: it resumes where it stopped.
-    let status = upload_status(&mut mine, &my_request, &session)
-        .await
-        .expect("the owner's status");
-    assert_eq!(status.acknowledged_offset, half as i64);
-    let mut messages = vec![header(&my_request, &session, &jpeg, half)];
-    messages.extend(chunk_messages(&jpeg, half, jpeg.len()));
-    mine.attach_image(futures::stream::iter(messages))
-        .await
-        .expect("the owner completes");
-    assert_eq!(images_of(&mut mine, &my_request).await.len(), 1);
-    assert_eq!(images_of(&mut theirs, &their_request).await.len(), 1);
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn an_image_beyond_the_twentieth_is_refused_before_any_byte_is_sent() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let mut client = suite.expertise(&doctor()).await;
-    let request_id = draft(&mut client).await;
-    let jpeg = fixtures::jpeg_plain(64, 48);
-    for i in 0..20 {
-        upload(&mut client, &request_id, &jpeg)
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let mut client = suite.expertise(&doctor()).await;
+        let request_id = draft(&mut client).await;
+        let jpeg = fixtures::jpeg_plain(64, 48);
+        for i in 0..20 {
+            upload(&mut client, &request_id, &jpeg)
+                .await
+                .unwrap_or_else(|e| panic!("image {}: {e:?}", i + 1));
+        }
+        // The header alone is enough for the refusal: no byte has to be sent.
+        let session = uuid::Uuid::new_v4().to_string();
+        let status = client
+            .attach_image(futures::stream::iter(vec![header(
+                &request_id,
+                &session,
+                &jpeg,
+                0,
+            )]))
             .await
-            .unwrap_or_else(|e| panic!("image {}: {e:?}", i + 1));
+            .expect_err("a 21st image");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(
+            status.message(),
+            "images: a request holds at most 20 images (it has 20); detach one first"
+        );
+        // Nothing was started: the id is still unknown.
+        let unknown = upload_status(&mut client, &request_id, &session)
+            .await
+            .expect_err("no session");
+        assert_eq!(unknown.code(), Code::NotFound);
+        assert_eq!(images_of(&mut client, &request_id).await.len(), 20);
+        suite.stop().await;
     }
-    // The header alone is enough for the refusal: no byte has to be sent.
-    let session = uuid::Uuid::new_v4().to_string();
-    let status = client
-        .attach_image(futures::stream::iter(vec![header(
-            &request_id,
-            &session,
-            &jpeg,
-            0,
-        )]))
-        .await
-        .expect_err("a 21st image");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert_eq!(
-        status.message(),
-        "images: a request holds at most 20 images (it has 20); detach one first"
-    );
-    // Nothing was started: the id is still unknown.
-    let unknown = upload_status(&mut client, &request_id, &session)
-        .await
-        .expect_err("no session");
-    assert_eq!(unknown.code(), Code::NotFound);
-    assert_eq!(images_of(&mut client, &request_id).await.len(), 20);
-    suite.stop().await;
 }
 
 async fn upload_status(

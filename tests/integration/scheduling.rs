@@ -117,94 +117,96 @@ fn booking(
 
 #[tokio::test]
 async fn free_slots_stay_at_local_time_across_dst_changes_and_far_zones() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let cases = [
-        // (zone, range start (local date), day after the change, expected UTC hour before, after)
-        ("Europe/Paris", date(2027, 3, 27), date(2027, 3, 29), 8, 7),
-        ("Europe/Paris", date(2027, 10, 30), date(2027, 11, 1), 7, 8),
-        (
-            "America/Los_Angeles",
-            date(2027, 3, 13),
-            date(2027, 3, 15),
-            17,
-            16,
-        ),
-        (
-            "Pacific/Noumea",
-            date(2027, 3, 27),
-            date(2027, 3, 29),
-            22,
-            22,
-        ),
-    ];
-    for (zone, before, after, hour_before, hour_after) in cases {
-        let doctor = Person::doctor("dr-slots", CENTRE);
-        let mut client = suite.scheduling(&doctor).await;
-        client
-            .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-                practitioner_subject: doctor.subject.into(),
-                time_zone: zone.into(),
-                weekly_ranges: (1..=7)
-                    .map(|day| pb::WeeklyRange {
-                        day,
-                        start_local_time: "09:00".into(),
-                        end_local_time: "09:30".into(),
-                    })
-                    .collect(),
-                buffer_minutes: 0,
-                expected_version: 0,
-            })
-            .await
-            .expect("availability");
-        let tz = TimeZone::get(zone).expect("tz");
-        let start = before
-            .to_zoned_datetime(tz.clone())
-            .expect("zoned")
-            .timestamp();
-        let end = after
-            .tomorrow()
-            .expect("date")
-            .to_zoned_datetime(tz)
-            .expect("zoned")
-            .timestamp();
-        let slots = client
-            .list_free_slots(pb::ListFreeSlotsRequest {
-                practitioner_subjects: vec![doctor.subject.into()],
-                range: Some(pb::TimeRange {
-                    start_time: Some(ts(start)),
-                    end_time: Some(ts(end)),
-                }),
-                duration_minutes: 30,
-                step_minutes: 30,
-                r#match: 0,
-                page_size: 0,
-                page_token: String::new(),
-            })
-            .await
-            .expect("slots")
-            .into_inner()
-            .slots;
-        assert_eq!(
-            slots.len(),
-            3,
-            "{zone}: one 09:00 slot a day over three days: {slots:?}"
-        );
-        for slot in &slots {
-            assert!(
-                slot.local_start.ends_with("T09:00"),
-                "{zone}: local start {}",
-                slot.local_start
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let cases = [
+            // (zone, range start (local date), day after the change, expected UTC hour before, after)
+            ("Europe/Paris", date(2027, 3, 27), date(2027, 3, 29), 8, 7),
+            ("Europe/Paris", date(2027, 10, 30), date(2027, 11, 1), 7, 8),
+            (
+                "America/Los_Angeles",
+                date(2027, 3, 13),
+                date(2027, 3, 15),
+                17,
+                16,
+            ),
+            (
+                "Pacific/Noumea",
+                date(2027, 3, 27),
+                date(2027, 3, 29),
+                22,
+                22,
+            ),
+        ];
+        for (zone, before, after, hour_before, hour_after) in cases {
+            let doctor = Person::doctor("dr-slots", CENTRE);
+            let mut client = suite.scheduling(&doctor).await;
+            client
+                .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                    practitioner_subject: doctor.subject.into(),
+                    time_zone: zone.into(),
+                    weekly_ranges: (1..=7)
+                        .map(|day| pb::WeeklyRange {
+                            day,
+                            start_local_time: "09:00".into(),
+                            end_local_time: "09:30".into(),
+                        })
+                        .collect(),
+                    buffer_minutes: 0,
+                    expected_version: 0,
+                })
+                .await
+                .expect("availability");
+            let tz = TimeZone::get(zone).expect("tz");
+            let start = before
+                .to_zoned_datetime(tz.clone())
+                .expect("zoned")
+                .timestamp();
+            let end = after
+                .tomorrow()
+                .expect("date")
+                .to_zoned_datetime(tz)
+                .expect("zoned")
+                .timestamp();
+            let slots = client
+                .list_free_slots(pb::ListFreeSlotsRequest {
+                    practitioner_subjects: vec![doctor.subject.into()],
+                    range: Some(pb::TimeRange {
+                        start_time: Some(ts(start)),
+                        end_time: Some(ts(end)),
+                    }),
+                    duration_minutes: 30,
+                    step_minutes: 30,
+                    r#match: 0,
+                    page_size: 0,
+                    page_token: String::new(),
+                })
+                .await
+                .expect("slots")
+                .into_inner()
+                .slots;
+            assert_eq!(
+                slots.len(),
+                3,
+                "{zone}: one 09:00 slot a day over three days: {slots:?}"
             );
+            for slot in &slots {
+                assert!(
+                    slot.local_start.ends_with("T09:00"),
+                    "{zone}: local start {}",
+                    slot.local_start
+                );
+            }
+            let first = at(slots[0].time.as_ref().and_then(|t| t.start_time.as_ref()));
+            let last = at(slots[2].time.as_ref().and_then(|t| t.start_time.as_ref()));
+            let utc_hour = |t: Timestamp| t.to_zoned_datetime(TimeZone::UTC).hour();
+            assert_eq!(utc_hour(first), hour_before, "{zone}: before the change");
+            assert_eq!(utc_hour(last), hour_after, "{zone}: after the change");
         }
-        let first = at(slots[0].time.as_ref().and_then(|t| t.start_time.as_ref()));
-        let last = at(slots[2].time.as_ref().and_then(|t| t.start_time.as_ref()));
-        let utc_hour = |t: Timestamp| t.to_zoned_datetime(TimeZone::UTC).hour();
-        assert_eq!(utc_hour(first), hour_before, "{zone}: before the change");
-        assert_eq!(utc_hour(last), hour_after, "{zone}: after the change");
+        suite.stop().await;
     }
-    suite.stop().await;
 }
 
 #[tokio::test]
@@ -255,81 +257,85 @@ async fn fifty_concurrent_bookings_of_one_slot_give_exactly_one_appointment() {
 
 #[tokio::test]
 async fn a_refused_booking_lists_every_conflict() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    let nurse = Person::nurse("nurse-claire", CENTRE);
-    suite.enrol(&nurse).await;
-    publish_availability(&suite, &doctor).await;
-    let mut client = suite.scheduling(&doctor).await;
-    let start = ten_oclock_in(4);
-    let mut first = booking("k1", "dr-martin", "p1", start);
-    first.nurse_subject = nurse.subject.into();
-    client.book_appointment(first).await.expect("first booking");
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let nurse = Person::nurse("nurse-claire", CENTRE);
+        suite.enrol(&nurse).await;
+        publish_availability(&suite, &doctor).await;
+        let mut client = suite.scheduling(&doctor).await;
+        let start = ten_oclock_in(4);
+        let mut first = booking("k1", "dr-martin", "p1", start);
+        first.nurse_subject = nurse.subject.into();
+        client.book_appointment(first).await.expect("first booking");
 
-    let mut second = booking("k2", "dr-martin", "p2", start);
-    second.nurse_subject = nurse.subject.into();
-    let status = client
-        .book_appointment(second)
-        .await
-        .expect_err("both are busy");
-    assert_eq!(status.code(), Code::AlreadyExists);
-    use prost::Message;
-    let rich =
-        tonic_types::pb::Status::decode(status.details()).expect("google.rpc.Status details");
-    let any = rich.details.first().expect("one detail");
-    assert_eq!(
-        any.type_url,
-        "type.googleapis.com/telehealth.v1.BookingConflicts"
-    );
-    let conflicts = pb::BookingConflicts::decode(any.value.as_slice())
-        .expect("BookingConflicts")
-        .conflicts;
-    let who: Vec<_> = conflicts
-        .iter()
-        .map(|c| c.practitioner_subject.as_str())
-        .collect();
-    assert!(
-        who.contains(&"dr-martin") && who.contains(&"nurse-claire"),
-        "both conflicts reported: {who:?}"
-    );
-    suite.stop().await;
+        let mut second = booking("k2", "dr-martin", "p2", start);
+        second.nurse_subject = nurse.subject.into();
+        let status = client
+            .book_appointment(second)
+            .await
+            .expect_err("both are busy");
+        assert_eq!(status.code(), Code::AlreadyExists);
+        use prost::Message;
+        let rich =
+            tonic_types::pb::Status::decode(status.details()).expect("google.rpc.Status details");
+        let any = rich.details.first().expect("one detail");
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/telehealth.v1.BookingConflicts"
+        );
+        let conflicts = pb::BookingConflicts::decode(any.value.as_slice())
+            .expect("BookingConflicts")
+            .conflicts;
+        let who: Vec<_> = conflicts
+            .iter()
+            .map(|c| c.practitioner_subject.as_str())
+            .collect();
+        assert!(
+            who.contains(&"dr-martin") && who.contains(&"nurse-claire"),
+            "both conflicts reported: {who:?}"
+        );
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn an_idempotent_retry_returns_the_first_booking() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let mut client = suite.scheduling(&doctor).await;
-    let request = booking("retry-me", "dr-martin", "p1", ten_oclock_in(5));
-    let first = client
-        .book_appointment(request.clone())
-        .await
-        .expect("booked")
-        .into_inner();
-    let again = client
-        .book_appointment(request.clone())
-        .await
-        .expect("replayed")
-        .into_inner();
-    assert!(!first.idempotent_replay && again.idempotent_replay);
-    assert_eq!(
-        first.appointment.as_ref().map(|a| &a.appointment_id),
-        again.appointment.as_ref().map(|a| &a.appointment_id),
-        "the retry returns the same appointment"
-    );
-    let mut changed = request;
-    changed.reason = "autre motif".into();
-    let status = client
-        .book_appointment(changed)
-        .await
-        .expect_err("same key, other request");
-    assert_eq!(status.code(), Code::FailedPrecondition);
-    suite.stop().await;
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut client = suite.scheduling(&doctor).await;
+        let request = booking("retry-me", "dr-martin", "p1", ten_oclock_in(5));
+        let first = client
+            .book_appointment(request.clone())
+            .await
+            .expect("booked")
+            .into_inner();
+        let again = client
+            .book_appointment(request.clone())
+            .await
+            .expect("replayed")
+            .into_inner();
+        assert!(!first.idempotent_replay && again.idempotent_replay);
+        assert_eq!(
+            first.appointment.as_ref().map(|a| &a.appointment_id),
+            again.appointment.as_ref().map(|a| &a.appointment_id),
+            "the retry returns the same appointment"
+        );
+        let mut changed = request;
+        changed.reason = "autre motif".into();
+        let status = client
+            .book_appointment(changed)
+            .await
+            .expect_err("same key, other request");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
@@ -477,323 +483,331 @@ async fn the_lifecycle_allows_legal_transitions_and_refuses_the_others() {
 
 #[tokio::test]
 async fn cancelling_frees_the_time_and_rescheduling_keeps_the_history() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let start = ten_oclock_in(6);
-    let id = dr
-        .book_appointment(booking("a", "dr-martin", "p1", start))
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a")
-        .appointment_id;
-    let later = start + jiff::SignedDuration::from_hours(2);
-    let moved = dr
-        .reschedule_appointment(pb::RescheduleAppointmentRequest {
-            appointment_id: id.clone(),
-            new_start_time: Some(ts(later)),
-            new_duration_minutes: 0,
-            hold_id: String::new(),
-            comment: "patient indisponible".into(),
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let start = ten_oclock_in(6);
+        let id = dr
+            .book_appointment(booking("a", "dr-martin", "p1", start))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a")
+            .appointment_id;
+        let later = start + jiff::SignedDuration::from_hours(2);
+        let moved = dr
+            .reschedule_appointment(pb::RescheduleAppointmentRequest {
+                appointment_id: id.clone(),
+                new_start_time: Some(ts(later)),
+                new_duration_minutes: 0,
+                hold_id: String::new(),
+                comment: "patient indisponible".into(),
+                expected_version: 0,
+            })
+            .await
+            .expect("rescheduled")
+            .into_inner()
+            .appointment
+            .expect("a");
+        assert_eq!(
+            at(moved.time.as_ref().and_then(|t| t.start_time.as_ref())),
+            later
+        );
+        assert_eq!(moved.reschedule_count, 1);
+        // The old time is free again.
+        dr.book_appointment(booking("b", "dr-martin", "p2", start))
+            .await
+            .expect("the old slot is free");
+        let history = dr
+            .get_appointment_history(pb::GetAppointmentHistoryRequest {
+                appointment_id: id.clone(),
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("history")
+            .into_inner()
+            .events;
+        let rescheduled = history
+            .iter()
+            .find(|e| e.kind == pb::AppointmentEventKind::Rescheduled as i32)
+            .expect("event");
+        assert_eq!(
+            at(rescheduled
+                .previous_time
+                .as_ref()
+                .and_then(|t| t.start_time.as_ref())),
+            start,
+            "the former time is kept"
+        );
+        dr.cancel_appointment(pb::CancelAppointmentRequest {
+            appointment_id: id,
+            reason: pb::CancellationReason::PatientRequest as i32,
+            comment: "à la demande du patient".into(),
             expected_version: 0,
         })
         .await
-        .expect("rescheduled")
-        .into_inner()
-        .appointment
-        .expect("a");
-    assert_eq!(
-        at(moved.time.as_ref().and_then(|t| t.start_time.as_ref())),
-        later
-    );
-    assert_eq!(moved.reschedule_count, 1);
-    // The old time is free again.
-    dr.book_appointment(booking("b", "dr-martin", "p2", start))
-        .await
-        .expect("the old slot is free");
-    let history = dr
-        .get_appointment_history(pb::GetAppointmentHistoryRequest {
-            appointment_id: id.clone(),
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .expect("history")
-        .into_inner()
-        .events;
-    let rescheduled = history
-        .iter()
-        .find(|e| e.kind == pb::AppointmentEventKind::Rescheduled as i32)
-        .expect("event");
-    assert_eq!(
-        at(rescheduled
-            .previous_time
-            .as_ref()
-            .and_then(|t| t.start_time.as_ref())),
-        start,
-        "the former time is kept"
-    );
-    dr.cancel_appointment(pb::CancelAppointmentRequest {
-        appointment_id: id,
-        reason: pb::CancellationReason::PatientRequest as i32,
-        comment: "à la demande du patient".into(),
-        expected_version: 0,
-    })
-    .await
-    .expect("cancelled");
-    dr.book_appointment(booking("c", "dr-martin", "p3", later))
-        .await
-        .expect("a cancelled appointment frees its time");
-    suite.stop().await;
+        .expect("cancelled");
+        dr.book_appointment(booking("c", "dr-martin", "p3", later))
+            .await
+            .expect("a cancelled appointment frees its time");
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn outsiders_cannot_learn_whether_an_appointment_exists() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let id = suite
-        .scheduling(&doctor)
-        .await
-        .book_appointment(booking("k", "dr-martin", "p1", ten_oclock_in(2)))
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a")
-        .appointment_id;
-    let missing = uuid::Uuid::new_v4().to_string();
-    for outsider in [
-        Person::doctor("dr-other", OTHER_CENTRE),
-        Person::coordinator("coord-other", OTHER_CENTRE),
-        Person::nurse("nurse-unrelated", CENTRE),
-        Person::specialist("dr-derm", "chu-limoges"),
-    ] {
-        let mut client = suite.scheduling(&outsider).await;
-        let existing = client
-            .get_appointment(pb::GetAppointmentRequest {
-                appointment_id: id.clone(),
-            })
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let id = suite
+            .scheduling(&doctor)
             .await
-            .expect_err("refused");
-        let absent = client
-            .get_appointment(pb::GetAppointmentRequest {
-                appointment_id: missing.clone(),
-            })
+            .book_appointment(booking("k", "dr-martin", "p1", ten_oclock_in(2)))
             .await
-            .expect_err("absent");
-        assert_eq!(
-            (existing.code(), existing.message()),
-            (absent.code(), absent.message()),
-            "{}: an existing appointment looks exactly like a missing one",
-            outsider.subject
-        );
-        assert!(
-            matches!(existing.code(), Code::NotFound | Code::PermissionDenied),
-            "{existing:?}"
-        );
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a")
+            .appointment_id;
+        let missing = uuid::Uuid::new_v4().to_string();
+        for outsider in [
+            Person::doctor("dr-other", OTHER_CENTRE),
+            Person::coordinator("coord-other", OTHER_CENTRE),
+            Person::nurse("nurse-unrelated", CENTRE),
+            Person::specialist("dr-derm", "chu-limoges"),
+        ] {
+            let mut client = suite.scheduling(&outsider).await;
+            let existing = client
+                .get_appointment(pb::GetAppointmentRequest {
+                    appointment_id: id.clone(),
+                })
+                .await
+                .expect_err("refused");
+            let absent = client
+                .get_appointment(pb::GetAppointmentRequest {
+                    appointment_id: missing.clone(),
+                })
+                .await
+                .expect_err("absent");
+            assert_eq!(
+                (existing.code(), existing.message()),
+                (absent.code(), absent.message()),
+                "{}: an existing appointment looks exactly like a missing one",
+                outsider.subject
+            );
+            assert!(
+                matches!(existing.code(), Code::NotFound | Code::PermissionDenied),
+                "{existing:?}"
+            );
+        }
+        suite.stop().await;
     }
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn a_watching_doctor_sees_the_patient_check_in() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    let patient = Person::patient("patient-42", CENTRE);
-    publish_round_the_clock(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let id = dr
-        .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a")
-        .appointment_id;
-    let mut watch = dr
-        .watch_appointments(pb::WatchAppointmentsRequest {
-            practitioner_subject: String::new(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let ready = watch.next().await.expect("first message").expect("ok");
-    assert!(matches!(
-        ready.payload,
-        Some(pb::watch_appointments_response::Payload::Ready(_))
-    ));
-
-    suite
-        .scheduling(&patient)
-        .await
-        .check_in(pb::CheckInRequest {
-            appointment_id: id.clone(),
-        })
-        .await
-        .expect("check in");
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .expect("in time")
-        .expect("message")
-        .expect("ok");
-    let Some(pb::watch_appointments_response::Payload::Change(change)) = change.payload else {
-        panic!("expected a change, got {change:?}");
-    };
-    assert_eq!(
-        change
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let patient = Person::patient("patient-42", CENTRE);
+        publish_round_the_clock(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let id = dr
+            .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
+            .await
+            .expect("booked")
+            .into_inner()
             .appointment
-            .as_ref()
-            .map(|a| a.appointment_id.as_str()),
-        Some(id.as_str())
-    );
-    assert_eq!(
-        change.event.as_ref().map(|e| e.kind),
-        Some(pb::AppointmentEventKind::CheckedIn as i32)
-    );
-    suite.stop().await;
+            .expect("a")
+            .appointment_id;
+        let mut watch = dr
+            .watch_appointments(pb::WatchAppointmentsRequest {
+                practitioner_subject: String::new(),
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let ready = watch.next().await.expect("first message").expect("ok");
+        assert!(matches!(
+            ready.payload,
+            Some(pb::watch_appointments_response::Payload::Ready(_))
+        ));
+
+        suite
+            .scheduling(&patient)
+            .await
+            .check_in(pb::CheckInRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect("check in");
+        let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("in time")
+            .expect("message")
+            .expect("ok");
+        let Some(pb::watch_appointments_response::Payload::Change(change)) = change.payload else {
+            panic!("expected a change, got {change:?}");
+        };
+        assert_eq!(
+            change
+                .appointment
+                .as_ref()
+                .map(|a| a.appointment_id.as_str()),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            change.event.as_ref().map(|e| e.kind),
+            Some(pb::AppointmentEventKind::CheckedIn as i32)
+        );
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let start = ten_oclock_in(2);
-    let cases: Vec<(&str, pb::BookAppointmentRequest, &str)> = vec![
-        (
-            "zero duration",
-            pb::BookAppointmentRequest {
-                duration_minutes: 0,
-                ..booking("a", "dr-martin", "p", start)
-            },
-            "duration_minutes",
-        ),
-        (
-            "huge duration",
-            pb::BookAppointmentRequest {
-                duration_minutes: 100_000,
-                ..booking("a", "dr-martin", "p", start)
-            },
-            "duration_minutes",
-        ),
-        (
-            "no key",
-            pb::BookAppointmentRequest {
-                idempotency_key: String::new(),
-                ..booking("a", "dr-martin", "p", start)
-            },
-            "idempotency_key",
-        ),
-        (
-            "bad pseudonym",
-            pb::BookAppointmentRequest {
-                patient: Some(pb::PatientRef {
-                    pseudonym: "Jean Dupont 12/03/1950".into(),
-                }),
-                ..booking("a", "dr-martin", "p", start)
-            },
-            "patient.pseudonym",
-        ),
-        (
-            "no start",
-            pb::BookAppointmentRequest {
-                start_time: None,
-                ..booking("a", "dr-martin", "p", start)
-            },
-            "start_time",
-        ),
-    ];
-    for (case, request, field) in cases {
-        let status = dr.book_appointment(request).await.expect_err(case);
-        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
-        assert!(
-            status.message().contains(field),
-            "{case}: message names {field}: {}",
-            status.message()
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let start = ten_oclock_in(2);
+        let cases: Vec<(&str, pb::BookAppointmentRequest, &str)> = vec![
+            (
+                "zero duration",
+                pb::BookAppointmentRequest {
+                    duration_minutes: 0,
+                    ..booking("a", "dr-martin", "p", start)
+                },
+                "duration_minutes",
+            ),
+            (
+                "huge duration",
+                pb::BookAppointmentRequest {
+                    duration_minutes: 100_000,
+                    ..booking("a", "dr-martin", "p", start)
+                },
+                "duration_minutes",
+            ),
+            (
+                "no key",
+                pb::BookAppointmentRequest {
+                    idempotency_key: String::new(),
+                    ..booking("a", "dr-martin", "p", start)
+                },
+                "idempotency_key",
+            ),
+            (
+                "bad pseudonym",
+                pb::BookAppointmentRequest {
+                    patient: Some(pb::PatientRef {
+                        pseudonym: "Jean Dupont 12/03/1950".into(),
+                    }),
+                    ..booking("a", "dr-martin", "p", start)
+                },
+                "patient.pseudonym",
+            ),
+            (
+                "no start",
+                pb::BookAppointmentRequest {
+                    start_time: None,
+                    ..booking("a", "dr-martin", "p", start)
+                },
+                "start_time",
+            ),
+        ];
+        for (case, request, field) in cases {
+            let status = dr.book_appointment(request).await.expect_err(case);
+            assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+            assert!(
+                status.message().contains(field),
+                "{case}: message names {field}: {}",
+                status.message()
+            );
+        }
+        let outside = booking(
+            "b",
+            "dr-martin",
+            "p",
+            start + jiff::SignedDuration::from_hours(11),
         );
+        let status = dr
+            .book_appointment(outside)
+            .await
+            .expect_err("21:00 is outside availability");
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        let bad_zone = dr
+            .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                practitioner_subject: "dr-martin".into(),
+                time_zone: "Europe/Gueret".into(),
+                weekly_ranges: vec![],
+                buffer_minutes: 0,
+                expected_version: 0,
+            })
+            .await
+            .expect_err("unknown zone");
+        assert_eq!(bad_zone.code(), Code::InvalidArgument);
+        let overlapping = dr
+            .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                practitioner_subject: "dr-martin".into(),
+                time_zone: "Europe/Paris".into(),
+                weekly_ranges: vec![
+                    pb::WeeklyRange {
+                        day: 1,
+                        start_local_time: "09:00".into(),
+                        end_local_time: "12:00".into(),
+                    },
+                    pb::WeeklyRange {
+                        day: 1,
+                        start_local_time: "11:00".into(),
+                        end_local_time: "13:00".into(),
+                    },
+                ],
+                buffer_minutes: 0,
+                expected_version: 0,
+            })
+            .await
+            .expect_err("overlap");
+        assert!(
+            overlapping.message().contains("overlaps"),
+            "{}",
+            overlapping.message()
+        );
+        let listed = dr
+            .list_appointments(pb::ListAppointmentsRequest {
+                page_size: 0,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .appointments;
+        assert!(listed.is_empty(), "nothing was written");
+        let big_page = dr
+            .list_appointments(pb::ListAppointmentsRequest {
+                page_size: 100_000,
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(
+            big_page.expect_err("page size").code(),
+            Code::InvalidArgument
+        );
+        suite.stop().await;
     }
-    let outside = booking(
-        "b",
-        "dr-martin",
-        "p",
-        start + jiff::SignedDuration::from_hours(11),
-    );
-    let status = dr
-        .book_appointment(outside)
-        .await
-        .expect_err("21:00 is outside availability");
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    let bad_zone = dr
-        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-            practitioner_subject: "dr-martin".into(),
-            time_zone: "Europe/Gueret".into(),
-            weekly_ranges: vec![],
-            buffer_minutes: 0,
-            expected_version: 0,
-        })
-        .await
-        .expect_err("unknown zone");
-    assert_eq!(bad_zone.code(), Code::InvalidArgument);
-    let overlapping = dr
-        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-            practitioner_subject: "dr-martin".into(),
-            time_zone: "Europe/Paris".into(),
-            weekly_ranges: vec![
-                pb::WeeklyRange {
-                    day: 1,
-                    start_local_time: "09:00".into(),
-                    end_local_time: "12:00".into(),
-                },
-                pb::WeeklyRange {
-                    day: 1,
-                    start_local_time: "11:00".into(),
-                    end_local_time: "13:00".into(),
-                },
-            ],
-            buffer_minutes: 0,
-            expected_version: 0,
-        })
-        .await
-        .expect_err("overlap");
-    assert!(
-        overlapping.message().contains("overlaps"),
-        "{}",
-        overlapping.message()
-    );
-    let listed = dr
-        .list_appointments(pb::ListAppointmentsRequest {
-            page_size: 0,
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .appointments;
-    assert!(listed.is_empty(), "nothing was written");
-    let big_page = dr
-        .list_appointments(pb::ListAppointmentsRequest {
-            page_size: 100_000,
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(
-        big_page.expect_err("page size").code(),
-        Code::InvalidArgument
-    );
-    suite.stop().await;
 }
 
 #[tokio::test]
@@ -810,79 +824,81 @@ async fn the_icalendar_export_parses_with_an_independent_parser_at_the_right_tim
         eprintln!("SKIPPING the iCalendar parser check: pip install icalendar");
         return;
     }
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let mut expected = Vec::new();
-    for (days, key) in [(2, "a"), (9, "b")] {
-        let start = ten_oclock_in(days);
-        let appointment = dr
-            .book_appointment(booking(key, "dr-martin", key, start))
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let mut expected = Vec::new();
+        for (days, key) in [(2, "a"), (9, "b")] {
+            let start = ten_oclock_in(days);
+            let appointment = dr
+                .book_appointment(booking(key, "dr-martin", key, start))
+                .await
+                .expect("booked")
+                .into_inner()
+                .appointment
+                .expect("a");
+            expected.push((
+                appointment.appointment_id,
+                start,
+                start + jiff::SignedDuration::from_mins(30),
+            ));
+        }
+        let now = Timestamp::now();
+        let export = dr
+            .export_calendar(pb::ExportCalendarRequest {
+                practitioner_subject: String::new(),
+                range: Some(pb::TimeRange {
+                    start_time: Some(ts(now)),
+                    end_time: Some(ts(now + jiff::SignedDuration::from_hours(24 * 30))),
+                }),
+                include_cancelled: false,
+                include_patient_details: false,
+            })
             .await
-            .expect("booked")
-            .into_inner()
-            .appointment
-            .expect("a");
-        expected.push((
-            appointment.appointment_id,
-            start,
-            start + jiff::SignedDuration::from_mins(30),
-        ));
-    }
-    let now = Timestamp::now();
-    let export = dr
-        .export_calendar(pb::ExportCalendarRequest {
-            practitioner_subject: String::new(),
-            range: Some(pb::TimeRange {
-                start_time: Some(ts(now)),
-                end_time: Some(ts(now + jiff::SignedDuration::from_hours(24 * 30))),
-            }),
-            include_cancelled: false,
-            include_patient_details: false,
-        })
-        .await
-        .expect("export")
-        .into_inner();
-    assert_eq!(export.event_count, 2);
-    assert!(!export.ics.contains("pat-"), "no patient data unless asked");
+            .expect("export")
+            .into_inner();
+        assert_eq!(export.event_count, 2);
+        assert!(!export.ics.contains("pat-"), "no patient data unless asked");
 
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/services/scheduling/tests/fixtures/ical_check.py"
-    );
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(export.ics.as_bytes())
-        .expect("write");
-    let output = child.wait_with_output().expect("parser finishes");
-    assert!(
-        output.status.success(),
-        "the independent parser reads the export"
-    );
-    let parsed = String::from_utf8(output.stdout).expect("utf-8");
-    for (id, start, end) in expected {
-        let line = parsed
-            .lines()
-            .find(|l| l.starts_with(&id))
-            .unwrap_or_else(|| panic!("{id} in {parsed}"));
-        let fields: Vec<&str> = line.split('\t').collect();
-        let utc = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        assert_eq!(fields[1], utc(start), "start of {id}");
-        assert_eq!(fields[2], utc(end), "end of {id}");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/services/scheduling/tests/fixtures/ical_check.py"
+        );
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(export.ics.as_bytes())
+            .expect("write");
+        let output = child.wait_with_output().expect("parser finishes");
+        assert!(
+            output.status.success(),
+            "the independent parser reads the export"
+        );
+        let parsed = String::from_utf8(output.stdout).expect("utf-8");
+        for (id, start, end) in expected {
+            let line = parsed
+                .lines()
+                .find(|l| l.starts_with(&id))
+                .unwrap_or_else(|| panic!("{id} in {parsed}"));
+            let fields: Vec<&str> = line.split('\t').collect();
+            let utc = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            assert_eq!(fields[1], utc(start), "start of {id}");
+            assert_eq!(fields[2], utc(end), "end of {id}");
+        }
+        suite.stop().await;
     }
-    suite.stop().await;
 }
 
 #[tokio::test]
@@ -974,259 +990,264 @@ async fn two_scheduling_instances_on_postgres_never_double_book_and_share_change
 
 #[tokio::test]
 async fn a_hold_blocks_the_slot_until_it_expires_by_itself() {
-    let Some(suite) =
-        Suite::start_with(Backend::Sqlite, |s| s.scheduling_rules.hold_seconds = 2).await
-    else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    let coordinator = Person::coordinator("coord-anne", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let start = ten_oclock_in(3);
-    let hold = suite
-        .scheduling(&coordinator)
-        .await
-        .hold_slot(pb::HoldSlotRequest {
-            doctor_subject: "dr-martin".into(),
-            nurse_subject: String::new(),
-            start_time: Some(ts(start)),
-            duration_minutes: 30,
-        })
-        .await
-        .expect("held")
-        .into_inner()
-        .hold
-        .expect("hold");
-    let mut dr = suite.scheduling(&doctor).await;
-    let status = dr
-        .book_appointment(booking("x", "dr-martin", "p1", start))
-        .await
-        .expect_err("held by the coordinator");
-    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    for backend in backends().await {
+        let Some(suite) = Suite::start_with(backend, |s| s.scheduling_rules.hold_seconds = 2).await
+        else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let coordinator = Person::coordinator("coord-anne", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let start = ten_oclock_in(3);
+        let hold = suite
+            .scheduling(&coordinator)
+            .await
+            .hold_slot(pb::HoldSlotRequest {
+                doctor_subject: "dr-martin".into(),
+                nurse_subject: String::new(),
+                start_time: Some(ts(start)),
+                duration_minutes: 30,
+            })
+            .await
+            .expect("held")
+            .into_inner()
+            .hold
+            .expect("hold");
+        let mut dr = suite.scheduling(&doctor).await;
+        let status = dr
+            .book_appointment(booking("x", "dr-martin", "p1", start))
+            .await
+            .expect_err("held by the coordinator");
+        assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
 
-    // The holder books with the hold.
-    let mut with_hold = booking("y", "dr-martin", "p2", start);
-    with_hold.hold_id = hold.hold_id.clone();
-    let mut other_time = with_hold.clone();
-    other_time.start_time = Some(ts(start + jiff::SignedDuration::from_hours(1)));
-    let status = suite
-        .scheduling(&coordinator)
-        .await
-        .book_appointment(other_time)
-        .await
-        .expect_err("hold for another time");
-    assert_eq!(status.code(), Code::InvalidArgument);
+        // The holder books with the hold.
+        let mut with_hold = booking("y", "dr-martin", "p2", start);
+        with_hold.hold_id = hold.hold_id.clone();
+        let mut other_time = with_hold.clone();
+        other_time.start_time = Some(ts(start + jiff::SignedDuration::from_hours(1)));
+        let status = suite
+            .scheduling(&coordinator)
+            .await
+            .book_appointment(other_time)
+            .await
+            .expect_err("hold for another time");
+        assert_eq!(status.code(), Code::InvalidArgument);
 
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    dr.book_appointment(booking("z", "dr-martin", "p3", start))
-        .await
-        .expect("the hold expired by itself");
-    suite.stop().await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        dr.book_appointment(booking("z", "dr-martin", "p3", start))
+            .await
+            .expect("the hold expired by itself");
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn minimum_notice_leave_and_buffers_are_respected() {
-    let Some(suite) = Suite::start_with(Backend::Sqlite, |s| {
-        s.scheduling_rules.minimum_notice_minutes = 3 * 24 * 60
-    })
-    .await
-    else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    let mut dr = suite.scheduling(&doctor).await;
-    dr.set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-        practitioner_subject: "dr-martin".into(),
-        time_zone: "Europe/Paris".into(),
-        weekly_ranges: every_day(),
-        buffer_minutes: 15,
-        expected_version: 0,
-    })
-    .await
-    .expect("availability");
+    for backend in backends().await {
+        let Some(suite) = Suite::start_with(backend, |s| {
+            s.scheduling_rules.minimum_notice_minutes = 3 * 24 * 60
+        })
+        .await
+        else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let mut dr = suite.scheduling(&doctor).await;
+        dr.set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+            practitioner_subject: "dr-martin".into(),
+            time_zone: "Europe/Paris".into(),
+            weekly_ranges: every_day(),
+            buffer_minutes: 15,
+            expected_version: 0,
+        })
+        .await
+        .expect("availability");
 
-    let status = dr
-        .book_appointment(booking("a", "dr-martin", "p", ten_oclock_in(1)))
-        .await
-        .expect_err("too soon");
-    assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains("notice"), "{}", status.message());
+        let status = dr
+            .book_appointment(booking("a", "dr-martin", "p", ten_oclock_in(1)))
+            .await
+            .expect_err("too soon");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().contains("notice"), "{}", status.message());
 
-    let start = ten_oclock_in(10);
-    dr.book_appointment(booking("b", "dr-martin", "p", start))
-        .await
-        .expect("far enough ahead");
-    let in_buffer = start + jiff::SignedDuration::from_mins(40);
-    let status = dr
-        .book_appointment(booking("c", "dr-martin", "p", in_buffer))
-        .await
-        .expect_err("10 minutes after the end");
-    assert_eq!(
-        status.code(),
-        Code::AlreadyExists,
-        "the buffer keeps 15 minutes free: {status:?}"
-    );
+        let start = ten_oclock_in(10);
+        dr.book_appointment(booking("b", "dr-martin", "p", start))
+            .await
+            .expect("far enough ahead");
+        let in_buffer = start + jiff::SignedDuration::from_mins(40);
+        let status = dr
+            .book_appointment(booking("c", "dr-martin", "p", in_buffer))
+            .await
+            .expect_err("10 minutes after the end");
+        assert_eq!(
+            status.code(),
+            Code::AlreadyExists,
+            "the buffer keeps 15 minutes free: {status:?}"
+        );
 
-    let leave_day = start
-        .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
-        .date()
-        .tomorrow()
-        .expect("date");
-    dr.add_availability_exception(pb::AddAvailabilityExceptionRequest {
-        idempotency_key: "leave-1".into(),
-        kind: pb::AvailabilityExceptionKind::Leave as i32,
-        practitioner_subject: "dr-martin".into(),
-        org_wide: false,
-        start_date: leave_day.to_string(),
-        end_date: leave_day.to_string(),
-        start_local_time: String::new(),
-        end_local_time: String::new(),
-        time_zone: "Europe/Paris".into(),
-        note: "congé".into(),
-    })
-    .await
-    .expect("leave added");
-    let status = dr
-        .book_appointment(booking(
-            "d",
-            "dr-martin",
-            "p",
-            start + jiff::SignedDuration::from_hours(24),
-        ))
+        let leave_day = start
+            .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
+            .date()
+            .tomorrow()
+            .expect("date");
+        dr.add_availability_exception(pb::AddAvailabilityExceptionRequest {
+            idempotency_key: "leave-1".into(),
+            kind: pb::AvailabilityExceptionKind::Leave as i32,
+            practitioner_subject: "dr-martin".into(),
+            org_wide: false,
+            start_date: leave_day.to_string(),
+            end_date: leave_day.to_string(),
+            start_local_time: String::new(),
+            end_local_time: String::new(),
+            time_zone: "Europe/Paris".into(),
+            note: "congé".into(),
+        })
         .await
-        .expect_err("on leave");
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    suite.stop().await;
+        .expect("leave added");
+        let status = dr
+            .book_appointment(booking(
+                "d",
+                "dr-martin",
+                "p",
+                start + jiff::SignedDuration::from_hours(24),
+            ))
+            .await
+            .expect_err("on leave");
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn listings_are_paginated_in_a_stable_order() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let mut booked = Vec::new();
-    for i in 0..7 {
-        let start = ten_oclock_in(2) + jiff::SignedDuration::from_mins(30 * i);
-        let a = dr
-            .book_appointment(booking(&format!("k{i}"), "dr-martin", "p", start))
-            .await
-            .expect("booked")
-            .into_inner();
-        booked.push(a.appointment.expect("a").appointment_id);
-    }
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = dr
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let mut booked = Vec::new();
+        for i in 0..7 {
+            let start = ten_oclock_in(2) + jiff::SignedDuration::from_mins(30 * i);
+            let a = dr
+                .book_appointment(booking(&format!("k{i}"), "dr-martin", "p", start))
+                .await
+                .expect("booked")
+                .into_inner();
+            booked.push(a.appointment.expect("a").appointment_id);
+        }
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = dr
+                .list_appointments(pb::ListAppointmentsRequest {
+                    doctor_subject: "dr-martin".into(),
+                    page_size: 3,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("page")
+                .into_inner();
+            assert!(page.appointments.len() <= 3);
+            seen.extend(page.appointments.into_iter().map(|a| a.appointment_id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(seen, booked, "every appointment once, in start order");
+        let bad = dr
+            .list_appointments(pb::ListAppointmentsRequest {
+                page_token: "garbage".into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(bad.expect_err("bad token").code(), Code::InvalidArgument);
+        // A real token continues only the listing it came from (the page size may change): not
+        // with other filters, not for another caller, not once altered.
+        let resized = dr
             .list_appointments(pb::ListAppointmentsRequest {
                 doctor_subject: "dr-martin".into(),
                 page_size: 3,
-                page_token: token.clone(),
                 ..Default::default()
             })
             .await
-            .expect("page")
-            .into_inner();
-        assert!(page.appointments.len() <= 3);
-        seen.extend(page.appointments.into_iter().map(|a| a.appointment_id));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    assert_eq!(seen, booked, "every appointment once, in start order");
-    let bad = dr
-        .list_appointments(pb::ListAppointmentsRequest {
-            page_token: "garbage".into(),
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(bad.expect_err("bad token").code(), Code::InvalidArgument);
-    // A real token continues only the listing it came from (the page size may change): not
-    // with other filters, not for another caller, not once altered.
-    let resized = dr
-        .list_appointments(pb::ListAppointmentsRequest {
-            doctor_subject: "dr-martin".into(),
-            page_size: 3,
-            ..Default::default()
-        })
-        .await
-        .expect("first page")
-        .into_inner()
-        .next_page_token;
-    let page_two = dr
-        .list_appointments(pb::ListAppointmentsRequest {
-            doctor_subject: "dr-martin".into(),
-            page_size: 4,
-            page_token: resized,
-            ..Default::default()
-        })
-        .await
-        .expect("the next page, at another size")
-        .into_inner();
-    assert_eq!(
-        page_two
-            .appointments
-            .iter()
-            .map(|a| a.appointment_id.clone())
-            .collect::<Vec<_>>(),
-        booked[3..7].to_vec()
-    );
-    let first = dr
-        .list_appointments(pb::ListAppointmentsRequest {
-            doctor_subject: "dr-martin".into(),
-            page_size: 3,
-            ..Default::default()
-        })
-        .await
-        .expect("first page")
-        .into_inner()
-        .next_page_token;
-    let mut altered = first.clone().into_bytes();
-    altered[1] = if altered[1] == b'A' { b'B' } else { b'A' };
-    let colleague = Person::doctor("dr-bernard", CENTRE);
-    let mut other = suite.scheduling(&colleague).await;
-    let foreign = [
-        dr.list_appointments(pb::ListAppointmentsRequest {
-            doctor_subject: "dr-martin".into(),
-            statuses: vec![pb::AppointmentStatus::Booked as i32],
-            page_size: 3,
-            page_token: first.clone(),
-            ..Default::default()
-        })
-        .await,
-        other
+            .expect("first page")
+            .into_inner()
+            .next_page_token;
+        let page_two = dr
             .list_appointments(pb::ListAppointmentsRequest {
                 doctor_subject: "dr-martin".into(),
+                page_size: 4,
+                page_token: resized,
+                ..Default::default()
+            })
+            .await
+            .expect("the next page, at another size")
+            .into_inner();
+        assert_eq!(
+            page_two
+                .appointments
+                .iter()
+                .map(|a| a.appointment_id.clone())
+                .collect::<Vec<_>>(),
+            booked[3..7].to_vec()
+        );
+        let first = dr
+            .list_appointments(pb::ListAppointmentsRequest {
+                doctor_subject: "dr-martin".into(),
+                page_size: 3,
+                ..Default::default()
+            })
+            .await
+            .expect("first page")
+            .into_inner()
+            .next_page_token;
+        let mut altered = first.clone().into_bytes();
+        altered[1] = if altered[1] == b'A' { b'B' } else { b'A' };
+        let colleague = Person::doctor("dr-bernard", CENTRE);
+        let mut other = suite.scheduling(&colleague).await;
+        let foreign = [
+            dr.list_appointments(pb::ListAppointmentsRequest {
+                doctor_subject: "dr-martin".into(),
+                statuses: vec![pb::AppointmentStatus::Booked as i32],
                 page_size: 3,
                 page_token: first.clone(),
                 ..Default::default()
             })
             .await,
-        dr.list_appointments(pb::ListAppointmentsRequest {
-            doctor_subject: "dr-martin".into(),
-            page_size: 3,
-            page_token: String::from_utf8(altered).expect("base64url stays ASCII"),
-            ..Default::default()
-        })
-        .await,
-    ];
-    for (case, result) in ["other filters", "another caller", "altered"]
-        .iter()
-        .zip(foreign)
-    {
-        let status = result.expect_err(case);
-        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
-        assert!(
-            status.message().starts_with("page_token:"),
-            "{case}: {}",
-            status.message()
-        );
+            other
+                .list_appointments(pb::ListAppointmentsRequest {
+                    doctor_subject: "dr-martin".into(),
+                    page_size: 3,
+                    page_token: first.clone(),
+                    ..Default::default()
+                })
+                .await,
+            dr.list_appointments(pb::ListAppointmentsRequest {
+                doctor_subject: "dr-martin".into(),
+                page_size: 3,
+                page_token: String::from_utf8(altered).expect("base64url stays ASCII"),
+                ..Default::default()
+            })
+            .await,
+        ];
+        for (case, result) in ["other filters", "another caller", "altered"]
+            .iter()
+            .zip(foreign)
+        {
+            let status = result.expect_err(case);
+            assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+            assert!(
+                status.message().starts_with("page_token:"),
+                "{case}: {}",
+                status.message()
+            );
+        }
+        suite.stop().await;
     }
-    suite.stop().await;
 }
 
 // ---- issue fixes: holds, "the caller", the check-in window, idempotent exceptions, text,
@@ -1362,245 +1383,249 @@ async fn releasing_a_hold_is_not_found_for_others_and_false_once_the_hold_has_en
 
 #[tokio::test]
 async fn an_empty_subject_means_the_caller_wherever_the_contract_says_so() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    let coordinator = Person::coordinator("coord-anne", CENTRE);
-    let mut dr = suite.scheduling(&doctor).await;
-    let published = dr
-        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-            practitioner_subject: String::new(),
-            time_zone: "Europe/Paris".into(),
-            weekly_ranges: every_day(),
-            buffer_minutes: 0,
-            expected_version: 0,
-        })
-        .await
-        .expect("SetWeeklyAvailability: empty is the caller")
-        .into_inner()
-        .availability
-        .expect("availability");
-    assert_eq!(published.practitioner_subject, "dr-martin");
-    let read = dr
-        .get_availability(pb::GetAvailabilityRequest {
-            practitioner_subject: String::new(),
-        })
-        .await
-        .expect("GetAvailability: empty is the caller")
-        .into_inner()
-        .availability
-        .expect("availability");
-    assert_eq!(read.practitioner_subject, "dr-martin");
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let coordinator = Person::coordinator("coord-anne", CENTRE);
+        let mut dr = suite.scheduling(&doctor).await;
+        let published = dr
+            .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                practitioner_subject: String::new(),
+                time_zone: "Europe/Paris".into(),
+                weekly_ranges: every_day(),
+                buffer_minutes: 0,
+                expected_version: 0,
+            })
+            .await
+            .expect("SetWeeklyAvailability: empty is the caller")
+            .into_inner()
+            .availability
+            .expect("availability");
+        assert_eq!(published.practitioner_subject, "dr-martin");
+        let read = dr
+            .get_availability(pb::GetAvailabilityRequest {
+                practitioner_subject: String::new(),
+            })
+            .await
+            .expect("GetAvailability: empty is the caller")
+            .into_inner()
+            .availability
+            .expect("availability");
+        assert_eq!(read.practitioner_subject, "dr-martin");
 
-    let leave_day = (Timestamp::now() + jiff::SignedDuration::from_hours(24 * 20))
-        .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
-        .date();
-    let leave = dr
-        .add_availability_exception(pb::AddAvailabilityExceptionRequest {
-            idempotency_key: "leave".into(),
-            kind: pb::AvailabilityExceptionKind::Leave as i32,
-            start_date: leave_day.to_string(),
-            end_date: leave_day.to_string(),
-            ..Default::default()
-        })
-        .await
-        .expect("leave")
-        .into_inner()
-        .exception
-        .expect("exception");
-    let listed = dr
-        .list_availability_exceptions(pb::ListAvailabilityExceptionsRequest::default())
-        .await
-        .expect("ListAvailabilityExceptions: empty is the caller, dates default")
-        .into_inner()
-        .exceptions;
-    assert_eq!(
-        listed.iter().map(|e| &e.exception_id).collect::<Vec<_>>(),
-        [&leave.exception_id],
-        "the caller's own exceptions from today on"
-    );
+        let leave_day = (Timestamp::now() + jiff::SignedDuration::from_hours(24 * 20))
+            .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
+            .date();
+        let leave = dr
+            .add_availability_exception(pb::AddAvailabilityExceptionRequest {
+                idempotency_key: "leave".into(),
+                kind: pb::AvailabilityExceptionKind::Leave as i32,
+                start_date: leave_day.to_string(),
+                end_date: leave_day.to_string(),
+                ..Default::default()
+            })
+            .await
+            .expect("leave")
+            .into_inner()
+            .exception
+            .expect("exception");
+        let listed = dr
+            .list_availability_exceptions(pb::ListAvailabilityExceptionsRequest::default())
+            .await
+            .expect("ListAvailabilityExceptions: empty is the caller, dates default")
+            .into_inner()
+            .exceptions;
+        assert_eq!(
+            listed.iter().map(|e| &e.exception_id).collect::<Vec<_>>(),
+            [&leave.exception_id],
+            "the caller's own exceptions from today on"
+        );
 
-    let hold = dr
-        .hold_slot(hold_request("", ten_oclock_in(3)))
-        .await
-        .expect("HoldSlot: empty is the caller")
-        .into_inner()
-        .hold
-        .expect("hold");
-    assert_eq!(hold.doctor_subject, "dr-martin");
-    let booked = dr
-        .book_appointment(booking("empty-doctor", "", "p1", ten_oclock_in(4)))
-        .await
-        .expect("BookAppointment: empty is the caller")
-        .into_inner()
-        .appointment
-        .expect("appointment");
-    assert_eq!(booked.doctor_subject, "dr-martin");
+        let hold = dr
+            .hold_slot(hold_request("", ten_oclock_in(3)))
+            .await
+            .expect("HoldSlot: empty is the caller")
+            .into_inner()
+            .hold
+            .expect("hold");
+        assert_eq!(hold.doctor_subject, "dr-martin");
+        let booked = dr
+            .book_appointment(booking("empty-doctor", "", "p1", ten_oclock_in(4)))
+            .await
+            .expect("BookAppointment: empty is the caller")
+            .into_inner()
+            .appointment
+            .expect("appointment");
+        assert_eq!(booked.doctor_subject, "dr-martin");
 
-    // A coordinator is not a doctor: he must name the doctor (and the practitioner).
-    let mut coord = suite.scheduling(&coordinator).await;
-    let cases = [
-        (
-            "BookAppointment",
-            coord
-                .book_appointment(booking("c", "", "p2", ten_oclock_in(5)))
-                .await
-                .map(|_| ()),
-            "doctor_subject",
-        ),
-        (
-            "HoldSlot",
-            coord
-                .hold_slot(hold_request("", ten_oclock_in(5)))
-                .await
-                .map(|_| ()),
-            "doctor_subject",
-        ),
-        (
-            "SetWeeklyAvailability",
-            coord
-                .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-                    time_zone: "Europe/Paris".into(),
-                    weekly_ranges: every_day(),
-                    ..Default::default()
-                })
-                .await
-                .map(|_| ()),
-            "practitioner_subject",
-        ),
-    ];
-    for (rpc, result, field) in cases {
-        let status = result.expect_err(rpc);
-        assert_eq!(status.code(), Code::InvalidArgument, "{rpc}: {status:?}");
-        assert!(status.message().contains(field), "{rpc}: {status:?}");
+        // A coordinator is not a doctor: he must name the doctor (and the practitioner).
+        let mut coord = suite.scheduling(&coordinator).await;
+        let cases = [
+            (
+                "BookAppointment",
+                coord
+                    .book_appointment(booking("c", "", "p2", ten_oclock_in(5)))
+                    .await
+                    .map(|_| ()),
+                "doctor_subject",
+            ),
+            (
+                "HoldSlot",
+                coord
+                    .hold_slot(hold_request("", ten_oclock_in(5)))
+                    .await
+                    .map(|_| ()),
+                "doctor_subject",
+            ),
+            (
+                "SetWeeklyAvailability",
+                coord
+                    .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                        time_zone: "Europe/Paris".into(),
+                        weekly_ranges: every_day(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ()),
+                "practitioner_subject",
+            ),
+        ];
+        for (rpc, result, field) in cases {
+            let status = result.expect_err(rpc);
+            assert_eq!(status.code(), Code::InvalidArgument, "{rpc}: {status:?}");
+            assert!(status.message().contains(field), "{rpc}: {status:?}");
+        }
+        coord
+            .list_availability_exceptions(pb::ListAvailabilityExceptionsRequest::default())
+            .await
+            .expect("a coordinator lists his org's closures with an empty subject");
+        suite.stop().await;
     }
-    coord
-        .list_availability_exceptions(pb::ListAvailabilityExceptionsRequest::default())
-        .await
-        .expect("a coordinator lists his org's closures with an empty subject");
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn check_in_and_start_are_refused_outside_the_window_around_the_start() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    let patient = Person::patient("patient-42", CENTRE);
-    publish_round_the_clock(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let mut pt = suite.scheduling(&patient).await;
-    let book = |key: &str, start| booking(key, "dr-martin", "patient-42", start);
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let patient = Person::patient("patient-42", CENTRE);
+        publish_round_the_clock(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let mut pt = suite.scheduling(&patient).await;
+        let book = |key: &str, start| booking(key, "dr-martin", "patient-42", start);
 
-    // Two months ahead: neither checked in to nor started, and left as it was.
-    let far = ten_oclock_in(60);
-    let id = dr
-        .book_appointment(book("far", far))
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a")
-        .appointment_id;
-    let paris = TimeZone::get("Europe/Paris").expect("tz");
-    let opens = (far - jiff::SignedDuration::from_mins(30))
-        .to_zoned_datetime(paris)
-        .strftime("%Y-%m-%d %H:%M")
-        .to_string();
-    let check_in = pt
-        .check_in(pb::CheckInRequest {
-            appointment_id: id.clone(),
-        })
-        .await
-        .expect_err("two months early");
-    let start = dr
-        .start_teleconsultation(pb::StartTeleconsultationRequest {
-            appointment_id: id.clone(),
-        })
-        .await
-        .expect_err("two months early");
-    for (rpc, status) in [("CheckIn", check_in), ("StartTeleconsultation", start)] {
-        assert_eq!(status.code(), Code::FailedPrecondition, "{rpc}: {status:?}");
-        for shown in [
-            opens.as_str(),
-            "Europe/Paris",
-            "UTC",
-            "30 minutes",
-            "60 minutes",
-        ] {
-            assert!(
-                status.message().contains(shown),
-                "{rpc}: the message gives the window ({shown}): {}",
-                status.message()
-            );
+        // Two months ahead: neither checked in to nor started, and left as it was.
+        let far = ten_oclock_in(60);
+        let id = dr
+            .book_appointment(book("far", far))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a")
+            .appointment_id;
+        let paris = TimeZone::get("Europe/Paris").expect("tz");
+        let opens = (far - jiff::SignedDuration::from_mins(30))
+            .to_zoned_datetime(paris)
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string();
+        let check_in = pt
+            .check_in(pb::CheckInRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect_err("two months early");
+        let start = dr
+            .start_teleconsultation(pb::StartTeleconsultationRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect_err("two months early");
+        for (rpc, status) in [("CheckIn", check_in), ("StartTeleconsultation", start)] {
+            assert_eq!(status.code(), Code::FailedPrecondition, "{rpc}: {status:?}");
+            for shown in [
+                opens.as_str(),
+                "Europe/Paris",
+                "UTC",
+                "30 minutes",
+                "60 minutes",
+            ] {
+                assert!(
+                    status.message().contains(shown),
+                    "{rpc}: the message gives the window ({shown}): {}",
+                    status.message()
+                );
+            }
         }
-    }
-    let unchanged = dr
-        .get_appointment(pb::GetAppointmentRequest {
+        let unchanged = dr
+            .get_appointment(pb::GetAppointmentRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect("read")
+            .into_inner()
+            .appointment
+            .expect("a");
+        assert_eq!(unchanged.status, pb::AppointmentStatus::Booked as i32);
+        assert!(unchanged.room_id.is_empty(), "no room opened");
+        dr.cancel_appointment(pb::CancelAppointmentRequest {
+            appointment_id: id,
+            reason: pb::CancellationReason::PatientRequest as i32,
+            comment: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .expect("still cancellable");
+
+        // Starting in 10 minutes: inside the window.
+        let id = dr
+            .book_appointment(book("soon", soon(10)))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a")
+            .appointment_id;
+        pt.check_in(pb::CheckInRequest {
             appointment_id: id.clone(),
         })
         .await
-        .expect("read")
-        .into_inner()
-        .appointment
-        .expect("a");
-    assert_eq!(unchanged.status, pb::AppointmentStatus::Booked as i32);
-    assert!(unchanged.room_id.is_empty(), "no room opened");
-    dr.cancel_appointment(pb::CancelAppointmentRequest {
-        appointment_id: id,
-        reason: pb::CancellationReason::PatientRequest as i32,
-        comment: String::new(),
-        expected_version: 0,
-    })
-    .await
-    .expect("still cancellable");
+        .expect("checked in 10 minutes before");
+        dr.start_teleconsultation(pb::StartTeleconsultationRequest { appointment_id: id })
+            .await
+            .expect("started 10 minutes before");
+        suite.stop().await;
 
-    // Starting in 10 minutes: inside the window.
-    let id = dr
-        .book_appointment(book("soon", soon(10)))
+        // The window is configurable: opening 4 hours before the start.
+        let Some(suite) = Suite::start_with(backend, |s| {
+            s.scheduling_rules.check_in_opens_before_minutes = 240;
+        })
         .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a")
-        .appointment_id;
-    pt.check_in(pb::CheckInRequest {
-        appointment_id: id.clone(),
-    })
-    .await
-    .expect("checked in 10 minutes before");
-    dr.start_teleconsultation(pb::StartTeleconsultationRequest { appointment_id: id })
-        .await
-        .expect("started 10 minutes before");
-    suite.stop().await;
-
-    // The window is configurable: opening 4 hours before the start.
-    let Some(suite) = Suite::start_with(Backend::Sqlite, |s| {
-        s.scheduling_rules.check_in_opens_before_minutes = 240;
-    })
-    .await
-    else {
-        return;
-    };
-    publish_round_the_clock(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let id = dr
-        .book_appointment(book("in-3-hours", soon(180)))
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a")
-        .appointment_id;
-    suite
-        .scheduling(&patient)
-        .await
-        .check_in(pb::CheckInRequest { appointment_id: id })
-        .await
-        .expect("3 hours ahead, inside a 4-hour window");
-    suite.stop().await;
+        else {
+            return;
+        };
+        publish_round_the_clock(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let id = dr
+            .book_appointment(book("in-3-hours", soon(180)))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a")
+            .appointment_id;
+        suite
+            .scheduling(&patient)
+            .await
+            .check_in(pb::CheckInRequest { appointment_id: id })
+            .await
+            .expect("3 hours ahead, inside a 4-hour window");
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
@@ -1681,327 +1706,339 @@ async fn an_exception_added_twice_with_one_key_is_added_once() {
 
 #[tokio::test]
 async fn reasons_and_comments_are_trimmed_and_required_where_the_contract_says() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    for reason in ["", "   ", "\n\t "] {
-        let status = dr
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        for reason in ["", "   ", "\n\t "] {
+            let status = dr
+                .book_appointment(pb::BookAppointmentRequest {
+                    reason: reason.into(),
+                    ..booking("blank", "dr-martin", "p1", ten_oclock_in(2))
+                })
+                .await
+                .expect_err("a blank reason is missing");
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{reason:?}: {status:?}"
+            );
+            assert!(status.message().contains("reason"), "{status:?}");
+        }
+        let booked = dr
             .book_appointment(pb::BookAppointmentRequest {
-                reason: reason.into(),
-                ..booking("blank", "dr-martin", "p1", ten_oclock_in(2))
+                reason: "  suivi diabète \n".into(),
+                ..booking("trimmed", "dr-martin", "p1", ten_oclock_in(2))
             })
             .await
-            .expect_err("a blank reason is missing");
-        assert_eq!(
-            status.code(),
-            Code::InvalidArgument,
-            "{reason:?}: {status:?}"
-        );
-        assert!(status.message().contains("reason"), "{status:?}");
-    }
-    let booked = dr
-        .book_appointment(pb::BookAppointmentRequest {
-            reason: "  suivi diabète \n".into(),
-            ..booking("trimmed", "dr-martin", "p1", ten_oclock_in(2))
-        })
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a");
-    assert_eq!(booked.reason, "suivi diabète", "stored trimmed");
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a");
+        assert_eq!(booked.reason, "suivi diabète", "stored trimmed");
 
-    let cancel = |comment: &str| pb::CancelAppointmentRequest {
-        appointment_id: booked.appointment_id.clone(),
-        reason: pb::CancellationReason::Other as i32,
-        comment: comment.into(),
-        expected_version: 0,
-    };
-    for comment in ["", "   "] {
-        let status = dr
-            .cancel_appointment(cancel(comment))
+        let cancel = |comment: &str| pb::CancelAppointmentRequest {
+            appointment_id: booked.appointment_id.clone(),
+            reason: pb::CancellationReason::Other as i32,
+            comment: comment.into(),
+            expected_version: 0,
+        };
+        for comment in ["", "   "] {
+            let status = dr
+                .cancel_appointment(cancel(comment))
+                .await
+                .expect_err("OTHER needs a comment");
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{comment:?}: {status:?}"
+            );
+            assert!(status.message().contains("comment"), "{status:?}");
+        }
+        let cancelled = dr
+            .cancel_appointment(cancel("  patient hospitalisé  "))
             .await
-            .expect_err("OTHER needs a comment");
+            .expect("cancelled")
+            .into_inner()
+            .appointment
+            .expect("a");
         assert_eq!(
-            status.code(),
-            Code::InvalidArgument,
-            "{comment:?}: {status:?}"
+            cancelled.cancellation.map(|c| c.comment).as_deref(),
+            Some("patient hospitalisé"),
+            "stored trimmed"
         );
-        assert!(status.message().contains("comment"), "{status:?}");
+        suite.stop().await;
     }
-    let cancelled = dr
-        .cancel_appointment(cancel("  patient hospitalisé  "))
-        .await
-        .expect("cancelled")
-        .into_inner()
-        .appointment
-        .expect("a");
-    assert_eq!(
-        cancelled.cancellation.map(|c| c.comment).as_deref(),
-        Some("patient hospitalisé"),
-        "stored trimmed"
-    );
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn a_patient_joining_the_room_after_check_in_reaches_the_doctors_watch_within_a_second() {
     use telehealth_proto::v1::{signal_request::Message as In, signal_response::Event as Out};
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    let patient = Person::patient("patient-42", CENTRE);
-    publish_round_the_clock(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let id = dr
-        .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a")
-        .appointment_id;
-    let mut watch = dr
-        .watch_appointments(pb::WatchAppointmentsRequest::default())
-        .await
-        .expect("watch")
-        .into_inner();
-    watch.next().await.expect("ready").expect("ok");
-    let mut next_change = async || {
-        let message = tokio::time::timeout(Duration::from_secs(1), watch.next())
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let patient = Person::patient("patient-42", CENTRE);
+        publish_round_the_clock(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let id = dr
+            .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
             .await
-            .expect("the doctor sees it within a second")
-            .expect("message")
-            .expect("ok");
-        match message.payload {
-            Some(pb::watch_appointments_response::Payload::Change(change)) => change,
-            other => panic!("expected a change, got {other:?}"),
-        }
-    };
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a")
+            .appointment_id;
+        let mut watch = dr
+            .watch_appointments(pb::WatchAppointmentsRequest::default())
+            .await
+            .expect("watch")
+            .into_inner();
+        watch.next().await.expect("ready").expect("ok");
+        let mut next_change = async || {
+            let message = tokio::time::timeout(Duration::from_secs(1), watch.next())
+                .await
+                .expect("the doctor sees it within a second")
+                .expect("message")
+                .expect("ok");
+            match message.payload {
+                Some(pb::watch_appointments_response::Payload::Change(change)) => change,
+                other => panic!("expected a change, got {other:?}"),
+            }
+        };
 
-    // The patient checks in (the room opens), then joins the room before the doctor.
-    let room_id = suite
-        .scheduling(&patient)
-        .await
-        .check_in(pb::CheckInRequest {
-            appointment_id: id.clone(),
-        })
-        .await
-        .expect("check in")
-        .into_inner()
-        .room_id;
-    let checked_in = next_change().await;
-    assert_eq!(
-        checked_in.event.map(|e| e.kind),
-        Some(pb::AppointmentEventKind::CheckedIn as i32)
-    );
-    let mut signalling = suite.signalling(&patient).await;
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
-    let mut events = signalling
-        .signal(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .expect("signal stream")
-        .into_inner();
-    sender
-        .send(pb::SignalRequest {
-            client_sequence: 1,
-            message: Some(In::Join(pb::Join {
-                room_id,
-                client_platform: "integration test".into(),
-            })),
-        })
-        .await
-        .expect("join sent");
-    let joined = tokio::time::timeout(Duration::from_secs(10), events.message())
-        .await
-        .expect("joined in time")
-        .expect("stream")
-        .and_then(|r| r.event);
-    assert!(matches!(joined, Some(Out::Joined(_))), "{joined:?}");
+        // The patient checks in (the room opens), then joins the room before the doctor.
+        let room_id = suite
+            .scheduling(&patient)
+            .await
+            .check_in(pb::CheckInRequest {
+                appointment_id: id.clone(),
+            })
+            .await
+            .expect("check in")
+            .into_inner()
+            .room_id;
+        let checked_in = next_change().await;
+        assert_eq!(
+            checked_in.event.map(|e| e.kind),
+            Some(pb::AppointmentEventKind::CheckedIn as i32)
+        );
+        let mut signalling = suite.signalling(&patient).await;
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let mut events = signalling
+            .signal(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await
+            .expect("signal stream")
+            .into_inner();
+        sender
+            .send(pb::SignalRequest {
+                client_sequence: 1,
+                message: Some(In::Join(pb::Join {
+                    room_id,
+                    client_platform: "integration test".into(),
+                })),
+            })
+            .await
+            .expect("join sent");
+        let joined = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("joined in time")
+            .expect("stream")
+            .and_then(|r| r.event);
+        assert!(matches!(joined, Some(Out::Joined(_))), "{joined:?}");
 
-    let arrival = next_change().await;
-    let event = arrival.event.expect("event");
-    assert_eq!(event.kind, pb::AppointmentEventKind::JoinedRoom as i32);
-    assert_eq!(event.participant_subject, "patient-42");
-    assert_eq!(event.participant_role, pb::ParticipantRole::Patient as i32);
-    assert_eq!(
-        arrival.appointment.map(|a| a.status),
-        Some(pb::AppointmentStatus::Arrived as i32)
-    );
-    drop(sender);
-    suite.stop().await;
+        let arrival = next_change().await;
+        let event = arrival.event.expect("event");
+        assert_eq!(event.kind, pb::AppointmentEventKind::JoinedRoom as i32);
+        assert_eq!(event.participant_subject, "patient-42");
+        assert_eq!(event.participant_role, pb::ParticipantRole::Patient as i32);
+        assert_eq!(
+            arrival.appointment.map(|a| a.status),
+            Some(pb::AppointmentStatus::Arrived as i32)
+        );
+        drop(sender);
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn the_calendar_uid_of_an_appointment_is_its_id() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    publish_availability(&suite, &doctor).await;
-    let mut dr = suite.scheduling(&doctor).await;
-    let id = dr
-        .book_appointment(booking("k", "dr-martin", "p1", ten_oclock_in(2)))
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("a")
-        .appointment_id;
-    let now = Timestamp::now();
-    let ics = dr
-        .export_calendar(pb::ExportCalendarRequest {
-            range: Some(pb::TimeRange {
-                start_time: Some(ts(now)),
-                end_time: Some(ts(now + jiff::SignedDuration::from_hours(24 * 30))),
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("export")
-        .into_inner()
-        .ics;
-    let uids: Vec<&str> = ics
-        .split("\r\n")
-        .filter_map(|line| line.strip_prefix("UID:"))
-        .collect();
-    assert_eq!(
-        uids,
-        [id.as_str()],
-        "UID = appointment id, as the contract says"
-    );
-    suite.stop().await;
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let mut dr = suite.scheduling(&doctor).await;
+        let id = dr
+            .book_appointment(booking("k", "dr-martin", "p1", ten_oclock_in(2)))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("a")
+            .appointment_id;
+        let now = Timestamp::now();
+        let ics = dr
+            .export_calendar(pb::ExportCalendarRequest {
+                range: Some(pb::TimeRange {
+                    start_time: Some(ts(now)),
+                    end_time: Some(ts(now + jiff::SignedDuration::from_hours(24 * 30))),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("export")
+            .into_inner()
+            .ics;
+        let uids: Vec<&str> = ics
+            .split("\r\n")
+            .filter_map(|line| line.strip_prefix("UID:"))
+            .collect();
+        assert_eq!(
+            uids,
+            [id.as_str()],
+            "UID = appointment id, as the contract says"
+        );
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn repeated_fields_are_bounded_before_anything_else() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-martin", CENTRE);
-    let mut dr = suite.scheduling(&doctor).await;
-    // Each request is also wrong in its content: the bound is what is reported.
-    let ranges = dr
-        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-            practitioner_subject: "not a subject!".into(),
-            time_zone: "Europe/Paris".into(),
-            weekly_ranges: vec![pb::WeeklyRange::default(); 101],
-            buffer_minutes: 0,
-            expected_version: 0,
-        })
-        .await
-        .map(|_| ());
-    let subjects = dr
-        .list_free_slots(pb::ListFreeSlotsRequest {
-            practitioner_subjects: vec!["not a subject!".into(); 21],
-            ..Default::default()
-        })
-        .await
-        .map(|_| ());
-    let statuses = dr
-        .list_appointments(pb::ListAppointmentsRequest {
-            statuses: vec![pb::AppointmentStatus::Booked as i32; 7],
-            ..Default::default()
-        })
-        .await
-        .map(|_| ());
-    for (result, field, bound) in [
-        (ranges, "weekly_ranges", "100"),
-        (subjects, "practitioner_subjects", "20"),
-        (statuses, "statuses", "6"),
-    ] {
-        let status = result.expect_err(field);
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(
-            status.message().contains(field) && status.message().contains(bound),
-            "{field}: the message names the field and its bound {bound}: {}",
-            status.message()
-        );
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let mut dr = suite.scheduling(&doctor).await;
+        // Each request is also wrong in its content: the bound is what is reported.
+        let ranges = dr
+            .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                practitioner_subject: "not a subject!".into(),
+                time_zone: "Europe/Paris".into(),
+                weekly_ranges: vec![pb::WeeklyRange::default(); 101],
+                buffer_minutes: 0,
+                expected_version: 0,
+            })
+            .await
+            .map(|_| ());
+        let subjects = dr
+            .list_free_slots(pb::ListFreeSlotsRequest {
+                practitioner_subjects: vec!["not a subject!".into(); 21],
+                ..Default::default()
+            })
+            .await
+            .map(|_| ());
+        let statuses = dr
+            .list_appointments(pb::ListAppointmentsRequest {
+                statuses: vec![pb::AppointmentStatus::Booked as i32; 7],
+                ..Default::default()
+            })
+            .await
+            .map(|_| ());
+        for (result, field, bound) in [
+            (ranges, "weekly_ranges", "100"),
+            (subjects, "practitioner_subjects", "20"),
+            (statuses, "statuses", "6"),
+        ] {
+            let status = result.expect_err(field);
+            assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+            assert!(
+                status.message().contains(field) && status.message().contains(bound),
+                "{field}: the message names the field and its bound {bound}: {}",
+                status.message()
+            );
+        }
+        suite.stop().await;
     }
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn on_dst_days_the_listed_slots_are_the_bookable_ones_from_the_documented_time() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = Person::doctor("dr-dst", CENTRE);
-    let mut dr = suite.scheduling(&doctor).await;
-    dr.set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-        practitioner_subject: doctor.subject.into(),
-        time_zone: "Europe/Paris".into(),
-        weekly_ranges: vec![pb::WeeklyRange {
-            day: pb::DayOfWeek::Sunday as i32,
-            start_local_time: "02:30".into(),
-            end_local_time: "05:00".into(),
-        }],
-        buffer_minutes: 0,
-        expected_version: 0,
-    })
-    .await
-    .expect("availability");
-    let paris = TimeZone::get("Europe/Paris").expect("tz");
-    // (case, the change's Sunday, expected local starts with their UTC offsets)
-    let cases: [(&str, jiff::civil::Date, &[&str]); 2] = [
-        (
-            "spring forward: 02:30 does not exist, the first slot is 03:00 CEST",
-            date(2027, 3, 28),
-            &["03:00+02:00", "03:30+02:00", "04:00+02:00", "04:30+02:00"],
-        ),
-        (
-            "fall back: after 02:30 CEST comes the second 02:00, CET (01:00Z)",
-            date(2027, 10, 31),
-            &[
-                "02:30+02:00",
-                "02:00+01:00",
-                "02:30+01:00",
-                "03:00+01:00",
-                "03:30+01:00",
-                "04:00+01:00",
-                "04:30+01:00",
-            ],
-        ),
-    ];
-    for (case, day, expected) in cases {
-        let start = day.to_zoned_datetime(paris.clone()).expect("zoned");
-        let end = start.tomorrow().expect("date");
-        let slots = dr
-            .list_free_slots(pb::ListFreeSlotsRequest {
-                practitioner_subjects: vec![doctor.subject.into()],
-                range: Some(pb::TimeRange {
-                    start_time: Some(ts(start.timestamp())),
-                    end_time: Some(ts(end.timestamp())),
-                }),
-                duration_minutes: 30,
-                step_minutes: 30,
-                ..Default::default()
-            })
-            .await
-            .expect("slots")
-            .into_inner()
-            .slots;
-        let shown: Vec<String> = slots
-            .iter()
-            .map(|s| format!("{}{}", &s.local_start[11..], s.utc_offset))
-            .collect();
-        assert_eq!(shown, expected, "{case}");
-        // Every listed slot is bookable (they do not overlap: 30-minute slots every 30 minutes).
-        for (index, slot) in slots.iter().enumerate() {
-            let start = at(slot.time.as_ref().and_then(|t| t.start_time.as_ref()));
-            dr.book_appointment(booking(
-                &format!("{day}-{index}"),
-                doctor.subject,
-                &format!("p{index}"),
-                start,
-            ))
-            .await
-            .unwrap_or_else(|status| panic!("{case}: {start} is listed but refused: {status:?}"));
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = Person::doctor("dr-dst", CENTRE);
+        let mut dr = suite.scheduling(&doctor).await;
+        dr.set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+            practitioner_subject: doctor.subject.into(),
+            time_zone: "Europe/Paris".into(),
+            weekly_ranges: vec![pb::WeeklyRange {
+                day: pb::DayOfWeek::Sunday as i32,
+                start_local_time: "02:30".into(),
+                end_local_time: "05:00".into(),
+            }],
+            buffer_minutes: 0,
+            expected_version: 0,
+        })
+        .await
+        .expect("availability");
+        let paris = TimeZone::get("Europe/Paris").expect("tz");
+        // (case, the change's Sunday, expected local starts with their UTC offsets)
+        let cases: [(&str, jiff::civil::Date, &[&str]); 2] = [
+            (
+                "spring forward: 02:30 does not exist, the first slot is 03:00 CEST",
+                date(2027, 3, 28),
+                &["03:00+02:00", "03:30+02:00", "04:00+02:00", "04:30+02:00"],
+            ),
+            (
+                "fall back: after 02:30 CEST comes the second 02:00, CET (01:00Z)",
+                date(2027, 10, 31),
+                &[
+                    "02:30+02:00",
+                    "02:00+01:00",
+                    "02:30+01:00",
+                    "03:00+01:00",
+                    "03:30+01:00",
+                    "04:00+01:00",
+                    "04:30+01:00",
+                ],
+            ),
+        ];
+        for (case, day, expected) in cases {
+            let start = day.to_zoned_datetime(paris.clone()).expect("zoned");
+            let end = start.tomorrow().expect("date");
+            let slots = dr
+                .list_free_slots(pb::ListFreeSlotsRequest {
+                    practitioner_subjects: vec![doctor.subject.into()],
+                    range: Some(pb::TimeRange {
+                        start_time: Some(ts(start.timestamp())),
+                        end_time: Some(ts(end.timestamp())),
+                    }),
+                    duration_minutes: 30,
+                    step_minutes: 30,
+                    ..Default::default()
+                })
+                .await
+                .expect("slots")
+                .into_inner()
+                .slots;
+            let shown: Vec<String> = slots
+                .iter()
+                .map(|s| format!("{}{}", &s.local_start[11..], s.utc_offset))
+                .collect();
+            assert_eq!(shown, expected, "{case}");
+            // Every listed slot is bookable (they do not overlap: 30-minute slots every 30 minutes).
+            for (index, slot) in slots.iter().enumerate() {
+                let start = at(slot.time.as_ref().and_then(|t| t.start_time.as_ref()));
+                dr.book_appointment(booking(
+                    &format!("{day}-{index}"),
+                    doctor.subject,
+                    &format!("p{index}"),
+                    start,
+                ))
+                .await
+                .unwrap_or_else(|status| {
+                    panic!("{case}: {start} is listed but refused: {status:?}")
+                });
+            }
         }
+        suite.stop().await;
     }
-    suite.stop().await;
 }

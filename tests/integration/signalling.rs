@@ -38,7 +38,7 @@ use webrtc::{
 };
 
 use telehealth_kit::record::timestamp as ts;
-use telehealth_testkit::suite::{Backend, Person, Signalling, Suite};
+use telehealth_testkit::suite::{Backend, Person, Signalling, Suite, backends};
 
 const CENTRE: &str = "cds-bourganeuf";
 
@@ -558,27 +558,29 @@ async fn doctor_and_patient_join(
 
 #[tokio::test]
 async fn two_webrtc_peers_negotiate_through_the_gateway_and_talk_over_a_data_channel() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let (_, room_id) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
-    let (doctor_stream, doctor_joined, patient_stream, patient_joined) =
-        doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
-    let (connected, mut doctor_rtc, mut patient_rtc) = call(
-        doctor_stream,
-        &doctor_joined,
-        patient_stream,
-        &patient_joined,
-        false,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert!(connected, "both peers reach ICE connected on loopback");
-    assert_eq!(first_message(&mut patient_rtc).await, "bonjour du docteur");
-    assert_eq!(first_message(&mut doctor_rtc).await, "bonjour du patient");
-    doctor_rtc.pc.close().await.expect("close");
-    patient_rtc.pc.close().await.expect("close");
-    suite.stop().await;
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let (_, room_id) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
+        let (doctor_stream, doctor_joined, patient_stream, patient_joined) =
+            doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
+        let (connected, mut doctor_rtc, mut patient_rtc) = call(
+            doctor_stream,
+            &doctor_joined,
+            patient_stream,
+            &patient_joined,
+            false,
+            Duration::from_secs(20),
+        )
+        .await;
+        assert!(connected, "both peers reach ICE connected on loopback");
+        assert_eq!(first_message(&mut patient_rtc).await, "bonjour du docteur");
+        assert_eq!(first_message(&mut doctor_rtc).await, "bonjour du patient");
+        doctor_rtc.pc.close().await.expect("close");
+        patient_rtc.pc.close().await.expect("close");
+        suite.stop().await;
+    }
 }
 
 /// A coturn on loopback with `use-auth-secret`; killed on drop.
@@ -722,110 +724,114 @@ async fn relay_only_peers_connect_through_a_real_coturn_with_minted_credentials_
     let Some(coturn) = Coturn::start(&secret).await else {
         return;
     };
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    assert!(
-        relay_only_call(&suite, &coturn, &secret, Duration::from_secs(20)).await,
-        "relay-only peers connect through coturn with the service's credentials"
-    );
-    assert!(
-        !relay_only_call(&suite, &coturn, "a-wrong-secret", Duration::from_secs(8)).await,
-        "credentials minted with another secret are refused by coturn"
-    );
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        assert!(
+            relay_only_call(&suite, &coturn, &secret, Duration::from_secs(20)).await,
+            "relay-only peers connect through coturn with the service's credentials"
+        );
+        assert!(
+            !relay_only_call(&suite, &coturn, "a-wrong-secret", Duration::from_secs(8)).await,
+            "credentials minted with another secret are refused by coturn"
+        );
+        suite.stop().await;
+    }
     drop(coturn);
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn strangers_unknown_rooms_and_rooms_outside_their_window_are_refused() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let signalling = signalling_address(&suite);
-    let (_, room_id) = doctor_and_patient_room(&suite, signalling).await;
-    let (_, tomorrow_room) = open_room(
-        &suite,
-        signalling,
-        &[(&doctor(), pb::ParticipantRole::Doctor)],
-        jiff::SignedDuration::from_hours(24),
-    )
-    .await;
-    let stranger = Person::patient("pat-other", CENTRE);
-    let other_doctor = Person::doctor("dr-other", CENTRE);
-    let cases = [
-        (
-            &stranger,
-            room_id.clone(),
-            Code::PermissionDenied,
-            "a patient of another appointment",
-        ),
-        (
-            &other_doctor,
-            room_id.clone(),
-            Code::PermissionDenied,
-            "another doctor",
-        ),
-        (
-            &doctor(),
-            uuid::Uuid::new_v4().to_string(),
-            Code::PermissionDenied,
-            "an unknown room",
-        ),
-        (
-            &doctor(),
-            tomorrow_room,
-            Code::FailedPrecondition,
-            "tomorrow's room",
-        ),
-        (
-            &doctor(),
-            "not-a-uuid".to_owned(),
-            Code::InvalidArgument,
-            "a malformed room id",
-        ),
-    ];
-    let mut denial_messages = Vec::new();
-    for (person, room, code, case) in cases {
-        let mut stream = Stream::open(&mut suite.signalling(person).await)
-            .await
-            .expect("stream opens");
-        let status = stream.try_join(&room).await.expect_err(case);
-        assert_eq!(status.code(), code, "{case}: {status:?}");
-        if code == Code::PermissionDenied {
-            denial_messages.push(status.message().to_owned());
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let signalling = signalling_address(&suite);
+        let (_, room_id) = doctor_and_patient_room(&suite, signalling).await;
+        let (_, tomorrow_room) = open_room(
+            &suite,
+            signalling,
+            &[(&doctor(), pb::ParticipantRole::Doctor)],
+            jiff::SignedDuration::from_hours(24),
+        )
+        .await;
+        let stranger = Person::patient("pat-other", CENTRE);
+        let other_doctor = Person::doctor("dr-other", CENTRE);
+        let cases = [
+            (
+                &stranger,
+                room_id.clone(),
+                Code::PermissionDenied,
+                "a patient of another appointment",
+            ),
+            (
+                &other_doctor,
+                room_id.clone(),
+                Code::PermissionDenied,
+                "another doctor",
+            ),
+            (
+                &doctor(),
+                uuid::Uuid::new_v4().to_string(),
+                Code::PermissionDenied,
+                "an unknown room",
+            ),
+            (
+                &doctor(),
+                tomorrow_room,
+                Code::FailedPrecondition,
+                "tomorrow's room",
+            ),
+            (
+                &doctor(),
+                "not-a-uuid".to_owned(),
+                Code::InvalidArgument,
+                "a malformed room id",
+            ),
+        ];
+        let mut denial_messages = Vec::new();
+        for (person, room, code, case) in cases {
+            let mut stream = Stream::open(&mut suite.signalling(person).await)
+                .await
+                .expect("stream opens");
+            let status = stream.try_join(&room).await.expect_err(case);
+            assert_eq!(status.code(), code, "{case}: {status:?}");
+            if code == Code::PermissionDenied {
+                denial_messages.push(status.message().to_owned());
+            }
         }
-    }
-    denial_messages.dedup();
-    assert_eq!(
-        denial_messages.len(),
-        1,
-        "an unknown room and a room one is not admitted to are indistinguishable"
-    );
+        denial_messages.dedup();
+        assert_eq!(
+            denial_messages.len(),
+            1,
+            "an unknown room and a room one is not admitted to are indistinguishable"
+        );
 
-    // Roles the contract does not allow are stopped by the gateway; internal RPCs too.
-    let specialist = Person::specialist("dr-derm", CENTRE);
-    let refused = Stream::open(&mut suite.signalling(&specialist).await).await;
-    let refused_code = match refused {
-        Ok(mut stream) => stream.ending().await.code(),
-        Err(status) => status.code(),
-    };
-    assert_eq!(refused_code, Code::PermissionDenied, "a specialist");
-    let open = suite
-        .signalling(&doctor())
-        .await
-        .open_room(pb::OpenRoomRequest::default())
-        .await
-        .expect_err("internal only");
-    assert_eq!(open.code(), Code::PermissionDenied);
-    let mut anonymous =
-        SignallingServiceClient::new(suite.channel_to(suite.gateway(), &doctor()).await);
-    let unauthenticated = anonymous
-        .get_ice_servers(pb::GetIceServersRequest { room_id })
-        .await
-        .expect_err("no token");
-    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
-    suite.stop().await;
+        // Roles the contract does not allow are stopped by the gateway; internal RPCs too.
+        let specialist = Person::specialist("dr-derm", CENTRE);
+        let refused = Stream::open(&mut suite.signalling(&specialist).await).await;
+        let refused_code = match refused {
+            Ok(mut stream) => stream.ending().await.code(),
+            Err(status) => status.code(),
+        };
+        assert_eq!(refused_code, Code::PermissionDenied, "a specialist");
+        let open = suite
+            .signalling(&doctor())
+            .await
+            .open_room(pb::OpenRoomRequest::default())
+            .await
+            .expect_err("internal only");
+        assert_eq!(open.code(), Code::PermissionDenied);
+        let mut anonymous =
+            SignallingServiceClient::new(suite.channel_to(suite.gateway(), &doctor()).await);
+        let unauthenticated = anonymous
+            .get_ice_servers(pb::GetIceServersRequest { room_id })
+            .await
+            .expect_err("no token");
+        assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+        suite.stop().await;
+    }
 }
 
 /// A minimal valid SDP offer (one data channel).
@@ -837,187 +843,193 @@ a=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n";
 
 #[tokio::test]
 async fn malformed_oversized_and_premature_messages_are_refused_and_never_relayed() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let (_, room_id) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
-    let (mut doctor_stream, doctor_joined, mut patient_stream, _) =
-        doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
-    let to_doctor = doctor_joined.participant_id.clone();
-    let huge = format!("{OFFER}{}", "a=x-pad:0123456789abcdef\r\n".repeat(4_000));
-    let cases = [
-        (
-            In::Offer(pb::SdpOffer {
-                to_participant_id: to_doctor.clone(),
-                sdp: "v=0\r\nthis is not SDP\r\n".into(),
-            }),
-            pb::SignallingErrorCode::MalformedSdp,
-            "malformed SDP",
-        ),
-        (
-            In::Answer(pb::SdpAnswer {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let (_, room_id) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
+        let (mut doctor_stream, doctor_joined, mut patient_stream, _) =
+            doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
+        let to_doctor = doctor_joined.participant_id.clone();
+        let huge = format!("{OFFER}{}", "a=x-pad:0123456789abcdef\r\n".repeat(4_000));
+        let cases = [
+            (
+                In::Offer(pb::SdpOffer {
+                    to_participant_id: to_doctor.clone(),
+                    sdp: "v=0\r\nthis is not SDP\r\n".into(),
+                }),
+                pb::SignallingErrorCode::MalformedSdp,
+                "malformed SDP",
+            ),
+            (
+                In::Answer(pb::SdpAnswer {
+                    to_participant_id: to_doctor.clone(),
+                    sdp: OFFER.into(),
+                }),
+                pb::SignallingErrorCode::MalformedSdp,
+                "an offer sent as an answer",
+            ),
+            (
+                In::Offer(pb::SdpOffer {
+                    to_participant_id: to_doctor.clone(),
+                    sdp: huge,
+                }),
+                pb::SignallingErrorCode::MessageTooLarge,
+                "an SDP over 64 KiB",
+            ),
+            (
+                In::IceCandidate(pb::IceCandidate {
+                    to_participant_id: to_doctor.clone(),
+                    candidate: "candidate:garbage".into(),
+                    ..Default::default()
+                }),
+                pb::SignallingErrorCode::MalformedCandidate,
+                "a malformed candidate",
+            ),
+            (
+                In::IceCandidate(pb::IceCandidate {
+                    to_participant_id: uuid::Uuid::new_v4().to_string(),
+                    candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into(),
+                    ..Default::default()
+                }),
+                pb::SignallingErrorCode::UnknownPeer,
+                "a candidate for an unknown peer",
+            ),
+        ];
+        for (message, code, case) in cases {
+            patient_stream.send(message).await;
+            let sequence = patient_stream.sequence;
+            match patient_stream.event().await {
+                Out::Error(error) => {
+                    assert_eq!(error.code, code as i32, "{case}: {error:?}");
+                    assert_eq!(error.client_sequence, sequence, "{case}");
+                    assert!(
+                        !error.message.is_empty(),
+                        "{case}: a message for developers"
+                    );
+                }
+                other => panic!("{case}: expected an error event, got {other:?}"),
+            }
+        }
+        doctor_stream
+            .assert_quiet("nothing refused reaches the doctor")
+            .await;
+
+        // A second stream of the patient that sends before joining.
+        let mut early = Stream::open(&mut suite.signalling(&patient()).await)
+            .await
+            .expect("stream");
+        early
+            .send(In::Offer(pb::SdpOffer {
                 to_participant_id: to_doctor.clone(),
                 sdp: OFFER.into(),
-            }),
-            pb::SignallingErrorCode::MalformedSdp,
-            "an offer sent as an answer",
-        ),
-        (
-            In::Offer(pb::SdpOffer {
-                to_participant_id: to_doctor.clone(),
-                sdp: huge,
-            }),
-            pb::SignallingErrorCode::MessageTooLarge,
-            "an SDP over 64 KiB",
-        ),
-        (
-            In::IceCandidate(pb::IceCandidate {
-                to_participant_id: to_doctor.clone(),
-                candidate: "candidate:garbage".into(),
-                ..Default::default()
-            }),
-            pb::SignallingErrorCode::MalformedCandidate,
-            "a malformed candidate",
-        ),
-        (
-            In::IceCandidate(pb::IceCandidate {
-                to_participant_id: uuid::Uuid::new_v4().to_string(),
-                candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into(),
-                ..Default::default()
-            }),
-            pb::SignallingErrorCode::UnknownPeer,
-            "a candidate for an unknown peer",
-        ),
-    ];
-    for (message, code, case) in cases {
-        patient_stream.send(message).await;
-        let sequence = patient_stream.sequence;
-        match patient_stream.event().await {
-            Out::Error(error) => {
-                assert_eq!(error.code, code as i32, "{case}: {error:?}");
-                assert_eq!(error.client_sequence, sequence, "{case}");
-                assert!(
-                    !error.message.is_empty(),
-                    "{case}: a message for developers"
-                );
-            }
-            other => panic!("{case}: expected an error event, got {other:?}"),
+            }))
+            .await;
+        match early.event().await {
+            Out::Error(error) => assert_eq!(error.code, pb::SignallingErrorCode::NotJoined as i32),
+            other => panic!("expected NOT_JOINED, got {other:?}"),
         }
-    }
-    doctor_stream
-        .assert_quiet("nothing refused reaches the doctor")
-        .await;
+        drop(early);
+        doctor_stream
+            .assert_quiet("a message before join is not relayed")
+            .await;
 
-    // A second stream of the patient that sends before joining.
-    let mut early = Stream::open(&mut suite.signalling(&patient()).await)
-        .await
-        .expect("stream");
-    early
-        .send(In::Offer(pb::SdpOffer {
-            to_participant_id: to_doctor.clone(),
-            sdp: OFFER.into(),
-        }))
-        .await;
-    match early.event().await {
-        Out::Error(error) => assert_eq!(error.code, pb::SignallingErrorCode::NotJoined as i32),
-        other => panic!("expected NOT_JOINED, got {other:?}"),
+        // The streams are unaffected: a valid offer still goes through, in order after nothing.
+        patient_stream
+            .send(In::Offer(pb::SdpOffer {
+                to_participant_id: to_doctor,
+                sdp: OFFER.into(),
+            }))
+            .await;
+        match doctor_stream.event().await {
+            Out::Offer(offer) => assert_eq!(offer.sdp, OFFER),
+            other => panic!("expected the valid offer, got {other:?}"),
+        }
+        suite.stop().await;
     }
-    drop(early);
-    doctor_stream
-        .assert_quiet("a message before join is not relayed")
-        .await;
-
-    // The streams are unaffected: a valid offer still goes through, in order after nothing.
-    patient_stream
-        .send(In::Offer(pb::SdpOffer {
-            to_participant_id: to_doctor,
-            sdp: OFFER.into(),
-        }))
-        .await;
-    match doctor_stream.event().await {
-        Out::Offer(offer) => assert_eq!(offer.sdp, OFFER),
-        other => panic!("expected the valid offer, got {other:?}"),
-    }
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn a_reconnection_replaces_the_old_stream_and_the_peers_are_told() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let (appointment_id, room_id) =
-        doctor_and_patient_room(&suite, signalling_address(&suite)).await;
-    let (mut doctor_stream, doctor_joined, mut old_stream, old_joined) =
-        doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
-    let mut new_stream = Stream::open(&mut suite.signalling(&patient()).await)
-        .await
-        .expect("stream");
-    let new_joined = new_stream.try_join(&room_id).await.expect("rejoins");
-    assert!(new_joined.replaced_previous_connection);
-    assert_eq!(new_joined.participant_id, old_joined.participant_id);
-    assert_ne!(new_joined.connection_id, old_joined.connection_id);
-    assert_eq!(
-        new_joined
-            .peers
-            .iter()
-            .map(|p| &p.participant_id)
-            .collect::<Vec<_>>(),
-        vec![&doctor_joined.participant_id]
-    );
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let (appointment_id, room_id) =
+            doctor_and_patient_room(&suite, signalling_address(&suite)).await;
+        let (mut doctor_stream, doctor_joined, mut old_stream, old_joined) =
+            doctor_and_patient_join(&suite, suite.gateway(), &room_id).await;
+        let mut new_stream = Stream::open(&mut suite.signalling(&patient()).await)
+            .await
+            .expect("stream");
+        let new_joined = new_stream.try_join(&room_id).await.expect("rejoins");
+        assert!(new_joined.replaced_previous_connection);
+        assert_eq!(new_joined.participant_id, old_joined.participant_id);
+        assert_ne!(new_joined.connection_id, old_joined.connection_id);
+        assert_eq!(
+            new_joined
+                .peers
+                .iter()
+                .map(|p| &p.participant_id)
+                .collect::<Vec<_>>(),
+            vec![&doctor_joined.participant_id]
+        );
 
-    match old_stream.event().await {
-        Out::Replaced(replaced) => assert_eq!(replaced.new_connection_id, new_joined.connection_id),
-        other => panic!("expected replaced, got {other:?}"),
-    }
-    assert_eq!(old_stream.ending().await.code(), Code::Aborted);
-    match doctor_stream.event().await {
-        Out::PeerReplaced(replaced) => assert_eq!(
-            replaced.peer.map(|p| p.connection_id),
-            Some(new_joined.connection_id.clone())
-        ),
-        other => panic!("expected peer_replaced, got {other:?}"),
-    }
-    // The doctor's offer reaches the new stream.
-    doctor_stream
-        .send(In::Offer(pb::SdpOffer {
-            to_participant_id: new_joined.participant_id.clone(),
-            sdp: OFFER.into(),
-        }))
-        .await;
-    assert!(matches!(new_stream.event().await, Out::Offer(_)));
+        match old_stream.event().await {
+            Out::Replaced(replaced) => {
+                assert_eq!(replaced.new_connection_id, new_joined.connection_id)
+            }
+            other => panic!("expected replaced, got {other:?}"),
+        }
+        assert_eq!(old_stream.ending().await.code(), Code::Aborted);
+        match doctor_stream.event().await {
+            Out::PeerReplaced(replaced) => assert_eq!(
+                replaced.peer.map(|p| p.connection_id),
+                Some(new_joined.connection_id.clone())
+            ),
+            other => panic!("expected peer_replaced, got {other:?}"),
+        }
+        // The doctor's offer reaches the new stream.
+        doctor_stream
+            .send(In::Offer(pb::SdpOffer {
+                to_participant_id: new_joined.participant_id.clone(),
+                sdp: OFFER.into(),
+            }))
+            .await;
+        assert!(matches!(new_stream.event().await, Out::Offer(_)));
 
-    // The reconnection is in the teleconsultation record; leave ends with OK.
-    let incidents = suite
-        .signalling(&doctor())
-        .await
-        .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
-            appointment_id,
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .expect("listed")
-        .into_inner()
-        .incidents;
-    assert!(
-        incidents
-            .iter()
-            .any(|i| i.kind == pb::IncidentKind::Reconnected as i32
-                && i.participant_subject == "pat-7f3a"),
-        "{incidents:?}"
-    );
-    new_stream
-        .send(In::Leave(pb::Leave {
-            reason: "fin de consultation".into(),
-        }))
-        .await;
-    assert_eq!(new_stream.ending().await.code(), Code::Ok);
-    match doctor_stream.event().await {
-        Out::PeerLeft(left) => assert_eq!(left.reason, "fin de consultation"),
-        other => panic!("expected peer_left, got {other:?}"),
+        // The reconnection is in the teleconsultation record; leave ends with OK.
+        let incidents = suite
+            .signalling(&doctor())
+            .await
+            .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
+                appointment_id,
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("listed")
+            .into_inner()
+            .incidents;
+        assert!(
+            incidents
+                .iter()
+                .any(|i| i.kind == pb::IncidentKind::Reconnected as i32
+                    && i.participant_subject == "pat-7f3a"),
+            "{incidents:?}"
+        );
+        new_stream
+            .send(In::Leave(pb::Leave {
+                reason: "fin de consultation".into(),
+            }))
+            .await;
+        assert_eq!(new_stream.ending().await.code(), Code::Ok);
+        match doctor_stream.event().await {
+            Out::PeerLeft(left) => assert_eq!(left.reason, "fin de consultation"),
+            other => panic!("expected peer_left, got {other:?}"),
+        }
+        suite.stop().await;
     }
-    suite.stop().await;
 }
 
 #[tokio::test]
@@ -1074,237 +1086,243 @@ async fn peers_on_two_signalling_instances_sharing_postgres_complete_the_offer_a
 
 #[tokio::test]
 async fn a_patient_joining_before_the_doctor_puts_the_appointment_in_the_waiting_room() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let doctor = doctor();
-    let mut scheduling = suite.scheduling(&doctor).await;
-    scheduling
-        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-            practitioner_subject: doctor.subject.into(),
-            time_zone: "UTC".into(),
-            weekly_ranges: (1..=7)
-                .map(|day| pb::WeeklyRange {
-                    day,
-                    start_local_time: "00:00".into(),
-                    end_local_time: "24:00".into(),
-                })
-                .collect(),
-            buffer_minutes: 0,
-            expected_version: 0,
-        })
-        .await
-        .expect("availability");
-    // The next whole minute plus a few, so the booking is in the future.
-    let now = jiff::Timestamp::now().as_second();
-    let start = jiff::Timestamp::from_second((now / 60 + 3) * 60).expect("start");
-    let appointment = scheduling
-        .book_appointment(pb::BookAppointmentRequest {
-            idempotency_key: uuid::Uuid::new_v4().to_string(),
-            doctor_subject: doctor.subject.into(),
-            nurse_subject: String::new(),
-            patient: Some(pb::PatientRef {
-                pseudonym: "pat-7f3a".into(),
-            }),
-            patient_subject: patient().subject.into(),
-            start_time: Some(ts(start)),
-            duration_minutes: 30,
-            reason: "suivi plaie".into(),
-            hold_id: String::new(),
-        })
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("appointment");
-    assert_eq!(appointment.status, pb::AppointmentStatus::Booked as i32);
-
-    // Scheduling opens the room (as on check-in or start).
-    let room_id = as_scheduling(&suite, signalling_address(&suite))
-        .await
-        .open_room(pb::OpenRoomRequest {
-            appointment_id: appointment.appointment_id.clone(),
-            org_id: CENTRE.into(),
-            participants: vec![
-                pb::RoomParticipant {
-                    subject: doctor.subject.into(),
-                    role: pb::ParticipantRole::Doctor as i32,
-                },
-                pb::RoomParticipant {
-                    subject: patient().subject.into(),
-                    role: pb::ParticipantRole::Patient as i32,
-                },
-            ],
-            scheduled_time: Some(pb::TimeRange {
-                start_time: Some(ts(start)),
-                end_time: Some(ts(start + jiff::SignedDuration::from_mins(30))),
-            }),
-        })
-        .await
-        .expect("room")
-        .into_inner()
-        .room_id;
-
-    let mut patient_stream = Stream::open(&mut suite.signalling(&patient()).await)
-        .await
-        .expect("stream");
-    let joined = patient_stream.try_join(&room_id).await.expect("joins");
-    assert!(joined.peers.is_empty(), "the doctor is not there yet");
-
-    let mut status = 0;
-    for _ in 0..100 {
-        status = scheduling
-            .get_appointment(pb::GetAppointmentRequest {
-                appointment_id: appointment.appointment_id.clone(),
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let doctor = doctor();
+        let mut scheduling = suite.scheduling(&doctor).await;
+        scheduling
+            .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                practitioner_subject: doctor.subject.into(),
+                time_zone: "UTC".into(),
+                weekly_ranges: (1..=7)
+                    .map(|day| pb::WeeklyRange {
+                        day,
+                        start_local_time: "00:00".into(),
+                        end_local_time: "24:00".into(),
+                    })
+                    .collect(),
+                buffer_minutes: 0,
+                expected_version: 0,
             })
             .await
-            .expect("read")
+            .expect("availability");
+        // The next whole minute plus a few, so the booking is in the future.
+        let now = jiff::Timestamp::now().as_second();
+        let start = jiff::Timestamp::from_second((now / 60 + 3) * 60).expect("start");
+        let appointment = scheduling
+            .book_appointment(pb::BookAppointmentRequest {
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                doctor_subject: doctor.subject.into(),
+                nurse_subject: String::new(),
+                patient: Some(pb::PatientRef {
+                    pseudonym: "pat-7f3a".into(),
+                }),
+                patient_subject: patient().subject.into(),
+                start_time: Some(ts(start)),
+                duration_minutes: 30,
+                reason: "suivi plaie".into(),
+                hold_id: String::new(),
+            })
+            .await
+            .expect("booked")
             .into_inner()
             .appointment
-            .expect("appointment")
-            .status;
-        if status == pb::AppointmentStatus::Arrived as i32 {
-            break;
+            .expect("appointment");
+        assert_eq!(appointment.status, pb::AppointmentStatus::Booked as i32);
+
+        // Scheduling opens the room (as on check-in or start).
+        let room_id = as_scheduling(&suite, signalling_address(&suite))
+            .await
+            .open_room(pb::OpenRoomRequest {
+                appointment_id: appointment.appointment_id.clone(),
+                org_id: CENTRE.into(),
+                participants: vec![
+                    pb::RoomParticipant {
+                        subject: doctor.subject.into(),
+                        role: pb::ParticipantRole::Doctor as i32,
+                    },
+                    pb::RoomParticipant {
+                        subject: patient().subject.into(),
+                        role: pb::ParticipantRole::Patient as i32,
+                    },
+                ],
+                scheduled_time: Some(pb::TimeRange {
+                    start_time: Some(ts(start)),
+                    end_time: Some(ts(start + jiff::SignedDuration::from_mins(30))),
+                }),
+            })
+            .await
+            .expect("room")
+            .into_inner()
+            .room_id;
+
+        let mut patient_stream = Stream::open(&mut suite.signalling(&patient()).await)
+            .await
+            .expect("stream");
+        let joined = patient_stream.try_join(&room_id).await.expect("joins");
+        assert!(joined.peers.is_empty(), "the doctor is not there yet");
+
+        let mut status = 0;
+        for _ in 0..100 {
+            status = scheduling
+                .get_appointment(pb::GetAppointmentRequest {
+                    appointment_id: appointment.appointment_id.clone(),
+                })
+                .await
+                .expect("read")
+                .into_inner()
+                .appointment
+                .expect("appointment")
+                .status;
+            if status == pb::AppointmentStatus::Arrived as i32 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            status,
+            pb::AppointmentStatus::Arrived as i32,
+            "the doctor sees the patient waiting"
+        );
+        suite.stop().await;
     }
-    assert_eq!(
-        status,
-        pb::AppointmentStatus::Arrived as i32,
-        "the doctor sees the patient waiting"
-    );
-    suite.stop().await;
 }
 
 #[tokio::test]
 async fn incidents_reported_by_an_app_are_recorded_once_and_listed_for_the_doctor() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let (appointment_id, _) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
-    let report = pb::IncidentReport {
-        client_incident_id: uuid::Uuid::new_v4().to_string(),
-        kind: pb::IncidentKind::ConnectionFailed as i32,
-        occurred_at: Some(ts(jiff::Timestamp::now())),
-        duration_seconds: 40,
-        description: "impossible de se connecter en 4G".into(),
-        network_type: pb::NetworkType::Cellular as i32,
-        client_platform: "Android 14; telehealth-app 2.3.1".into(),
-    };
-    let mut patient_client = suite.signalling(&patient()).await;
-    let first = patient_client
-        .report_technical_incident(pb::ReportTechnicalIncidentRequest {
-            appointment_id: appointment_id.clone(),
-            report: Some(report.clone()),
-        })
-        .await
-        .expect("recorded")
-        .into_inner();
-    let retry = patient_client
-        .report_technical_incident(pb::ReportTechnicalIncidentRequest {
-            appointment_id: appointment_id.clone(),
-            report: Some(report),
-        })
-        .await
-        .expect("retried")
-        .into_inner();
-    assert_eq!(first, retry, "a retry returns the recorded incident");
-    let listed = suite
-        .signalling(&doctor())
-        .await
-        .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
-            appointment_id: appointment_id.clone(),
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .expect("listed")
-        .into_inner();
-    assert_eq!(listed.incidents.len(), 1);
-    assert_eq!(
-        listed.incidents[0].source,
-        pb::IncidentSource::ClientReported as i32
-    );
-    let stranger = suite
-        .signalling(&Person::doctor("dr-other", CENTRE))
-        .await
-        .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
-            appointment_id,
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .expect_err("not his appointment");
-    assert_eq!(stranger.code(), Code::NotFound);
-    suite.stop().await;
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let (appointment_id, _) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
+        let report = pb::IncidentReport {
+            client_incident_id: uuid::Uuid::new_v4().to_string(),
+            kind: pb::IncidentKind::ConnectionFailed as i32,
+            occurred_at: Some(ts(jiff::Timestamp::now())),
+            duration_seconds: 40,
+            description: "impossible de se connecter en 4G".into(),
+            network_type: pb::NetworkType::Cellular as i32,
+            client_platform: "Android 14; telehealth-app 2.3.1".into(),
+        };
+        let mut patient_client = suite.signalling(&patient()).await;
+        let first = patient_client
+            .report_technical_incident(pb::ReportTechnicalIncidentRequest {
+                appointment_id: appointment_id.clone(),
+                report: Some(report.clone()),
+            })
+            .await
+            .expect("recorded")
+            .into_inner();
+        let retry = patient_client
+            .report_technical_incident(pb::ReportTechnicalIncidentRequest {
+                appointment_id: appointment_id.clone(),
+                report: Some(report),
+            })
+            .await
+            .expect("retried")
+            .into_inner();
+        assert_eq!(first, retry, "a retry returns the recorded incident");
+        let listed = suite
+            .signalling(&doctor())
+            .await
+            .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
+                appointment_id: appointment_id.clone(),
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("listed")
+            .into_inner();
+        assert_eq!(listed.incidents.len(), 1);
+        assert_eq!(
+            listed.incidents[0].source,
+            pb::IncidentSource::ClientReported as i32
+        );
+        let stranger = suite
+            .signalling(&Person::doctor("dr-other", CENTRE))
+            .await
+            .list_technical_incidents(pb::ListTechnicalIncidentsRequest {
+                appointment_id,
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect_err("not his appointment");
+        assert_eq!(stranger.code(), Code::NotFound);
+        suite.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn the_room_id_returned_by_start_teleconsultation_admits_the_appointments_participants() {
-    let Some(suite) = Suite::start(Backend::Sqlite).await else {
-        return;
-    };
-    let mut scheduling = suite.scheduling(&doctor()).await;
-    scheduling
-        .set_weekly_availability(telehealth_proto::v1::SetWeeklyAvailabilityRequest {
-            practitioner_subject: doctor().subject.into(),
-            time_zone: "UTC".into(),
-            weekly_ranges: (1..=7)
-                .map(|day| telehealth_proto::v1::WeeklyRange {
-                    day,
-                    start_local_time: "00:00".into(),
-                    end_local_time: "24:00".into(),
-                })
-                .collect(),
-            buffer_minutes: 0,
-            expected_version: 0,
-        })
-        .await
-        .expect("availability");
-    // A slot starting in 10 minutes, on a whole minute: inside the room's admission window.
-    let now = jiff::Timestamp::now().as_second();
-    let start = jiff::Timestamp::from_second(now - now % 60 + 600).expect("start");
-    let appointment = scheduling
-        .book_appointment(telehealth_proto::v1::BookAppointmentRequest {
-            idempotency_key: "e2e".into(),
-            doctor_subject: doctor().subject.into(),
-            nurse_subject: String::new(),
-            patient: Some(telehealth_proto::v1::PatientRef {
-                pseudonym: "pat-7f3a".into(),
-            }),
-            patient_subject: patient().subject.into(),
-            start_time: Some(ts(start)),
-            duration_minutes: 30,
-            reason: "suivi".into(),
-            hold_id: String::new(),
-        })
-        .await
-        .expect("booked")
-        .into_inner()
-        .appointment
-        .expect("appointment");
-    let started = scheduling
-        .start_teleconsultation(telehealth_proto::v1::StartTeleconsultationRequest {
-            appointment_id: appointment.appointment_id.clone(),
-        })
-        .await
-        .expect("started")
-        .into_inner();
-    assert!(!started.room_id.is_empty());
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let mut scheduling = suite.scheduling(&doctor()).await;
+        scheduling
+            .set_weekly_availability(telehealth_proto::v1::SetWeeklyAvailabilityRequest {
+                practitioner_subject: doctor().subject.into(),
+                time_zone: "UTC".into(),
+                weekly_ranges: (1..=7)
+                    .map(|day| telehealth_proto::v1::WeeklyRange {
+                        day,
+                        start_local_time: "00:00".into(),
+                        end_local_time: "24:00".into(),
+                    })
+                    .collect(),
+                buffer_minutes: 0,
+                expected_version: 0,
+            })
+            .await
+            .expect("availability");
+        // A slot starting in 10 minutes, on a whole minute: inside the room's admission window.
+        let now = jiff::Timestamp::now().as_second();
+        let start = jiff::Timestamp::from_second(now - now % 60 + 600).expect("start");
+        let appointment = scheduling
+            .book_appointment(telehealth_proto::v1::BookAppointmentRequest {
+                idempotency_key: "e2e".into(),
+                doctor_subject: doctor().subject.into(),
+                nurse_subject: String::new(),
+                patient: Some(telehealth_proto::v1::PatientRef {
+                    pseudonym: "pat-7f3a".into(),
+                }),
+                patient_subject: patient().subject.into(),
+                start_time: Some(ts(start)),
+                duration_minutes: 30,
+                reason: "suivi".into(),
+                hold_id: String::new(),
+            })
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("appointment");
+        let started = scheduling
+            .start_teleconsultation(telehealth_proto::v1::StartTeleconsultationRequest {
+                appointment_id: appointment.appointment_id.clone(),
+            })
+            .await
+            .expect("started")
+            .into_inner();
+        assert!(!started.room_id.is_empty());
 
-    // Both participants are admitted to the room scheduling opened in signalling.
-    let (_doctor, doctor_joined, _patient, _) =
-        doctor_and_patient_join(&suite, suite.gateway(), &started.room_id).await;
-    assert_eq!(doctor_joined.appointment_id, appointment.appointment_id);
+        // Both participants are admitted to the room scheduling opened in signalling.
+        let (_doctor, doctor_joined, _patient, _) =
+            doctor_and_patient_join(&suite, suite.gateway(), &started.room_id).await;
+        assert_eq!(doctor_joined.appointment_id, appointment.appointment_id);
 
-    // A stranger is not.
-    let stranger = Person::doctor("dr-other", CENTRE);
-    let mut stream = Stream::open(&mut suite.signalling(&stranger).await)
-        .await
-        .expect("stream");
-    assert!(
-        stream.try_join(&started.room_id).await.is_err(),
-        "not a participant"
-    );
-    suite.stop().await;
+        // A stranger is not.
+        let stranger = Person::doctor("dr-other", CENTRE);
+        let mut stream = Stream::open(&mut suite.signalling(&stranger).await)
+            .await
+            .expect("stream");
+        assert!(
+            stream.try_join(&started.room_id).await.is_err(),
+            "not a participant"
+        );
+        suite.stop().await;
+    }
 }
