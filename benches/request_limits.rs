@@ -1,7 +1,7 @@
 //! Request size limits benchmark: how much memory the suite takes to receive the worst message
 //! each RPC of the contract allows, and what the 15 MiB attack now costs.
 //!
-//! `CARGO_TARGET_DIR=/var/cache/telehealth/target cargo bench --bench request_limits [-- <filter>]`
+//! `benches/run request_limits [<filter>]`
 //!
 //! Each RPC declares its largest request (`max_request_bytes`, `access.proto`); the gateway and
 //! the services refuse anything larger from its length prefix, so the worst message an RPC can
@@ -22,7 +22,7 @@
 //! through the gateway and straight to a service, and decodes the same bytes in this process
 //! (what a service decoding before checking would take).
 //!
-//! Measured (2 cores, SQLite): see docs/operations.md ("Limits") and bench/README.md.
+//! Measured (2 cores, SQLite): see docs/operations.md ("Limits") and benches/README.md.
 
 use std::{
     collections::BTreeMap,

@@ -1,7 +1,9 @@
-//! Benchmarks of the telehealth suite (a bench binary printing figures, not a timed test).
+//! The gateway benchmark: direct calls vs our gateway vs Envoy (a bench binary printing
+//! figures, not a timed test). Run it with `benches/run gateway [options]`, which installs Envoy
+//! and keeps the report; by hand:
 //!
 //! ```text
-//! telehealth-bench gateway [--duration-secs N] [--warmup-secs N] [--concurrency 1,16,64]
+//! cargo bench --bench gateway -- gateway [--duration-secs N] [--warmup-secs N] [--concurrency 1,16,64]
 //!                          [--connections N] [--payload-bytes N] [--upload-mib N] [--uploads N]
 //!                          [--targets direct,ours-cache,ours-nocache,envoy-cache,envoy-nocache]
 //!                          [--envoy PATH] [--envoy-concurrency N] [--gateway-log-filter F]
@@ -10,7 +12,7 @@
 //!
 //! `gateway` starts an echo backend and each proxy in its own process (this binary in the
 //! `serve-echo` / `serve-gateway` modes, or Envoy), so that each one's CPU time and memory can be
-//! read from `/proc`. See `bench/README.md`.
+//! read from `/proc`. See `benches/README.md`.
 
 mod envoy;
 mod gateway_bench;
@@ -25,8 +27,8 @@ use anyhow::{Context, bail};
 
 use crate::report::Kind;
 
-const USAGE: &str = "usage:
-  telehealth-bench gateway [--duration-secs N (5)] [--warmup-secs N (1)]
+const USAGE: &str = "usage (after `cargo bench --bench gateway --`):
+  gateway [--duration-secs N (5)] [--warmup-secs N (1)]
       [--concurrency 1,16,64] [--connections N (4)] [--payload-bytes N (100)]
       [--upload-mib N (64; 0 skips)] [--uploads N (3)]
       [--targets direct,ours-cache,ours-nocache,envoy-cache,envoy-nocache]
@@ -34,13 +36,17 @@ const USAGE: &str = "usage:
       [--gateway-workers N (one per core)] [--quiet-wait-secs N (600; 0: no wait)]
       [--attempts N (3): runs of a case disturbed by other processes]
       [--envoy-static-roles true (diagnostic: Envoy without its Lua filter)]
-  telehealth-bench serve-echo --data-dir DIR
-  telehealth-bench serve-gateway --data-dir DIR --upstream HOST:PORT --cache-entries N
+  serve-echo --data-dir DIR
+  serve-gateway --data-dir DIR --upstream HOST:PORT --cache-entries N
       [--log-filter FILTER]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` adds `--bench` to the arguments of every benchmark.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let Some((command, rest)) = args.split_first() else {
         bail!("{USAGE}");
     };
