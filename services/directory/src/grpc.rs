@@ -1,7 +1,7 @@
 //! The tonic adapter: validate, call the core, convert back.
 
 use telehealth_kit::{
-    identity::{self, Caller},
+    identity::require_caller,
     page_scope,
     paging::{self, PageTokens},
 };
@@ -23,10 +23,6 @@ impl DirectoryApi {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    identity::caller(request).cloned().map_err(Status::from)
-}
-
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
@@ -38,7 +34,7 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<pb::RegisterSelfRequest>,
     ) -> Result<Response<pb::RegisterSelfResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let member = self.directory.register_self(&caller).await?;
         Ok(Response::new(pb::RegisterSelfResponse {
             member: Some(convert::member(&member, now())),
@@ -50,7 +46,7 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<pb::PutMemberRequest>,
     ) -> Result<Response<pb::PutMemberResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let new = convert::new_member(request.into_inner())?;
         let member = self.directory.put_member(&caller, new).await?;
         Ok(Response::new(pb::PutMemberResponse {
@@ -63,7 +59,7 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<pb::EndMembershipRequest>,
     ) -> Result<Response<pb::EndMembershipResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let request = request.into_inner();
         let subject = convert::subject("subject", &request.subject)?;
         let until = convert::instant("until_time", request.until_time.as_ref())?;
@@ -81,7 +77,7 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let subject = convert::subject("subject", &request.get_ref().subject)?;
         let member = self.directory.get_member(&caller, &subject).await?;
         Ok(Response::new(pb::GetMemberResponse {
@@ -94,7 +90,7 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let request = request.into_inner();
         let page_size = paging::page_size(request.page_size, 50, 200)?;
         let scope = page_scope!("ListMembers", &caller, &request);
@@ -129,7 +125,7 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<pb::CheckMembersRequest>,
     ) -> Result<Response<pb::CheckMembersResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let request = request.into_inner();
         if request.subjects.len() > convert::MAX_CHECKED_SUBJECTS {
             return Err(crate::error::DirectoryError::invalid(

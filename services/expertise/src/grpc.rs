@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::{civil::Date, tz::TimeZone};
 use telehealth_kit::{
-    identity::{self, Caller},
+    identity::{Caller, require_caller},
     page_scope,
     paging::{self, PageTokens},
     watch::{self, Frame},
@@ -56,10 +56,6 @@ impl ExpertiseApi {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    identity::caller(request).cloned().map_err(Status::from)
-}
-
 impl ExpertiseApi {
     async fn change(
         &self,
@@ -85,7 +81,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::ListTargetsRequest>,
     ) -> Result<Response<pb::ListTargetsResponse>, Status> {
-        caller(&request)?;
+        require_caller(&request)?;
         let filter = request.into_inner().specialty;
         let rules = self.core.rules();
         let mut targets: Vec<pb::ExpertiseTarget> = rules
@@ -119,7 +115,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::CreateDraftRequest>,
     ) -> Result<Response<pb::CreateDraftResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let created = async {
             let key = convert::idempotency_key(&r.idempotency_key)?;
@@ -137,7 +133,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::UpdateDraftRequest>,
     ) -> Result<Response<pb::UpdateDraftResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let updated = async {
             let id = convert::id("request_id", &r.request_id)?;
@@ -194,7 +190,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::SubmitRequestRequest>,
     ) -> Result<Response<pb::SubmitRequestResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let request = self
             .change(
@@ -214,7 +210,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::ClaimRequestRequest>,
     ) -> Result<Response<pb::ClaimRequestResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let request = self
             .change(&caller, &r.request_id, Transition::Claim, Details::None, 0)
@@ -228,7 +224,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::ReleaseRequestRequest>,
     ) -> Result<Response<pb::ReleaseRequestResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let comment = convert::text("comment", &r.comment, 500).map_err(|e| status(&e))?;
         let request = self
@@ -249,7 +245,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::AnswerRequestRequest>,
     ) -> Result<Response<pb::AnswerRequestResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
         let answer = convert::answer(r.answer.as_ref()).map_err(|e| status(&e))?;
@@ -271,7 +267,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::DeclineRequestRequest>,
     ) -> Result<Response<pb::DeclineRequestResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
         let (reason, comment) = convert::decline(r.reason, &r.comment).map_err(|e| status(&e))?;
@@ -293,7 +289,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::WithdrawRequestRequest>,
     ) -> Result<Response<pb::WithdrawRequestResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let reason = convert::text("reason", &r.reason, 2000).map_err(|e| status(&e))?;
         let request = self
@@ -314,7 +310,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::CloseRequestRequest>,
     ) -> Result<Response<pb::CloseRequestResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let request = self
             .change(&caller, &r.request_id, Transition::Close, Details::None, 0)
@@ -328,7 +324,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::PostMessageRequest>,
     ) -> Result<Response<pb::PostMessageResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let message = async {
             let id = convert::id("request_id", &r.request_id)?;
@@ -347,7 +343,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let page = async {
             let id = convert::id("request_id", &r.request_id)?;
@@ -372,7 +368,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::GetRequestRequest>,
     ) -> Result<Response<pb::GetRequestResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let found = async {
             let id = convert::id("request_id", &request.get_ref().request_id)?;
             self.core.request(&caller, &id).await
@@ -388,7 +384,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::ListInboxRequest>,
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let page = async {
             let statuses = convert::statuses(&r.statuses)?;
@@ -442,7 +438,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::ListMyRequestsRequest>,
     ) -> Result<Response<pb::ListMyRequestsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let page = async {
             let statuses = convert::statuses(&r.statuses)?;
@@ -477,7 +473,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::WatchRequestsRequest>,
     ) -> Result<Response<Self::WatchRequestsStream>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let request_id = if r.request_id.is_empty() {
             None
@@ -528,7 +524,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::GetActivityReportRequest>,
     ) -> Result<Response<pb::GetActivityReportResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let report = async {
             let first_day = month(&r.month)?;
@@ -556,7 +552,7 @@ impl ExpertiseService for ExpertiseApi {
         &self,
         request: Request<pb::GetAnswerReportRequest>,
     ) -> Result<Response<pb::GetAnswerReportResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let found = async {
             let id = convert::id("request_id", &request.get_ref().request_id)?;
             self.core.answer_report(&caller, &id).await

@@ -85,6 +85,16 @@ pub fn to_status<E: ApiError + ?Sized>(error: &E) -> Status {
     }
 }
 
+/// A unary answer: the response `build` makes from the core's result, or the error as a status.
+pub fn reply<T, U, E: ApiError>(
+    result: Result<T, E>,
+    build: impl FnOnce(T) -> U,
+) -> Result<tonic::Response<U>, Status> {
+    result
+        .map(|value| tonic::Response::new(build(value)))
+        .map_err(|error| to_status(&error))
+}
+
 /// The error and its sources, for logs.
 fn chain<E: std::error::Error + ?Sized>(error: &E) -> String {
     let mut text = error.to_string();

@@ -286,6 +286,12 @@ pub fn caller<T>(request: &Request<T>) -> Result<&Caller, IdentityError> {
         .ok_or(IdentityError::Missing(SUBJECT_KEY))
 }
 
+/// The caller of `request`, owned, or the `UNAUTHENTICATED` status every RPC answers without
+/// one (what each service's adapter asks first).
+pub fn require_caller<T>(request: &Request<T>) -> Result<Caller, tonic::Status> {
+    caller(request).cloned().map_err(tonic::Status::from)
+}
+
 /// The person calling through the gateway; other callers are refused.
 pub fn person<T>(request: &Request<T>) -> Result<&Identity, IdentityError> {
     match caller(request)? {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::SignedDuration;
 use telehealth_kit::{
-    identity::{self, Caller, Role},
+    error::reply,
+    identity::{Role, require_caller},
     page_scope,
     paging::{self, PageTokens},
     watch::{self, Frame},
@@ -54,28 +55,15 @@ impl SchedulingApi {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    identity::caller(request).cloned().map_err(Status::from)
-}
-
-fn reply<T, U>(
-    result: Result<T, SchedulingError>,
-    build: impl FnOnce(T) -> U,
-) -> Result<Response<U>, Status> {
-    result
-        .map(|value| Response::new(build(value)))
-        .map_err(|e| status(&e))
-}
-
 #[tonic::async_trait]
 impl SchedulingService for SchedulingApi {
     async fn set_weekly_availability(
         &self,
         request: Request<pb::SetWeeklyAvailabilityRequest>,
     ) -> Result<Response<pb::SetWeeklyAvailabilityResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let ranges = convert::bounded("weekly_ranges", &r.weekly_ranges, MAX_WEEKLY_RANGES)?;
             let practitioner = convert::subject_or_caller(
                 "practitioner_subject",
@@ -104,8 +92,8 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::GetAvailabilityRequest>,
     ) -> Result<Response<pb::GetAvailabilityResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SchedulingError> = async {
             let practitioner = convert::subject_or_caller(
                 "practitioner_subject",
                 &request.get_ref().practitioner_subject,
@@ -124,9 +112,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::AddAvailabilityExceptionRequest>,
     ) -> Result<Response<pb::AddAvailabilityExceptionResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let idempotency_key = convert::idempotency_key(&r.idempotency_key)?;
             let kind = match pb::AvailabilityExceptionKind::try_from(r.kind)
                 .unwrap_or(pb::AvailabilityExceptionKind::Unspecified)
@@ -216,8 +204,8 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::RemoveAvailabilityExceptionRequest>,
     ) -> Result<Response<pb::RemoveAvailabilityExceptionResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("exception_id", &request.get_ref().exception_id)?;
             self.core.remove_exception(&caller, &id).await
         }
@@ -231,9 +219,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::ListAvailabilityExceptionsRequest>,
     ) -> Result<Response<pb::ListAvailabilityExceptionsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let practitioner = convert::subject_or_caller(
                 "practitioner_subject",
                 &r.practitioner_subject,
@@ -269,9 +257,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::ListFreeSlotsRequest>,
     ) -> Result<Response<pb::ListFreeSlotsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let subjects = convert::bounded(
                 "practitioner_subjects",
                 &r.practitioner_subjects,
@@ -332,9 +320,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::HoldSlotRequest>,
     ) -> Result<Response<pb::HoldSlotResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let doctor = convert::subject_or_caller(
                 "doctor_subject",
                 &r.doctor_subject,
@@ -363,8 +351,8 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::ReleaseHoldRequest>,
     ) -> Result<Response<pb::ReleaseHoldResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("hold_id", &request.get_ref().hold_id)?;
             self.core.release_hold(&caller, &id).await
         }
@@ -376,9 +364,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::BookAppointmentRequest>,
     ) -> Result<Response<pb::BookAppointmentResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let booking = BookingRequest {
                 idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
                 doctor: convert::subject_or_caller(
@@ -417,8 +405,8 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::GetAppointmentRequest>,
     ) -> Result<Response<pb::GetAppointmentResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &request.get_ref().appointment_id)?;
             self.core.appointment(&caller, &id).await
         }
@@ -432,9 +420,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::ListAppointmentsRequest>,
     ) -> Result<Response<pb::ListAppointmentsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let statuses = convert::bounded("statuses", &r.statuses, MAX_STATUS_FILTERS)?;
             let window = match &r.period {
                 None => None,
@@ -500,9 +488,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::CancelAppointmentRequest>,
     ) -> Result<Response<pb::CancelAppointmentResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &r.appointment_id)?;
             if pb::CancellationReason::try_from(r.reason)
                 .unwrap_or(pb::CancellationReason::Unspecified)
@@ -540,9 +528,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::RescheduleAppointmentRequest>,
     ) -> Result<Response<pb::RescheduleAppointmentResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &r.appointment_id)?;
             let start = convert::start_minute("new_start_time", r.new_start_time.as_ref())?;
             // 0 keeps the current duration, which the core reads in its transaction.
@@ -577,8 +565,8 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::CheckInRequest>,
     ) -> Result<Response<pb::CheckInResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &request.get_ref().appointment_id)?;
             self.core
                 .transition(&caller, &id, Transition::CheckIn, None, 0)
@@ -595,8 +583,8 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::StartTeleconsultationRequest>,
     ) -> Result<Response<pb::StartTeleconsultationResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &request.get_ref().appointment_id)?;
             self.core
                 .transition(&caller, &id, Transition::Start, None, 0)
@@ -618,8 +606,8 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::FinishAppointmentRequest>,
     ) -> Result<Response<pb::FinishAppointmentResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &request.get_ref().appointment_id)?;
             self.core
                 .transition(&caller, &id, Transition::Finish, None, 0)
@@ -635,9 +623,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::MarkNoShowRequest>,
     ) -> Result<Response<pb::MarkNoShowResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &r.appointment_id)?;
             let comment = convert::text("comment", &r.comment, 500)?;
             self.core
@@ -654,9 +642,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::GetAppointmentHistoryRequest>,
     ) -> Result<Response<pb::GetAppointmentHistoryResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &r.appointment_id)?;
             let size = paging::page_size(r.page_size, 100, 500)?;
             let scope = page_scope!("GetAppointmentHistory", &caller, &r);
@@ -680,7 +668,7 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::WatchAppointmentsRequest>,
     ) -> Result<Response<Self::WatchAppointmentsStream>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let practitioner =
             convert::optional_subject("practitioner_subject", &r.practitioner_subject)
@@ -724,9 +712,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::ExportCalendarRequest>,
     ) -> Result<Response<pb::ExportCalendarResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let practitioner = convert::subject_or_caller(
                 "practitioner_subject",
                 &r.practitioner_subject,
@@ -761,9 +749,9 @@ impl SchedulingService for SchedulingApi {
         &self,
         request: Request<pb::MarkWaitingRoomRequest>,
     ) -> Result<Response<pb::MarkWaitingRoomResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &r.appointment_id)?;
             let participant = convert::subject("participant_subject", &r.participant_subject)?;
             self.core

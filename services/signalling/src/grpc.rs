@@ -6,7 +6,8 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use telehealth_kit::{
-    identity::{self, Caller},
+    error::reply,
+    identity::require_caller,
     page_scope,
     paging::{self, PageTokens},
 };
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
-    convert::{self, status},
+    convert,
     core::{Link, Signalling},
     domain::{self, ServerEvent},
     error::SignallingError,
@@ -32,19 +33,6 @@ impl SignallingApi {
     pub fn new(core: Signalling, pages: PageTokens) -> Self {
         SignallingApi { core, pages }
     }
-}
-
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    identity::caller(request).cloned().map_err(Status::from)
-}
-
-fn reply<T, U>(
-    result: Result<T, SignallingError>,
-    build: impl FnOnce(T) -> U,
-) -> Result<Response<U>, Status> {
-    result
-        .map(|value| Response::new(build(value)))
-        .map_err(|e| status(&e))
 }
 
 type SignalStream = Pin<Box<dyn Stream<Item = Result<pb::SignalResponse, Status>> + Send>>;
@@ -98,8 +86,8 @@ impl SignallingService for SignallingApi {
         &self,
         request: Request<pb::OpenRoomRequest>,
     ) -> Result<Response<pb::OpenRoomResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SignallingError> = async {
             let spec = convert::room_spec(request.get_ref())?;
             self.core.open_room(&caller, spec).await
         }
@@ -118,9 +106,9 @@ impl SignallingService for SignallingApi {
         &self,
         request: Request<pb::CloseRoomRequest>,
     ) -> Result<Response<pb::CloseRoomResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SignallingError> = async {
             let appointment_id = domain::uuid("appointment_id", &r.appointment_id)?;
             let reason = convert::close_reason(r.reason)?;
             self.core.close_room(&caller, &appointment_id, reason).await
@@ -139,7 +127,7 @@ impl SignallingService for SignallingApi {
         &self,
         request: Request<Streaming<pb::SignalRequest>>,
     ) -> Result<Response<Self::SignalStream>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let max_sdp_bytes =
             usize::try_from(self.core.settings().max_sdp_bytes).unwrap_or(usize::MAX);
         let inbound = request.into_inner().map(move |message| {
@@ -158,8 +146,8 @@ impl SignallingService for SignallingApi {
         &self,
         request: Request<pb::GetIceServersRequest>,
     ) -> Result<Response<pb::GetIceServersResponse>, Status> {
-        let caller = caller(&request)?;
-        let result = async {
+        let caller = require_caller(&request)?;
+        let result: Result<_, SignallingError> = async {
             let room_id = domain::uuid("room_id", &request.get_ref().room_id)?;
             self.core.ice_servers_for(&caller, &room_id).await
         }
@@ -173,9 +161,9 @@ impl SignallingService for SignallingApi {
         &self,
         request: Request<pb::ReportTechnicalIncidentRequest>,
     ) -> Result<Response<pb::ReportTechnicalIncidentResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SignallingError> = async {
             let appointment_id = domain::uuid("appointment_id", &r.appointment_id)?;
             let report = convert::incident_report(r.report.as_ref())?;
             self.core
@@ -192,9 +180,9 @@ impl SignallingService for SignallingApi {
         &self,
         request: Request<pb::ListTechnicalIncidentsRequest>,
     ) -> Result<Response<pb::ListTechnicalIncidentsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, SignallingError> = async {
             let appointment_id = domain::uuid("appointment_id", &r.appointment_id)?;
             let size = paging::page_size(r.page_size, 100, 500)?;
             let scope = page_scope!("ListTechnicalIncidents", &caller, &r);

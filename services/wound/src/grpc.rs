@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use telehealth_kit::{
-    identity::{self, Caller},
+    error::reply,
+    identity::require_caller,
     page_scope,
     paging::{self, PageTokens},
     watch::{self, Frame},
@@ -51,29 +52,16 @@ impl WoundApi {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    identity::caller(request).cloned().map_err(Status::from)
-}
-
-fn reply<T, U>(
-    result: Result<T, WoundError>,
-    build: impl FnOnce(T) -> U,
-) -> Result<Response<U>, Status> {
-    result
-        .map(|value| Response::new(build(value)))
-        .map_err(Status::from)
-}
-
 #[tonic::async_trait]
 impl WoundService for WoundApi {
     async fn register_wound(
         &self,
         request: Request<pb::RegisterWoundRequest>,
     ) -> Result<Response<pb::RegisterWoundResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let now = self.core.now();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let new = NewWound {
                 idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
                 patient_pseudonym: convert::pseudonym(r.patient.as_ref())?,
@@ -100,10 +88,10 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::UpdateWoundRequest>,
     ) -> Result<Response<pb::UpdateWoundResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let now = self.core.now();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("wound_id", &r.wound_id)?;
             let description = convert::description(
                 r.description.as_ref(),
@@ -124,10 +112,10 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::UpdateCareTeamRequest>,
     ) -> Result<Response<pb::UpdateCareTeamResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let now = self.core.now();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("wound_id", &r.wound_id)?;
             let doctor =
                 convert::optional_subject("referring_doctor_subject", &r.referring_doctor_subject)?;
@@ -146,10 +134,10 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::CloseWoundRequest>,
     ) -> Result<Response<pb::CloseWoundResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let now = self.core.now();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("wound_id", &r.wound_id)?;
             let (reason, comment) = convert::closure(r.reason, &r.comment)?;
             self.core.close(&caller, &id, reason, comment).await
@@ -164,10 +152,10 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::ReopenWoundRequest>,
     ) -> Result<Response<pb::ReopenWoundResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let now = self.core.now();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("wound_id", &r.wound_id)?;
             let comment = convert::text("comment", &r.comment, 2000)?;
             self.core.reopen(&caller, &id, comment).await
@@ -182,9 +170,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::GetWoundRequest>,
     ) -> Result<Response<pb::GetWoundResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let now = self.core.now();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("wound_id", &request.get_ref().wound_id)?;
             self.core.wound(&caller, &id).await
         }
@@ -198,9 +186,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::RecordAssessmentRequest>,
     ) -> Result<Response<pb::RecordAssessmentResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let new = NewAssessment {
                 idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
                 wound_id: convert::id("wound_id", &r.wound_id)?,
@@ -223,9 +211,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::CorrectAssessmentRequest>,
     ) -> Result<Response<pb::CorrectAssessmentResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("assessment_id", &r.assessment_id)?;
             let measurements = convert::measurements(r.measurements.as_ref())?;
             let reason = convert::text("correction_reason", &r.correction_reason, 2000)?;
@@ -266,9 +254,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::GetAssessmentRequest>,
     ) -> Result<Response<pb::GetAssessmentResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("assessment_id", &r.assessment_id)?;
             let version = match r.version {
                 0 => None,
@@ -291,9 +279,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::ListAssessmentsRequest>,
     ) -> Result<Response<pb::ListAssessmentsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("wound_id", &r.wound_id)?;
             if r.episode < 0 {
                 return Err(WoundError::invalid("episode", "must not be negative"));
@@ -340,9 +328,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::ListAssessmentVersionsRequest>,
     ) -> Result<Response<pb::ListAssessmentVersionsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("assessment_id", &r.assessment_id)?;
             let size = paging::page_size(r.page_size, 50, 200)?;
             let scope = page_scope!("ListAssessmentVersions", &caller, &r);
@@ -402,9 +390,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::GetWoundTrendRequest>,
     ) -> Result<Response<pb::GetWoundTrendResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("wound_id", &r.wound_id)?;
             let range = match &r.range {
                 None => None,
@@ -437,9 +425,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let wound = convert::optional_id("wound_id", &r.wound_id)?;
             let statuses = convert::alert_statuses(&r.statuses)?;
             let size = paging::page_size(r.page_size, 50, 200)?;
@@ -466,9 +454,9 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::AcknowledgeAlertRequest>,
     ) -> Result<Response<pb::AcknowledgeAlertResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let id = convert::id("alert_id", &r.alert_id)?;
             let comment = convert::text("comment", &r.comment, 2000)?;
             if comment.is_empty() {
@@ -491,7 +479,7 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let wound = convert::optional_id("wound_id", &request.get_ref().wound_id)?;
         let events = self.core.watch(&caller, wound).await?;
         let events = events.filter_map(|event| async move {
@@ -530,10 +518,10 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::ListNurseRoundRequest>,
     ) -> Result<Response<pb::ListNurseRoundResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let now = self.core.now();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let due_before = r
                 .due_before
                 .as_ref()
@@ -566,10 +554,10 @@ impl WoundService for WoundApi {
         &self,
         request: Request<pb::ListDoctorWoundsRequest>,
     ) -> Result<Response<pb::ListDoctorWoundsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let now = self.core.now();
-        let result = async {
+        let result: Result<_, WoundError> = async {
             let query = DoctorListQuery {
                 statuses: convert::wound_statuses(&r.statuses)?,
                 whole_org: r.whole_org,

@@ -3,11 +3,11 @@
 //! stripping without re-encoding, resumable sessions).
 
 use futures::StreamExt;
-use telehealth_kit::watch::ServerStream;
+use telehealth_kit::{identity::require_caller, watch::ServerStream};
 use telehealth_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ExpertiseApi, caller};
+use super::ExpertiseApi;
 use crate::{convert, error::status};
 
 /// Longest edge of a thumbnail when the client asks for 0.
@@ -29,7 +29,7 @@ impl ExpertiseApi {
         &self,
         request: Request<Streaming<pb::AttachImageRequest>>,
     ) -> Result<Response<pb::AttachImageResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let mut stream = request.into_inner();
         let first = stream.next().await.ok_or_else(|| {
             Status::invalid_argument("the stream is empty: send the header first")
@@ -63,7 +63,7 @@ impl ExpertiseApi {
         &self,
         request: Request<pb::GetImageUploadStatusRequest>,
     ) -> Result<Response<pb::GetImageUploadStatusResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let id = convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
         let found = self
@@ -80,7 +80,7 @@ impl ExpertiseApi {
         &self,
         request: Request<pb::DetachImageRequest>,
     ) -> Result<Response<pb::DetachImageResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let id = convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
         let image_id = convert::id("image_id", &r.image_id).map_err(|e| status(&e))?;
@@ -98,7 +98,7 @@ impl ExpertiseApi {
         &self,
         request: Request<pb::DownloadImageRequest>,
     ) -> Result<Response<ServerStream<pb::DownloadImageResponse>>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let id = convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
         let image_id = convert::id("image_id", &r.image_id).map_err(|e| status(&e))?;
@@ -125,7 +125,7 @@ impl ExpertiseApi {
         &self,
         request: Request<pb::GetImageThumbnailRequest>,
     ) -> Result<Response<pb::GetImageThumbnailResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let id = convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
         let image_id = convert::id("image_id", &r.image_id).map_err(|e| status(&e))?;

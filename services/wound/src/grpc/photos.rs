@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
-use telehealth_kit::{identity::Caller, watch::ServerStream};
+use telehealth_kit::{
+    identity::{Caller, require_caller},
+    watch::ServerStream,
+};
 use telehealth_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{WoundApi, caller};
+use super::WoundApi;
 use crate::{convert, error::WoundError};
 
 /// Longest edge of a thumbnail when the client asks for 0.
@@ -69,7 +72,7 @@ impl WoundApi {
         &self,
         request: Request<Streaming<pb::UploadPhotoRequest>>,
     ) -> Result<Response<pb::UploadPhotoResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let mut stream = request.into_inner();
         let first = stream.next().await.ok_or_else(|| {
             Status::invalid_argument("the stream is empty: send the header first")
@@ -119,7 +122,7 @@ impl WoundApi {
         &self,
         request: Request<pb::GetPhotoUploadStatusRequest>,
     ) -> Result<Response<pb::GetPhotoUploadStatusResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let [wound_id] = self
             .photo_ids(
@@ -143,7 +146,7 @@ impl WoundApi {
         &self,
         request: Request<pb::DownloadPhotoRequest>,
     ) -> Result<Response<ServerStream<pb::DownloadPhotoResponse>>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let [wound_id, image_id] = self
             .photo_ids(
@@ -176,7 +179,7 @@ impl WoundApi {
         &self,
         request: Request<pb::GetPhotoThumbnailRequest>,
     ) -> Result<Response<pb::GetPhotoThumbnailResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = require_caller(&request)?;
         let r = request.into_inner();
         let edge = match r.max_edge_px {
             0 => DEFAULT_THUMBNAIL_EDGE,
