@@ -2,8 +2,8 @@
 
 use telehealth_images::ImageError;
 use telehealth_kit::{
-    ApiError, ErrorCode, KitError, audit::Outcome, error::database_code,
-    idempotency::IdempotencyError, identity::IdentityError,
+    ApiError, ErrorCode, KitError, error::database_code, idempotency::IdempotencyError,
+    identity::IdentityError,
 };
 
 /// A tele-expertise failure.
@@ -24,6 +24,9 @@ pub enum ExpertiseError {
     VersionMismatch { current: i64 },
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// A refusal of the kit's idempotency keys (another request under the key, a lost race).
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
     Kit(#[from] KitError),
     #[error("database: {0}")]
@@ -40,39 +43,6 @@ impl ExpertiseError {
             reason: reason.into(),
         }
     }
-
-    /// What the audit trail records for this failure.
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            ExpertiseError::NotFound(_) => Outcome::NotFound,
-            ExpertiseError::PermissionDenied(_) | ExpertiseError::Identity(_) => Outcome::Denied,
-            ExpertiseError::InvalidArgument { .. }
-            | ExpertiseError::FailedPrecondition(_)
-            | ExpertiseError::AlreadyExists(_)
-            | ExpertiseError::VersionMismatch { .. } => Outcome::Invalid,
-            ExpertiseError::Kit(_) | ExpertiseError::Database(_) => Outcome::Failed,
-            ExpertiseError::Image(error) => match error.code() {
-                ErrorCode::NotFound => Outcome::NotFound,
-                ErrorCode::PermissionDenied => Outcome::Denied,
-                ErrorCode::Internal | ErrorCode::Unavailable => Outcome::Failed,
-                _ => Outcome::Invalid,
-            },
-        }
-    }
-}
-
-/// The kit's idempotency refusals as this service answers them: another request under the same
-/// key is `FAILED_PRECONDITION` (common.proto), a lost race is retried.
-impl From<IdempotencyError> for ExpertiseError {
-    fn from(error: IdempotencyError) -> Self {
-        match error {
-            IdempotencyError::Conflict => ExpertiseError::FailedPrecondition(error.to_string()),
-            IdempotencyError::Raced => {
-                ExpertiseError::Kit(KitError::Unavailable(error.to_string()))
-            }
-            IdempotencyError::Database(error) => ExpertiseError::Database(error),
-        }
-    }
 }
 
 impl ApiError for ExpertiseError {
@@ -85,6 +55,7 @@ impl ApiError for ExpertiseError {
             ExpertiseError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             ExpertiseError::VersionMismatch { .. } => ErrorCode::Aborted,
             ExpertiseError::Identity(error) => error.code(),
+            ExpertiseError::Idempotency(error) => error.code(),
             ExpertiseError::Kit(error) => error.code(),
             ExpertiseError::Database(error) => database_code(error),
             ExpertiseError::Image(error) => error.code(),

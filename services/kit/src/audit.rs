@@ -14,7 +14,7 @@ use sqlx::{Acquire, AnyConnection, Row};
 
 use crate::{
     db::{Database, is_conflict},
-    error::KitError,
+    error::{ApiError, ErrorCode, KitError},
     identity::Caller,
     record::now_micros,
 };
@@ -39,6 +39,25 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// What a refused or failed call is in the trail, from what the caller was answered: not
+    /// found, denied (permission or identity), invalid (any other refusal: bad input, a state or
+    /// version that does not allow it, a conflict, a limit), or failed (internal, a dependency
+    /// down, a deadline).
+    pub fn of<E: ApiError + ?Sized>(error: &E) -> Outcome {
+        match error.code() {
+            ErrorCode::NotFound => Outcome::NotFound,
+            ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => Outcome::Denied,
+            ErrorCode::InvalidArgument
+            | ErrorCode::FailedPrecondition
+            | ErrorCode::AlreadyExists
+            | ErrorCode::Aborted
+            | ErrorCode::ResourceExhausted => Outcome::Invalid,
+            ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => {
+                Outcome::Failed
+            }
+        }
+    }
+
     fn parse(text: &str) -> Outcome {
         match text {
             "ok" => Outcome::Ok,

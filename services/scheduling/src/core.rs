@@ -194,16 +194,3 @@ impl Scheduler {
         }
     }
 }
-
-/// The audit outcome of an error.
-pub(crate) fn outcome_of(error: &SchedulingError) -> Outcome {
-    match error {
-        SchedulingError::NotFound(_) => Outcome::NotFound,
-        SchedulingError::PermissionDenied(_) | SchedulingError::Identity(_) => Outcome::Denied,
-        SchedulingError::InvalidArgument { .. }
-        | SchedulingError::FailedPrecondition(_)
-        | SchedulingError::VersionMismatch { .. }
-        | SchedulingError::Conflicts(_) => Outcome::Invalid,
-        _ => Outcome::Failed,
-    }
-}

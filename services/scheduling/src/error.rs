@@ -59,6 +59,9 @@ pub enum SchedulingError {
     Conflicts(Vec<Conflict>),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// A refusal of the kit's idempotency keys (another request under the key, a lost race).
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
     Kit(#[from] KitError),
     #[error("database: {0}")]
@@ -94,18 +97,6 @@ impl From<Invalid> for SchedulingError {
     }
 }
 
-/// The kit's idempotency refusals as this service answers them: another request under the same
-/// key is `FAILED_PRECONDITION` (common.proto), a lost race is retried.
-impl From<IdempotencyError> for SchedulingError {
-    fn from(error: IdempotencyError) -> Self {
-        match error {
-            IdempotencyError::Conflict => SchedulingError::FailedPrecondition(error.to_string()),
-            IdempotencyError::Raced => SchedulingError::Unavailable(error.to_string()),
-            IdempotencyError::Database(error) => SchedulingError::Database(error),
-        }
-    }
-}
-
 impl ApiError for SchedulingError {
     fn code(&self) -> ErrorCode {
         match self {
@@ -122,6 +113,7 @@ impl ApiError for SchedulingError {
                 }
             }
             SchedulingError::Identity(error) => error.code(),
+            SchedulingError::Idempotency(error) => error.code(),
             SchedulingError::Kit(error) => error.code(),
             SchedulingError::Database(error) => database_code(error),
             SchedulingError::Unavailable(_) => ErrorCode::Unavailable,

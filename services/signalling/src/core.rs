@@ -200,18 +200,6 @@ pub(crate) fn person(caller: &Caller) -> Result<&Identity, SignallingError> {
     }
 }
 
-/// The audit outcome of an error.
-pub(crate) fn outcome_of(error: &SignallingError) -> Outcome {
-    match error {
-        SignallingError::NotFound(_) => Outcome::NotFound,
-        SignallingError::PermissionDenied(_) | SignallingError::Identity(_) => Outcome::Denied,
-        SignallingError::InvalidArgument { .. } | SignallingError::FailedPrecondition(_) => {
-            Outcome::Invalid
-        }
-        _ => Outcome::Failed,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod testing {
     //! A core over a fresh database, with a clock the test moves.

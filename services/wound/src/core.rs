@@ -23,7 +23,7 @@ use jiff::Timestamp;
 use sqlx::AnyConnection;
 use telehealth_images::ImageStore;
 use telehealth_kit::{
-    ApiError, Database, ErrorCode,
+    Database,
     audit::{AuditEntry, Outcome},
     directory::Directory,
     events::EventBus,
@@ -140,7 +140,7 @@ impl WoundMonitor {
         id: &str,
         result: &Result<T, WoundError>,
     ) {
-        let outcome = result.as_ref().map_or_else(outcome_of, |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(caller, action, kind, id, outcome).await;
     }
 
@@ -157,7 +157,7 @@ impl WoundMonitor {
         match result {
             Ok(_) => self.flush_audit().await,
             Err(error) => {
-                self.audit(caller, action, kind, id, outcome_of(error))
+                self.audit(caller, action, kind, id, Outcome::of(error))
                     .await
             }
         }
@@ -222,24 +222,6 @@ pub(crate) fn person(caller: &Caller) -> Result<&Identity, WoundError> {
         Caller::Service(_) => Err(WoundError::PermissionDenied(
             "this call needs a person's identity",
         )),
-    }
-}
-
-/// The audit outcome of an error.
-pub(crate) fn outcome_of(error: &WoundError) -> Outcome {
-    match error {
-        WoundError::NotFound(_) => Outcome::NotFound,
-        WoundError::PermissionDenied(_) | WoundError::Identity(_) => Outcome::Denied,
-        WoundError::InvalidArgument { .. }
-        | WoundError::FailedPrecondition(_)
-        | WoundError::VersionMismatch { .. } => Outcome::Invalid,
-        WoundError::Image(error) => match error.code() {
-            ErrorCode::NotFound => Outcome::NotFound,
-            ErrorCode::PermissionDenied => Outcome::Denied,
-            ErrorCode::Internal | ErrorCode::Unavailable => Outcome::Failed,
-            _ => Outcome::Invalid,
-        },
-        _ => Outcome::Failed,
     }
 }
 

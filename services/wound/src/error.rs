@@ -23,6 +23,9 @@ pub enum WoundError {
     VersionMismatch { record: &'static str, current: i64 },
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// A refusal of the kit's idempotency keys (another request under the key, a lost race).
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
     Kit(#[from] KitError),
     #[error("database: {0}")]
@@ -46,18 +49,6 @@ impl WoundError {
     }
 }
 
-/// The kit's idempotency refusals as this service answers them: another request under the same
-/// key is `FAILED_PRECONDITION` (common.proto), a lost race is retried.
-impl From<IdempotencyError> for WoundError {
-    fn from(error: IdempotencyError) -> Self {
-        match error {
-            IdempotencyError::Conflict => WoundError::FailedPrecondition(error.to_string()),
-            IdempotencyError::Raced => WoundError::Unavailable(error.to_string()),
-            IdempotencyError::Database(error) => WoundError::Database(error),
-        }
-    }
-}
-
 impl ApiError for WoundError {
     fn code(&self) -> ErrorCode {
         match self {
@@ -67,6 +58,7 @@ impl ApiError for WoundError {
             WoundError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             WoundError::VersionMismatch { .. } => ErrorCode::Aborted,
             WoundError::Identity(error) => error.code(),
+            WoundError::Idempotency(error) => error.code(),
             WoundError::Kit(error) => error.code(),
             WoundError::Database(error) => database_code(error),
             WoundError::Corrupt(_) => ErrorCode::Internal,

@@ -221,7 +221,10 @@ impl Expertise {
                         .await;
                 }
             }
-            Err(error) => self.audit(caller, "AttachImage", id, error.outcome()).await,
+            Err(error) => {
+                self.audit(caller, "AttachImage", id, Outcome::of(error))
+                    .await
+            }
         }
         let (result, recorded) = result?;
         if let Some((event, request)) = recorded {
@@ -250,7 +253,7 @@ impl Expertise {
         .await;
         let outcome = result
             .as_ref()
-            .map_or_else(|e: &ExpertiseError| e.outcome(), |_| Outcome::Ok);
+            .map_or_else(|e: &ExpertiseError| Outcome::of(e), |_| Outcome::Ok);
         self.audit(caller, "GetImageUploadStatus", id, outcome)
             .await;
         result
@@ -294,9 +297,7 @@ impl Expertise {
             Ok(updated)
         }
         .await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(caller, "DetachImage", id, outcome).await;
         result
     }
@@ -322,9 +323,7 @@ impl Expertise {
                 })
         }
         .await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit_record(caller, action, "image", image_id, outcome)
             .await;
         result

@@ -26,7 +26,8 @@ impl Expertise {
     ) -> Result<Message, ExpertiseError> {
         let result = self.post_inner(caller, id, key, text).await;
         if let Err(error) = &result {
-            self.audit(caller, "PostMessage", id, error.outcome()).await;
+            self.audit(caller, "PostMessage", id, Outcome::of(error))
+                .await;
         }
         result
     }
@@ -118,9 +119,7 @@ impl Expertise {
             store::messages(&mut conn, id, after, limit).await
         }
         .await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(caller, "ListMessages", id, outcome).await;
         result
     }

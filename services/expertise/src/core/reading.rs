@@ -46,9 +46,7 @@ impl Expertise {
             visible(caller, store::request(&mut conn, id).await?)
         }
         .await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(caller, "GetRequest", id, outcome).await;
         result
     }
@@ -135,7 +133,7 @@ impl Expertise {
             let mut conn = self.base.db().pool().acquire().await?;
             let found = visible(caller, store::request(&mut conn, id).await?);
             drop(conn);
-            let outcome = found.as_ref().map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+            let outcome = found.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
             self.audit(caller, "WatchRequests", id, outcome).await;
             found?;
         }

@@ -82,15 +82,13 @@ impl Expertise {
                 "GetActivityReport",
                 "activity_report",
                 &record,
-                error.outcome(),
+                Outcome::of(&error),
             )
             .await;
             return Err(error);
         }
         let result = self.compute_report(&org, month_first_day, zone).await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit_record(
             caller,
             "GetActivityReport",
@@ -307,9 +305,7 @@ impl Expertise {
             Ok(request)
         }
         .await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(|e| e.outcome(), |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(caller, "GetAnswerReport", id, outcome).await;
         result
     }

@@ -71,7 +71,8 @@ impl Expertise {
     ) -> Result<Request, ExpertiseError> {
         let result = self.create_inner(caller, idempotency_key, content).await;
         if let Err(error) = &result {
-            self.audit(caller, "CreateDraft", "", error.outcome()).await;
+            self.audit(caller, "CreateDraft", "", Outcome::of(error))
+                .await;
         }
         result
     }
@@ -180,7 +181,8 @@ impl Expertise {
         }
         .await;
         if let Err(error) = &result {
-            self.audit(caller, "UpdateDraft", id, error.outcome()).await;
+            self.audit(caller, "UpdateDraft", id, Outcome::of(error))
+                .await;
         }
         result
     }
@@ -198,7 +200,7 @@ impl Expertise {
             .transition_inner(caller, id, transition, details, expected_version)
             .await;
         if let Err(error) = &result {
-            self.audit(caller, transition.action(), id, error.outcome())
+            self.audit(caller, transition.action(), id, Outcome::of(error))
                 .await;
         }
         result

@@ -9,7 +9,7 @@ use telehealth_kit::{
 };
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::{Scheduler, outcome_of, person, rooms::CloseReason};
+use super::{Scheduler, person, rooms::CloseReason};
 use crate::{
     error::SchedulingError,
     model::{self, Appointment, EventKind, HistoryEvent, Status, Transition},
@@ -41,7 +41,7 @@ impl Scheduler {
         id: &str,
     ) -> Result<Appointment, SchedulingError> {
         let result = self.visible(caller, id).await;
-        let outcome = result.as_ref().map_or_else(outcome_of, |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(caller, "GetAppointment", "appointment", id, outcome)
             .await;
         result
@@ -105,7 +105,7 @@ impl Scheduler {
                 action_name(transition),
                 "appointment",
                 id,
-                outcome_of(error),
+                Outcome::of(error),
             )
             .await;
         }
@@ -408,7 +408,7 @@ impl Scheduler {
         let appointment = self.visible(caller, id).await;
         let outcome = appointment
             .as_ref()
-            .map_or_else(outcome_of, |_| Outcome::Ok);
+            .map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(caller, "GetAppointmentHistory", "appointment", id, outcome)
             .await;
         appointment?;

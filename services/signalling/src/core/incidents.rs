@@ -8,7 +8,7 @@ use telehealth_kit::{
 };
 
 use crate::{
-    core::{Signalling, outcome_of, person},
+    core::{Signalling, person},
     domain::{
         Incident, IncidentKind, IncidentReport, IncidentSource, MAX_DESCRIPTION_CHARS,
         MAX_PLATFORM_CHARS, Participant, Role, Room,
@@ -67,7 +67,7 @@ impl Signalling {
                 "ReportTechnicalIncident",
                 "appointment",
                 appointment_id,
-                outcome_of(error),
+                Outcome::of(error),
             )
             .await;
         }
@@ -232,7 +232,7 @@ impl Signalling {
             Ok(IncidentPage { incidents, next })
         }
         .await;
-        let outcome = result.as_ref().map_or_else(outcome_of, |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(
             caller,
             "ListTechnicalIncidents",

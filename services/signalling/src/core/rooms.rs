@@ -9,7 +9,7 @@ use telehealth_kit::{
 };
 
 use crate::{
-    core::{Signalling, outcome_of, person},
+    core::{Signalling, person},
     domain::{CloseReason, IceServerSet, Participant, Room, RoomSpec, Window},
     error::SignallingError,
     store, turn,
@@ -58,7 +58,7 @@ impl Signalling {
                 "OpenRoom",
                 "appointment",
                 &spec.appointment_id,
-                outcome_of(error),
+                Outcome::of(error),
             )
             .await;
         }
@@ -166,7 +166,7 @@ impl Signalling {
                 "CloseRoom",
                 "appointment",
                 appointment_id,
-                outcome_of(error),
+                Outcome::of(error),
             )
             .await;
         }
@@ -294,7 +294,7 @@ impl Signalling {
         room_id: &str,
     ) -> Result<IceServerSet, SignallingError> {
         let result = self.admit(caller, room_id).await;
-        let outcome = result.as_ref().map_or_else(outcome_of, |_| Outcome::Ok);
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         self.audit(caller, "GetIceServers", "room", room_id, outcome)
             .await;
         let (room, me) = result?;

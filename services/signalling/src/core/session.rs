@@ -15,7 +15,6 @@ use crate::{
     core::{
         Arrival, Signalling,
         hub::{Departure, Link},
-        outcome_of,
     },
     domain::{
         ClientMessage, Inbound, IncidentKind, Joined, MessageError, MessageErrorCode as Code,
@@ -236,7 +235,7 @@ impl Signalling {
         client_platform: String,
     ) -> Result<Member, SignallingError> {
         let admitted = self.admit(caller, room_id).await;
-        let outcome = admitted.as_ref().map_or_else(outcome_of, |_| Outcome::Ok);
+        let outcome = admitted.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         if outcome != Outcome::Ok {
             self.audit(caller, "Signal", "room", room_id, outcome).await;
         }

@@ -134,7 +134,7 @@ impl WoundMonitor {
                 let visible = self.wound_for(&mut conn, identity, id, Access::Read).await;
                 if let Err(error) = visible {
                     drop(conn);
-                    self.audit(caller, "ListAlerts", "wound", id, super::outcome_of(&error))
+                    self.audit(caller, "ListAlerts", "wound", id, Outcome::of(&error))
                         .await;
                     return Err(error);
                 }
@@ -239,14 +239,8 @@ impl WoundMonitor {
             let visible = self.wound_for(&mut conn, &identity, id, Access::Read).await;
             drop(conn);
             if let Err(error) = visible {
-                self.audit(
-                    caller,
-                    "WatchAlerts",
-                    "wound",
-                    id,
-                    super::outcome_of(&error),
-                )
-                .await;
+                self.audit(caller, "WatchAlerts", "wound", id, Outcome::of(&error))
+                    .await;
                 return Err(error);
             }
         }

@@ -78,7 +78,7 @@ impl WoundMonitor {
                     "RecordAssessment",
                     "wound",
                     &new.wound_id,
-                    super::outcome_of(error),
+                    Outcome::of(error),
                 )
                 .await;
             }
@@ -430,7 +430,7 @@ impl WoundMonitor {
                 "ListAssessments",
                 "wound",
                 wound_id,
-                super::outcome_of(&error),
+                Outcome::of(&error),
             )
             .await;
             return Err(error);

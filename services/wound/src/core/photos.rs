@@ -18,7 +18,7 @@ use telehealth_kit::{
 use telehealth_proto::v1 as pb;
 use tonic::Status;
 
-use super::{WoundMonitor, outcome_of, person};
+use super::{WoundMonitor, person};
 use crate::{
     domain::MAX_PHOTOS,
     error::WoundError,
@@ -67,7 +67,7 @@ impl WoundMonitor {
         error: WoundError,
     ) -> WoundError {
         let error = person(caller).err().unwrap_or(error);
-        self.audit(caller, action, kind, id, outcome_of(&error))
+        self.audit(caller, action, kind, id, Outcome::of(&error))
             .await;
         error
     }
@@ -195,7 +195,7 @@ impl WoundMonitor {
                     "GetPhotoUploadStatus",
                     "wound",
                     wound_id,
-                    outcome_of(&error),
+                    Outcome::of(&error),
                 )
                 .await;
                 return Err(error);

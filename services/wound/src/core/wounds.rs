@@ -48,14 +48,8 @@ impl WoundMonitor {
     ) -> Result<(Wound, bool), WoundError> {
         let result = self.register_inner(caller, new).await;
         if let Err(error) = &result {
-            self.audit(
-                caller,
-                "RegisterWound",
-                "wound",
-                "",
-                super::outcome_of(error),
-            )
-            .await;
+            self.audit(caller, "RegisterWound", "wound", "", Outcome::of(error))
+                .await;
         }
         result
     }
@@ -202,14 +196,8 @@ impl WoundMonitor {
             let team: Vec<&str> = nurses.iter().map(Subject::as_str).collect();
             let doctor = referring_doctor.as_ref().map(Subject::as_str);
             if let Err(error) = self.require_care_team(identity, doctor, &team).await {
-                self.audit(
-                    caller,
-                    "UpdateCareTeam",
-                    "wound",
-                    id,
-                    super::outcome_of(&error),
-                )
-                .await;
+                self.audit(caller, "UpdateCareTeam", "wound", id, Outcome::of(&error))
+                    .await;
                 return Err(error);
             }
         }
