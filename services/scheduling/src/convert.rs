@@ -368,7 +368,7 @@ pub fn event(e: &HistoryEvent) -> pb::AppointmentEvent {
         event_id: e.id.clone(),
         appointment_id: e.appointment_id.clone(),
         sequence: e.sequence,
-        kind: e.kind,
+        kind: e.kind as i32,
         occurred_at: Some(timestamp(e.occurred_at)),
         actor: Some(e.actor.to_proto()),
         previous_status: e.previous_status.map_or(0, status_number),
@@ -376,7 +376,7 @@ pub fn event(e: &HistoryEvent) -> pb::AppointmentEvent {
         previous_time: e.previous_time.map(time_range),
         new_time: e.new_time.map(time_range),
         participant_subject: e.participant_subject.clone(),
-        participant_role: e.participant_role,
+        participant_role: e.participant_role.map_or(0, |role| role as i32),
         comment: e.comment.clone(),
     }
 }

@@ -194,13 +194,50 @@ pub enum EventKind {
     NoShow = 8,
 }
 
+impl EventKind {
+    /// The kind of a stored number (`None` for a number no kind has).
+    pub fn from_number(number: i64) -> Option<EventKind> {
+        use EventKind::*;
+        [
+            Booked,
+            Rescheduled,
+            Cancelled,
+            CheckedIn,
+            JoinedRoom,
+            Started,
+            Finished,
+            NoShow,
+        ]
+        .into_iter()
+        .find(|kind| *kind as i64 == number)
+    }
+}
+
+/// Who joined a video room (numbers of the contract's `ParticipantRole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParticipantRole {
+    Doctor = 1,
+    Nurse = 2,
+    Patient = 3,
+}
+
+impl ParticipantRole {
+    /// The role of a contract or stored number (`None` for unset or unknown).
+    pub fn from_number(number: i64) -> Option<ParticipantRole> {
+        use ParticipantRole::*;
+        [Doctor, Nurse, Patient]
+            .into_iter()
+            .find(|role| *role as i64 == number)
+    }
+}
+
 /// One entry of an appointment's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEvent {
     pub id: String,
     pub appointment_id: String,
     pub sequence: i64,
-    pub kind: i32,
+    pub kind: EventKind,
     pub occurred_at: Timestamp,
     pub actor: ActorRecord,
     pub previous_status: Option<Status>,
@@ -208,7 +245,8 @@ pub struct HistoryEvent {
     pub previous_time: Option<Interval>,
     pub new_time: Option<Interval>,
     pub participant_subject: String,
-    pub participant_role: i32,
+    /// Set for [`EventKind::JoinedRoom`].
+    pub participant_role: Option<ParticipantRole>,
     pub comment: String,
 }
 

@@ -15,7 +15,9 @@ use crate::{
         Zone, end_text, hhmm, parse_date, parse_hhmm,
     },
     error::SchedulingError,
-    model::{ActorRecord, Appointment, Cancellation, HistoryEvent, Status},
+    model::{
+        ActorRecord, Appointment, Cancellation, EventKind, HistoryEvent, ParticipantRole, Status,
+    },
     slots::Busy,
 };
 
@@ -777,7 +779,7 @@ pub async fn append_event(conn: &mut AnyConnection, event: &HistoryEvent) -> Res
     .bind(&event.id)
     .bind(&event.appointment_id)
     .bind(next)
-    .bind(i64::from(event.kind))
+    .bind(event.kind as i64)
     .bind(micros(event.occurred_at))
     .bind(json(&event.actor))
     .bind(event.previous_status.map_or(0, status_number))
@@ -787,7 +789,7 @@ pub async fn append_event(conn: &mut AnyConnection, event: &HistoryEvent) -> Res
     .bind(event.new_time.map(|t| micros(t.start)))
     .bind(event.new_time.map(|t| micros(t.end)))
     .bind(&event.participant_subject)
-    .bind(i64::from(event.participant_role))
+    .bind(event.participant_role.map_or(0, |role| role as i64))
     .bind(&event.comment)
     .execute(&mut *conn)
     .await?;
@@ -824,7 +826,9 @@ pub async fn history(
                 id: row.try_get("event_id")?,
                 appointment_id: row.try_get("appointment_id")?,
                 sequence: row.try_get("sequence")?,
-                kind: i32::try_from(row.try_get::<i64, _>("kind")?).unwrap_or(0),
+                kind: EventKind::from_number(row.try_get("kind")?).ok_or_else(|| {
+                    sqlx::Error::Decode("appointment_events.kind holds an unknown kind".into())
+                })?,
                 occurred_at: instant(row.try_get("occurred_at_us")?),
                 actor: actor(&row.try_get::<String, _>("actor_json")?),
                 previous_status: status_of_number(row.try_get("previous_status")?),
@@ -835,8 +839,7 @@ pub async fn history(
                 ),
                 new_time: interval(row.try_get("new_start_us")?, row.try_get("new_end_us")?),
                 participant_subject: row.try_get("participant_subject")?,
-                participant_role: i32::try_from(row.try_get::<i64, _>("participant_role")?)
-                    .unwrap_or(0),
+                participant_role: ParticipantRole::from_number(row.try_get("participant_role")?),
                 comment: row.try_get("comment")?,
             })
         })

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::{Scheduler, person, rooms::CloseReason};
 use crate::{
     error::SchedulingError,
-    model::{self, Appointment, EventKind, HistoryEvent, Status, Transition},
+    model::{self, Appointment, EventKind, HistoryEvent, ParticipantRole, Status, Transition},
     store::{self, AppointmentFilter},
 };
 use telehealth_kit::record::ActorRecord;
@@ -121,7 +121,7 @@ impl Scheduler {
         caller: &Caller,
         id: &str,
         participant: &str,
-        participant_role: i32,
+        participant_role: Option<ParticipantRole>,
     ) -> Result<(Status, bool), SchedulingError> {
         if !matches!(caller, Caller::Service(Part::Signalling)) {
             return Err(SchedulingError::PermissionDenied(
@@ -150,7 +150,7 @@ impl Scheduler {
         &self,
         caller: &Caller,
         id: &str,
-        (participant_subject, participant_role): (String, i32),
+        (participant_subject, participant_role): (String, Option<ParticipantRole>),
     ) -> Result<Status, SchedulingError> {
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
@@ -168,7 +168,7 @@ impl Scheduler {
             id: uuid::Uuid::new_v4().to_string(),
             appointment_id: id.to_owned(),
             sequence: 0,
-            kind: EventKind::JoinedRoom as i32,
+            kind: EventKind::JoinedRoom,
             occurred_at: now,
             actor: ActorRecord::of(caller),
             previous_status: Some(current.status),
@@ -196,7 +196,7 @@ impl Scheduler {
         transition: Transition,
         cancellation: Option<(i32, String)>,
         expected_version: i64,
-        joined: Option<(String, i32)>,
+        joined: Option<(String, Option<ParticipantRole>)>,
     ) -> Result<Appointment, SchedulingError> {
         // The video room is opened before the change (a network call, outside the transaction):
         // a room that cannot be opened leaves the appointment as it was.
@@ -297,7 +297,7 @@ impl Scheduler {
             id: uuid::Uuid::new_v4().to_string(),
             appointment_id: id.to_owned(),
             sequence: 0,
-            kind: kind as i32,
+            kind,
             occurred_at: now,
             actor: ActorRecord::of(caller),
             previous_status: Some(current.status),

@@ -277,7 +277,7 @@ impl Scheduler {
             id: uuid::Uuid::new_v4().to_string(),
             appointment_id: appointment.id.clone(),
             sequence: 0,
-            kind: EventKind::Booked as i32,
+            kind: EventKind::Booked,
             occurred_at: now,
             actor: ActorRecord::of(caller),
             previous_status: None,
@@ -285,7 +285,7 @@ impl Scheduler {
             previous_time: None,
             new_time: Some(request.time),
             participant_subject: String::new(),
-            participant_role: 0,
+            participant_role: None,
             comment: String::new(),
         };
         let sequence = store::append_event(&mut tx, &event).await?;
@@ -368,7 +368,7 @@ impl Scheduler {
             id: uuid::Uuid::new_v4().to_string(),
             appointment_id: current.id.clone(),
             sequence: 0,
-            kind: EventKind::Rescheduled as i32,
+            kind: EventKind::Rescheduled,
             occurred_at: now,
             actor: ActorRecord::of(caller),
             previous_status: Some(current.status),
@@ -376,7 +376,7 @@ impl Scheduler {
             previous_time: Some(current.time),
             new_time: Some(new_time),
             participant_subject: String::new(),
-            participant_role: 0,
+            participant_role: None,
             comment: comment.to_owned(),
         };
         let sequence = store::append_event(&mut tx, &event).await?;
