@@ -85,14 +85,19 @@ pub fn to_status<E: ApiError + ?Sized>(error: &E) -> Status {
     }
 }
 
-/// A unary answer: the response `build` makes from the core's result, or the error as a status.
-pub fn reply<T, U, E: ApiError>(
+/// A unary answer: the response `build` makes from the core's result, or the error as the
+/// service turns it into a status (`From`, usually [`to_status`], with details where the
+/// contract adds some).
+pub fn reply<T, U, E>(
     result: Result<T, E>,
     build: impl FnOnce(T) -> U,
-) -> Result<tonic::Response<U>, Status> {
+) -> Result<tonic::Response<U>, Status>
+where
+    Status: From<E>,
+{
     result
         .map(|value| tonic::Response::new(build(value)))
-        .map_err(|error| to_status(&error))
+        .map_err(Status::from)
 }
 
 /// The error and its sources, for logs.

@@ -24,6 +24,12 @@ type Result<T> = std::result::Result<T, SchedulingError>;
 
 // ---- errors ----------------------------------------------------------------------------------
 
+impl From<SchedulingError> for Status {
+    fn from(error: SchedulingError) -> Status {
+        status(&error)
+    }
+}
+
 /// The status of a scheduling error; booking conflicts carry `BookingConflicts` details.
 pub fn status(error: &SchedulingError) -> Status {
     let status = telehealth_kit::error::to_status(error);

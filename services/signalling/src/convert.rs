@@ -30,6 +30,12 @@ pub fn status(error: &SignallingError) -> Status {
     telehealth_kit::error::to_status(error)
 }
 
+impl From<SignallingError> for Status {
+    fn from(error: SignallingError) -> Status {
+        status(&error)
+    }
+}
+
 /// The status a `Signal` stream ends with: an UNAVAILABLE ending caused by the client's
 /// silence or by a shutdown says so (it tells the client to reconnect), unlike a dependency
 /// failure, whose cause stays in the log.
