@@ -17,7 +17,7 @@ use crate::{
 };
 
 pub use telehealth_kit::ids::Id;
-use telehealth_kit::record::timestamp;
+pub use telehealth_kit::record::timestamp;
 
 type Result<T> = std::result::Result<T, WoundError>;
 
