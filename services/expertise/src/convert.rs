@@ -16,6 +16,7 @@ use crate::{
     store::TariffRow,
 };
 
+use telehealth_kit::ids::Id;
 use telehealth_kit::record::opt_timestamp;
 pub use telehealth_kit::record::timestamp;
 
@@ -24,8 +25,8 @@ type Result<T> = std::result::Result<T, ExpertiseError>;
 // ---- scalars ---------------------------------------------------------------------------------
 
 /// A required UUID id, in canonical form.
-pub fn id(field: &'static str, value: &str) -> Result<String> {
-    Ok(telehealth_kit::ids::record_id(field, value)?)
+pub fn id<K>(field: &'static str, value: &str) -> Result<Id<K>> {
+    Ok(Id::parse(field, value)?)
 }
 
 /// Free text, trimmed, at most `max` characters, without control characters.

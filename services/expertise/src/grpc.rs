@@ -25,7 +25,7 @@ use crate::{
         requests::Details,
     },
     error::{ExpertiseError, status},
-    model::{Status as RequestStatus, Transition},
+    model::{RequestId, Status as RequestStatus, Transition},
     render,
 };
 
@@ -60,15 +60,14 @@ impl ExpertiseApi {
     async fn change(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &RequestId,
         transition: Transition,
         details: Details,
         expected_version: i64,
     ) -> Result<pb::ExpertiseRequest, Status> {
-        let id = convert::id("request_id", id).map_err(|e| status(&e))?;
         let request = self
             .core
-            .transition(caller, &id, transition, details, expected_version)
+            .transition(caller, id, transition, details, expected_version)
             .await
             .map_err(|e| status(&e))?;
         Ok(self.pb_request(&request).await)
@@ -195,7 +194,7 @@ impl ExpertiseService for ExpertiseApi {
         let request = self
             .change(
                 &caller,
-                &r.request_id,
+                &convert::id("request_id", &r.request_id).map_err(|e| status(&e))?,
                 Transition::Submit,
                 Details::None,
                 r.expected_version,
@@ -213,7 +212,13 @@ impl ExpertiseService for ExpertiseApi {
         let caller = require_caller(&request)?;
         let r = request.into_inner();
         let request = self
-            .change(&caller, &r.request_id, Transition::Claim, Details::None, 0)
+            .change(
+                &caller,
+                &convert::id("request_id", &r.request_id).map_err(|e| status(&e))?,
+                Transition::Claim,
+                Details::None,
+                0,
+            )
             .await?;
         Ok(Response::new(pb::ClaimRequestResponse {
             request: Some(request),
@@ -230,7 +235,7 @@ impl ExpertiseService for ExpertiseApi {
         let request = self
             .change(
                 &caller,
-                &r.request_id,
+                &convert::id("request_id", &r.request_id).map_err(|e| status(&e))?,
                 Transition::Release,
                 Details::Release { comment },
                 0,
@@ -247,16 +252,10 @@ impl ExpertiseService for ExpertiseApi {
     ) -> Result<Response<pb::AnswerRequestResponse>, Status> {
         let caller = require_caller(&request)?;
         let r = request.into_inner();
-        convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
+        let id: RequestId = convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
         let answer = convert::answer(r.answer.as_ref()).map_err(|e| status(&e))?;
         let request = self
-            .change(
-                &caller,
-                &r.request_id,
-                Transition::Answer,
-                Details::Answer(answer),
-                0,
-            )
+            .change(&caller, &id, Transition::Answer, Details::Answer(answer), 0)
             .await?;
         Ok(Response::new(pb::AnswerRequestResponse {
             request: Some(request),
@@ -269,12 +268,12 @@ impl ExpertiseService for ExpertiseApi {
     ) -> Result<Response<pb::DeclineRequestResponse>, Status> {
         let caller = require_caller(&request)?;
         let r = request.into_inner();
-        convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
+        let id: RequestId = convert::id("request_id", &r.request_id).map_err(|e| status(&e))?;
         let (reason, comment) = convert::decline(r.reason, &r.comment).map_err(|e| status(&e))?;
         let request = self
             .change(
                 &caller,
-                &r.request_id,
+                &id,
                 Transition::Decline,
                 Details::Decline { reason, comment },
                 0,
@@ -295,7 +294,7 @@ impl ExpertiseService for ExpertiseApi {
         let request = self
             .change(
                 &caller,
-                &r.request_id,
+                &convert::id("request_id", &r.request_id).map_err(|e| status(&e))?,
                 Transition::Withdraw,
                 Details::Withdraw { reason },
                 0,
@@ -313,7 +312,13 @@ impl ExpertiseService for ExpertiseApi {
         let caller = require_caller(&request)?;
         let r = request.into_inner();
         let request = self
-            .change(&caller, &r.request_id, Transition::Close, Details::None, 0)
+            .change(
+                &caller,
+                &convert::id("request_id", &r.request_id).map_err(|e| status(&e))?,
+                Transition::Close,
+                Details::None,
+                0,
+            )
             .await?;
         Ok(Response::new(pb::CloseRequestResponse {
             request: Some(request),

@@ -279,6 +279,9 @@ pub struct Withdrawal {
     pub by: ActorRecord,
 }
 
+/// The id of a tele-expertise request.
+pub type RequestId = telehealth_kit::ids::Id<Request>;
+
 /// A tele-expertise request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

@@ -55,6 +55,11 @@ use futures::future::BoxFuture;
 use sqlx::AnyConnection;
 use telehealth_proto::v1::ImageInfo;
 
+/// Marks the ids of images ([`ImageId`]).
+pub enum Image {}
+/// The id of an image (a wound photo, an image of a tele-expertise request).
+pub type ImageId = telehealth_kit::ids::Id<Image>;
+
 /// The record an image belongs to, e.g. `("request", request_id)` or `("wound", wound_id)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetRef {

@@ -1,6 +1,10 @@
 //! Identifiers as the contract states them, parsed once at the edge of every service.
+//!
+//! A record id is an [`Id<K>`], `K` naming the kind of record (`Id<Appointment>`,
+//! `Id<Wound>`…): a core's operation says which id it takes, so that an appointment id can never
+//! be passed where a wound id is expected, and what reaches the core is always well formed.
 
-use std::fmt;
+use std::{fmt, marker::PhantomData};
 
 use crate::KitError;
 
@@ -45,6 +49,72 @@ impl fmt::Display for Subject {
     }
 }
 
+/// The id of a record of kind `K` (common.proto: a UUID in canonical form).
+pub struct Id<K> {
+    text: String,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Id<K> {
+    /// Validates a client's `value` ([`record_id`]); `field` names it in the refusal.
+    pub fn parse(field: &'static str, value: &str) -> Result<Id<K>, KitError> {
+        record_id(field, value).map(Id::known)
+    }
+
+    /// An id the suite already holds (read from its own records or minted by it).
+    pub fn known(text: String) -> Id<K> {
+        Id {
+            text,
+            kind: PhantomData,
+        }
+    }
+
+    /// The id as text (what the store binds).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Reads as the text it is, where a store or a message takes the id as a string.
+impl<K> std::ops::Deref for Id<K> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<K> Clone for Id<K> {
+    fn clone(&self) -> Self {
+        Id::known(self.text.clone())
+    }
+}
+
+impl<K> PartialEq for Id<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl<K> Eq for Id<K> {}
+
+impl<K> std::hash::Hash for Id<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl<K> fmt::Debug for Id<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.text)
+    }
+}
+
+impl<K> fmt::Display for Id<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// The id of a record (common.proto): a UUID in canonical hyphenated form, taken in either case
 /// and returned lowercase. Anything else is refused on `field` (`INVALID_ARGUMENT`).
 pub fn record_id(field: &'static str, value: &str) -> Result<String, KitError> {
@@ -65,6 +135,16 @@ pub fn record_id(field: &'static str, value: &str) -> Result<String, KitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_id_is_a_parsed_record_id() {
+        struct Wound;
+        let id =
+            Id::<Wound>::parse("wound_id", "0190C6B2-7F3E-7A4B-9C1D-2E3F4A5B6C7D").expect("id");
+        assert_eq!(id.as_str(), "0190c6b2-7f3e-7a4b-9c1d-2e3f4a5b6c7d");
+        assert_eq!(id.clone(), id);
+        assert!(Id::<Wound>::parse("wound_id", "w-1").is_err());
+    }
 
     #[test]
     fn record_ids_are_canonical_uuids() {

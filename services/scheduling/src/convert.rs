@@ -4,6 +4,7 @@
 use jiff::{SignedDuration, Timestamp, civil::Weekday};
 use prost::Message;
 use telehealth_kit::identity::{Caller, Role};
+use telehealth_kit::ids::Id;
 use telehealth_proto::v1 as pb;
 use tonic::Status;
 
@@ -120,8 +121,8 @@ pub fn optional_subject(field: &'static str, value: &str) -> Result<Option<Subje
 }
 
 /// A required UUID id.
-pub fn id(field: &'static str, value: &str) -> Result<String> {
-    Ok(telehealth_kit::ids::record_id(field, value)?)
+pub fn id<K>(field: &'static str, value: &str) -> Result<Id<K>> {
+    Ok(Id::parse(field, value)?)
 }
 
 /// A required instant on a whole minute.

@@ -549,7 +549,7 @@ impl SchedulingService for SchedulingApi {
                     &caller,
                     &id,
                     (start, length),
-                    hold.as_deref(),
+                    hold.as_ref(),
                     &comment,
                     r.expected_version,
                 )

@@ -231,6 +231,17 @@ impl ParticipantRole {
     }
 }
 
+/// The id of an appointment.
+pub type AppointmentId = telehealth_kit::ids::Id<Appointment>;
+/// Marks the ids of holds ([`HoldId`]).
+pub enum Hold {}
+/// The id of a hold on a slot.
+pub type HoldId = telehealth_kit::ids::Id<Hold>;
+/// Marks the ids of availability exceptions ([`ExceptionId`]).
+pub enum Exception {}
+/// The id of an availability exception (leave).
+pub type ExceptionId = telehealth_kit::ids::Id<Exception>;
+
 /// One entry of an appointment's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEvent {

@@ -19,6 +19,7 @@ use crate::{
     validate::{self, SdpType},
 };
 
+use telehealth_kit::ids::Id;
 pub use telehealth_kit::record::timestamp;
 
 type Result<T> = std::result::Result<T, SignallingError>;
@@ -69,7 +70,8 @@ const MAX_PARTICIPANTS: usize = 3;
 
 /// A validated `OpenRoom` request.
 pub fn room_spec(request: &pb::OpenRoomRequest) -> Result<RoomSpec> {
-    let appointment_id = domain::uuid("appointment_id", &request.appointment_id)?;
+    let appointment_id: domain::AppointmentId =
+        domain::id("appointment_id", &request.appointment_id)?;
     let org_id = domain::name("org_id", &request.org_id, MAX_ORG_CHARS)?;
     // Counted before any element is looked at (RoomSpec::new says the same of valid ones).
     if request.participants.len() > MAX_PARTICIPANTS {
@@ -101,7 +103,7 @@ pub fn room_spec(request: &pb::OpenRoomRequest) -> Result<RoomSpec> {
         start: instant("scheduled_time.start_time", range.start_time.as_ref())?,
         end: instant("scheduled_time.end_time", range.end_time.as_ref())?,
     };
-    RoomSpec::new(appointment_id, org_id, participants, scheduled)
+    RoomSpec::new(appointment_id.to_string(), org_id, participants, scheduled)
 }
 
 /// A close reason other than unspecified.
@@ -132,7 +134,8 @@ pub fn ice_servers(set: &IceServerSet) -> pb::IceServerSet {
 /// A validated incident report (times are checked by the core, against the room).
 pub fn incident_report(report: Option<&pb::IncidentReport>) -> Result<IncidentReport> {
     let report = report.ok_or_else(|| SignallingError::invalid("report", "is required"))?;
-    let client_incident_id = domain::uuid("client_incident_id", &report.client_incident_id)?;
+    let client_incident_id: Id<domain::Incident> =
+        domain::id("client_incident_id", &report.client_incident_id)?;
     let kind = IncidentKind::parse(report.kind).map_err(|e| SignallingError::invalid("kind", e))?;
     let occurred_at = instant("occurred_at", report.occurred_at.as_ref())?;
     let description = domain::text(&report.description, domain::MAX_DESCRIPTION_CHARS)
@@ -146,7 +149,7 @@ pub fn incident_report(report: Option<&pb::IncidentReport>) -> Result<IncidentRe
         ));
     }
     Ok(IncidentReport {
-        client_incident_id,
+        client_incident_id: client_incident_id.to_string(),
         kind,
         occurred_at,
         duration_seconds: report.duration_seconds,
@@ -208,8 +211,8 @@ fn client_message(
             "the message is empty: set exactly one of its fields",
         )),
         Some(In::Join(join)) => {
-            let room_id = match domain::uuid("room_id", &join.room_id) {
-                Ok(id) => id,
+            let room_id = match domain::id::<domain::Room>("room_id", &join.room_id) {
+                Ok(id) => id.to_string(),
                 Err(error) => return Ok(ClientMessage::MalformedJoin(error.to_string())),
             };
             match domain::text(&join.client_platform, MAX_PLATFORM_CHARS) {

@@ -4,6 +4,7 @@
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use telehealth_kit::ids::Id;
 
 use crate::error::SignallingError;
 
@@ -448,13 +449,20 @@ pub struct Incident {
 
 // ---- small validators ------------------------------------------------------------------------
 
-/// A required UUID, in canonical lowercase form.
-pub fn uuid(field: &'static str, value: &str) -> Result<String, SignallingError> {
+/// A required record id, in canonical lowercase form.
+pub fn id<K>(field: &'static str, value: &str) -> Result<Id<K>, SignallingError> {
     if value.is_empty() {
         return Err(SignallingError::invalid(field, "is required"));
     }
-    Ok(telehealth_kit::ids::record_id(field, value)?)
+    Ok(Id::parse(field, value)?)
 }
+
+/// The id of a video room.
+pub type RoomId = Id<Room>;
+/// Marks the ids of appointments ([`AppointmentId`]), which the scheduling service holds.
+pub enum Appointment {}
+/// The id of the appointment a room belongs to.
+pub type AppointmentId = Id<Appointment>;
 
 /// Free text of at most `max` characters, without control characters other than newline and
 /// tab, trimmed.

@@ -109,7 +109,7 @@ impl SignallingService for SignallingApi {
         let caller = require_caller(&request)?;
         let r = request.into_inner();
         let result: Result<_, SignallingError> = async {
-            let appointment_id = domain::uuid("appointment_id", &r.appointment_id)?;
+            let appointment_id = domain::id("appointment_id", &r.appointment_id)?;
             let reason = convert::close_reason(r.reason)?;
             self.core.close_room(&caller, &appointment_id, reason).await
         }
@@ -148,7 +148,7 @@ impl SignallingService for SignallingApi {
     ) -> Result<Response<pb::GetIceServersResponse>, Status> {
         let caller = require_caller(&request)?;
         let result: Result<_, SignallingError> = async {
-            let room_id = domain::uuid("room_id", &request.get_ref().room_id)?;
+            let room_id = domain::id("room_id", &request.get_ref().room_id)?;
             self.core.ice_servers_for(&caller, &room_id).await
         }
         .await;
@@ -164,7 +164,7 @@ impl SignallingService for SignallingApi {
         let caller = require_caller(&request)?;
         let r = request.into_inner();
         let result: Result<_, SignallingError> = async {
-            let appointment_id = domain::uuid("appointment_id", &r.appointment_id)?;
+            let appointment_id = domain::id("appointment_id", &r.appointment_id)?;
             let report = convert::incident_report(r.report.as_ref())?;
             self.core
                 .report_incident(&caller, &appointment_id, report)
@@ -183,7 +183,7 @@ impl SignallingService for SignallingApi {
         let caller = require_caller(&request)?;
         let r = request.into_inner();
         let result: Result<_, SignallingError> = async {
-            let appointment_id = domain::uuid("appointment_id", &r.appointment_id)?;
+            let appointment_id = domain::id("appointment_id", &r.appointment_id)?;
             let size = paging::page_size(r.page_size, 100, 500)?;
             let scope = page_scope!("ListTechnicalIncidents", &caller, &r);
             let after = self

@@ -16,6 +16,7 @@ use crate::{
     scoring,
 };
 
+pub use telehealth_kit::ids::Id;
 pub use telehealth_kit::record::timestamp;
 
 type Result<T> = std::result::Result<T, WoundError>;
@@ -64,12 +65,12 @@ pub fn nurses(values: &[String]) -> Result<Vec<Subject>> {
 }
 
 /// A required UUID id, in canonical form.
-pub fn id(field: &'static str, value: &str) -> Result<String> {
-    Ok(telehealth_kit::ids::record_id(field, value)?)
+pub fn id<K>(field: &'static str, value: &str) -> Result<Id<K>> {
+    Ok(Id::parse(field, value)?)
 }
 
 /// An optional UUID id (empty means none).
-pub fn optional_id(field: &'static str, value: &str) -> Result<Option<String>> {
+pub fn optional_id<K>(field: &'static str, value: &str) -> Result<Option<Id<K>>> {
     if value.is_empty() {
         Ok(None)
     } else {
@@ -399,7 +400,7 @@ pub fn measurements(value: Option<&pb::AssessmentMeasurements>) -> Result<Measur
     }
     let mut photo_image_ids = Vec::with_capacity(m.photo_image_ids.len());
     for photo in &m.photo_image_ids {
-        let photo = id("measurements.photo_image_ids", photo)?;
+        let photo = telehealth_kit::ids::record_id("measurements.photo_image_ids", photo)?;
         if photo_image_ids.contains(&photo) {
             return Err(WoundError::invalid(
                 "measurements.photo_image_ids",

@@ -437,7 +437,7 @@ impl WoundService for WoundApi {
                 .position::<(i64, String)>(&scope, &r.page_token)?;
             let alerts = self
                 .core
-                .alerts(&caller, wound.as_deref(), statuses, after, size + 1)
+                .alerts(&caller, wound.as_ref(), statuses, after, size + 1)
                 .await?;
             Ok(self.pages.page(&scope, alerts, size, |a| {
                 (store::micros(a.raised_at), a.id.clone())

@@ -43,6 +43,15 @@ pub struct Closure {
     pub at: Timestamp,
 }
 
+/// The id of a wound.
+pub type WoundId = telehealth_kit::ids::Id<Wound>;
+/// Marks the ids of assessments ([`AssessmentId`]); each has versions.
+pub enum Assessment {}
+/// The id of an assessment (all its versions share it).
+pub type AssessmentId = telehealth_kit::ids::Id<Assessment>;
+/// The id of an alert.
+pub type AlertId = telehealth_kit::ids::Id<Alert>;
+
 /// A followed wound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wound {

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use futures::{Stream, StreamExt, future::BoxFuture};
 use sqlx::AnyConnection;
+use telehealth_images::ImageId;
 use telehealth_images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget};
 use telehealth_kit::{
     ErrorCode,
@@ -15,6 +16,7 @@ use telehealth_proto::v1 as pb;
 use tonic::Status;
 
 use super::{Expertise, person, visible};
+use crate::model::RequestId;
 use crate::{
     error::ExpertiseError,
     model::{Event, EventKind, Request, Status as RequestStatus},
@@ -187,7 +189,7 @@ impl Expertise {
     pub async fn attach_image<S>(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &RequestId,
         header: pb::ImageUploadHeader,
         chunks: S,
     ) -> Result<pb::ImageUploadResult, ExpertiseError>
@@ -198,7 +200,7 @@ impl Expertise {
             self.attachable(caller, id).await?;
             let identity = person(caller)?;
             let attachment = Attachment {
-                request_id: id.to_owned(),
+                request_id: id.to_string(),
                 caller: caller.clone(),
                 recorded: Mutex::new(None),
             };
@@ -237,7 +239,7 @@ impl Expertise {
     pub async fn upload_status(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &RequestId,
         session_id: &str,
     ) -> Result<pb::ImageUploadStatus, ExpertiseError> {
         let result = async {
@@ -263,8 +265,8 @@ impl Expertise {
     pub async fn detach_image(
         &self,
         caller: &Caller,
-        id: &str,
-        image_id: &str,
+        id: &RequestId,
+        image_id: &ImageId,
     ) -> Result<Request, ExpertiseError> {
         let result = async {
             let identity = person(caller)?;
@@ -289,7 +291,13 @@ impl Expertise {
             updated.version += 1;
             updated.updated_at = self.now();
             store::save_request(&mut tx, &updated, current.version).await?;
-            let entry = AuditEntry::new(caller, "DetachImage", "image", image_id, Outcome::Ok);
+            let entry = AuditEntry::new(
+                caller,
+                "DetachImage",
+                "image",
+                image_id.as_str(),
+                Outcome::Ok,
+            );
             // The record commits with the change, then joins the chain before the caller hears of it.
             telehealth_kit::audit::stage(&mut tx, &entry).await?;
             tx.commit().await?;
@@ -333,8 +341,8 @@ impl Expertise {
     pub async fn download_image(
         &self,
         caller: &Caller,
-        id: &str,
-        image_id: &str,
+        id: &RequestId,
+        image_id: &ImageId,
         offset: i64,
     ) -> Result<
         (
@@ -354,8 +362,8 @@ impl Expertise {
     pub async fn image_thumbnail(
         &self,
         caller: &Caller,
-        id: &str,
-        image_id: &str,
+        id: &RequestId,
+        image_id: &ImageId,
         max_side: u32,
     ) -> Result<pb::Thumbnail, ExpertiseError> {
         let image = self

@@ -7,6 +7,7 @@ use telehealth_kit::{
 };
 
 use super::{Expertise, person, visible};
+use crate::model::RequestId;
 use crate::{
     error::ExpertiseError,
     model::{Event, EventKind, Message, Status},
@@ -20,7 +21,7 @@ impl Expertise {
     pub async fn post_message(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &RequestId,
         key: &str,
         text: &str,
     ) -> Result<Message, ExpertiseError> {
@@ -109,7 +110,7 @@ impl Expertise {
     pub async fn messages(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &RequestId,
         after: i64,
         limit: i64,
     ) -> Result<Vec<Message>, ExpertiseError> {

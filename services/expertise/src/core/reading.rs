@@ -9,6 +9,7 @@ use telehealth_kit::{
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::{Expertise, Notice, can_see, person, visible};
+use crate::model::RequestId;
 use crate::{
     error::ExpertiseError,
     model::{Event, EventKind, Message, Request, Status},
@@ -26,7 +27,7 @@ pub struct InboxQuery {
 /// What a watch stream follows.
 #[derive(Debug, Clone, Default)]
 pub struct WatchQuery {
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     pub whole_org: bool,
 }
 
@@ -40,7 +41,11 @@ pub struct Delivery {
 
 impl Expertise {
     /// One request, if the caller may see it (NOT_FOUND otherwise, as if it did not exist).
-    pub async fn request(&self, caller: &Caller, id: &str) -> Result<Request, ExpertiseError> {
+    pub async fn request(
+        &self,
+        caller: &Caller,
+        id: &RequestId,
+    ) -> Result<Request, ExpertiseError> {
         let result = async {
             let mut conn = self.base.db().pool().acquire().await?;
             visible(caller, store::request(&mut conn, id).await?)

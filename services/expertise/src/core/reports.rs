@@ -9,6 +9,7 @@ use telehealth_kit::{
 };
 
 use super::{Expertise, on_requester_side, person, visible};
+use crate::model::RequestId;
 use crate::{
     billing::{self, Act, ActCode, ActInput, BillingRules},
     error::ExpertiseError,
@@ -282,7 +283,7 @@ impl Expertise {
     pub async fn answer_report(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &RequestId,
     ) -> Result<Request, ExpertiseError> {
         let result = async {
             let identity = person(caller)?;

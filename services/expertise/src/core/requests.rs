@@ -9,6 +9,7 @@ use telehealth_kit::{
 };
 
 use super::{Expertise, on_expert_side, person, this_service, visible};
+use crate::model::RequestId;
 use crate::{
     error::ExpertiseError,
     model::{
@@ -149,7 +150,7 @@ impl Expertise {
     pub async fn update_draft(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &RequestId,
         content: Content,
         expected_version: i64,
     ) -> Result<Request, ExpertiseError> {
@@ -171,8 +172,13 @@ impl Expertise {
             updated.updated_at = self.now();
             updated.version += 1;
             store::save_request(&mut tx, &updated, current.version).await?;
-            let entry =
-                AuditEntry::new(caller, "UpdateDraft", "expertise_request", id, Outcome::Ok);
+            let entry = AuditEntry::new(
+                caller,
+                "UpdateDraft",
+                "expertise_request",
+                id.as_str(),
+                Outcome::Ok,
+            );
             // The record commits with the change, then joins the chain before the caller hears of it.
             telehealth_kit::audit::stage(&mut tx, &entry).await?;
             tx.commit().await?;
@@ -191,7 +197,7 @@ impl Expertise {
     pub async fn transition(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &RequestId,
         transition: Transition,
         details: Details,
         expected_version: i64,
@@ -387,6 +393,7 @@ impl Expertise {
         }
         let mut closed = 0;
         for id in to_close {
+            let id = RequestId::known(id);
             match self
                 .transition(&this_service(), &id, Transition::Close, Details::None, 0)
                 .await

@@ -12,7 +12,10 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::{Scheduler, person, rooms::CloseReason};
 use crate::{
     error::SchedulingError,
-    model::{self, Appointment, EventKind, HistoryEvent, ParticipantRole, Status, Transition},
+    model::{
+        self, Appointment, AppointmentId, EventKind, HistoryEvent, ParticipantRole, Status,
+        Transition,
+    },
     store::{self, AppointmentFilter},
 };
 use telehealth_kit::record::ActorRecord;
@@ -38,7 +41,7 @@ impl Scheduler {
     pub async fn appointment(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &AppointmentId,
     ) -> Result<Appointment, SchedulingError> {
         let result = self.visible(caller, id).await;
         let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
@@ -91,7 +94,7 @@ impl Scheduler {
     pub async fn transition(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &AppointmentId,
         transition: Transition,
         cancellation: Option<(i32, String)>,
         expected_version: i64,
@@ -119,7 +122,7 @@ impl Scheduler {
     pub async fn mark_waiting_room(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &AppointmentId,
         participant: &str,
         participant_role: Option<ParticipantRole>,
     ) -> Result<(Status, bool), SchedulingError> {
@@ -401,7 +404,7 @@ impl Scheduler {
     pub async fn history(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &AppointmentId,
         after: i64,
         limit: i64,
     ) -> Result<Vec<HistoryEvent>, SchedulingError> {

@@ -11,6 +11,7 @@ use super::{PRACTITIONER_ROLES, Scheduler, person};
 use crate::{
     domain::{ExceptionKind, Subject, WeeklyAvailability, Zone, end_text, hhmm},
     error::SchedulingError,
+    model::ExceptionId,
     store::{self, AvailabilityRow, ExceptionRow},
 };
 use telehealth_kit::record::ActorRecord;
@@ -273,7 +274,7 @@ impl Scheduler {
     pub async fn remove_exception(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &ExceptionId,
     ) -> Result<ExceptionRow, SchedulingError> {
         let identity = person(caller)?;
         let mut conn = self.base.db().pool().acquire().await?;

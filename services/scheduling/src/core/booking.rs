@@ -17,7 +17,7 @@ use super::{PRACTITIONER_ROLES, Scheduler, person};
 use crate::{
     domain::{Interval, Subject, WeeklyAvailability, WeeklyRange, Zone},
     error::SchedulingError,
-    model::{Appointment, EventKind, HistoryEvent, Status},
+    model::{Appointment, AppointmentId, EventKind, HistoryEvent, HoldId, Status},
     slots::{self, PractitionerCalendar, Slot},
     store::{self, HoldEnd, HoldRow},
 };
@@ -33,7 +33,7 @@ pub struct BookingRequest {
     pub patient_subject: Option<Subject>,
     pub time: Interval,
     pub reason: String,
-    pub hold_id: Option<String>,
+    pub hold_id: Option<HoldId>,
 }
 
 /// A free slot of one or several practitioners.
@@ -162,7 +162,7 @@ impl Scheduler {
     pub async fn release_hold(
         &self,
         caller: &Caller,
-        hold_id: &str,
+        hold_id: &HoldId,
     ) -> Result<bool, SchedulingError> {
         let identity = person(caller)?;
         let now = self.now();
@@ -181,7 +181,7 @@ impl Scheduler {
         }
         store::end_hold(&mut tx, hold_id, HoldEnd::Released, now).await?;
         tx.commit().await?;
-        tracing::info!(hold_id, "hold released");
+        tracing::info!(%hold_id, "hold released");
         Ok(true)
     }
 
@@ -311,9 +311,9 @@ impl Scheduler {
     pub async fn reschedule(
         &self,
         caller: &Caller,
-        appointment_id: &str,
+        appointment_id: &AppointmentId,
         (new_start, new_length): (Timestamp, Option<SignedDuration>),
-        hold_id: Option<&str>,
+        hold_id: Option<&HoldId>,
         comment: &str,
         expected_version: i64,
     ) -> Result<Appointment, SchedulingError> {
@@ -347,7 +347,7 @@ impl Scheduler {
             nurse.as_ref(),
             new_time,
             now,
-            hold_id,
+            hold_id.map(|id| id.as_str()),
             Some(&current.id),
         )
         .await?;

@@ -7,6 +7,7 @@ use telehealth_kit::{
     identity::{Caller, Role as TokenRole},
 };
 
+use crate::domain::AppointmentId;
 use crate::{
     core::{Signalling, person},
     domain::{
@@ -36,7 +37,7 @@ impl Signalling {
     pub async fn report_incident(
         &self,
         caller: &Caller,
-        appointment_id: &str,
+        appointment_id: &AppointmentId,
         report: IncidentReport,
     ) -> Result<Incident, SignallingError> {
         let result = async {
@@ -202,7 +203,7 @@ impl Signalling {
     pub async fn list_incidents(
         &self,
         caller: &Caller,
-        appointment_id: &str,
+        appointment_id: &AppointmentId,
         page_size: i64,
         after: Option<(i64, String)>,
     ) -> Result<IncidentPage, SignallingError> {
@@ -301,12 +302,20 @@ mod tests {
         let id = uuid::Uuid::new_v4().to_string();
         let first = t
             .core
-            .report_incident(&patient, &appointment, report(&id, 5))
+            .report_incident(
+                &patient,
+                &AppointmentId::known(appointment.clone()),
+                report(&id, 5),
+            )
             .await
             .expect("recorded");
         let retry = t
             .core
-            .report_incident(&patient, &appointment, report(&id, 5))
+            .report_incident(
+                &patient,
+                &AppointmentId::known(appointment.clone()),
+                report(&id, 5),
+            )
             .await
             .expect("retried");
         assert_eq!(first, retry, "a retry returns the recorded incident");
@@ -336,7 +345,12 @@ mod tests {
         for (reader, allowed, who) in readers {
             let listed = t
                 .core
-                .list_incidents(&reader, &appointment, 100, None)
+                .list_incidents(
+                    &reader,
+                    &AppointmentId::known(appointment.clone()),
+                    100,
+                    None,
+                )
                 .await;
             match listed {
                 Ok(page) => {
@@ -373,7 +387,7 @@ mod tests {
         for (bad, case) in cases {
             let error = t
                 .core
-                .report_incident(&patient, &appointment, bad)
+                .report_incident(&patient, &AppointmentId::known(appointment.clone()), bad)
                 .await
                 .expect_err(case);
             assert!(
@@ -384,7 +398,11 @@ mod tests {
         t.set_now(start_instant() + SignedDuration::from_hours(26));
         let late = t
             .core
-            .report_incident(&patient, &appointment, report(&id(), 1))
+            .report_incident(
+                &patient,
+                &AppointmentId::known(appointment.clone()),
+                report(&id(), 1),
+            )
             .await
             .expect_err("too late");
         assert!(matches!(late, SignallingError::FailedPrecondition(_)));
@@ -400,7 +418,7 @@ mod tests {
             t.core
                 .report_incident(
                     &patient,
-                    &appointment,
+                    &AppointmentId::known(appointment.clone()),
                     report(&uuid::Uuid::new_v4().to_string(), minutes_ago),
                 )
                 .await
@@ -412,7 +430,12 @@ mod tests {
         loop {
             let page = t
                 .core
-                .list_incidents(&doctor, &appointment, 2, after)
+                .list_incidents(
+                    &doctor,
+                    &AppointmentId::known(appointment.clone()),
+                    2,
+                    after,
+                )
                 .await
                 .expect("page");
             assert!(page.incidents.len() <= 2);

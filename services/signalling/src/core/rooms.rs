@@ -8,6 +8,7 @@ use telehealth_kit::{
     identity::Caller,
 };
 
+use crate::domain::{AppointmentId, RoomId};
 use crate::{
     core::{Signalling, person},
     domain::{CloseReason, IceServerSet, Participant, Room, RoomSpec, Window},
@@ -147,7 +148,7 @@ impl Signalling {
     pub async fn close_room(
         &self,
         caller: &Caller,
-        appointment_id: &str,
+        appointment_id: &AppointmentId,
         reason: CloseReason,
     ) -> Result<Closed, SignallingError> {
         let result = async {
@@ -291,7 +292,7 @@ impl Signalling {
     pub async fn ice_servers_for(
         &self,
         caller: &Caller,
-        room_id: &str,
+        room_id: &RoomId,
     ) -> Result<IceServerSet, SignallingError> {
         let result = self.admit(caller, room_id).await;
         let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
@@ -427,13 +428,21 @@ mod tests {
             .expect("opens");
         let closed = t
             .core
-            .close_room(&scheduling(), &appointment, CloseReason::Finished)
+            .close_room(
+                &scheduling(),
+                &AppointmentId::known(appointment.clone()),
+                CloseReason::Finished,
+            )
             .await
             .expect("closes");
         assert!(closed.closed);
         let again = t
             .core
-            .close_room(&scheduling(), &appointment, CloseReason::Finished)
+            .close_room(
+                &scheduling(),
+                &AppointmentId::known(appointment.clone()),
+                CloseReason::Finished,
+            )
             .await
             .expect("closing again is a no-op");
         assert!(!again.closed);
@@ -448,7 +457,7 @@ mod tests {
             .core
             .close_room(
                 &scheduling(),
-                &uuid::Uuid::new_v4().to_string(),
+                &AppointmentId::known(uuid::Uuid::new_v4().to_string()),
                 CloseReason::Finished,
             )
             .await

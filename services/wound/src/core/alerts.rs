@@ -13,6 +13,7 @@ use telehealth_kit::{
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::{WoundMonitor, person};
+use crate::model::{AlertId, WoundId};
 use crate::{
     error::WoundError,
     model::{Access, Acknowledgement, Alert, AlertStatus, Wound},
@@ -118,7 +119,7 @@ impl WoundMonitor {
     pub async fn alerts(
         &self,
         caller: &Caller,
-        wound_id: Option<&str>,
+        wound_id: Option<&WoundId>,
         statuses: Vec<AlertStatus>,
         after: Option<(i64, String)>,
         limit: i64,
@@ -138,7 +139,7 @@ impl WoundMonitor {
                         .await;
                     return Err(error);
                 }
-                filter.wound_id = Some(id.to_owned());
+                filter.wound_id = Some(id.to_string());
             }
             None => filter.follower = Some(identity.subject.clone()),
         }
@@ -155,7 +156,7 @@ impl WoundMonitor {
     pub async fn acknowledge(
         &self,
         caller: &Caller,
-        alert_id: &str,
+        alert_id: &AlertId,
         comment: String,
     ) -> Result<Alert, WoundError> {
         let result = self.acknowledge_inner(caller, alert_id, comment).await;
@@ -228,7 +229,7 @@ impl WoundMonitor {
     pub async fn watch(
         &self,
         caller: &Caller,
-        wound_id: Option<String>,
+        wound_id: Option<WoundId>,
     ) -> Result<impl Stream<Item = Result<(AlertEventKind, Alert), WoundError>> + use<>, WoundError>
     {
         let identity = person(caller)?.clone();
@@ -256,7 +257,7 @@ impl WoundMonitor {
             async move {
                 let notice: AlertNotice = serde_json::from_str(&notice.ok()?).ok()?;
                 let wanted = match &wound_id {
-                    Some(id) => *id == notice.wound_id,
+                    Some(id) => id.as_str() == notice.wound_id,
                     None => notice.followers.contains(&identity.subject),
                 };
                 if !wanted {

@@ -9,6 +9,7 @@ use telehealth_kit::{
 };
 
 use super::{AssessmentView, WoundMonitor, alerts, person, point, views};
+use crate::model::{AssessmentId, WoundId};
 use crate::{
     domain::{AreaMethod, Measurements},
     error::WoundError,
@@ -27,7 +28,7 @@ pub const MAX_TREND_POINTS: usize = 500;
 #[derive(Debug, Clone)]
 pub struct NewAssessment {
     pub idempotency_key: String,
-    pub wound_id: String,
+    pub wound_id: WoundId,
     pub measurements: Measurements,
 }
 
@@ -188,7 +189,7 @@ impl WoundMonitor {
     pub async fn correct(
         &self,
         caller: &Caller,
-        assessment_id: &str,
+        assessment_id: &AssessmentId,
         measurements: Measurements,
         reason: String,
         expected_version: i64,
@@ -391,7 +392,7 @@ impl WoundMonitor {
     pub async fn assessment(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &AssessmentId,
         version: Option<i64>,
     ) -> Result<AssessmentView, WoundError> {
         let result = async {
@@ -413,7 +414,7 @@ impl WoundMonitor {
     pub async fn assessments(
         &self,
         caller: &Caller,
-        wound_id: &str,
+        wound_id: &WoundId,
         episode: Option<i64>,
         after: Option<(i64, String)>,
         limit: usize,
@@ -470,7 +471,7 @@ impl WoundMonitor {
     pub async fn versions(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &AssessmentId,
         after: i64,
         limit: i64,
     ) -> Result<Vec<AssessmentView>, WoundError> {
@@ -499,7 +500,7 @@ impl WoundMonitor {
     pub async fn trend(
         &self,
         caller: &Caller,
-        wound_id: &str,
+        wound_id: &WoundId,
         query: TrendQuery,
     ) -> Result<Trend, WoundError> {
         let result = self.trend_inner(caller, wound_id, query).await;

@@ -9,6 +9,7 @@
 use futures::{Stream, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use sqlx::AnyConnection;
+use telehealth_images::ImageId;
 use telehealth_images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget};
 use telehealth_kit::{
     ApiError, ErrorCode,
@@ -19,6 +20,7 @@ use telehealth_proto::v1 as pb;
 use tonic::Status;
 
 use super::{WoundMonitor, person};
+use crate::model::{AssessmentId, WoundId};
 use crate::{
     domain::MAX_PHOTOS,
     error::WoundError,
@@ -78,8 +80,8 @@ impl WoundMonitor {
     pub async fn attach_photo<S>(
         &self,
         caller: &Caller,
-        wound_id: &str,
-        assessment_id: Option<String>,
+        wound_id: &WoundId,
+        assessment_id: Option<AssessmentId>,
         header: pb::ImageUploadHeader,
         chunks: S,
     ) -> Result<UploadedPhoto, WoundError>
@@ -87,7 +89,13 @@ impl WoundMonitor {
         S: Stream<Item = Result<pb::ImageChunk, Status>> + Unpin + Send + 'static,
     {
         let result = self
-            .upload_photo(caller, wound_id, assessment_id, header, chunks)
+            .upload_photo(
+                caller,
+                wound_id,
+                assessment_id.map(|id| id.to_string()),
+                header,
+                chunks,
+            )
             .await;
         match &result {
             // A new photo staged its record in its own transaction.
@@ -98,7 +106,9 @@ impl WoundMonitor {
                     .result
                     .image
                     .as_ref()
-                    .map_or(("wound", wound_id), |image| ("image", &image.image_id));
+                    .map_or(("wound", wound_id.as_str()), |image| {
+                        ("image", image.image_id.as_str())
+                    });
                 self.audit(caller, "UploadPhoto", kind, id, Outcome::Ok)
                     .await;
             }
@@ -176,7 +186,7 @@ impl WoundMonitor {
     pub async fn photo_upload_status(
         &self,
         caller: &Caller,
-        wound_id: &str,
+        wound_id: &WoundId,
         session_id: &str,
     ) -> Result<pb::ImageUploadStatus, WoundError> {
         let checked = async {
@@ -248,8 +258,8 @@ impl WoundMonitor {
     pub async fn download_photo(
         &self,
         caller: &Caller,
-        wound_id: &str,
-        image_id: &str,
+        wound_id: &WoundId,
+        image_id: &ImageId,
         offset: i64,
     ) -> Result<
         (
@@ -269,8 +279,8 @@ impl WoundMonitor {
     pub async fn photo_thumbnail(
         &self,
         caller: &Caller,
-        wound_id: &str,
-        image_id: &str,
+        wound_id: &WoundId,
+        image_id: &ImageId,
         max_edge: u32,
     ) -> Result<pb::Thumbnail, WoundError> {
         let image = self

@@ -8,6 +8,7 @@ use telehealth_kit::{
 };
 
 use super::{WoundMonitor, person};
+use crate::model::WoundId;
 use crate::{
     domain::{ClosureReason, MAX_CARE_TEAM, Subject, WoundDescription},
     error::WoundError,
@@ -150,7 +151,7 @@ impl WoundMonitor {
     }
 
     /// One wound, if the caller may see it.
-    pub async fn wound(&self, caller: &Caller, id: &str) -> Result<Wound, WoundError> {
+    pub async fn wound(&self, caller: &Caller, id: &WoundId) -> Result<Wound, WoundError> {
         let result = async {
             let identity = person(caller)?;
             let mut conn = self.base.db().pool().acquire().await?;
@@ -166,7 +167,7 @@ impl WoundMonitor {
     pub async fn update_description(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &WoundId,
         description: WoundDescription,
         expected_version: i64,
     ) -> Result<Wound, WoundError> {
@@ -187,7 +188,7 @@ impl WoundMonitor {
     pub async fn update_care_team(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &WoundId,
         referring_doctor: Option<Subject>,
         nurses: Vec<Subject>,
         expected_version: i64,
@@ -228,7 +229,7 @@ impl WoundMonitor {
     pub async fn close(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &WoundId,
         reason: ClosureReason,
         comment: String,
     ) -> Result<Wound, WoundError> {
@@ -261,7 +262,7 @@ impl WoundMonitor {
     pub async fn reopen(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &WoundId,
         comment: String,
     ) -> Result<Wound, WoundError> {
         self.change_with(caller, "ReopenWound", id, 0, &comment, |wound, _| {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use telehealth_kit::{
     identity::{Caller, require_caller},
+    ids::Id,
     watch::ServerStream,
 };
 use telehealth_proto::v1 as pb;
@@ -51,7 +52,7 @@ impl WoundApi {
     ) -> Result<[String; N], Status> {
         let mut converted = Vec::with_capacity(N);
         for (field, value) in ids {
-            match convert::id(field, value) {
+            match telehealth_kit::ids::record_id(field, value).map_err(WoundError::from) {
                 Ok(id) => converted.push(id),
                 Err(error) => {
                     let error = self
@@ -134,7 +135,7 @@ impl WoundApi {
             .await?;
         let status = self
             .core
-            .photo_upload_status(&caller, &wound_id, &r.upload_session_id)
+            .photo_upload_status(&caller, &Id::known(wound_id), &r.upload_session_id)
             .await?;
         Ok(Response::new(pb::GetPhotoUploadStatusResponse {
             status: Some(status),
@@ -158,7 +159,12 @@ impl WoundApi {
             .await?;
         let (info, chunks) = self
             .core
-            .download_photo(&caller, &wound_id, &image_id, r.offset)
+            .download_photo(
+                &caller,
+                &Id::known(wound_id),
+                &Id::known(image_id),
+                r.offset,
+            )
             .await?;
         let first = pb::DownloadPhotoResponse {
             part: Some(pb::download_photo_response::Part::Image(info)),
@@ -201,7 +207,7 @@ impl WoundApi {
             .await?;
         let thumbnail = self
             .core
-            .photo_thumbnail(&caller, &wound_id, &image_id, edge)
+            .photo_thumbnail(&caller, &Id::known(wound_id), &Id::known(image_id), edge)
             .await?;
         Ok(Response::new(pb::GetPhotoThumbnailResponse {
             thumbnail: Some(thumbnail),

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::*;
+use crate::domain::AppointmentId;
 use crate::{
     core::testing::{TestCore, person, scheduling, start_instant},
     domain::{Admitted, IncidentSource, Relayed, RoomSpec, Window},
@@ -310,7 +311,12 @@ async fn reconnection_on_another_replica(t: TestCore) {
     let appointment = new_joined.appointment_id;
     let incidents = t
         .core
-        .list_incidents(&doctor, &appointment, 100, None)
+        .list_incidents(
+            &doctor,
+            &AppointmentId::known(appointment.clone()),
+            100,
+            None,
+        )
         .await
         .expect("list");
     assert!(
@@ -372,7 +378,12 @@ async fn a_silent_participant_is_dropped_and_the_drop_recorded() {
     keep_alive.await.expect("keep-alives sent");
     let incidents = t
         .core
-        .list_incidents(&doctor(), &dr_joined.appointment_id, 100, None)
+        .list_incidents(
+            &doctor(),
+            &AppointmentId::known(dr_joined.appointment_id.clone()),
+            100,
+            None,
+        )
         .await
         .expect("list");
     assert!(
@@ -532,7 +543,7 @@ async fn closing_the_room_ends_every_stream_with_ok() {
     t.core
         .close_room(
             &scheduling(),
-            &joined.appointment_id,
+            &AppointmentId::known(joined.appointment_id.clone()),
             crate::domain::CloseReason::Finished,
         )
         .await
