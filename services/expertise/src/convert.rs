@@ -124,19 +124,15 @@ fn known_enum(field: &'static str, value: i32, valid: bool) -> Result<i32> {
 
 // ---- content ---------------------------------------------------------------------------------
 
+/// A pseudonym, or none yet (a draft is completed before submission).
 fn pseudonym(value: &str) -> Result<String> {
-    let ok = value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(ExpertiseError::invalid(
-            "patient.patient.pseudonym",
-            "must be 1-64 characters of letters, digits and . _ : -",
-        ))
+    if value.is_empty() {
+        return Ok(String::new());
     }
+    Ok(telehealth_kit::ids::pseudonym(
+        "patient.patient.pseudonym",
+        value,
+    )?)
 }
 
 /// A body site as given.

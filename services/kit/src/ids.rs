@@ -49,6 +49,23 @@ impl fmt::Display for Subject {
     }
 }
 
+/// A patient's pseudonym (common.proto `PatientRef`): 1 to 64 characters of ASCII letters,
+/// digits and `. _ : -`, refused on `field` otherwise.
+pub fn pseudonym(field: &'static str, value: &str) -> Result<String, KitError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+    if !ok {
+        return Err(KitError::invalid(
+            field,
+            "must be 1-64 characters of letters, digits and . _ : -",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// The id of a record of kind `K` (common.proto: a UUID in canonical form).
 pub struct Id<K> {
     text: String,
@@ -135,6 +152,22 @@ pub fn record_id(field: &'static str, value: &str) -> Result<String, KitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pseudonyms_follow_the_contract() {
+        assert_eq!(
+            pseudonym("p", "pat-01.a:b_c").expect("valid"),
+            "pat-01.a:b_c"
+        );
+        for bad in ["", "with space", "é", &"x".repeat(65)] {
+            let refused = pseudonym("patient.pseudonym", bad).expect_err(bad);
+            assert!(
+                refused
+                    .to_string()
+                    .starts_with("patient.pseudonym: must be 1-64")
+            );
+        }
+    }
 
     #[test]
     fn a_typed_id_is_a_parsed_record_id() {

@@ -252,19 +252,10 @@ pub fn required_text(field: &'static str, value: &str, max: usize) -> Result<Str
 /// A patient pseudonym: 1-64 characters of `[A-Za-z0-9._:-]`.
 pub fn pseudonym(value: Option<&pb::PatientRef>) -> Result<String> {
     let pseudonym = value.map(|p| p.pseudonym.as_str()).unwrap_or_default();
-    let ok = !pseudonym.is_empty()
-        && pseudonym.len() <= 64
-        && pseudonym
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
-    if ok {
-        Ok(pseudonym.to_owned())
-    } else {
-        Err(SchedulingError::invalid(
-            "patient.pseudonym",
-            "must be 1-64 characters of letters, digits and . _ : -",
-        ))
-    }
+    Ok(telehealth_kit::ids::pseudonym(
+        "patient.pseudonym",
+        pseudonym,
+    )?)
 }
 
 /// A weekday of the contract.
