@@ -51,12 +51,10 @@ pub fn scope<M: prost::Message>(rpc: &str, caller: &Caller, filters: &M) -> Stri
         Caller::Person(identity) => identity.org.as_str(),
         Caller::Service(_) => "",
     };
-    let digest = Sha256::digest(filters.encode_to_vec());
-    format!(
-        "{rpc}|{}|{org}|{}",
-        caller.subject(),
-        hex::encode(&digest[..16])
-    )
+    let digest = hex::encode(&Sha256::digest(filters.encode_to_vec())[..16]);
+    // A JSON array, so that no subject or org (opaque strings) can pass for another split.
+    serde_json::to_string(&[rpc, &caller.subject(), org, &digest])
+        .expect("serialising four strings cannot fail")
 }
 
 /// [`scope`] of a list request: `page_scope!("ListRooms", &caller, &request)` for any request
@@ -321,6 +319,35 @@ mod tests {
         assert_eq!(tokens.position::<i64>("s", &next).expect("valid"), Some(2));
         let (rows, next) = tokens.page("s", vec![1_i64, 2], 2, |n| *n);
         assert_eq!((rows, next), (vec![1, 2], String::new()));
+    }
+
+    #[test]
+    fn scopes_of_different_callers_never_coincide() {
+        let person = |subject: &str, org: &str| {
+            Caller::Person(crate::identity::Identity {
+                subject: subject.to_owned(),
+                roles: Vec::new(),
+                org: org.to_owned(),
+                specialty: None,
+                cert_thumbprint: String::new(),
+            })
+        };
+        let filters = prost_types::Timestamp::default();
+        assert_ne!(
+            scope("ListRooms", &person("a|b", "c"), &filters),
+            scope("ListRooms", &person("a", "b|c"), &filters)
+        );
+        assert_ne!(
+            scope("ListRooms", &person("a", "c"), &filters),
+            scope(
+                "ListRooms",
+                &person("a", "c"),
+                &prost_types::Timestamp {
+                    seconds: 1,
+                    nanos: 0
+                }
+            )
+        );
     }
 
     #[test]
