@@ -72,6 +72,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
         telehealth_kit::idempotency::spawn_purge(
             context.db.clone(),
             &context.settings.idempotency,
+            &[],
             context.shutdown.clone(),
         );
         let api = grpc::ExpertiseApi::new(core, context.pages.clone(), context.shutdown.clone());

@@ -212,18 +212,37 @@ pub async fn lock(
 
 /// Forgets keys (and idle locks) recorded before `before`; returns how many.
 pub async fn purge(conn: &mut AnyConnection, before: Timestamp) -> Result<u64, IdempotencyError> {
-    let done = sqlx::query("DELETE FROM idempotency_records WHERE created_at_us < $1")
-        .bind(micros(before))
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected())
+    purge_with(conn, before, &[]).await
 }
 
-/// Purges keys past `settings`' retention every `purge_interval_seconds`, until `shutdown`.
-/// Started by each service that stores keys; every replica runs it (deleting is idempotent).
+/// [`purge`], then each statement of `also` with the same instant as `$1` (µs): a service's own
+/// records that are kept exactly as long as request keys (scheduling's ended holds). Returns the
+/// rows removed in all.
+pub async fn purge_with(
+    conn: &mut AnyConnection,
+    before: Timestamp,
+    also: &[&str],
+) -> Result<u64, IdempotencyError> {
+    let mut removed = 0;
+    for statement in std::iter::once("DELETE FROM idempotency_records WHERE created_at_us < $1")
+        .chain(also.iter().copied())
+    {
+        let done = sqlx::query(statement)
+            .bind(micros(before))
+            .execute(&mut *conn)
+            .await?;
+        removed += done.rows_affected();
+    }
+    Ok(removed)
+}
+
+/// Purges keys (and the records of `also`, see [`purge_with`]) past `settings`' retention every
+/// `purge_interval_seconds`, until `shutdown`. Started by each service that stores keys; every
+/// replica runs it (deleting is idempotent).
 pub fn spawn_purge(
     db: Database,
     settings: &IdempotencySettings,
+    also: &'static [&'static str],
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let retention = settings.retention();
@@ -238,13 +257,13 @@ pub fn spawn_purge(
             }
             let purged = async {
                 let mut conn = db.pool().acquire().await?;
-                purge(&mut conn, Timestamp::now() - retention).await
+                purge_with(&mut conn, Timestamp::now() - retention, also).await
             }
             .await;
             match purged {
                 Ok(0) => {}
                 Ok(purged) => {
-                    tracing::info!(purged, "idempotency keys past their retention forgotten")
+                    tracing::info!(purged, "records past the idempotency retention forgotten")
                 }
                 Err(error) => {
                     tracing::warn!(%error, "idempotency purge failed; retried at the next interval");

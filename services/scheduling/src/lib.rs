@@ -65,10 +65,11 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             rooms,
             directory,
         );
-        // Every replica forgets the idempotency keys past their retention.
+        // Every replica forgets the idempotency keys, and the holds that ended, past their retention.
         telehealth_kit::idempotency::spawn_purge(
             context.db.clone(),
             &context.settings.idempotency,
+            &store::PURGE_ENDED_HOLDS,
             context.shutdown.clone(),
         );
         let api =

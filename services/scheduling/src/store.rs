@@ -496,6 +496,14 @@ pub async fn hold(conn: &mut AnyConnection, hold_id: &str) -> Result<Option<Hold
     .transpose()
 }
 
+/// Forgets the holds that ended before `$1` (µs) — released, consumed or lapsed — and the busy
+/// time left by lapsed ones; run by the kit's idempotency purge, so a hold is remembered (and
+/// `ReleaseHold` answers `released: false` rather than `NOT_FOUND`) as long as request keys are.
+pub const PURGE_ENDED_HOLDS: [&str; 2] = [
+    "DELETE FROM busy_time WHERE is_hold = 1 AND expires_at_us < $1",
+    "DELETE FROM holds WHERE COALESCE(ended_at_us, expires_at_us) < $1",
+];
+
 /// Ends a hold that has not ended yet (`how`, at `at`) and frees its busy time; the row stays.
 pub async fn end_hold(
     conn: &mut AnyConnection,

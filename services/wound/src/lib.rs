@@ -71,6 +71,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
         telehealth_kit::idempotency::spawn_purge(
             context.db.clone(),
             &context.settings.idempotency,
+            &[],
             context.shutdown.clone(),
         );
         let api = grpc::WoundApi::new(monitor, context.pages.clone(), context.shutdown.clone());
