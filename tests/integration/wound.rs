@@ -1736,3 +1736,45 @@ async fn a_photo_upload_cut_off_midway_resumes_and_the_doctor_downloads_it() {
         suite.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_wound_holds_at_most_twenty_photos_waiting_for_an_assessment() {
+    for backend in backends().await {
+        let Some(suite) = start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let nurse = Person::nurse("nurse-claire", CENTRE);
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
+        let wound = register(&mut dr, "pat-pending", &[&nurse]).await;
+        let jpeg = telehealth_images::format::fixtures::jpeg_plain(64, 48);
+        let upload = |session: String| {
+            let mut messages = vec![photo_header(&wound.wound_id, &session, 0, &jpeg)];
+            messages.extend(photo_chunks(&jpeg, 0, jpeg.len()));
+            tokio_stream::iter(messages)
+        };
+        for _ in 0..20 {
+            nu.upload_photo(upload(key()))
+                .await
+                .expect("a pending photo below the limit");
+        }
+        // The 21st is refused from its header, before any byte is stored.
+        let refused = nu
+            .upload_photo(tokio_stream::iter(vec![photo_header(
+                &wound.wound_id,
+                &key(),
+                0,
+                &jpeg,
+            )]))
+            .await
+            .expect_err("one photo too many");
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(
+            refused.message().contains("wait for an assessment"),
+            "the message says what to do: {}",
+            refused.message()
+        );
+        suite.stop().await;
+    }
+}

@@ -331,7 +331,10 @@ impl WoundUpload {
         }
         let now = Timestamp::now();
         let attach = match &self.assessment_id {
-            None => None,
+            None => {
+                check_pending_room(conn, &self.wound_id, now).await?;
+                None
+            }
             Some(id) => {
                 let current = store::assessments::version(conn, id, None)
                     .await?
@@ -365,6 +368,23 @@ impl WoundUpload {
     }
 }
 
+/// A wound has at most [`MAX_PHOTOS`] photos waiting for an assessment: more could never all be
+/// attached to one, and each costs storage until it expires.
+async fn check_pending_room(
+    conn: &mut AnyConnection,
+    wound_id: &str,
+    now: Timestamp,
+) -> Result<(), WoundError> {
+    let pending = store::assessments::pending_photo_count(conn, wound_id, now).await?;
+    if pending >= MAX_PHOTOS as i64 {
+        return Err(WoundError::FailedPrecondition(format!(
+            "{pending} photos of this wound already wait for an assessment (at most {MAX_PHOTOS}): \
+             record the assessment with them, or let them expire, before uploading more"
+        )));
+    }
+    Ok(())
+}
+
 /// An assessment takes at most [`MAX_PHOTOS`] photos.
 async fn check_photo_room(conn: &mut AnyConnection, assessment_id: &str) -> Result<(), WoundError> {
     let count = store::assessments::photos_of(conn, assessment_id)
@@ -392,19 +412,18 @@ impl UploadTarget for WoundUpload {
         target(&self.wound_id)
     }
 
-    /// A photo for an assessment that already holds its photos is refused before any byte is
-    /// sent (a pending photo, attached later by a correction, is checked then).
+    /// A photo for an assessment that already holds its photos, or one more pending photo of a
+    /// wound that has its fill of them, is refused before any byte is sent.
     fn check_room<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
     ) -> BoxFuture<'a, Result<(), ImageError>> {
         Box::pin(async move {
-            if let Some(id) = &self.assessment_id {
-                check_photo_room(conn, id)
-                    .await
-                    .map_err(|error| refused(&error))?;
+            match &self.assessment_id {
+                Some(id) => check_photo_room(conn, id).await,
+                None => check_pending_room(conn, &self.wound_id, Timestamp::now()).await,
             }
-            Ok(())
+            .map_err(|error| refused(&error))
         })
     }
 

@@ -249,6 +249,23 @@ pub async fn photo(
         .transpose()
 }
 
+/// How many photos of `wound_id` wait for an assessment at `now` (pending, not yet expired).
+pub async fn pending_photo_count(
+    conn: &mut AnyConnection,
+    wound_id: &str,
+    now: Timestamp,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS pending FROM wound_photos \
+         WHERE wound_id = $1 AND assessment_id IS NULL AND pending_until_us >= $2",
+    )
+    .bind(wound_id)
+    .bind(micros(now))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get("pending")?)
+}
+
 /// Records a completed photo of a wound: attached to `assessment` (id, from version) or
 /// pending until `pending_until`.
 pub async fn insert_photo(
