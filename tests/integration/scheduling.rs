@@ -18,26 +18,31 @@ fn at(time: Option<&prost_types::Timestamp>) -> Timestamp {
     Timestamp::new(time.seconds, time.nanos).expect("valid")
 }
 
-/// Every day 08:00-20:00.
-fn every_day() -> Vec<pb::WeeklyRange> {
+/// Every day from `start` to `end` (local times).
+fn daily(start: &str, end: &str) -> Vec<pb::WeeklyRange> {
     (1..=7)
         .map(|day| pb::WeeklyRange {
             day,
-            start_local_time: "08:00".into(),
-            end_local_time: "20:00".into(),
+            start_local_time: start.into(),
+            end_local_time: end.into(),
         })
         .collect()
 }
 
-/// Publishes `doctor`'s availability (every day 08:00-20:00 Paris, no buffer).
-async fn publish_availability(suite: &Suite, doctor: &Person) {
+/// Every day 08:00-20:00.
+fn every_day() -> Vec<pb::WeeklyRange> {
+    daily("08:00", "20:00")
+}
+
+/// Publishes `doctor`'s availability from `start` to `end` every day (Paris, no buffer).
+async fn publish_daily(suite: &Suite, doctor: &Person, start: &str, end: &str) {
     suite
         .scheduling(doctor)
         .await
         .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
             practitioner_subject: doctor.subject.into(),
             time_zone: "Europe/Paris".into(),
-            weekly_ranges: every_day(),
+            weekly_ranges: daily(start, end),
             buffer_minutes: 0,
             expected_version: 0,
         })
@@ -45,32 +50,15 @@ async fn publish_availability(suite: &Suite, doctor: &Person) {
         .expect("availability published");
 }
 
-/// Every day, all day.
-fn round_the_clock() -> Vec<pb::WeeklyRange> {
-    (1..=7)
-        .map(|day| pb::WeeklyRange {
-            day,
-            start_local_time: "00:00".into(),
-            end_local_time: "24:00".into(),
-        })
-        .collect()
+/// Publishes `doctor`'s availability (every day 08:00-20:00 Paris, no buffer).
+async fn publish_availability(suite: &Suite, doctor: &Person) {
+    publish_daily(suite, doctor, "08:00", "20:00").await;
 }
 
 /// Publishes `doctor`'s availability all day every day (Paris), so that an appointment can
 /// start in a few minutes whatever the time the test runs.
 async fn publish_round_the_clock(suite: &Suite, doctor: &Person) {
-    suite
-        .scheduling(doctor)
-        .await
-        .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
-            practitioner_subject: doctor.subject.into(),
-            time_zone: "Europe/Paris".into(),
-            weekly_ranges: round_the_clock(),
-            buffer_minutes: 0,
-            expected_version: 0,
-        })
-        .await
-        .expect("availability published");
+    publish_daily(suite, doctor, "00:00", "24:00").await;
 }
 
 /// The next whole minute plus `minutes`: a start that can be booked now and is inside the

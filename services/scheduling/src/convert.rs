@@ -14,7 +14,7 @@ use crate::{
         parse_hhmm,
     },
     error::{Conflict, ConflictKind, SchedulingError},
-    model::{Appointment, HistoryEvent, Status as AppointmentStatus},
+    model::{Appointment, HistoryEvent, ParticipantRole, Status as AppointmentStatus},
     store::{AvailabilityRow, ExceptionRow},
 };
 
@@ -72,6 +72,13 @@ fn conflict(conflict: &Conflict) -> pb::BookingConflict {
 }
 
 // ---- scalars ---------------------------------------------------------------------------------
+
+/// Who joined a room: the contract's `ParticipantRole`, unset or unknown refused.
+pub fn participant_role(value: i32) -> Result<ParticipantRole> {
+    ParticipantRole::from_number(i64::from(value)).ok_or_else(|| {
+        SchedulingError::invalid("participant_role", "must be DOCTOR, NURSE or PATIENT")
+    })
+}
 
 /// A required subject (the contract's rule, [`Subject::parse`]).
 pub fn subject(field: &'static str, value: &str) -> Result<Subject> {

@@ -21,7 +21,7 @@ use crate::{
     core::{Scheduler, availability::NewException, booking::BookingRequest},
     domain::{ExceptionKind, MAX_WEEKLY_RANGES, WeeklyAvailability, parse_date, parse_hhmm},
     error::SchedulingError,
-    model::{ParticipantRole, Transition},
+    model::Transition,
     store::{self, AppointmentFilter},
 };
 
@@ -754,10 +754,7 @@ impl SchedulingService for SchedulingApi {
         let result: Result<_, SchedulingError> = async {
             let id = convert::id("appointment_id", &r.appointment_id)?;
             let participant = convert::subject("participant_subject", &r.participant_subject)?;
-            let role =
-                ParticipantRole::from_number(i64::from(r.participant_role)).ok_or_else(|| {
-                    SchedulingError::invalid("participant_role", "must be DOCTOR, NURSE or PATIENT")
-                })?;
+            let role = convert::participant_role(r.participant_role)?;
             self.core
                 .mark_waiting_room(&caller, &id, participant.as_str(), Some(role))
                 .await
