@@ -383,7 +383,7 @@ impl Clients {
         let service = path.split('/').nth(1).unwrap_or_default();
         let part = Part::SERVICES
             .into_iter()
-            .find(|part| part.grpc_service() == Some(service))
+            .find(|part| part.grpc_services().contains(&service))
             .expect("a service of the suite");
         (&self.internal[&part], None)
     }

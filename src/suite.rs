@@ -60,6 +60,7 @@ pub fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
     if DevSigner::new(settings.data_dir.join("jwt")).ensure()? {
         tracing::info!("created dev JWT signing key and JWKS");
     }
+    telehealth_kit::sealed::KeyRing::load_or_create(&settings.patient_key_file(), true)?;
     Ok(())
 }
 

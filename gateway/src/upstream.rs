@@ -183,9 +183,9 @@ impl Upstreams {
 
         let mut by_service = HashMap::new();
         for (part, urls) in endpoints {
-            let Some(service) = part.grpc_service() else {
+            if part.grpc_services().is_empty() {
                 continue;
-            };
+            }
             let mut list = Vec::new();
             let mut configured = Vec::new();
             for url in urls {
@@ -200,15 +200,16 @@ impl Upstreams {
             if list.is_empty() {
                 return Err(config_error(&format!("{part} has no endpoint")));
             }
-            by_service.insert(
-                service,
-                Arc::new(Upstream {
-                    part,
-                    configured,
-                    endpoints: RwLock::new(Arc::new(list)),
-                    next: AtomicUsize::new(0),
-                }),
-            );
+            // One upstream per part, shared by every gRPC service the part serves.
+            let upstream = Arc::new(Upstream {
+                part,
+                configured,
+                endpoints: RwLock::new(Arc::new(list)),
+                next: AtomicUsize::new(0),
+            });
+            for service in part.grpc_services() {
+                by_service.insert(*service, upstream.clone());
+            }
         }
         Ok(Upstreams {
             by_service,
@@ -220,8 +221,12 @@ impl Upstreams {
 
     /// Re-resolves every service's configured names.
     pub async fn resolve_all(&self) {
+        let mut resolved: Vec<Part> = Vec::new();
         for upstream in self.by_service.values() {
-            upstream.resolve().await;
+            if !resolved.contains(&upstream.part) {
+                resolved.push(upstream.part);
+                upstream.resolve().await;
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! Everything that can go wrong in the directory, and which gRPC code each is.
+//! Everything that can go wrong in the directory and the patient register, and which gRPC code each is.
 
 use telehealth_kit::{
     ApiError, ErrorCode, KitError, error::database_code, identity::IdentityError,
@@ -12,8 +12,20 @@ pub enum DirectoryError {
     /// The member does not exist or belongs to another organisation: the message is the same.
     #[error("member not found")]
     NotFound,
+    /// The patient does not exist or is not visible to the caller's organisation: the message
+    /// is the same.
+    #[error("patient not found")]
+    PatientNotFound,
+    /// The consent does not exist or belongs to another organisation.
+    #[error("consent not found")]
+    ConsentNotFound,
     #[error("{0}")]
     PermissionDenied(&'static str),
+    /// The record's state does not allow it; the message says what to do first.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("the membership changed since you read it (version {current}); read it again")]
     VersionMismatch { current: i64 },
     #[error(transparent)]
@@ -38,7 +50,11 @@ impl ApiError for DirectoryError {
     fn code(&self) -> ErrorCode {
         match self {
             DirectoryError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
-            DirectoryError::NotFound => ErrorCode::NotFound,
+            DirectoryError::NotFound
+            | DirectoryError::PatientNotFound
+            | DirectoryError::ConsentNotFound => ErrorCode::NotFound,
+            DirectoryError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            DirectoryError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             DirectoryError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             DirectoryError::VersionMismatch { .. } => ErrorCode::Aborted,
             DirectoryError::Identity(error) => error.code(),

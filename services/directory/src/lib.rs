@@ -1,5 +1,5 @@
 //! The care directory: which people are members of which organisation, with which roles and
-//! for which period.
+//! for which period, and the register of the patients they care for ([`patients`]).
 //!
 //! Membership comes from an authority: the person's own verified token (`RegisterSelf`, the
 //! first verified sign-in) or an administrator of the organisation. The other services ask it,
@@ -19,6 +19,7 @@ pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod model;
+pub mod patients;
 pub mod store;
 
 use sqlx::migrate::Migrator;
@@ -28,7 +29,10 @@ use telehealth_kit::{
     identity::IdentityInterceptor,
     serve::{RoutesFuture, ServiceContext, ServiceDefinition},
 };
-use telehealth_proto::v1::directory_service_server::DirectoryServiceServer;
+use telehealth_kit::{sealed::KeyRing, service_core::ServiceCore};
+use telehealth_proto::v1::{
+    directory_service_server::DirectoryServiceServer, patient_service_server::PatientServiceServer,
+};
 use tonic::service::RoutesBuilder;
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -36,6 +40,8 @@ static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Largest message the directory accepts or sends.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Largest message the register sends (a patient's export archive).
+const MAX_ENCODING_BYTES: usize = 4 * 1024 * 1024;
 
 /// How the kit runs this service.
 pub fn definition() -> ServiceDefinition {
@@ -52,7 +58,12 @@ pub fn definition() -> ServiceDefinition {
 fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
         let clock = telehealth_kit::service_core::system_clock();
-        let directory = core::Directory::new(context.db.clone(), clock);
+        let directory = core::Directory::new(context.db.clone(), clock.clone());
+        let keys = KeyRing::load(&context.settings.patient_key_file())?;
+        let register = patients::core::Register::new(
+            ServiceCore::new(context.db.clone(), clock),
+            patients::vault::Vault::new(keys),
+        );
         let server =
             DirectoryServiceServer::new(grpc::DirectoryApi::new(directory, context.pages.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -60,6 +71,13 @@ fn routes(context: ServiceContext) -> RoutesFuture {
         let mut routes = RoutesBuilder::default();
         routes.add_service(tonic::service::interceptor::InterceptedService::new(
             server,
+            IdentityInterceptor::new(Part::Directory),
+        ));
+        let patients = PatientServiceServer::new(patients::grpc::PatientApi::new(register))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_ENCODING_BYTES);
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            patients,
             IdentityInterceptor::new(Part::Directory),
         ));
         Ok(routes)

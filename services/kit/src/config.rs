@@ -65,6 +65,18 @@ pub struct Settings {
     pub blobs: BlobSettings,
     pub images: ImageSettings,
     pub idempotency: IdempotencySettings,
+    pub patient_data: PatientDataSettings,
+}
+
+/// Encryption of the patient register's personal data (`[patient_data]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PatientDataSettings {
+    /// The key file of the register's field encryption and blind indexes (see the kit's
+    /// `sealed` module for its format). Default `<data_dir>/keys/patient-data.keys`, which
+    /// `telehealth up` creates on first start; in microservice mode it must exist (mount it from
+    /// a secret). Back it up with the database: without it the sealed fields cannot be read.
+    pub key_file: Option<PathBuf>,
 }
 
 /// Booking rules of the scheduling service (`[scheduling_rules]`).
@@ -206,6 +218,7 @@ impl Default for Settings {
             blobs: BlobSettings::default(),
             images: ImageSettings::default(),
             idempotency: IdempotencySettings::default(),
+            patient_data: PatientDataSettings::default(),
         }
     }
 }
@@ -408,6 +421,14 @@ impl Settings {
             .pki_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("pki"))
+    }
+
+    /// The patient register's key file.
+    pub fn patient_key_file(&self) -> PathBuf {
+        self.patient_data
+            .key_file
+            .clone()
+            .unwrap_or_else(|| crate::sealed::default_key_file(&self.data_dir))
     }
 
     /// The internal mTLS files of `part`.

@@ -152,6 +152,9 @@ pub enum KitError {
     Token(String),
     #[error("audit: {0}")]
     Audit(String),
+    /// A sealed field does not open (key missing from the key file, or altered data).
+    #[error("sealed field: {0}")]
+    Sealed(String),
     #[error("{0}")]
     Unavailable(String),
 }

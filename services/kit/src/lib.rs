@@ -22,6 +22,7 @@
 //! - [`serve`]: running a service with graceful drain on shutdown;
 //! - [`service_core`]: the database, clock and audit writer every service's core holds;
 //! - [`pki`], [`token`]: the development PKI and tokens `telehealth up` creates;
+//! - [`sealed`]: field-by-field encryption of personal data and keyed blind indexes;
 //! - [`record`]: who acted, instants and JSON columns, as every service stores and shows them;
 //! - [`raw_codec`]: a pass-through gRPC codec for pre-encoded messages.
 //!
@@ -46,6 +47,7 @@ pub mod part;
 pub mod pki;
 pub mod raw_codec;
 pub mod record;
+pub mod sealed;
 pub mod serve;
 pub mod service_core;
 pub mod telemetry;

@@ -63,7 +63,8 @@ impl Part {
         }
     }
 
-    /// The fully qualified gRPC service this part serves (`None` for the gateway).
+    /// The fully qualified gRPC service this part is named for (`None` for the gateway): the one
+    /// its health and readiness report.
     pub fn grpc_service(self) -> Option<&'static str> {
         match self {
             Part::Gateway => None,
@@ -72,6 +73,22 @@ impl Part {
             Part::Wound => Some("telehealth.v1.WoundService"),
             Part::Signalling => Some("telehealth.v1.SignallingService"),
             Part::Directory => Some("telehealth.v1.DirectoryService"),
+        }
+    }
+
+    /// Every gRPC service this part serves (the gateway routes each to this part): the directory
+    /// also serves the patient register.
+    pub fn grpc_services(self) -> &'static [&'static str] {
+        match self {
+            Part::Gateway => &[],
+            Part::Scheduling => &["telehealth.v1.SchedulingService"],
+            Part::Expertise => &["telehealth.v1.ExpertiseService"],
+            Part::Wound => &["telehealth.v1.WoundService"],
+            Part::Signalling => &["telehealth.v1.SignallingService"],
+            Part::Directory => &[
+                "telehealth.v1.DirectoryService",
+                "telehealth.v1.PatientService",
+            ],
         }
     }
 
