@@ -1,8 +1,9 @@
-//! The command line: `telehealth up | serve | pki | token | migrate | audit | call | health`.
+//! The command line: `telehealth up | serve | pki | token | migrate | audit | patients | call | health`.
 
 mod admin;
 mod call;
 mod health;
+mod patients;
 mod pki;
 mod token;
 mod up;
@@ -54,6 +55,9 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// The patient register's encryption keys: create, rotate, re-encrypt.
+    #[command(subcommand)]
+    Patients(patients::PatientsCommand),
     /// Ask a local part whether it is SERVING (`grpc.health.v1`) with its own certificates: the
     /// Kubernetes exec probe. Exit 0 if serving, 1 if not, 2 if it cannot be reached.
     Health(health::HealthArgs),
@@ -84,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Token(command) => token::run(command, &settings),
         Command::Migrate { parts } => admin::migrate(&settings, parts).await,
         Command::Audit(command) => admin::audit(command, &settings).await,
+        Command::Patients(command) => patients::run(command, &settings).await,
         Command::Call(args) => call::run(args, &settings).await,
         Command::Health(args) => health::run(args, &settings).await,
     }

@@ -96,6 +96,76 @@ fn table() -> Vec<Line> {
             json!({"orgId": "{org}", "subjects": ["{nurse}"]}),
             Refused,
         ),
+        // patients
+        line(
+            "PatientService/CreatePatient",
+            json!({"identity": {"birthName": "DURAND", "firstNames": "Marthe",
+                "sex": "SEX_FEMALE", "birthDate": "1942-04-02"}}),
+            Blind,
+        ),
+        line(
+            "PatientService/GetPatient",
+            json!({"patientId": "{patient}"}),
+            Refused,
+        ),
+        line(
+            "PatientService/UpdatePatient",
+            json!({"patientId": "{patient}", "contact": {"phone": "05 55 00 00 00"}}),
+            Refused,
+        ),
+        line(
+            "PatientService/SetIdentityStatus",
+            json!({"patientId": "{patient}", "status": "IDENTITY_STATUS_PROVISIONAL",
+                "proof": "IDENTITY_PROOF_DOUBT"}),
+            Refused,
+        ),
+        line(
+            "PatientService/SearchPatients",
+            json!({"name": "Durand", "birthDate": "1942-04-02"}),
+            Blind,
+        ),
+        line(
+            "PatientService/MergePatients",
+            json!({"survivingId": "{patient}", "mergedId": "{patient2}"}),
+            Refused,
+        ),
+        line(
+            "PatientService/ExportPatient",
+            json!({"patientId": "{patient}"}),
+            Refused,
+        ),
+        line(
+            "PatientService/RecordObjection",
+            json!({"patientId": "{patient}", "objects": true}),
+            Refused,
+        ),
+        line(
+            "PatientService/RecordConsent",
+            json!({"patientId": "{patient}", "act": "CONSENT_ACT_TELECONSULTATION",
+                "decision": "CONSENT_DECISION_GIVEN", "method": "CONSENT_METHOD_ORAL"}),
+            Refused,
+        ),
+        line(
+            "PatientService/WithdrawConsent",
+            json!({"consentId": "{consent}"}),
+            Refused,
+        ),
+        line(
+            "PatientService/ListConsents",
+            json!({"patientId": "{patient}"}),
+            Refused,
+        ),
+        line(
+            "PatientService/CheckConsent",
+            json!({"orgId": "{org}", "patientId": "{patient}", "act": "CONSENT_ACT_TELE_EXPERTISE"}),
+            Refused,
+        ),
+        line(
+            "PatientService/SharePatient",
+            json!({"orgId": "{org}", "patientId": "{patient}", "withOrgId": "cds-beta",
+                "reason": "test"}),
+            Refused,
+        ),
         // scheduling
         line(
             "SchedulingService/SetWeeklyAvailability",
@@ -679,6 +749,24 @@ async fn centre_records(suite: &Suite) -> BTreeMap<&'static str, String> {
     records.insert("doctor", "dr-alpha".to_owned());
     records.insert("nurse", "nurse-alpha".to_owned());
     records.insert("month", Timestamp::now().strftime("%Y-%m").to_string());
+    for (name, birth_name) in [("patient", "DURAND"), ("patient2", "DUBOIS")] {
+        let created = doctor_calls
+            .ok(
+                "PatientService/CreatePatient",
+                json!({"identity": {"birthName": birth_name, "firstNames": "Marthe",
+                    "sex": "SEX_FEMALE", "birthDate": "1942-04-02"}, "confirmDistinct": true}),
+            )
+            .await;
+        records.insert(name, text(&created, "/patient/id"));
+    }
+    let consent = doctor_calls
+        .ok(
+            "PatientService/RecordConsent",
+            json!({"patientId": records["patient"], "act": "CONSENT_ACT_TELE_EXPERTISE",
+                "decision": "CONSENT_DECISION_GIVEN", "method": "CONSENT_METHOD_ORAL"}),
+        )
+        .await;
+    records.insert("consent", text(&consent, "/consent/id"));
     let exception = coordinator_calls
         .ok(
             "SchedulingService/AddAvailabilityException",

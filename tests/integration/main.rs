@@ -18,6 +18,7 @@ mod harness;
 mod images;
 mod k8s;
 mod migrations;
+mod patients;
 mod pki_and_tokens;
 mod replicas;
 mod scheduling;

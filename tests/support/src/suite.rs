@@ -14,7 +14,7 @@ use telehealth_kit::{
 };
 use telehealth_proto::v1::{
     RegisterSelfRequest, directory_service_client::DirectoryServiceClient,
-    expertise_service_client::ExpertiseServiceClient,
+    expertise_service_client::ExpertiseServiceClient, patient_service_client::PatientServiceClient,
     scheduling_service_client::SchedulingServiceClient,
     signalling_service_client::SignallingServiceClient, wound_service_client::WoundServiceClient,
 };
@@ -117,6 +117,7 @@ pub type Expertise = ExpertiseServiceClient<Authorised>;
 pub type Wounds = WoundServiceClient<Authorised>;
 pub type Signalling = SignallingServiceClient<Authorised>;
 pub type Directory = DirectoryServiceClient<Authorised>;
+pub type Patients = PatientServiceClient<Authorised>;
 
 /// The PostgreSQL URL of the tests, or `None` (with a message) outside CI when unreachable.
 ///
@@ -292,6 +293,11 @@ impl Suite {
     /// A directory client acting as `person`, who is not enrolled by it.
     pub async fn directory(&self, person: &Person) -> Directory {
         DirectoryServiceClient::new(self.unenrolled(self.gateway(), person).await)
+    }
+
+    /// A patient register client acting as `person` (enrolled in the directory first).
+    pub async fn patients(&self, person: &Person) -> Patients {
+        PatientServiceClient::new(self.authorised(self.gateway(), person).await)
     }
 
     /// Starts one more instance of `part` on the suite's database; returns its address and the

@@ -232,7 +232,7 @@ pub fn rpps(field: &'static str, value: &str) -> Result<String> {
             }
         })
         .sum();
-    if sum % 10 != 0 {
+    if !sum.is_multiple_of(10) {
         return Err(invalid(
             field,
             "the RPPS number's last digit (Luhn key) does not match",

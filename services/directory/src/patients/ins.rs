@@ -140,7 +140,10 @@ mod tests {
             ("279035121518989", "a test identity of the INS guides"),
             (&with_key("184052A123456"), "born in Corse-du-Sud (2A → 19)"),
             (&with_key("290092B004012"), "born in Haute-Corse (2B → 18)"),
-            (&with_key("184052A123456").to_lowercase(), "2a in lower case"),
+            (
+                &with_key("184052A123456").to_lowercase(),
+                "2a in lower case",
+            ),
             (&with_key("7999999000001"), "an NIA-like number"),
         ];
         for (number, case) in cases {

@@ -349,13 +349,20 @@ pub async fn move_references(conn: &mut AnyConnection, from: &str, to: &str) -> 
         "INSERT INTO patient_shares (patient_id, org_id, reason, since_us) \
          SELECT $2, org_id, reason, since_us FROM patient_shares WHERE patient_id = $1 \
          ON CONFLICT DO NOTHING",
-        "DELETE FROM patient_shares WHERE patient_id = $1",
         "UPDATE patients SET merged_into = $2 WHERE merged_into = $1",
-        "DELETE FROM patient_names WHERE patient_id = $1",
     ] {
         sqlx::query(statement)
             .bind(from)
             .bind(to)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for statement in [
+        "DELETE FROM patient_shares WHERE patient_id = $1",
+        "DELETE FROM patient_names WHERE patient_id = $1",
+    ] {
+        sqlx::query(statement)
+            .bind(from)
             .execute(&mut *conn)
             .await?;
     }

@@ -1,0 +1,72 @@
+//! `telehealth patients`: the patient register's encryption keys.
+//!
+//! `init-keys` writes a new key file; `add-key` appends a data key, which seals from the next
+//! start of the directory; `rekey` re-seals every stored field under the newest key (run it
+//! after the new key is live; older keys may then be removed from the file).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use telehealth_directory::patients::{core::Register, vault::Vault};
+use telehealth_kit::{
+    Database, Part, Settings,
+    sealed::KeyRing,
+    service_core::{ServiceCore, system_clock},
+};
+
+use crate::suite::service_definition;
+
+#[derive(Debug, Subcommand)]
+pub enum PatientsCommand {
+    /// Write a new key file (an index key and a first data key) where `[patient_data] key_file`
+    /// points; refuses to overwrite one.
+    InitKeys,
+    /// Append a new data key to the key file; it seals new writes once the directory restarts.
+    AddKey,
+    /// Re-seal every stored patient field under the newest data key of the key file.
+    Rekey,
+}
+
+pub async fn run(command: PatientsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let path = settings.patient_key_file();
+    match command {
+        PatientsCommand::InitKeys => {
+            anyhow::ensure!(
+                !path.exists(),
+                "{} exists; keys are never overwritten (use add-key to rotate)",
+                path.display()
+            );
+            KeyRing::load_or_create(&path, true)?;
+            println!("wrote {}", path.display());
+        }
+        PatientsCommand::AddKey => {
+            let id = KeyRing::add_data_key(&path)?;
+            println!(
+                "added data key {id} to {}; restart the directory, then run `telehealth patients rekey`",
+                path.display()
+            );
+        }
+        PatientsCommand::Rekey => {
+            let keys = KeyRing::load(&path)?;
+            let newest = keys
+                .key_ids()
+                .last()
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            let db =
+                Database::connect(&settings.database, &settings.data_dir, Part::Directory).await?;
+            let definition =
+                service_definition(Part::Directory).expect("the directory is a service");
+            db.migrate(&definition.migrations).await?;
+            let register = Register::new(
+                ServiceCore::new(db.clone(), system_clock()),
+                Vault::new(keys),
+            );
+            let rewritten = register.reencrypt().await;
+            db.close().await;
+            let rewritten = rewritten.map_err(|e| anyhow::anyhow!("re-encryption stopped: {e}"))?;
+            println!("{rewritten} patient records re-sealed under key {newest}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,686 @@
+//! The patient register through the real gateway, on both databases: INS checked by its key,
+//! identity status under the identity-vigilance rules, search across accents, duplicates and
+//! merges, consents, the export, and no plaintext identity at rest.
+
+use telehealth_kit::identity::Role;
+use telehealth_proto::v1 as pb;
+use tonic::Code;
+
+use telehealth_testkit::suite::{Backend, Patients, Person, Suite, backends};
+
+const CENTRE: &str = "cds-bourganeuf";
+const OTHER_CENTRE: &str = "cds-felletin";
+
+/// A fictitious test identity of the INS guides (INS-NIR test OID).
+const TEST_NIR: &str = "279035121518989";
+
+fn traits(birth_name: &str, first_names: &str, birth_date: &str) -> pb::IdentityTraits {
+    pb::IdentityTraits {
+        birth_name: birth_name.into(),
+        first_names: first_names.into(),
+        used_first_name: String::new(),
+        used_name: String::new(),
+        sex: pb::Sex::Female as i32,
+        birth_date: birth_date.into(),
+        birth_place_code: "23096".into(),
+    }
+}
+
+fn nir(number: &str) -> pb::Ins {
+    pb::Ins {
+        number: number.into(),
+        kind: pb::InsKind::Nir as i32,
+        test: true,
+        oid: String::new(),
+    }
+}
+
+fn address() -> pb::Address {
+    pb::Address {
+        lines: vec!["12 rue des Tisserands".into()],
+        postal_code: "23400".into(),
+        city: "Bourganeuf".into(),
+        country: "FR".into(),
+        access_note: "digicode 4812B, 2e étage".into(),
+    }
+}
+
+/// Registers a patient (confirmed distinct) and returns them.
+async fn create(
+    client: &mut Patients,
+    identity: pb::IdentityTraits,
+    ins: Option<pb::Ins>,
+) -> pb::Patient {
+    client
+        .create_patient(pb::CreatePatientRequest {
+            identity: Some(identity),
+            ins,
+            address: Some(address()),
+            confirm_distinct: true,
+            ..Default::default()
+        })
+        .await
+        .expect("the patient is registered")
+        .into_inner()
+        .patient
+        .expect("a patient")
+}
+
+/// `n` with its 2-digit key.
+fn with_key(first13: &str) -> String {
+    let digits = first13.replace("2A", "19").replace("2B", "18");
+    let number: u64 = digits.parse().expect("digits");
+    format!("{first13}{:02}", 97 - number % 97)
+}
+
+#[tokio::test]
+async fn ins_numbers_are_checked_by_their_key_including_corsica() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-ins", CENTRE);
+        let mut client = suite.patients(&doctor).await;
+        let valid = [
+            (TEST_NIR.to_owned(), "a test NIR"),
+            ("2 55 08 14 168 025 38".to_owned(), "spaces are ignored"),
+            (with_key("184052A123456"), "born in Corse-du-Sud"),
+            (with_key("290092B004012"), "born in Haute-Corse"),
+        ];
+        for (i, (number, case)) in valid.iter().enumerate() {
+            let name = format!("VALIDE{}", ["A", "B", "C", "D"][i]);
+            let patient = create(
+                &mut client,
+                traits(&name, "Anne", "1950-01-01"),
+                Some(nir(number)),
+            )
+            .await;
+            let ins = patient.ins.expect("the owner sees the INS");
+            assert_eq!(ins.number, number.replace(' ', ""), "{case} ({backend:?})");
+            assert_eq!(ins.oid, "1.2.250.1.213.1.4.10", "{case}: test NIR OID");
+        }
+        let broken = [
+            ("27903512151898", "15 characters"),
+            (
+                "279035121518988",
+                "the key 88 does not match the number (its key is 89)",
+            ),
+            ("2790351215189X9", "character 14"),
+            ("279032A21518989", "the key 89 does not match"),
+            ("184052B12345682", "the key 82 does not match"),
+            ("979035121518989", "the first character gives the sex"),
+        ];
+        for (number, expected) in broken {
+            let status = client
+                .create_patient(pb::CreatePatientRequest {
+                    identity: Some(traits("INVALIDE", "Anne", "1950-01-01")),
+                    ins: Some(nir(number)),
+                    confirm_distinct: true,
+                    ..Default::default()
+                })
+                .await
+                .expect_err(expected);
+            assert_eq!(status.code(), Code::InvalidArgument, "{number}");
+            assert!(
+                status.message().contains("ins.number") && status.message().contains(expected),
+                "{number}: `{}` should say `{expected}`",
+                status.message()
+            );
+        }
+        // The same INS twice in one centre is refused, naming what to do.
+        let again = client
+            .create_patient(pb::CreatePatientRequest {
+                identity: Some(traits("AUTRE", "Paule", "1960-02-02")),
+                ins: Some(nir(TEST_NIR)),
+                confirm_distinct: true,
+                ..Default::default()
+            })
+            .await
+            .expect_err("one INS per centre");
+        assert_eq!(again.code(), Code::AlreadyExists, "{backend:?}");
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn identity_status_follows_the_rules_and_only_a_qualified_ins_leaves_the_centre() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-statut", CENTRE);
+        let mut client = suite.patients(&doctor).await;
+        let patient = create(
+            &mut client,
+            traits("MARTIN", "Hélène Marie", "1941-03-12"),
+            Some(nir(TEST_NIR)),
+        )
+        .await;
+        assert_eq!(
+            patient.identity_status,
+            pb::IdentityStatus::Provisional as i32
+        );
+        let set =
+            |status: pb::IdentityStatus, proof: pb::IdentityProof| pb::SetIdentityStatusRequest {
+                patient_id: patient.id.clone(),
+                status: status as i32,
+                proof: proof as i32,
+                note: "vérifié à l'accueil".into(),
+                expected_version: 0,
+            };
+        // Not qualified in one step, not validated on the teleservice alone.
+        for (request, expected) in [
+            (
+                set(pb::IdentityStatus::Qualified, pb::IdentityProof::Passport),
+                "first recovered",
+            ),
+            (
+                set(
+                    pb::IdentityStatus::Validated,
+                    pb::IdentityProof::InsiTeleservice,
+                ),
+                "high-trust document",
+            ),
+        ] {
+            let refused = client
+                .set_identity_status(request)
+                .await
+                .expect_err(expected);
+            assert_eq!(refused.code(), Code::FailedPrecondition, "{backend:?}");
+            assert!(
+                refused.message().contains(expected),
+                "{}",
+                refused.message()
+            );
+        }
+        let recovered = client
+            .set_identity_status(set(
+                pb::IdentityStatus::Recovered,
+                pb::IdentityProof::InsiTeleservice,
+            ))
+            .await
+            .expect("recovered on the INSi answer")
+            .into_inner()
+            .patient
+            .expect("patient");
+        assert_eq!(recovered.status_history.len(), 1);
+        let history = &recovered.status_history[0];
+        assert_eq!(
+            history.changed_by.as_ref().expect("who").subject,
+            "dr-statut"
+        );
+        assert_eq!(history.proof, pb::IdentityProof::InsiTeleservice as i32);
+
+        // The right-of-access export leaves the centre: no INS while only recovered.
+        let export = |client: &mut Patients| {
+            let id = patient.id.clone();
+            let mut client = client.clone();
+            async move {
+                let archive = client
+                    .export_patient(pb::ExportPatientRequest { patient_id: id })
+                    .await
+                    .expect("exported")
+                    .into_inner();
+                assert_eq!(archive.content_type, "application/json");
+                serde_json::from_slice::<serde_json::Value>(&archive.archive).expect("JSON")
+            }
+        };
+        let recovered_export = export(&mut client).await;
+        assert!(
+            recovered_export["patient"]["ins"].is_null(),
+            "a recovered INS stays in the centre: {}",
+            recovered_export["patient"]
+        );
+        assert_eq!(
+            recovered_export["patient"]["identity"]["birth_name"],
+            "MARTIN"
+        );
+
+        let qualified = client
+            .set_identity_status(set(
+                pb::IdentityStatus::Qualified,
+                pb::IdentityProof::IdentityCard,
+            ))
+            .await
+            .expect("qualified on an identity card")
+            .into_inner()
+            .patient
+            .expect("patient");
+        assert_eq!(
+            qualified.identity_status,
+            pb::IdentityStatus::Qualified as i32
+        );
+        assert_eq!(qualified.status_history.len(), 2);
+        let qualified_export = export(&mut client).await;
+        assert_eq!(
+            qualified_export["patient"]["ins"]["number"], TEST_NIR,
+            "a qualified INS leaves with the export"
+        );
+
+        // A qualified identity's traits are not edited by hand.
+        let edit = client
+            .update_patient(pb::UpdatePatientRequest {
+                patient_id: patient.id.clone(),
+                identity: Some(traits("MARTINE", "Hélène Marie", "1941-03-12")),
+                ..Default::default()
+            })
+            .await
+            .expect_err("qualified traits are locked");
+        assert_eq!(edit.code(), Code::FailedPrecondition);
+
+        // Another centre does not learn that the patient exists.
+        let outsider = Person::doctor("dr-ailleurs", OTHER_CENTRE);
+        let hidden = suite
+            .patients(&outsider)
+            .await
+            .get_patient(pb::GetPatientRequest {
+                patient_id: patient.id.clone(),
+            })
+            .await
+            .expect_err("not visible");
+        let ghost = suite
+            .patients(&outsider)
+            .await
+            .get_patient(pb::GetPatientRequest {
+                patient_id: uuid::Uuid::new_v4().to_string(),
+            })
+            .await
+            .expect_err("does not exist");
+        assert_eq!(
+            (hidden.code(), hidden.message()),
+            (ghost.code(), ghost.message())
+        );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn search_ignores_accents_and_case_and_stays_in_the_organisation() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-recherche", CENTRE);
+        let mut client = suite.patients(&doctor).await;
+        let mut identity = traits("LEFÈVRE", "Zoé", "1938-07-14");
+        identity.used_name = "Dupont-Lefèvre".into();
+        let patient = create(&mut client, identity, None).await;
+        create(&mut client, traits("LEFEVRE", "Paul", "1940-01-01"), None).await;
+
+        let search = |name: &str, birth_date: &str| pb::SearchPatientsRequest {
+            name: name.into(),
+            birth_date: birth_date.into(),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                search("lefevre", "1938-07-14"),
+                1,
+                "birth name without accent",
+            ),
+            (search("  LEFÈVRE ", ""), 2, "birth name alone finds both"),
+            (
+                search("dupont lefevre", ""),
+                1,
+                "used name, hyphen as space",
+            ),
+            (
+                search("Dupont-Lefèvre", "1938-07-14"),
+                1,
+                "used name and birth date",
+            ),
+            (search("lefevre", "1938-07-15"), 0, "another birth date"),
+            (search("lefe", ""), 0, "whole names only"),
+        ];
+        for (request, expected, case) in cases {
+            let found = client
+                .search_patients(request)
+                .await
+                .expect("searched")
+                .into_inner()
+                .patients;
+            assert_eq!(found.len(), expected, "{case} ({backend:?})");
+            if expected == 1 {
+                assert_eq!(found[0].id, patient.id, "{case}");
+            }
+        }
+        let by_ins = client
+            .search_patients(pb::SearchPatientsRequest {
+                ins: "2 79 03 51 215 189 88".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a broken INS is refused, not searched");
+        assert_eq!(by_ins.code(), Code::InvalidArgument);
+
+        let outsider = Person::nurse("ide-ailleurs", OTHER_CENTRE);
+        let elsewhere = suite
+            .patients(&outsider)
+            .await
+            .search_patients(search("Lefèvre", ""))
+            .await
+            .expect("searched")
+            .into_inner()
+            .patients;
+        assert!(elsewhere.is_empty(), "another centre finds nobody");
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn similar_traits_warn_and_a_merge_keeps_every_reference() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let coordinator = Person::coordinator("coord-fusion", CENTRE);
+        let mut client = suite.patients(&coordinator).await;
+        let first = create(&mut client, traits("BERNARD", "Lucie", "1944-05-06"), None).await;
+        let warned = client
+            .create_patient(pb::CreatePatientRequest {
+                identity: Some(traits("Bernard", "Lucie Jeanne", "1944-05-06")),
+                ..Default::default()
+            })
+            .await
+            .expect("answered")
+            .into_inner();
+        assert!(warned.patient.is_none(), "not created before confirmation");
+        assert_eq!(
+            warned
+                .possible_duplicates
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>(),
+            vec![first.id.as_str()],
+            "{backend:?}"
+        );
+        let second = client
+            .create_patient(pb::CreatePatientRequest {
+                identity: Some(traits("Bernard", "Lucie Jeanne", "1944-05-06")),
+                ins: Some(nir(TEST_NIR)),
+                confirm_distinct: true,
+                ..Default::default()
+            })
+            .await
+            .expect("confirmed")
+            .into_inner()
+            .patient
+            .expect("created");
+        let consent = client
+            .record_consent(pb::RecordConsentRequest {
+                patient_id: second.id.clone(),
+                act: pb::ConsentAct::TeleExpertise as i32,
+                decision: pb::ConsentDecision::Given as i32,
+                method: pb::ConsentMethod::Oral as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("consent recorded")
+            .into_inner()
+            .consent
+            .expect("consent");
+
+        let merged = client
+            .merge_patients(pb::MergePatientsRequest {
+                surviving_id: first.id.clone(),
+                merged_id: second.id.clone(),
+            })
+            .await
+            .expect("merged")
+            .into_inner()
+            .patient
+            .expect("survivor");
+        assert_eq!(merged.merged_ids, vec![second.id.clone()]);
+        assert_eq!(
+            merged.ins.as_ref().map(|i| i.number.as_str()),
+            Some(TEST_NIR),
+            "the survivor takes the INS"
+        );
+        // The merged id is an alias of the survivor; its consent now belongs to the survivor.
+        let through_alias = client
+            .get_patient(pb::GetPatientRequest {
+                patient_id: second.id.clone(),
+            })
+            .await
+            .expect("the alias resolves")
+            .into_inner()
+            .patient
+            .expect("patient");
+        assert_eq!(through_alias.id, first.id);
+        let consents = client
+            .list_consents(pb::ListConsentsRequest {
+                patient_id: first.id.clone(),
+            })
+            .await
+            .expect("listed")
+            .into_inner()
+            .consents;
+        assert_eq!(
+            consents.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            vec![consent.id.as_str()]
+        );
+        let by_ins = client
+            .search_patients(pb::SearchPatientsRequest {
+                ins: TEST_NIR.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("searched")
+            .into_inner()
+            .patients;
+        assert_eq!(by_ins.len(), 1, "one record answers the INS");
+        assert_eq!(by_ins[0].id, first.id);
+
+        // A doctor may not merge; neither may another centre.
+        let doctor = Person::doctor("dr-fusion", CENTRE);
+        let refused = suite
+            .patients(&doctor)
+            .await
+            .merge_patients(pb::MergePatientsRequest {
+                surviving_id: first.id.clone(),
+                merged_id: second.id.clone(),
+            })
+            .await
+            .expect_err("coordinators merge");
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn consents_are_recorded_withdrawn_and_objections_stop_sharing() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let nurse = Person::nurse("ide-consent", CENTRE);
+        let mut client = suite.patients(&nurse).await;
+        let patient = create(&mut client, traits("PETIT", "Jeanne", "1936-11-30"), None).await;
+        let missing_target = client
+            .record_consent(pb::RecordConsentRequest {
+                patient_id: patient.id.clone(),
+                act: pb::ConsentAct::Sharing as i32,
+                decision: pb::ConsentDecision::Given as i32,
+                method: pb::ConsentMethod::Oral as i32,
+                ..Default::default()
+            })
+            .await
+            .expect_err("sharing names the organisation");
+        assert_eq!(missing_target.code(), Code::InvalidArgument);
+        let scanned_without_document = client
+            .record_consent(pb::RecordConsentRequest {
+                patient_id: patient.id.clone(),
+                act: pb::ConsentAct::WoundMonitoring as i32,
+                decision: pb::ConsentDecision::Given as i32,
+                method: pb::ConsentMethod::ScannedDocument as i32,
+                ..Default::default()
+            })
+            .await
+            .expect_err("a scanned consent names its document");
+        assert!(scanned_without_document.message().contains("document_ref"));
+
+        let consent = client
+            .record_consent(pb::RecordConsentRequest {
+                patient_id: patient.id.clone(),
+                act: pb::ConsentAct::WoundMonitoring as i32,
+                decision: pb::ConsentDecision::Given as i32,
+                method: pb::ConsentMethod::Written as i32,
+                note: "signé au domicile".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("recorded")
+            .into_inner()
+            .consent
+            .expect("consent");
+        assert_eq!(
+            consent.recorded_by.as_ref().expect("who").subject,
+            "ide-consent"
+        );
+        let withdrawn = client
+            .withdraw_consent(pb::WithdrawConsentRequest {
+                consent_id: consent.id.clone(),
+            })
+            .await
+            .expect("withdrawn")
+            .into_inner()
+            .consent
+            .expect("consent");
+        assert!(withdrawn.withdrawn_time.is_some());
+        let twice = client
+            .withdraw_consent(pb::WithdrawConsentRequest {
+                consent_id: consent.id.clone(),
+            })
+            .await
+            .expect_err("already withdrawn");
+        assert_eq!(twice.code(), Code::FailedPrecondition, "{backend:?}");
+
+        client
+            .record_objection(pb::RecordObjectionRequest {
+                patient_id: patient.id.clone(),
+                objects: true,
+                note: "refuse tout partage".into(),
+            })
+            .await
+            .expect("objection recorded");
+        let sharing = client
+            .record_consent(pb::RecordConsentRequest {
+                patient_id: patient.id.clone(),
+                act: pb::ConsentAct::Sharing as i32,
+                target_org_id: "chu-limoges".into(),
+                decision: pb::ConsentDecision::Given as i32,
+                method: pb::ConsentMethod::Oral as i32,
+                ..Default::default()
+            })
+            .await
+            .expect_err("the objection stands");
+        assert_eq!(sharing.code(), Code::FailedPrecondition);
+        assert!(sharing.message().contains("RecordObjection"));
+
+        // Another centre cannot withdraw or list this centre's consents.
+        let outsider = Person::with_roles("coord-ailleurs", OTHER_CENTRE, &[Role::Coordinator]);
+        let foreign = suite
+            .patients(&outsider)
+            .await
+            .list_consents(pb::ListConsentsRequest {
+                patient_id: patient.id.clone(),
+            })
+            .await
+            .expect_err("not visible");
+        assert_eq!(foreign.code(), Code::NotFound);
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_holds_no_plaintext_name_ins_or_address() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-chiffre", CENTRE);
+        let mut client = suite.patients(&doctor).await;
+        let mut identity = traits("QUINTARD", "Eulalie", "1933-09-09");
+        identity.used_name = "VERGNAUD".into();
+        create(&mut client, identity, Some(nir(TEST_NIR))).await;
+
+        let stored = stored_bytes(&suite, backend).await;
+        for secret in [
+            "QUINTARD",
+            "Quintard",
+            "Eulalie",
+            "VERGNAUD",
+            TEST_NIR,
+            "Tisserands",
+            "4812B",
+            "1933-09-09",
+        ] {
+            assert!(
+                !contains(&stored, secret.as_bytes()),
+                "{backend:?}: `{secret}` is stored in plaintext"
+            );
+        }
+        // The check can fail: the subject of the doctor is stored in plaintext.
+        assert!(
+            contains(&stored, b"dr-chiffre"),
+            "{backend:?}: the dump is real"
+        );
+        suite.stop().await;
+    }
+}
+
+/// Every byte the directory's database holds: its SQLite files, or a text dump of its
+/// PostgreSQL tables.
+async fn stored_bytes(suite: &Suite, backend: Backend) -> Vec<u8> {
+    match backend {
+        Backend::Sqlite => {
+            let mut bytes = Vec::new();
+            let dir = suite.settings.data_dir.join("db");
+            for entry in std::fs::read_dir(&dir).expect("the SQLite folder") {
+                let path = entry.expect("entry").path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                if name.starts_with("directory.db") {
+                    bytes.extend(std::fs::read(&path).expect("read the database file"));
+                }
+            }
+            assert!(
+                !bytes.is_empty(),
+                "the directory's SQLite files in {}",
+                dir.display()
+            );
+            bytes
+        }
+        Backend::Postgres => {
+            let url = suite.settings.database.url.clone().expect("PostgreSQL URL");
+            let schema = format!("{}directory", suite.settings.database.schema_prefix);
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .expect("connects");
+            let mut bytes = Vec::new();
+            for table in [
+                "patients",
+                "patient_names",
+                "patient_status_changes",
+                "consents",
+                "members",
+                "audit_log",
+            ] {
+                let dump: Option<String> = sqlx::query_scalar(&format!(
+                    "SELECT string_agg(t::text, ' ') FROM \"{schema}\".{table} t"
+                ))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("dump {table}: {e}"));
+                bytes.extend(dump.unwrap_or_default().into_bytes());
+            }
+            bytes
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
