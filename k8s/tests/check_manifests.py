@@ -52,10 +52,11 @@ SPIFFE_PREFIX = "spiffe://telehealth.internal/"
 
 # Who calls whom between parts: the gateway forwards to every service; the calls between services
 # are telehealth_kit::Part::calls (scheduling opens and closes signalling rooms and checks members
-# in the directory, signalling marks the waiting room, wound monitoring checks care teams), held
+# and consents in the directory, signalling marks the waiting room, wound monitoring checks care
+# teams and consents, expertise checks consents and shares the patient), held
 # equal to SERVICE_CALLS by tests/integration/k8s.rs. NetworkPolicies must allow exactly these
 # calls between parts, on the callee's configured port.
-SERVICE_CALLS = [("scheduling", "signalling"), ("scheduling", "directory"), ("signalling", "scheduling"), ("wound", "directory")]
+SERVICE_CALLS = [("scheduling", "signalling"), ("scheduling", "directory"), ("signalling", "scheduling"), ("wound", "directory"), ("expertise", "directory")]
 CALLS = {("gateway", service) for service in SERVICES} | set(SERVICE_CALLS)
 
 
@@ -573,10 +574,10 @@ MUTATIONS: list[tuple[str, str, Callable[[list[Doc]], None], str]] = [
         "matchExpressions"][0]["values"].remove("wound"),
      "NetworkPolicies do not let wound reach directory on 7105 (blocked by directory's ingress)"),
     ("prod", "a call the code never makes allowed", lambda d: [
-        policy_rule(d, "directory")["from"][0]["podSelector"]["matchExpressions"][0]["values"].append("expertise"),
+        policy_rule(d, "directory")["from"][0]["podSelector"]["matchExpressions"][0]["values"].append("signalling"),
         find(d, "NetworkPolicy", "services-to-directory")["spec"]["podSelector"]["matchExpressions"][0][
-            "values"].append("expertise")],
-     "NetworkPolicies let expertise reach directory on 7105, which it never calls"),
+            "values"].append("signalling")],
+     "NetworkPolicies let signalling reach directory on 7105, which it never calls"),
     ("prod", "a part reachable by one that never calls it", lambda d: [
         find(d, "NetworkPolicy", "allow-dns")["spec"].update(egress=[{}]),
         policy_rule(d, "expertise").pop("from")],

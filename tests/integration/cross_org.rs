@@ -724,6 +724,8 @@ async fn centre_records(suite: &Suite) -> BTreeMap<&'static str, String> {
     let doctor_calls = Caller::new(suite, &doctor).await;
     let nurse_calls = Caller::new(suite, &nurse).await;
     let coordinator_calls = Caller::new(suite, &Person::coordinator("coord-alpha", CENTRE)).await;
+    // The centre's patient, registered with their consent to every act.
+    let alpha = suite.consenting_patient(&doctor).await;
     let key = || uuid::Uuid::new_v4().to_string();
     let days = [
         "MONDAY",
@@ -793,7 +795,7 @@ async fn centre_records(suite: &Suite) -> BTreeMap<&'static str, String> {
         .ok(
             "SchedulingService/BookAppointment",
             json!({"idempotencyKey": key(), "doctorSubject": "dr-alpha", "nurseSubject": "nurse-alpha",
-                "patient": {"pseudonym": "pat-alpha"}, "startTime": soon(20), "durationMinutes": 30,
+                "patient": {"pseudonym": alpha}, "startTime": soon(20), "durationMinutes": 30,
                 "reason": "suivi plaie"}),
         )
         .await;
@@ -810,7 +812,7 @@ async fn centre_records(suite: &Suite) -> BTreeMap<&'static str, String> {
     let wound = doctor_calls
         .ok(
             "WoundService/RegisterWound",
-            json!({"idempotencyKey": key(), "patient": {"pseudonym": "pat-alpha"},
+            json!({"idempotencyKey": key(), "patient": {"pseudonym": alpha},
                 "description": wound_description(), "careTeamNurseSubjects": ["nurse-alpha"]}),
         )
         .await;
@@ -845,7 +847,7 @@ async fn centre_records(suite: &Suite) -> BTreeMap<&'static str, String> {
             "ExpertiseService/CreateDraft",
             json!({"idempotencyKey": key(), "content": {"targetOrgId": HOSPITAL,
                 "specialty": "dermatology", "clinicalQuestion": "Lésion pigmentée évolutive : avis ?",
-                "urgency": "URGENCY_ROUTINE", "patient": {"patient": {"pseudonym": "pat-alpha"},
+                "urgency": "URGENCY_ROUTINE", "patient": {"patient": {"pseudonym": alpha},
                 "ageYears": 61, "sex": "SEX_FEMALE"}}}),
         )
         .await;

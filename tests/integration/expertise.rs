@@ -242,10 +242,11 @@ async fn the_whole_workflow_with_a_doctor_and_two_specialists() {
             .await
             .expect_err("stale version");
         assert_eq!(stale.code(), Code::Aborted);
+        let registered = suite.consenting_patient(&dr_who).await;
         let draft = dr
             .update_draft(pb::UpdateDraftRequest {
                 request_id: draft.request_id.clone(),
-                content: Some(content("pat-1", pb::Urgency::Routine)),
+                content: Some(content(&registered, pb::Urgency::Routine)),
                 expected_version: draft.version,
             })
             .await
@@ -511,7 +512,13 @@ async fn twenty_concurrent_claims_have_exactly_one_winner() {
             continue;
         };
         let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
-        let id = submitted(&mut dr, "race", "pat-race").await.request_id;
+        let id = submitted(
+            &mut dr,
+            "race",
+            &suite.consenting_patient(&doctor("dr-martin", CENTRE)).await,
+        )
+        .await
+        .request_id;
         let mut clients = Vec::new();
         for name in NAMES {
             clients.push(
@@ -576,7 +583,13 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
             return;
         };
         let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
-        let id = submitted(&mut dr, "k", "pat-2").await.request_id;
+        let id = submitted(
+            &mut dr,
+            "k",
+            &suite.consenting_patient(&doctor("dr-martin", CENTRE)).await,
+        )
+        .await
+        .request_id;
         let draft = dr
             .create_draft(pb::CreateDraftRequest {
                 idempotency_key: "draft".into(),
@@ -763,9 +776,13 @@ async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
         let mut ids = Vec::new();
         for i in 0..5 {
             ids.push(
-                submitted(&mut dr, &format!("k{i}"), &format!("pat-{i}"))
-                    .await
-                    .request_id,
+                submitted(
+                    &mut dr,
+                    &format!("k{i}"),
+                    &suite.consenting_patient(&doctor("dr-martin", CENTRE)).await,
+                )
+                .await
+                .request_id,
             );
         }
         // Requests 3 and 1 are past due (3 the most).
@@ -928,8 +945,20 @@ async fn the_sweep_announces_overdue_requests_and_closes_old_answers() {
         let mut spec = suite
             .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
             .await;
-        let late = submitted(&mut dr, "late", "pat-late").await.request_id;
-        let old = submitted(&mut dr, "old", "pat-old").await.request_id;
+        let late = submitted(
+            &mut dr,
+            "late",
+            &suite.consenting_patient(&doctor("dr-martin", CENTRE)).await,
+        )
+        .await
+        .request_id;
+        let old = submitted(
+            &mut dr,
+            "old",
+            &suite.consenting_patient(&doctor("dr-martin", CENTRE)).await,
+        )
+        .await
+        .request_id;
         spec.claim_request(pb::ClaimRequestRequest {
             request_id: old.clone(),
         })
@@ -1027,7 +1056,13 @@ async fn events_reach_a_watcher_connected_to_another_replica() {
     let mut spec = suite.expertise(&spec_who).await;
     let mut spec_watch = watch(&mut spec, pb::WatchRequestsRequest::default()).await;
     let mut dr = suite.expertise_via(only_second, &dr_who).await;
-    let id = submitted(&mut dr, "k", "pat-9").await.request_id;
+    let id = submitted(
+        &mut dr,
+        "k",
+        &suite.consenting_patient(&doctor("dr-martin", CENTRE)).await,
+    )
+    .await
+    .request_id;
     let event = next_event(&mut spec_watch).await;
     assert_eq!(event.kind, pb::ExpertiseEventKind::Submitted as i32);
     assert_eq!(event.request.map(|r| r.request_id), Some(id));
@@ -1056,12 +1091,25 @@ struct Case {
 }
 
 /// Plays `case` through the API, then moves its dates to the case's.
-async fn play(suite: &Suite, db: &telehealth_kit::Database, key: usize, case: &Case) -> String {
+/// The registered patient (with consents) standing for each `(org, pseudonym)` of the cases.
+type CasePatients = std::collections::BTreeMap<(&'static str, &'static str), String>;
+
+async fn play(
+    suite: &Suite,
+    db: &telehealth_kit::Database,
+    key: usize,
+    case: &Case,
+    patients: &mut CasePatients,
+) -> String {
     let mut dr = suite.expertise(case.requester).await;
+    let label = (case.requester.org, case.pseudonym);
+    if let std::collections::btree_map::Entry::Vacant(entry) = patients.entry(label) {
+        entry.insert(suite.consenting_patient(case.requester).await);
+    }
     let draft = dr
         .create_draft(pb::CreateDraftRequest {
             idempotency_key: format!("case-{key}"),
-            content: Some(content(case.pseudonym, case.urgency)),
+            content: Some(content(&patients[&label], case.urgency)),
         })
         .await
         .expect("draft")
@@ -1186,8 +1234,9 @@ async fn the_activity_report_counts_and_bills_a_fixed_data_set() {
             },
         ];
         let mut ids = Vec::new();
+        let mut patients = CasePatients::new();
         for (i, c) in cases.iter().enumerate() {
-            ids.push(play(&suite, &db, i, c).await);
+            ids.push(play(&suite, &db, i, c, &mut patients).await);
         }
 
         // The hospital's administrator sees the hospital's report.
@@ -1422,8 +1471,9 @@ async fn the_seven_day_answer_deadline_applies_to_urgent_requests_too() {
                 ..urgent("R1", paris(2025, 11, 17, 9, 0), 8 * 24)
             },
         ];
+        let mut patients = CasePatients::new();
         for (i, c) in cases.iter().enumerate() {
-            play(&suite, &db, i, c).await;
+            play(&suite, &db, i, c, &mut patients).await;
         }
         let admin = with_role("admin-1", HOSPITAL, Role::Admin);
         let mut admin = suite.expertise(&admin).await;
@@ -1516,7 +1566,10 @@ async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
         let id = dr
             .create_draft(pb::CreateDraftRequest {
                 idempotency_key: "with-image".into(),
-                content: Some(content("pat-img", pb::Urgency::Routine)),
+                content: Some(content(
+                    &suite.consenting_patient(&doctor("dr-martin", CENTRE)).await,
+                    pb::Urgency::Routine,
+                )),
             })
             .await
             .expect("draft")

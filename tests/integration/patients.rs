@@ -684,3 +684,290 @@ async fn stored_bytes(suite: &Suite, backend: Backend) -> Vec<u8> {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// What each act says when the patient has not consented, then the act once they have.
+#[tokio::test]
+async fn each_act_needs_the_patients_current_consent() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-consent", CENTRE);
+        let nurse = Person::nurse("ide-consent", CENTRE);
+        suite.enrol(&nurse).await;
+        let mut register = suite.patients(&doctor).await;
+        let patient = create(
+            &mut register,
+            traits("GIRAUD", "Odette", "1939-08-21"),
+            Some(nir(TEST_NIR)),
+        )
+        .await;
+        let consent =
+            |act: pb::ConsentAct, decision: pb::ConsentDecision| pb::RecordConsentRequest {
+                patient_id: patient.id.clone(),
+                act: act as i32,
+                decision: decision as i32,
+                method: pb::ConsentMethod::Oral as i32,
+                ..Default::default()
+            };
+
+        // Remote monitoring of wounds: opening the follow-up is the act.
+        let mut wounds = suite.wounds(&doctor).await;
+        let open_follow_up = |pseudonym: String| pb::RegisterWoundRequest {
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            patient: Some(pb::PatientRef { pseudonym }),
+            description: Some(pb::WoundDescription {
+                body_site: Some(pb::BodySite {
+                    region: pb::BodyRegion::LowerLeg as i32,
+                    laterality: pb::Laterality::Left as i32,
+                    description: "malléole interne".into(),
+                    snomed_ct_code: String::new(),
+                }),
+                aetiology: pb::Aetiology::VenousLegUlcer as i32,
+                pressure_ulcer_stage: 0,
+                aetiology_details: String::new(),
+                onset_date: "2026-01-15".into(),
+                planned_assessment_interval_days: 7,
+            }),
+            referring_doctor_subject: String::new(),
+            care_team_nurse_subjects: vec![nurse.subject.into()],
+        };
+        let unknown = wounds
+            .register_wound(open_follow_up("pat-inconnu".into()))
+            .await
+            .expect_err("not in the register");
+        assert_eq!(unknown.code(), Code::FailedPrecondition, "{backend:?}");
+        assert!(
+            unknown.message().contains("CreatePatient"),
+            "{}",
+            unknown.message()
+        );
+        let without = wounds
+            .register_wound(open_follow_up(patient.id.clone()))
+            .await
+            .expect_err("no consent yet");
+        assert_eq!(without.code(), Code::FailedPrecondition);
+        assert!(
+            without.message().contains("remote monitoring of wounds")
+                && without.message().contains("RecordConsent"),
+            "{}",
+            without.message()
+        );
+        register
+            .record_consent(consent(
+                pb::ConsentAct::WoundMonitoring,
+                pb::ConsentDecision::Refused,
+            ))
+            .await
+            .expect("refusal recorded");
+        let refused = wounds
+            .register_wound(open_follow_up(patient.id.clone()))
+            .await
+            .expect_err("the patient refused");
+        assert!(
+            refused.message().contains("refused"),
+            "{}",
+            refused.message()
+        );
+        let given = register
+            .record_consent(consent(
+                pb::ConsentAct::WoundMonitoring,
+                pb::ConsentDecision::Given,
+            ))
+            .await
+            .expect("consent recorded")
+            .into_inner()
+            .consent
+            .expect("consent");
+        let wound = wounds
+            .register_wound(open_follow_up(patient.id.clone()))
+            .await
+            .expect("opened with consent")
+            .into_inner()
+            .wound
+            .expect("wound");
+        assert_eq!(
+            wound.consent_id, given.id,
+            "the follow-up names its consent"
+        );
+
+        // Tele-expertise (R6316-2): submitting the request is the act, and it shares the
+        // patient with the hospital that answers.
+        let mut expertise = suite.expertise(&doctor).await;
+        let draft = expertise
+            .create_draft(pb::CreateDraftRequest {
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                content: Some(pb::ExpertiseRequestContent {
+                    target_org_id: "chu-limoges".into(),
+                    specialty: "dermatology".into(),
+                    patient: Some(pb::ExpertisePatient {
+                        patient: Some(pb::PatientRef {
+                            pseudonym: patient.id.clone(),
+                        }),
+                        age_years: 87,
+                        age_months: 0,
+                        sex: pb::Sex::Female as i32,
+                    }),
+                    clinical_question: "Lésion pigmentée de la joue : avis ?".into(),
+                    urgency: pb::Urgency::Routine as i32,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("draft")
+            .into_inner()
+            .request
+            .expect("request");
+        let submit = pb::SubmitRequestRequest {
+            request_id: draft.request_id.clone(),
+            expected_version: 0,
+        };
+        let specialist =
+            Person::specialist("derm-limoges", "chu-limoges").in_specialty("dermatology");
+        let before = suite
+            .patients(&specialist)
+            .await
+            .get_patient(pb::GetPatientRequest {
+                patient_id: patient.id.clone(),
+            })
+            .await
+            .expect_err("the hospital does not see the patient yet");
+        assert_eq!(before.code(), Code::NotFound);
+        let without = expertise
+            .submit_request(submit.clone())
+            .await
+            .expect_err("no consent to a tele-expertise");
+        assert_eq!(without.code(), Code::FailedPrecondition);
+        assert!(
+            without.message().contains("a tele-expertise"),
+            "{}",
+            without.message()
+        );
+        let given = register
+            .record_consent(consent(
+                pb::ConsentAct::TeleExpertise,
+                pb::ConsentDecision::Given,
+            ))
+            .await
+            .expect("consent")
+            .into_inner()
+            .consent
+            .expect("consent");
+        let submitted = expertise
+            .submit_request(submit)
+            .await
+            .expect("submitted with consent")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(submitted.consent_id, given.id);
+        let shared = suite
+            .patients(&specialist)
+            .await
+            .get_patient(pb::GetPatientRequest {
+                patient_id: patient.id.clone(),
+            })
+            .await
+            .expect("the hospital answering sees the request's patient")
+            .into_inner()
+            .patient
+            .expect("patient");
+        assert_eq!(shared.identity.expect("traits").birth_name, "GIRAUD");
+        assert!(
+            shared.ins.is_none(),
+            "a provisional identity's INS stays in the centre"
+        );
+
+        // Teleconsultation: starting it is the act; withdrawing the consent stops the next one.
+        let mut scheduling = suite.scheduling(&doctor).await;
+        scheduling
+            .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
+                practitioner_subject: doctor.subject.into(),
+                time_zone: "UTC".into(),
+                weekly_ranges: (1..=7)
+                    .map(|day| pb::WeeklyRange {
+                        day,
+                        start_local_time: "00:00".into(),
+                        end_local_time: "24:00".into(),
+                    })
+                    .collect(),
+                buffer_minutes: 0,
+                expected_version: 0,
+            })
+            .await
+            .expect("availability");
+        let now = jiff::Timestamp::now().as_second();
+        let book = |minutes: i64| pb::BookAppointmentRequest {
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            doctor_subject: doctor.subject.into(),
+            patient: Some(pb::PatientRef {
+                pseudonym: patient.id.clone(),
+            }),
+            start_time: Some(telehealth_kit::record::timestamp(
+                jiff::Timestamp::from_second((now / 60 + minutes) * 60).expect("start"),
+            )),
+            duration_minutes: 15,
+            reason: "suivi".into(),
+            ..Default::default()
+        };
+        let first = scheduling
+            .book_appointment(book(5))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("appointment")
+            .appointment_id;
+        let start = |id: &str| pb::StartTeleconsultationRequest {
+            appointment_id: id.to_owned(),
+        };
+        let without = scheduling
+            .start_teleconsultation(start(&first))
+            .await
+            .expect_err("no consent to a teleconsultation");
+        assert_eq!(without.code(), Code::FailedPrecondition);
+        assert!(
+            without.message().contains("a teleconsultation"),
+            "{}",
+            without.message()
+        );
+        let given = register
+            .record_consent(consent(
+                pb::ConsentAct::Teleconsultation,
+                pb::ConsentDecision::Given,
+            ))
+            .await
+            .expect("consent")
+            .into_inner()
+            .consent
+            .expect("consent");
+        let started = scheduling
+            .start_teleconsultation(start(&first))
+            .await
+            .expect("started with consent")
+            .into_inner()
+            .appointment
+            .expect("appointment");
+        assert_eq!(started.consent_id, given.id);
+        register
+            .withdraw_consent(pb::WithdrawConsentRequest {
+                consent_id: given.id.clone(),
+            })
+            .await
+            .expect("withdrawn");
+        let second = scheduling
+            .book_appointment(book(25))
+            .await
+            .expect("booked")
+            .into_inner()
+            .appointment
+            .expect("appointment")
+            .appointment_id;
+        let after = scheduling
+            .start_teleconsultation(start(&second))
+            .await
+            .expect_err("the consent was withdrawn");
+        assert_eq!(after.code(), Code::FailedPrecondition, "{backend:?}");
+        suite.stop().await;
+    }
+}

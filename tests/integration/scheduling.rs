@@ -103,6 +103,14 @@ fn booking(
     }
 }
 
+/// `request` for `patient`, a patient of the register who consented (to start it).
+fn consented(mut request: pb::BookAppointmentRequest, patient: &str) -> pb::BookAppointmentRequest {
+    request.patient = Some(pb::PatientRef {
+        pseudonym: patient.into(),
+    });
+    request
+}
+
 #[tokio::test]
 async fn free_slots_stay_at_local_time_across_dst_changes_and_far_zones() {
     for backend in backends().await {
@@ -337,8 +345,12 @@ async fn the_lifecycle_allows_legal_transitions_and_refuses_the_others() {
         publish_round_the_clock(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
         let mut pt = suite.scheduling(&patient).await;
+        let registered = suite.consenting_patient(&doctor).await;
         let id = dr
-            .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
+            .book_appointment(consented(
+                booking("k", "dr-martin", "patient-42", soon(10)),
+                &registered,
+            ))
             .await
             .expect("booked")
             .into_inner()
@@ -1504,7 +1516,10 @@ async fn check_in_and_start_are_refused_outside_the_window_around_the_start() {
         publish_round_the_clock(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
         let mut pt = suite.scheduling(&patient).await;
-        let book = |key: &str, start| booking(key, "dr-martin", "patient-42", start);
+        let registered = suite.consenting_patient(&doctor).await;
+        let book = |key: &str, start| {
+            consented(booking(key, "dr-martin", "patient-42", start), &registered)
+        };
 
         // Two months ahead: neither checked in to nor started, and left as it was.
         let far = ten_oclock_in(60);

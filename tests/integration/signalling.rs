@@ -1281,13 +1281,14 @@ async fn the_room_id_returned_by_start_teleconsultation_admits_the_appointments_
         // A slot starting in 10 minutes, on a whole minute: inside the room's admission window.
         let now = jiff::Timestamp::now().as_second();
         let start = jiff::Timestamp::from_second(now - now % 60 + 600).expect("start");
+        let registered = suite.consenting_patient(&doctor()).await;
         let appointment = scheduling
             .book_appointment(telehealth_proto::v1::BookAppointmentRequest {
                 idempotency_key: "e2e".into(),
                 doctor_subject: doctor().subject.into(),
                 nurse_subject: String::new(),
                 patient: Some(telehealth_proto::v1::PatientRef {
-                    pseudonym: "pat-7f3a".into(),
+                    pseudonym: registered,
                 }),
                 patient_subject: patient().subject.into(),
                 start_time: Some(ts(start)),

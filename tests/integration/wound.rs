@@ -155,7 +155,7 @@ async fn push_scores_computed_through_the_gateway_follow_the_published_table() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-push", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         // (length, width, tissue, exudate, expected area sub-score, total, why)
         let cases = [
             (
@@ -280,7 +280,7 @@ async fn a_scripted_series_gives_areas_reductions_and_raises_each_alert_cause_on
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-series", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let id = wound.wound_id.clone();
 
         // The doctor watches before anything happens.
@@ -524,7 +524,7 @@ async fn an_overdue_assessment_raises_one_alert_per_missed_due_date() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-overdue", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         // Last visit 8 days ago with a 7-day interval: due yesterday.
         record(&mut nu, &wound.wound_id, measured(8, 3.0, 2.0))
             .await
@@ -584,7 +584,7 @@ async fn only_the_care_team_the_referring_doctor_and_the_centre_see_a_wound() {
         let specialist = Person::specialist("dr-derm", "chu-limoges");
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-auth", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let id = wound.wound_id.clone();
         let assessment = record(&mut nu, &id, measured(3, 2.0, 1.0))
             .await
@@ -721,7 +721,7 @@ async fn acknowledging_an_alert_is_for_its_referring_doctor_with_a_comment() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-ack", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let mut infected = measured(1, 3.0, 2.0);
         infected.infection_signs = vec![pb::InfectionSign::Fever as i32];
         let alert = record(&mut nu, &wound.wound_id, infected)
@@ -795,7 +795,7 @@ async fn a_correction_is_a_new_version_and_the_original_stays_in_history() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-history", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let first = record(&mut nu, &wound.wound_id, measured(2, 3.0, 2.0))
             .await
             .expect("recorded")
@@ -898,7 +898,7 @@ async fn every_repeated_field_is_bounded_and_checked_before_any_work() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-bounds", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         // Ids of records that do not exist: the bound is checked before anything is looked up.
         let nowhere = uuid::Uuid::new_v4().to_string();
         let eleven_nurses: Vec<String> = (0..11).map(|i| format!("nurse-{i}")).collect();
@@ -1052,7 +1052,7 @@ async fn bad_input_is_refused_with_invalid_argument_and_writes_nothing() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-bad", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let spoil = |change: fn(&mut pb::AssessmentMeasurements)| {
             let mut m = measured(1, 3.0, 2.0);
             change(&mut m);
@@ -1204,7 +1204,7 @@ async fn a_reopened_wound_starts_a_new_episode_with_its_own_baseline() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-episodes", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let id = wound.wound_id.clone();
         record(&mut nu, &id, measured(20, 3.0, 2.0))
             .await
@@ -1321,9 +1321,9 @@ async fn the_round_and_the_doctors_list_are_ordered_and_paginated() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let soon = register(&mut dr, "pat-a", &[&nurse]).await;
-        let later = register(&mut dr, "pat-b", &[&nurse]).await;
-        let alerting = register(&mut dr, "pat-c", &[&nurse]).await;
+        let soon = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
+        let later = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
+        let alerting = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         // Due dates: soon in 1 day, later in 6 days, alerting in 5 days (with an alert).
         record(&mut nu, &soon.wound_id, measured(6, 2.0, 2.0))
             .await
@@ -1427,7 +1427,7 @@ async fn a_retried_assessment_is_recorded_once() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-retry", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let request = pb::RecordAssessmentRequest {
             idempotency_key: "visite-2026-11-27".into(),
             wound_id: wound.wound_id.clone(),
@@ -1471,7 +1471,7 @@ async fn alerts_reach_a_doctor_watching_through_another_replica() {
     let nurse = Person::nurse("nurse-claire", CENTRE);
     let mut dr = suite.wounds_via(only_second, &doctor).await;
     let mut nu = suite.wounds(&nurse).await;
-    let wound = register(&mut dr, "pat-replicas", &[&nurse]).await;
+    let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
     let mut watch = dr
         .watch_alerts(pb::WatchAlertsRequest {
             wound_id: wound.wound_id.clone(),
@@ -1567,7 +1567,7 @@ async fn a_photo_upload_cut_off_midway_resumes_and_the_doctor_downloads_it() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-photo", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let id = wound.wound_id.clone();
         let jpeg = telehealth_images::format::fixtures::jpeg_with_identifying_metadata(1600, 1200);
         let sent = 200 * 1024;
@@ -1747,7 +1747,7 @@ async fn a_wound_holds_at_most_twenty_photos_waiting_for_an_assessment() {
         let nurse = Person::nurse("nurse-claire", CENTRE);
         let mut dr = suite.wounds(&doctor).await;
         let mut nu = suite.wounds(&nurse).await;
-        let wound = register(&mut dr, "pat-pending", &[&nurse]).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
         let jpeg = telehealth_images::format::fixtures::jpeg_plain(64, 48);
         let upload = |session: String| {
             let mut messages = vec![photo_header(&wound.wound_id, &session, 0, &jpeg)];

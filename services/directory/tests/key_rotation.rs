@@ -10,8 +10,8 @@ use telehealth_directory::patients::{
     core::{Created, Register},
     ins::{Ins, InsKind},
     model::{
-        Address, ConsentAct, ConsentInput, Contact, Decision, IdentityTraits, Method,
-        PatientInput, SearchCriteria, Sex,
+        Address, ConsentAct, ConsentInput, Contact, Decision, IdentityTraits, Method, PatientInput,
+        SearchCriteria, Sex,
     },
     vault::Vault,
 };
@@ -120,11 +120,19 @@ async fn a_new_key_seals_old_keys_still_open_and_rekey_moves_everything_to_the_n
             )
             .await
             .expect("consent");
-        assert_eq!(stored_key_ids(db).await, ["k1", "k1"], "{:?}", test.backend());
+        assert_eq!(
+            stored_key_ids(db).await,
+            ["k1", "k1"],
+            "{:?}",
+            test.backend()
+        );
 
         // The new key is added: old records still open, new writes use it.
         let rotated = register(db, keys(&["k1", "k2"]));
-        let read = rotated.get(&caller, &patient.id).await.expect("old key opens");
+        let read = rotated
+            .get(&caller, &patient.id)
+            .await
+            .expect("old key opens");
         assert_eq!(read.identity.birth_name, "ROCHE");
         let mut other = input();
         other.identity.birth_name = "FAURE".into();

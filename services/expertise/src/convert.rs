@@ -432,6 +432,7 @@ pub fn request(r: &Request, now: Timestamp, images: Vec<pb::ImageInfo>) -> pb::E
         closed_by: r.closed_by.as_ref().map(ActorRecord::to_proto),
         message_count: i32::try_from(r.message_count).unwrap_or(i32::MAX),
         version: r.version,
+        consent_id: r.consent_id.clone().unwrap_or_default(),
     }
 }
 

@@ -28,6 +28,7 @@ use telehealth_kit::{
     Database, Part,
     audit::{AuditEntry, Outcome},
     config::ExpertiseRules,
+    consent::Consents,
     events::EventBus,
     identity::{Caller, Identity, Role},
     service_core::ServiceCore,
@@ -61,6 +62,7 @@ pub struct Expertise {
     pub(crate) bus: EventBus,
     pub(crate) rules: Arc<ExpertiseRules>,
     pub(crate) images: ImageStore,
+    pub(crate) consents: Consents,
 }
 
 impl Expertise {
@@ -72,12 +74,14 @@ impl Expertise {
         rules: ExpertiseRules,
         clock: Clock,
         images: ImageStore,
+        consents: Consents,
     ) -> Self {
         Expertise {
             base: ServiceCore::new(db, clock),
             bus,
             rules: Arc::new(rules),
             images,
+            consents,
         }
     }
 

@@ -599,6 +599,7 @@ impl ExpertiseService for ExpertiseApi {
             answered_at: found.answered_at.map(convert::timestamp),
             answer: found.answer.as_ref().map(convert::pb_answer),
             text: render::answer_report_text(&found, &lines, now, &paris),
+            consent_id: found.consent_id.clone().unwrap_or_default(),
             images,
             general_practitioner: c
                 .general_practitioner

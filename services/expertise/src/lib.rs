@@ -66,6 +66,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             context.settings.expertise_rules.clone(),
             clock,
             images,
+            telehealth_kit::consent::Consents::new(context.channel_to(Part::Directory)?),
         );
         tokio::spawn(sweep_periodically(core.clone(), context.shutdown.clone()));
         // Every replica forgets the idempotency keys past their retention.

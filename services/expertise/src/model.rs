@@ -307,6 +307,8 @@ pub struct Request {
     pub closed_by: Option<ActorRecord>,
     pub message_count: i64,
     pub version: i64,
+    /// The patient's consent the request was submitted on.
+    pub consent_id: Option<String>,
 }
 
 impl Request {

@@ -22,7 +22,7 @@ const REQUEST_COLUMNS: &str = "request_id, status, requester_subject, requester_
      target_org, specialty, patient_pseudonym, urgency, content_json, created_at_us, updated_at_us, \
      submitted_at_us, due_at_us, overdue_announced, claimed_by_subject, claimed_by_json, claimed_at_us, \
      answer_json, answered_at_us, decline_json, declined_at_us, withdrawal_json, withdrawn_at_us, \
-     closed_at_us, closed_by_json, message_count, version";
+     closed_at_us, closed_by_json, message_count, version, consent_id";
 
 fn request_row(row: &AnyRow) -> Result<Request> {
     let status: String = row.try_get("status")?;
@@ -49,6 +49,7 @@ fn request_row(row: &AnyRow) -> Result<Request> {
         closed_by: parse_json(row.try_get("closed_by_json")?),
         message_count: row.try_get("message_count")?,
         version: row.try_get("version")?,
+        consent_id: row.try_get("consent_id")?,
     })
 }
 
@@ -92,6 +93,7 @@ fn bind_request<'q>(
         .bind(r.closed_by.as_ref().map(json))
         .bind(r.message_count)
         .bind(r.version)
+        .bind(r.consent_id.clone())
 }
 
 fn placeholders(from: usize, count: usize) -> String {
@@ -105,7 +107,7 @@ fn placeholders(from: usize, count: usize) -> String {
 pub async fn insert_request(conn: &mut AnyConnection, r: &Request) -> Result<()> {
     let sql = format!(
         "INSERT INTO expertise_requests ({REQUEST_COLUMNS}) VALUES ({})",
-        placeholders(1, 28)
+        placeholders(1, 29)
     );
     bind_request(sqlx::query(&sql), r)
         .execute(&mut *conn)
@@ -143,7 +145,7 @@ pub async fn update_request(
         .collect::<Vec<_>>()
         .join(", ");
     let sql =
-        format!("UPDATE expertise_requests SET {sets} WHERE request_id = $1 AND version = $29");
+        format!("UPDATE expertise_requests SET {sets} WHERE request_id = $1 AND version = $30");
     let done = bind_request(sqlx::query(&sql), r)
         .bind(previous_version)
         .execute(&mut *conn)

@@ -157,6 +157,9 @@ pub enum KitError {
     Sealed(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The act needs something recorded first (the patient's consent); the message says what.
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl KitError {
@@ -184,6 +187,7 @@ impl ApiError for KitError {
             KitError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             KitError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             KitError::Unavailable(_) => ErrorCode::Unavailable,
+            KitError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             KitError::Database(error) => database_code(error),
             _ => ErrorCode::Internal,
         }

@@ -8,6 +8,7 @@
 //! - [`tls`]: internal mTLS (rustls) and the TLS accept loop;
 //! - [`identity`]: the caller as the gateway vouches for it, refused without it;
 //! - [`directory`]: membership checks against the care directory (who may be named);
+//! - [`consent`]: the patient's consent, checked against the patient register where the act happens;
 //! - [`error`]: the restricted error codes and the one mapping to `tonic::Status`;
 //! - [`events`]: change notifications for watch streams, across replicas (LISTEN/NOTIFY);
 //! - [`ids`]: identifiers as the contract states them (`Subject`);
@@ -33,6 +34,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod consent;
 pub mod db;
 pub mod directory;
 pub mod error;

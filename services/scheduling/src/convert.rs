@@ -364,6 +364,7 @@ pub fn appointment(a: &Appointment) -> pb::Appointment {
         created_by: Some(a.created_by.to_proto()),
         updated_at: Some(timestamp(a.updated_at)),
         version: a.version,
+        consent_id: a.consent_id.clone().unwrap_or_default(),
     }
 }
 

@@ -17,6 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use telehealth_kit::{
     Database,
     audit::{AuditEntry, Outcome},
+    consent::Consents,
     directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
@@ -78,6 +79,7 @@ pub struct Scheduler {
     pub(crate) rules: Rules,
     pub(crate) rooms: rooms::Rooms,
     pub(crate) directory: Directory,
+    pub(crate) consents: Consents,
 }
 
 impl Scheduler {
@@ -90,6 +92,7 @@ impl Scheduler {
         clock: Clock,
         rooms: rooms::Rooms,
         directory: Directory,
+        consents: Consents,
     ) -> Self {
         Scheduler {
             base: ServiceCore::new(db, clock),
@@ -97,6 +100,7 @@ impl Scheduler {
             rules,
             rooms,
             directory,
+            consents,
         }
     }
 

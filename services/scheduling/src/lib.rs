@@ -64,6 +64,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             clock,
             rooms,
             directory,
+            telehealth_kit::consent::Consents::new(context.channel_to(Part::Directory)?),
         );
         // Every replica forgets the idempotency keys, and the holds that ended, past their retention.
         telehealth_kit::idempotency::spawn_purge(

@@ -170,6 +170,8 @@ pub struct Appointment {
     pub created_by: ActorRecord,
     pub updated_at: Timestamp,
     pub version: i64,
+    /// The patient's consent the teleconsultation was started on.
+    pub consent_id: Option<String>,
 }
 
 impl Appointment {

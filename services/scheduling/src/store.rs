@@ -528,7 +528,7 @@ pub async fn end_hold(
 const APPOINTMENT_COLUMNS: &str = "appointment_id, org_id, status, start_us, end_us, time_zone, doctor_subject, \
      nurse_subject, patient_pseudonym, patient_subject, reason, room_id, reschedule_count, cancelled_by_json, \
      cancelled_at_us, cancel_reason, cancel_comment, arrived_at_us, started_at_us, finished_at_us, no_show_at_us, \
-     created_at_us, created_by_json, updated_at_us, version";
+     created_at_us, created_by_json, updated_at_us, version, consent_id";
 
 fn appointment_row(row: &AnyRow) -> Result<Appointment> {
     let status: String = row.try_get("status")?;
@@ -575,6 +575,7 @@ fn appointment_row(row: &AnyRow) -> Result<Appointment> {
         created_by: actor(&row.try_get::<String, _>("created_by_json")?),
         updated_at: instant(row.try_get("updated_at_us")?),
         version: row.try_get("version")?,
+        consent_id: row.try_get("consent_id")?,
     })
 }
 
@@ -582,7 +583,7 @@ fn appointment_row(row: &AnyRow) -> Result<Appointment> {
 pub async fn insert_appointment(conn: &mut AnyConnection, a: &Appointment) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO appointments ({APPOINTMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, $14, $15, $16, $17)"
+         $12, $13, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, $14, $15, $16, $17, NULL)"
     ))
     .bind(&a.id)
     .bind(&a.org_id)
@@ -613,7 +614,7 @@ pub async fn update_appointment(conn: &mut AnyConnection, a: &Appointment) -> Re
         "UPDATE appointments SET status = $2, start_us = $3, end_us = $4, room_id = $5, reschedule_count = $6, \
          cancelled_by_json = $7, cancelled_at_us = $8, cancel_reason = $9, cancel_comment = $10, \
          arrived_at_us = $11, started_at_us = $12, finished_at_us = $13, no_show_at_us = $14, \
-         updated_at_us = $15, version = $16 WHERE appointment_id = $1 AND version = $17",
+         updated_at_us = $15, version = $16, consent_id = $18 WHERE appointment_id = $1 AND version = $17",
     )
     .bind(&a.id)
     .bind(a.status.as_str())
@@ -632,6 +633,7 @@ pub async fn update_appointment(conn: &mut AnyConnection, a: &Appointment) -> Re
     .bind(micros(a.updated_at))
     .bind(a.version)
     .bind(a.version - 1)
+    .bind(&a.consent_id)
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 0 {

@@ -465,6 +465,7 @@ pub fn wound(w: &Wound, now: Timestamp) -> pb::Wound {
         registered_by: Some(w.registered_by.to_proto()),
         updated_at: Some(timestamp(w.updated_at)),
         version: w.version,
+        consent_id: w.consent_id.clone().unwrap_or_default(),
     }
 }
 

@@ -25,6 +25,7 @@ use telehealth_images::ImageStore;
 use telehealth_kit::{
     Database,
     audit::{AuditEntry, Outcome},
+    consent::Consents,
     directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
@@ -47,6 +48,7 @@ pub struct WoundMonitor {
     pub(crate) bus: EventBus,
     pub(crate) rules: Rules,
     pub(crate) directory: Directory,
+    pub(crate) consents: Consents,
     /// The shared image pipeline holding the photos' bytes and infos.
     pub(crate) images: ImageStore,
 }
@@ -68,6 +70,7 @@ impl WoundMonitor {
         rules: Rules,
         clock: Clock,
         directory: Directory,
+        consents: Consents,
         images: ImageStore,
     ) -> Self {
         WoundMonitor {
@@ -75,6 +78,7 @@ impl WoundMonitor {
             bus,
             rules,
             directory,
+            consents,
             images,
         }
     }

@@ -26,6 +26,7 @@ pub mod store;
 use sqlx::migrate::Migrator;
 use telehealth_kit::{
     Part,
+    consent::Consents,
     db::Migrations,
     directory::Directory,
     events::EventBus,
@@ -63,6 +64,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             Rules::from_settings(&context.settings.wound_rules),
             clock,
             Directory::new(context.channel_to(Part::Directory)?),
+            Consents::new(context.channel_to(Part::Directory)?),
             images,
         );
         // Every replica sweeps; the database raises each overdue alert once.

@@ -76,6 +76,8 @@ pub struct Wound {
     pub registered_by: ActorRecord,
     pub updated_at: Timestamp,
     pub version: i64,
+    /// The consent the follow-up was opened on (`None` for follow-ups older than consents).
+    pub consent_id: Option<String>,
 }
 
 /// What a person may do with a wound.

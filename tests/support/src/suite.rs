@@ -13,7 +13,7 @@ use telehealth_kit::{
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
 use telehealth_proto::v1::{
-    RegisterSelfRequest, directory_service_client::DirectoryServiceClient,
+    self as pb, RegisterSelfRequest, directory_service_client::DirectoryServiceClient,
     expertise_service_client::ExpertiseServiceClient, patient_service_client::PatientServiceClient,
     scheduling_service_client::SchedulingServiceClient,
     signalling_service_client::SignallingServiceClient, wound_service_client::WoundServiceClient,
@@ -298,6 +298,54 @@ impl Suite {
     /// A patient register client acting as `person` (enrolled in the directory first).
     pub async fn patients(&self, person: &Person) -> Patients {
         PatientServiceClient::new(self.authorised(self.gateway(), person).await)
+    }
+
+    /// A patient registered in `person`'s organisation (by `person`) who consented to a
+    /// teleconsultation, a tele-expertise and remote monitoring of wounds; returns their id, the
+    /// pseudonym the other services carry.
+    pub async fn consenting_patient(&self, person: &Person) -> String {
+        let mut register = self.patients(person).await;
+        let letters: String = uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .chars()
+            .map(|c| (b'A' + (c.to_digit(16).unwrap_or(0) as u8)) as char)
+            .take(10)
+            .collect();
+        let patient = register
+            .create_patient(pb::CreatePatientRequest {
+                identity: Some(pb::IdentityTraits {
+                    birth_name: format!("PATIENT {letters}"),
+                    first_names: "Marie".into(),
+                    sex: pb::Sex::Female as i32,
+                    birth_date: "1944-02-29".into(),
+                    ..Default::default()
+                }),
+                confirm_distinct: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|status| panic!("{} registers a patient: {status:?}", person.subject))
+            .into_inner()
+            .patient
+            .expect("a patient");
+        for act in [
+            pb::ConsentAct::Teleconsultation,
+            pb::ConsentAct::TeleExpertise,
+            pb::ConsentAct::WoundMonitoring,
+        ] {
+            register
+                .record_consent(pb::RecordConsentRequest {
+                    patient_id: patient.id.clone(),
+                    act: act as i32,
+                    decision: pb::ConsentDecision::Given as i32,
+                    method: pb::ConsentMethod::Oral as i32,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|status| panic!("consent recorded: {status:?}"));
+        }
+        patient.id
     }
 
     /// Starts one more instance of `part` on the suite's database; returns its address and the

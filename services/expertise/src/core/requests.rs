@@ -4,6 +4,7 @@ use jiff::{SignedDuration, Timestamp};
 use sqlx::AnyConnection;
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
+    consent::{Act, ConsentUsed},
     idempotency::{self, KeyedRequest},
     identity::{Caller, Identity},
 };
@@ -128,6 +129,7 @@ impl Expertise {
             closed_by: None,
             message_count: 0,
             version: 1,
+            consent_id: None,
         };
         store::insert_request(&mut tx, &request).await?;
         keyed.record(&mut tx, &request.id, now).await?;
@@ -260,6 +262,11 @@ impl Expertise {
         match transition {
             Transition::Submit => {
                 let delay = self.submission_check(&mut tx, &current).await?;
+                let consent = self.consent_to_send(&current).await?;
+                if let Some(patient) = updated.content.patient.as_mut() {
+                    patient.pseudonym = consent.patient_id;
+                }
+                updated.consent_id = Some(consent.consent_id);
                 updated.submitted_at = Some(now);
                 updated.due_at = Some(now + delay);
                 updated.overdue_announced = false;
@@ -336,6 +343,30 @@ impl Expertise {
         self.announce(&updated, &event).await;
         tracing::info!(request_id = %id, status = updated.status.as_str(), "request changed");
         Ok(updated)
+    }
+
+    /// The patient's consent to the tele-expertise (R6316-2), checked in the register, and the
+    /// patient's record shared with the hospital that will answer.
+    async fn consent_to_send(&self, draft: &Request) -> Result<ConsentUsed, ExpertiseError> {
+        let pseudonym = draft
+            .content
+            .patient
+            .as_ref()
+            .map(|p| p.pseudonym.as_str())
+            .unwrap_or_default();
+        let consent = self
+            .consents
+            .check(&draft.requester_org, pseudonym, Act::TeleExpertise)
+            .await?;
+        self.consents
+            .share(
+                &draft.requester_org,
+                &consent.patient_id,
+                &draft.content.target_org_id,
+                &format!("expertise-request:{}", draft.id),
+            )
+            .await?;
+        Ok(consent)
     }
 
     /// Checks that a draft can be submitted; returns its answer delay.

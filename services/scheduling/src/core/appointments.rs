@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use telehealth_kit::{
     Part,
     audit::{AuditEntry, Outcome},
+    consent::Act,
     identity::{Caller, Identity, Role},
 };
 use tokio_stream::wrappers::BroadcastStream;
@@ -204,6 +205,7 @@ impl Scheduler {
         // The video room is opened before the change (a network call, outside the transaction):
         // a room that cannot be opened leaves the appointment as it was.
         let mut room_id = None;
+        let mut consent = None;
         if matches!(transition, Transition::CheckIn | Transition::Start) {
             let mut conn = self.base.db().pool().acquire().await?;
             let before = store::appointment(&mut conn, id)
@@ -217,6 +219,18 @@ impl Scheduler {
             );
             if changes && joined.is_none() {
                 self.require_check_in_window(&before, self.now())?;
+            }
+            // Starting is the act: the patient must have consented to a teleconsultation.
+            if transition == Transition::Start && changes {
+                consent = Some(
+                    self.consents
+                        .check(
+                            &before.org_id,
+                            &before.patient_pseudonym,
+                            Act::Teleconsultation,
+                        )
+                        .await?,
+                );
             }
             if before.room_id.is_none() && changes {
                 room_id = Some(self.rooms.open(&before).await?);
@@ -260,6 +274,7 @@ impl Scheduler {
             }
             Transition::Start => {
                 updated.started_at = Some(now);
+                updated.consent_id = consent.map(|c| c.consent_id);
                 if updated.arrived_at.is_none() && current.status == Status::Arrived {
                     updated.arrived_at = Some(now);
                 }

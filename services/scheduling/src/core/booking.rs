@@ -258,6 +258,7 @@ impl Scheduler {
             created_by: ActorRecord::of(caller),
             updated_at: now,
             version: 1,
+            consent_id: None,
         };
         store::insert_appointment(&mut tx, &appointment).await?;
         for practitioner in std::iter::once(&request.doctor).chain(request.nurse.as_ref()) {

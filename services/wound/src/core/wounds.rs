@@ -3,6 +3,7 @@
 use jiff::{SignedDuration, Timestamp};
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
+    consent::Act,
     idempotency::{Claim, IdempotencyError, KeyedRequest},
     identity::{Caller, Identity, Role},
 };
@@ -97,12 +98,17 @@ impl WoundMonitor {
         if let Some(wound) = self.replayed_wound(&keyed).await? {
             return Ok((wound, true));
         }
+        // Opening a follow-up is the act: the patient must have consented to remote monitoring.
+        let consent = self
+            .consents
+            .check(&identity.org, &new.patient_pseudonym, Act::WoundMonitoring)
+            .await?;
 
         let now = self.now();
         let mut wound = Wound {
             id: uuid::Uuid::new_v4().to_string(),
             org_id: identity.org.clone(),
-            patient_pseudonym: new.patient_pseudonym,
+            patient_pseudonym: consent.patient_id,
             description: new.description,
             referring_doctor,
             nurses,
@@ -119,6 +125,7 @@ impl WoundMonitor {
             registered_by: ActorRecord::of(caller),
             updated_at: now,
             version: 1,
+            consent_id: Some(consent.consent_id),
         };
         wound.next_due_at = next_due(&wound);
         let mut tx = self.base.db().pool().begin().await?;

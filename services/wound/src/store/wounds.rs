@@ -15,7 +15,7 @@ const WOUND_COLUMNS: &str = "w.wound_id, w.org_id, w.patient_pseudonym, w.body_r
      w.onset_date, w.interval_days, w.referring_doctor, w.status, w.closure_reason, w.closure_comment, \
      w.closed_by_json, w.closed_at_us, w.episode, w.episode_started_at_us, w.baseline_assessment_id, \
      w.last_assessment_id, w.last_assessed_at_us, w.next_due_at_us, w.latest_open_alert_at_us, \
-     w.registered_at_us, w.registered_by_json, w.updated_at_us, w.version, \
+     w.registered_at_us, w.registered_by_json, w.updated_at_us, w.version, w.consent_id, \
      (SELECT COUNT(*) FROM alerts a WHERE a.wound_id = w.wound_id AND a.status = 'open') AS open_alerts";
 
 /// The position of a wound in the doctor's list (see [`doctor_wounds`]).
@@ -77,6 +77,7 @@ fn wound_row(row: &AnyRow) -> Result<(Wound, Option<i64>)> {
         registered_by: actor(&row.try_get::<String, _>("registered_by_json")?),
         updated_at: instant(row.try_get("updated_at_us")?),
         version: row.try_get("version")?,
+        consent_id: row.try_get("consent_id")?,
     };
     Ok((wound, row.try_get("latest_open_alert_at_us")?))
 }
@@ -134,8 +135,8 @@ pub async fn insert_wound(conn: &mut AnyConnection, w: &Wound) -> Result<()> {
         "INSERT INTO wounds (wound_id, org_id, patient_pseudonym, body_region, laterality, body_site_description, \
          snomed_ct_code, aetiology, pressure_ulcer_stage, aetiology_details, onset_date, interval_days, \
          referring_doctor, status, episode, episode_started_at_us, next_due_at_us, registered_at_us, \
-         registered_by_json, updated_at_us, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+         registered_by_json, updated_at_us, version, consent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
     )
     .bind(&w.id)
     .bind(&w.org_id)
@@ -158,6 +159,7 @@ pub async fn insert_wound(conn: &mut AnyConnection, w: &Wound) -> Result<()> {
     .bind(json(&w.registered_by))
     .bind(micros(w.updated_at))
     .bind(w.version)
+    .bind(&w.consent_id)
     .execute(&mut *conn)
     .await?;
     set_care_team(conn, &w.id, &w.nurses).await?;
