@@ -32,8 +32,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole suite in this process on the embedded defaults (SQLite, local files, dev PKI
-    /// and keys created on first start). Ctrl-C or SIGTERM stops it cleanly.
-    Up,
+    /// and keys created on first start, demo data seeded on first start). Ctrl-C or SIGTERM stops
+    /// it cleanly.
+    Up {
+        /// Start empty: no demo centre, people or patients on first start.
+        #[arg(long)]
+        no_demo: bool,
+    },
     /// Run one part of the suite (microservice mode), configured by file and environment.
     Serve {
         /// Which part: gateway, scheduling, expertise, wound, signalling or directory.
@@ -78,7 +83,7 @@ impl Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let settings = cli.settings()?;
     match cli.command {
-        Command::Up => up::run(settings).await,
+        Command::Up { no_demo } => up::run(settings, !no_demo).await,
         Command::Serve { part } => {
             let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, part.name())?;
             crate::suite::serve_part(part, settings).await?;

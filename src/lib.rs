@@ -8,4 +8,5 @@
 
 pub mod cli;
 pub mod connection;
+pub mod demo;
 pub mod suite;

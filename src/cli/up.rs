@@ -9,10 +9,14 @@ use crate::{connection::Connection, suite::RunningSuite};
 /// How long `up` waits for every part to report healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+pub async fn run(settings: Settings, demo: bool) -> anyhow::Result<ExitCode> {
     let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, "telehealth")?;
     tracing::info!(data_dir = %settings.data_dir.display(), "starting the suite");
     let data_dir = settings.data_dir.clone();
+    // Demo data only on an empty embedded database: never on PostgreSQL, never twice.
+    let first_start =
+        settings.database.url.is_none() && !data_dir.join("db").join("directory.db").exists();
+    let seed_demo = demo && first_start;
     let mut suite = RunningSuite::start(settings).await?;
 
     let signal = suite.shutdown_token();
@@ -28,6 +32,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             return Err(error);
         }
     };
+    let demo_patients = if seed_demo {
+        match crate::demo::seed(&suite.settings, suite.gateway).await {
+            Ok(patients) => Some(patients),
+            Err(error) => {
+                suite.stop().await.ok();
+                return Err(error.context("seeding the demo data"));
+            }
+        }
+    } else {
+        None
+    };
     let pki = DevPki::new(suite.settings.pki_dir());
     let jwks = DevSigner::new(data_dir.join("jwt")).jwks_file();
     let connection = Connection::describe(
@@ -39,14 +54,37 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     )?;
     let connection_file = data_dir.join("connection.json");
     std::fs::write(&connection_file, serde_json::to_string_pretty(&connection)?)?;
-    print_summary(&connection, &connection_file, elapsed);
+    print_summary(&connection, &connection_file, elapsed, demo_patients);
 
     suite.join().await?;
     tracing::info!("the suite stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(connection: &Connection, file: &std::path::Path, elapsed: Duration) {
+fn print_demo(patients: usize) {
+    println!("demo data (first start; `up --no-demo` starts empty):");
+    for person in &crate::demo::PEOPLE {
+        println!(
+            "  {:<18} {:<18} {} ({}), device {}",
+            person.subject,
+            person.org,
+            person.label,
+            person.role.as_str(),
+            person.device
+        );
+    }
+    println!(
+        "  {patients} fictitious patients of {} with test INS identities and their consents",
+        crate::demo::CENTRE
+    );
+}
+
+fn print_summary(
+    connection: &Connection,
+    file: &std::path::Path,
+    elapsed: Duration,
+    demo_patients: Option<usize>,
+) {
     println!("telehealth is up ({} ms to healthy)", elapsed.as_millis());
     match connection.gateway {
         Some(gateway) => println!("  gateway        https://{gateway}"),
@@ -67,5 +105,8 @@ fn print_summary(connection: &Connection, file: &std::path::Path, elapsed: Durat
     }
     println!("  token          {}", connection.token_help);
     println!("  details        {}", file.display());
+    if let Some(patients) = demo_patients {
+        print_demo(patients);
+    }
     println!("Ctrl-C stops the suite.");
 }

@@ -8,6 +8,7 @@ use std::{
 
 use telehealth::connection::Connection;
 use telehealth_kit::{Part, config::TlsFiles, tls};
+use telehealth_proto::v1 as pb;
 
 use crate::harness::binary;
 
@@ -184,4 +185,121 @@ fn send_sigterm(pid: i32) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// Starts `telehealth up` on `data_dir` with `args`; returns the process and its connection file
+/// once every part is healthy (and the demo, if any, seeded).
+async fn start_up(data_dir: &std::path::Path, args: &[&str]) -> (KillOnDrop, Connection) {
+    let _ = std::fs::remove_file(data_dir.join("connection.json"));
+    let child = Command::new(binary())
+        .arg("up")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("TELEHEALTH_SHUTDOWN__DRAIN_SECONDS", "1")
+        .env("TELEHEALTH_GATEWAY__LISTEN", "127.0.0.1:0")
+        .env_remove("TELEHEALTH_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start telehealth up");
+    let mut child = KillOnDrop(child);
+    let connection_file = data_dir.join("connection.json");
+    let started = Instant::now();
+    while !connection_file.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "up did not become healthy"
+        );
+        assert!(
+            child.0.try_wait().expect("poll").is_none(),
+            "up exited during start-up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let connection =
+        serde_json::from_slice(&std::fs::read(&connection_file).expect("read")).expect("parse");
+    (child, connection)
+}
+
+/// The demo's Mme Martin, born 12/03/1941, as dr-martin of the demo centre finds her.
+async fn demo_martins(
+    data_dir: &std::path::Path,
+    connection: &Connection,
+) -> Vec<pb::PatientSummary> {
+    use prost::Message;
+    let doctor = &connection.devices["doctor-workstation"];
+    let device_tls = tls::client_tls(&TlsFiles {
+        ca: connection.ca_file.clone(),
+        cert: doctor.cert.clone(),
+        key: doctor.key.clone(),
+    })
+    .expect("device tls");
+    let gateway = connection.gateway.expect("gateway");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{gateway}"))
+        .expect("uri")
+        .tls_config(device_tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connect to the gateway");
+    let minted = Command::new(binary())
+        .args(["token", "mint", "--sub", "dr-martin", "--role", "doctor"])
+        .args(["--org", "cds-bourganeuf", "--data-dir"])
+        .arg(data_dir)
+        .arg("--bind-cert")
+        .arg(&doctor.cert)
+        .output()
+        .expect("mint");
+    let token = String::from_utf8(minted.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let search = pb::SearchPatientsRequest {
+        name: "martin".into(),
+        birth_date: "1941-03-12".into(),
+        ..Default::default()
+    };
+    let answer = telehealth_testkit::harness::unary(
+        &channel,
+        "/telehealth.v1.PatientService/SearchPatients",
+        telehealth_testkit::harness::with_token(bytes::Bytes::from(search.encode_to_vec()), &token),
+    )
+    .await
+    .expect("searched");
+    pb::SearchPatientsResponse::decode(answer)
+        .expect("decoded")
+        .patients
+}
+
+#[tokio::test]
+async fn up_seeds_the_demo_on_a_first_start_only_and_starts_empty_with_no_demo() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo_dir = dir.path().join("demo");
+    let (child, connection) = start_up(&demo_dir, &[]).await;
+    let found = demo_martins(&demo_dir, &connection).await;
+    assert_eq!(found.len(), 1, "the demo's Mme Martin: {found:?}");
+    assert_eq!(
+        found[0].identity_status,
+        pb::IdentityStatus::Qualified as i32,
+        "her identity is qualified"
+    );
+    drop(child);
+
+    // A second start of the same data directory seeds nothing more.
+    let (child, connection) = start_up(&demo_dir, &[]).await;
+    assert_eq!(
+        demo_martins(&demo_dir, &connection).await.len(),
+        1,
+        "seeded once"
+    );
+    drop(child);
+
+    let empty_dir = dir.path().join("empty");
+    let (_child, connection) = start_up(&empty_dir, &["--no-demo"]).await;
+    assert!(
+        demo_martins(&empty_dir, &connection).await.is_empty(),
+        "--no-demo starts with an empty register"
+    );
 }
