@@ -34,7 +34,10 @@ use telehealth_kit::{
     pki::DevPki,
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
-use telehealth_proto::v1::{self as pb, wound_service_client::WoundServiceClient};
+use telehealth_proto::v1::{
+    self as pb, directory_service_client::DirectoryServiceClient,
+    patient_service_client::PatientServiceClient, wound_service_client::WoundServiceClient,
+};
 use telehealth_testkit::harness::Bearer;
 use telehealth_testkit::measure::percentile;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -84,12 +87,68 @@ async fn clients(
             &(files.cert.clone(), files.key.clone()),
         )
         .await?;
+        if all.is_empty() {
+            // A member of the centre before anyone names them (care teams are checked).
+            DirectoryServiceClient::with_interceptor(channel.clone(), bearer.clone())
+                .register_self(pb::RegisterSelfRequest {})
+                .await?;
+        }
         all.push(WoundServiceClient::with_interceptor(
             channel,
             bearer.clone(),
         ));
     }
     Ok(all)
+}
+
+/// A patient of the centre, registered by the doctor, who consented to wound monitoring.
+async fn consenting_patient(suite: &RunningSuite, n: usize) -> anyhow::Result<String> {
+    let settings = &suite.settings;
+    let files = DevPki::new(settings.pki_dir()).device_files("doctor-workstation");
+    let token = DevSigner::new(settings.data_dir.join("jwt")).mint(&MintRequest {
+        subject: DOCTOR.into(),
+        roles: vec![Role::Doctor],
+        org: ORG.into(),
+        specialty: None,
+        cert_thumbprint: Some(thumbprint_of_pem_file(&files.cert)?),
+        ttl: Duration::from_secs(3600),
+        audience: DEFAULT_AUDIENCE.into(),
+    })?;
+    let channel =
+        telehealth_testkit::harness::channel_to(suite.gateway, settings, &(files.cert, files.key))
+            .await?;
+    let mut register = PatientServiceClient::with_interceptor(channel, Bearer::new(&token));
+    let letters: String = format!("{n:x}")
+        .chars()
+        .map(|c| (b'A' + c.to_digit(16).unwrap_or(0) as u8) as char)
+        .collect();
+    let patient = register
+        .create_patient(pb::CreatePatientRequest {
+            identity: Some(pb::IdentityTraits {
+                birth_name: format!("BANC {letters}"),
+                first_names: "Marie".into(),
+                sex: pb::Sex::Female as i32,
+                birth_date: "1940-01-01".into(),
+                ..Default::default()
+            }),
+            confirm_distinct: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .patient
+        .map(|p| p.id)
+        .unwrap_or_default();
+    register
+        .record_consent(pb::RecordConsentRequest {
+            patient_id: patient.clone(),
+            act: pb::ConsentAct::WoundMonitoring as i32,
+            decision: pb::ConsentDecision::Given as i32,
+            method: pb::ConsentMethod::Oral as i32,
+            ..Default::default()
+        })
+        .await?;
+    Ok(patient)
 }
 
 fn description() -> pb::WoundDescription {
@@ -184,7 +243,8 @@ async fn main() -> anyhow::Result<()> {
     // The 52-week wound: one assessment a week for a year, oldest first.
     print!("recording a 52-week series… ");
     let mut trend_nurse = clients(&suite, ("nurse-trend", Role::Nurse, "nurse-tablet"), 1).await?;
-    let trend_wound = register(&mut doctors[0], "pat-52w", "nurse-trend").await?;
+    let trend_patient = consenting_patient(&suite, 0).await?;
+    let trend_wound = register(&mut doctors[0], &trend_patient, "nurse-trend").await?;
     for week in 0..52_u64 {
         let at = now - SignedDuration::from_hours(24 * 7 * (52 - week as i64));
         trend_nurse[0]
@@ -202,7 +262,8 @@ async fn main() -> anyhow::Result<()> {
         nurse_clients.push(client.remove(0));
         let mut own = Vec::new();
         for w in 0..WOUNDS_PER_NURSE {
-            own.push(register(&mut doctors[0], &format!("pat-{n}-{w}"), &subject).await?);
+            let patient = consenting_patient(&suite, 1 + n * WOUNDS_PER_NURSE + w).await?;
+            own.push(register(&mut doctors[0], &patient, &subject).await?);
         }
         nurse_wounds.push(own);
     }

@@ -471,8 +471,84 @@ async fn similar_traits_warn_and_a_merge_keeps_every_reference() {
         assert_eq!(by_ins.len(), 1, "one record answers the INS");
         assert_eq!(by_ins[0].id, first.id);
 
-        // A doctor may not merge; neither may another centre.
+        // Other services given the merged id act on the survivor, with the moved consent.
         let doctor = Person::doctor("dr-fusion", CENTRE);
+        suite.enrol(&doctor).await;
+        let wound = suite
+            .wounds(&doctor)
+            .await
+            .register_wound(pb::RegisterWoundRequest {
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                patient: Some(pb::PatientRef {
+                    pseudonym: second.id.clone(),
+                }),
+                description: Some(pb::WoundDescription {
+                    body_site: Some(pb::BodySite {
+                        region: pb::BodyRegion::Heel as i32,
+                        laterality: pb::Laterality::Right as i32,
+                        description: String::new(),
+                        snomed_ct_code: String::new(),
+                    }),
+                    aetiology: pb::Aetiology::PressureUlcer as i32,
+                    pressure_ulcer_stage: 2,
+                    aetiology_details: String::new(),
+                    onset_date: String::new(),
+                    planned_assessment_interval_days: 7,
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect_err("the moved consent is to a tele-expertise, not to wound monitoring");
+        assert!(
+            wound.message().contains("remote monitoring"),
+            "{}",
+            wound.message()
+        );
+        client
+            .record_consent(pb::RecordConsentRequest {
+                patient_id: second.id.clone(),
+                act: pb::ConsentAct::WoundMonitoring as i32,
+                decision: pb::ConsentDecision::Given as i32,
+                method: pb::ConsentMethod::Oral as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("a consent recorded through the alias");
+        let wound = suite
+            .wounds(&doctor)
+            .await
+            .register_wound(pb::RegisterWoundRequest {
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                patient: Some(pb::PatientRef {
+                    pseudonym: second.id.clone(),
+                }),
+                description: Some(pb::WoundDescription {
+                    body_site: Some(pb::BodySite {
+                        region: pb::BodyRegion::Heel as i32,
+                        laterality: pb::Laterality::Right as i32,
+                        description: String::new(),
+                        snomed_ct_code: String::new(),
+                    }),
+                    aetiology: pb::Aetiology::PressureUlcer as i32,
+                    pressure_ulcer_stage: 2,
+                    aetiology_details: String::new(),
+                    onset_date: String::new(),
+                    planned_assessment_interval_days: 7,
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("opened through the alias")
+            .into_inner()
+            .wound
+            .expect("wound");
+        assert_eq!(
+            wound.patient.expect("patient").pseudonym,
+            first.id,
+            "the follow-up is the survivor's"
+        );
+
+        // A doctor may not merge.
         let refused = suite
             .patients(&doctor)
             .await
