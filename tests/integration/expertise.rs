@@ -667,17 +667,24 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
             .expect_err("a draft is the centre's only");
         assert_eq!(hidden.code(), Code::NotFound);
 
-        // A nurse is stopped by the gateway, whether the request exists or not.
+        // A nurse of the centre reads only the requests she made: a doctor's is answered as a
+        // request that does not exist.
         let mut nurse = suite
             .expertise(&Person::nurse("nurse-claire", CENTRE))
             .await;
+        let mut refusals = Vec::new();
         for request_id in [id.clone(), missing.clone()] {
             let refused = nurse
                 .get_request(pb::GetRequestRequest { request_id })
                 .await
-                .expect_err("nurses do not read expertise requests");
-            assert_eq!(refused.code(), Code::PermissionDenied);
+                .expect_err("not her request");
+            refusals.push((refused.code(), refused.message().to_owned()));
         }
+        assert_eq!(refusals[0].0, Code::NotFound);
+        assert_eq!(
+            refusals[0], refusals[1],
+            "the same answer whether it exists or not"
+        );
 
         // A colleague of the same centre reads the request but may not change it.
         let mut colleague = suite.expertise(&doctor("dr-colleague", CENTRE)).await;
@@ -1689,4 +1696,109 @@ async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
 
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_nurse_requests_a_tele_expertise_and_her_request_is_billed_as_a_nurses_rqd() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let nurse = Person::nurse("ide-requerante", CENTRE);
+        let colleague = Person::nurse("ide-collegue", CENTRE);
+        let patient = suite.consenting_patient(&nurse).await;
+        let mut requester = suite.expertise(&nurse).await;
+        let request = submitted(&mut requester, "ide-1", &patient).await;
+        assert_eq!(
+            request.requester.as_ref().expect("requester").subject,
+            "ide-requerante",
+            "{backend:?}"
+        );
+
+        // Another nurse of the centre does not see it; doctors of the centre do.
+        let hidden = suite
+            .expertise(&colleague)
+            .await
+            .get_request(pb::GetRequestRequest {
+                request_id: request.request_id.clone(),
+            })
+            .await
+            .expect_err("a colleague's request");
+        assert_eq!(hidden.code(), Code::NotFound);
+        suite
+            .expertise(&doctor("dr-centre", CENTRE))
+            .await
+            .get_request(pb::GetRequestRequest {
+                request_id: request.request_id.clone(),
+            })
+            .await
+            .expect("the centre's doctors follow its requests");
+
+        // The dermatologist answers; the nurse reads the answer and the report.
+        let mut spec = suite
+            .expertise(&specialist("dr-derm", HOSPITAL, DERMATOLOGY))
+            .await;
+        spec.claim_request(pb::ClaimRequestRequest {
+            request_id: request.request_id.clone(),
+        })
+        .await
+        .expect("claimed");
+        spec.answer_request(pb::AnswerRequestRequest {
+            request_id: request.request_id.clone(),
+            answer: Some(answer()),
+        })
+        .await
+        .expect("answered");
+        let answered = requester
+            .get_request(pb::GetRequestRequest {
+                request_id: request.request_id.clone(),
+            })
+            .await
+            .expect("her request")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(
+            answered.answer.expect("answer").impression,
+            "Naevus dysplasique probable"
+        );
+        let mine = requester
+            .list_my_requests(pb::ListMyRequestsRequest {
+                whole_org: true,
+                ..Default::default()
+            })
+            .await
+            .expect("listed")
+            .into_inner()
+            .requests;
+        assert_eq!(mine.len(), 1, "a nurse lists her own requests only");
+
+        // The centre's report bills her request as RQD, profession nurse.
+        let month = Timestamp::now()
+            .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
+            .strftime("%Y-%m")
+            .to_string();
+        let report = suite
+            .expertise(&with_role("coord-centre", CENTRE, Role::Coordinator))
+            .await
+            .get_activity_report(pb::GetActivityReportRequest {
+                org_id: CENTRE.into(),
+                month,
+                time_zone: String::new(),
+            })
+            .await
+            .expect("report")
+            .into_inner()
+            .report
+            .expect("report");
+        let act = report
+            .acts
+            .iter()
+            .find(|a| a.request_id == request.request_id)
+            .expect("the request's act");
+        assert_eq!(act.code, pb::BillableActCode::Rqd as i32);
+        assert_eq!(act.practitioner_subject, "ide-requerante");
+        assert_eq!(act.practitioner_profession, "nurse");
+        suite.stop().await;
+    }
 }

@@ -57,6 +57,9 @@ pub struct ActInput {
     pub request_id: String,
     pub code: ActCode,
     pub practitioner: String,
+    /// The practitioner's profession when acting (`doctor`, `nurse`): a requesting nurse bills
+    /// the same RQD act as a doctor since 23 March 2023 (`requester_rights`).
+    pub profession: &'static str,
     pub practitioner_org: String,
     /// The org of the other practitioner (expert for RQD, requester for TE2).
     pub counterpart_org: String,
@@ -292,6 +295,7 @@ mod tests {
             request_id: id.into(),
             code,
             practitioner: "spec".into(),
+            profession: "doctor",
             practitioner_org: "chu".into(),
             counterpart_org: "cds".into(),
             patient_org: "cds".into(),

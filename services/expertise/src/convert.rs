@@ -497,6 +497,7 @@ fn act(a: &Act) -> pb::BillableAct {
         non_billable_reason: reason as i32,
         reason_details: a.details.clone(),
         tariff_id: a.tariff_id.clone().unwrap_or_default(),
+        practitioner_profession: a.input.profession.to_owned(),
     }
 }
 

@@ -164,9 +164,34 @@ pub(crate) fn this_service() -> Caller {
     Caller::Service(Part::Expertise)
 }
 
-/// A doctor of the requester's org.
+/// On the requester's side: a doctor of the requester's org, or the nurse who made the request
+/// (nurses see their own requests, not their colleagues').
 pub(crate) fn on_requester_side(identity: &Identity, request: &Request) -> bool {
-    identity.has_role(Role::Doctor) && identity.org == request.requester_org
+    identity.org == request.requester_org
+        && (identity.has_role(Role::Doctor)
+            || (identity.has_role(Role::Nurse) && identity.subject == request.requester.subject))
+}
+
+/// The profession a person requests a tele-expertise as (`requester_rights.profession`).
+pub(crate) fn requester_profession(identity: &Identity) -> Option<&'static str> {
+    if identity.has_role(Role::Doctor) {
+        Some("doctor")
+    } else if identity.has_role(Role::Nurse) {
+        Some("nurse")
+    } else {
+        None
+    }
+}
+
+/// The profession recorded for a requester (from the roles they acted with).
+pub(crate) fn recorded_profession(requester: &telehealth_kit::record::ActorRecord) -> &'static str {
+    if requester.roles.iter().any(|r| r == "doctor") {
+        "doctor"
+    } else if requester.roles.iter().any(|r| r == "nurse") {
+        "nurse"
+    } else {
+        ""
+    }
 }
 
 /// A specialist of the target specialty at the target org, once the request was submitted.

@@ -534,6 +534,23 @@ pub struct ConditionRow {
 }
 
 /// Every tariff, by code then start of validity.
+/// The act a request by a `profession` is billed as on `date` (`YYYY-MM-DD`), if that
+/// profession may request a tele-expertise then.
+pub async fn requester_right(
+    conn: &mut AnyConnection,
+    profession: &str,
+    date: &str,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT act_code FROM requester_rights WHERE profession = $1 AND valid_from <= $2 \
+         AND (valid_until IS NULL OR valid_until >= $2) ORDER BY valid_from DESC LIMIT 1",
+    )
+    .bind(profession)
+    .bind(date)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 pub async fn tariffs(conn: &mut AnyConnection) -> Result<Vec<TariffRow>> {
     let rows = sqlx::query(
         "SELECT tariff_id, act_code, amount_cents, valid_from, valid_until FROM billing_tariffs \

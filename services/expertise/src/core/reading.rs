@@ -106,12 +106,14 @@ impl Expertise {
         limit: i64,
     ) -> Result<Vec<Request>, ExpertiseError> {
         let identity = person(caller)?;
-        if !identity.has_role(Role::Doctor) {
+        let doctor = identity.has_role(Role::Doctor);
+        if !doctor && !identity.has_role(Role::Nurse) {
             return Ok(Vec::new());
         }
+        // A nurse lists her own requests only, whole organisation or not.
         let filter = MineFilter {
             requester_org: identity.org.clone(),
-            requester: (!whole_org).then(|| identity.subject.clone()),
+            requester: (!(whole_org && doctor)).then(|| identity.subject.clone()),
             statuses,
         };
         let mut conn = self.base.db().pool().acquire().await?;
@@ -208,6 +210,9 @@ fn concerned(identity: &Identity, query: &WatchQuery, notice: &Notice) -> bool {
     let doctor = identity.has_role(Role::Doctor)
         && identity.org == notice.requester_org
         && (query.whole_org || one.is_some() || identity.subject == notice.requester);
+    let requesting_nurse = identity.has_role(Role::Nurse)
+        && identity.org == notice.requester_org
+        && identity.subject == notice.requester;
     let kind = EventKind::from_number(notice.kind);
     let specialist = identity.has_role(Role::Specialist)
         && identity.org == notice.target_org
@@ -215,5 +220,5 @@ fn concerned(identity: &Identity, query: &WatchQuery, notice: &Notice) -> bool {
         && (kind.is_some_and(EventKind::is_inbox_event)
             || notice.claimer.as_deref() == Some(identity.subject.as_str())
             || one.is_some());
-    doctor || specialist
+    doctor || requesting_nurse || specialist
 }

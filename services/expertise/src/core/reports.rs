@@ -205,6 +205,7 @@ impl Expertise {
                 request_id: r.id.clone(),
                 code: ActCode::Rqd,
                 practitioner: r.requester.subject.clone(),
+                profession: super::recorded_profession(&r.requester),
                 practitioner_org: r.requester_org.clone(),
                 counterpart_org: expert_org.clone(),
                 patient_org: r.requester_org.clone(),
@@ -216,6 +217,7 @@ impl Expertise {
             inputs.push(ActInput {
                 code: ActCode::Te2,
                 practitioner: expert.subject.clone(),
+                profession: "doctor",
                 practitioner_org: expert_org,
                 counterpart_org: r.requester_org.clone(),
                 ..base.clone()

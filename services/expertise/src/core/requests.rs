@@ -87,6 +87,10 @@ impl Expertise {
     ) -> Result<Request, ExpertiseError> {
         let identity = person(caller)?;
         self.check_target(&content)?;
+        {
+            let mut conn = self.base.db().pool().acquire().await?;
+            self.check_requester_right(&mut conn, identity).await?;
+        }
         let keyed = KeyedRequest::new(
             &identity.subject,
             "CreateDraft",
@@ -261,6 +265,9 @@ impl Expertise {
         let actor = ActorRecord::of(caller);
         match transition {
             Transition::Submit => {
+                if let Some(identity) = identity {
+                    self.check_requester_right(&mut tx, identity).await?;
+                }
                 let delay = self.submission_check(&mut tx, &current).await?;
                 let consent = self.consent_to_send(&current).await?;
                 if let Some(patient) = updated.content.patient.as_mut() {
@@ -343,6 +350,26 @@ impl Expertise {
         self.announce(&updated, &event).await;
         tracing::info!(request_id = %id, status = updated.status.as_str(), "request changed");
         Ok(updated)
+    }
+
+    /// Whether `identity`'s profession may request a tele-expertise today (dated data:
+    /// `requester_rights`).
+    async fn check_requester_right(
+        &self,
+        conn: &mut AnyConnection,
+        identity: &Identity,
+    ) -> Result<(), ExpertiseError> {
+        let profession = super::requester_profession(identity).ok_or(
+            ExpertiseError::PermissionDenied("only doctors and nurses request a tele-expertise"),
+        )?;
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC);
+        let today = paris.to_datetime(self.now()).date().to_string();
+        match store::requester_right(conn, profession, &today).await? {
+            Some(_) => Ok(()),
+            None => Err(ExpertiseError::PermissionDenied(
+                "your profession may not request a tele-expertise on this date (requester_rights)",
+            )),
+        }
     }
 
     /// The patient's consent to the tele-expertise (R6316-2), checked in the register, and the
