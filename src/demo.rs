@@ -89,7 +89,7 @@ pub const PEOPLE: [DemoPerson; 6] = [
         subject: "dr-leroy",
         role: Role::Specialist,
         org: HOSPITAL,
-        specialty: Some("wound-care"),
+        specialty: Some("wound_care"),
         device: "specialist-workstation",
         label: "spécialiste des plaies du CHU",
     },

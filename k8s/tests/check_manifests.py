@@ -53,10 +53,11 @@ SPIFFE_PREFIX = "spiffe://telehealth.internal/"
 # Who calls whom between parts: the gateway forwards to every service; the calls between services
 # are telehealth_kit::Part::calls (scheduling opens and closes signalling rooms and checks members
 # and consents in the directory, signalling marks the waiting room, wound monitoring checks care
-# teams and consents, expertise checks consents and shares the patient), held
+# teams and consents and asks tele-expertise about a wound, expertise checks consents and shares
+# the patient), held
 # equal to SERVICE_CALLS by tests/integration/k8s.rs. NetworkPolicies must allow exactly these
 # calls between parts, on the callee's configured port.
-SERVICE_CALLS = [("scheduling", "signalling"), ("scheduling", "directory"), ("signalling", "scheduling"), ("wound", "directory"), ("expertise", "directory")]
+SERVICE_CALLS = [("scheduling", "signalling"), ("scheduling", "directory"), ("signalling", "scheduling"), ("wound", "directory"), ("expertise", "directory"), ("wound", "expertise")]
 CALLS = {("gateway", service) for service in SERVICES} | set(SERVICE_CALLS)
 
 
@@ -581,7 +582,7 @@ MUTATIONS: list[tuple[str, str, Callable[[list[Doc]], None], str]] = [
     ("prod", "a part reachable by one that never calls it", lambda d: [
         find(d, "NetworkPolicy", "allow-dns")["spec"].update(egress=[{}]),
         policy_rule(d, "expertise").pop("from")],
-     "NetworkPolicies let wound reach expertise on 7102, which it never calls"),
+     "NetworkPolicies let scheduling reach expertise on 7102, which it never calls"),
     ("dev", "a service left off PostgreSQL", lambda d: find(d, "NetworkPolicy", "services-to-postgres")["spec"][
         "podSelector"]["matchExpressions"][0]["values"].remove("directory"),
      "NetworkPolicies do not let directory reach PostgreSQL on TCP 5432"),

@@ -432,6 +432,21 @@ fn table() -> Vec<Line> {
         // tele-expertise
         line("ExpertiseService/ListTargets", json!({}), Blind),
         line(
+            "ExpertiseService/CreateWoundRequest",
+            json!({"requester": {"subject": "{nurse}", "orgId": "{org}", "roles": ["ROLE_NURSE"]},
+                "idempotencyKey": "{key}", "content": {"targetOrgId": "chu-limoges",
+                "specialty": "wound_care", "clinicalQuestion": "Avis ?",
+                "wound": {"woundId": "{wound}"}}, "submit": true}),
+            Refused,
+        ),
+        line(
+            "WoundService/RequestWoundExpertise",
+            json!({"idempotencyKey": "{key}", "woundId": "{wound}", "targetOrgId": "chu-limoges",
+                "specialty": "wound_care", "clinicalQuestion": "Avis sur cet ulcère ?",
+                "urgency": "URGENCY_ROUTINE"}),
+            Refused,
+        ),
+        line(
             "ExpertiseService/CreateDraft",
             json!({"idempotencyKey": "{key}", "content": {
             "targetOrgId": HOSPITAL, "specialty": "dermatology",

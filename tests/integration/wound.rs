@@ -1778,3 +1778,137 @@ async fn a_wound_holds_at_most_twenty_photos_waiting_for_an_assessment() {
         suite.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_nurse_asks_a_wound_specialist_in_one_step_and_finds_the_answer_from_the_wound() {
+    for backend in backends().await {
+        let Some(suite) = start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let nurse = Person::nurse("nurse-claire", CENTRE);
+        let outsider = Person::nurse("nurse-ailleurs", CENTRE);
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
+        let patient = suite.consenting_patient(&doctor).await;
+        let wound = register(&mut dr, &patient, &[&nurse]).await;
+        for (days, length, width) in [(21, 6.0, 4.0), (14, 5.5, 3.6), (7, 5.0, 3.0)] {
+            record(&mut nu, &wound.wound_id, measured(days, length, width))
+                .await
+                .expect("assessment recorded");
+        }
+        let ask = |key: &str| pb::RequestWoundExpertiseRequest {
+            idempotency_key: key.into(),
+            wound_id: wound.wound_id.clone(),
+            target_org_id: "chu-limoges".into(),
+            specialty: "wound_care".into(),
+            clinical_question:
+                "Ulcère veineux qui stagne depuis 3 semaines : adapter la compression ?".into(),
+            urgency: pb::Urgency::Routine as i32,
+        };
+
+        // Someone outside the care team cannot ask about the wound.
+        let refused = suite
+            .wounds(&outsider)
+            .await
+            .request_wound_expertise(ask("outsider"))
+            .await
+            .expect_err("not in the care team");
+        assert_eq!(refused.code(), Code::NotFound, "{backend:?}");
+
+        // One call: the request is created by the nurse and submitted, with the history.
+        let request = nu
+            .request_wound_expertise(ask("ask-1"))
+            .await
+            .expect("asked")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(request.status, pb::ExpertiseStatus::Submitted as i32);
+        assert_eq!(
+            request.requester.as_ref().expect("requester").subject,
+            "nurse-claire"
+        );
+        assert!(
+            !request.consent_id.is_empty(),
+            "the patient's consent is named"
+        );
+        let again = nu
+            .request_wound_expertise(ask("ask-1"))
+            .await
+            .expect("a retry answers the same request")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(again.request_id, request.request_id);
+
+        // The wound specialist sees the wound's healing in the request, and answers.
+        let specialist = Person::specialist("dr-leroy", "chu-limoges").in_specialty("wound_care");
+        let mut spec = suite.expertise(&specialist).await;
+        let seen = spec
+            .get_request(pb::GetRequestRequest {
+                request_id: request.request_id.clone(),
+            })
+            .await
+            .expect("in the specialist's inbox")
+            .into_inner()
+            .request
+            .expect("request");
+        let history = seen
+            .content
+            .and_then(|c| c.wound)
+            .expect("the wound travels with the request");
+        assert_eq!(history.wound_id, wound.wound_id);
+        let areas: Vec<f64> = history.history.iter().map(|p| p.area_cm2).collect();
+        assert_eq!(
+            areas,
+            vec![24.0, 19.8, 15.0],
+            "L × W of each assessment, oldest first"
+        );
+        assert!(history.history.iter().all(|p| p.push_score > 0));
+        spec.claim_request(pb::ClaimRequestRequest {
+            request_id: request.request_id.clone(),
+        })
+        .await
+        .expect("claimed");
+        spec.answer_request(pb::AnswerRequestRequest {
+            request_id: request.request_id.clone(),
+            answer: Some(pb::ExpertAnswer {
+                impression: "Ulcère veineux, compression insuffisante".into(),
+                recommendation: pb::Recommendation::Treat as i32,
+                monitor_interval_months: 0,
+                recommendation_details: "Compression multicouche 40 mmHg".into(),
+                free_text: "Réévaluer dans 2 semaines.".into(),
+            }),
+        })
+        .await
+        .expect("answered");
+
+        // From the wound, the care team finds the request, then its answer.
+        let linked = dr
+            .get_wound(pb::GetWoundRequest {
+                wound_id: wound.wound_id.clone(),
+            })
+            .await
+            .expect("wound")
+            .into_inner()
+            .expertise_request_ids;
+        assert_eq!(linked, vec![request.request_id.clone()]);
+        let answered = suite
+            .expertise(&nurse)
+            .await
+            .get_request(pb::GetRequestRequest {
+                request_id: linked[0].clone(),
+            })
+            .await
+            .expect("the nurse reads her request")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(
+            answered.answer.expect("answer").recommendation_details,
+            "Compression multicouche 40 mmHg"
+        );
+        suite.stop().await;
+    }
+}

@@ -258,7 +258,64 @@ pub fn content(value: Option<&pb::ExpertiseRequestContent>) -> Result<Content> {
         urgency: Urgency::from_number(value.urgency)
             .ok_or_else(|| ExpertiseError::invalid("content.urgency", "unknown urgency"))?,
         general_practitioner,
+        // Only wound monitoring sets it (`wound_content`): a client cannot make one up.
+        wound: None,
     })
+}
+
+/// The content wound monitoring sends, with the wound's history.
+pub fn wound_content(value: Option<&pb::ExpertiseRequestContent>) -> Result<Content> {
+    let mut content = content(value)?;
+    let Some(wound) = value.and_then(|v| v.wound.as_ref()) else {
+        return Ok(content);
+    };
+    if wound.history.len() > crate::model::MAX_WOUND_HISTORY {
+        return Err(ExpertiseError::invalid(
+            "content.wound.history",
+            format!("at most {} points", crate::model::MAX_WOUND_HISTORY),
+        ));
+    }
+    let hundredths = |value: f64| (value * 100.0).round() as i64;
+    content.wound = Some(crate::model::WoundContext {
+        wound_id: text("content.wound.wound_id", &wound.wound_id, 64)?,
+        aetiology: text("content.wound.aetiology", &wound.aetiology, 64)?,
+        body_site: text("content.wound.body_site", &wound.body_site, 300)?,
+        history: wound
+            .history
+            .iter()
+            .map(|p| crate::model::WoundHistoryPoint {
+                assessed_at_us: p
+                    .assessed_at
+                    .as_ref()
+                    .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1_000))
+                    .unwrap_or_default(),
+                length_cm_x100: hundredths(p.length_cm),
+                width_cm_x100: hundredths(p.width_cm),
+                area_cm2_x100: hundredths(p.area_cm2),
+                push_score: p.push_score,
+            })
+            .collect(),
+    });
+    Ok(content)
+}
+
+fn wound_context(w: &crate::model::WoundContext) -> pb::WoundContext {
+    pb::WoundContext {
+        wound_id: w.wound_id.clone(),
+        aetiology: w.aetiology.clone(),
+        body_site: w.body_site.clone(),
+        history: w
+            .history
+            .iter()
+            .map(|p| pb::WoundHistoryPoint {
+                assessed_at: Some(timestamp(telehealth_kit::record::instant(p.assessed_at_us))),
+                length_cm: p.length_cm_x100 as f64 / 100.0,
+                width_cm: p.width_cm_x100 as f64 / 100.0,
+                area_cm2: p.area_cm2_x100 as f64 / 100.0,
+                push_score: p.push_score,
+            })
+            .collect(),
+    }
 }
 
 fn looks_like_address(value: &str) -> bool {
@@ -395,6 +452,7 @@ fn pb_content(c: &Content) -> pb::ExpertiseRequestContent {
         context: c.context.as_ref().map(context),
         urgency: c.urgency.number(),
         general_practitioner: c.general_practitioner.as_ref().map(general_practitioner),
+        wound: c.wound.as_ref().map(wound_context),
     }
 }
 

@@ -128,6 +128,30 @@ impl ExpertiseService for ExpertiseApi {
         }))
     }
 
+    async fn create_wound_request(
+        &self,
+        request: Request<pb::CreateWoundRequestRequest>,
+    ) -> Result<Response<pb::CreateWoundRequestResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let r = request.into_inner();
+        let created = async {
+            let key = convert::idempotency_key(&r.idempotency_key)?;
+            let content = convert::wound_content(r.content.as_ref())?;
+            let requester = r
+                .requester
+                .as_ref()
+                .ok_or_else(|| crate::error::ExpertiseError::invalid("requester", "is required"))?;
+            self.core
+                .create_wound_request(&caller, requester, &key, content, r.submit)
+                .await
+        }
+        .await
+        .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::CreateWoundRequestResponse {
+            request: Some(self.pb_request(&created).await),
+        }))
+    }
+
     async fn update_draft(
         &self,
         request: Request<pb::UpdateDraftRequest>,

@@ -204,7 +204,33 @@ pub struct Content {
     pub context: Option<ClinicalContext>,
     pub urgency: Urgency,
     pub general_practitioner: Option<GeneralPractitioner>,
+    /// The wound the request is about (set by wound monitoring only).
+    #[serde(default)]
+    pub wound: Option<WoundContext>,
 }
+
+/// A wound and its healing so far, as wound monitoring sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WoundContext {
+    pub wound_id: String,
+    pub aetiology: String,
+    pub body_site: String,
+    pub history: Vec<WoundHistoryPoint>,
+}
+
+/// One assessment of a wound's history; lengths in hundredths of a cm, the area in hundredths
+/// of a cm² (kept exact, so that a request reads back as it was sent).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WoundHistoryPoint {
+    pub assessed_at_us: i64,
+    pub length_cm_x100: i64,
+    pub width_cm_x100: i64,
+    pub area_cm2_x100: i64,
+    pub push_score: i32,
+}
+
+/// Most history points a request carries.
+pub const MAX_WOUND_HISTORY: usize = 100;
 
 impl Content {
     /// The fields a submission still lacks, named as in the contract.

@@ -38,8 +38,8 @@ impl Part {
 
     /// The other parts this part calls: the gateway forwards to every service; scheduling opens
     /// and closes signalling rooms and checks members and consents; signalling marks the waiting
-    /// room; wound monitoring checks care teams and consents; expertise checks consents and
-    /// shares the patient with the hospital. [`crate::serve::ServiceContext::channel_to`] refuses any
+    /// room; wound monitoring checks care teams and consents and asks tele-expertise about a
+    /// wound; expertise checks consents and shares the patient with the hospital. [`crate::serve::ServiceContext::channel_to`] refuses any
     /// other call, and the Kubernetes NetworkPolicies allow exactly these (a test holds
     /// `k8s/tests/check_manifests.py` to this list).
     pub fn calls(self) -> &'static [Part] {
@@ -47,7 +47,8 @@ impl Part {
             Part::Gateway => &Part::SERVICES,
             Part::Scheduling => &[Part::Signalling, Part::Directory],
             Part::Signalling => &[Part::Scheduling],
-            Part::Wound | Part::Expertise => &[Part::Directory],
+            Part::Wound => &[Part::Directory, Part::Expertise],
+            Part::Expertise => &[Part::Directory],
             Part::Directory => &[],
         }
     }

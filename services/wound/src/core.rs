@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod assessments;
+pub mod expertise;
 pub mod lists;
 pub mod photos;
 pub mod sweeper;
@@ -49,6 +50,7 @@ pub struct WoundMonitor {
     pub(crate) rules: Rules,
     pub(crate) directory: Directory,
     pub(crate) consents: Consents,
+    pub(crate) expertise: expertise::ExpertiseRequests,
     /// The shared image pipeline holding the photos' bytes and infos.
     pub(crate) images: ImageStore,
 }
@@ -61,24 +63,32 @@ pub struct AssessmentView {
     pub figures: Figures,
 }
 
+/// The other services wound monitoring asks: the directory for care teams and consents,
+/// tele-expertise for requests about a wound.
+pub struct Peers {
+    pub directory: Directory,
+    pub consents: Consents,
+    pub expertise: expertise::ExpertiseRequests,
+}
+
 impl WoundMonitor {
-    /// A core over `db`, announcing alerts on `bus`, checking care teams against `directory`,
-    /// keeping photos in `images`.
+    /// A core over `db`, announcing alerts on `bus`, asking `peers`, keeping photos in
+    /// `images`.
     pub fn new(
         db: Database,
         bus: EventBus,
         rules: Rules,
         clock: Clock,
-        directory: Directory,
-        consents: Consents,
+        peers: Peers,
         images: ImageStore,
     ) -> Self {
         WoundMonitor {
             base: ServiceCore::new(db, clock),
             bus,
             rules,
-            directory,
-            consents,
+            directory: peers.directory,
+            consents: peers.consents,
+            expertise: peers.expertise,
             images,
         }
     }

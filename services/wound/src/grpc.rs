@@ -177,8 +177,42 @@ impl WoundService for WoundApi {
             self.core.wound(&caller, &id).await
         }
         .await;
-        reply(result, |wound| pb::GetWoundResponse {
-            wound: Some(convert::wound(&wound, now)),
+        let result = match result {
+            Ok(wound) => self
+                .core
+                .expertise_requests_of(&wound.id)
+                .await
+                .map(|ids| (wound, ids)),
+            Err(error) => Err(error),
+        };
+        reply(result, |(wound, expertise_request_ids)| {
+            pb::GetWoundResponse {
+                wound: Some(convert::wound(&wound, now)),
+                expertise_request_ids,
+            }
+        })
+    }
+
+    async fn request_wound_expertise(
+        &self,
+        request: Request<pb::RequestWoundExpertiseRequest>,
+    ) -> Result<Response<pb::RequestWoundExpertiseResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let r = request.into_inner();
+        let result: Result<_, WoundError> = async {
+            let id = convert::id("wound_id", &r.wound_id)?;
+            let question = crate::core::expertise::WoundQuestion {
+                idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
+                target_org_id: r.target_org_id,
+                specialty: r.specialty,
+                clinical_question: r.clinical_question,
+                urgency: r.urgency,
+            };
+            self.core.request_expertise(&caller, &id, question).await
+        }
+        .await;
+        reply(result, |request| pb::RequestWoundExpertiseResponse {
+            request: Some(request),
         })
     }
 

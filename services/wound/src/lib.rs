@@ -63,8 +63,13 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             bus,
             Rules::from_settings(&context.settings.wound_rules),
             clock,
-            Directory::new(context.channel_to(Part::Directory)?),
-            Consents::new(context.channel_to(Part::Directory)?),
+            core::Peers {
+                directory: Directory::new(context.channel_to(Part::Directory)?),
+                consents: Consents::new(context.channel_to(Part::Directory)?),
+                expertise: core::expertise::ExpertiseRequests::new(
+                    context.channel_to(Part::Expertise)?,
+                ),
+            },
             images,
         );
         // Every replica sweeps; the database raises each overdue alert once.

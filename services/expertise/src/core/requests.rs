@@ -3,10 +3,11 @@
 use jiff::{SignedDuration, Timestamp};
 use sqlx::AnyConnection;
 use telehealth_kit::{
+    Part,
     audit::{AuditEntry, Outcome},
     consent::{Act, ConsentUsed},
     idempotency::{self, KeyedRequest},
-    identity::{Caller, Identity},
+    identity::{Caller, Identity, Role},
 };
 
 use super::{Expertise, on_expert_side, person, this_service, visible};
@@ -77,6 +78,51 @@ impl Expertise {
                 .await;
         }
         result
+    }
+
+    /// A request created from a wound follow-up by wound monitoring, on behalf of `requester`
+    /// (a nurse of the care team or the referring doctor, as wound monitoring verified them),
+    /// submitted at once when `submit` is set and the target needs no image.
+    pub async fn create_wound_request(
+        &self,
+        caller: &Caller,
+        requester: &telehealth_proto::v1::Actor,
+        key: &str,
+        content: Content,
+        submit: bool,
+    ) -> Result<Request, ExpertiseError> {
+        if !matches!(caller, Caller::Service(Part::Wound)) {
+            return Err(ExpertiseError::PermissionDenied(
+                "only wound monitoring creates a request from a wound",
+            ));
+        }
+        let roles = requester
+            .roles
+            .iter()
+            .filter_map(|r| match telehealth_proto::v1::Role::try_from(*r).ok()? {
+                telehealth_proto::v1::Role::Doctor => Some(Role::Doctor),
+                telehealth_proto::v1::Role::Nurse => Some(Role::Nurse),
+                _ => None,
+            })
+            .collect();
+        let person = Caller::Person(Identity {
+            subject: requester.subject.clone(),
+            roles,
+            org: requester.org_id.clone(),
+            specialty: None,
+            cert_thumbprint: String::new(),
+        });
+        let draft = self.create_draft(&person, key, content).await?;
+        let needs_images = self
+            .rules
+            .target(&draft.content.target_org_id, &draft.content.specialty)
+            .is_some_and(|t| t.minimum_images > 0);
+        if !submit || needs_images || draft.status != Status::Draft {
+            return Ok(draft);
+        }
+        let id = RequestId::known(draft.id.clone());
+        self.transition(&person, &id, Transition::Submit, Details::None, 0)
+            .await
     }
 
     async fn create_inner(

@@ -106,6 +106,13 @@ impl Default for ExpertiseRules {
                     "Médecine vasculaire",
                     0,
                 ),
+                ExpertiseTarget::sample(
+                    "chu-limoges",
+                    "CHU de Limoges",
+                    "wound_care",
+                    "Plaies et cicatrisation",
+                    0,
+                ),
             ],
         }
     }

@@ -442,3 +442,35 @@ pub async fn doctor_wounds(
     }
     Ok(wounds)
 }
+
+/// Links the tele-expertise request `request_id` to `wound_id` (idempotent).
+pub async fn link_expertise_request(
+    conn: &mut AnyConnection,
+    wound_id: &str,
+    request_id: &str,
+    requested_by_json: &str,
+    requested_at_us: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO wound_expertise_requests (wound_id, request_id, requested_by_json, requested_at_us) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(wound_id)
+    .bind(request_id)
+    .bind(requested_by_json)
+    .bind(requested_at_us)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The tele-expertise requests asked about `wound_id`, oldest first.
+pub async fn expertise_requests(conn: &mut AnyConnection, wound_id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT request_id FROM wound_expertise_requests WHERE wound_id = $1 \
+         ORDER BY requested_at_us, request_id",
+    )
+    .bind(wound_id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
