@@ -1047,3 +1047,38 @@ async fn each_act_needs_the_patients_current_consent() {
         suite.stop().await;
     }
 }
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_person_create_one_record() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let coordinator = Person::coordinator("coord-course", CENTRE);
+        let client = suite.patients(&coordinator).await;
+        let attempts = (0..8).map(|_| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .create_patient(pb::CreatePatientRequest {
+                        identity: Some(traits("ROUSSEAU", "Albertine", "1931-12-24")),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("answered")
+                    .into_inner()
+            }
+        });
+        let answers = futures::future::join_all(attempts).await;
+        let created = answers.iter().filter(|a| a.patient.is_some()).count();
+        assert_eq!(created, 1, "{backend:?}: one record, the others warned");
+        assert!(
+            answers
+                .iter()
+                .filter(|a| a.patient.is_none())
+                .all(|a| a.possible_duplicates.len() == 1),
+            "each other attempt names the record"
+        );
+        suite.stop().await;
+    }
+}

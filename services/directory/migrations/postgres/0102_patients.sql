@@ -82,3 +82,12 @@ CREATE TABLE consents (
     withdrawn_by    TEXT                        -- JSON actor
 );
 CREATE INDEX consents_by_patient ON consents (patient_id, act);
+
+-- One row per organisation, written first by every change of the register: changes of one
+-- organisation's patients queue (PostgreSQL row lock, SQLite write lock), so that two
+-- registrations of the same person cannot both miss each other in the duplicate check, and a
+-- SQLite transaction never has to upgrade a read to a write.
+CREATE TABLE patient_org_locks (
+    org_id      TEXT PRIMARY KEY,
+    touched_us  BIGINT NOT NULL
+);

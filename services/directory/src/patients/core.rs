@@ -66,6 +66,7 @@ impl Register {
         let person = person(caller)?;
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, &person.org, micros(now)).await?;
         self.check_care_team(&mut tx, &person.org, &input.care_team, now)
             .await?;
         let names: Vec<String> = self
@@ -150,6 +151,7 @@ impl Register {
         let person = person(caller)?;
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, &person.org, micros(now)).await?;
         let (row, mut patient) = self.owned_patient(&mut tx, &person.org, id).await?;
         check_version(changes.expected_version, patient.version)?;
         if let Some(identity) = changes.identity {
@@ -201,6 +203,7 @@ impl Register {
         let person = person(caller)?;
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, &person.org, micros(now)).await?;
         let (row, mut patient) = self.owned_patient(&mut tx, &person.org, id).await?;
         check_version(expected_version, patient.version)?;
         check_transition(patient.status, to, proof, patient.ins.is_some())
@@ -271,6 +274,7 @@ impl Register {
         }
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, &person.org, micros(now)).await?;
         let (survivor_row, mut survivor) =
             self.owned_patient(&mut tx, &person.org, surviving).await?;
         let (merged_row, merged_patient) = self.owned_patient(&mut tx, &person.org, merged).await?;
@@ -373,6 +377,7 @@ impl Register {
         let person = person(caller)?;
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, &person.org, micros(now)).await?;
         let (row, mut patient) = self.owned_patient(&mut tx, &person.org, id).await?;
         patient.objects_to_sharing = objects;
         let mut updated = self.vault.seal_patient(&patient, &row.created_by)?;
@@ -403,6 +408,7 @@ impl Register {
         let person = person(caller)?;
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, &person.org, micros(now)).await?;
         let (_, patient) = self.owned_patient(&mut tx, &person.org, id).await?;
         if input.act == ConsentAct::Sharing
             && input.decision == Decision::Given
@@ -445,6 +451,7 @@ impl Register {
         let person = person(caller)?;
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, &person.org, micros(now)).await?;
         let row = store::consent(&mut tx, consent_id)
             .await?
             .filter(|c| c.org_id == person.org)
@@ -521,6 +528,7 @@ impl Register {
         service(caller)?;
         let now = self.now();
         let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, org, micros(now)).await?;
         let row = self.visible_row(&mut tx, org, id).await?;
         if row.org_id != with_org {
             if row.objects_to_sharing {

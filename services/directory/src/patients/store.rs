@@ -71,6 +71,19 @@ fn patient_row(row: &AnyRow) -> Result<PatientRow> {
     })
 }
 
+/// Takes the organisation's lock for the rest of the transaction (its first write).
+pub async fn lock_org(conn: &mut AnyConnection, org: &str, at_us: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO patient_org_locks (org_id, touched_us) VALUES ($1, $2) \
+         ON CONFLICT (org_id) DO UPDATE SET touched_us = $2",
+    )
+    .bind(org)
+    .bind(at_us)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Inserts a new patient row and its name digests.
 pub async fn insert_patient(
     conn: &mut AnyConnection,
