@@ -33,6 +33,7 @@ CREATE TABLE patients (
 CREATE INDEX patients_by_org ON patients (org_id);
 CREATE INDEX patients_by_birth_date ON patients (birth_date_digest);
 CREATE UNIQUE INDEX patients_one_ins_per_org ON patients (org_id, ins_digest);
+CREATE INDEX patients_by_ins ON patients (ins_digest);
 CREATE INDEX patients_by_merged_into ON patients (merged_into);
 
 -- Blind indexes of the birth name and the used name, in their search form.

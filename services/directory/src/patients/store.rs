@@ -246,8 +246,9 @@ pub async fn search(
     let mut binds: Vec<&str> = Vec::new();
     if let Some(digest) = name_digest {
         binds.push(digest);
+        // Driven by the name index: the candidates are the few ids under this digest.
         sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM patient_names n WHERE n.patient_id = p.id AND n.digest = ${})",
+            " AND p.id IN (SELECT n.patient_id FROM patient_names n WHERE n.digest = ${})",
             binds.len() + 1
         ));
     }
