@@ -33,7 +33,10 @@ use telehealth_kit::{
     pki::DevPki,
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
-use telehealth_proto::v1::{self as pb, scheduling_service_client::SchedulingServiceClient};
+use telehealth_proto::v1::{
+    self as pb, patient_service_client::PatientServiceClient,
+    scheduling_service_client::SchedulingServiceClient,
+};
 use telehealth_testkit::harness::Bearer;
 use telehealth_testkit::measure::percentile;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -124,6 +127,34 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
+    // The patient every booking names, in the centre's register.
+    let mut register = PatientServiceClient::with_interceptor(
+        telehealth_testkit::harness::channel_to(
+            suite.gateway,
+            &settings,
+            &(device.cert.clone(), device.key.clone()),
+        )
+        .await?,
+        bearer.clone(),
+    );
+    let patient = register
+        .create_patient(pb::CreatePatientRequest {
+            identity: Some(pb::IdentityTraits {
+                birth_name: "BANC".into(),
+                first_names: "Marie".into(),
+                sex: pb::Sex::Female as i32,
+                birth_date: "1940-01-01".into(),
+                ..Default::default()
+            }),
+            confirm_distinct: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .patient
+        .map(|p| p.id)
+        .unwrap_or_default();
+
     print!("publishing availability of {PRACTITIONERS} practitioners… ");
     for n in 0..PRACTITIONERS {
         clients[0]
@@ -151,12 +182,17 @@ async fn main() -> anyhow::Result<()> {
     // 1. No conflicts: booking n goes to practitioner n % 1000, slot n / 1000.
     let next = Arc::new(AtomicU64::new(0));
     let (calls, ok, elapsed, latencies) = run(&clients, Duration::from_secs(seconds), {
-        let next = next.clone();
+        let (next, patient) = (next.clone(), patient.clone());
         move |_| {
             let n = next.fetch_add(1, Ordering::Relaxed);
             let slot = (n / PRACTITIONERS) as i64;
             let start = slot_start(2 + slot / 24, slot % 24);
-            booking(&format!("nc-{n}"), &practitioner(n % PRACTITIONERS), start)
+            booking(
+                &patient,
+                &format!("nc-{n}"),
+                &practitioner(n % PRACTITIONERS),
+                start,
+            )
         }
     })
     .await;
@@ -171,10 +207,11 @@ async fn main() -> anyhow::Result<()> {
     // 2. Conflicts: everyone fights over 8 slots of one practitioner.
     let next = Arc::new(AtomicU64::new(0));
     let (calls, ok, elapsed, latencies) = run(&clients, Duration::from_secs(seconds), {
-        let next = next.clone();
+        let (next, patient) = (next.clone(), patient.clone());
         move |_| {
             let n = next.fetch_add(1, Ordering::Relaxed);
             booking(
+                &patient,
                 &format!("c-{n}"),
                 &practitioner(PRACTITIONERS - 1),
                 slot_start(40, (n % 8) as i64),
@@ -242,13 +279,13 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn booking(key: &str, doctor: &str, start: Timestamp) -> pb::BookAppointmentRequest {
+fn booking(patient: &str, key: &str, doctor: &str, start: Timestamp) -> pb::BookAppointmentRequest {
     pb::BookAppointmentRequest {
         idempotency_key: key.into(),
         doctor_subject: doctor.into(),
         nurse_subject: String::new(),
         patient: Some(pb::PatientRef {
-            pseudonym: format!("pat-{key}"),
+            pseudonym: patient.into(),
         }),
         patient_subject: String::new(),
         start_time: Some(ts(start)),

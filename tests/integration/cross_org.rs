@@ -161,6 +161,11 @@ fn table() -> Vec<Line> {
             Refused,
         ),
         line(
+            "PatientService/ResolvePatient",
+            json!({"orgId": "{org}", "patientId": "{patient}"}),
+            Refused,
+        ),
+        line(
             "PatientService/SharePatient",
             json!({"orgId": "{org}", "patientId": "{patient}", "withOrgId": "cds-beta",
                 "reason": "test"}),

@@ -161,6 +161,7 @@ async fn the_whole_workflow_with_a_doctor_and_two_specialists() {
             specialist("dr-derm-b", HOSPITAL, DERMATOLOGY),
         );
         let mut dr = suite.expertise(&dr_who).await;
+        let registered = suite.consenting_patient(&dr_who).await;
         let mut a = suite.expertise(&a_who).await;
         let mut b = suite.expertise(&b_who).await;
 
@@ -214,7 +215,7 @@ async fn the_whole_workflow_with_a_doctor_and_two_specialists() {
             "{backend:?}: idempotent retry"
         );
         let reused = dr
-            .create_draft(create(content("pat-1", pb::Urgency::Routine)))
+            .create_draft(create(content(&registered, pb::Urgency::Routine)))
             .await
             .expect_err("same key, other content");
         assert_eq!(reused.code(), Code::FailedPrecondition);
@@ -237,13 +238,12 @@ async fn the_whole_workflow_with_a_doctor_and_two_specialists() {
         let stale = dr
             .update_draft(pb::UpdateDraftRequest {
                 request_id: draft.request_id.clone(),
-                content: Some(content("pat-1", pb::Urgency::Routine)),
+                content: Some(content(&registered, pb::Urgency::Routine)),
                 expected_version: draft.version + 7,
             })
             .await
             .expect_err("stale version");
         assert_eq!(stale.code(), Code::Aborted);
-        let registered = suite.consenting_patient(&dr_who).await;
         let draft = dr
             .update_draft(pb::UpdateDraftRequest {
                 request_id: draft.request_id.clone(),
@@ -584,6 +584,7 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
             return;
         };
         let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
+        let registered = suite.consenting_patient(&doctor("dr-martin", CENTRE)).await;
         let id = submitted(
             &mut dr,
             "k",
@@ -594,7 +595,7 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
         let draft = dr
             .create_draft(pb::CreateDraftRequest {
                 idempotency_key: "draft".into(),
-                content: Some(content("pat-3", pb::Urgency::Urgent)),
+                content: Some(content(&registered, pb::Urgency::Urgent)),
             })
             .await
             .expect("draft")
@@ -698,7 +699,7 @@ async fn outsiders_cannot_learn_whether_a_request_exists() {
         let update = colleague
             .update_draft(pb::UpdateDraftRequest {
                 request_id: draft,
-                content: Some(content("pat-3", pb::Urgency::Routine)),
+                content: Some(content(&registered, pb::Urgency::Routine)),
                 expected_version: 0,
             })
             .await
@@ -781,6 +782,7 @@ async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
             return;
         };
         let mut dr = suite.expertise(&doctor("dr-martin", CENTRE)).await;
+        let registered = suite.consenting_patient(&doctor("dr-martin", CENTRE)).await;
         let mut ids = Vec::new();
         for i in 0..5 {
             ids.push(
@@ -907,7 +909,7 @@ async fn the_inbox_lists_overdue_first_and_lists_page_stably() {
         let never_sent = dr
             .create_draft(pb::CreateDraftRequest {
                 idempotency_key: "never-sent".into(),
-                content: Some(content("pat-9", pb::Urgency::Routine)),
+                content: Some(content(&registered, pb::Urgency::Routine)),
             })
             .await
             .expect("draft")

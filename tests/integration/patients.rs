@@ -812,7 +812,7 @@ async fn each_act_needs_the_patients_current_consent() {
             .register_wound(open_follow_up("pat-inconnu".into()))
             .await
             .expect_err("not in the register");
-        assert_eq!(unknown.code(), Code::FailedPrecondition, "{backend:?}");
+        assert_eq!(unknown.code(), Code::NotFound, "{backend:?}");
         assert!(
             unknown.message().contains("CreatePatient"),
             "{}",

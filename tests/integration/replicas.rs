@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use telehealth_kit::Part;
 use telehealth_proto::v1::{
     self as pb, expertise_service_client::ExpertiseServiceClient,
+    patient_service_client::PatientServiceClient,
     scheduling_service_client::SchedulingServiceClient, signal_request::Message as In,
     signal_response::Event as Out, signalling_service_client::SignallingServiceClient,
 };
@@ -96,15 +97,17 @@ async fn bookings_of_one_slot_on_both_instances_have_exactly_one_winner(
     let on_a = scheduling(cluster, via.a, &doctor).await;
     let on_b = scheduling(cluster, via.b, &doctor).await;
     let start = ten_oclock_in(3);
+    let patient = registered_patient(cluster, via.both).await;
     let attempts: Vec<_> = (0..20)
         .map(|i| {
+            let patient = patient.clone();
             let mut client = if i % 2 == 0 {
                 on_a.clone()
             } else {
                 on_b.clone()
             };
             tokio::spawn(async move {
-                let request = booking(&format!("same-{i}"), "dr-martin", start);
+                let request = booking(&patient, &format!("same-{i}"), "dr-martin", start);
                 client.book_appointment(request).await
             })
         })
@@ -153,7 +156,12 @@ async fn a_watch_on_one_instance_receives_the_bookings_made_on_the_other(
 
     let booked = scheduling(cluster, via.b, &doctor)
         .await
-        .book_appointment(booking("watched-1", "dr-bernard", ten_oclock_in(4)))
+        .book_appointment(booking(
+            &registered_patient(cluster, via.both).await,
+            "watched-1",
+            "dr-bernard",
+            ten_oclock_in(4),
+        ))
         .await
         .expect("booked on instance B")
         .into_inner()
@@ -394,7 +402,7 @@ async fn an_upload_started_on_one_expertise_instance_resumes_on_the_other(
     let request_id = on_a
         .create_draft(pb::CreateDraftRequest {
             idempotency_key: "replicas-upload".into(),
-            content: Some(draft_content()),
+            content: Some(draft_content(&registered_patient(cluster, via.both).await)),
         })
         .await
         .expect("draft created")
@@ -546,13 +554,13 @@ async fn expertise(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> E
     )
 }
 
-fn draft_content() -> pb::ExpertiseRequestContent {
+fn draft_content(patient: &str) -> pb::ExpertiseRequestContent {
     pb::ExpertiseRequestContent {
         target_org_id: "chu-limoges".into(),
         specialty: "dermatology".into(),
         patient: Some(pb::ExpertisePatient {
             patient: Some(pb::PatientRef {
-                pseudonym: "pat-replicas".into(),
+                pseudonym: patient.into(),
             }),
             age_years: 54,
             age_months: 0,
@@ -585,13 +593,19 @@ async fn a_sigkill_loses_no_acknowledged_booking_and_calls_move_to_the_survivor(
     let doctor = Person::doctor("dr-durand", CENTRE);
     publish_availability(cluster, via.both, &doctor).await;
     let client = scheduling(cluster, via.both, &doctor).await;
+    let patient = registered_patient(cluster, via.both).await;
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<Failure>::new()));
     let writers: Vec<_> = (0..WRITERS)
         .map(|_| {
-            let (mut client, next, done, failures) =
-                (client.clone(), next.clone(), done.clone(), failures.clone());
+            let (mut client, next, done, failures, patient) = (
+                client.clone(),
+                next.clone(),
+                done.clone(),
+                failures.clone(),
+                patient.clone(),
+            );
             tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 loop {
@@ -603,7 +617,7 @@ async fn a_sigkill_loses_no_acknowledged_booking_and_calls_move_to_the_survivor(
                     // attempt is retried with the same idempotency key, as a client would.
                     let start = eight_oclock_in(10 + n as i64 / 24)
                         + SignedDuration::from_mins(30 * (n as i64 % 24));
-                    let request = booking(&format!("kill-{n}"), "dr-durand", start);
+                    let request = booking(&patient, &format!("kill-{n}"), "dr-durand", start);
                     let first_try = Instant::now();
                     loop {
                         let mut call = Request::new(request.clone());
@@ -776,12 +790,56 @@ async fn publish_availability(cluster: &Cluster, gateway: SocketAddr, doctor: &P
         .expect("availability published");
 }
 
-fn booking(key: &str, doctor: &str, start: Timestamp) -> pb::BookAppointmentRequest {
+/// A patient of the centre's register, registered through `gateway` by its coordinator, who
+/// consented to teleconsultations and tele-expertise.
+async fn registered_patient(cluster: &Cluster, gateway: SocketAddr) -> String {
+    let coordinator = Person::coordinator("coord-replicas", CENTRE);
+    let mut register = PatientServiceClient::with_interceptor(
+        cluster.channel(gateway, coordinator.device).await,
+        bearer(cluster, &coordinator),
+    );
+    let patient = register
+        .create_patient(pb::CreatePatientRequest {
+            identity: Some(pb::IdentityTraits {
+                birth_name: "REPLIQUE".into(),
+                first_names: "Jeanne".into(),
+                sex: pb::Sex::Female as i32,
+                birth_date: "1950-05-05".into(),
+                ..Default::default()
+            }),
+            confirm_distinct: true,
+            ..Default::default()
+        })
+        .await
+        .expect("patient registered")
+        .into_inner()
+        .patient
+        .expect("patient")
+        .id;
+    for act in [
+        pb::ConsentAct::Teleconsultation,
+        pb::ConsentAct::TeleExpertise,
+    ] {
+        register
+            .record_consent(pb::RecordConsentRequest {
+                patient_id: patient.clone(),
+                act: act as i32,
+                decision: pb::ConsentDecision::Given as i32,
+                method: pb::ConsentMethod::Oral as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("consent recorded");
+    }
+    patient
+}
+
+fn booking(patient: &str, key: &str, doctor: &str, start: Timestamp) -> pb::BookAppointmentRequest {
     pb::BookAppointmentRequest {
         idempotency_key: key.into(),
         doctor_subject: doctor.into(),
         patient: Some(pb::PatientRef {
-            pseudonym: format!("pat-{key}"),
+            pseudonym: patient.into(),
         }),
         start_time: Some(ts(start)),
         duration_minutes: 30,

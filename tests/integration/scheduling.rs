@@ -82,7 +82,10 @@ fn ten_oclock_in(days: i64) -> Timestamp {
         .timestamp()
 }
 
+/// A booking of `patient` (an id of the centre's register) with `doctor`, the patient's own
+/// account being `patient_subject`.
 fn booking(
+    patient: &str,
     key: &str,
     doctor: &str,
     patient_subject: &str,
@@ -93,7 +96,7 @@ fn booking(
         doctor_subject: doctor.into(),
         nurse_subject: String::new(),
         patient: Some(pb::PatientRef {
-            pseudonym: format!("pat-{patient_subject}"),
+            pseudonym: patient.into(),
         }),
         patient_subject: patient_subject.into(),
         start_time: Some(ts(start)),
@@ -101,14 +104,6 @@ fn booking(
         reason: "suivi diabète".into(),
         hold_id: String::new(),
     }
-}
-
-/// `request` for `patient`, a patient of the register who consented (to start it).
-fn consented(mut request: pb::BookAppointmentRequest, patient: &str) -> pb::BookAppointmentRequest {
-    request.patient = Some(pb::PatientRef {
-        pseudonym: patient.into(),
-    });
-    request
 }
 
 #[tokio::test]
@@ -211,6 +206,9 @@ async fn fifty_concurrent_bookings_of_one_slot_give_exactly_one_appointment() {
         let Some(suite) = Suite::start(backend).await else {
             continue;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let client = suite.scheduling(&doctor).await;
@@ -218,9 +216,11 @@ async fn fifty_concurrent_bookings_of_one_slot_give_exactly_one_appointment() {
         let attempts: Vec<_> = (0..50)
             .map(|i| {
                 let mut client = client.clone();
+                let in_register = in_register.clone();
                 tokio::spawn(async move {
                     client
                         .book_appointment(booking(
+                            &in_register,
                             &format!("key-{i}"),
                             "dr-martin",
                             &format!("p{i}"),
@@ -257,17 +257,20 @@ async fn a_refused_booking_lists_every_conflict() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         let nurse = Person::nurse("nurse-claire", CENTRE);
         suite.enrol(&nurse).await;
         publish_availability(&suite, &doctor).await;
         let mut client = suite.scheduling(&doctor).await;
         let start = ten_oclock_in(4);
-        let mut first = booking("k1", "dr-martin", "p1", start);
+        let mut first = booking(&in_register, "k1", "dr-martin", "p1", start);
         first.nurse_subject = nurse.subject.into();
         client.book_appointment(first).await.expect("first booking");
 
-        let mut second = booking("k2", "dr-martin", "p2", start);
+        let mut second = booking(&in_register, "k2", "dr-martin", "p2", start);
         second.nurse_subject = nurse.subject.into();
         let status = client
             .book_appointment(second)
@@ -303,10 +306,19 @@ async fn an_idempotent_retry_returns_the_first_booking() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let mut client = suite.scheduling(&doctor).await;
-        let request = booking("retry-me", "dr-martin", "p1", ten_oclock_in(5));
+        let request = booking(
+            &in_register,
+            "retry-me",
+            "dr-martin",
+            "p1",
+            ten_oclock_in(5),
+        );
         let first = client
             .book_appointment(request.clone())
             .await
@@ -347,9 +359,12 @@ async fn the_lifecycle_allows_legal_transitions_and_refuses_the_others() {
         let mut pt = suite.scheduling(&patient).await;
         let registered = suite.consenting_patient(&doctor).await;
         let id = dr
-            .book_appointment(consented(
-                booking("k", "dr-martin", "patient-42", soon(10)),
+            .book_appointment(booking(
                 &registered,
+                "k",
+                "dr-martin",
+                "patient-42",
+                soon(10),
             ))
             .await
             .expect("booked")
@@ -487,12 +502,15 @@ async fn cancelling_frees_the_time_and_rescheduling_keeps_the_history() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
         let start = ten_oclock_in(6);
         let id = dr
-            .book_appointment(booking("a", "dr-martin", "p1", start))
+            .book_appointment(booking(&in_register, "a", "dr-martin", "p1", start))
             .await
             .expect("booked")
             .into_inner()
@@ -520,7 +538,7 @@ async fn cancelling_frees_the_time_and_rescheduling_keeps_the_history() {
         );
         assert_eq!(moved.reschedule_count, 1);
         // The old time is free again.
-        dr.book_appointment(booking("b", "dr-martin", "p2", start))
+        dr.book_appointment(booking(&in_register, "b", "dr-martin", "p2", start))
             .await
             .expect("the old slot is free");
         let history = dr
@@ -553,7 +571,7 @@ async fn cancelling_frees_the_time_and_rescheduling_keeps_the_history() {
         })
         .await
         .expect("cancelled");
-        dr.book_appointment(booking("c", "dr-martin", "p3", later))
+        dr.book_appointment(booking(&in_register, "c", "dr-martin", "p3", later))
             .await
             .expect("a cancelled appointment frees its time");
         suite.stop().await;
@@ -566,12 +584,21 @@ async fn outsiders_cannot_learn_whether_an_appointment_exists() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let id = suite
             .scheduling(&doctor)
             .await
-            .book_appointment(booking("k", "dr-martin", "p1", ten_oclock_in(2)))
+            .book_appointment(booking(
+                &in_register,
+                "k",
+                "dr-martin",
+                "p1",
+                ten_oclock_in(2),
+            ))
             .await
             .expect("booked")
             .into_inner()
@@ -619,12 +646,21 @@ async fn a_watching_doctor_sees_the_patient_check_in() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         let patient = Person::patient("patient-42", CENTRE);
         publish_round_the_clock(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
         let id = dr
-            .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
+            .book_appointment(booking(
+                &in_register,
+                "k",
+                "dr-martin",
+                "patient-42",
+                soon(10),
+            ))
             .await
             .expect("booked")
             .into_inner()
@@ -681,6 +717,9 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
@@ -690,7 +729,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
                 "zero duration",
                 pb::BookAppointmentRequest {
                     duration_minutes: 0,
-                    ..booking("a", "dr-martin", "p", start)
+                    ..booking(&in_register, "a", "dr-martin", "p", start)
                 },
                 "duration_minutes",
             ),
@@ -698,7 +737,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
                 "huge duration",
                 pb::BookAppointmentRequest {
                     duration_minutes: 100_000,
-                    ..booking("a", "dr-martin", "p", start)
+                    ..booking(&in_register, "a", "dr-martin", "p", start)
                 },
                 "duration_minutes",
             ),
@@ -706,7 +745,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
                 "no key",
                 pb::BookAppointmentRequest {
                     idempotency_key: String::new(),
-                    ..booking("a", "dr-martin", "p", start)
+                    ..booking(&in_register, "a", "dr-martin", "p", start)
                 },
                 "idempotency_key",
             ),
@@ -716,7 +755,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
                     patient: Some(pb::PatientRef {
                         pseudonym: "Jean Dupont 12/03/1950".into(),
                     }),
-                    ..booking("a", "dr-martin", "p", start)
+                    ..booking(&in_register, "a", "dr-martin", "p", start)
                 },
                 "patient.pseudonym",
             ),
@@ -724,7 +763,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
                 "no start",
                 pb::BookAppointmentRequest {
                     start_time: None,
-                    ..booking("a", "dr-martin", "p", start)
+                    ..booking(&in_register, "a", "dr-martin", "p", start)
                 },
                 "start_time",
             ),
@@ -739,6 +778,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() {
             );
         }
         let outside = booking(
+            &in_register,
             "b",
             "dr-martin",
             "p",
@@ -828,6 +868,9 @@ async fn the_icalendar_export_parses_with_an_independent_parser_at_the_right_tim
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
@@ -835,7 +878,7 @@ async fn the_icalendar_export_parses_with_an_independent_parser_at_the_right_tim
         for (days, key) in [(2, "a"), (9, "b")] {
             let start = ten_oclock_in(days);
             let appointment = dr
-                .book_appointment(booking(key, "dr-martin", key, start))
+                .book_appointment(booking(&in_register, key, "dr-martin", key, start))
                 .await
                 .expect("booked")
                 .into_inner()
@@ -906,6 +949,9 @@ async fn two_scheduling_instances_on_postgres_never_double_book_and_share_change
     let Some(suite) = Suite::start(Backend::Postgres).await else {
         return;
     };
+    let in_register = suite
+        .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+        .await;
     let running = suite.running.as_ref().expect("running");
     let first = running.services[&telehealth_kit::Part::Scheduling];
     let (second, stop_second) = suite.extra_instance(telehealth_kit::Part::Scheduling).await;
@@ -924,9 +970,11 @@ async fn two_scheduling_instances_on_postgres_never_double_book_and_share_change
     let attempts: Vec<_> = (0..50)
         .map(|i| {
             let mut client = client.clone();
+            let in_register = in_register.clone();
             tokio::spawn(async move {
                 client
                     .book_appointment(booking(
+                        &in_register,
                         &format!("k{i}"),
                         "dr-martin",
                         &format!("p{i}"),
@@ -995,6 +1043,9 @@ async fn a_hold_blocks_the_slot_until_it_expires_by_itself() {
         else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         let coordinator = Person::coordinator("coord-anne", CENTRE);
         publish_availability(&suite, &doctor).await;
@@ -1015,13 +1066,13 @@ async fn a_hold_blocks_the_slot_until_it_expires_by_itself() {
             .expect("hold");
         let mut dr = suite.scheduling(&doctor).await;
         let status = dr
-            .book_appointment(booking("x", "dr-martin", "p1", start))
+            .book_appointment(booking(&in_register, "x", "dr-martin", "p1", start))
             .await
             .expect_err("held by the coordinator");
         assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
 
         // The holder books with the hold.
-        let mut with_hold = booking("y", "dr-martin", "p2", start);
+        let mut with_hold = booking(&in_register, "y", "dr-martin", "p2", start);
         with_hold.hold_id = hold.hold_id.clone();
         let mut other_time = with_hold.clone();
         other_time.start_time = Some(ts(start + jiff::SignedDuration::from_hours(1)));
@@ -1034,7 +1085,7 @@ async fn a_hold_blocks_the_slot_until_it_expires_by_itself() {
         assert_eq!(status.code(), Code::InvalidArgument);
 
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        dr.book_appointment(booking("z", "dr-martin", "p3", start))
+        dr.book_appointment(booking(&in_register, "z", "dr-martin", "p3", start))
             .await
             .expect("the hold expired by itself");
         suite.stop().await;
@@ -1051,6 +1102,9 @@ async fn minimum_notice_leave_and_buffers_are_respected() {
         else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         let mut dr = suite.scheduling(&doctor).await;
         dr.set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
@@ -1064,19 +1118,25 @@ async fn minimum_notice_leave_and_buffers_are_respected() {
         .expect("availability");
 
         let status = dr
-            .book_appointment(booking("a", "dr-martin", "p", ten_oclock_in(1)))
+            .book_appointment(booking(
+                &in_register,
+                "a",
+                "dr-martin",
+                "p",
+                ten_oclock_in(1),
+            ))
             .await
             .expect_err("too soon");
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert!(status.message().contains("notice"), "{}", status.message());
 
         let start = ten_oclock_in(10);
-        dr.book_appointment(booking("b", "dr-martin", "p", start))
+        dr.book_appointment(booking(&in_register, "b", "dr-martin", "p", start))
             .await
             .expect("far enough ahead");
         let in_buffer = start + jiff::SignedDuration::from_mins(40);
         let status = dr
-            .book_appointment(booking("c", "dr-martin", "p", in_buffer))
+            .book_appointment(booking(&in_register, "c", "dr-martin", "p", in_buffer))
             .await
             .expect_err("10 minutes after the end");
         assert_eq!(
@@ -1106,6 +1166,7 @@ async fn minimum_notice_leave_and_buffers_are_respected() {
         .expect("leave added");
         let status = dr
             .book_appointment(booking(
+                &in_register,
                 "d",
                 "dr-martin",
                 "p",
@@ -1124,6 +1185,9 @@ async fn listings_are_paginated_in_a_stable_order() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
@@ -1131,7 +1195,13 @@ async fn listings_are_paginated_in_a_stable_order() {
         for i in 0..7 {
             let start = ten_oclock_in(2) + jiff::SignedDuration::from_mins(30 * i);
             let a = dr
-                .book_appointment(booking(&format!("k{i}"), "dr-martin", "p", start))
+                .book_appointment(booking(
+                    &in_register,
+                    &format!("k{i}"),
+                    "dr-martin",
+                    "p",
+                    start,
+                ))
                 .await
                 .expect("booked")
                 .into_inner();
@@ -1274,6 +1344,9 @@ async fn releasing_a_hold_is_not_found_for_others_and_false_once_the_hold_has_en
         else {
             continue;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         let coordinator = Person::coordinator("coord-anne", CENTRE);
         publish_availability(&suite, &doctor).await;
@@ -1318,7 +1391,13 @@ async fn releasing_a_hold_is_not_found_for_others_and_false_once_the_hold_has_en
         // Naming it in a booking tells no more than naming a hold that does not exist.
         let stranger = Person::doctor("dr-stranger", OTHER_CENTRE);
         publish_availability(&suite, &stranger).await;
-        let mut theirs = booking("stranger", "dr-stranger", "p9", ten_oclock_in(3));
+        let mut theirs = booking(
+            &in_register,
+            "stranger",
+            "dr-stranger",
+            "p9",
+            ten_oclock_in(3),
+        );
         theirs.hold_id = coordinators.clone();
         let mut ghostly = theirs.clone();
         ghostly.hold_id = ghost.clone();
@@ -1354,7 +1433,7 @@ async fn releasing_a_hold_is_not_found_for_others_and_false_once_the_hold_has_en
             .await
             .map(hold_of)
             .expect("held");
-        let mut with_hold = booking("with-hold", "dr-martin", "p1", start);
+        let mut with_hold = booking(&in_register, "with-hold", "dr-martin", "p1", start);
         with_hold.hold_id = consumed.clone();
         dr.book_appointment(with_hold)
             .await
@@ -1387,6 +1466,9 @@ async fn an_empty_subject_means_the_caller_wherever_the_contract_says_so() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         let coordinator = Person::coordinator("coord-anne", CENTRE);
         let mut dr = suite.scheduling(&doctor).await;
@@ -1452,7 +1534,13 @@ async fn an_empty_subject_means_the_caller_wherever_the_contract_says_so() {
             .expect("hold");
         assert_eq!(hold.doctor_subject, "dr-martin");
         let booked = dr
-            .book_appointment(booking("empty-doctor", "", "p1", ten_oclock_in(4)))
+            .book_appointment(booking(
+                &in_register,
+                "empty-doctor",
+                "",
+                "p1",
+                ten_oclock_in(4),
+            ))
             .await
             .expect("BookAppointment: empty is the caller")
             .into_inner()
@@ -1466,7 +1554,7 @@ async fn an_empty_subject_means_the_caller_wherever_the_contract_says_so() {
             (
                 "BookAppointment",
                 coord
-                    .book_appointment(booking("c", "", "p2", ten_oclock_in(5)))
+                    .book_appointment(booking(&in_register, "c", "", "p2", ten_oclock_in(5)))
                     .await
                     .map(|_| ()),
                 "doctor_subject",
@@ -1511,15 +1599,15 @@ async fn check_in_and_start_are_refused_outside_the_window_around_the_start() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         let patient = Person::patient("patient-42", CENTRE);
         publish_round_the_clock(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
         let mut pt = suite.scheduling(&patient).await;
-        let registered = suite.consenting_patient(&doctor).await;
-        let book = |key: &str, start| {
-            consented(booking(key, "dr-martin", "patient-42", start), &registered)
-        };
+        let book = |key: &str, start| booking(&in_register, key, "dr-martin", "patient-42", start);
 
         // Two months ahead: neither checked in to nor started, and left as it was.
         let far = ten_oclock_in(60);
@@ -1613,8 +1701,15 @@ async fn check_in_and_start_are_refused_outside_the_window_around_the_start() {
         };
         publish_round_the_clock(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
+        let in_register = suite.consenting_patient(&doctor).await;
         let id = dr
-            .book_appointment(book("in-3-hours", soon(180)))
+            .book_appointment(booking(
+                &in_register,
+                "in-3-hours",
+                "dr-martin",
+                "patient-42",
+                soon(180),
+            ))
             .await
             .expect("booked")
             .into_inner()
@@ -1713,6 +1808,9 @@ async fn reasons_and_comments_are_trimmed_and_required_where_the_contract_says()
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
@@ -1720,7 +1818,7 @@ async fn reasons_and_comments_are_trimmed_and_required_where_the_contract_says()
             let status = dr
                 .book_appointment(pb::BookAppointmentRequest {
                     reason: reason.into(),
-                    ..booking("blank", "dr-martin", "p1", ten_oclock_in(2))
+                    ..booking(&in_register, "blank", "dr-martin", "p1", ten_oclock_in(2))
                 })
                 .await
                 .expect_err("a blank reason is missing");
@@ -1734,7 +1832,7 @@ async fn reasons_and_comments_are_trimmed_and_required_where_the_contract_says()
         let booked = dr
             .book_appointment(pb::BookAppointmentRequest {
                 reason: "  suivi diabète \n".into(),
-                ..booking("trimmed", "dr-martin", "p1", ten_oclock_in(2))
+                ..booking(&in_register, "trimmed", "dr-martin", "p1", ten_oclock_in(2))
             })
             .await
             .expect("booked")
@@ -1784,12 +1882,21 @@ async fn a_patient_joining_the_room_after_check_in_reaches_the_doctors_watch_wit
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         let patient = Person::patient("patient-42", CENTRE);
         publish_round_the_clock(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
         let id = dr
-            .book_appointment(booking("k", "dr-martin", "patient-42", soon(10)))
+            .book_appointment(booking(
+                &in_register,
+                "k",
+                "dr-martin",
+                "patient-42",
+                soon(10),
+            ))
             .await
             .expect("booked")
             .into_inner()
@@ -1874,11 +1981,20 @@ async fn the_calendar_uid_of_an_appointment_is_its_id() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-martin", CENTRE);
         publish_availability(&suite, &doctor).await;
         let mut dr = suite.scheduling(&doctor).await;
         let id = dr
-            .book_appointment(booking("k", "dr-martin", "p1", ten_oclock_in(2)))
+            .book_appointment(booking(
+                &in_register,
+                "k",
+                "dr-martin",
+                "p1",
+                ten_oclock_in(2),
+            ))
             .await
             .expect("booked")
             .into_inner()
@@ -1967,6 +2083,9 @@ async fn on_dst_days_the_listed_slots_are_the_bookable_ones_from_the_documented_
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
         let doctor = Person::doctor("dr-dst", CENTRE);
         let mut dr = suite.scheduling(&doctor).await;
         dr.set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
@@ -2031,6 +2150,7 @@ async fn on_dst_days_the_listed_slots_are_the_bookable_ones_from_the_documented_
             for (index, slot) in slots.iter().enumerate() {
                 let start = at(slot.time.as_ref().and_then(|t| t.start_time.as_ref()));
                 dr.book_appointment(booking(
+                    &in_register,
                     &format!("{day}-{index}"),
                     doctor.subject,
                     &format!("p{index}"),

@@ -1117,7 +1117,7 @@ async fn a_patient_joining_before_the_doctor_puts_the_appointment_in_the_waiting
                 doctor_subject: doctor.subject.into(),
                 nurse_subject: String::new(),
                 patient: Some(pb::PatientRef {
-                    pseudonym: "pat-7f3a".into(),
+                    pseudonym: suite.consenting_patient(&doctor).await,
                 }),
                 patient_subject: patient().subject.into(),
                 start_time: Some(ts(start)),

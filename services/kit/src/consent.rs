@@ -1,4 +1,5 @@
-//! The patient's consent, checked where the act happens.
+//! The patient register as the other services see it: every new record's patient resolved
+//! against it, and the patient's consent checked where the act happens.
 //!
 //! Submitting a tele-expertise request, opening a wound follow-up and starting a
 //! teleconsultation each ask the patient register (the directory part's internal `CheckConsent`)
@@ -42,8 +43,8 @@ pub struct ConsentUsed {
     pub patient_id: String,
 }
 
-/// What a refusal says when the register does not know the patient (or the caller's
-/// organisation does not see them).
+/// What a refusal (`NOT_FOUND`) says when the register does not know the patient, or the
+/// caller's organisation does not see them: the same words either way.
 pub const UNKNOWN_PATIENT: &str = "the patient is not in your organisation's patient register: register them (PatientService/CreatePatient), record their consent, then use the id the register gave";
 
 /// The patient register as the acts' services see it (over internal mTLS).
@@ -80,6 +81,19 @@ impl Consents {
         }
     }
 
+    /// The register's (surviving) id of the patient a new record of `org` names, or the refusal
+    /// to give the caller when `org` does not know them.
+    pub async fn resolve(&self, org: &str, patient: &str) -> Result<String, KitError> {
+        let request = pb::ResolvePatientRequest {
+            org_id: org.to_owned(),
+            patient_id: patient.to_owned(),
+        };
+        match self.client.clone().resolve_patient(request).await {
+            Ok(answer) => Ok(answer.into_inner().patient_id),
+            Err(status) => Err(refusal(status)),
+        }
+    }
+
     /// Shares `patient` of `org` with `with_org` (a request sent to a hospital), for `reason`;
     /// refused while the patient objects to sharing.
     pub async fn share(
@@ -107,9 +121,7 @@ impl Consents {
 /// The caller's refusal for the register's answer.
 fn refusal(status: tonic::Status) -> KitError {
     match status.code() {
-        Code::NotFound | Code::InvalidArgument => {
-            KitError::FailedPrecondition(UNKNOWN_PATIENT.to_owned())
-        }
+        Code::NotFound | Code::InvalidArgument => KitError::NotFound(UNKNOWN_PATIENT.to_owned()),
         Code::FailedPrecondition => KitError::FailedPrecondition(status.message().to_owned()),
         _ => {
             tracing::warn!(%status, "the patient register did not answer a consent check");

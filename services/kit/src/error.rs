@@ -160,6 +160,10 @@ pub enum KitError {
     /// The act needs something recorded first (the patient's consent); the message says what.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A record another service holds is unknown to the caller's organisation (a patient the
+    /// register does not know): the message says what to do, the same whether it exists elsewhere.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl KitError {
@@ -188,6 +192,7 @@ impl ApiError for KitError {
             KitError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             KitError::Unavailable(_) => ErrorCode::Unavailable,
             KitError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            KitError::NotFound(_) => ErrorCode::NotFound,
             KitError::Database(error) => database_code(error),
             _ => ErrorCode::Internal,
         }

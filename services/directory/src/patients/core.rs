@@ -515,6 +515,13 @@ impl Register {
         outcome
     }
 
+    /// The surviving id of the patient `id` names, if `org` sees them (service to service).
+    pub async fn resolve(&self, caller: &Caller, org: &str, id: &str) -> Result<String> {
+        service(caller)?;
+        let mut conn = self.base.db().pool().acquire().await?;
+        Ok(self.visible_row(&mut conn, org, id).await?.id)
+    }
+
     /// Shares a patient `org` sees with `with_org` (service to service); the patient's
     /// surviving id.
     pub async fn share(

@@ -277,6 +277,19 @@ impl PatientService for PatientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn resolve_patient(
+        &self,
+        request: Request<pb::ResolvePatientRequest>,
+    ) -> Result<Response<pb::ResolvePatientResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let request = request.into_inner();
+        let org = subject("org_id", &request.org_id)?;
+        let id = convert::patient_id("patient_id", &request.patient_id)?;
+        let patient_id = self.register.resolve(&caller, &org, &id).await?;
+        Ok(Response::new(pb::ResolvePatientResponse { patient_id }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn share_patient(
         &self,
         request: Request<pb::SharePatientRequest>,

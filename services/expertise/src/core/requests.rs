@@ -137,6 +137,7 @@ impl Expertise {
             let mut conn = self.base.db().pool().acquire().await?;
             self.check_requester_right(&mut conn, identity).await?;
         }
+        let content = self.resolve_patient(&identity.org, content).await?;
         let keyed = KeyedRequest::new(
             &identity.subject,
             "CreateDraft",
@@ -208,6 +209,8 @@ impl Expertise {
     ) -> Result<Request, ExpertiseError> {
         let result = async {
             self.check_target(&content)?;
+            let org = &person(caller)?.org;
+            let content = self.resolve_patient(org, content).await?;
             let mut tx = self.base.db().pool().begin().await?;
             store::lock_request(&mut tx, id).await?;
             let current = visible(caller, store::request(&mut tx, id).await?)?;
@@ -220,7 +223,9 @@ impl Expertise {
             }
             check_version(&current, expected_version)?;
             let mut updated = current.clone();
-            updated.content = content;
+            // A wound's history comes from wound monitoring only: an edit keeps it.
+            let wound = updated.content.wound.take();
+            updated.content = Content { wound, ..content };
             updated.updated_at = self.now();
             updated.version += 1;
             store::save_request(&mut tx, &updated, current.version).await?;
@@ -396,6 +401,21 @@ impl Expertise {
         self.announce(&updated, &event).await;
         tracing::info!(request_id = %id, status = updated.status.as_str(), "request changed");
         Ok(updated)
+    }
+
+    /// `content` with its patient resolved against the register (an alias becomes the
+    /// survivor); a patient the organisation does not know is refused.
+    async fn resolve_patient(
+        &self,
+        org: &str,
+        mut content: Content,
+    ) -> Result<Content, ExpertiseError> {
+        if let Some(patient) = content.patient.as_mut()
+            && !patient.pseudonym.is_empty()
+        {
+            patient.pseudonym = self.consents.resolve(org, &patient.pseudonym).await?;
+        }
+        Ok(content)
     }
 
     /// Whether `identity`'s profession may request a tele-expertise today (dated data:

@@ -201,6 +201,14 @@ impl Scheduler {
                 "a doctor books his own appointments",
             ));
         }
+        // The patient is one of the organisation's register (an alias books the survivor).
+        let request = &BookingRequest {
+            patient_pseudonym: self
+                .consents
+                .resolve(&identity.org, &request.patient_pseudonym)
+                .await?,
+            ..request.clone()
+        };
         let keyed = KeyedRequest::new(
             &identity.subject,
             "BookAppointment",
