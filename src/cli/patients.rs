@@ -25,6 +25,11 @@ pub enum PatientsCommand {
     AddKey,
     /// Re-seal every stored patient field under the newest data key of the key file.
     Rekey,
+    /// Give every patient pseudonym that older appointments, requests and wounds carry a minimal
+    /// provisional register record under that id (identity to complete, no consent), so that
+    /// those records resolve again. Run once after upgrading; running it again adds only what is
+    /// new.
+    Adopt,
 }
 
 pub async fn run(command: PatientsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -66,6 +71,53 @@ pub async fn run(command: PatientsCommand, settings: &Settings) -> anyhow::Resul
             db.close().await;
             let rewritten = rewritten.map_err(|e| anyhow::anyhow!("re-encryption stopped: {e}"))?;
             println!("{rewritten} patient records re-sealed under key {newest}");
+        }
+        PatientsCommand::Adopt => {
+            let keys = KeyRing::load(&path)?;
+            let db =
+                Database::connect(&settings.database, &settings.data_dir, Part::Directory).await?;
+            let definition =
+                service_definition(Part::Directory).expect("the directory is a service");
+            db.migrate(&definition.migrations).await?;
+            let register = Register::new(
+                ServiceCore::new(db.clone(), system_clock()),
+                Vault::new(keys),
+            );
+            let mut adopted = 0;
+            for (part, references) in [
+                (
+                    Part::Scheduling,
+                    "SELECT DISTINCT org_id, patient_pseudonym FROM appointments",
+                ),
+                (
+                    Part::Expertise,
+                    "SELECT DISTINCT requester_org, patient_pseudonym FROM expertise_requests \
+                     WHERE patient_pseudonym <> ''",
+                ),
+                (
+                    Part::Wound,
+                    "SELECT DISTINCT org_id, patient_pseudonym FROM wounds",
+                ),
+            ] {
+                let source =
+                    Database::connect(&settings.database, &settings.data_dir, part).await?;
+                let pairs: Vec<(String, String)> = sqlx::query_as(references)
+                    .fetch_all(source.pool())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{part}: cannot read its patient references ({e}); has it run its migrations?"))?;
+                source.close().await;
+                for (org, pseudonym) in pairs {
+                    if register
+                        .adopt(&org, &pseudonym)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("adopting a pseudonym of {org}: {e}"))?
+                    {
+                        adopted += 1;
+                    }
+                }
+            }
+            db.close().await;
+            println!("{adopted} pseudonyms of older records adopted as provisional patients");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -66,6 +66,30 @@ async fn create(
         .expect("a patient")
 }
 
+/// Opening the follow-up of a heel pressure ulcer of `patient`.
+fn heel_ulcer(patient: &str) -> pb::RegisterWoundRequest {
+    pb::RegisterWoundRequest {
+        idempotency_key: uuid::Uuid::new_v4().to_string(),
+        patient: Some(pb::PatientRef {
+            pseudonym: patient.into(),
+        }),
+        description: Some(pb::WoundDescription {
+            body_site: Some(pb::BodySite {
+                region: pb::BodyRegion::Heel as i32,
+                laterality: pb::Laterality::Right as i32,
+                description: String::new(),
+                snomed_ct_code: String::new(),
+            }),
+            aetiology: pb::Aetiology::PressureUlcer as i32,
+            pressure_ulcer_stage: 2,
+            aetiology_details: String::new(),
+            onset_date: String::new(),
+            planned_assessment_interval_days: 7,
+        }),
+        ..Default::default()
+    }
+}
+
 /// `n` with its 2-digit key.
 fn with_key(first13: &str) -> String {
     let digits = first13.replace("2A", "19").replace("2B", "18");
@@ -477,26 +501,7 @@ async fn similar_traits_warn_and_a_merge_keeps_every_reference() {
         let wound = suite
             .wounds(&doctor)
             .await
-            .register_wound(pb::RegisterWoundRequest {
-                idempotency_key: uuid::Uuid::new_v4().to_string(),
-                patient: Some(pb::PatientRef {
-                    pseudonym: second.id.clone(),
-                }),
-                description: Some(pb::WoundDescription {
-                    body_site: Some(pb::BodySite {
-                        region: pb::BodyRegion::Heel as i32,
-                        laterality: pb::Laterality::Right as i32,
-                        description: String::new(),
-                        snomed_ct_code: String::new(),
-                    }),
-                    aetiology: pb::Aetiology::PressureUlcer as i32,
-                    pressure_ulcer_stage: 2,
-                    aetiology_details: String::new(),
-                    onset_date: String::new(),
-                    planned_assessment_interval_days: 7,
-                }),
-                ..Default::default()
-            })
+            .register_wound(heel_ulcer(&second.id))
             .await
             .expect_err("the moved consent is to a tele-expertise, not to wound monitoring");
         assert!(
@@ -517,26 +522,7 @@ async fn similar_traits_warn_and_a_merge_keeps_every_reference() {
         let wound = suite
             .wounds(&doctor)
             .await
-            .register_wound(pb::RegisterWoundRequest {
-                idempotency_key: uuid::Uuid::new_v4().to_string(),
-                patient: Some(pb::PatientRef {
-                    pseudonym: second.id.clone(),
-                }),
-                description: Some(pb::WoundDescription {
-                    body_site: Some(pb::BodySite {
-                        region: pb::BodyRegion::Heel as i32,
-                        laterality: pb::Laterality::Right as i32,
-                        description: String::new(),
-                        snomed_ct_code: String::new(),
-                    }),
-                    aetiology: pb::Aetiology::PressureUlcer as i32,
-                    pressure_ulcer_stage: 2,
-                    aetiology_details: String::new(),
-                    onset_date: String::new(),
-                    planned_assessment_interval_days: 7,
-                }),
-                ..Default::default()
-            })
+            .register_wound(heel_ulcer(&second.id))
             .await
             .expect("opened through the alias")
             .into_inner()
@@ -790,23 +776,8 @@ async fn each_act_needs_the_patients_current_consent() {
         // Remote monitoring of wounds: opening the follow-up is the act.
         let mut wounds = suite.wounds(&doctor).await;
         let open_follow_up = |pseudonym: String| pb::RegisterWoundRequest {
-            idempotency_key: uuid::Uuid::new_v4().to_string(),
-            patient: Some(pb::PatientRef { pseudonym }),
-            description: Some(pb::WoundDescription {
-                body_site: Some(pb::BodySite {
-                    region: pb::BodyRegion::LowerLeg as i32,
-                    laterality: pb::Laterality::Left as i32,
-                    description: "malléole interne".into(),
-                    snomed_ct_code: String::new(),
-                }),
-                aetiology: pb::Aetiology::VenousLegUlcer as i32,
-                pressure_ulcer_stage: 0,
-                aetiology_details: String::new(),
-                onset_date: "2026-01-15".into(),
-                planned_assessment_interval_days: 7,
-            }),
-            referring_doctor_subject: String::new(),
             care_team_nurse_subjects: vec![nurse.subject.into()],
+            ..heel_ulcer(&pseudonym)
         };
         let unknown = wounds
             .register_wound(open_follow_up("pat-inconnu".into()))
@@ -1079,6 +1050,93 @@ async fn concurrent_registrations_of_one_person_create_one_record() {
                 .all(|a| a.possible_duplicates.len() == 1),
             "each other attempt names the record"
         );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn pseudonyms_of_older_records_are_adopted_as_provisional_patients() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-ancien", CENTRE);
+        let patient = suite.consenting_patient(&doctor).await;
+        let mut wounds = suite.wounds(&doctor).await;
+        wounds
+            .register_wound(heel_ulcer(&patient))
+            .await
+            .expect("a follow-up of the patient");
+
+        // As before the register: the wound names a pseudonym the register does not know.
+        let register_db = telehealth_kit::Database::connect(
+            &suite.settings.database,
+            &suite.settings.data_dir,
+            telehealth_kit::Part::Directory,
+        )
+        .await
+        .expect("the directory's database");
+        for table in ["patient_names", "consents", "patients"] {
+            let column = if table == "patients" {
+                "id"
+            } else {
+                "patient_id"
+            };
+            sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
+                .bind(&patient)
+                .execute(register_db.pool())
+                .await
+                .expect("forgotten");
+        }
+        register_db.close().await;
+        let mut register = suite.patients(&doctor).await;
+        let lost = register
+            .get_patient(pb::GetPatientRequest {
+                patient_id: patient.clone(),
+            })
+            .await
+            .expect_err("unknown to the register");
+        assert_eq!(lost.code(), Code::NotFound, "{backend:?}");
+
+        let mut adopt = std::process::Command::new(crate::harness::binary());
+        adopt
+            .args(["patients", "adopt", "--data-dir"])
+            .arg(&suite.settings.data_dir)
+            .env_remove("TELEHEALTH_CONFIG");
+        if let Some(url) = &suite.settings.database.url {
+            adopt.env("TELEHEALTH_DATABASE__URL", url).env(
+                "TELEHEALTH_DATABASE__SCHEMA_PREFIX",
+                &suite.settings.database.schema_prefix,
+            );
+        }
+        let output = adopt.output().expect("telehealth patients adopt");
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && printed.contains("1 pseudonyms"),
+            "{backend:?}: {printed} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let adopted = register
+            .get_patient(pb::GetPatientRequest {
+                patient_id: patient.clone(),
+            })
+            .await
+            .expect("the pseudonym is a patient again")
+            .into_inner()
+            .patient
+            .expect("patient");
+        assert_eq!(
+            adopted.identity_status,
+            pb::IdentityStatus::Provisional as i32
+        );
+        assert_eq!(adopted.identity.expect("traits").birth_name, "INCONNU");
+        // It resolves again; its consent must be recorded anew before the next act.
+        let act = wounds
+            .register_wound(heel_ulcer(&patient))
+            .await
+            .expect_err("no consent recorded for the adopted patient");
+        assert_eq!(act.code(), Code::FailedPrecondition);
         suite.stop().await;
     }
 }

@@ -380,17 +380,11 @@ impl Register {
         store::lock_org(&mut tx, &person.org, micros(now)).await?;
         let (row, mut patient) = self.owned_patient(&mut tx, &person.org, id).await?;
         patient.objects_to_sharing = objects;
-        let mut updated = self.vault.seal_patient(&patient, &row.created_by)?;
-        updated.objection_note = Some(self.vault.seal("objection_note", &patient.id, &note)?);
-        updated.version = row.version + 1;
-        updated.created_us = row.created_us;
-        updated.updated_us = micros(now);
-        if !store::update_patient(&mut tx, &updated, &self.name_rows(&patient)).await? {
-            return Err(DirectoryError::VersionMismatch {
-                current: row.version,
-            });
-        }
-        patient.version = updated.version;
+        let row = PatientRow {
+            objection_note: Some(self.vault.seal("objection_note", &patient.id, &note)?),
+            ..row
+        };
+        self.write(&mut tx, &row, &mut patient, now).await?;
         self.stage(&mut tx, caller, "RecordObjection", &patient.id)
             .await?;
         tx.commit().await?;
@@ -551,6 +545,63 @@ impl Register {
         Ok(row.id)
     }
 
+    /// Gives a pseudonym that older records of `org` carry (from before the register) a minimal
+    /// provisional record under that very id, so that those records resolve again: traits read
+    /// `INCONNU` until someone completes them (`UpdatePatient`), and no consent is recorded.
+    /// Returns whether a record was created (false: the id is already a patient of `org`, or
+    /// taken by another organisation, which is logged and left alone).
+    pub async fn adopt(&self, org: &str, pseudonym: &str) -> Result<bool> {
+        let now = self.now();
+        let mut tx = self.base.db().pool().begin().await?;
+        store::lock_org(&mut tx, org, micros(now)).await?;
+        if let Some(existing) = store::patient(&mut tx, pseudonym).await? {
+            if existing.org_id != org {
+                tracing::warn!(%org, other = %existing.org_id, "pseudonym already a patient id of another organisation: not adopted");
+            }
+            return Ok(false);
+        }
+        let unknown = "INCONNU".to_owned();
+        let patient = Patient {
+            id: pseudonym.to_owned(),
+            org_id: org.to_owned(),
+            identity: super::model::IdentityTraits {
+                birth_name: unknown.clone(),
+                first_names: unknown.clone(),
+                used_first_name: unknown,
+                used_name: String::new(),
+                sex: super::model::Sex::Unknown,
+                birth_date: jiff::civil::date(1900, 1, 1),
+                birth_place_code: String::new(),
+            },
+            ins: None,
+            status: IdentityStatus::Provisional,
+            contact: Default::default(),
+            address: None,
+            gp: None,
+            care_team: Vec::new(),
+            objects_to_sharing: false,
+            merged_ids: Vec::new(),
+            created: now,
+            version: 1,
+            history: Vec::new(),
+        };
+        let row = self
+            .vault
+            .seal_patient(&patient, "telehealth patients adopt")?;
+        store::insert_patient(&mut tx, &row, &self.name_rows(&patient)).await?;
+        let entry = AuditEntry::new(
+            &Caller::Service(telehealth_kit::Part::Directory),
+            "AdoptPseudonym",
+            "patient",
+            pseudonym,
+            Outcome::Ok,
+        );
+        audit::stage(&mut tx, &entry).await?;
+        tx.commit().await?;
+        self.base.flush_audit().await;
+        Ok(true)
+    }
+
     /// Re-seals every record under the current key; returns how many rows were rewritten.
     pub async fn reencrypt(&self) -> Result<u64> {
         let mut rewritten = 0;
@@ -613,7 +664,7 @@ impl Register {
         self.vault.name_digests(&patient.identity)
     }
 
-    /// Seals `patient` (version + 1) over `row`.
+    /// Seals `patient` (version + 1) over `row`, keeping `row`'s objection note and alias.
     async fn write(
         &self,
         conn: &mut AnyConnection,
