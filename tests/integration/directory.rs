@@ -176,3 +176,60 @@ async fn memberships_come_from_the_token_or_the_organisations_administrator() {
         suite.stop().await;
     }
 }
+
+#[tokio::test]
+async fn members_carry_a_checked_rpps_number_and_their_profession() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let administrator = admin("admin-rpps", CENTRE);
+        let mut directory = suite.directory(&administrator).await;
+        let put = |subject: &str, rpps: &str, profession: pb::Profession| pb::PutMemberRequest {
+            subject: subject.into(),
+            roles: vec![pb::Role::Nurse as i32],
+            rpps_number: rpps.into(),
+            profession: profession as i32,
+            ..Default::default()
+        };
+        let nurse = directory
+            .put_member(put("nurse-rpps", "10003009015", pb::Profession::Nurse))
+            .await
+            .expect("a valid RPPS")
+            .into_inner()
+            .member
+            .expect("member");
+        assert_eq!(nurse.rpps_number, "10003009015", "{backend:?}");
+        assert_eq!(nurse.profession, pb::Profession::Nurse as i32);
+
+        let wrong_key = directory
+            .put_member(put("nurse-cle", "10003009018", pb::Profession::Nurse))
+            .await
+            .expect_err("a wrong key");
+        assert_eq!(wrong_key.code(), Code::InvalidArgument);
+        assert!(
+            wrong_key.message().contains("rpps_number") && wrong_key.message().contains("Luhn"),
+            "{}",
+            wrong_key.message()
+        );
+        let twice = directory
+            .put_member(put("nurse-double", "10003009015", pb::Profession::Nurse))
+            .await
+            .expect_err("one RPPS per person in an organisation");
+        assert_eq!(twice.code(), Code::AlreadyExists, "{backend:?}");
+
+        // A doctor's own sign-in records the profession their token implies.
+        let doctor = Person::doctor("dr-profession", CENTRE);
+        let registered = suite
+            .directory(&doctor)
+            .await
+            .register_self(pb::RegisterSelfRequest {})
+            .await
+            .expect("registered")
+            .into_inner()
+            .member
+            .expect("member");
+        assert_eq!(registered.profession, pb::Profession::Physician as i32);
+        suite.stop().await;
+    }
+}

@@ -79,7 +79,20 @@ pub fn new_member(request: pb::PutMemberRequest) -> Result<NewMember> {
             "is required for a specialist",
         ));
     }
+    let rpps = match request.rpps_number.trim() {
+        "" => None,
+        number => Some(rpps("rpps_number", number)?),
+    };
+    let profession = match pb::Profession::try_from(request.profession) {
+        Ok(pb::Profession::Unspecified) => None,
+        Ok(pb::Profession::Physician) => Some("physician".to_owned()),
+        Ok(pb::Profession::Nurse) => Some("nurse".to_owned()),
+        Ok(pb::Profession::Other) => Some("other".to_owned()),
+        Err(_) => return Err(DirectoryError::invalid("profession", "is not a profession")),
+    };
     Ok(NewMember {
+        rpps,
+        profession,
         subject: subject("subject", &request.subject)?,
         roles,
         specialty,
@@ -116,5 +129,44 @@ pub fn member(member: &Member, now: jiff::Timestamp) -> pb::Member {
         } as i32,
         version: member.version,
         active: member.active_at(now),
+        rpps_number: member.rpps.clone().unwrap_or_default(),
+        profession: match member.profession.as_deref() {
+            Some("physician") => pb::Profession::Physician,
+            Some("nurse") => pb::Profession::Nurse,
+            Some("other") => pb::Profession::Other,
+            _ => pb::Profession::Unspecified,
+        } as i32,
     }
+}
+
+/// An 11-digit RPPS number whose last digit is its Luhn key.
+pub fn rpps(field: &'static str, value: &str) -> Result<String> {
+    let value = value.trim();
+    if value.len() != 11 || !value.chars().all(|c| c.is_ascii_digit()) {
+        return Err(DirectoryError::invalid(
+            field,
+            "an RPPS number has 11 digits",
+        ));
+    }
+    let sum: u32 = value
+        .chars()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = c.to_digit(10).expect("digits checked");
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    if !sum.is_multiple_of(10) {
+        return Err(DirectoryError::invalid(
+            field,
+            "the RPPS number's last digit (Luhn key) does not match",
+        ));
+    }
+    Ok(value.to_owned())
 }

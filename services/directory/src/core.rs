@@ -107,6 +107,8 @@ impl Directory {
                     until: None,
                     source: Source::Token,
                     version: 1,
+                    rpps: None,
+                    profession: profession_of(&identity.roles),
                 };
                 store::insert_member(&mut tx, &member, &identity.subject).await?;
                 member
@@ -133,6 +135,16 @@ impl Directory {
         }
         let mut tx = self.base.db().pool().begin().await?;
         let existing = store::member_of(&mut tx, &admin.org, &new.subject).await?;
+        if let Some(rpps) = &new.rpps
+            && store::member_with_rpps(&mut tx, &admin.org, rpps)
+                .await?
+                .is_some_and(|holder| holder != new.subject)
+        {
+            return Err(DirectoryError::AlreadyExists(
+                "this RPPS number is already recorded for another member of your organisation"
+                    .into(),
+            ));
+        }
         let member = match existing {
             Some(current) => {
                 if new.expected_version != 0 && new.expected_version != current.version {
@@ -141,6 +153,8 @@ impl Directory {
                     });
                 }
                 let member = Member {
+                    profession: new.profession.or(current.profession.clone()),
+                    rpps: new.rpps.or(current.rpps.clone()),
                     roles: new.roles,
                     specialty: new.specialty,
                     since,
@@ -160,6 +174,8 @@ impl Directory {
                 let member = Member {
                     org_id: admin.org.clone(),
                     subject: new.subject,
+                    profession: new.profession.or_else(|| profession_of(&new.roles)),
+                    rpps: new.rpps,
                     roles: new.roles,
                     specialty: new.specialty,
                     since,
@@ -311,6 +327,20 @@ impl Directory {
     async fn audit(&self, caller: &Caller, action: &str, subject: &str, outcome: Outcome) {
         let entry = AuditEntry::new(caller, action, "member", subject, outcome);
         self.base.audit(entry).await;
+    }
+}
+
+/// The profession a token's roles imply: a doctor or specialist is a physician, a nurse a nurse.
+fn profession_of(roles: &[Role]) -> Option<String> {
+    if roles
+        .iter()
+        .any(|r| matches!(r, Role::Doctor | Role::Specialist))
+    {
+        Some("physician".into())
+    } else if roles.contains(&Role::Nurse) {
+        Some("nurse".into())
+    } else {
+        None
     }
 }
 

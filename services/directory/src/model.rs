@@ -42,6 +42,10 @@ pub struct Member {
     pub until: Option<Timestamp>,
     pub source: Source,
     pub version: i64,
+    /// RPPS number, Luhn key checked.
+    pub rpps: Option<String>,
+    /// Profession (`physician`, `nurse`, `other`).
+    pub profession: Option<String>,
 }
 
 impl Member {
@@ -65,4 +69,6 @@ pub struct NewMember {
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
     pub expected_version: i64,
+    pub rpps: Option<String>,
+    pub profession: Option<String>,
 }

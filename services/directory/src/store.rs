@@ -15,7 +15,8 @@ use crate::{
 
 type Result<T> = std::result::Result<T, DirectoryError>;
 
-const COLUMNS: &str = "org_id, subject, roles, specialty, since_us, until_us, source, version";
+const COLUMNS: &str =
+    "org_id, subject, roles, specialty, since_us, until_us, source, version, rpps, profession";
 
 fn member(row: &AnyRow) -> Result<Member> {
     let roles: String = row.try_get("roles")?;
@@ -32,6 +33,8 @@ fn member(row: &AnyRow) -> Result<Member> {
         until: row.try_get::<Option<i64>, _>("until_us")?.map(instant),
         source: Source::parse(&source),
         version: row.try_get("version")?,
+        rpps: row.try_get("rpps")?,
+        profession: row.try_get("profession")?,
     })
 }
 
@@ -59,11 +62,27 @@ pub async fn member_of(
     row.as_ref().map(member).transpose()
 }
 
+/// The member of `org` holding RPPS number `rpps`, if any.
+pub async fn member_with_rpps(
+    conn: &mut AnyConnection,
+    org: &str,
+    rpps: &str,
+) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT subject FROM members WHERE org_id = $1 AND rpps = $2")
+            .bind(org)
+            .bind(rpps)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
 /// Inserts a new membership (version 1).
 pub async fn insert_member(conn: &mut AnyConnection, m: &Member, by: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO members (org_id, subject, roles, specialty, since_us, until_us, source, version, \
-         updated_at_us, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         updated_at_us, updated_by, rpps, profession) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&m.org_id)
     .bind(&m.subject)
@@ -75,6 +94,8 @@ pub async fn insert_member(conn: &mut AnyConnection, m: &Member, by: &str) -> Re
     .bind(m.version)
     .bind(telehealth_kit::record::now_micros())
     .bind(by)
+    .bind(m.rpps.clone())
+    .bind(m.profession.clone())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -85,7 +106,7 @@ pub async fn insert_member(conn: &mut AnyConnection, m: &Member, by: &str) -> Re
 pub async fn update_member(conn: &mut AnyConnection, m: &Member, by: &str) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE members SET roles = $3, specialty = $4, since_us = $5, until_us = $6, source = $7, \
-         version = $8, updated_at_us = $9, updated_by = $10 \
+         version = $8, updated_at_us = $9, updated_by = $10, rpps = $12, profession = $13 \
          WHERE org_id = $1 AND subject = $2 AND version = $11",
     )
     .bind(&m.org_id)
@@ -99,6 +120,8 @@ pub async fn update_member(conn: &mut AnyConnection, m: &Member, by: &str) -> Re
     .bind(telehealth_kit::record::now_micros())
     .bind(by)
     .bind(m.version - 1)
+    .bind(m.rpps.clone())
+    .bind(m.profession.clone())
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)

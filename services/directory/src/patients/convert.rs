@@ -16,7 +16,10 @@ use super::{
     },
     names::search_form,
 };
-use crate::{convert::subject, error::DirectoryError};
+use crate::{
+    convert::{rpps, subject},
+    error::DirectoryError,
+};
 
 type Result<T> = std::result::Result<T, DirectoryError>;
 
@@ -210,35 +213,6 @@ pub fn address(value: Option<&pb::Address>) -> Result<Option<Address>> {
         country,
         access_note: text("address.access_note", &value.access_note, 0, MAX_NOTE_CHARS)?,
     }))
-}
-
-/// An 11-digit RPPS number whose last digit is its Luhn key.
-pub fn rpps(field: &'static str, value: &str) -> Result<String> {
-    let value = value.trim();
-    if value.len() != 11 || !value.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid(field, "an RPPS number has 11 digits"));
-    }
-    let sum: u32 = value
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).expect("digits checked");
-            if i % 2 == 1 {
-                let doubled = d * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                d
-            }
-        })
-        .sum();
-    if !sum.is_multiple_of(10) {
-        return Err(invalid(
-            field,
-            "the RPPS number's last digit (Luhn key) does not match",
-        ));
-    }
-    Ok(value.to_owned())
 }
 
 pub fn gp(value: Option<&pb::GeneralPractitioner>) -> Result<Option<GeneralPractitioner>> {
