@@ -26,6 +26,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;
 
-    println!("cargo:rerun-if-changed=telehealth");
+    // Each file, not only the folder: a changed file must rebuild every unit of this crate
+    // (the folder's own time changes only when files are added or removed).
+    println!("cargo:rerun-if-changed=telehealth/v1");
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
     Ok(())
 }
