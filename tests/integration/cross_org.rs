@@ -92,6 +92,27 @@ fn table() -> Vec<Line> {
             Blind,
         ),
         line(
+            "DirectoryService/ProposePartnership",
+            json!({"hospitalOrgId": "chu-limoges"}),
+            Blind,
+        ),
+        line(
+            "DirectoryService/AcceptPartnership",
+            json!({"centreOrgId": "{org}"}),
+            Refused,
+        ),
+        line(
+            "DirectoryService/EndPartnership",
+            json!({"otherOrgId": "{org}"}),
+            Refused,
+        ),
+        line("DirectoryService/ListPartnerships", json!({}), Blind),
+        line(
+            "DirectoryService/CheckPartnership",
+            json!({"centreOrgId": "{org}", "hospitalOrgId": "chu-limoges"}),
+            Refused,
+        ),
+        line(
             "DirectoryService/CheckMembers",
             json!({"orgId": "{org}", "subjects": ["{nurse}"]}),
             Refused,

@@ -233,3 +233,140 @@ async fn members_carry_a_checked_rpps_number_and_their_profession() {
         suite.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_partners_only_target_takes_requests_from_its_partner_centres_only() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start_with(backend, |settings| {
+            for target in &mut settings.expertise_rules.targets {
+                if target.org_id == "chu-limoges" && target.specialty == "dermatology" {
+                    target.partners_only = true;
+                }
+            }
+        })
+        .await
+        else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-partenaire", CENTRE);
+        let centre_admin = admin("admin-centre", CENTRE);
+        let hospital_admin = admin("admin-chu", "chu-limoges");
+        let patient = suite.consenting_patient(&doctor).await;
+        let mut expertise = suite.expertise(&doctor).await;
+        let draft = expertise
+            .create_draft(pb::CreateDraftRequest {
+                idempotency_key: "partenaire".into(),
+                content: Some(pb::ExpertiseRequestContent {
+                    target_org_id: "chu-limoges".into(),
+                    specialty: "dermatology".into(),
+                    patient: Some(pb::ExpertisePatient {
+                        patient: Some(pb::PatientRef { pseudonym: patient }),
+                        age_years: 70,
+                        age_months: 0,
+                        sex: pb::Sex::Male as i32,
+                    }),
+                    clinical_question: "Kératose ou carcinome ?".into(),
+                    urgency: pb::Urgency::Routine as i32,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("draft")
+            .into_inner()
+            .request
+            .expect("request");
+        let submit = pb::SubmitRequestRequest {
+            request_id: draft.request_id.clone(),
+            expected_version: 0,
+        };
+        let refused = expertise
+            .submit_request(submit.clone())
+            .await
+            .expect_err("no partnership yet");
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{backend:?}");
+        assert!(
+            refused.message().contains("ProposePartnership"),
+            "{}",
+            refused.message()
+        );
+
+        // The centre proposes; until the hospital accepts, nothing changes.
+        let proposed = suite
+            .directory(&centre_admin)
+            .await
+            .propose_partnership(pb::ProposePartnershipRequest {
+                hospital_org_id: "chu-limoges".into(),
+            })
+            .await
+            .expect("proposed")
+            .into_inner()
+            .partnership
+            .expect("partnership");
+        assert_eq!(proposed.status, pb::PartnershipStatus::Proposed as i32);
+        expertise
+            .submit_request(submit.clone())
+            .await
+            .expect_err("proposed is not active");
+        let doctor_accepting = suite
+            .directory(&doctor)
+            .await
+            .accept_partnership(pb::AcceptPartnershipRequest {
+                centre_org_id: CENTRE.into(),
+            })
+            .await
+            .expect_err("administrators accept");
+        assert_eq!(doctor_accepting.code(), Code::PermissionDenied);
+        let mut hospital = suite.directory(&hospital_admin).await;
+        let accepted = hospital
+            .accept_partnership(pb::AcceptPartnershipRequest {
+                centre_org_id: CENTRE.into(),
+            })
+            .await
+            .expect("accepted")
+            .into_inner()
+            .partnership
+            .expect("partnership");
+        assert_eq!(accepted.status, pb::PartnershipStatus::Active as i32);
+        assert_eq!(accepted.accepted_by, "admin-chu");
+        expertise
+            .submit_request(submit)
+            .await
+            .expect("a partner centre submits");
+        let listed = suite
+            .directory(&doctor)
+            .await
+            .list_partnerships(pb::ListPartnershipsRequest {})
+            .await
+            .expect("listed")
+            .into_inner()
+            .partnerships;
+        assert_eq!(listed.len(), 1);
+
+        // Ended by the hospital: the next request is refused again.
+        hospital
+            .end_partnership(pb::EndPartnershipRequest {
+                other_org_id: CENTRE.into(),
+            })
+            .await
+            .expect("ended");
+        let second = expertise
+            .create_draft(pb::CreateDraftRequest {
+                idempotency_key: "apres-fin".into(),
+                content: draft.content.clone(),
+            })
+            .await
+            .expect("draft")
+            .into_inner()
+            .request
+            .expect("request");
+        let after = expertise
+            .submit_request(pb::SubmitRequestRequest {
+                request_id: second.request_id,
+                expected_version: 0,
+            })
+            .await
+            .expect_err("the partnership ended");
+        assert_eq!(after.code(), Code::FailedPrecondition);
+        suite.stop().await;
+    }
+}

@@ -170,3 +170,23 @@ pub fn rpps(field: &'static str, value: &str) -> Result<String> {
     }
     Ok(value.to_owned())
 }
+
+/// A partnership on the wire.
+pub fn partnership(p: &crate::partnerships::Partnership) -> pb::Partnership {
+    use crate::partnerships::Status;
+    pb::Partnership {
+        centre_org_id: p.centre.clone(),
+        hospital_org_id: p.hospital.clone(),
+        status: match p.status() {
+            Status::Proposed => pb::PartnershipStatus::Proposed,
+            Status::Active => pb::PartnershipStatus::Active,
+            Status::Ended => pb::PartnershipStatus::Ended,
+        } as i32,
+        proposed_by: p.proposed_by.clone(),
+        proposed_time: Some(timestamp(p.proposed)),
+        accepted_by: p.accepted_by.clone().unwrap_or_default(),
+        accepted_time: p.accepted.map(timestamp),
+        ended_by: p.ended_by.clone().unwrap_or_default(),
+        ended_time: p.ended.map(timestamp),
+    }
+}

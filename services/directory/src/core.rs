@@ -48,7 +48,12 @@ impl Directory {
         }
     }
 
-    fn now(&self) -> Timestamp {
+    /// The directory's database.
+    pub(crate) fn db(&self) -> &Database {
+        self.base.db()
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
         self.base.now()
     }
 
@@ -320,7 +325,7 @@ impl Directory {
         Ok(())
     }
 
-    async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         self.base.flush_audit().await;
     }
 
@@ -345,7 +350,7 @@ fn profession_of(roles: &[Role]) -> Option<String> {
 }
 
 /// The person behind a call.
-fn person(caller: &Caller) -> Result<&Identity> {
+pub(crate) fn person(caller: &Caller) -> Result<&Identity> {
     match caller {
         Caller::Person(identity) => Ok(identity),
         Caller::Service(_) => Err(DirectoryError::PermissionDenied(
@@ -355,7 +360,7 @@ fn person(caller: &Caller) -> Result<&Identity> {
 }
 
 /// The administrator behind a call.
-fn administrator(caller: &Caller) -> Result<&Identity> {
+pub(crate) fn administrator(caller: &Caller) -> Result<&Identity> {
     let identity = person(caller)?;
     if identity.has_role(Role::Admin) {
         Ok(identity)

@@ -19,6 +19,9 @@ pub enum DirectoryError {
     /// The consent does not exist or belongs to another organisation.
     #[error("consent not found")]
     ConsentNotFound,
+    /// No such partnership (or proposal) of the caller's organisation.
+    #[error("partnership not found")]
+    PartnershipNotFound,
     #[error("{0}")]
     PermissionDenied(&'static str),
     /// The record's state does not allow it; the message says what to do first.
@@ -52,7 +55,8 @@ impl ApiError for DirectoryError {
             DirectoryError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
             DirectoryError::NotFound
             | DirectoryError::PatientNotFound
-            | DirectoryError::ConsentNotFound => ErrorCode::NotFound,
+            | DirectoryError::ConsentNotFound
+            | DirectoryError::PartnershipNotFound => ErrorCode::NotFound,
             DirectoryError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             DirectoryError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             DirectoryError::PermissionDenied(_) => ErrorCode::PermissionDenied,

@@ -143,4 +143,74 @@ impl DirectoryService for DirectoryApi {
             members: members.iter().map(|m| convert::member(m, now)).collect(),
         }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn propose_partnership(
+        &self,
+        request: Request<pb::ProposePartnershipRequest>,
+    ) -> Result<Response<pb::ProposePartnershipResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let hospital = convert::subject("hospital_org_id", &request.get_ref().hospital_org_id)?;
+        let partnership = self
+            .directory
+            .propose_partnership(&caller, &hospital)
+            .await?;
+        Ok(Response::new(pb::ProposePartnershipResponse {
+            partnership: Some(convert::partnership(&partnership)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn accept_partnership(
+        &self,
+        request: Request<pb::AcceptPartnershipRequest>,
+    ) -> Result<Response<pb::AcceptPartnershipResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let centre = convert::subject("centre_org_id", &request.get_ref().centre_org_id)?;
+        let partnership = self.directory.accept_partnership(&caller, &centre).await?;
+        Ok(Response::new(pb::AcceptPartnershipResponse {
+            partnership: Some(convert::partnership(&partnership)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn end_partnership(
+        &self,
+        request: Request<pb::EndPartnershipRequest>,
+    ) -> Result<Response<pb::EndPartnershipResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let other = convert::subject("other_org_id", &request.get_ref().other_org_id)?;
+        let partnership = self.directory.end_partnership(&caller, &other).await?;
+        Ok(Response::new(pb::EndPartnershipResponse {
+            partnership: Some(convert::partnership(&partnership)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_partnerships(
+        &self,
+        request: Request<pb::ListPartnershipsRequest>,
+    ) -> Result<Response<pb::ListPartnershipsResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let partnerships = self.directory.list_partnerships(&caller).await?;
+        Ok(Response::new(pb::ListPartnershipsResponse {
+            partnerships: partnerships.iter().map(convert::partnership).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_partnership(
+        &self,
+        request: Request<pb::CheckPartnershipRequest>,
+    ) -> Result<Response<pb::CheckPartnershipResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let request = request.into_inner();
+        let centre = convert::subject("centre_org_id", &request.centre_org_id)?;
+        let hospital = convert::subject("hospital_org_id", &request.hospital_org_id)?;
+        let active = self
+            .directory
+            .check_partnership(&caller, &centre, &hospital)
+            .await?;
+        Ok(Response::new(pb::CheckPartnershipResponse { active }))
+    }
 }

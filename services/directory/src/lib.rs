@@ -7,6 +7,7 @@
 //! a practitioner or a nurse.
 //!
 //! - [`model`]: a membership;
+//! - [`partnerships`]: centre ↔ hospital partnerships;
 //! - [`core`]: every operation with its authorisation, transaction and audit;
 //! - [`store`]: the SQL;
 //! - [`convert`] and [`grpc`]: the tonic adapter;
@@ -19,6 +20,7 @@ pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod model;
+pub mod partnerships;
 pub mod patients;
 pub mod store;
 

@@ -11,6 +11,7 @@ use telehealth_kit::{
 use crate::{
     error::DirectoryError,
     model::{Member, Source},
+    partnerships::Partnership,
 };
 
 type Result<T> = std::result::Result<T, DirectoryError>;
@@ -143,4 +144,75 @@ pub async fn members_of_org(
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(member).collect()
+}
+
+// ---- partnerships ----------------------------------------------------------------------------
+
+const PARTNERSHIP_COLUMNS: &str = "centre_org_id, hospital_org_id, proposed_by, proposed_us, accepted_by, \
+    accepted_us, ended_by, ended_us";
+
+fn partnership_row(row: &AnyRow) -> Result<Partnership> {
+    Ok(Partnership {
+        centre: row.try_get("centre_org_id")?,
+        hospital: row.try_get("hospital_org_id")?,
+        proposed_by: row.try_get("proposed_by")?,
+        proposed: instant(row.try_get("proposed_us")?),
+        accepted_by: row.try_get("accepted_by")?,
+        accepted: row.try_get::<Option<i64>, _>("accepted_us")?.map(instant),
+        ended_by: row.try_get("ended_by")?,
+        ended: row.try_get::<Option<i64>, _>("ended_us")?.map(instant),
+    })
+}
+
+/// The partnership of `centre` with `hospital`, in whatever state.
+pub async fn partnership(
+    conn: &mut AnyConnection,
+    centre: &str,
+    hospital: &str,
+) -> Result<Option<Partnership>> {
+    let found = sqlx::query(&format!(
+        "SELECT {PARTNERSHIP_COLUMNS} FROM partnerships WHERE centre_org_id = $1 AND hospital_org_id = $2"
+    ))
+    .bind(centre)
+    .bind(hospital)
+    .fetch_optional(&mut *conn)
+    .await?;
+    found.as_ref().map(partnership_row).transpose()
+}
+
+/// Writes `p` over its row (or creates it).
+pub async fn save_partnership(conn: &mut AnyConnection, p: &Partnership) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO partnerships ({PARTNERSHIP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (centre_org_id, hospital_org_id) DO UPDATE SET proposed_by = $3, \
+         proposed_us = $4, accepted_by = $5, accepted_us = $6, ended_by = $7, ended_us = $8"
+    ))
+    .bind(&p.centre)
+    .bind(&p.hospital)
+    .bind(&p.proposed_by)
+    .bind(micros(p.proposed))
+    .bind(&p.accepted_by)
+    .bind(p.accepted.map(micros))
+    .bind(&p.ended_by)
+    .bind(p.ended.map(micros))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The partnerships of `org`, as centre or hospital, at most `limit`.
+pub async fn partnerships_of(
+    conn: &mut AnyConnection,
+    org: &str,
+    limit: i64,
+) -> Result<Vec<Partnership>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PARTNERSHIP_COLUMNS} FROM partnerships WHERE centre_org_id = $1 OR hospital_org_id = $1 \
+         ORDER BY centre_org_id, hospital_org_id LIMIT $2"
+    ))
+    .bind(org)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(partnership_row).collect()
 }

@@ -29,6 +29,7 @@ use telehealth_kit::{
     audit::{AuditEntry, Outcome},
     config::ExpertiseRules,
     consent::Consents,
+    directory::Directory,
     events::EventBus,
     identity::{Caller, Identity, Role},
     service_core::ServiceCore,
@@ -63,6 +64,7 @@ pub struct Expertise {
     pub(crate) rules: Arc<ExpertiseRules>,
     pub(crate) images: ImageStore,
     pub(crate) consents: Consents,
+    pub(crate) directory: Directory,
 }
 
 impl Expertise {
@@ -75,6 +77,7 @@ impl Expertise {
         clock: Clock,
         images: ImageStore,
         consents: Consents,
+        directory: Directory,
     ) -> Self {
         Expertise {
             base: ServiceCore::new(db, clock),
@@ -82,6 +85,7 @@ impl Expertise {
             rules: Arc::new(rules),
             images,
             consents,
+            directory,
         }
     }
 

@@ -67,6 +67,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             clock,
             images,
             telehealth_kit::consent::Consents::new(context.channel_to(Part::Directory)?),
+            telehealth_kit::directory::Directory::new(context.channel_to(Part::Directory)?),
         );
         tokio::spawn(sweep_periodically(core.clone(), context.shutdown.clone()));
         // Every replica forgets the idempotency keys past their retention.

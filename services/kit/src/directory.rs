@@ -158,6 +158,27 @@ impl Directory {
         Ok(found)
     }
 
+    /// True when `centre` and `hospital` are in an active partnership (asked every time: an
+    /// ended partnership stops the next request at once).
+    pub async fn partners(&self, centre: &str, hospital: &str) -> Result<bool, KitError> {
+        let Source::Service(client) = &self.source else {
+            return Ok(false);
+        };
+        let request = pb::CheckPartnershipRequest {
+            centre_org_id: centre.to_owned(),
+            hospital_org_id: hospital.to_owned(),
+        };
+        let answer = client
+            .clone()
+            .check_partnership(request)
+            .await
+            .map_err(|status| {
+                tracing::warn!(%status, "the directory did not answer a partnership check");
+                KitError::Unavailable("the care directory is unavailable, retry".into())
+            })?;
+        Ok(answer.into_inner().active)
+    }
+
     /// True when `subject` is an active member of `caller`'s organisation holding `role`.
     /// The caller themselves is, with the roles of their token.
     pub async fn is_member_with_role(

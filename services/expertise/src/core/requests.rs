@@ -485,6 +485,19 @@ impl Expertise {
                 content.target_org_id, content.specialty
             )));
         };
+        if target.partners_only
+            && !self
+                .directory
+                .partners(&draft.requester_org, &target.org_id)
+                .await?
+        {
+            return Err(ExpertiseError::FailedPrecondition(format!(
+                "{} answers requests of its partner centres only; ask your administrator to \
+                 propose a partnership (DirectoryService/ProposePartnership) and the hospital to \
+                 accept it",
+                target.org_display_name
+            )));
+        }
         let images = super::images::attached(conn, &draft.id).await?.len() as u64;
         if images < u64::from(target.minimum_images) {
             return Err(ExpertiseError::FailedPrecondition(format!(

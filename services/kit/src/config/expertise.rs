@@ -53,6 +53,11 @@ pub struct ExpertiseTarget {
     /// Completed image attachments a request needs before it can be submitted. Default 0.
     #[serde(default)]
     pub minimum_images: u32,
+    /// Only centres in an active partnership with this hospital (the directory's
+    /// `ProposePartnership` / `AcceptPartnership`) may submit requests to this target; others are
+    /// refused with what to do. Default false: the target is open to every centre of the suite.
+    #[serde(default)]
+    pub partners_only: bool,
 }
 
 impl ExpertiseTarget {
@@ -71,6 +76,7 @@ impl ExpertiseTarget {
             routine_due_hours: None,
             urgent_due_hours: None,
             minimum_images,
+            partners_only: false,
         }
     }
 }
