@@ -92,6 +92,17 @@ fn table() -> Vec<Line> {
             Blind,
         ),
         line(
+            "DirectoryService/PutOrganisation",
+            json!({"displayName": "Centre de santé Bêta", "kind": "ORGANISATION_KIND_HEALTH_CENTRE",
+                "finessNumber": "230000019"}),
+            Blind,
+        ),
+        line(
+            "DirectoryService/GetOrganisation",
+            json!({"orgId": "{org}"}),
+            Blind,
+        ),
+        line(
             "DirectoryService/ProposePartnership",
             json!({"hospitalOrgId": "chu-limoges"}),
             Blind,

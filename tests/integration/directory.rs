@@ -370,3 +370,59 @@ async fn a_partners_only_target_takes_requests_from_its_partner_centres_only() {
         suite.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_administrator_records_the_organisation_with_its_finess_number() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let administrator = admin("admin-finess", CENTRE);
+        let put = |finess: &str| pb::PutOrganisationRequest {
+            display_name: "Centre de santé de Guéret".into(),
+            kind: pb::OrganisationKind::HealthCentre as i32,
+            finess_number: finess.into(),
+            expected_version: 0,
+        };
+        let mut directory = suite.directory(&administrator).await;
+        let malformed = directory
+            .put_organisation(put("23000001"))
+            .await
+            .expect_err("8 characters");
+        assert_eq!(malformed.code(), Code::InvalidArgument, "{backend:?}");
+        assert!(malformed.message().contains("finess_number"));
+        let recorded = directory
+            .put_organisation(put("230000019"))
+            .await
+            .expect("recorded")
+            .into_inner()
+            .organisation
+            .expect("organisation");
+        assert_eq!(recorded.org_id, CENTRE);
+        assert_eq!(recorded.version, 1);
+
+        // Public to the suite's professionals, written by the organisation's administrator only.
+        let specialist =
+            Person::specialist("dr-lecteur", "chu-limoges").in_specialty("dermatology");
+        let read = suite
+            .directory(&specialist)
+            .await
+            .get_organisation(pb::GetOrganisationRequest {
+                org_id: CENTRE.into(),
+            })
+            .await
+            .expect("read")
+            .into_inner()
+            .organisation
+            .expect("organisation");
+        assert_eq!(read.finess_number, "230000019");
+        let other = suite
+            .directory(&admin("admin-autre", OTHER_CENTRE))
+            .await
+            .put_organisation(put("230000019"))
+            .await
+            .expect_err("the FINESS number is another organisation's");
+        assert_eq!(other.code(), Code::AlreadyExists);
+        suite.stop().await;
+    }
+}

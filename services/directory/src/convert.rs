@@ -172,8 +172,8 @@ pub fn rpps(field: &'static str, value: &str) -> Result<String> {
 }
 
 /// A partnership on the wire.
-pub fn partnership(p: &crate::partnerships::Partnership) -> pb::Partnership {
-    use crate::partnerships::Status;
+pub fn partnership(p: &crate::model::Partnership) -> pb::Partnership {
+    use crate::model::PartnershipStatus as Status;
     pb::Partnership {
         centre_org_id: p.centre.clone(),
         hospital_org_id: p.hospital.clone(),
@@ -188,5 +188,53 @@ pub fn partnership(p: &crate::partnerships::Partnership) -> pb::Partnership {
         accepted_time: p.accepted.map(timestamp),
         ended_by: p.ended_by.clone().unwrap_or_default(),
         ended_time: p.ended.map(timestamp),
+    }
+}
+
+/// A `PutOrganisation` request, validated.
+pub fn organisation_input(
+    request: &pb::PutOrganisationRequest,
+) -> Result<crate::model::OrganisationInput> {
+    let display_name = request.display_name.trim();
+    if display_name.is_empty()
+        || display_name.chars().count() > 200
+        || display_name.chars().any(char::is_control)
+    {
+        return Err(DirectoryError::invalid(
+            "display_name",
+            "must be 1 to 200 characters without control characters",
+        ));
+    }
+    let kind = match pb::OrganisationKind::try_from(request.kind) {
+        Ok(pb::OrganisationKind::HealthCentre) => "health_centre",
+        Ok(pb::OrganisationKind::Hospital) => "hospital",
+        _ => {
+            return Err(DirectoryError::invalid(
+                "kind",
+                "is required (health centre or hospital)",
+            ));
+        }
+    };
+    Ok(crate::model::OrganisationInput {
+        display_name: display_name.to_owned(),
+        kind: kind.to_owned(),
+        finess: crate::organisations::finess("finess_number", &request.finess_number)?,
+        expected_version: request.expected_version,
+    })
+}
+
+/// An organisation on the wire.
+pub fn organisation(o: &crate::model::Organisation) -> pb::Organisation {
+    pb::Organisation {
+        org_id: o.org_id.clone(),
+        display_name: o.display_name.clone(),
+        kind: match o.kind.as_str() {
+            "health_centre" => pb::OrganisationKind::HealthCentre,
+            "hospital" => pb::OrganisationKind::Hospital,
+            _ => pb::OrganisationKind::Unspecified,
+        } as i32,
+        finess_number: o.finess.clone(),
+        updated_time: Some(timestamp(o.updated)),
+        version: o.version,
     }
 }

@@ -22,6 +22,8 @@ pub enum DirectoryError {
     /// No such partnership (or proposal) of the caller's organisation.
     #[error("partnership not found")]
     PartnershipNotFound,
+    #[error("organisation not found")]
+    OrganisationNotFound,
     #[error("{0}")]
     PermissionDenied(&'static str),
     /// The record's state does not allow it; the message says what to do first.
@@ -56,7 +58,8 @@ impl ApiError for DirectoryError {
             DirectoryError::NotFound
             | DirectoryError::PatientNotFound
             | DirectoryError::ConsentNotFound
-            | DirectoryError::PartnershipNotFound => ErrorCode::NotFound,
+            | DirectoryError::PartnershipNotFound
+            | DirectoryError::OrganisationNotFound => ErrorCode::NotFound,
             DirectoryError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             DirectoryError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             DirectoryError::PermissionDenied(_) => ErrorCode::PermissionDenied,

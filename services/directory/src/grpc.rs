@@ -213,4 +213,30 @@ impl DirectoryService for DirectoryApi {
             .await?;
         Ok(Response::new(pb::CheckPartnershipResponse { active }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn put_organisation(
+        &self,
+        request: Request<pb::PutOrganisationRequest>,
+    ) -> Result<Response<pb::PutOrganisationResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let input = convert::organisation_input(request.get_ref())?;
+        let organisation = self.directory.put_organisation(&caller, input).await?;
+        Ok(Response::new(pb::PutOrganisationResponse {
+            organisation: Some(convert::organisation(&organisation)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_organisation(
+        &self,
+        request: Request<pb::GetOrganisationRequest>,
+    ) -> Result<Response<pb::GetOrganisationResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let org_id = convert::subject("org_id", &request.get_ref().org_id)?;
+        let organisation = self.directory.organisation(&caller, &org_id).await?;
+        Ok(Response::new(pb::GetOrganisationResponse {
+            organisation: Some(convert::organisation(&organisation)),
+        }))
+    }
 }

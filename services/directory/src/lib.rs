@@ -7,6 +7,7 @@
 //! a practitioner or a nurse.
 //!
 //! - [`model`]: a membership;
+//! - [`organisations`]: centres and hospitals with their FINESS number;
 //! - [`partnerships`]: centre ↔ hospital partnerships;
 //! - [`core`]: every operation with its authorisation, transaction and audit;
 //! - [`store`]: the SQL;
@@ -20,6 +21,7 @@ pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod model;
+pub mod organisations;
 pub mod partnerships;
 pub mod patients;
 pub mod store;

@@ -1,4 +1,4 @@
-//! A membership and who may see or change it.
+//! A membership and who may see or change it; a partnership; an organisation's record.
 
 use jiff::Timestamp;
 use telehealth_kit::identity::Role;
@@ -71,4 +71,56 @@ pub struct NewMember {
     pub expected_version: i64,
     pub rpps: Option<String>,
     pub profession: Option<String>,
+}
+
+/// Where a partnership stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartnershipStatus {
+    Proposed,
+    Active,
+    Ended,
+}
+
+/// A partnership as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partnership {
+    pub centre: String,
+    pub hospital: String,
+    pub proposed_by: String,
+    pub proposed: Timestamp,
+    pub accepted_by: Option<String>,
+    pub accepted: Option<Timestamp>,
+    pub ended_by: Option<String>,
+    pub ended: Option<Timestamp>,
+}
+
+impl Partnership {
+    pub fn status(&self) -> PartnershipStatus {
+        match (self.accepted, self.ended) {
+            (_, Some(_)) => PartnershipStatus::Ended,
+            (Some(_), None) => PartnershipStatus::Active,
+            (None, None) => PartnershipStatus::Proposed,
+        }
+    }
+}
+
+/// An organisation's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organisation {
+    pub org_id: String,
+    pub display_name: String,
+    /// `health_centre` or `hospital`.
+    pub kind: String,
+    pub finess: String,
+    pub updated: Timestamp,
+    pub version: i64,
+}
+
+/// An organisation as its administrator writes it, validated.
+#[derive(Debug, Clone)]
+pub struct OrganisationInput {
+    pub display_name: String,
+    pub kind: String,
+    pub finess: String,
+    pub expected_version: i64,
 }

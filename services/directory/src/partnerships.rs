@@ -3,7 +3,6 @@
 //! partners only (`[expertise_rules]` `partners_only`) accept requests from its partner centres
 //! only; the tele-expertise service asks `CheckPartnership` at submission.
 
-use jiff::Timestamp;
 use sqlx::AnyConnection;
 use telehealth_kit::{
     audit::{self, AuditEntry, Outcome},
@@ -13,6 +12,7 @@ use telehealth_kit::{
 use crate::{
     core::{Directory, administrator, person},
     error::DirectoryError,
+    model::{Partnership, PartnershipStatus as Status},
     store,
 };
 
@@ -20,37 +20,6 @@ type Result<T> = std::result::Result<T, DirectoryError>;
 
 /// Partnerships listed at most.
 const MAX_LISTED: i64 = 500;
-
-/// Where a partnership stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Proposed,
-    Active,
-    Ended,
-}
-
-/// A partnership as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partnership {
-    pub centre: String,
-    pub hospital: String,
-    pub proposed_by: String,
-    pub proposed: Timestamp,
-    pub accepted_by: Option<String>,
-    pub accepted: Option<Timestamp>,
-    pub ended_by: Option<String>,
-    pub ended: Option<Timestamp>,
-}
-
-impl Partnership {
-    pub fn status(&self) -> Status {
-        match (self.accepted, self.ended) {
-            (_, Some(_)) => Status::Ended,
-            (Some(_), None) => Status::Active,
-            (None, None) => Status::Proposed,
-        }
-    }
-}
 
 impl Directory {
     /// The administrator's centre proposes a partnership to `hospital`.

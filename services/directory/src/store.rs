@@ -10,8 +10,7 @@ use telehealth_kit::{
 
 use crate::{
     error::DirectoryError,
-    model::{Member, Source},
-    partnerships::Partnership,
+    model::{Member, Organisation, Partnership, Source},
 };
 
 type Result<T> = std::result::Result<T, DirectoryError>;
@@ -215,4 +214,60 @@ pub async fn partnerships_of(
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(partnership_row).collect()
+}
+
+// ---- organisations ---------------------------------------------------------------------------
+
+/// The record of `org_id`, if its administrator wrote one.
+pub async fn organisation(conn: &mut AnyConnection, org_id: &str) -> Result<Option<Organisation>> {
+    let row = sqlx::query(
+        "SELECT org_id, display_name, kind, finess, updated_us, version FROM organisations \
+         WHERE org_id = $1",
+    )
+    .bind(org_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        Ok(Organisation {
+            org_id: row.try_get("org_id")?,
+            display_name: row.try_get("display_name")?,
+            kind: row.try_get("kind")?,
+            finess: row.try_get("finess")?,
+            updated: instant(row.try_get("updated_us")?),
+            version: row.try_get("version")?,
+        })
+    })
+    .transpose()
+}
+
+/// The organisation recorded with FINESS number `finess`, if any.
+pub async fn organisation_with_finess(
+    conn: &mut AnyConnection,
+    finess: &str,
+) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT org_id FROM organisations WHERE finess = $1")
+            .bind(finess)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// Writes `o` (creates it or replaces it).
+pub async fn save_organisation(conn: &mut AnyConnection, o: &Organisation, by: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO organisations (org_id, display_name, kind, finess, updated_us, updated_by, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id) DO UPDATE SET \
+         display_name = $2, kind = $3, finess = $4, updated_us = $5, updated_by = $6, version = $7",
+    )
+    .bind(&o.org_id)
+    .bind(&o.display_name)
+    .bind(&o.kind)
+    .bind(&o.finess)
+    .bind(micros(o.updated))
+    .bind(by)
+    .bind(o.version)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -1,0 +1,11 @@
+-- Organisations as their administrators record them: name, kind, FINESS number.
+CREATE TABLE organisations (
+    org_id          TEXT PRIMARY KEY,
+    display_name    TEXT NOT NULL,
+    kind            TEXT NOT NULL,              -- health_centre, hospital
+    finess          TEXT NOT NULL,
+    updated_us      BIGINT NOT NULL,
+    updated_by      TEXT NOT NULL,
+    version         BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX organisations_by_finess ON organisations (finess);
