@@ -924,6 +924,10 @@ async fn each_act_needs_the_patients_current_consent() {
             shared.ins.is_none(),
             "a provisional identity's INS stays in the centre"
         );
+        assert!(
+            shared.address.is_none() && shared.care_team.is_empty(),
+            "the hospital does not see the home address, its door code, nor the care team"
+        );
 
         // Teleconsultation: starting it is the act; withdrawing the consent stops the next one.
         let mut scheduling = suite.scheduling(&doctor).await;
@@ -1098,24 +1102,8 @@ async fn pseudonyms_of_older_records_are_adopted_as_provisional_patients() {
             .expect_err("unknown to the register");
         assert_eq!(lost.code(), Code::NotFound, "{backend:?}");
 
-        let mut adopt = std::process::Command::new(crate::harness::binary());
-        adopt
-            .args(["patients", "adopt", "--data-dir"])
-            .arg(&suite.settings.data_dir)
-            .env_remove("TELEHEALTH_CONFIG");
-        if let Some(url) = &suite.settings.database.url {
-            adopt.env("TELEHEALTH_DATABASE__URL", url).env(
-                "TELEHEALTH_DATABASE__SCHEMA_PREFIX",
-                &suite.settings.database.schema_prefix,
-            );
-        }
-        let output = adopt.output().expect("telehealth patients adopt");
-        let printed = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && printed.contains("1 pseudonyms"),
-            "{backend:?}: {printed} {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let printed = admin_command(&suite, &["patients", "adopt"]);
+        assert!(printed.contains("1 pseudonyms"), "{backend:?}: {printed}");
 
         let adopted = register
             .get_patient(pb::GetPatientRequest {
@@ -1137,6 +1125,84 @@ async fn pseudonyms_of_older_records_are_adopted_as_provisional_patients() {
             .await
             .expect_err("no consent recorded for the adopted patient");
         assert_eq!(act.code(), Code::FailedPrecondition);
+        suite.stop().await;
+    }
+}
+
+/// Runs `telehealth <args>` on the suite's data directory and database, as an operator would;
+/// returns what it printed (the command must succeed).
+fn admin_command(suite: &Suite, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(crate::harness::binary());
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(&suite.settings.data_dir)
+        .env_remove("TELEHEALTH_CONFIG");
+    if let Some(url) = &suite.settings.database.url {
+        command.env("TELEHEALTH_DATABASE__URL", url).env(
+            "TELEHEALTH_DATABASE__SCHEMA_PREFIX",
+            &suite.settings.database.schema_prefix,
+        );
+    }
+    let output = command.output().expect("the telehealth binary runs");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?}: {printed} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
+}
+
+#[tokio::test]
+async fn the_operator_rotates_the_keys_with_the_command_line() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-cles", CENTRE);
+        let mut register = suite.patients(&doctor).await;
+        let patient = create(&mut register, traits("MAZEAU", "Irène", "1945-02-02"), None).await;
+        let sealed_key = || async {
+            let db = telehealth_kit::Database::connect(
+                &suite.settings.database,
+                &suite.settings.data_dir,
+                telehealth_kit::Part::Directory,
+            )
+            .await
+            .expect("the directory's database");
+            let sealed: String =
+                sqlx::query_scalar("SELECT birth_name_sealed FROM patients WHERE id = $1")
+                    .bind(&patient.id)
+                    .fetch_one(db.pool())
+                    .await
+                    .expect("the record");
+            db.close().await;
+            sealed
+                .split('.')
+                .nth(1)
+                .expect("v1.<key>.<data>")
+                .to_owned()
+        };
+        assert_eq!(sealed_key().await, "k1", "{backend:?}");
+
+        // The suite created the key file; init-keys never overwrites one.
+        let refused =
+            crate::harness::telehealth(&suite.settings.data_dir, &["patients", "init-keys"]);
+        assert!(!refused.status.success());
+        assert!(crate::harness::stderr(&refused).contains("never overwritten"));
+
+        let added = admin_command(&suite, &["patients", "add-key"]);
+        assert!(added.contains("added data key k2"), "{added}");
+        let rekeyed = admin_command(&suite, &["patients", "rekey"]);
+        assert!(rekeyed.contains("re-sealed under key k2"), "{rekeyed}");
+        assert_eq!(
+            sealed_key().await,
+            "k2",
+            "every sealed field moved to the new key"
+        );
+        let again = admin_command(&suite, &["patients", "rekey"]);
+        assert!(again.starts_with("0 patient records"), "{again}");
         suite.stop().await;
     }
 }

@@ -118,10 +118,8 @@ impl Register {
         };
         let row = self.vault.seal_patient(&patient, &person.subject)?;
         store::insert_patient(&mut tx, &row, &self.name_rows(&patient)).await?;
-        self.stage(&mut tx, caller, "CreatePatient", &patient.id)
+        self.commit_audited(tx, caller, "CreatePatient", &patient.id)
             .await?;
-        tx.commit().await?;
-        self.base.flush_audit().await;
         tracing::info!(patient_id = %patient.id, org = %patient.org_id, "patient registered");
         Ok(Created::Patient(Box::new(patient)))
     }
@@ -183,10 +181,8 @@ impl Register {
         patient.address = changes.address.or(patient.address);
         patient.gp = changes.gp.or(patient.gp);
         self.write(&mut tx, &row, &mut patient, now).await?;
-        self.stage(&mut tx, caller, "UpdatePatient", &patient.id)
+        self.commit_audited(tx, caller, "UpdatePatient", &patient.id)
             .await?;
-        tx.commit().await?;
-        self.base.flush_audit().await;
         self.with_history(patient).await
     }
 
@@ -219,10 +215,8 @@ impl Register {
         patient.status = to;
         self.write(&mut tx, &row, &mut patient, now).await?;
         store::insert_status_change(&mut tx, &patient.id, &change).await?;
-        self.stage(&mut tx, caller, "SetIdentityStatus", &patient.id)
+        self.commit_audited(tx, caller, "SetIdentityStatus", &patient.id)
             .await?;
-        tx.commit().await?;
-        self.base.flush_audit().await;
         tracing::info!(patient_id = %patient.id, status = to.as_str(), "identity status changed");
         self.with_history(patient).await
     }
@@ -313,14 +307,10 @@ impl Register {
         store::move_references(&mut tx, &merged_patient.id, &survivor.id).await?;
         self.write(&mut tx, &survivor_row, &mut survivor, now)
             .await?;
-        for (action, record) in [
-            ("MergePatients", &survivor.id),
-            ("MergedInto", &merged_patient.id),
-        ] {
-            self.stage(&mut tx, caller, action, record).await?;
-        }
-        tx.commit().await?;
-        self.base.flush_audit().await;
+        self.stage(&mut tx, caller, "MergePatients", &survivor.id)
+            .await?;
+        self.commit_audited(tx, caller, "MergedInto", &merged_patient.id)
+            .await?;
         tracing::info!(surviving = %survivor.id, merged = %merged_patient.id, "patients merged");
         self.with_history(survivor).await
     }
@@ -385,10 +375,8 @@ impl Register {
             ..row
         };
         self.write(&mut tx, &row, &mut patient, now).await?;
-        self.stage(&mut tx, caller, "RecordObjection", &patient.id)
+        self.commit_audited(tx, caller, "RecordObjection", &patient.id)
             .await?;
-        tx.commit().await?;
-        self.base.flush_audit().await;
         self.with_history(patient).await
     }
 
@@ -433,10 +421,8 @@ impl Register {
             withdrawn_by: None,
         };
         store::insert_consent(&mut tx, &row).await?;
-        self.stage(&mut tx, caller, "RecordConsent", &patient.id)
+        self.commit_audited(tx, caller, "RecordConsent", &patient.id)
             .await?;
-        tx.commit().await?;
-        self.base.flush_audit().await;
         self.open_consent(&row)
     }
 
@@ -456,10 +442,8 @@ impl Register {
                 "this consent is already withdrawn".into(),
             ));
         }
-        self.stage(&mut tx, caller, "WithdrawConsent", &row.patient_id)
+        self.commit_audited(tx, caller, "WithdrawConsent", &row.patient_id)
             .await?;
-        tx.commit().await?;
-        self.base.flush_audit().await;
         let withdrawn = ConsentRow {
             withdrawn_us: Some(micros(now)),
             withdrawn_by: Some(by),
@@ -589,16 +573,9 @@ impl Register {
             .vault
             .seal_patient(&patient, "telehealth patients adopt")?;
         store::insert_patient(&mut tx, &row, &self.name_rows(&patient)).await?;
-        let entry = AuditEntry::new(
-            &Caller::Service(telehealth_kit::Part::Directory),
-            "AdoptPseudonym",
-            "patient",
-            pseudonym,
-            Outcome::Ok,
-        );
-        audit::stage(&mut tx, &entry).await?;
-        tx.commit().await?;
-        self.base.flush_audit().await;
+        let adopter = Caller::Service(telehealth_kit::Part::Directory);
+        self.commit_audited(tx, &adopter, "AdoptPseudonym", pseudonym)
+            .await?;
         Ok(true)
     }
 
@@ -805,6 +782,21 @@ impl Register {
         })
     }
 
+    /// Stages the audit entry of `action` on `patient_id`, commits the change with it, and
+    /// waits until the entry is chained (the caller hears of a change only once it is audited).
+    async fn commit_audited(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        caller: &Caller,
+        action: &str,
+        patient_id: &str,
+    ) -> Result<()> {
+        self.stage(&mut tx, caller, action, patient_id).await?;
+        tx.commit().await?;
+        self.base.flush_audit().await;
+        Ok(())
+    }
+
     async fn stage(
         &self,
         conn: &mut AnyConnection,
@@ -823,12 +815,18 @@ impl Register {
     }
 }
 
-/// What another organisation sees: the INS only when the identity is qualified.
+/// What another organisation sees (a hospital answering a request): the identity it needs to
+/// tell the patient apart, the INS only when qualified, and nothing of the home (contact,
+/// address with its door code) nor the centre's care team.
 fn as_seen_by(patient: Patient, org: &str) -> Patient {
     if patient.org_id == org {
-        patient
-    } else {
-        withhold_unqualified_ins(patient)
+        return patient;
+    }
+    Patient {
+        contact: Default::default(),
+        address: None,
+        care_team: Vec::new(),
+        ..withhold_unqualified_ins(patient)
     }
 }
 

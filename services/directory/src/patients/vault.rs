@@ -218,7 +218,6 @@ impl Vault {
             })
             .transpose()?;
         resealed.updated_us = row.updated_us;
-        resealed.version = row.version;
         if row.merged_into.is_some() {
             // An alias keeps no INS digest: the survivor holds the INS.
             resealed.ins_digest = None;
