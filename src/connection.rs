@@ -81,3 +81,23 @@ impl Connection {
 fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
+
+/// A channel to the gateway at `gateway` from a device (its certificate and key), trusting the
+/// gateway's server CA of `settings`: how `telehealth call` and the demo seed reach the suite.
+pub async fn gateway_channel(
+    settings: &telehealth_kit::Settings,
+    gateway: std::net::SocketAddr,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+) -> anyhow::Result<tonic::transport::Channel> {
+    use anyhow::Context;
+    let ca = settings.gateway_server_tls().ca;
+    let client_tls =
+        telehealth_kit::tls::client_tls(&telehealth_kit::config::TlsFiles { ca, cert, key })?;
+    tonic::transport::Endpoint::from_shared(format!("https://{gateway}"))?
+        .tls_config(client_tls)?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the gateway at {gateway}"))
+}

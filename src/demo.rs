@@ -13,10 +13,8 @@ use anyhow::Context;
 use telehealth_directory::patients::ins::key_of;
 use telehealth_kit::{
     Settings,
-    config::TlsFiles,
     identity::Role,
     pki::DevPki,
-    tls,
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
 use telehealth_proto::v1::{
@@ -191,17 +189,8 @@ async fn channel(
         audience: DEFAULT_AUDIENCE.to_owned(),
     })?;
     let bearer: MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let client_tls = tls::client_tls(&TlsFiles {
-        ca: settings.gateway_server_tls().ca,
-        cert: device.cert,
-        key: device.key,
-    })?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{gateway}"))?
-        .tls_config(client_tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {gateway}"))?;
+    let channel =
+        crate::connection::gateway_channel(settings, gateway, device.cert, device.key).await?;
     let interceptor = move |mut request: tonic::Request<()>| {
         request
             .metadata_mut()

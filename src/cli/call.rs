@@ -11,7 +11,7 @@ use clap::Args;
 use futures::StreamExt;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
-use telehealth_kit::{Settings, config::TlsFiles, raw_codec::RawCodec, tls};
+use telehealth_kit::{Settings, raw_codec::RawCodec};
 use tonic::codegen::http::uri::PathAndQuery;
 
 use crate::connection::Connection;
@@ -82,14 +82,7 @@ pub async fn run(args: CallArgs, settings: &Settings) -> anyhow::Result<ExitCode
             (device.cert.clone(), device.key.clone())
         }
     };
-    let ca = settings.gateway_server_tls().ca;
-    let client_tls = tls::client_tls(&TlsFiles { ca, cert, key })?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{gateway}"))?
-        .tls_config(client_tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the gateway at {gateway}"))?;
+    let channel = crate::connection::gateway_channel(settings, gateway, cert, key).await?;
 
     let mut grpc_request = tonic::Request::new(request);
     grpc_request.set_timeout(Duration::from_secs(args.timeout));
