@@ -1779,8 +1779,26 @@ async fn a_wound_holds_at_most_twenty_photos_waiting_for_an_assessment() {
     }
 }
 
+/// Uploads `jpeg` as a pending photo of `wound_id`; its stored info.
+async fn upload_one(
+    client: &mut Wounds,
+    wound_id: &str,
+    jpeg: &[u8],
+) -> pb::ImageInfo {
+    let mut messages = vec![photo_header(wound_id, &key(), 0, jpeg)];
+    messages.extend(photo_chunks(jpeg, 0, jpeg.len()));
+    client
+        .upload_photo(tokio_stream::iter(messages))
+        .await
+        .expect("photo uploaded")
+        .into_inner()
+        .result
+        .and_then(|r| r.image)
+        .expect("stored image")
+}
+
 #[tokio::test]
-async fn a_nurse_asks_a_wound_specialist_in_one_step_and_finds_the_answer_from_the_wound() {
+async fn a_nurse_asks_a_wound_specialist_in_one_step_with_photos_and_finds_the_answer_from_the_wound() {
     for backend in backends().await {
         let Some(suite) = start(backend).await else {
             continue;
@@ -1797,6 +1815,16 @@ async fn a_nurse_asks_a_wound_specialist_in_one_step_and_finds_the_answer_from_t
                 .await
                 .expect("assessment recorded");
         }
+        // Two photos of the wound, chosen to travel with the request.
+        let jpegs = [
+            telehealth_images::format::fixtures::jpeg_plain(64, 48),
+            telehealth_images::format::fixtures::jpeg_plain(80, 60),
+        ];
+        let mut photos = Vec::new();
+        for jpeg in &jpegs {
+            photos.push(upload_one(&mut nu, &wound.wound_id, jpeg).await);
+        }
+        let photo_ids: Vec<String> = photos.iter().map(|p| p.image_id.clone()).collect();
         let ask = |key: &str| pb::RequestWoundExpertiseRequest {
             idempotency_key: key.into(),
             wound_id: wound.wound_id.clone(),
@@ -1805,7 +1833,21 @@ async fn a_nurse_asks_a_wound_specialist_in_one_step_and_finds_the_answer_from_t
             clinical_question:
                 "Ulcère veineux qui stagne depuis 3 semaines : adapter la compression ?".into(),
             urgency: pb::Urgency::Routine as i32,
+            photo_ids: photo_ids.clone(),
         };
+
+        // A photo of another wound is not sent.
+        let other = register(&mut dr, &patient, &[&nurse]).await;
+        let foreign = upload_one(&mut nu, &other.wound_id, &jpegs[0]).await;
+        let refused = nu
+            .request_wound_expertise(pb::RequestWoundExpertiseRequest {
+                photo_ids: vec![foreign.image_id],
+                ..ask("foreign-photo")
+            })
+            .await
+            .expect_err("a photo of another wound");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{backend:?}");
+        assert!(refused.message().contains("not a photo of this wound"), "{}", refused.message());
 
         // Someone outside the care team cannot ask about the wound.
         let refused = suite
@@ -1866,6 +1908,26 @@ async fn a_nurse_asks_a_wound_specialist_in_one_step_and_finds_the_answer_from_t
             "L × W of each assessment, oldest first"
         );
         assert!(history.history.iter().all(|p| p.push_score > 0));
+        // The chosen photos, once each (the retry copied none twice), byte for byte.
+        let sent: Vec<&str> = seen.images.iter().map(|i| i.sha256_hex.as_str()).collect();
+        let stored: Vec<&str> = photos.iter().map(|p| p.sha256_hex.as_str()).collect();
+        assert_eq!(sent, stored, "{backend:?}");
+        let mut download = spec
+            .download_image(pb::DownloadImageRequest {
+                request_id: request.request_id.clone(),
+                image_id: seen.images[1].image_id.clone(),
+                offset: 0,
+            })
+            .await
+            .expect("the specialist downloads a photo")
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(message) = download.message().await.expect("chunk") {
+            if let Some(pb::download_image_response::Part::Chunk(chunk)) = message.part {
+                bytes.extend_from_slice(&chunk.data);
+            }
+        }
+        assert_eq!(sha256_hex(&bytes), photos[1].sha256_hex);
         spec.claim_request(pb::ClaimRequestRequest {
             request_id: request.request_id.clone(),
         })

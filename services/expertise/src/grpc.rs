@@ -179,6 +179,13 @@ impl ExpertiseService for ExpertiseApi {
         self.attach(request).await
     }
 
+    async fn attach_wound_photo(
+        &self,
+        request: Request<Streaming<pb::AttachWoundPhotoRequest>>,
+    ) -> Result<Response<pb::AttachImageResponse>, Status> {
+        self.attach_wound_photo(request).await
+    }
+
     async fn get_image_upload_status(
         &self,
         request: Request<pb::GetImageUploadStatusRequest>,

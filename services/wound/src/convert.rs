@@ -69,6 +69,28 @@ pub fn id<K>(field: &'static str, value: &str) -> Result<Id<K>> {
     Ok(Id::parse(field, value)?)
 }
 
+/// The photos chosen for a tele-expertise request: UUIDs, distinct, at most
+/// [`MAX_SHARED_PHOTOS`](crate::core::expertise::MAX_SHARED_PHOTOS).
+pub fn photo_ids(values: Vec<String>) -> Result<Vec<telehealth_images::ImageId>> {
+    const FIELD: &str = "photo_ids";
+    at_most(
+        FIELD,
+        values.len(),
+        crate::core::expertise::MAX_SHARED_PHOTOS,
+        "photos",
+    )?;
+    let ids = values
+        .iter()
+        .map(|v| id(FIELD, v))
+        .collect::<Result<Vec<telehealth_images::ImageId>>>()?;
+    let mut sorted: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(WoundError::invalid(FIELD, "a photo is listed twice"));
+    }
+    Ok(ids)
+}
+
 /// An optional UUID id (empty means none).
 pub fn optional_id<K>(field: &'static str, value: &str) -> Result<Option<Id<K>>> {
     if value.is_empty() {

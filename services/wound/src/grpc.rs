@@ -207,6 +207,7 @@ impl WoundService for WoundApi {
                 specialty: r.specialty,
                 clinical_question: r.clinical_question,
                 urgency: r.urgency,
+                photo_ids: convert::photo_ids(r.photo_ids)?,
             };
             self.core.request_expertise(&caller, &id, question).await
         }

@@ -28,10 +28,11 @@ use telehealth_kit::record::ActorRecord;
 pub const MAX_IMAGES: usize = 20;
 
 /// Kinds of images a request accepts.
-pub const ACCEPTED: [pb::ImageKind; 4] = [
+pub const ACCEPTED: [pb::ImageKind; 5] = [
     pb::ImageKind::Dermatoscopy,
     pb::ImageKind::Overview,
     pb::ImageKind::CloseUp,
+    pb::ImageKind::WoundPhoto,
     pb::ImageKind::Other,
 ];
 
@@ -233,6 +234,23 @@ impl Expertise {
             self.announce(&request, &event).await;
         }
         Ok(result)
+    }
+
+    /// A wound photo attached by wound monitoring on behalf of the request's requester: the
+    /// same checks and pipeline as [`Self::attach_image`], as that person.
+    pub async fn attach_wound_photo<S>(
+        &self,
+        caller: &Caller,
+        requester: &pb::Actor,
+        id: &RequestId,
+        header: pb::ImageUploadHeader,
+        chunks: S,
+    ) -> Result<pb::ImageUploadResult, ExpertiseError>
+    where
+        S: Stream<Item = Result<pb::ImageChunk, Status>> + Unpin + Send + 'static,
+    {
+        let person = super::requests::on_behalf_of_wound_requester(caller, requester)?;
+        self.attach_image(&person, id, header, chunks).await
     }
 
     /// Where an upload session of the caller stands.

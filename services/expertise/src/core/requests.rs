@@ -91,33 +91,17 @@ impl Expertise {
         content: Content,
         submit: bool,
     ) -> Result<Request, ExpertiseError> {
-        if !matches!(caller, Caller::Service(Part::Wound)) {
-            return Err(ExpertiseError::PermissionDenied(
-                "only wound monitoring creates a request from a wound",
-            ));
-        }
-        let roles = requester
-            .roles
-            .iter()
-            .filter_map(|r| match telehealth_proto::v1::Role::try_from(*r).ok()? {
-                telehealth_proto::v1::Role::Doctor => Some(Role::Doctor),
-                telehealth_proto::v1::Role::Nurse => Some(Role::Nurse),
-                _ => None,
-            })
-            .collect();
-        let person = Caller::Person(Identity {
-            subject: requester.subject.clone(),
-            roles,
-            org: requester.org_id.clone(),
-            specialty: None,
-            cert_thumbprint: String::new(),
-        });
+        let person = on_behalf_of_wound_requester(caller, requester)?;
         let draft = self.create_draft(&person, key, content).await?;
-        let needs_images = self
+        let minimum_images = self
             .rules
             .target(&draft.content.target_org_id, &draft.content.specialty)
-            .is_some_and(|t| t.minimum_images > 0);
-        if !submit || needs_images || draft.status != Status::Draft {
+            .map_or(0, |t| t.minimum_images);
+        if !submit || draft.status != Status::Draft {
+            return Ok(draft);
+        }
+        if minimum_images > 0 && self.images_of(&draft.id).await?.len() < minimum_images as usize
+        {
             return Ok(draft);
         }
         let id = RequestId::known(draft.id.clone());
@@ -656,4 +640,33 @@ fn require_requester(caller: &Caller, request: &Request) -> Result<(), Expertise
             "only the doctor who created the request may change it",
         ))
     }
+}
+
+/// The person wound monitoring acts for (a nurse of the care team or the referring doctor, as
+/// it verified them); refused unless the caller is wound monitoring itself.
+pub(super) fn on_behalf_of_wound_requester(
+    caller: &Caller,
+    requester: &telehealth_proto::v1::Actor,
+) -> Result<Caller, ExpertiseError> {
+    if !matches!(caller, Caller::Service(Part::Wound)) {
+        return Err(ExpertiseError::PermissionDenied(
+            "only wound monitoring acts for a wound's care team",
+        ));
+    }
+    let roles = requester
+        .roles
+        .iter()
+        .filter_map(|r| match telehealth_proto::v1::Role::try_from(*r).ok()? {
+            telehealth_proto::v1::Role::Doctor => Some(Role::Doctor),
+            telehealth_proto::v1::Role::Nurse => Some(Role::Nurse),
+            _ => None,
+        })
+        .collect();
+    Ok(Caller::Person(Identity {
+        subject: requester.subject.clone(),
+        roles,
+        org: requester.org_id.clone(),
+        specialty: None,
+        cert_thumbprint: String::new(),
+    }))
 }

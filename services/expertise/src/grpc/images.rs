@@ -59,6 +59,48 @@ impl ExpertiseApi {
         }))
     }
 
+    /// `AttachWoundPhoto`: the same stream as `AttachImage`, whose header names the requester
+    /// on whose behalf wound monitoring attaches the photo.
+    pub(super) async fn attach_wound_photo(
+        &self,
+        request: Request<Streaming<pb::AttachWoundPhotoRequest>>,
+    ) -> Result<Response<pb::AttachImageResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let mut stream = request.into_inner();
+        let first = stream.next().await.ok_or_else(|| {
+            Status::invalid_argument("the stream is empty: send the header first")
+        })??;
+        let Some(pb::attach_wound_photo_request::Part::Header(header)) = first.part else {
+            return Err(Status::invalid_argument(
+                "the first message must be the header (requester, request id and image header)",
+            ));
+        };
+        let requester = header
+            .requester
+            .ok_or_else(|| Status::invalid_argument("header.requester is required"))?;
+        let attach = header
+            .attach
+            .ok_or_else(|| Status::invalid_argument("header.attach is required"))?;
+        let id = convert::id("request_id", &attach.request_id).map_err(|e| status(&e))?;
+        let image = attach
+            .image
+            .ok_or_else(|| Status::invalid_argument("header.attach.image is required"))?;
+        let chunks = stream.map(|message| match message?.part {
+            Some(pb::attach_wound_photo_request::Part::Chunk(chunk)) => Ok(chunk),
+            _ => Err(Status::invalid_argument(
+                "every message after the header must be a chunk",
+            )),
+        });
+        let result = self
+            .core
+            .attach_wound_photo(&caller, &requester, &id, image, Box::pin(chunks))
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::AttachImageResponse {
+            result: Some(result),
+        }))
+    }
+
     pub(super) async fn upload_status(
         &self,
         request: Request<pb::GetImageUploadStatusRequest>,

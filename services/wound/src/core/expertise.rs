@@ -3,14 +3,17 @@
 //! the wound's assessment history and asks the tele-expertise service to create (and submit)
 //! the request on that person's behalf, then links the request to the wound.
 
+use futures::StreamExt;
+use telehealth_images::{ImageId, StoredImage};
 use telehealth_kit::{
+    ApiError, ErrorCode,
     identity::{Caller, Role},
     record::{ActorRecord, json, micros, role_proto, timestamp},
 };
 use telehealth_proto::v1::{self as pb, expertise_service_client::ExpertiseServiceClient};
 use tonic::{Code, transport::Channel};
 
-use super::{WoundMonitor, person, views};
+use super::{WoundMonitor, person, photos::target, views};
 use crate::{
     error::WoundError,
     model::{Access, WoundId},
@@ -40,7 +43,12 @@ pub struct WoundQuestion {
     pub specialty: String,
     pub clinical_question: String,
     pub urgency: i32,
+    /// Photos of the wound to copy into the request (distinct, at most [`MAX_SHARED_PHOTOS`]).
+    pub photo_ids: Vec<ImageId>,
 }
+
+/// Most photos one request carries from the wound.
+pub const MAX_SHARED_PHOTOS: usize = 10;
 
 impl WoundMonitor {
     /// Creates (and submits, when the target needs no image) a tele-expertise request about
@@ -72,6 +80,21 @@ impl WoundMonitor {
             .await?;
         let series = store::assessments::series(&mut conn, wound_id, Some(wound.episode)).await?;
         drop(conn);
+        let mut photos = Vec::with_capacity(question.photo_ids.len());
+        for photo_id in &question.photo_ids {
+            let photo = self
+                .images
+                .image(&target(wound_id), photo_id)
+                .await
+                .map_err(|e| match e.code() {
+                    ErrorCode::NotFound => WoundError::invalid(
+                        "photo_ids",
+                        format!("{photo_id} is not a photo of this wound"),
+                    ),
+                    _ => WoundError::Unavailable(e.to_string()),
+                })?;
+            photos.push(photo);
+        }
         let history = views(series)
             .into_iter()
             .rev()
@@ -130,23 +153,16 @@ impl WoundMonitor {
             org_id: identity.org.clone(),
             service: String::new(),
         };
-        let created = self
-            .expertise
-            .client
-            .clone()
-            .create_wound_request(pb::CreateWoundRequestRequest {
-                requester: Some(requester),
-                idempotency_key: question.idempotency_key,
-                content: Some(content),
-                submit: true,
-            })
-            .await
-            .map_err(refusal)?
-            .into_inner()
-            .request
-            .ok_or_else(|| {
-                WoundError::Unavailable("the tele-expertise service answered no request".into())
-            })?;
+        let create = pb::CreateWoundRequestRequest {
+            requester: Some(requester.clone()),
+            idempotency_key: question.idempotency_key,
+            content: Some(content),
+            // With photos, submitted once they are all attached (below).
+            submit: photos.is_empty(),
+        };
+        let mut created = self.create_wound_request(create.clone()).await?;
+        // Linked before the photos are copied: a failure below leaves a request the wound
+        // already names, and the retry (same key) finishes it.
         let mut conn = self.base.db().pool().acquire().await?;
         store::wounds::link_expertise_request(
             &mut conn,
@@ -156,8 +172,95 @@ impl WoundMonitor {
             micros(self.now()),
         )
         .await?;
-        tracing::info!(wound_id = %wound_id, request_id = %created.request_id, "wound expertise requested");
+        drop(conn);
+        if !photos.is_empty() {
+            for photo in &photos {
+                self.copy_photo(&requester, &created.request_id, photo)
+                    .await?;
+            }
+            // The same key and content: the service answers the request it created, and
+            // submits it now that its images are attached.
+            created = self
+                .create_wound_request(pb::CreateWoundRequestRequest {
+                    submit: true,
+                    ..create
+                })
+                .await?;
+        }
+        tracing::info!(wound_id = %wound_id, request_id = %created.request_id, photos = photos.len(), "wound expertise requested");
         Ok(created)
+    }
+
+    async fn create_wound_request(
+        &self,
+        create: pb::CreateWoundRequestRequest,
+    ) -> Result<pb::ExpertiseRequest, WoundError> {
+        self.expertise
+            .client
+            .clone()
+            .create_wound_request(create)
+            .await
+            .map_err(refusal)?
+            .into_inner()
+            .request
+            .ok_or_else(|| {
+                WoundError::Unavailable("the tele-expertise service answered no request".into())
+            })
+    }
+
+    /// Streams the stored bytes of `photo` into request `request_id`, on behalf of
+    /// `requester`. The photo's id names the upload session, so a repeated copy answers the
+    /// image already attached instead of a second one.
+    async fn copy_photo(
+        &self,
+        requester: &pb::Actor,
+        request_id: &str,
+        photo: &StoredImage,
+    ) -> Result<(), WoundError> {
+        let info = &photo.info;
+        let header = pb::AttachWoundPhotoRequest {
+            part: Some(pb::attach_wound_photo_request::Part::Header(
+                pb::AttachWoundPhotoHeader {
+                    requester: Some(requester.clone()),
+                    attach: Some(pb::AttachImageHeader {
+                        request_id: request_id.to_owned(),
+                        image: Some(pb::ImageUploadHeader {
+                            upload_session_id: info.image_id.clone(),
+                            resume_offset: 0,
+                            total_size_bytes: info.size_bytes,
+                            declared_kind: info.kind,
+                            body_site: info.body_site.clone(),
+                            client_sha256_hex: info.sha256_hex.clone(),
+                            caption: info.caption.clone(),
+                            captured_at: info.captured_at,
+                        }),
+                    }),
+                },
+            )),
+        };
+        let chunks = self.images.download(photo, 0).await?;
+        let messages = futures::stream::once(async { header }).chain(chunks.filter_map(
+            |chunk| async move {
+                match chunk {
+                    Ok(chunk) => Some(pb::AttachWoundPhotoRequest {
+                        part: Some(pb::attach_wound_photo_request::Part::Chunk(chunk)),
+                    }),
+                    Err(error) => {
+                        // Ending the stream early leaves the upload short of its declared
+                        // size: the tele-expertise service refuses it and keeps nothing.
+                        tracing::warn!(%error, "a wound photo could not be read while copied");
+                        None
+                    }
+                }
+            },
+        ));
+        self.expertise
+            .client
+            .clone()
+            .attach_wound_photo(messages)
+            .await
+            .map_err(refusal)?;
+        Ok(())
     }
 
     /// The tele-expertise requests asked about `wound_id` (the caller may read the wound).
