@@ -1,7 +1,10 @@
-//! The command line: `telehealth up | serve | pki | token | migrate | audit | patients | call | health`.
+//! The command line: `telehealth up | serve | pki | token | migrate | audit | patients | call |
+//! export | health`.
 
 mod admin;
 mod call;
+mod export;
+mod gateway;
 mod health;
 mod patients;
 mod pki;
@@ -57,6 +60,9 @@ pub enum Command {
     },
     /// Call an RPC through the gateway with JSON in and out (like grpcurl).
     Call(call::CallArgs),
+    /// Everything the suite holds about one patient, as one archive, for a right-of-access
+    /// request (read through the gateway as the calling doctor).
+    Export(export::ExportArgs),
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
@@ -95,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Audit(command) => admin::audit(command, &settings).await,
         Command::Patients(command) => patients::run(command, &settings).await,
         Command::Call(args) => call::run(args, &settings).await,
+        Command::Export(args) => export::run(args, &settings).await,
         Command::Health(args) => health::run(args, &settings).await,
     }
 }

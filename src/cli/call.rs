@@ -3,7 +3,7 @@
 //! descriptor set compiled into the binary (the JSON mapping of protobuf: lowerCamelCase field
 //! names, enums by name, timestamps as RFC 3339 strings).
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
 use telehealth_kit::{Settings, raw_codec::RawCodec};
 use tonic::codegen::http::uri::PathAndQuery;
 
-use crate::connection::Connection;
+use super::gateway::GatewayArgs;
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
@@ -23,21 +23,8 @@ pub struct CallArgs {
     /// The request as JSON (protobuf JSON mapping); `{}` when omitted.
     #[arg(default_value = "{}")]
     pub request: String,
-    /// Sample device whose certificate to present (from `connection.json`).
-    #[arg(long, default_value = "doctor-workstation")]
-    pub device: String,
-    /// Client certificate (PEM) instead of a sample device; needs `--key`.
-    #[arg(long, requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// Private key (PEM) of `--cert`.
-    #[arg(long, requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// Access token (also `TELEHEALTH_TOKEN`).
-    #[arg(long, env = "TELEHEALTH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Gateway address; default from `connection.json`.
-    #[arg(long)]
-    pub gateway: Option<SocketAddr>,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
     /// Deadline of the call, in seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -53,46 +40,12 @@ pub async fn run(args: CallArgs, settings: &Settings) -> anyhow::Result<ExitCode
     }
     let request = encode_request(&method, &args.request)?;
 
-    let connection_file = settings.data_dir.join("connection.json");
-    let connection: Option<Connection> = std::fs::read(&connection_file)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let gateway = args
-        .gateway
-        .or(connection.as_ref().and_then(|c| c.gateway))
-        .with_context(|| {
-            format!(
-                "no --gateway and no running suite described in {}",
-                connection_file.display()
-            )
-        })?;
-    let (cert, key) = match (args.cert, args.key) {
-        (Some(cert), Some(key)) => (cert, key),
-        _ => {
-            let device = connection
-                .as_ref()
-                .and_then(|c| c.devices.get(&args.device))
-                .with_context(|| {
-                    format!(
-                        "unknown device `{}` (see {})",
-                        args.device,
-                        connection_file.display()
-                    )
-                })?;
-            (device.cert.clone(), device.key.clone())
-        }
-    };
-    let channel = crate::connection::gateway_channel(settings, gateway, cert, key).await?;
+    let channel = args.gateway.channel(settings).await?;
 
     let mut grpc_request = tonic::Request::new(request);
     grpc_request.set_timeout(Duration::from_secs(args.timeout));
-    if let Some(token) = &args.token {
-        grpc_request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}")
-                .parse()
-                .context("token is not ASCII")?,
-        );
+    if let Some(bearer) = args.gateway.bearer()? {
+        grpc_request.metadata_mut().insert("authorization", bearer);
     }
     let path: PathAndQuery =
         format!("/{}/{}", method.parent_service().full_name(), method.name()).parse()?;

@@ -270,6 +270,11 @@ fn table() -> Vec<Line> {
             Blind,
         ),
         line(
+            "SchedulingService/ListAppointments",
+            json!({"patient": {"pseudonym": "{patient}"}, "range": range}),
+            Refused,
+        ),
+        line(
             "SchedulingService/CancelAppointment",
             json!({"appointmentId": "{appointment}",
             "reason": "CANCELLATION_REASON_PATIENT_REQUEST", "comment": "x"}),
@@ -466,6 +471,11 @@ fn table() -> Vec<Line> {
             json!({"wholeOrg": true}),
             Blind,
         ),
+        line(
+            "WoundService/ListDoctorWounds",
+            json!({"wholeOrg": true, "patient": {"pseudonym": "{patient}"}}),
+            Refused,
+        ),
         // tele-expertise
         line("ExpertiseService/ListTargets", json!({}), Blind),
         line(
@@ -501,6 +511,13 @@ fn table() -> Vec<Line> {
             "ExpertiseService/AttachImage",
             json!({"header": {"requestId": "{request}",
             "image": image_header("{image_session}")}}),
+            Refused,
+        ),
+        line(
+            "ExpertiseService/AttachWoundPhoto",
+            json!({"header": {"requester": {"subject": "{nurse}", "orgId": "{org}",
+                "roles": ["ROLE_NURSE"]}, "attach": {"requestId": "{request}",
+                "image": image_header("{image_session}")}}}),
             Refused,
         ),
         line(
@@ -582,6 +599,11 @@ fn table() -> Vec<Line> {
             "ExpertiseService/ListMyRequests",
             json!({"wholeOrg": true}),
             Blind,
+        ),
+        line(
+            "ExpertiseService/ListMyRequests",
+            json!({"wholeOrg": true, "patient": {"pseudonym": "{patient}"}}),
+            Refused,
         ),
         line(
             "ExpertiseService/WatchRequests",
@@ -1023,7 +1045,10 @@ async fn every_rpc_refuses_outsiders(suite: &Suite, backend: Backend) {
             ghost_values.insert("key", uuid::Uuid::new_v4().to_string());
             let messages = |values: &BTreeMap<&'static str, String>| {
                 let mut messages = vec![fill(&line.request, values)];
-                if line.method.ends_with("UploadPhoto") || line.method.ends_with("AttachImage") {
+                if line.method.ends_with("UploadPhoto")
+                    || line.method.ends_with("AttachImage")
+                    || line.method.ends_with("AttachWoundPhoto")
+                {
                     let jpeg = fixtures::jpeg_plain(64, 48);
                     messages.push(json!({"chunk": {"offset": 0,
                         "data": base64::engine::general_purpose::STANDARD.encode(&jpeg)}}));

@@ -21,6 +21,7 @@ mod migrations;
 mod patients;
 mod pki_and_tokens;
 mod replicas;
+mod right_of_access;
 mod scheduling;
 mod signalling;
 mod tracing;

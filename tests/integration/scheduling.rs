@@ -51,7 +51,7 @@ async fn publish_daily(suite: &Suite, doctor: &Person, start: &str, end: &str) {
 }
 
 /// Publishes `doctor`'s availability (every day 08:00-20:00 Paris, no buffer).
-async fn publish_availability(suite: &Suite, doctor: &Person) {
+pub(crate) async fn publish_availability(suite: &Suite, doctor: &Person) {
     publish_daily(suite, doctor, "08:00", "20:00").await;
 }
 
@@ -69,7 +69,7 @@ fn soon(minutes: i64) -> Timestamp {
 }
 
 /// 10:00 Paris, `days` days from now.
-fn ten_oclock_in(days: i64) -> Timestamp {
+pub(crate) fn ten_oclock_in(days: i64) -> Timestamp {
     let today = Timestamp::now()
         .to_zoned_datetime(TimeZone::get("Europe/Paris").expect("tz"))
         .date();
@@ -84,7 +84,7 @@ fn ten_oclock_in(days: i64) -> Timestamp {
 
 /// A booking of `patient` (an id of the centre's register) with `doctor`, the patient's own
 /// account being `patient_subject`.
-fn booking(
+pub(crate) fn booking(
     patient: &str,
     key: &str,
     doctor: &str,

@@ -50,7 +50,7 @@ fn venous_ulcer() -> pb::WoundDescription {
 }
 
 /// `doctor` registers a venous leg ulcer of `patient` followed by `nurses`.
-async fn register(doctor: &mut Wounds, patient: &str, nurses: &[&Person]) -> pb::Wound {
+pub(crate) async fn register(doctor: &mut Wounds, patient: &str, nurses: &[&Person]) -> pb::Wound {
     doctor
         .register_wound(pb::RegisterWoundRequest {
             idempotency_key: key(),
@@ -69,7 +69,7 @@ async fn register(doctor: &mut Wounds, patient: &str, nurses: &[&Person]) -> pb:
 }
 
 /// Measurements `days` days ago: granulation, light exudate, nothing else.
-fn measured(days: i64, length_cm: f64, width_cm: f64) -> pb::AssessmentMeasurements {
+pub(crate) fn measured(days: i64, length_cm: f64, width_cm: f64) -> pb::AssessmentMeasurements {
     pb::AssessmentMeasurements {
         assessed_at: Some(ts(days_ago(days))),
         length_cm,
@@ -84,7 +84,7 @@ fn measured(days: i64, length_cm: f64, width_cm: f64) -> pb::AssessmentMeasureme
     }
 }
 
-async fn record(
+pub(crate) async fn record(
     nurse: &mut Wounds,
     wound_id: &str,
     measurements: pb::AssessmentMeasurements,
@@ -1780,11 +1780,7 @@ async fn a_wound_holds_at_most_twenty_photos_waiting_for_an_assessment() {
 }
 
 /// Uploads `jpeg` as a pending photo of `wound_id`; its stored info.
-async fn upload_one(
-    client: &mut Wounds,
-    wound_id: &str,
-    jpeg: &[u8],
-) -> pb::ImageInfo {
+pub(crate) async fn upload_one(client: &mut Wounds, wound_id: &str, jpeg: &[u8]) -> pb::ImageInfo {
     let mut messages = vec![photo_header(wound_id, &key(), 0, jpeg)];
     messages.extend(photo_chunks(jpeg, 0, jpeg.len()));
     client
@@ -1798,7 +1794,8 @@ async fn upload_one(
 }
 
 #[tokio::test]
-async fn a_nurse_asks_a_wound_specialist_in_one_step_with_photos_and_finds_the_answer_from_the_wound() {
+async fn a_nurse_asks_a_wound_specialist_in_one_step_with_photos_and_finds_the_answer_from_the_wound()
+ {
     for backend in backends().await {
         let Some(suite) = start(backend).await else {
             continue;
@@ -1847,7 +1844,11 @@ async fn a_nurse_asks_a_wound_specialist_in_one_step_with_photos_and_finds_the_a
             .await
             .expect_err("a photo of another wound");
         assert_eq!(refused.code(), Code::InvalidArgument, "{backend:?}");
-        assert!(refused.message().contains("not a photo of this wound"), "{}", refused.message());
+        assert!(
+            refused.message().contains("not a photo of this wound"),
+            "{}",
+            refused.message()
+        );
 
         // Someone outside the care team cannot ask about the wound.
         let refused = suite

@@ -478,6 +478,12 @@ impl ExpertiseService for ExpertiseApi {
         let r = request.into_inner();
         let page = async {
             let statuses = convert::statuses(&r.statuses)?;
+            let patient = match r.patient.as_ref().map(|p| p.pseudonym.as_str()) {
+                Some(value) if !value.is_empty() => {
+                    Some(telehealth_kit::ids::pseudonym("patient.pseudonym", value)?)
+                }
+                _ => None,
+            };
             let size = paging::page_size(r.page_size, 50, 200)?;
             let scope = page_scope!("ListMyRequests", &caller, &r);
             let after = self
@@ -485,7 +491,14 @@ impl ExpertiseService for ExpertiseApi {
                 .position::<(i64, String)>(&scope, &r.page_token)?;
             let found = self
                 .core
-                .my_requests(&caller, statuses, r.whole_org, after.as_ref(), size + 1)
+                .my_requests(
+                    &caller,
+                    statuses,
+                    r.whole_org,
+                    patient,
+                    after.as_ref(),
+                    size + 1,
+                )
                 .await?;
             Ok::<_, ExpertiseError>(self.pages.page(&scope, found, size, |r| {
                 (crate::store::micros(r.created_at), r.id.clone())

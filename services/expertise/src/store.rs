@@ -319,6 +319,9 @@ pub struct MineFilter {
     /// `None` with `whole_org`.
     pub requester: Option<String>,
     pub statuses: Vec<Status>,
+    /// Any of these patient ids (a patient's surviving id and the ids merged into it); empty:
+    /// any patient.
+    pub patients: Vec<String>,
 }
 
 /// Requests of a requester (or his org), newest first, after (created, id), at most `limit`.
@@ -342,6 +345,13 @@ pub async fn my_requests(
         ));
         n += filter.statuses.len();
     }
+    if !filter.patients.is_empty() {
+        sql.push_str(&format!(
+            " AND patient_pseudonym IN ({})",
+            placeholders(n + 1, filter.patients.len())
+        ));
+        n += filter.patients.len();
+    }
     if after.is_some() {
         sql.push_str(&format!(
             " AND (created_at_us < ${a} OR (created_at_us = ${a} AND request_id < ${b}))",
@@ -360,6 +370,9 @@ pub async fn my_requests(
     }
     for status in &filter.statuses {
         query = query.bind(status.as_str());
+    }
+    for patient in &filter.patients {
+        query = query.bind(patient.clone());
     }
     if let Some((created, id)) = after {
         query = query.bind(*created).bind(id.clone());

@@ -94,6 +94,25 @@ impl Consents {
         }
     }
 
+    /// Every id that names the patient `patient` names, if `org` sees them: the surviving id
+    /// first, then the ids merged into it (records made before a merge still name those). For
+    /// listing a patient's records.
+    pub async fn ids_of(&self, org: &str, patient: &str) -> Result<Vec<String>, KitError> {
+        let request = pb::ResolvePatientRequest {
+            org_id: org.to_owned(),
+            patient_id: patient.to_owned(),
+        };
+        match self.client.clone().resolve_patient(request).await {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                let mut ids = vec![answer.patient_id];
+                ids.extend(answer.merged_ids);
+                Ok(ids)
+            }
+            Err(status) => Err(refusal(status)),
+        }
+    }
+
     /// Shares `patient` of `org` with `with_org` (a request sent to a hospital), for `reason`;
     /// refused while the patient objects to sharing.
     pub async fn share(

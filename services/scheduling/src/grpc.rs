@@ -424,10 +424,13 @@ impl SchedulingService for SchedulingApi {
         let r = request.into_inner();
         let result: Result<_, SchedulingError> = async {
             let statuses = convert::bounded("statuses", &r.statuses, MAX_STATUS_FILTERS)?;
+            let by_patient = r.patient.as_ref().is_some_and(|p| !p.pseudonym.is_empty());
+            // A patient's appointments are few: their whole history may be asked at once.
+            let max_days = if by_patient { 36_600 } else { 366 };
             let window = match &r.period {
                 None => None,
                 Some(pb::list_appointments_request::Period::Range(range)) => {
-                    Some(convert::range("range", Some(range), 366)?)
+                    Some(convert::range("range", Some(range), max_days)?)
                 }
                 Some(pb::list_appointments_request::Period::Day(day)) => {
                     let date = parse_date("day.date", &day.date)?;
@@ -449,11 +452,9 @@ impl SchedulingService for SchedulingApi {
                     .map(|s| s.as_str().to_owned()),
                 nurse: convert::optional_subject("nurse_subject", &r.nurse_subject)?
                     .map(|s| s.as_str().to_owned()),
-                patient_pseudonym: match &r.patient {
-                    Some(patient) if !patient.pseudonym.is_empty() => {
-                        Some(convert::pseudonym(Some(patient))?)
-                    }
-                    _ => None,
+                patient_pseudonyms: match &r.patient {
+                    Some(patient) if by_patient => vec![convert::pseudonym(Some(patient))?],
+                    _ => Vec::new(),
                 },
                 window,
                 statuses: statuses

@@ -672,7 +672,9 @@ pub struct AppointmentFilter {
     pub org_id: Option<String>,
     pub doctor: Option<String>,
     pub nurse: Option<String>,
-    pub patient_pseudonym: Option<String>,
+    /// Any of these patient ids (a patient's surviving id and the ids merged into it); empty:
+    /// any patient.
+    pub patient_pseudonyms: Vec<String>,
     pub patient_subject: Option<String>,
     /// Any participant (doctor, nurse or patient account) is this subject.
     pub participant: Option<String>,
@@ -703,9 +705,6 @@ pub async fn list_appointments(
     if let Some(nurse) = &filter.nurse {
         push(&mut sql, " AND nurse_subject = ?", nurse);
     }
-    if let Some(pseudonym) = &filter.patient_pseudonym {
-        push(&mut sql, " AND patient_pseudonym = ?", pseudonym);
-    }
     if let Some(subject) = &filter.patient_subject {
         push(&mut sql, " AND patient_subject = ?", subject);
     }
@@ -714,6 +713,17 @@ pub async fn list_appointments(
         let n = texts.len();
         sql.push_str(&format!(
             " AND (doctor_subject = ${n} OR nurse_subject = ${n} OR patient_subject = ${n})"
+        ));
+    }
+    if !filter.patient_pseudonyms.is_empty() {
+        let mut placeholders = Vec::new();
+        for pseudonym in &filter.patient_pseudonyms {
+            texts.push(pseudonym.clone());
+            placeholders.push(format!("${}", texts.len()));
+        }
+        sql.push_str(&format!(
+            " AND patient_pseudonym IN ({})",
+            placeholders.join(", ")
         ));
     }
     if !filter.statuses.is_empty() {

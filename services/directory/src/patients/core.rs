@@ -493,11 +493,19 @@ impl Register {
         outcome
     }
 
-    /// The surviving id of the patient `id` names, if `org` sees them (service to service).
-    pub async fn resolve(&self, caller: &Caller, org: &str, id: &str) -> Result<String> {
+    /// The surviving id of the patient `id` names, if `org` sees them, and the ids merged into
+    /// it (service to service).
+    pub async fn resolve(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<(String, Vec<String>)> {
         service(caller)?;
         let mut conn = self.base.db().pool().acquire().await?;
-        Ok(self.visible_row(&mut conn, org, id).await?.id)
+        let survivor = self.visible_row(&mut conn, org, id).await?.id;
+        let merged = store::aliases_of(&mut conn, &survivor).await?;
+        Ok((survivor, merged))
     }
 
     /// Shares a patient `org` sees with `with_org` (service to service); the patient's

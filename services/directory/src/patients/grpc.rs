@@ -285,8 +285,11 @@ impl PatientService for PatientApi {
         let request = request.into_inner();
         let org = subject("org_id", &request.org_id)?;
         let id = convert::patient_id("patient_id", &request.patient_id)?;
-        let patient_id = self.register.resolve(&caller, &org, &id).await?;
-        Ok(Response::new(pb::ResolvePatientResponse { patient_id }))
+        let (patient_id, merged_ids) = self.register.resolve(&caller, &org, &id).await?;
+        Ok(Response::new(pb::ResolvePatientResponse {
+            patient_id,
+            merged_ids,
+        }))
     }
 
     #[tracing::instrument(skip_all)]

@@ -102,6 +102,7 @@ impl Expertise {
         caller: &Caller,
         statuses: Vec<Status>,
         whole_org: bool,
+        patient: Option<String>,
         after: Option<&(i64, String)>,
         limit: i64,
     ) -> Result<Vec<Request>, ExpertiseError> {
@@ -110,11 +111,17 @@ impl Expertise {
         if !doctor && !identity.has_role(Role::Nurse) {
             return Ok(Vec::new());
         }
+        // Under every id that names the patient, as the caller's organisation sees them.
+        let patients = match patient {
+            Some(patient) => self.consents.ids_of(&identity.org, &patient).await?,
+            None => Vec::new(),
+        };
         // A nurse lists her own requests only, whole organisation or not.
         let filter = MineFilter {
             requester_org: identity.org.clone(),
             requester: (!(whole_org && doctor)).then(|| identity.subject.clone()),
             statuses,
+            patients,
         };
         let mut conn = self.base.db().pool().acquire().await?;
         let found = store::my_requests(&mut conn, &filter, after, limit).await?;

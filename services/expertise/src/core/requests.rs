@@ -100,8 +100,7 @@ impl Expertise {
         if !submit || draft.status != Status::Draft {
             return Ok(draft);
         }
-        if minimum_images > 0 && self.images_of(&draft.id).await?.len() < minimum_images as usize
-        {
+        if minimum_images > 0 && self.images_of(&draft.id).await?.len() < minimum_images as usize {
             return Ok(draft);
         }
         let id = RequestId::known(draft.id.clone());

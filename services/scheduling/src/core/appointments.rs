@@ -37,6 +37,14 @@ pub(crate) fn can_see(identity: &Identity, appointment: &Appointment) -> bool {
         || (identity.has_role(Role::Coordinator) && identity.org == appointment.org_id)
 }
 
+/// Whether `identity` may read `appointment` and its history: whoever may see it, and the
+/// doctors of its organisation (a patient's file shows them every appointment of the patient;
+/// changing it stays with its participants and coordinators).
+fn can_read(identity: &Identity, appointment: &Appointment) -> bool {
+    can_see(identity, appointment)
+        || (identity.has_role(Role::Doctor) && identity.org == appointment.org_id)
+}
+
 impl Scheduler {
     /// One appointment, if the caller may see it (otherwise NOT_FOUND, as if it did not exist).
     pub async fn appointment(
@@ -55,7 +63,7 @@ impl Scheduler {
         let identity = person(caller)?;
         let mut conn = self.base.db().pool().acquire().await?;
         match store::appointment(&mut conn, id).await? {
-            Some(appointment) if can_see(identity, &appointment) => Ok(appointment),
+            Some(appointment) if can_read(identity, &appointment) => Ok(appointment),
             _ => Err(SchedulingError::NotFound("appointment")),
         }
     }
@@ -69,11 +77,21 @@ impl Scheduler {
         limit: i64,
     ) -> Result<Vec<Appointment>, SchedulingError> {
         let identity = person(caller)?;
-        // The filter is narrowed to what the caller may see, in SQL, so pages stay full.
-        if identity.has_role(Role::Coordinator) {
+        let by_patient = !filter.patient_pseudonyms.is_empty();
+        // The filter is narrowed to what the caller may see, in SQL, so pages stay full. A
+        // patient's file shows the doctors of the centre every appointment of theirs.
+        if identity.has_role(Role::Coordinator) || (by_patient && identity.has_role(Role::Doctor)) {
             filter.org_id = Some(identity.org.clone());
         } else {
             filter.participant = Some(identity.subject.clone());
+        }
+        if by_patient {
+            // Under every id that names the patient, as the caller's organisation sees them:
+            // records made before a merge name the merged id.
+            filter.patient_pseudonyms = self
+                .consents
+                .ids_of(&identity.org, &filter.patient_pseudonyms[0])
+                .await?;
         }
         let mut conn = self.base.db().pool().acquire().await?;
         let found = store::list_appointments(&mut conn, &filter, after, limit).await?;

@@ -239,8 +239,8 @@ impl WoundMonitor {
             )),
         };
         let chunks = self.images.download(photo, 0).await?;
-        let messages = futures::stream::once(async { header }).chain(chunks.filter_map(
-            |chunk| async move {
+        let messages =
+            futures::stream::once(async { header }).chain(chunks.filter_map(|chunk| async move {
                 match chunk {
                     Ok(chunk) => Some(pb::AttachWoundPhotoRequest {
                         part: Some(pb::attach_wound_photo_request::Part::Chunk(chunk)),
@@ -252,8 +252,7 @@ impl WoundMonitor {
                         None
                     }
                 }
-            },
-        ));
+            }));
         self.expertise
             .client
             .clone()

@@ -90,7 +90,11 @@ impl WoundMonitor {
             } else {
                 query.statuses
             },
-            patient_pseudonym: query.patient_pseudonym,
+            // Under every id that names the patient, as the doctor's organisation sees them.
+            patients: match query.patient_pseudonym {
+                Some(patient) => self.consents.ids_of(&identity.org, &patient).await?,
+                None => Vec::new(),
+            },
         };
         let mut conn = self.base.db().pool().acquire().await?;
         let wounds = store::wounds::doctor_wounds(&mut conn, &filter, after, limit).await?;

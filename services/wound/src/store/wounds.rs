@@ -364,7 +364,9 @@ pub struct DoctorFilter {
     /// …or all wounds of this org.
     pub org_id: Option<String>,
     pub statuses: Vec<WoundStatus>,
-    pub patient_pseudonym: Option<String>,
+    /// Any of these patient ids (a patient's surviving id and the ids merged into it); empty:
+    /// any patient.
+    pub patients: Vec<String>,
 }
 
 /// The sort key of the doctor's list: wounds with open alerts first (newest open alert first),
@@ -403,8 +405,16 @@ pub async fn doctor_wounds(
     if let Some(org) = &filter.org_id {
         push(&mut sql, " AND w.org_id = ?", org);
     }
-    if let Some(patient) = &filter.patient_pseudonym {
-        push(&mut sql, " AND w.patient_pseudonym = ?", patient);
+    if !filter.patients.is_empty() {
+        let mut placeholders = Vec::new();
+        for patient in &filter.patients {
+            texts.push(patient.clone());
+            placeholders.push(format!("${}", texts.len()));
+        }
+        sql.push_str(&format!(
+            " AND w.patient_pseudonym IN ({})",
+            placeholders.join(", ")
+        ));
     }
     if !filter.statuses.is_empty() {
         let mut placeholders = Vec::new();

@@ -1,0 +1,595 @@
+//! `telehealth export --patient ID`: everything the suite holds about one patient, for a
+//! right-of-access request (RGPD art. 15), as one tar archive read through the gateway as the
+//! calling doctor (the same access rules as every other read, and each read audited):
+//!
+//! - `patient.json`: the register's export (identity, its status history, contact, consents,
+//!   shares, objection);
+//! - `appointments/<id>.json`: each appointment of the patient at the centre with its history;
+//! - `expertise/<id>/request.json` and `expertise/<id>/images/…`: each tele-expertise request
+//!   about the patient, its messages, its report once answered, and its images as stored;
+//! - `wounds/<id>/wound.json` and `wounds/<id>/photos/…`: each wound followed, every version of
+//!   every assessment, its alerts and its photos as stored;
+//! - `index.json`: what the archive holds, with each file's size and SHA-256, and `LISEZMOI.txt`
+//!   for the patient.
+//!
+//! JSON follows the protobuf JSON mapping of the contract. The archive is written next to its
+//! destination and renamed into place when complete, readable by its owner only.
+
+use std::{
+    future::Future,
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::Args;
+use futures::StreamExt;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use telehealth_kit::Settings;
+use telehealth_proto::v1::{
+    self as pb, expertise_service_client::ExpertiseServiceClient,
+    patient_service_client::PatientServiceClient,
+    scheduling_service_client::SchedulingServiceClient, wound_service_client::WoundServiceClient,
+};
+use tonic::{
+    Code, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+use super::gateway::GatewayArgs;
+
+/// Name and version of the archive's layout, in `index.json`.
+const FORMAT: &str = "telehealth-patient-archive/1";
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// The patient's id in the register.
+    #[arg(long)]
+    pub patient: String,
+    /// Where to write the archive; default `patient-<id>.tar` in the current folder.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub async fn run(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("patient-{}.tar", args.patient)));
+    let channel = args.gateway.channel(settings).await?;
+    let clients = Clients::new(channel, Bearer(args.gateway.bearer()?));
+    let partial = out.with_extension("tar.partial");
+    let written = async {
+        let mut archive = Archive::create(&partial)?;
+        let outcome = export(&clients, &args.patient, &mut archive).await;
+        match outcome {
+            Ok(()) => archive.finish(&args.patient).map(Some),
+            Err(Failure::Refused(status)) => {
+                eprintln!("error: {:?}: {}", status.code(), status.message());
+                Ok(None)
+            }
+            Err(Failure::Local(error)) => Err(error),
+        }
+    }
+    .await;
+    match written {
+        Ok(Some(files)) => {
+            std::fs::rename(&partial, &out)
+                .with_context(|| format!("cannot move the archive to {}", out.display()))?;
+            println!("{} ({files} files)", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            // Nothing half-written stays behind: the export is all or nothing.
+            let _ = std::fs::remove_file(&partial);
+            other.map(|_| ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Why an export stopped: the suite refused a call (reported as its status), or writing failed.
+enum Failure {
+    Refused(Status),
+    Local(anyhow::Error),
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Failure::Refused(status)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Local(error)
+    }
+}
+
+async fn export(clients: &Clients, patient: &str, archive: &mut Archive) -> Result<(), Failure> {
+    let register = clients
+        .patients()
+        .export_patient(pb::ExportPatientRequest {
+            patient_id: patient.to_owned(),
+        })
+        .await?
+        .into_inner();
+    archive.add("patient.json", &register.archive)?;
+    appointments(clients, patient, archive).await?;
+    requests(clients, patient, archive).await?;
+    wounds(clients, patient, archive).await?;
+    Ok(())
+}
+
+async fn appointments(
+    clients: &Clients,
+    patient: &str,
+    archive: &mut Archive,
+) -> Result<(), Failure> {
+    // The patient's whole history: the listing takes up to 100 years when it names a patient.
+    let now = jiff::Timestamp::now();
+    let span = jiff::SignedDuration::from_hours(24 * 365 * 50);
+    let range = pb::TimeRange {
+        start_time: Some(timestamp(now - span)),
+        end_time: Some(timestamp(now + span)),
+    };
+    let listed = all_pages(|page_token| {
+        let mut client = clients.scheduling();
+        let request = pb::ListAppointmentsRequest {
+            patient: Some(pb::PatientRef {
+                pseudonym: patient.to_owned(),
+            }),
+            period: Some(pb::list_appointments_request::Period::Range(range)),
+            page_size: 500,
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let r = client.list_appointments(request).await?.into_inner();
+            Ok((r.appointments, r.next_page_token))
+        }
+    })
+    .await?;
+    for appointment in listed {
+        let id = appointment.appointment_id.clone();
+        let history = all_pages(|page_token| {
+            let mut client = clients.scheduling();
+            let request = pb::GetAppointmentHistoryRequest {
+                appointment_id: id.clone(),
+                page_size: 500,
+                page_token,
+            };
+            async move {
+                let r = client.get_appointment_history(request).await?.into_inner();
+                Ok((r.events, r.next_page_token))
+            }
+        })
+        .await?;
+        let document = json!({
+            "appointment": to_json(&appointment, "Appointment")?,
+            "history": list_json(&history, "AppointmentEvent")?,
+        });
+        archive.add_json(&format!("appointments/{}.json", safe(&id)), &document)?;
+    }
+    Ok(())
+}
+
+async fn requests(clients: &Clients, patient: &str, archive: &mut Archive) -> Result<(), Failure> {
+    let listed = all_pages(|page_token| {
+        let mut client = clients.expertise();
+        let request = pb::ListMyRequestsRequest {
+            whole_org: true,
+            patient: Some(pb::PatientRef {
+                pseudonym: patient.to_owned(),
+            }),
+            page_size: 200,
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let r = client.list_my_requests(request).await?.into_inner();
+            Ok((r.requests, r.next_page_token))
+        }
+    })
+    .await?;
+    for listed in listed {
+        let id = listed.request_id.clone();
+        let request = clients
+            .expertise()
+            .get_request(pb::GetRequestRequest {
+                request_id: id.clone(),
+            })
+            .await?
+            .into_inner();
+        let messages = all_pages(|page_token| {
+            let mut client = clients.expertise();
+            let request = pb::ListMessagesRequest {
+                request_id: id.clone(),
+                page_size: 500,
+                page_token,
+            };
+            async move {
+                let r = client.list_messages(request).await?.into_inner();
+                Ok((r.messages, r.next_page_token))
+            }
+        })
+        .await?;
+        // Only an answered request has a report.
+        let report = match clients
+            .expertise()
+            .get_answer_report(pb::GetAnswerReportRequest {
+                request_id: id.clone(),
+            })
+            .await
+        {
+            Ok(report) => report.into_inner().report,
+            Err(status) if status.code() == Code::FailedPrecondition => None,
+            Err(status) => return Err(status.into()),
+        };
+        let document = json!({
+            "request": to_json(&request, "GetRequestResponse")?,
+            "messages": list_json(&messages, "ExpertiseMessage")?,
+            "report": report.map(|r| to_json(&r, "AnswerReport")).transpose()?,
+        });
+        let folder = format!("expertise/{}", safe(&id));
+        archive.add_json(&format!("{folder}/request.json"), &document)?;
+        let images = request.request.map(|r| r.images).unwrap_or_default();
+        for image in images {
+            let stream = clients
+                .expertise()
+                .download_image(pb::DownloadImageRequest {
+                    request_id: id.clone(),
+                    image_id: image.image_id.clone(),
+                    offset: 0,
+                })
+                .await?
+                .into_inner()
+                .map(|m| {
+                    m.map(|m| match m.part {
+                        Some(pb::download_image_response::Part::Chunk(chunk)) => Some(chunk.data),
+                        _ => None,
+                    })
+                });
+            let bytes = download(stream, &image).await?;
+            archive.add(&format!("{folder}/images/{}", file_name(&image)), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+async fn wounds(clients: &Clients, patient: &str, archive: &mut Archive) -> Result<(), Failure> {
+    let listed = all_pages(|page_token| {
+        let mut client = clients.wounds();
+        let request = pb::ListDoctorWoundsRequest {
+            statuses: vec![pb::WoundStatus::Open as i32, pb::WoundStatus::Closed as i32],
+            whole_org: true,
+            patient: Some(pb::PatientRef {
+                pseudonym: patient.to_owned(),
+            }),
+            page_size: 200,
+            page_token,
+        };
+        async move {
+            let r = client.list_doctor_wounds(request).await?.into_inner();
+            Ok((r.wounds, r.next_page_token))
+        }
+    })
+    .await?;
+    for summary in listed {
+        let Some(wound) = summary.wound else {
+            continue;
+        };
+        let id = wound.wound_id.clone();
+        let found = clients
+            .wounds()
+            .get_wound(pb::GetWoundRequest {
+                wound_id: id.clone(),
+            })
+            .await?
+            .into_inner();
+        let assessments = all_pages(|page_token| {
+            let mut client = clients.wounds();
+            let request = pb::ListAssessmentsRequest {
+                wound_id: id.clone(),
+                episode: 0,
+                page_size: 200,
+                page_token,
+            };
+            async move {
+                let r = client.list_assessments(request).await?.into_inner();
+                Ok((r.assessments, r.next_page_token))
+            }
+        })
+        .await?;
+        // Every version of each assessment: corrections are part of the record.
+        let mut versions = Vec::new();
+        for assessment in &assessments {
+            let of_one = all_pages(|page_token| {
+                let mut client = clients.wounds();
+                let request = pb::ListAssessmentVersionsRequest {
+                    assessment_id: assessment.assessment_id.clone(),
+                    page_size: 200,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_assessment_versions(request).await?.into_inner();
+                    Ok((r.versions, r.next_page_token))
+                }
+            })
+            .await?;
+            versions.extend(of_one);
+        }
+        let alerts = all_pages(|page_token| {
+            let mut client = clients.wounds();
+            let request = pb::ListAlertsRequest {
+                wound_id: id.clone(),
+                page_size: 200,
+                page_token,
+                ..Default::default()
+            };
+            async move {
+                let r = client.list_alerts(request).await?.into_inner();
+                Ok((r.alerts, r.next_page_token))
+            }
+        })
+        .await?;
+        let document = json!({
+            "wound": to_json(&found, "GetWoundResponse")?,
+            "assessments": list_json(&versions, "Assessment")?,
+            "alerts": list_json(&alerts, "Alert")?,
+        });
+        let folder = format!("wounds/{}", safe(&id));
+        archive.add_json(&format!("{folder}/wound.json"), &document)?;
+        let mut photos: Vec<&pb::ImageInfo> =
+            assessments.iter().flat_map(|a| a.photos.iter()).collect();
+        photos.sort_by(|a, b| a.image_id.cmp(&b.image_id));
+        photos.dedup_by(|a, b| a.image_id == b.image_id);
+        for photo in photos {
+            let stream = clients
+                .wounds()
+                .download_photo(pb::DownloadPhotoRequest {
+                    wound_id: id.clone(),
+                    image_id: photo.image_id.clone(),
+                    offset: 0,
+                })
+                .await?
+                .into_inner()
+                .map(|m| {
+                    m.map(|m| match m.part {
+                        Some(pb::download_photo_response::Part::Chunk(chunk)) => Some(chunk.data),
+                        _ => None,
+                    })
+                });
+            let bytes = download(stream, photo).await?;
+            archive.add(&format!("{folder}/photos/{}", file_name(photo)), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of a downloaded image, checked against its stored size and SHA-256.
+async fn download<S>(mut stream: S, image: &pb::ImageInfo) -> Result<Vec<u8>, Failure>
+where
+    S: futures::Stream<Item = Result<Option<Vec<u8>>, Status>> + Unpin,
+{
+    let expected = usize::try_from(image.size_bytes).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(expected);
+    while let Some(chunk) = stream.next().await {
+        if let Some(data) = chunk? {
+            if bytes.len() + data.len() > expected {
+                return Err(
+                    anyhow::anyhow!("image {} is larger than stored", image.image_id).into(),
+                );
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let digest = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() != expected || digest != image.sha256_hex {
+        return Err(anyhow::anyhow!(
+            "image {} did not arrive whole (SHA-256 {digest}, stored {})",
+            image.image_id,
+            image.sha256_hex
+        )
+        .into());
+    }
+    Ok(bytes)
+}
+
+/// Every item of a paged listing, following its page tokens.
+async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, Status>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, String), Status>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = fetch(token).await?;
+        items.extend(page);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        token = next;
+    }
+}
+
+/// The JSON of a contract message (`name` in `telehealth.v1`).
+fn to_json<M: prost::Message>(message: &M, name: &str) -> anyhow::Result<Value> {
+    let pool = DescriptorPool::decode(telehealth_proto::FILE_DESCRIPTOR_SET)?;
+    let full_name = format!("{}.{name}", telehealth_proto::PACKAGE);
+    let descriptor = pool
+        .get_message_by_name(&full_name)
+        .with_context(|| format!("no message {full_name} in the contract"))?;
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
+    Ok(serde_json::to_value(&dynamic)?)
+}
+
+fn list_json<M: prost::Message>(messages: &[M], name: &str) -> anyhow::Result<Value> {
+    Ok(Value::Array(
+        messages
+            .iter()
+            .map(|m| to_json(m, name))
+            .collect::<anyhow::Result<_>>()?,
+    ))
+}
+
+fn timestamp(at: jiff::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.as_second(),
+        nanos: at.subsec_nanosecond(),
+    }
+}
+
+/// An id as a path segment: ids are UUIDs, but nothing the server sends may climb out of the
+/// archive's folders.
+fn safe(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// An image's file name: its id and the extension of its detected type.
+fn file_name(image: &pb::ImageInfo) -> String {
+    let extension = match pb::ImageContentType::try_from(image.content_type) {
+        Ok(pb::ImageContentType::Jpeg) => "jpg",
+        Ok(pb::ImageContentType::Png) => "png",
+        Ok(pb::ImageContentType::Dicom) => "dcm",
+        _ => "bin",
+    };
+    format!("{}.{extension}", safe(&image.image_id))
+}
+
+/// The typed clients of the services, through the gateway, each call with the token.
+struct Clients {
+    channel: InterceptedService<Channel, Bearer>,
+}
+
+impl Clients {
+    fn new(channel: Channel, bearer: Bearer) -> Clients {
+        Clients {
+            channel: InterceptedService::new(channel, bearer),
+        }
+    }
+
+    fn patients(&self) -> PatientServiceClient<InterceptedService<Channel, Bearer>> {
+        PatientServiceClient::new(self.channel.clone())
+    }
+
+    fn scheduling(&self) -> SchedulingServiceClient<InterceptedService<Channel, Bearer>> {
+        SchedulingServiceClient::new(self.channel.clone())
+    }
+
+    fn expertise(&self) -> ExpertiseServiceClient<InterceptedService<Channel, Bearer>> {
+        ExpertiseServiceClient::new(self.channel.clone()).max_decoding_message_size(8 << 20)
+    }
+
+    fn wounds(&self) -> WoundServiceClient<InterceptedService<Channel, Bearer>> {
+        WoundServiceClient::new(self.channel.clone()).max_decoding_message_size(8 << 20)
+    }
+}
+
+/// Adds the `authorization` header to every call.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The archive being written, and what it holds so far.
+struct Archive {
+    builder: tar::Builder<std::fs::File>,
+    files: Vec<Value>,
+}
+
+impl Archive {
+    fn create(path: &Path) -> anyhow::Result<Archive> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Archive {
+            builder: tar::Builder::new(file),
+            files: Vec::new(),
+        })
+    }
+
+    fn add(&mut self, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime(jiff::Timestamp::now().as_second().max(0) as u64);
+        header.set_cksum();
+        self.builder
+            .append_data(&mut header, path, bytes)
+            .with_context(|| format!("cannot add {path} to the archive"))?;
+        self.files.push(json!({
+            "path": path,
+            "bytes": bytes.len(),
+            "sha256": hex::encode(Sha256::digest(bytes)),
+        }));
+        Ok(())
+    }
+
+    fn add_json(&mut self, path: &str, value: &Value) -> anyhow::Result<()> {
+        self.add(path, &serde_json::to_vec_pretty(value)?)
+    }
+
+    /// Adds the index and the note for the patient, and closes the archive; the number of
+    /// files it holds.
+    fn finish(mut self, patient: &str) -> anyhow::Result<usize> {
+        self.add("LISEZMOI.txt", README.as_bytes())?;
+        let index = json!({
+            "format": FORMAT,
+            "patient_id": patient,
+            "exported_at": jiff::Timestamp::now().to_string(),
+            "files": self.files,
+        });
+        let count = self.files.len() + 1;
+        self.add_json("index.json", &index)?;
+        let mut file = self.builder.into_inner()?;
+        file.flush()?;
+        file.sync_all()?;
+        Ok(count)
+    }
+}
+
+/// What the patient reads first.
+const README: &str = "\
+Export de vos données de téléconsultation et de télé-expertise (droit d'accès, RGPD art. 15)
+
+patient.json            votre dossier administratif : identité et son statut (INS), coordonnées,
+                        consentements, partages avec d'autres établissements, opposition
+appointments/           vos rendez-vous de téléconsultation et leur historique
+expertise/              les demandes de télé-expertise vous concernant : question, échanges,
+                        compte rendu de l'expert, images telles qu'elles ont été transmises
+wounds/                 le suivi de vos plaies : chaque évaluation (et ses corrections), alertes,
+                        photos telles qu'elles ont été enregistrées
+index.json              la liste des fichiers avec leur taille et leur empreinte SHA-256
+
+Les fichiers .json suivent le format JSON des messages du contrat telehealth.v1 ; les dates sont
+en temps universel (UTC).
+";
