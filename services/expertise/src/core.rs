@@ -223,3 +223,32 @@ pub(crate) fn visible(
         _ => Err(ExpertiseError::NotFound("request")),
     }
 }
+
+/// The person wound monitoring acts for (a nurse of the care team or the referring doctor, as
+/// it verified them); refused unless the caller is wound monitoring itself.
+pub(crate) fn on_behalf_of_wound_requester(
+    caller: &Caller,
+    requester: &telehealth_proto::v1::Actor,
+) -> Result<Caller, ExpertiseError> {
+    if !matches!(caller, Caller::Service(Part::Wound)) {
+        return Err(ExpertiseError::PermissionDenied(
+            "only wound monitoring acts for a wound's care team",
+        ));
+    }
+    let roles = requester
+        .roles
+        .iter()
+        .filter_map(|r| match telehealth_proto::v1::Role::try_from(*r).ok()? {
+            telehealth_proto::v1::Role::Doctor => Some(Role::Doctor),
+            telehealth_proto::v1::Role::Nurse => Some(Role::Nurse),
+            _ => None,
+        })
+        .collect();
+    Ok(Caller::Person(Identity {
+        subject: requester.subject.clone(),
+        roles,
+        org: requester.org_id.clone(),
+        specialty: None,
+        cert_thumbprint: String::new(),
+    }))
+}

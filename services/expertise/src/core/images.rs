@@ -249,7 +249,7 @@ impl Expertise {
     where
         S: Stream<Item = Result<pb::ImageChunk, Status>> + Unpin + Send + 'static,
     {
-        let person = super::requests::on_behalf_of_wound_requester(caller, requester)?;
+        let person = super::on_behalf_of_wound_requester(caller, requester)?;
         self.attach_image(&person, id, header, chunks).await
     }
 

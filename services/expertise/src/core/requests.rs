@@ -3,11 +3,10 @@
 use jiff::{SignedDuration, Timestamp};
 use sqlx::AnyConnection;
 use telehealth_kit::{
-    Part,
     audit::{AuditEntry, Outcome},
     consent::{Act, ConsentUsed},
     idempotency::{self, KeyedRequest},
-    identity::{Caller, Identity, Role},
+    identity::{Caller, Identity},
 };
 
 use super::{Expertise, on_expert_side, person, this_service, visible};
@@ -91,7 +90,7 @@ impl Expertise {
         content: Content,
         submit: bool,
     ) -> Result<Request, ExpertiseError> {
-        let person = on_behalf_of_wound_requester(caller, requester)?;
+        let person = super::on_behalf_of_wound_requester(caller, requester)?;
         let draft = self.create_draft(&person, key, content).await?;
         let minimum_images = self
             .rules
@@ -639,33 +638,4 @@ fn require_requester(caller: &Caller, request: &Request) -> Result<(), Expertise
             "only the doctor who created the request may change it",
         ))
     }
-}
-
-/// The person wound monitoring acts for (a nurse of the care team or the referring doctor, as
-/// it verified them); refused unless the caller is wound monitoring itself.
-pub(super) fn on_behalf_of_wound_requester(
-    caller: &Caller,
-    requester: &telehealth_proto::v1::Actor,
-) -> Result<Caller, ExpertiseError> {
-    if !matches!(caller, Caller::Service(Part::Wound)) {
-        return Err(ExpertiseError::PermissionDenied(
-            "only wound monitoring acts for a wound's care team",
-        ));
-    }
-    let roles = requester
-        .roles
-        .iter()
-        .filter_map(|r| match telehealth_proto::v1::Role::try_from(*r).ok()? {
-            telehealth_proto::v1::Role::Doctor => Some(Role::Doctor),
-            telehealth_proto::v1::Role::Nurse => Some(Role::Nurse),
-            _ => None,
-        })
-        .collect();
-    Ok(Caller::Person(Identity {
-        subject: requester.subject.clone(),
-        roles,
-        org: requester.org_id.clone(),
-        specialty: None,
-        cert_thumbprint: String::new(),
-    }))
 }
