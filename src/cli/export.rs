@@ -422,7 +422,13 @@ where
 
 /// The JSON of a contract message (`name` in `telehealth.v1`).
 fn to_json<M: prost::Message>(message: &M, name: &str) -> anyhow::Result<Value> {
-    let pool = DescriptorPool::decode(telehealth_proto::FILE_DESCRIPTOR_SET)?;
+    static POOL: std::sync::OnceLock<DescriptorPool> = std::sync::OnceLock::new();
+    // The contract compiled into the binary always decodes; were it not to, the lookup below
+    // says which message is missing.
+    let pool = POOL.get_or_init(|| {
+        DescriptorPool::decode(telehealth_proto::FILE_DESCRIPTOR_SET)
+            .unwrap_or_else(|_| DescriptorPool::new())
+    });
     let full_name = format!("{}.{name}", telehealth_proto::PACKAGE);
     let descriptor = pool
         .get_message_by_name(&full_name)

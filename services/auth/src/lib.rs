@@ -5,5 +5,9 @@
 //! `private_key_jwt`), the requested `acr` checked in the ID token, the provider's keys
 //! refreshed on rotation, and userinfo, with the claims Pro Santé Connect returns for a
 //! professional's national identifier and activities.
+//!
+//! [`keys`] is the ring of the service's own signing keys for the suite's access tokens, with
+//! rotation and overlap, and the JWKS the gateway verifies them with.
 
+pub mod keys;
 pub mod oidc;

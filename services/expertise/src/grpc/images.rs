@@ -2,7 +2,7 @@
 //! kit's shared image pipeline (streaming upload to the blob store, content sniffing, metadata
 //! stripping without re-encoding, resumable sessions).
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::BoxStream};
 use telehealth_kit::{identity::require_caller, watch::ServerStream};
 use telehealth_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
@@ -30,28 +30,24 @@ impl ExpertiseApi {
         request: Request<Streaming<pb::AttachImageRequest>>,
     ) -> Result<Response<pb::AttachImageResponse>, Status> {
         let caller = require_caller(&request)?;
-        let mut stream = request.into_inner();
-        let first = stream.next().await.ok_or_else(|| {
-            Status::invalid_argument("the stream is empty: send the header first")
-        })??;
-        let Some(pb::attach_image_request::Part::Header(header)) = first.part else {
-            return Err(Status::invalid_argument(
-                "the first message must be the header (request id and image header)",
-            ));
-        };
+        let (header, chunks) = header_then_chunks(
+            request.into_inner(),
+            |message: pb::AttachImageRequest| {
+                message.part.map(|part| match part {
+                    pb::attach_image_request::Part::Header(header) => UploadPart::Header(header),
+                    pb::attach_image_request::Part::Chunk(chunk) => UploadPart::Chunk(chunk),
+                })
+            },
+            "request id and image header",
+        )
+        .await?;
         let id = convert::id("request_id", &header.request_id).map_err(|e| status(&e))?;
         let image = header
             .image
             .ok_or_else(|| Status::invalid_argument("header.image is required"))?;
-        let chunks = stream.map(|message| match message?.part {
-            Some(pb::attach_image_request::Part::Chunk(chunk)) => Ok(chunk),
-            _ => Err(Status::invalid_argument(
-                "every message after the header must be a chunk",
-            )),
-        });
         let result = self
             .core
-            .attach_image(&caller, &id, image, Box::pin(chunks))
+            .attach_image(&caller, &id, image, chunks)
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(pb::AttachImageResponse {
@@ -66,15 +62,19 @@ impl ExpertiseApi {
         request: Request<Streaming<pb::AttachWoundPhotoRequest>>,
     ) -> Result<Response<pb::AttachImageResponse>, Status> {
         let caller = require_caller(&request)?;
-        let mut stream = request.into_inner();
-        let first = stream.next().await.ok_or_else(|| {
-            Status::invalid_argument("the stream is empty: send the header first")
-        })??;
-        let Some(pb::attach_wound_photo_request::Part::Header(header)) = first.part else {
-            return Err(Status::invalid_argument(
-                "the first message must be the header (requester, request id and image header)",
-            ));
-        };
+        let (header, chunks) = header_then_chunks(
+            request.into_inner(),
+            |message: pb::AttachWoundPhotoRequest| {
+                message.part.map(|part| match part {
+                    pb::attach_wound_photo_request::Part::Header(header) => {
+                        UploadPart::Header(header)
+                    }
+                    pb::attach_wound_photo_request::Part::Chunk(chunk) => UploadPart::Chunk(chunk),
+                })
+            },
+            "requester, request id and image header",
+        )
+        .await?;
         let requester = header
             .requester
             .ok_or_else(|| Status::invalid_argument("header.requester is required"))?;
@@ -85,15 +85,9 @@ impl ExpertiseApi {
         let image = attach
             .image
             .ok_or_else(|| Status::invalid_argument("header.attach.image is required"))?;
-        let chunks = stream.map(|message| match message?.part {
-            Some(pb::attach_wound_photo_request::Part::Chunk(chunk)) => Ok(chunk),
-            _ => Err(Status::invalid_argument(
-                "every message after the header must be a chunk",
-            )),
-        });
         let result = self
             .core
-            .attach_wound_photo(&caller, &requester, &id, image, Box::pin(chunks))
+            .attach_wound_photo(&caller, &requester, &id, image, chunks)
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(pb::AttachImageResponse {
@@ -189,4 +183,39 @@ impl ExpertiseApi {
             thumbnail: Some(thumbnail),
         }))
     }
+}
+
+/// One message of an upload stream: its header (first message only) or a chunk.
+enum UploadPart<H> {
+    Header(H),
+    Chunk(pb::ImageChunk),
+}
+
+/// The header an upload stream starts with, and the chunks after it (any other message in
+/// either place is `INVALID_ARGUMENT`); `header_names` says what the header holds.
+async fn header_then_chunks<M, H>(
+    mut stream: Streaming<M>,
+    part: fn(M) -> Option<UploadPart<H>>,
+    header_names: &str,
+) -> Result<(H, BoxStream<'static, Result<pb::ImageChunk, Status>>), Status>
+where
+    M: Send + 'static,
+    H: 'static,
+{
+    let first = stream
+        .next()
+        .await
+        .ok_or_else(|| Status::invalid_argument("the stream is empty: send the header first"))??;
+    let Some(UploadPart::Header(header)) = part(first) else {
+        return Err(Status::invalid_argument(format!(
+            "the first message must be the header ({header_names})"
+        )));
+    };
+    let chunks = stream.map(move |message| match part(message?) {
+        Some(UploadPart::Chunk(chunk)) => Ok(chunk),
+        _ => Err(Status::invalid_argument(
+            "every message after the header must be a chunk",
+        )),
+    });
+    Ok((header, chunks.boxed()))
 }
