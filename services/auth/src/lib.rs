@@ -7,7 +7,23 @@
 //! professional's national identifier and activities.
 //!
 //! [`keys`] is the ring of the service's own signing keys for the suite's access tokens, with
-//! rotation and overlap, and the JWKS the gateway verifies them with.
+//! rotation and overlap, and the JWKS the gateway verifies them with; [`tokens`] the access
+//! tokens it signs, bound to the device; [`sessions`] the sign-in sessions and their rotating
+//! refresh tokens, with reuse detection.
 
 pub mod keys;
 pub mod oidc;
+pub mod sessions;
+pub mod tokens;
+
+use sqlx::migrate::Migrator;
+use telehealth_kit::db::Migrations;
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The auth service's tables (sessions and refresh tokens), after the kit's.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+};
