@@ -128,6 +128,11 @@ fn table() -> Vec<Line> {
             json!({"orgId": "{org}", "subjects": ["{nurse}"]}),
             Refused,
         ),
+        line(
+            "DirectoryService/FindMemberships",
+            json!({"rppsNumber": "10003009015"}),
+            Refused,
+        ),
         // patients
         line(
             "PatientService/CreatePatient",

@@ -426,3 +426,93 @@ async fn an_administrator_records_the_organisation_with_its_finess_number() {
         suite.stop().await;
     }
 }
+
+#[tokio::test]
+async fn sign_in_finds_the_active_memberships_of_a_professional_by_rpps() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        const RPPS: &str = "10100000008";
+        let yesterday = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+        let last_week = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 7);
+        // The same doctor works at a centre and at the CHU, and worked at another centre.
+        for (org, administrator, subject, ended) in [
+            (CENTRE, "admin-gueret", "dr-lambert", false),
+            ("chu-limoges", "admin-chu", "dr-lambert-chu", false),
+            (OTHER_CENTRE, "admin-aubusson", "dr-lambert-old", true),
+        ] {
+            let administrator = Person::with_roles(administrator, org, &[Role::Admin]);
+            suite
+                .directory(&administrator)
+                .await
+                .put_member(pb::PutMemberRequest {
+                    subject: subject.into(),
+                    roles: vec![pb::Role::Doctor as i32],
+                    rpps_number: RPPS.into(),
+                    profession: pb::Profession::Physician as i32,
+                    since_time: ended.then(|| telehealth_kit::record::timestamp(last_week)),
+                    until_time: ended.then(|| telehealth_kit::record::timestamp(yesterday)),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|status| panic!("{org}: {status:?}"));
+        }
+
+        // Asked as a service of the suite, over internal mTLS (no gateway in front).
+        let address =
+            suite.running.as_ref().expect("running").services[&telehealth_kit::Part::Directory];
+        let tls = telehealth_kit::tls::client_tls(
+            &suite
+                .settings
+                .internal_tls(telehealth_kit::Part::Scheduling),
+        )
+        .expect("an internal identity");
+        let channel = tonic::transport::Channel::from_shared(format!("https://{address}"))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connects to the directory");
+        let mut internal = pb::directory_service_client::DirectoryServiceClient::new(channel);
+        let find = |rpps: &str| pb::FindMembershipsRequest {
+            rpps_number: rpps.into(),
+        };
+        let found = internal
+            .find_memberships(find(RPPS))
+            .await
+            .expect("found")
+            .into_inner()
+            .members;
+        let orgs: Vec<(&str, &str)> = found
+            .iter()
+            .map(|m| (m.org_id.as_str(), m.subject.as_str()))
+            .collect();
+        assert_eq!(
+            orgs,
+            vec![(CENTRE, "dr-lambert"), ("chu-limoges", "dr-lambert-chu")],
+            "{backend:?}: the ended membership is not offered"
+        );
+        assert!(found.iter().all(|m| m.active));
+
+        let nobody = internal
+            .find_memberships(find("10000000009"))
+            .await
+            .expect("answered")
+            .into_inner()
+            .members;
+        assert!(nobody.is_empty(), "{backend:?}");
+        let malformed = internal
+            .find_memberships(find("10100000007"))
+            .await
+            .expect_err("a wrong key");
+        assert_eq!(malformed.code(), Code::InvalidArgument, "{backend:?}");
+        assert!(
+            malformed.message().contains("rpps_number"),
+            "{}",
+            malformed.message()
+        );
+        suite.stop().await;
+    }
+}

@@ -313,6 +313,20 @@ impl Directory {
         Ok(active)
     }
 
+    /// The active memberships, in every organisation, of the person holding RPPS number `rpps`
+    /// (service to service: sign-in).
+    pub async fn find_memberships(&self, caller: &Caller, rpps: &str) -> Result<Vec<Member>> {
+        if !matches!(caller, Caller::Service(_)) {
+            return Err(DirectoryError::PermissionDenied(
+                "this call is reserved to the suite's services",
+            ));
+        }
+        let now = self.now();
+        let mut conn = self.base.db().pool().acquire().await?;
+        let all = store::members_with_rpps(&mut conn, rpps).await?;
+        Ok(all.into_iter().filter(|m| m.active_at(now)).collect())
+    }
+
     async fn stage(
         &self,
         conn: &mut sqlx::AnyConnection,

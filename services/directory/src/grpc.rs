@@ -145,6 +145,20 @@ impl DirectoryService for DirectoryApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn find_memberships(
+        &self,
+        request: Request<pb::FindMembershipsRequest>,
+    ) -> Result<Response<pb::FindMembershipsResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let rpps = convert::rpps("rpps_number", &request.get_ref().rpps_number)?;
+        let members = self.directory.find_memberships(&caller, &rpps).await?;
+        let now = now();
+        Ok(Response::new(pb::FindMembershipsResponse {
+            members: members.iter().map(|m| convert::member(m, now)).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn propose_partnership(
         &self,
         request: Request<pb::ProposePartnershipRequest>,

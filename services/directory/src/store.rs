@@ -62,6 +62,18 @@ pub async fn member_of(
     row.as_ref().map(member).transpose()
 }
 
+/// Every membership (any organisation, active or not) of the person holding RPPS number `rpps`,
+/// by organisation.
+pub async fn members_with_rpps(conn: &mut AnyConnection, rpps: &str) -> Result<Vec<Member>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM members WHERE rpps = $1 ORDER BY org_id"
+    ))
+    .bind(rpps)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(member).collect()
+}
+
 /// The member of `org` holding RPPS number `rpps`, if any.
 pub async fn member_with_rpps(
     conn: &mut AnyConnection,
