@@ -9,9 +9,11 @@
 //! [`keys`] is the ring of the service's own signing keys for the suite's access tokens, with
 //! rotation and overlap, and the JWKS the gateway verifies them with; [`tokens`] the access
 //! tokens it signs, bound to the device; [`sessions`] the sign-in sessions and their rotating
-//! refresh tokens, with reuse detection.
+//! refresh tokens, with reuse detection; [`logins`] the sign-ins in progress, kept server side
+//! and finished once.
 
 pub mod keys;
+pub mod logins;
 pub mod oidc;
 pub mod sessions;
 pub mod tokens;
