@@ -462,19 +462,9 @@ async fn sign_in_finds_the_active_memberships_of_a_professional_by_rpps() {
         // Asked as a service of the suite, over internal mTLS (no gateway in front).
         let address =
             suite.running.as_ref().expect("running").services[&telehealth_kit::Part::Directory];
-        let tls = telehealth_kit::tls::client_tls(
-            &suite
-                .settings
-                .internal_tls(telehealth_kit::Part::Scheduling),
-        )
-        .expect("an internal identity");
-        let channel = tonic::transport::Channel::from_shared(format!("https://{address}"))
-            .expect("uri")
-            .tls_config(tls)
-            .expect("tls")
-            .connect()
-            .await
-            .expect("connects to the directory");
+        let channel = suite
+            .internal_channel(telehealth_kit::Part::Scheduling, address)
+            .await;
         let mut internal = pb::directory_service_client::DirectoryServiceClient::new(channel);
         let find = |rpps: &str| pb::FindMembershipsRequest {
             rpps_number: rpps.into(),

@@ -130,15 +130,7 @@ async fn a_service_refuses_a_message_over_its_methods_limit_before_decoding_it()
     let suite = Suite::start(Backend::Sqlite).await.expect("sqlite");
     let directory = suite.running.as_ref().expect("running").services[&Part::Directory];
     // Called directly over internal mTLS, as scheduling: no gateway in front.
-    let tls = telehealth_kit::tls::client_tls(&suite.settings.internal_tls(Part::Scheduling))
-        .expect("scheduling's internal identity");
-    let channel = Channel::from_shared(format!("https://{directory}"))
-        .expect("uri")
-        .tls_config(tls)
-        .expect("tls")
-        .connect()
-        .await
-        .expect("connects to the directory");
+    let channel = suite.internal_channel(Part::Scheduling, directory).await;
     const CHECK_MEMBERS: &str = "/telehealth.v1.DirectoryService/CheckMembers";
     let limit = limit_of(CHECK_MEMBERS);
 

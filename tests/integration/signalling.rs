@@ -46,16 +46,7 @@ const CENTRE: &str = "cds-bourganeuf";
 
 /// The signalling service at `address`, called directly over internal mTLS as scheduling.
 async fn as_scheduling(suite: &Suite, address: SocketAddr) -> SignallingServiceClient<Channel> {
-    let tls = telehealth_kit::tls::client_tls(&suite.settings.internal_tls(Part::Scheduling))
-        .expect("scheduling's internal identity");
-    let channel = Channel::from_shared(format!("https://{address}"))
-        .expect("uri")
-        .tls_config(tls)
-        .expect("tls")
-        .connect()
-        .await
-        .expect("connects to signalling");
-    SignallingServiceClient::new(channel)
+    SignallingServiceClient::new(suite.internal_channel(Part::Scheduling, address).await)
 }
 
 fn signalling_address(suite: &Suite) -> SocketAddr {

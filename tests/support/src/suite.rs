@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use telehealth::suite::RunningSuite;
 use telehealth_kit::{
-    Settings,
+    Part, Settings,
     identity::Role,
     pki::DevPki,
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
@@ -212,6 +212,20 @@ impl Suite {
         crate::harness::channel_to(address, &self.settings, &(files.cert, files.key))
             .await
             .expect("connects to the gateway")
+    }
+
+    /// A channel straight to the service at `address` over internal mTLS, as the part `caller`
+    /// (no gateway in front): how the services call each other.
+    pub async fn internal_channel(&self, caller: Part, address: SocketAddr) -> Channel {
+        let tls = telehealth_kit::tls::client_tls(&self.settings.internal_tls(caller))
+            .expect("the part's internal identity");
+        Channel::from_shared(format!("https://{address}"))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connects to the service")
     }
 
     /// The suite's gateway.
