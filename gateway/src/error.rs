@@ -59,6 +59,10 @@ pub enum GatewayError {
     RoleNotAllowed { method: String },
     #[error("{method} is internal to the suite and cannot be called through the gateway")]
     InternalOnly { method: String },
+    #[error(
+        "this port serves sign-in and device enrolment only; call {method} on the gateway's main port with the device's certificate"
+    )]
+    SignInPortOnly { method: String },
     #[error("unknown method {0}")]
     UnknownMethod(String),
     #[error("too many calls; retry in {} ms", retry_after.as_millis())]
@@ -83,9 +87,9 @@ impl ApiError for GatewayError {
     fn code(&self) -> ErrorCode {
         match self {
             GatewayError::Unauthenticated(_) => ErrorCode::Unauthenticated,
-            GatewayError::RoleNotAllowed { .. } | GatewayError::InternalOnly { .. } => {
-                ErrorCode::PermissionDenied
-            }
+            GatewayError::RoleNotAllowed { .. }
+            | GatewayError::InternalOnly { .. }
+            | GatewayError::SignInPortOnly { .. } => ErrorCode::PermissionDenied,
             GatewayError::UnknownMethod(_) => ErrorCode::Internal,
             GatewayError::RateLimited { .. }
             | GatewayError::LockedOut { .. }

@@ -25,7 +25,9 @@ use crate::{error::GatewayError, fetch};
 /// Where the keys come from.
 #[derive(Debug, Clone)]
 pub enum JwksSource {
-    File(PathBuf),
+    /// Files whose keys are trusted together (the automation signer's and the auth service's);
+    /// one that does not exist yet gives no keys, but at least one must exist.
+    Files(Vec<PathBuf>),
     Url {
         url: String,
         ca_file: Option<PathBuf>,
@@ -46,7 +48,7 @@ pub struct KeyStore {
     /// Bumped on every change of the key set; the token cache empties when it moves.
     generation: AtomicU64,
     last_refresh: Mutex<Option<Instant>>,
-    file_stamp: Mutex<Option<SystemTime>>,
+    file_stamps: Mutex<Vec<Option<SystemTime>>>,
     min_refresh_interval: Duration,
 }
 
@@ -61,7 +63,7 @@ impl KeyStore {
             keys: RwLock::new(Arc::new(HashMap::new())),
             generation: AtomicU64::new(0),
             last_refresh: Mutex::new(None),
-            file_stamp: Mutex::new(None),
+            file_stamps: Mutex::new(Vec::new()),
             min_refresh_interval,
         };
         store.refresh().await?;
@@ -87,16 +89,16 @@ impl KeyStore {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Re-reads a file source whose modification time changed.
+    /// Re-reads a file source when a file's modification time changed (or it appeared).
     pub async fn reload_if_changed(&self) {
-        let JwksSource::File(path) = &self.source else {
+        let JwksSource::Files(paths) = &self.source else {
             return;
         };
-        let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let stamps = file_stamps(paths);
         let changed = self
-            .file_stamp
+            .file_stamps
             .lock()
-            .map(|old| *old != stamp)
+            .map(|old| *old != stamps)
             .unwrap_or(true);
         if changed && let Err(error) = self.refresh().await {
             tracing::warn!(%error, "JWKS reload failed; keeping the previous keys");
@@ -125,20 +127,41 @@ impl KeyStore {
 
     /// Fetches and parses the key set, replacing the current one if it differs.
     pub async fn refresh(&self) -> Result<(), GatewayError> {
-        let (bytes, stamp) = match &self.source {
-            JwksSource::File(path) => {
-                let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-                let bytes = tokio::fs::read(path).await.map_err(|e| {
-                    GatewayError::Config(format!("jwks file {}: {e}", path.display()))
-                })?;
-                (bytes, stamp)
+        let (sets, stamps) = match &self.source {
+            JwksSource::Files(paths) => {
+                let stamps = file_stamps(paths);
+                let mut sets = Vec::new();
+                for path in paths {
+                    match tokio::fs::read(path).await {
+                        Ok(bytes) => sets.push(parse_set(&bytes)?),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(GatewayError::Config(format!(
+                                "jwks file {}: {e}",
+                                path.display()
+                            )));
+                        }
+                    }
+                }
+                if sets.is_empty() {
+                    return Err(GatewayError::Config(format!(
+                        "no jwks file exists (looked for {})",
+                        paths
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                (sets, stamps)
             }
-            JwksSource::Url { url, ca_file } => (fetch::get(url, ca_file.as_deref()).await?, None),
+            JwksSource::Url { url, ca_file } => (
+                vec![parse_set(&fetch::get(url, ca_file.as_deref()).await?)?],
+                Vec::new(),
+            ),
         };
-        let set: JwkSet = serde_json::from_slice(&bytes)
-            .map_err(|e| GatewayError::Config(format!("jwks is not a JSON Web Key Set: {e}")))?;
         let mut keys = HashMap::new();
-        for jwk in &set.keys {
+        for jwk in sets.iter().flat_map(|set| &set.keys) {
             match verification_key(jwk) {
                 Ok((kid, key)) => {
                     keys.insert(kid, key);
@@ -149,22 +172,39 @@ impl KeyStore {
         if let Ok(mut last) = self.last_refresh.lock() {
             *last = Some(Instant::now());
         }
-        if let Ok(mut old) = self.file_stamp.lock() {
-            *old = stamp;
+        let from_files = !stamps.is_empty();
+        if let Ok(mut old) = self.file_stamps.lock() {
+            *old = stamps;
         }
         let changed = {
             let current = self.snapshot();
             current.len() != keys.len() || keys.keys().any(|kid| !current.contains_key(kid))
         };
-        if changed || stamp.is_some() {
+        if changed || from_files {
             if let Ok(mut current) = self.keys.write() {
                 *current = Arc::new(keys);
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
-            tracing::info!(keys = set.keys.len(), "JWKS loaded");
+            tracing::info!(keys = keys_len(&sets), "JWKS loaded");
         }
         Ok(())
     }
+}
+
+fn parse_set(bytes: &[u8]) -> Result<JwkSet, GatewayError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| GatewayError::Config(format!("jwks is not a JSON Web Key Set: {e}")))
+}
+
+fn keys_len(sets: &[JwkSet]) -> usize {
+    sets.iter().map(|set| set.keys.len()).sum()
+}
+
+fn file_stamps(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    paths
+        .iter()
+        .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 /// The `kid` and verification key of one JWK, or why it is not usable.

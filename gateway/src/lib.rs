@@ -51,7 +51,7 @@ use crate::{
     local::LocalServices,
     lockout::Lockout,
     policy::Policy,
-    proxy::Gateway,
+    proxy::{Gateway, Port},
     ratelimit::RateLimiter,
     streams::SubjectStreams,
     tls::ServerTls,
@@ -65,6 +65,7 @@ pub struct GatewayServer {
     reload_interval: Duration,
     resolve_interval: Duration,
     drain: Duration,
+    sign_in: Option<TcpListener>,
 }
 
 impl GatewayServer {
@@ -82,7 +83,7 @@ impl GatewayServer {
                 url: url.clone(),
                 ca_file: jwt.jwks_ca_file.clone(),
             },
-            None => JwksSource::File(settings.jwks_file()),
+            None => JwksSource::Files(settings.jwks_files()),
         };
         let keys = KeyStore::load(source, auth::min_refresh_interval(jwt)).await?;
         let endpoints: HashMap<Part, Vec<String>> = Part::SERVICES
@@ -120,7 +121,15 @@ impl GatewayServer {
             resolve_interval: Duration::from_secs(upstream.resolve_interval_seconds),
             reload_interval: Duration::from_secs(gateway_settings.reload_interval_seconds.max(1)),
             drain: settings.drain_deadline(),
+            sign_in: None,
         })
+    }
+
+    /// Also serves the sign-in port on `listener`: sign-in and enrolment RPCs only, for clients
+    /// without a certificate.
+    pub fn with_sign_in_port(mut self, listener: TcpListener) -> Self {
+        self.sign_in = Some(listener);
+        self
     }
 
     /// Serves clients on `listener` until `shutdown`, reloading certificates, CRLs and keys when
@@ -142,7 +151,28 @@ impl GatewayServer {
         health
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
-        server::serve(self.gateway, self.tls, listener, shutdown, self.drain).await;
+        let sign_in = self.sign_in.map(|listener| {
+            tokio::spawn(server::serve(
+                self.gateway.clone(),
+                self.tls.clone(),
+                listener,
+                Port::SignIn,
+                shutdown.clone(),
+                self.drain,
+            ))
+        });
+        server::serve(
+            self.gateway,
+            self.tls,
+            listener,
+            Port::Devices,
+            shutdown,
+            self.drain,
+        )
+        .await;
+        if let Some(sign_in) = sign_in {
+            let _ = sign_in.await;
+        }
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;

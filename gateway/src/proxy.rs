@@ -4,11 +4,14 @@
 //! 1. a header list over `max_header_bytes` is refused (`UNAUTHENTICATED`: every header problem
 //!    is one of credentials for the caller, never an HTTP error gRPC clients cannot read);
 //! 2. the gateway's own services (health, reflection) are answered locally (mTLS only);
-//! 3. a client (address or certificate) with too many failed attempts is refused before its
+//! 3. the contract's rule for the method is looked up (`UNIMPLEMENTED` for no such method); on
+//!    the sign-in port only sign-in RPCs pass (`PERMISSION_DENIED`);
+//! 4. a client (address or certificate) with too many failed attempts is refused before its
 //!    token is looked at (`RESOURCE_EXHAUSTED` with a retry delay);
-//! 4. the bearer token (one `authorization` header) is verified and bound to the connection's
-//!    certificate (`UNAUTHENTICATED`, and the failure is counted);
-//! 5. the contract's rule for the method decides (`UNIMPLEMENTED`, `PERMISSION_DENIED`);
+//! 5. the bearer token (one `authorization` header) is verified and bound to the connection's
+//!    certificate (`UNAUTHENTICATED`, and the failure is counted), and the rule's roles decide
+//!    (`PERMISSION_DENIED`); sign-in RPCs need no token (they are limited by address), and
+//!    `device` RPCs (refresh) only the certificate;
 //! 6. the subject's rate limit, then for streaming calls its cap of open streams
 //!    (`RESOURCE_EXHAUSTED`);
 //! 7. identity headers a client sent are dropped and the verified identity is written; the
@@ -26,9 +29,10 @@ use http::{HeaderMap, Request, Response, header::AUTHORIZATION};
 use hyper::body::Incoming;
 use telehealth_kit::{
     config::LimitSettings,
-    identity::{IDENTITY_METADATA_PREFIX, Identity},
+    identity::{IDENTITY_METADATA_PREFIX, Identity, TokenlessCall},
     telemetry,
 };
+use telehealth_proto::access::MethodAccess;
 use tonic::{body::Body, metadata::MetadataMap};
 use tower::ServiceExt;
 use tracing::Instrument;
@@ -53,6 +57,17 @@ pub struct ConnectionInfo {
     /// RFC 8705 thumbprint of the client's certificate.
     pub thumbprint: Option<String>,
     pub remote: std::net::SocketAddr,
+    /// The port it came in on.
+    pub port: Port,
+}
+
+/// The gateway's client-facing ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Every call, from devices with a client certificate.
+    Devices,
+    /// Sign-in and enrolment only, without a client certificate.
+    SignIn,
 }
 
 /// The gateway's request pipeline (shared by every connection).
@@ -141,36 +156,65 @@ impl Gateway {
                 .map(|body| Body::new(ResponseGuard::new(body, None, Some(in_flight), None))));
         }
 
-        let thumbprint = connection
-            .thumbprint
-            .as_deref()
-            .ok_or(GatewayError::Unauthenticated(
-                AuthFailure::NoClientCertificate,
-            ))?;
-        let remote = connection.remote.ip();
-        if let Some(retry_after) = self.lockout.locked(remote, Some(thumbprint)) {
-            return Err(GatewayError::LockedOut { retry_after });
+        let rule = self.policy.rule(path)?;
+        if connection.port == Port::SignIn && rule.access != MethodAccess::SignIn {
+            return Err(GatewayError::SignInPortOnly {
+                method: path.to_owned(),
+            });
         }
-        let authenticated = match auth::authorization_header(request.headers()) {
-            Ok(authorization) => self.auth.authenticate(authorization, thumbprint).await,
-            Err(failure) => Err(failure),
+        let remote = connection.remote.ip();
+        let thumbprint = connection.thumbprint.as_deref();
+        let caller = match rule.access {
+            MethodAccess::SignIn => {
+                if let Some(retry_after) = self.lockout.locked(remote, thumbprint) {
+                    return Err(GatewayError::LockedOut { retry_after });
+                }
+                Forwarded::Tokenless(TokenlessCall {
+                    address: Some(remote.to_string()),
+                    cert_thumbprint: thumbprint.map(str::to_owned),
+                })
+            }
+            MethodAccess::Device => {
+                let thumbprint = thumbprint.ok_or(GatewayError::Unauthenticated(
+                    AuthFailure::NoClientCertificate,
+                ))?;
+                if let Some(retry_after) = self.lockout.locked(remote, Some(thumbprint)) {
+                    return Err(GatewayError::LockedOut { retry_after });
+                }
+                Forwarded::Tokenless(TokenlessCall {
+                    address: Some(remote.to_string()),
+                    cert_thumbprint: Some(thumbprint.to_owned()),
+                })
+            }
+            MethodAccess::Roles(_) | MethodAccess::InternalOnly => {
+                let thumbprint = thumbprint.ok_or(GatewayError::Unauthenticated(
+                    AuthFailure::NoClientCertificate,
+                ))?;
+                if let Some(retry_after) = self.lockout.locked(remote, Some(thumbprint)) {
+                    return Err(GatewayError::LockedOut { retry_after });
+                }
+                let authenticated = match auth::authorization_header(request.headers()) {
+                    Ok(authorization) => self.auth.authenticate(authorization, thumbprint).await,
+                    Err(failure) => Err(failure),
+                };
+                let identity = authenticated.map_err(|failure| {
+                    self.lockout.record_failure(remote, Some(thumbprint));
+                    GatewayError::Unauthenticated(failure)
+                })?;
+                tracing::Span::current().record("subject", identity.subject.as_str());
+                let _ = subject.set(identity.subject.clone());
+                self.policy.authorize(path, &identity)?;
+                Forwarded::Person(identity)
+            }
         };
-        let identity = authenticated.map_err(|failure| {
-            self.lockout.record_failure(remote, Some(thumbprint));
-            GatewayError::Unauthenticated(failure)
-        })?;
-        tracing::Span::current().record("subject", identity.subject.as_str());
-        let _ = subject.set(identity.subject.clone());
-
-        let rule = self.policy.authorize(path, &identity)?;
         let limit = rule.max_request_bytes;
         self.limiter
-            .check(&identity.subject)
+            .check(&caller.rate_key())
             .map_err(|retry_after| GatewayError::RateLimited { retry_after })?;
         let stream_slot = if rule.streaming {
             let slot = self
                 .streams
-                .open(&identity.subject)
+                .open(&caller.rate_key())
                 .map_err(|limit| GatewayError::TooManyStreams { limit })?;
             Some(slot)
         } else {
@@ -188,11 +232,7 @@ impl Gateway {
         } else {
             self.limits.max_deadline_seconds
         };
-        rewrite_headers(
-            &mut parts.headers,
-            &identity,
-            Duration::from_secs(max_deadline),
-        )?;
+        rewrite_headers(&mut parts.headers, &caller, Duration::from_secs(max_deadline))?;
 
         let tripped = Arc::new(AtomicBool::new(false));
         let body = Body::new(RequestLimit::new(body, limit, tripped.clone()));
@@ -227,11 +267,33 @@ impl Gateway {
     }
 }
 
+/// Who a forwarded call is from.
+enum Forwarded {
+    /// A person, by a verified token bound to the connection's certificate.
+    Person(Arc<Identity>),
+    /// A sign-in or refresh: no token, known by address and certificate.
+    Tokenless(TokenlessCall),
+}
+
+impl Forwarded {
+    /// Whose rate limit and stream cap the call counts against.
+    fn rate_key(&self) -> String {
+        match self {
+            Forwarded::Person(identity) => identity.subject.clone(),
+            Forwarded::Tokenless(call) => match (&call.cert_thumbprint, &call.address) {
+                (Some(thumbprint), _) => format!("certificate {thumbprint}"),
+                (None, Some(address)) => format!("address {address}"),
+                (None, None) => "anonymous".to_owned(),
+            },
+        }
+    }
+}
+
 /// Drops every identity header a client sent (and its token: services never need it), writes
-/// the verified identity, caps the deadline and continues the trace.
+/// what the gateway verified, caps the deadline and continues the trace.
 fn rewrite_headers(
     headers: &mut HeaderMap,
-    identity: &Identity,
+    caller: &Forwarded,
     max_deadline: Duration,
 ) -> Result<(), GatewayError> {
     headers.remove(AUTHORIZATION);
@@ -244,9 +306,11 @@ fn rewrite_headers(
         headers.remove(&name);
     }
     let mut metadata = MetadataMap::from_headers(std::mem::take(headers));
-    identity
-        .write_metadata(&mut metadata)
-        .map_err(|e| GatewayError::Config(e.to_string()))?;
+    match caller {
+        Forwarded::Person(identity) => identity.write_metadata(&mut metadata),
+        Forwarded::Tokenless(call) => call.write_metadata(&mut metadata),
+    }
+    .map_err(|e| GatewayError::Config(e.to_string()))?;
     *headers = metadata.into_headers();
     deadline::cap(headers, max_deadline)?;
     telemetry::inject_current_context(headers);

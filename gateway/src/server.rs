@@ -38,7 +38,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     body::InFlight,
-    proxy::{ConnectionInfo, Gateway},
+    proxy::{ConnectionInfo, Gateway, Port},
     tls::{CertificateId, ServerTls},
 };
 
@@ -48,6 +48,7 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     tls: Arc<ServerTls>,
     listener: TcpListener,
+    port: Port,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
@@ -76,7 +77,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let (gateway, tls, shutdown) = (gateway.clone(), tls.clone(), shutdown.clone());
         connections.spawn(async move {
-            serve_connection(gateway, &tls, tcp, remote, shutdown).await;
+            serve_connection(gateway, &tls, tcp, remote, port, shutdown).await;
             drop(address_slot);
         });
     }
@@ -98,10 +99,14 @@ async fn serve_connection(
     tls: &ServerTls,
     tcp: TcpStream,
     remote: SocketAddr,
+    port: Port,
     shutdown: CancellationToken,
 ) {
     let limits = &gateway.limits;
-    let acceptor = TlsAcceptor::from(tls.current());
+    let acceptor = TlsAcceptor::from(match port {
+        Port::Devices => tls.current(),
+        Port::SignIn => tls.sign_in(),
+    });
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_seconds);
     let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
@@ -167,7 +172,11 @@ async fn serve_connection(
         }
     };
 
-    let info = Arc::new(ConnectionInfo { thumbprint, remote });
+    let info = Arc::new(ConnectionInfo {
+        thumbprint,
+        remote,
+        port,
+    });
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder

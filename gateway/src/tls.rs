@@ -88,6 +88,8 @@ pub struct ServerTls {
     files: TlsFiles,
     crl_files: Vec<PathBuf>,
     current: RwLock<Arc<ServerConfig>>,
+    /// The sign-in port's: the same certificate, no client certificate asked.
+    sign_in: RwLock<Arc<ServerConfig>>,
     revoked: RwLock<Arc<Revoked>>,
     stamps: Mutex<Vec<Option<SystemTime>>>,
 }
@@ -95,12 +97,13 @@ pub struct ServerTls {
 impl ServerTls {
     /// Loads the configuration; fails if any file is missing or invalid.
     pub fn load(files: TlsFiles, crl_files: Vec<PathBuf>) -> Result<Self, GatewayError> {
-        let (config, revoked) = build(&files, &crl_files)?;
+        let (config, sign_in, revoked) = build(&files, &crl_files)?;
         let stamps = stamps(&files, &crl_files);
         Ok(ServerTls {
             files,
             crl_files,
             current: RwLock::new(Arc::new(config)),
+            sign_in: RwLock::new(Arc::new(sign_in)),
             revoked: RwLock::new(Arc::new(revoked)),
             stamps: Mutex::new(stamps),
         })
@@ -122,11 +125,22 @@ impl ServerTls {
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
+    /// The configuration new connections to the sign-in port use.
+    pub fn sign_in(&self) -> Arc<ServerConfig> {
+        self.sign_in
+            .read()
+            .map(|config| config.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
     /// Rebuilds the configuration from the files. On error the running configuration stays.
     pub fn reload(&self) -> Result<(), GatewayError> {
-        let (config, revoked) = build(&self.files, &self.crl_files)?;
+        let (config, sign_in, revoked) = build(&self.files, &self.crl_files)?;
         if let Ok(mut current) = self.current.write() {
             *current = Arc::new(config);
+        }
+        if let Ok(mut current) = self.sign_in.write() {
+            *current = Arc::new(sign_in);
         }
         if let Ok(mut current) = self.revoked.write() {
             *current = Arc::new(revoked);
@@ -163,7 +177,10 @@ fn stamps(files: &TlsFiles, crls: &[PathBuf]) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
-fn build(files: &TlsFiles, crl_files: &[PathBuf]) -> Result<(ServerConfig, Revoked), GatewayError> {
+fn build(
+    files: &TlsFiles,
+    crl_files: &[PathBuf],
+) -> Result<(ServerConfig, ServerConfig, Revoked), GatewayError> {
     let tls_error = |e: &dyn std::fmt::Display| GatewayError::Config(format!("gateway tls: {e}"));
     let roots = Arc::new(tls::load_roots(&files.ca).map_err(|e| tls_error(&e))?);
     let mut crls = Vec::new();
@@ -182,10 +199,17 @@ fn build(files: &TlsFiles, crl_files: &[PathBuf]) -> Result<(ServerConfig, Revok
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(&e))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
+        .with_single_cert(certs.clone(), key.clone_key())
         .map_err(|e| tls_error(&e))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok((config, revoked))
+    let mut sign_in = ServerConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_error(&e))?;
+    sign_in.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((config, sign_in, revoked))
 }
 
 /// CRLs from a PEM file (any number) or a DER file (one).

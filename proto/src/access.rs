@@ -37,6 +37,11 @@ pub enum MethodAccess {
     Roles(Vec<Role>),
     /// Callable only by the suite's own services, never through the gateway.
     InternalOnly,
+    /// Sign-in and enrolment: callable without a token, and without a client certificate on
+    /// the gateway's sign-in port.
+    SignIn,
+    /// Callable with an enrolled device's certificate and no token (refresh).
+    Device,
 }
 
 /// What the gateway needs to know about one RPC.
@@ -182,13 +187,31 @@ fn method_access(path: &str, rule: &AccessRule) -> Result<MethodAccess, PolicyEr
             Ok(role) => roles.push(role),
         }
     }
-    match (rule.internal_only, roles.is_empty()) {
-        (true, true) => Ok(MethodAccess::InternalOnly),
-        (true, false) => Err(invalid("internal_only rules must not list roles")),
-        (false, true) => Err(invalid(
-            "no role may call it; list roles or set internal_only",
-        )),
-        (false, false) => Ok(MethodAccess::Roles(roles)),
+    let kinds = [rule.internal_only, rule.sign_in, rule.device];
+    if kinds.iter().filter(|set| **set).count() > 1 {
+        return Err(invalid(
+            "internal_only, sign_in and device exclude one another",
+        ));
+    }
+    let access = if rule.internal_only {
+        MethodAccess::InternalOnly
+    } else if rule.sign_in {
+        MethodAccess::SignIn
+    } else if rule.device {
+        MethodAccess::Device
+    } else if roles.is_empty() {
+        return Err(invalid(
+            "no role may call it; list roles or set internal_only, sign_in or device",
+        ));
+    } else {
+        return Ok(MethodAccess::Roles(roles));
+    };
+    if roles.is_empty() {
+        Ok(access)
+    } else {
+        Err(invalid(
+            "internal_only, sign_in and device rules must not list roles",
+        ))
     }
 }
 
@@ -206,6 +229,7 @@ mod tests {
             "WoundService",
             "SignallingService",
             "DirectoryService",
+            "AuthService",
         ] {
             let prefix = format!("/telehealth.v1.{service}/");
             let methods = policy
@@ -253,6 +277,18 @@ mod tests {
             (
                 "{ roles: [ROLE_UNSPECIFIED], max_request_bytes: 1024 }",
                 "unspecified role",
+            ),
+            (
+                "{ sign_in: true, roles: [ROLE_DOCTOR], max_request_bytes: 1024 }",
+                "sign-in with roles",
+            ),
+            (
+                "{ sign_in: true, device: true, max_request_bytes: 1024 }",
+                "sign-in and device at once",
+            ),
+            (
+                "{ device: true, internal_only: true, max_request_bytes: 1024 }",
+                "device and internal at once",
             ),
             (
                 "{ roles: [ROLE_NURSE], max_request_bytes: 4194305 }",
@@ -305,6 +341,36 @@ mod tests {
             64 * 1024
         );
         assert_eq!(policy.largest_request_bytes(), 1024 * 1024 + 64 * 1024);
+    }
+
+    #[test]
+    fn only_sign_in_rpcs_go_without_a_token() {
+        let policy = AccessPolicy::builtin().expect("policy");
+        let tokenless: Vec<&str> = policy
+            .iter()
+            .filter(|(_, rule)| {
+                matches!(rule.access, MethodAccess::SignIn | MethodAccess::Device)
+            })
+            .map(|(path, _)| path)
+            .collect();
+        assert!(
+            tokenless
+                .iter()
+                .all(|path| path.starts_with("/telehealth.v1.AuthService/")),
+            "{tokenless:?}"
+        );
+        assert_eq!(
+            policy
+                .rule("/telehealth.v1.AuthService/Refresh")
+                .map(|r| &r.access),
+            Some(&MethodAccess::Device)
+        );
+        assert_eq!(
+            policy
+                .rule("/telehealth.v1.AuthService/StartDeviceSignIn")
+                .map(|r| &r.access),
+            Some(&MethodAccess::SignIn)
+        );
     }
 
     fn probe_with_rule(rule: &str) -> String {

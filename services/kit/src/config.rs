@@ -22,6 +22,7 @@ mod expertise;
 mod gateway;
 mod idempotency;
 mod images;
+mod sign_in;
 mod signalling;
 mod wound;
 
@@ -31,6 +32,7 @@ pub use gateway::{
 };
 pub use idempotency::IdempotencySettings;
 pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
+pub use sign_in::{ProviderConfig, SignInSettings};
 pub use signalling::SignallingSettings;
 pub use wound::WoundRules;
 
@@ -58,6 +60,7 @@ pub struct Settings {
     pub wound: ServiceSettings,
     pub signalling: ServiceSettings,
     pub directory: ServiceSettings,
+    pub auth: ServiceSettings,
     pub scheduling_rules: SchedulingRules,
     pub signalling_media: SignallingSettings,
     pub expertise_rules: ExpertiseRules,
@@ -66,6 +69,7 @@ pub struct Settings {
     pub images: ImageSettings,
     pub idempotency: IdempotencySettings,
     pub patient_data: PatientDataSettings,
+    pub sign_in: SignInSettings,
 }
 
 /// Encryption of the patient register's personal data (`[patient_data]`).
@@ -188,7 +192,8 @@ pub struct ShutdownSettings {
 #[serde(deny_unknown_fields)]
 pub struct ServiceSettings {
     /// Address the service listens on for internal mTLS calls. Defaults: scheduling
-    /// `127.0.0.1:7101`, expertise `:7102`, wound `:7103`, signalling `:7104`, directory `:7105`;
+    /// `127.0.0.1:7101`, expertise `:7102`, wound `:7103`, signalling `:7104`, directory `:7105`,
+    /// auth `:7106`;
     /// port 0 picks a free port. In `telehealth up` the services always take free loopback ports.
     pub listen: SocketAddr,
     /// URLs the gateway and the other services use to reach this service; several URLs are
@@ -211,6 +216,7 @@ impl Default for Settings {
             wound: ServiceSettings::on_port(7103),
             signalling: ServiceSettings::on_port(7104),
             directory: ServiceSettings::on_port(7105),
+            auth: ServiceSettings::on_port(7106),
             scheduling_rules: SchedulingRules::default(),
             signalling_media: SignallingSettings::default(),
             expertise_rules: ExpertiseRules::default(),
@@ -219,6 +225,7 @@ impl Default for Settings {
             images: ImageSettings::default(),
             idempotency: IdempotencySettings::default(),
             patient_data: PatientDataSettings::default(),
+            sign_in: SignInSettings::default(),
         }
     }
 }
@@ -387,6 +394,7 @@ impl Settings {
             Part::Wound => Some(&self.wound),
             Part::Signalling => Some(&self.signalling),
             Part::Directory => Some(&self.directory),
+            Part::Auth => Some(&self.auth),
         }
     }
 
@@ -399,6 +407,7 @@ impl Settings {
             Part::Wound => Some(&mut self.wound),
             Part::Signalling => Some(&mut self.signalling),
             Part::Directory => Some(&mut self.directory),
+            Part::Auth => Some(&mut self.auth),
         }
     }
 
@@ -480,6 +489,38 @@ impl Settings {
             .jwks_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("jwt").join("jwks.json"))
+    }
+
+    /// Every JWKS file the gateway trusts when no URL is configured: the automation signer's
+    /// ([`Settings::jwks_file`]) and the auth service's ([`Settings::auth_jwks_file`]).
+    pub fn jwks_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.jwks_file(), self.auth_jwks_file()];
+        files.dedup();
+        files
+    }
+
+    /// Where the auth service publishes the JWKS of its signing keys.
+    pub fn auth_jwks_file(&self) -> PathBuf {
+        self.sign_in
+            .jwks_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("jwt").join("auth-jwks.json"))
+    }
+
+    /// The auth service's ring of signing keys.
+    pub fn auth_key_file(&self) -> PathBuf {
+        self.sign_in
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("auth-signing.keys"))
+    }
+
+    /// The folder of the device CA the auth service issues device certificates from.
+    pub fn device_ca_dir(&self) -> PathBuf {
+        self.sign_in
+            .device_ca_dir
+            .clone()
+            .unwrap_or_else(|| self.pki_dir())
     }
 
     /// The folder of the local blob store.

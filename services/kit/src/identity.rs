@@ -34,6 +34,8 @@ pub const ORG_KEY: &str = "x-telehealth-org";
 pub const SPECIALTY_KEY: &str = "x-telehealth-specialty";
 /// base64url SHA-256 thumbprint of the client's device certificate (RFC 8705 `x5t#S256`).
 pub const CERT_THUMBPRINT_KEY: &str = "x-telehealth-cert-thumbprint";
+/// The client's address (IP), written by the gateway on calls made without a token (sign-in).
+pub const CLIENT_ADDRESS_KEY: &str = "x-telehealth-client-address";
 
 /// A role a person holds (docs/design.md, "Identity and authorisation").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -275,6 +277,62 @@ impl Interceptor for IdentityInterceptor {
                 Err(error.into())
             }
         }
+    }
+}
+
+/// A call the gateway forwarded without a token (the contract's `sign_in` and `device` rules):
+/// who is calling is only known by address and, when the connection had one, certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenlessCall {
+    /// The client's address as the gateway saw it.
+    pub address: Option<String>,
+    /// `x5t#S256` of the client's certificate, when the connection presented one.
+    pub cert_thumbprint: Option<String>,
+}
+
+impl TokenlessCall {
+    /// Reads what the gateway wrote on a call it forwarded without a token; a call not coming
+    /// from the gateway (over internal mTLS) is refused.
+    pub fn of<T>(request: &Request<T>) -> Result<TokenlessCall, IdentityError> {
+        let certs = request
+            .peer_certs()
+            .ok_or(IdentityError::NoPeerCertificate)?;
+        let leaf = certs.first().ok_or(IdentityError::NoPeerCertificate)?;
+        if peer_part(leaf.as_ref()) != Some(Part::Gateway) {
+            return Err(IdentityError::UntrustedPeer);
+        }
+        let get = |key: &'static str| -> Result<Option<String>, IdentityError> {
+            match request.metadata().get(key) {
+                None => Ok(None),
+                Some(value) => value
+                    .to_str()
+                    .ok()
+                    .and_then(decode_value)
+                    .filter(|v| !v.is_empty())
+                    .map(Some)
+                    .ok_or(IdentityError::Malformed(key)),
+            }
+        };
+        Ok(TokenlessCall {
+            address: get(CLIENT_ADDRESS_KEY)?,
+            cert_thumbprint: get(CERT_THUMBPRINT_KEY)?,
+        })
+    }
+
+    /// Writes it into `metadata` (the gateway's side).
+    pub fn write_metadata(&self, metadata: &mut MetadataMap) -> Result<(), IdentityError> {
+        for (key, value) in [
+            (CLIENT_ADDRESS_KEY, &self.address),
+            (CERT_THUMBPRINT_KEY, &self.cert_thumbprint),
+        ] {
+            if let Some(value) = value {
+                let value = encode_value(value)
+                    .parse()
+                    .map_err(|_| IdentityError::Malformed(key))?;
+                metadata.insert(key, value);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-//! The parts of the suite: the gateway and the five services.
+//! The parts of the suite: the gateway and the six services.
 
 use std::{fmt, str::FromStr};
 
@@ -14,32 +14,36 @@ pub enum Part {
     Wound,
     Signalling,
     Directory,
+    Auth,
 }
 
 impl Part {
     /// Every part, gateway first.
-    pub const ALL: [Part; 6] = [
+    pub const ALL: [Part; 7] = [
         Part::Gateway,
         Part::Scheduling,
         Part::Expertise,
         Part::Wound,
         Part::Signalling,
         Part::Directory,
+        Part::Auth,
     ];
 
     /// The services behind the gateway.
-    pub const SERVICES: [Part; 5] = [
+    pub const SERVICES: [Part; 6] = [
         Part::Scheduling,
         Part::Expertise,
         Part::Wound,
         Part::Signalling,
         Part::Directory,
+        Part::Auth,
     ];
 
     /// The other parts this part calls: the gateway forwards to every service; scheduling opens
     /// and closes signalling rooms and checks members and consents; signalling marks the waiting
     /// room; wound monitoring checks care teams and consents and asks tele-expertise about a
-    /// wound; expertise checks consents and shares the patient with the hospital. [`crate::serve::ServiceContext::channel_to`] refuses any
+    /// wound; expertise checks consents and shares the patient with the hospital; sign-in maps a
+    /// professional to their memberships. [`crate::serve::ServiceContext::channel_to`] refuses any
     /// other call, and the Kubernetes NetworkPolicies allow exactly these (a test holds
     /// `k8s/tests/check_manifests.py` to this list).
     pub fn calls(self) -> &'static [Part] {
@@ -50,6 +54,7 @@ impl Part {
             Part::Wound => &[Part::Directory, Part::Expertise],
             Part::Expertise => &[Part::Directory],
             Part::Directory => &[],
+            Part::Auth => &[Part::Directory],
         }
     }
 
@@ -62,6 +67,7 @@ impl Part {
             Part::Wound => "wound",
             Part::Signalling => "signalling",
             Part::Directory => "directory",
+            Part::Auth => "auth",
         }
     }
 
@@ -75,6 +81,7 @@ impl Part {
             Part::Wound => Some("telehealth.v1.WoundService"),
             Part::Signalling => Some("telehealth.v1.SignallingService"),
             Part::Directory => Some("telehealth.v1.DirectoryService"),
+            Part::Auth => Some("telehealth.v1.AuthService"),
         }
     }
 
@@ -91,6 +98,7 @@ impl Part {
                 "telehealth.v1.DirectoryService",
                 "telehealth.v1.PatientService",
             ],
+            Part::Auth => &["telehealth.v1.AuthService"],
         }
     }
 
@@ -119,7 +127,7 @@ impl FromStr for Part {
             .find(|part| part.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown part `{s}`; expected one of gateway, scheduling, expertise, wound, signalling, directory"
+                    "unknown part `{s}`; expected one of gateway, scheduling, expertise, wound, signalling, directory, auth"
                 )
             })
     }

@@ -16,6 +16,11 @@ pub struct GatewaySettings {
     /// Address the gateway listens on for clients. Default `127.0.0.1:8443`; port 0 picks a
     /// free port.
     pub listen: SocketAddr,
+    /// Address of the sign-in port: the same TLS certificate, no client certificate asked, and
+    /// nothing served but sign-in and device enrolment (the contract's `sign_in` RPCs), for
+    /// devices that have no certificate yet. Default none (no such port); `telehealth up` opens
+    /// it on `127.0.0.1:8444` unless set; port 0 picks a free port.
+    pub sign_in_listen: Option<SocketAddr>,
     /// The gateway's server certificate chain (PEM). Default `<pki_dir>/gateway/server.pem`.
     pub server_cert_file: Option<PathBuf>,
     /// Its private key (PEM). Default `<pki_dir>/gateway/server-key.pem`.
@@ -134,6 +139,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            sign_in_listen: None,
             server_cert_file: None,
             server_key_file: None,
             client_ca_file: None,
