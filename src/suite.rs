@@ -30,6 +30,7 @@ pub fn service_definition(part: Part) -> Option<ServiceDefinition> {
         Part::Wound => Some(telehealth_wound::definition()),
         Part::Signalling => Some(telehealth_signalling::definition()),
         Part::Directory => Some(telehealth_directory::definition()),
+        Part::Auth => Some(telehealth_auth::definition()),
     }
 }
 
@@ -37,6 +38,8 @@ pub fn service_definition(part: Part) -> Option<ServiceDefinition> {
 pub struct RunningSuite {
     /// Where the gateway listens for clients.
     pub gateway: SocketAddr,
+    /// Where its sign-in port listens, when it has one.
+    pub sign_in: Option<SocketAddr>,
     /// Where each service listens.
     pub services: BTreeMap<Part, SocketAddr>,
     /// The settings the parts run with (free ports filled in).
@@ -85,6 +88,16 @@ impl RunningSuite {
                 )
             })?;
         let gateway = gateway_listener.local_addr()?;
+        let sign_in_listener = match settings.gateway.sign_in_listen {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("cannot listen on {address} for the gateway's sign-in port")
+            })?),
+            None => None,
+        };
+        let sign_in = match &sign_in_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         let mut listeners = Vec::new();
         for part in Part::SERVICES {
             let listener = TcpListener::bind("127.0.0.1:0")
@@ -110,9 +123,12 @@ impl RunningSuite {
                 (part, result)
             });
         }
-        let server = GatewayServer::build(&settings)
+        let mut server = GatewayServer::build(&settings)
             .await
             .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
+        if let Some(listener) = sign_in_listener {
+            server = server.with_sign_in_port(listener);
+        }
         let token = shutdown.clone();
         tasks.spawn(async move {
             server.run(gateway_listener, token).await;
@@ -120,6 +136,7 @@ impl RunningSuite {
         });
         Ok(RunningSuite {
             gateway,
+            sign_in,
             services,
             settings,
             shutdown,
@@ -242,9 +259,15 @@ pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
             run_service(&definition, Arc::new(settings), listener, shutdown).await?;
         }
         None => {
-            let server = GatewayServer::build(&settings)
+            let mut server = GatewayServer::build(&settings)
                 .await
                 .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
+            if let Some(address) = settings.gateway.sign_in_listen {
+                let sign_in = TcpListener::bind(address).await.with_context(|| {
+                    format!("cannot listen on {address} for the gateway's sign-in port")
+                })?;
+                server = server.with_sign_in_port(sign_in);
+            }
             server.run(listener, shutdown).await;
         }
     }

@@ -9,7 +9,19 @@ use crate::{connection::Connection, suite::RunningSuite};
 /// How long `up` waits for every part to report healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn run(settings: Settings, demo: bool) -> anyhow::Result<ExitCode> {
+/// The gateway's sign-in port under `up`, unless configured.
+pub const DEFAULT_SIGN_IN_PORT: u16 = 8444;
+
+pub async fn run(mut settings: Settings, demo: bool) -> anyhow::Result<ExitCode> {
+    // Development mode: the demo members may sign in without a provider.
+    settings.sign_in.development = true;
+    settings
+        .gateway
+        .sign_in_listen
+        .get_or_insert(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            DEFAULT_SIGN_IN_PORT,
+        )));
     let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, "telehealth")?;
     tracing::info!(data_dir = %settings.data_dir.display(), "starting the suite");
     let data_dir = settings.data_dir.clone();

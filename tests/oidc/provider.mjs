@@ -32,7 +32,7 @@ const ACCOUNTS = {
   'psc-dr-martin': {
     acr: 'eidas1',
     claims: {
-      SubjectNameID: '810100000001', preferred_username: '810100000001',
+      SubjectNameID: '810100000008', preferred_username: '810100000008',
       given_name: 'Paul', family_name: 'MARTIN',
       SubjectRefPro: { codeCivilite: 'DR', exercices: [exercice('10', 'MARTIN', 'Paul')] },
     },
@@ -41,9 +41,18 @@ const ACCOUNTS = {
   'psc-weak': {
     acr: 'eidas0',
     claims: {
-      SubjectNameID: '810100000002', preferred_username: '810100000002',
+      SubjectNameID: '810100000016', preferred_username: '810100000016',
       given_name: 'Anne', family_name: 'FAIBLE',
       SubjectRefPro: { codeCivilite: 'MME', exercices: [exercice('60', 'FAIBLE', 'Anne')] },
+    },
+  },
+  // A professional of the national register whom no organisation of the suite lists.
+  'psc-stranger': {
+    acr: 'eidas1',
+    claims: {
+      SubjectNameID: '810100000024', preferred_username: '810100000024',
+      given_name: 'Luc', family_name: 'INCONNU',
+      SubjectRefPro: { codeCivilite: 'DR', exercices: [exercice('10', 'INCONNU', 'Luc')] },
     },
   },
 };

@@ -133,6 +133,11 @@ impl KeyRing {
         .map_err(|e| KeyError::Signing(e.to_string()))
     }
 
+    /// When the newest key starts (or started) signing: the ring rotates when it is old enough.
+    pub fn newest_from(&self) -> Option<u64> {
+        self.keys.iter().map(|k| k.signs_from).max()
+    }
+
     /// The public keys of the ring, as the JWKS the gateway verifies tokens with.
     pub fn jwks(&self) -> Result<serde_json::Value, KeyError> {
         let mut keys = Vec::with_capacity(self.keys.len());

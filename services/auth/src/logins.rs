@@ -22,11 +22,12 @@ pub enum LoginError {
     Database(#[from] sqlx::Error),
 }
 
-/// A finished sign-in: the person the provider vouched for, on the device that started it.
+/// A finished sign-in: the person the provider vouched for, and the device key that started it.
 #[derive(Debug, Clone)]
 pub struct FinishedLogin {
     pub person: VerifiedPerson,
-    pub device_thumbprint: String,
+    /// The device key that started it (SHA-256 of its public key, from its signing request).
+    pub device_key: String,
 }
 
 /// The sign-ins in progress.
@@ -47,12 +48,12 @@ impl Logins {
     }
 
     /// Starts a sign-in with `provider` (named `provider_name`) from the device
-    /// `device_thumbprint`: the URL to send the browser to.
+    /// whose key is `device_key` (column `device_thumbprint`): the URL to send the browser to.
     pub async fn start(
         &self,
         provider: &RelyingParty,
         provider_name: &str,
-        device_thumbprint: &str,
+        device_key: &str,
         login_hint: Option<&str>,
         now_us: i64,
     ) -> Result<String, LoginError> {
@@ -65,7 +66,7 @@ impl Logins {
         .bind(provider_name)
         .bind(&pending.nonce)
         .bind(&pending.pkce_verifier)
-        .bind(device_thumbprint)
+        .bind(device_key)
         .bind(now_us)
         .bind(now_us.saturating_add(self.ttl_us))
         .execute(self.db.pool())
@@ -104,7 +105,7 @@ impl Logins {
         let person = provider.complete(&pending, state, code).await?;
         Ok(FinishedLogin {
             person,
-            device_thumbprint: row.try_get("device_thumbprint")?,
+            device_key: row.try_get("device_thumbprint")?,
         })
     }
 

@@ -10,6 +10,7 @@
 
 mod assertion;
 mod claims;
+mod device;
 mod http;
 
 use std::{
@@ -19,18 +20,16 @@ use std::{
 
 use openidconnect::{
     AuthenticationContextClass, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, IssuerUrl, JsonWebKeySet, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    CsrfToken, IssuerUrl, JsonWebKeySet, Nonce, NonceVerifier, OAuth2TokenResponse, PkceCodeChallenge,
     PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
-    core::{
-        CoreAuthenticationFlow, CoreGenderClaim, CoreJsonWebKey, CoreJwsSigningAlgorithm,
-        CoreProviderMetadata,
-    },
+    core::{CoreAuthenticationFlow, CoreGenderClaim, CoreJsonWebKey, CoreJwsSigningAlgorithm},
 };
 use serde::{Deserialize, Serialize};
 
 pub use assertion::ClientKey;
 pub use claims::{Exercice, ProfessionalClaims, ProfessionalRecord};
-use claims::{ProviderClient, ProviderTokenResponse};
+use claims::{Metadata, ProviderClient, ProviderTokenResponse};
+pub use device::{DeviceAuthorization, DevicePoll};
 pub use http::HttpClient;
 
 /// Least time between two refreshes of a provider's keys caused by an unknown key id.
@@ -112,13 +111,19 @@ pub enum OidcError {
     },
     #[error("userinfo failed: {0}")]
     UserInfo(String),
+    #[error("this provider offers no device sign-in")]
+    NoDeviceSignIn,
+    #[error("the person refused the sign-in at the provider")]
+    DeviceDenied,
+    #[error("the code was not entered in time: start again")]
+    DeviceExpired,
     #[error("the relying party is misconfigured: {0}")]
     Config(String),
 }
 
 /// A discovered provider and the client built from it.
 struct Discovered {
-    metadata: CoreProviderMetadata,
+    metadata: Metadata,
     client: ProviderClient,
 }
 
@@ -140,11 +145,11 @@ impl RelyingParty {
         let issuer = IssuerUrl::new(settings.issuer.clone())
             .map_err(|e| OidcError::Config(format!("issuer: {e}")))?;
         let metadata = match &settings.discovery_url {
-            None => CoreProviderMetadata::discover_async(issuer, &http)
+            None => Metadata::discover_async(issuer, &http)
                 .await
                 .map_err(|e| OidcError::Discovery(e.to_string()))?,
             Some(url) => {
-                let metadata: CoreProviderMetadata = http
+                let metadata: Metadata = http
                     .get_json(url)
                     .await
                     .map_err(|e| OidcError::Discovery(format!("{url}: {e}")))?;
@@ -215,12 +220,24 @@ impl RelyingParty {
         let discovered = self.current();
         let tokens = self.exchange(&discovered, pending, code).await?;
         let nonce = Nonce::new(pending.nonce.clone());
+        self.person(&discovered, &tokens, &nonce).await
+    }
+
+    /// The person the provider's `tokens` vouch for: the ID token verified (signature by the
+    /// provider's current keys, `iss`, `aud`, expiry, the nonce, the `acr` asked for), then
+    /// userinfo.
+    async fn person<N: NonceVerifier + Copy>(
+        &self,
+        discovered: &Discovered,
+        tokens: &ProviderTokenResponse,
+        nonce: N,
+    ) -> Result<VerifiedPerson, OidcError> {
         let id_token = tokens.id_token().ok_or(OidcError::NoIdToken)?;
-        let claims = match self.verify(&discovered, id_token, &nonce) {
+        let claims = match self.verify(discovered, id_token, nonce) {
             Err(OidcError::UnknownKey) => {
                 // The provider rotated its keys: fetch them (at most once a minute) and retry.
                 let refreshed = self.refresh_keys().await?;
-                self.verify(&refreshed, id_token, &nonce)?
+                self.verify(&refreshed, id_token, nonce)?
             }
             other => other?,
         };
@@ -298,11 +315,11 @@ impl RelyingParty {
             .map_err(|e| OidcError::CodeRefused(claims::describe_token_error(&e)))
     }
 
-    fn verify<'t>(
+    fn verify<'t, N: NonceVerifier>(
         &self,
         discovered: &Discovered,
         id_token: &'t claims::ProviderIdToken,
-        nonce: &Nonce,
+        nonce: N,
     ) -> Result<&'t claims::ProviderIdTokenClaims, OidcError> {
         // Only asymmetric signatures: a client secret must never be a way to forge a token.
         let verifier = discovered.client.id_token_verifier().set_allowed_algs([

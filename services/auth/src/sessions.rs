@@ -204,6 +204,39 @@ impl Sessions {
         .await?;
         Ok(rows.iter().map(session_row).collect::<Result<_, _>>()?)
     }
+
+    /// The open sessions of organisation `org` at `now_us`, newest first (at most 1,000).
+    pub async fn of_org(&self, org: &str, now_us: i64) -> Result<Vec<Session>, SessionError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM auth_sessions WHERE org_id = $1 \
+             AND ended_us IS NULL AND expires_us > $2 ORDER BY created_us DESC, session_id \
+             LIMIT 1000"
+        ))
+        .bind(org)
+        .bind(now_us)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(session_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Ends every open session bound to the device certificate `thumbprint`; how many.
+    pub async fn end_of_device(
+        &self,
+        thumbprint: &str,
+        reason: &str,
+        now_us: i64,
+    ) -> Result<u64, SessionError> {
+        Ok(sqlx::query(
+            "UPDATE auth_sessions SET ended_us = $2, end_reason = $3 \
+             WHERE device_thumbprint = $1 AND ended_us IS NULL",
+        )
+        .bind(thumbprint)
+        .bind(now_us)
+        .bind(reason)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected())
+    }
 }
 
 const COLUMNS: &str = "session_id, subject, org_id, roles, specialty, device_thumbprint, \

@@ -53,8 +53,8 @@ async fn a_started_sign_in_finishes_once_and_a_forged_replayed_or_late_callback_
             .finish(&rp, "psc", &state, &code, t0 + 2)
             .await
             .expect("finished");
-        assert_eq!(finished.person.national_id.as_deref(), Some("810100000001"));
-        assert_eq!(finished.device_thumbprint, DEVICE);
+        assert_eq!(finished.person.national_id.as_deref(), Some("810100000008"));
+        assert_eq!(finished.device_key, DEVICE);
         // Replayed: the sign-in is gone.
         let replayed = logins.finish(&rp, "psc", &state, &code, t0 + 3).await;
         assert!(

@@ -29,7 +29,7 @@ async fn a_professional_signs_in_with_the_client_secret_and_with_a_signed_assert
             .await
             .expect("signed in");
         assert_eq!(person.subject, "psc-dr-martin");
-        assert_eq!(person.national_id.as_deref(), Some("810100000001"));
+        assert_eq!(person.national_id.as_deref(), Some("810100000008"));
         assert_eq!(person.family_name.as_deref(), Some("MARTIN"));
         assert_eq!(person.given_name.as_deref(), Some("Paul"));
         assert_eq!(person.acr.as_deref(), Some("eidas1"));
@@ -171,5 +171,5 @@ async fn the_providers_new_signing_key_is_fetched_when_a_token_names_it() {
         .complete(&pending, &state, &code)
         .await
         .expect("signed in with the rotated key");
-    assert_eq!(person.national_id.as_deref(), Some("810100000001"));
+    assert_eq!(person.national_id.as_deref(), Some("810100000008"));
 }

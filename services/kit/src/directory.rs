@@ -158,6 +158,39 @@ impl Directory {
         Ok(found)
     }
 
+    /// The memberships active now, in every organisation, of the professional with RPPS number
+    /// `rpps` (asked every time, never cached: how sign-in finds who someone is): `(org,
+    /// subject, membership)`, ordered by organisation.
+    pub async fn memberships_by_rpps(
+        &self,
+        rpps: &str,
+    ) -> Result<Vec<(String, String, Membership)>, KitError> {
+        let Source::Service(client) = &self.source else {
+            return Ok(Vec::new());
+        };
+        let response = client
+            .clone()
+            .find_memberships(pb::FindMembershipsRequest {
+                rpps_number: rpps.to_owned(),
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::InvalidArgument => {
+                    KitError::invalid("rpps_number", status.message().to_owned())
+                }
+                _ => {
+                    tracing::warn!(%status, "the directory did not answer a sign-in lookup");
+                    KitError::Unavailable("the care directory is unavailable, retry".into())
+                }
+            })?
+            .into_inner();
+        Ok(response
+            .members
+            .iter()
+            .map(|m| (m.org_id.clone(), m.subject.clone(), membership_of(m)))
+            .collect())
+    }
+
     /// True when `centre` and `hospital` are in an active partnership (asked every time: an
     /// ended partnership stops the next request at once).
     pub async fn partners(&self, centre: &str, hospital: &str) -> Result<bool, KitError> {

@@ -77,6 +77,30 @@ impl Validity {
     }
 }
 
+/// A device certificate issued from a signing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCertificate {
+    pub pem: String,
+    /// The issuing CA (PEM), for the device's trust store.
+    pub ca_pem: String,
+    pub serial_hex: String,
+    /// `x5t#S256`.
+    pub thumbprint: String,
+    pub not_after_unix: i64,
+}
+
+/// The SHA-256 (hex) of the public key of a PKCS#10 request whose signature is valid: names the
+/// device's key from the start of a sign-in to its certificate.
+pub fn request_key_digest(csr_pem: &str) -> Result<String, KitError> {
+    use rcgen::PublicKeyData;
+    let request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| KitError::Pki(format!("the certificate signing request: {e}")))?;
+    Ok(hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        request.public_key.der_bytes(),
+    )))
+}
+
 /// Paths of an issued certificate and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedFiles {
@@ -234,6 +258,69 @@ impl DevPki {
         write_file(&files.cert, cert.pem().as_bytes(), false)?;
         write_file(&files.key, key.serialize_pem().as_bytes(), true)?;
         Ok(files)
+    }
+
+    /// Issues a device certificate from the CA of this folder for the key of a PKCS#10 request
+    /// (`csr_pem`, its signature checked). Only the key is taken from the request: names,
+    /// extensions and usages are the suite's (a client certificate, never a CA), with a random
+    /// serial. The certificate names `device_id` (CN and `urn:telehealth:device:<id>` URI SAN)
+    /// and the organisation (O).
+    pub fn sign_device_request(
+        &self,
+        csr_pem: &str,
+        device_id: &str,
+        org: &str,
+        validity: Validity,
+    ) -> Result<DeviceCertificate, KitError> {
+        let request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| KitError::Pki(format!("the certificate signing request: {e}")))?;
+        let mut params = leaf_params(device_id, validity);
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, device_id);
+        dn.push(DnType::OrganizationName, org);
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.subject_alt_names = vec![SanType::URI(
+            format!("urn:telehealth:device:{device_id}")
+                .try_into()
+                .map_err(pki_error)?,
+        )];
+        let mut serial = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+            .map_err(|_| KitError::Pki("no randomness for a serial number".into()))?;
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        let issuer = self.load_ca("ca")?;
+        let request = rcgen::CertificateSigningRequestParams {
+            params,
+            public_key: request.public_key,
+        };
+        let cert = request.signed_by(&issuer).map_err(pki_error)?;
+        let ca_path = self.ca_file();
+        Ok(DeviceCertificate {
+            pem: cert.pem(),
+            ca_pem: fs::read_to_string(&ca_path).map_err(|e| KitError::io(&ca_path, e))?,
+            serial_hex: hex::encode(serial),
+            thumbprint: crate::identity::cert_thumbprint(cert.der()),
+            not_after_unix: validity.not_after.unix_timestamp(),
+        })
+    }
+
+    /// Rewrites the CRL with `serials` (hex) and those of `revoked-serials.txt` (what
+    /// [`DevPki::revoke_device`] revoked), so that both stay revoked.
+    pub fn write_crl_with(&self, serials: &[String]) -> Result<(), KitError> {
+        let mut all: Vec<String> = fs::read_to_string(self.dir.join("revoked-serials.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for serial in serials {
+            if !all.contains(serial) {
+                all.push(serial.clone());
+            }
+        }
+        self.write_crl(&all)
     }
 
     /// The CRL of the client-facing CA written by [`DevPki::revoke_device`].

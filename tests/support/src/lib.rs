@@ -16,6 +16,7 @@ pub mod codec;
 pub mod echo;
 pub mod harness;
 pub mod measure;
+pub mod oidc;
 pub mod suite;
 
 pub use codec::RawCodec;

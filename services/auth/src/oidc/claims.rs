@@ -2,13 +2,15 @@
 //! library's client and token types specialised to them.
 
 use openidconnect::{
-    AdditionalClaims, Client, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    IdToken, IdTokenClaims, IdTokenFields, StandardErrorResponse, StandardTokenResponse,
+    AdditionalClaims, AdditionalProviderMetadata, Client, DeviceAuthorizationUrl,
+    EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdToken, IdTokenClaims,
+    IdTokenFields, ProviderMetadata, StandardErrorResponse, StandardTokenResponse,
     core::{
-        CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
-        CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-        CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse,
-        CoreTokenType,
+        CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod,
+        CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
+        CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+        CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
+        CoreSubjectIdentifierType, CoreTokenIntrospectionResponse, CoreTokenType,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -89,9 +91,34 @@ pub(super) type ProviderClient = Client<
 >;
 
 /// The client for `settings` from the provider's `metadata` (keys included).
+/// What the suite reads of a provider's discovery document: the standard fields and the device
+/// authorization endpoint (RFC 8628), which the library's core metadata leaves out.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub(super) struct DeviceEndpoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<DeviceAuthorizationUrl>,
+}
+
+impl AdditionalProviderMetadata for DeviceEndpoint {}
+
+pub(super) type Metadata = ProviderMetadata<
+    DeviceEndpoint,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 pub(super) fn client(
     settings: &ProviderSettings,
-    metadata: CoreProviderMetadata,
+    metadata: Metadata,
 ) -> Result<ProviderClient, OidcError> {
     let (id, secret) = super::credentials(settings);
     Ok(Client::from_provider_metadata(metadata, id, secret)

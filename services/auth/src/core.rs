@@ -1,0 +1,728 @@
+//! Every operation of the auth service, with its checks and audit: sign-in with a provider (in
+//! a browser or on a device without one), the organisation choice and the device's enrolment,
+//! refresh, sign-out, sessions and devices.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+
+use telehealth_kit::{
+    Database, KitError,
+    audit::{self, AuditEntry, Outcome},
+    config::ProviderConfig,
+    directory::{Directory, Membership},
+    identity::{Identity, Role},
+    pki::{DevPki, Validity, request_key_digest},
+    record::now_micros,
+};
+use tokio::sync::OnceCell;
+
+use crate::{
+    error::{AuthError, Result},
+    keys::KeyRing,
+    logins::Logins,
+    oidc::{
+        ClientAuth, ClientKey, DeviceAuthorization, DevicePoll, HttpClient, ProviderSettings,
+        RelyingParty, VerifiedPerson,
+    },
+    sessions::{Issued, Session, SessionGrant, Sessions, end_reason},
+    store::{self, DeviceLogin, DeviceRecord, Ticket},
+    tokens::{TokenPolicy, access_token},
+};
+
+/// The provider name of the development sign-in.
+pub const DEVELOPMENT: &str = "development";
+/// A verified sign-in waits this long for its organisation choice.
+const TICKET_TTL_US: i64 = 10 * 60 * 1_000_000;
+/// A new key is published this long before it signs, so every gateway has it by then.
+pub const PUBLISH_AHEAD: Duration = Duration::from_secs(3600);
+
+/// A configured provider, discovered on first use (and again after a failure): the service
+/// starts even when a provider is down.
+pub struct ProviderSlot {
+    pub config: ProviderConfig,
+    rp: OnceCell<Arc<RelyingParty>>,
+}
+
+impl ProviderSlot {
+    pub fn new(config: ProviderConfig) -> ProviderSlot {
+        ProviderSlot {
+            config,
+            rp: OnceCell::new(),
+        }
+    }
+
+    async fn relying_party(&self) -> Result<&Arc<RelyingParty>> {
+        self.rp
+            .get_or_try_init(|| async {
+                let settings = provider_settings(&self.config)?;
+                let roots = match &self.config.ca_file {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| KitError::io(path, e))?),
+                    None => None,
+                };
+                let http = HttpClient::new(roots.as_deref())
+                    .map_err(|e| KitError::Config(format!("provider {}: {e}", self.config.id)))?;
+                Ok(Arc::new(RelyingParty::discover(settings, http).await?))
+            })
+            .await
+    }
+}
+
+/// The relying-party settings of a provider's configuration (secrets read from their files).
+fn provider_settings(config: &ProviderConfig) -> Result<ProviderSettings> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .map_err(|e| AuthError::Kit(KitError::io(path, e)))
+    };
+    let client_auth = match (&config.client_key_file, &config.client_secret_file) {
+        (Some(key_file), _) => {
+            let pem = read(key_file)?;
+            let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+                .map_err(|e| KitError::Config(format!("{}: {e}", key_file.display())))?;
+            let kid = config.client_key_id.clone().unwrap_or_default();
+            ClientAuth::PrivateKeyJwt(ClientKey::from_pkcs8(&kid, der.secret_pkcs8_der())?)
+        }
+        (None, Some(secret_file)) => ClientAuth::SecretBasic(read(secret_file)?),
+        (None, None) => {
+            return Err(KitError::Config(format!(
+                "provider {}: set client_key_file or client_secret_file",
+                config.id
+            ))
+            .into());
+        }
+    };
+    Ok(ProviderSettings {
+        issuer: config.issuer.clone(),
+        discovery_url: config.discovery_url.clone(),
+        client_id: config.client_id.clone(),
+        client_auth,
+        redirect_uri: config.redirect_uri.clone(),
+        scopes: config.scopes.clone(),
+        acr: config.acr.clone(),
+    })
+}
+
+use rustls::pki_types::pem::PemObject;
+
+/// The service's signing keys, where their JWKS is published, and the token policy.
+pub struct Signing {
+    pub ring: std::sync::Mutex<KeyRing>,
+    pub key_file: PathBuf,
+    pub jwks_file: PathBuf,
+    pub policy: TokenPolicy,
+    pub rotation: Duration,
+}
+
+impl Signing {
+    /// Rotates the ring when its newest key is older than the rotation period, forgets keys no
+    /// token can name any more, and publishes the JWKS (written whole, then renamed).
+    pub fn maintain(&self, now: u64) -> Result<()> {
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        if ring
+            .newest_from()
+            .is_none_or(|from| now >= from + self.rotation.as_secs())
+        {
+            let kid = ring.rotate(now, PUBLISH_AHEAD)?;
+            tracing::info!(%kid, "new token signing key published; it signs in an hour");
+        }
+        ring.prune(now, self.policy.lifetime);
+        ring.save(&self.key_file)?;
+        let jwks = serde_json::to_vec_pretty(&ring.jwks()?)
+            .map_err(|e| KitError::Config(format!("jwks: {e}")))?;
+        if let Some(dir) = self.jwks_file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| KitError::io(dir, e))?;
+        }
+        let partial = self.jwks_file.with_extension("partial");
+        std::fs::write(&partial, jwks).map_err(|e| KitError::io(&partial, e))?;
+        std::fs::rename(&partial, &self.jwks_file).map_err(|e| KitError::io(&self.jwks_file, e))?;
+        Ok(())
+    }
+}
+
+/// A verified sign-in: the ticket and who it is for.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub ticket: String,
+    pub person: VerifiedPerson,
+    pub rpps_number: String,
+    /// `(org, subject, membership)`.
+    pub memberships: Vec<(String, String, Membership)>,
+}
+
+/// Where a device sign-in stands.
+#[derive(Debug, Clone)]
+pub enum DeviceProgress {
+    Pending { interval_s: u32 },
+    Verified(Verified),
+}
+
+/// A started device sign-in.
+#[derive(Debug, Clone)]
+pub struct DeviceStart {
+    pub sign_in_id: String,
+    pub authorization: DeviceAuthorization,
+}
+
+/// An enrolled device and its session.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub certificate_pem: String,
+    pub ca_pem: String,
+    pub device: DeviceRecord,
+    pub tokens: IssuedTokens,
+}
+
+/// The tokens of a session.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub access_expires_us: i64,
+    pub issued: Issued,
+}
+
+/// The auth service.
+pub struct Auth {
+    pub db: Database,
+    pub sessions: Sessions,
+    pub logins: Logins,
+    pub providers: BTreeMap<String, ProviderSlot>,
+    pub directory: Directory,
+    pub signing: Signing,
+    pub device_ca: DevPki,
+    pub certificate_days: u32,
+    pub development: bool,
+}
+
+impl Auth {
+    /// The providers people may choose, and whether each offers the device sign-in.
+    pub async fn list_providers(&self) -> Vec<(String, String, bool, bool)> {
+        let mut list = Vec::new();
+        for (id, slot) in &self.providers {
+            let device = match slot.relying_party().await {
+                Ok(rp) => rp.offers_device_sign_in(),
+                Err(error) => {
+                    tracing::warn!(provider = %id, %error, "provider unavailable");
+                    false
+                }
+            };
+            list.push((id.clone(), slot.config.display_name.clone(), device, false));
+        }
+        if self.development {
+            list.push((
+                DEVELOPMENT.to_owned(),
+                "Connexion de développement (comptes de démonstration)".to_owned(),
+                false,
+                true,
+            ));
+        }
+        list
+    }
+
+    fn slot(&self, provider: &str) -> Result<&ProviderSlot> {
+        self.providers.get(provider).ok_or_else(|| {
+            AuthError::Invalid(format!(
+                "provider: `{provider}` is not configured; ListProviders names those that are"
+            ))
+        })
+    }
+
+    /// Starts a browser sign-in for the key of `csr_pem`: the URL to open.
+    pub async fn start_sign_in(
+        &self,
+        provider: &str,
+        csr_pem: &str,
+        login_hint: Option<&str>,
+    ) -> Result<String> {
+        let device_key = device_key(csr_pem)?;
+        let rp = self.slot(provider)?.relying_party().await?;
+        Ok(self
+            .logins
+            .start(rp, provider, &device_key, login_hint, now_micros())
+            .await?)
+    }
+
+    /// Finishes a browser sign-in with the provider's `state` and `code`.
+    pub async fn finish_sign_in(&self, provider: &str, state: &str, code: &str) -> Result<Verified> {
+        let rp = self.slot(provider)?.relying_party().await?;
+        let finished = self
+            .logins
+            .finish(rp, provider, state, code, now_micros())
+            .await;
+        let finished = match finished {
+            Ok(finished) => finished,
+            Err(error) => {
+                let error = AuthError::from(error);
+                self.audit_sign_in(provider, "", Outcome::of(&error)).await;
+                return Err(error);
+            }
+        };
+        self.verified(provider, finished.person, &finished.device_key)
+            .await
+    }
+
+    /// Starts a device sign-in (RFC 8628) for the key of `csr_pem`.
+    pub async fn start_device_sign_in(
+        &self,
+        provider: &str,
+        csr_pem: &str,
+        login_hint: Option<&str>,
+    ) -> Result<DeviceStart> {
+        let device_key = device_key(csr_pem)?;
+        let rp = self.slot(provider)?.relying_party().await?;
+        let authorization = rp.device_begin(login_hint).await?;
+        let now = now_micros();
+        let interval_s = authorization.interval().as_secs().clamp(1, 60) as i64;
+        let lifetime_us = i64::try_from(authorization.expires_in().as_micros())
+            .unwrap_or(i64::MAX)
+            .min(30 * 60 * 1_000_000);
+        let sign_in_id = secret()?;
+        let record = DeviceLogin {
+            provider: provider.to_owned(),
+            device_key,
+            authorization: serde_json::to_string(&authorization)
+                .map_err(|e| KitError::Config(format!("device authorization: {e}")))?,
+            interval_s,
+            next_poll_us: now,
+            expires_us: now.saturating_add(lifetime_us),
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        store::insert_device_login(&mut conn, &sign_in_id, &record).await?;
+        Ok(DeviceStart {
+            sign_in_id,
+            authorization,
+        })
+    }
+
+    /// Asks once whether the person approved the device sign-in `sign_in_id`.
+    pub async fn poll_device_sign_in(&self, sign_in_id: &str) -> Result<DeviceProgress> {
+        let now = now_micros();
+        let mut conn = self.db.pool().acquire().await?;
+        let login = store::device_login(&mut conn, sign_in_id)
+            .await?
+            .ok_or_else(|| {
+                AuthError::StartAgain(
+                    "this device sign-in is unknown or already finished: start again".into(),
+                )
+            })?;
+        if now >= login.expires_us {
+            store::take_device_login(&mut conn, sign_in_id).await?;
+            return Err(AuthError::Expired(
+                "the code was not entered in time: start again".into(),
+            ));
+        }
+        let interval_s = u32::try_from(login.interval_s).unwrap_or(5);
+        let next = now.saturating_add(login.interval_s.saturating_mul(1_000_000));
+        // A poll sooner than the interval (or racing another) does not reach the provider.
+        if !store::claim_poll(&mut conn, sign_in_id, now, next).await? {
+            return Ok(DeviceProgress::Pending { interval_s });
+        }
+        drop(conn);
+        let authorization: DeviceAuthorization = serde_json::from_str(&login.authorization)
+            .map_err(|e| KitError::Config(format!("stored device authorization: {e}")))?;
+        let rp = self.slot(&login.provider)?.relying_party().await?;
+        let polled = rp.device_poll(&authorization).await;
+        let person = match polled {
+            Ok(DevicePoll::Pending) => return Ok(DeviceProgress::Pending { interval_s }),
+            Ok(DevicePoll::Approved(person)) => person,
+            Err(error) => {
+                let mut conn = self.db.pool().acquire().await?;
+                store::take_device_login(&mut conn, sign_in_id).await?;
+                let error = AuthError::from(error);
+                self.audit_sign_in(&login.provider, "", Outcome::of(&error))
+                    .await;
+                return Err(error);
+            }
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        if !store::take_device_login(&mut conn, sign_in_id).await? {
+            return Err(AuthError::StartAgain(
+                "this device sign-in is already finished: start again".into(),
+            ));
+        }
+        drop(conn);
+        self.verified(&login.provider, person, &login.device_key)
+            .await
+            .map(DeviceProgress::Verified)
+    }
+
+    /// Signs in as a demo member (development mode only).
+    pub async fn development_sign_in(&self, rpps: &str, csr_pem: &str) -> Result<Verified> {
+        if !self.development {
+            return Err(AuthError::StartAgain(
+                "the development sign-in exists only under `telehealth up`".into(),
+            ));
+        }
+        let device_key = device_key(csr_pem)?;
+        let person = VerifiedPerson {
+            subject: format!("development:{rpps}"),
+            national_id: Some(format!("8{rpps}")),
+            given_name: None,
+            family_name: None,
+            acr: None,
+            record: None,
+        };
+        self.verified(DEVELOPMENT, person, &device_key).await
+    }
+
+    /// The person the provider vouched for, mapped to their memberships; none is a refusal.
+    async fn verified(
+        &self,
+        provider: &str,
+        person: VerifiedPerson,
+        device_key: &str,
+    ) -> Result<Verified> {
+        let Some(rpps) = rpps_of(person.national_id.as_deref()) else {
+            self.audit_sign_in(provider, &person.subject, Outcome::Denied)
+                .await;
+            return Err(AuthError::Refused(
+                "the provider gave no RPPS number for this person: the suite signs in health \
+                 professionals of the national register only"
+                    .into(),
+            ));
+        };
+        let memberships = self.directory.memberships_by_rpps(&rpps).await?;
+        if memberships.is_empty() {
+            self.audit_sign_in(provider, &format!("rpps:{rpps}"), Outcome::Denied)
+                .await;
+            return Err(AuthError::Refused(format!(
+                "RPPS {rpps} is not an active member of any organisation of the suite: ask your \
+                 organisation's administrator to add you"
+            )));
+        }
+        let ticket = secret()?;
+        let mut conn = self.db.pool().acquire().await?;
+        store::insert_ticket(
+            &mut conn,
+            &ticket,
+            &Ticket {
+                provider: provider.to_owned(),
+                device_key: device_key.to_owned(),
+                rpps_number: rpps.clone(),
+                expires_us: now_micros().saturating_add(TICKET_TTL_US),
+            },
+        )
+        .await?;
+        Ok(Verified {
+            ticket,
+            person,
+            rpps_number: rpps,
+            memberships,
+        })
+    }
+
+    /// Chooses the organisation and enrols the device: its certificate and first tokens.
+    pub async fn complete_sign_in(
+        &self,
+        ticket: &str,
+        org: &str,
+        csr_pem: &str,
+        device_name: &str,
+    ) -> Result<Enrolment> {
+        let name = device_name.trim();
+        if name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(AuthError::Invalid(
+                "device_name: at most 100 characters, no control characters".into(),
+            ));
+        }
+        let key = device_key(csr_pem)?;
+        let now = now_micros();
+        let mut conn = self.db.pool().acquire().await?;
+        let ticket = store::take_ticket(&mut conn, ticket)
+            .await?
+            .filter(|t| now < t.expires_us)
+            .ok_or_else(|| {
+                AuthError::StartAgain(
+                    "this sign-in is unknown, already completed or expired: sign in again".into(),
+                )
+            })?;
+        if ticket.device_key != key {
+            return Err(AuthError::Invalid(
+                "csr_pem: not the key that started this sign-in".into(),
+            ));
+        }
+        drop(conn);
+        let memberships = self
+            .directory
+            .memberships_by_rpps(&ticket.rpps_number)
+            .await?;
+        let Some((org, subject, membership)) = memberships.into_iter().find(|(o, _, _)| o == org)
+        else {
+            self.audit_sign_in(
+                &ticket.provider,
+                &format!("rpps:{}", ticket.rpps_number),
+                Outcome::Denied,
+            )
+            .await;
+            return Err(AuthError::Refused(format!(
+                "org_id: RPPS {} is not an active member of `{org}`",
+                ticket.rpps_number
+            )));
+        };
+        let device_id = uuid::Uuid::new_v4().to_string();
+        let certificate = self.device_ca.sign_device_request(
+            csr_pem,
+            &device_id,
+            &org,
+            Validity::days(i64::from(self.certificate_days)),
+        )?;
+        let device = DeviceRecord {
+            device_id: device_id.clone(),
+            org_id: org.clone(),
+            subject: subject.clone(),
+            name: if name.is_empty() {
+                "Appareil".to_owned()
+            } else {
+                name.to_owned()
+            },
+            thumbprint: certificate.thumbprint.clone(),
+            serial_hex: certificate.serial_hex.clone(),
+            enrolled_us: now,
+            expires_us: certificate.not_after_unix.saturating_mul(1_000_000),
+            revoked_us: None,
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        store::insert_device(&mut conn, &device).await?;
+        drop(conn);
+        let issued = self
+            .sessions
+            .open(
+                SessionGrant {
+                    subject: subject.clone(),
+                    org: org.clone(),
+                    roles: membership.roles.clone(),
+                    specialty: membership.specialty.clone(),
+                    device_thumbprint: certificate.thumbprint.clone(),
+                    provider: ticket.provider.clone(),
+                },
+                now,
+            )
+            .await?;
+        let tokens = self.tokens_for(issued)?;
+        let entry = AuditEntry {
+            subject,
+            roles: roles_text(&membership.roles),
+            org,
+            cert_thumbprint: certificate.thumbprint.clone(),
+            action: "CompleteSignIn".into(),
+            record_type: "device".into(),
+            record_id: device_id,
+            outcome: Outcome::Ok,
+            trace_id: telehealth_kit::telemetry::current_trace_id(),
+        };
+        audit::record(&self.db, &entry).await?;
+        Ok(Enrolment {
+            certificate_pem: certificate.pem,
+            ca_pem: certificate.ca_pem,
+            device,
+            tokens,
+        })
+    }
+
+    /// The next tokens of the session `refresh_token` belongs to, from its device.
+    pub async fn refresh(&self, refresh_token: &str, thumbprint: &str) -> Result<IssuedTokens> {
+        let issued = self
+            .sessions
+            .refresh(refresh_token, thumbprint, now_micros())
+            .await?;
+        self.tokens_for(issued)
+    }
+
+    fn tokens_for(&self, issued: Issued) -> Result<IssuedTokens> {
+        let now = now_micros();
+        let now_s = u64::try_from(now / 1_000_000).unwrap_or(0);
+        let access_token = {
+            let ring = self.signing.ring.lock().unwrap_or_else(|p| p.into_inner());
+            access_token(&ring, &self.signing.policy, &issued.session, now_s)?
+        };
+        let lifetime_us = i64::try_from(self.signing.policy.lifetime.as_micros()).unwrap_or(0);
+        Ok(IssuedTokens {
+            access_token,
+            access_expires_us: now.saturating_add(lifetime_us),
+            issued,
+        })
+    }
+
+    /// The open session of the caller's device (the one its token was issued for).
+    async fn current_session(&self, identity: &Identity) -> Result<Option<Session>> {
+        Ok(self
+            .sessions
+            .of_person(&identity.subject, &identity.org, now_micros())
+            .await?
+            .into_iter()
+            .find(|s| s.grant.device_thumbprint == identity.cert_thumbprint))
+    }
+
+    /// Ends the caller's own session.
+    pub async fn sign_out(&self, identity: &Identity) -> Result<()> {
+        if let Some(session) = self.current_session(identity).await? {
+            self.sessions
+                .end(&session.id, end_reason::SIGNED_OUT, now_micros())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The caller's open sessions, or (administrator, `organisation`) the organisation's.
+    pub async fn list_sessions(
+        &self,
+        identity: &Identity,
+        organisation: bool,
+    ) -> Result<Vec<Session>> {
+        let now = now_micros();
+        if organisation {
+            require_admin(identity)?;
+            return Ok(self.sessions.of_org(&identity.org, now).await?);
+        }
+        Ok(self
+            .sessions
+            .of_person(&identity.subject, &identity.org, now)
+            .await?)
+    }
+
+    /// Ends one of the caller's sessions, or (administrator) any of the organisation's.
+    pub async fn end_session(&self, identity: &Identity, session_id: &str) -> Result<()> {
+        let session = self
+            .sessions
+            .get(session_id)
+            .await?
+            .filter(|s| s.grant.org == identity.org)
+            .filter(|s| s.grant.subject == identity.subject || identity.has_role(Role::Admin))
+            .ok_or_else(|| AuthError::NotFound(format!("no session {session_id} you may end")))?;
+        let reason = if session.grant.subject == identity.subject {
+            end_reason::SIGNED_OUT
+        } else {
+            end_reason::ENDED_BY_ADMINISTRATOR
+        };
+        self.sessions.end(&session.id, reason, now_micros()).await?;
+        Ok(())
+    }
+
+    /// The caller's devices, or (administrator, `organisation`) the organisation's.
+    pub async fn list_devices(
+        &self,
+        identity: &Identity,
+        organisation: bool,
+    ) -> Result<Vec<DeviceRecord>> {
+        if organisation {
+            require_admin(identity)?;
+        }
+        let subject = (!organisation).then_some(identity.subject.as_str());
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(store::devices(&mut conn, &identity.org, subject).await?)
+    }
+
+    /// Revokes a device: the CRL lists it (the gateway closes its connections once reloaded)
+    /// and its sessions end.
+    pub async fn revoke_device(&self, identity: &Identity, device_id: &str) -> Result<DeviceRecord> {
+        let now = now_micros();
+        let mut conn = self.db.pool().acquire().await?;
+        let device = store::device(&mut conn, device_id)
+            .await?
+            .filter(|d| d.org_id == identity.org)
+            .filter(|d| d.subject == identity.subject || identity.has_role(Role::Admin))
+            .ok_or_else(|| AuthError::NotFound(format!("no device {device_id} you may revoke")))?;
+        store::revoke_device(&mut conn, device_id, now).await?;
+        let serials = store::revoked_serials(&mut conn, now).await?;
+        drop(conn);
+        self.device_ca.write_crl_with(&serials)?;
+        self.sessions
+            .end_of_device(&device.thumbprint, "device revoked", now)
+            .await?;
+        let entry = AuditEntry::new(
+            &telehealth_kit::identity::Caller::Person(identity.clone()),
+            "RevokeDevice",
+            "device",
+            device_id,
+            Outcome::Ok,
+        );
+        audit::record(&self.db, &entry).await?;
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(store::device(&mut conn, device_id).await?.unwrap_or(device))
+    }
+
+    /// Forgets expired sign-ins in progress, tickets and device sign-ins.
+    pub async fn purge(&self) -> Result<u64> {
+        let now = now_micros();
+        let mut purged = self.logins.purge(now).await?;
+        let mut conn = self.db.pool().acquire().await?;
+        purged += store::purge(&mut conn, now).await?;
+        Ok(purged)
+    }
+
+    async fn audit_sign_in(&self, provider: &str, who: &str, outcome: Outcome) {
+        let entry = AuditEntry {
+            subject: who.to_owned(),
+            roles: String::new(),
+            org: String::new(),
+            cert_thumbprint: String::new(),
+            action: "SignIn".into(),
+            record_type: "sign_in".into(),
+            record_id: provider.to_owned(),
+            outcome,
+            trace_id: telehealth_kit::telemetry::current_trace_id(),
+        };
+        if let Err(error) = audit::record(&self.db, &entry).await {
+            tracing::error!(%error, "the refused sign-in could not be audited");
+        }
+    }
+}
+
+/// The RPPS number of a national professional identifier: Pro Santé Connect's `SubjectNameID`
+/// is "8" + the 11-digit RPPS number ("0" + ADELI numbers are not in the directory).
+fn rpps_of(national_id: Option<&str>) -> Option<String> {
+    let id = national_id?;
+    let rpps = id.strip_prefix('8').filter(|rest| rest.len() == 11)?;
+    rpps.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| rpps.to_owned())
+}
+
+fn device_key(csr_pem: &str) -> Result<String> {
+    if csr_pem.len() > 8192 {
+        return Err(AuthError::Invalid(
+            "csr_pem: at most 8 KiB (one PKCS#10 request in PEM)".into(),
+        ));
+    }
+    request_key_digest(csr_pem).map_err(|e| AuthError::Invalid(format!("csr_pem: {e}")))
+}
+
+fn require_admin(identity: &Identity) -> Result<()> {
+    if identity.has_role(Role::Admin) {
+        Ok(())
+    } else {
+        Err(AuthError::Refused(
+            "only an administrator of the organisation sees all its sessions and devices".into(),
+        ))
+    }
+}
+
+fn roles_text(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// 256 random bits, base64url: tickets and device sign-in ids.
+fn secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| KitError::Config("no randomness".into()))?;
+    Ok(base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        bytes,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rpps_number_is_read_from_pro_sante_connect_s_national_identifier() {
+        assert_eq!(
+            rpps_of(Some("810100000001")).as_deref(),
+            Some("10100000001")
+        );
+        assert_eq!(rpps_of(Some("0123456789")), None, "ADELI");
+        assert_eq!(rpps_of(Some("8101000000012")), None, "too long");
+        assert_eq!(rpps_of(Some("81010000000a")), None);
+        assert_eq!(rpps_of(None), None);
+    }
+}
