@@ -43,7 +43,7 @@ CRD_KINDS = {
 
 # Every part of the binary (telehealth_kit::Part::ALL, gateway first; the integration test
 # `k8s::the_manifest_checks_know_every_part_of_the_binary` keeps the two lists equal).
-PARTS = ["gateway", "scheduling", "expertise", "wound", "signalling", "directory"]
+PARTS = ["gateway", "scheduling", "expertise", "wound", "signalling", "directory", "auth"]
 SERVICES = PARTS[1:]
 COMPONENT = "app.kubernetes.io/component"
 BINARY = "/usr/local/bin/telehealth"
@@ -54,10 +54,10 @@ SPIFFE_PREFIX = "spiffe://telehealth.internal/"
 # are telehealth_kit::Part::calls (scheduling opens and closes signalling rooms and checks members
 # and consents in the directory, signalling marks the waiting room, wound monitoring checks care
 # teams and consents and asks tele-expertise about a wound, expertise checks consents and shares
-# the patient), held
-# equal to SERVICE_CALLS by tests/integration/k8s.rs. NetworkPolicies must allow exactly these
-# calls between parts, on the callee's configured port.
-SERVICE_CALLS = [("scheduling", "signalling"), ("scheduling", "directory"), ("signalling", "scheduling"), ("wound", "directory"), ("expertise", "directory"), ("wound", "expertise")]
+# the patient, sign-in (auth) asks the directory for a professional's memberships), held equal to
+# SERVICE_CALLS by tests/integration/k8s.rs. NetworkPolicies must allow exactly these calls
+# between parts, on the callee's configured port.
+SERVICE_CALLS = [("scheduling", "signalling"), ("scheduling", "directory"), ("signalling", "scheduling"), ("wound", "directory"), ("expertise", "directory"), ("wound", "expertise"), ("auth", "directory")]
 CALLS = {("gateway", service) for service in SERVICES} | set(SERVICE_CALLS)
 
 
@@ -569,11 +569,18 @@ MUTATIONS: list[tuple[str, str, Callable[[list[Doc]], None], str]] = [
         "configMapRef"].update(name="telehealth-settings"), "Deployment/signalling: refers to ConfigMap telehealth-settings,"),
     ("dev", "a part missing", lambda d: remove(d, "Deployment", "expertise"), "Deployment/expertise: missing"),
     ("prod", "the directory missing", lambda d: remove(d, "Deployment", "directory"), "Deployment/directory: missing"),
+    ("dev", "the auth service missing", lambda d: remove(d, "Deployment", "auth"), "Deployment/auth: missing"),
     ("prod", "a call blocked at the caller", lambda d: remove(d, "NetworkPolicy", "services-to-directory"),
      "NetworkPolicies do not let wound reach directory on 7105 (blocked by wound's egress)"),
     ("dev", "a call blocked at the callee", lambda d: policy_rule(d, "directory")["from"][0]["podSelector"][
         "matchExpressions"][0]["values"].remove("wound"),
      "NetworkPolicies do not let wound reach directory on 7105 (blocked by directory's ingress)"),
+    ("prod", "sign-in cut off from the directory", lambda d: policy_rule(d, "directory")["from"][0]["podSelector"][
+        "matchExpressions"][0]["values"].remove("auth"),
+     "NetworkPolicies do not let auth reach directory on 7105 (blocked by directory's ingress)"),
+    ("dev", "the gateway cut off from the auth service", lambda d: policy_rule(d, "auth")["from"][0][
+        "podSelector"]["matchLabels"].update({COMPONENT: "wound"}),
+     "NetworkPolicies do not let gateway reach auth on 7106 (blocked by auth's ingress)"),
     ("prod", "a call the code never makes allowed", lambda d: [
         policy_rule(d, "directory")["from"][0]["podSelector"]["matchExpressions"][0]["values"].append("signalling"),
         find(d, "NetworkPolicy", "services-to-directory")["spec"]["podSelector"]["matchExpressions"][0][

@@ -23,6 +23,7 @@ mod pki_and_tokens;
 mod replicas;
 mod right_of_access;
 mod scheduling;
+mod sign_in;
 mod signalling;
 mod tracing;
 mod up;

@@ -1,0 +1,394 @@
+//! Sign-in through the real gateway against a real, independent OpenID provider
+//! (`oidc-provider` from npm, with accounts shaped like Pro Santé Connect's): a professional
+//! signs in on a device without a browser (RFC 8628), chooses the organisation, the device gets
+//! its certificate from a CSR and tokens bound to it, and calls through the gateway with both;
+//! the refusals (unknown person, level too low, another device's certificate, a reused refresh
+//! token, the sign-in port serving anything else) and a lost device revoked.
+
+use std::{path::PathBuf, time::Duration};
+
+use telehealth_kit::{config::ProviderConfig, identity::Role};
+use telehealth_proto::v1::{self as pb, auth_service_client::AuthServiceClient};
+use telehealth_testkit::{
+    harness::{Bearer, channel_to},
+    oidc::{
+        CALLBACK, DR_MARTIN_RPPS, SECRET_CLIENT, STRANGER_RPPS, approve_device, start_provider,
+    },
+    suite::{Person, Suite, backends},
+};
+use tonic::{
+    Code,
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Channel, ClientTlsConfig},
+};
+
+const CENTRE: &str = "cds-bourganeuf";
+const OTHER_CENTRE: &str = "cds-felletin";
+
+/// A device's new key and its signing request.
+struct DeviceKey {
+    key_pem: String,
+    csr_pem: String,
+}
+
+fn new_device_key() -> DeviceKey {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .expect("params")
+        .serialize_request(&key)
+        .expect("csr");
+    DeviceKey {
+        key_pem: key.serialize_pem(),
+        csr_pem: csr.pem().expect("pem"),
+    }
+}
+
+/// A client of the gateway's sign-in port, with no certificate.
+async fn sign_in_port(suite: &Suite) -> AuthServiceClient<Channel> {
+    let address = suite
+        .running
+        .as_ref()
+        .expect("running")
+        .sign_in
+        .expect("the sign-in port");
+    let ca = std::fs::read(suite.settings.pki_dir().join("ca.pem")).expect("ca");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{address}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("the sign-in port needs no client certificate");
+    AuthServiceClient::new(channel)
+}
+
+/// Signs in on a device as the provider's account `login_hint` up to the organisation choice.
+async fn device_sign_in(
+    client: &mut AuthServiceClient<Channel>,
+    login_hint: &str,
+    device: &DeviceKey,
+) -> Result<pb::SignInResult, tonic::Status> {
+    let started = client
+        .start_device_sign_in(pb::StartDeviceSignInRequest {
+            provider: "psc".into(),
+            csr_pem: device.csr_pem.clone(),
+            login_hint: login_hint.into(),
+        })
+        .await
+        .expect("a device sign-in starts")
+        .into_inner();
+    assert!(!started.user_code.is_empty(), "{started:?}");
+    let first = client
+        .poll_device_sign_in(pb::PollDeviceSignInRequest {
+            sign_in_id: started.sign_in_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!(first.pending, "not approved yet: {first:?}");
+    let page = approve_device(&started.verification_uri_complete).await;
+    assert!(page.contains("Sign-in Success") || page.contains("success"), "{page}");
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(u64::from(started.interval_seconds.max(1)))).await;
+        let result = client
+            .poll_device_sign_in(pb::PollDeviceSignInRequest {
+                sign_in_id: started.sign_in_id.clone(),
+            })
+            .await?
+            .into_inner();
+        if !result.pending {
+            return Ok(result);
+        }
+    }
+    panic!("the sign-in never ended")
+}
+
+/// Files of an enrolled device, for a channel with its certificate.
+fn device_files(dir: &std::path::Path, name: &str, cert_pem: &str, key_pem: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    std::fs::write(&cert, cert_pem).expect("cert");
+    std::fs::write(&key, key_pem).expect("key");
+    (cert, key)
+}
+
+type AuthClient = AuthServiceClient<InterceptedService<Channel, Bearer>>;
+
+#[tokio::test]
+async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_through_the_gateway()
+{
+    let Some(provider) = start_provider(&serde_json::json!({ "keys": [] })).await else {
+        return;
+    };
+    let secrets = tempfile::tempdir().expect("dir");
+    let secret_file = secrets.path().join("psc-secret");
+    std::fs::write(&secret_file, SECRET_CLIENT.1).expect("secret");
+    for backend in backends().await {
+        let config = ProviderConfig {
+            id: "psc".into(),
+            display_name: "Pro Santé Connect".into(),
+            issuer: provider.issuer.clone(),
+            client_id: SECRET_CLIENT.0.into(),
+            client_secret_file: Some(secret_file.clone()),
+            redirect_uri: CALLBACK.into(),
+            scopes: vec!["scope_all".into()],
+            acr: Some("eidas1".into()),
+            ..Default::default()
+        };
+        let Some(suite) = Suite::start_with(backend, |settings| {
+            settings.gateway.sign_in_listen = Some("127.0.0.1:0".parse().expect("addr"));
+            settings.gateway.reload_interval_seconds = 1;
+            settings.sign_in.providers = vec![config];
+        })
+        .await
+        else {
+            continue;
+        };
+        // The directory knows Dr Martin by his RPPS number in two centres.
+        for org in [CENTRE, OTHER_CENTRE] {
+            let admin = Person::with_roles("admin", org, &[Role::Admin]);
+            suite
+                .directory(&admin)
+                .await
+                .put_member(pb::PutMemberRequest {
+                    subject: "dr-martin".into(),
+                    roles: vec![pb::Role::Doctor as i32],
+                    rpps_number: DR_MARTIN_RPPS.into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("the administrator adds Dr Martin");
+        }
+
+        let mut sign_in = sign_in_port(&suite).await;
+        let providers = sign_in
+            .list_providers(pb::ListProvidersRequest {})
+            .await
+            .expect("providers")
+            .into_inner()
+            .providers;
+        assert!(
+            providers
+                .iter()
+                .any(|p| p.id == "psc" && p.device_sign_in && !p.development),
+            "{providers:?}"
+        );
+        assert!(
+            providers.iter().all(|p| !p.development),
+            "no development sign-in outside `telehealth up`: {providers:?}"
+        );
+
+        let device = new_device_key();
+        let verified = device_sign_in(&mut sign_in, "psc-dr-martin", &device)
+            .await
+            .expect("Dr Martin is verified");
+        assert_eq!(verified.rpps_number, DR_MARTIN_RPPS, "{backend:?}");
+        assert_eq!(verified.family_name, "MARTIN");
+        let mut orgs: Vec<&str> = verified
+            .memberships
+            .iter()
+            .map(|m| m.org_id.as_str())
+            .collect();
+        orgs.sort_unstable();
+        assert_eq!(orgs, [CENTRE, OTHER_CENTRE], "{backend:?}");
+
+        // Another key cannot use the ticket; the ticket is then spent.
+        let stolen = sign_in
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: verified.ticket.clone(),
+                org_id: CENTRE.into(),
+                csr_pem: new_device_key().csr_pem,
+                device_name: "Poste volé".into(),
+            })
+            .await
+            .expect_err("another key");
+        assert_eq!(stolen.code(), Code::InvalidArgument, "{stolen:?}");
+        let verified = device_sign_in(&mut sign_in, "psc-dr-martin", &device)
+            .await
+            .expect("verified again");
+        let enrolled = sign_in
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: verified.ticket.clone(),
+                org_id: CENTRE.into(),
+                csr_pem: device.csr_pem.clone(),
+                device_name: "Poste du cabinet".into(),
+            })
+            .await
+            .expect("the device is enrolled")
+            .into_inner();
+        let replay = sign_in
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: verified.ticket.clone(),
+                org_id: CENTRE.into(),
+                csr_pem: device.csr_pem.clone(),
+                device_name: String::new(),
+            })
+            .await
+            .expect_err("a ticket is used once");
+        assert_eq!(replay.code(), Code::FailedPrecondition);
+        let tokens = enrolled.tokens.expect("tokens");
+        let files = device_files(
+            secrets.path(),
+            &format!("martin-{backend:?}"),
+            &enrolled.certificate_pem,
+            &device.key_pem,
+        );
+
+        // Through the gateway's main port, with the new certificate and its token.
+        let channel = channel_to(suite.gateway(), &suite.settings, &files)
+            .await
+            .expect("the enrolled certificate is accepted");
+        let mut auth: AuthClient = AuthServiceClient::with_interceptor(
+            channel.clone(),
+            Bearer::new(&tokens.access_token),
+        );
+        let sessions = auth
+            .list_sessions(pb::ListSessionsRequest::default())
+            .await
+            .expect("Dr Martin lists his sessions")
+            .into_inner()
+            .sessions;
+        assert_eq!(sessions.len(), 1, "{sessions:?}");
+        assert!(sessions[0].current && sessions[0].org_id == CENTRE);
+        let mut patients = pb::patient_service_client::PatientServiceClient::with_interceptor(
+            channel.clone(),
+            Bearer::new(&tokens.access_token),
+        );
+        patients
+            .search_patients(pb::SearchPatientsRequest {
+                name: "DUPONT".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("a doctor of the centre searches the register");
+
+        // The token does not work with another device's certificate.
+        let sample = telehealth_kit::pki::DevPki::new(suite.settings.pki_dir())
+            .device_files("doctor-workstation");
+        let other_device = channel_to(suite.gateway(), &suite.settings, &(sample.cert, sample.key))
+            .await
+            .expect("connects");
+        let refused = AuthServiceClient::with_interceptor(
+            other_device,
+            Bearer::new(&tokens.access_token),
+        )
+        .list_sessions(pb::ListSessionsRequest::default())
+        .await
+        .expect_err("bound to the enrolled device");
+        assert_eq!(refused.code(), Code::Unauthenticated);
+
+        // The sign-in port serves nothing else, not even refresh.
+        let elsewhere = sign_in
+            .refresh(pb::RefreshRequest {
+                refresh_token: tokens.refresh_token.clone(),
+            })
+            .await
+            .expect_err("refresh needs the device certificate");
+        assert_eq!(elsewhere.code(), Code::PermissionDenied, "{elsewhere:?}");
+
+        // Refresh with the certificate and no token; the old refresh token is then spent, and
+        // using it again ends the session.
+        let mut device_only = AuthServiceClient::new(channel.clone());
+        let next = device_only
+            .refresh(pb::RefreshRequest {
+                refresh_token: tokens.refresh_token.clone(),
+            })
+            .await
+            .expect("refreshed")
+            .into_inner()
+            .tokens
+            .expect("tokens");
+        assert_ne!(next.refresh_token, tokens.refresh_token);
+        let reused = device_only
+            .refresh(pb::RefreshRequest {
+                refresh_token: tokens.refresh_token.clone(),
+            })
+            .await
+            .expect_err("reuse");
+        assert_eq!(reused.code(), Code::Unauthenticated);
+        let after = device_only
+            .refresh(pb::RefreshRequest {
+                refresh_token: next.refresh_token.clone(),
+            })
+            .await
+            .expect_err("the session ended");
+        assert_eq!(after.code(), Code::Unauthenticated, "{after:?}");
+
+        // Someone the provider knows but no organisation lists is refused, and so is a login
+        // below the level asked for.
+        let stranger = device_sign_in(&mut sign_in, "psc-stranger", &new_device_key())
+            .await
+            .expect_err("unknown person");
+        assert_eq!(stranger.code(), Code::PermissionDenied, "{stranger:?}");
+        assert!(stranger.message().contains(STRANGER_RPPS), "{stranger:?}");
+        let weak = device_sign_in(&mut sign_in, "psc-weak", &new_device_key())
+            .await
+            .expect_err("level too low");
+        assert_eq!(weak.code(), Code::Unauthenticated, "{weak:?}");
+
+        // A lost device: revoked, its open connection closes and it is refused at the handshake.
+        let fresh = device_sign_in(&mut sign_in, "psc-dr-martin", &device)
+            .await
+            .expect("signs in again");
+        let tokens = sign_in
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: fresh.ticket,
+                org_id: CENTRE.into(),
+                csr_pem: device.csr_pem.clone(),
+                device_name: "Poste du cabinet".into(),
+            })
+            .await
+            .expect("enrolled again")
+            .into_inner();
+        let files = device_files(
+            secrets.path(),
+            &format!("martin2-{backend:?}"),
+            &tokens.certificate_pem,
+            &device.key_pem,
+        );
+        let device_id = tokens.device.expect("device").device_id;
+        let channel = channel_to(suite.gateway(), &suite.settings, &files)
+            .await
+            .expect("connects");
+        let mut auth: AuthClient = AuthServiceClient::with_interceptor(
+            channel,
+            Bearer::new(&tokens.tokens.expect("tokens").access_token),
+        );
+        let revoked = auth
+            .revoke_device(pb::RevokeDeviceRequest {
+                device_id: device_id.clone(),
+            })
+            .await
+            .expect("Dr Martin revokes his lost device")
+            .into_inner()
+            .device
+            .expect("device");
+        assert!(revoked.revoke_time.is_some());
+        let mut closed = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if auth
+                .list_devices(pb::ListDevicesRequest::default())
+                .await
+                .is_err()
+            {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "the revoked device's connection still works");
+        // Anything on the main port works with a valid certificate alone (ListProviders), so a
+        // failure here is the handshake's.
+        let refused_at_handshake = match channel_to(suite.gateway(), &suite.settings, &files).await
+        {
+            Err(_) => true,
+            Ok(channel) => AuthServiceClient::new(channel)
+                .list_providers(pb::ListProvidersRequest {})
+                .await
+                .is_err(),
+        };
+        assert!(refused_at_handshake, "a revoked certificate is refused at the handshake");
+    }
+}
