@@ -232,7 +232,11 @@ impl Gateway {
         } else {
             self.limits.max_deadline_seconds
         };
-        rewrite_headers(&mut parts.headers, &caller, Duration::from_secs(max_deadline))?;
+        rewrite_headers(
+            &mut parts.headers,
+            &caller,
+            Duration::from_secs(max_deadline),
+        )?;
 
         let tripped = Arc::new(AtomicBool::new(false));
         let body = Body::new(RequestLimit::new(body, limit, tripped.clone()));
@@ -345,7 +349,8 @@ mod tests {
             specialty: None,
             cert_thumbprint: "t".into(),
         };
-        rewrite_headers(&mut headers, &identity, Duration::from_secs(60)).expect("rewrite");
+        let person = Forwarded::Person(Arc::new(identity));
+        rewrite_headers(&mut headers, &person, Duration::from_secs(60)).expect("rewrite");
         assert_eq!(headers[SUBJECT_KEY], "nurse-claire");
         assert_eq!(headers["x-telehealth-roles"], "nurse");
         assert!(headers.get("x-telehealth-anything").is_none());
@@ -355,5 +360,29 @@ mod tests {
         );
         assert_eq!(headers["x-request-id"], "keep-me");
         assert_eq!(headers[deadline::GRPC_TIMEOUT], "60000m");
+    }
+
+    #[test]
+    fn a_tokenless_call_carries_the_address_and_certificate_and_never_a_forged_identity() {
+        let mut headers = HeaderMap::new();
+        headers.insert(SUBJECT_KEY, "admin".parse().expect("ascii"));
+        headers.insert(
+            "x-telehealth-client-address",
+            "10.0.0.1".parse().expect("ascii"),
+        );
+        headers.insert(AUTHORIZATION, "Bearer secret".parse().expect("ascii"));
+        let call = Forwarded::Tokenless(TokenlessCall {
+            address: Some("192.0.2.7".into()),
+            cert_thumbprint: None,
+        });
+        rewrite_headers(&mut headers, &call, Duration::from_secs(60)).expect("rewrite");
+        assert!(
+            headers.get(SUBJECT_KEY).is_none(),
+            "no identity on a sign-in"
+        );
+        assert!(headers.get(AUTHORIZATION).is_none());
+        assert_eq!(headers["x-telehealth-client-address"], "192.0.2.7");
+        assert!(headers.get("x-telehealth-cert-thumbprint").is_none());
+        assert_eq!(call.rate_key(), "address 192.0.2.7");
     }
 }

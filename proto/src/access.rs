@@ -348,9 +348,7 @@ mod tests {
         let policy = AccessPolicy::builtin().expect("policy");
         let tokenless: Vec<&str> = policy
             .iter()
-            .filter(|(_, rule)| {
-                matches!(rule.access, MethodAccess::SignIn | MethodAccess::Device)
-            })
+            .filter(|(_, rule)| matches!(rule.access, MethodAccess::SignIn | MethodAccess::Device))
             .map(|(path, _)| path)
             .collect();
         assert!(

@@ -89,9 +89,15 @@ async fn device_sign_in(
         .into_inner();
     assert!(first.pending, "not approved yet: {first:?}");
     let page = approve_device(&started.verification_uri_complete).await;
-    assert!(page.contains("Sign-in Success") || page.contains("success"), "{page}");
+    assert!(
+        page.contains("Sign-in Success") || page.contains("success"),
+        "{page}"
+    );
     for _ in 0..30 {
-        tokio::time::sleep(Duration::from_secs(u64::from(started.interval_seconds.max(1)))).await;
+        tokio::time::sleep(Duration::from_secs(u64::from(
+            started.interval_seconds.max(1),
+        )))
+        .await;
         let result = client
             .poll_device_sign_in(pb::PollDeviceSignInRequest {
                 sign_in_id: started.sign_in_id.clone(),
@@ -106,7 +112,12 @@ async fn device_sign_in(
 }
 
 /// Files of an enrolled device, for a channel with its certificate.
-fn device_files(dir: &std::path::Path, name: &str, cert_pem: &str, key_pem: &str) -> (PathBuf, PathBuf) {
+fn device_files(
+    dir: &std::path::Path,
+    name: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.pem"));
     let key = dir.join(format!("{name}-key.pem"));
     std::fs::write(&cert, cert_pem).expect("cert");
@@ -240,10 +251,8 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
         let channel = channel_to(suite.gateway(), &suite.settings, &files)
             .await
             .expect("the enrolled certificate is accepted");
-        let mut auth: AuthClient = AuthServiceClient::with_interceptor(
-            channel.clone(),
-            Bearer::new(&tokens.access_token),
-        );
+        let mut auth: AuthClient =
+            AuthServiceClient::with_interceptor(channel.clone(), Bearer::new(&tokens.access_token));
         let sessions = auth
             .list_sessions(pb::ListSessionsRequest::default())
             .await
@@ -270,13 +279,11 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
         let other_device = channel_to(suite.gateway(), &suite.settings, &(sample.cert, sample.key))
             .await
             .expect("connects");
-        let refused = AuthServiceClient::with_interceptor(
-            other_device,
-            Bearer::new(&tokens.access_token),
-        )
-        .list_sessions(pb::ListSessionsRequest::default())
-        .await
-        .expect_err("bound to the enrolled device");
+        let refused =
+            AuthServiceClient::with_interceptor(other_device, Bearer::new(&tokens.access_token))
+                .list_sessions(pb::ListSessionsRequest::default())
+                .await
+                .expect_err("bound to the enrolled device");
         assert_eq!(refused.code(), Code::Unauthenticated);
 
         // The sign-in port serves nothing else, not even refresh.
@@ -389,6 +396,9 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
                 .await
                 .is_err(),
         };
-        assert!(refused_at_handshake, "a revoked certificate is refused at the handshake");
+        assert!(
+            refused_at_handshake,
+            "a revoked certificate is refused at the handshake"
+        );
     }
 }

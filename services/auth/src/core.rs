@@ -117,6 +117,7 @@ impl Signing {
     /// token can name any more, and publishes the JWKS (written whole, then renamed).
     pub fn maintain(&self, now: u64) -> Result<()> {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let before = ring.clone();
         if ring
             .newest_from()
             .is_none_or(|from| now >= from + self.rotation.as_secs())
@@ -125,7 +126,10 @@ impl Signing {
             tracing::info!(%kid, "new token signing key published; it signs in an hour");
         }
         ring.prune(now, self.policy.lifetime);
-        ring.save(&self.key_file)?;
+        // Written only when it changed: an unchanged ring may sit on a read-only volume.
+        if *ring != before {
+            ring.save(&self.key_file)?;
+        }
         let jwks = serde_json::to_vec_pretty(&ring.jwks()?)
             .map_err(|e| KitError::Config(format!("jwks: {e}")))?;
         if let Some(dir) = self.jwks_file.parent() {
@@ -152,7 +156,7 @@ pub struct Verified {
 #[derive(Debug, Clone)]
 pub enum DeviceProgress {
     Pending { interval_s: u32 },
-    Verified(Verified),
+    Verified(Box<Verified>),
 }
 
 /// A started device sign-in.
@@ -241,7 +245,12 @@ impl Auth {
     }
 
     /// Finishes a browser sign-in with the provider's `state` and `code`.
-    pub async fn finish_sign_in(&self, provider: &str, state: &str, code: &str) -> Result<Verified> {
+    pub async fn finish_sign_in(
+        &self,
+        provider: &str,
+        state: &str,
+        code: &str,
+    ) -> Result<Verified> {
         let rp = self.slot(provider)?.relying_party().await?;
         let finished = self
             .logins
@@ -341,7 +350,7 @@ impl Auth {
         drop(conn);
         self.verified(&login.provider, person, &login.device_key)
             .await
-            .map(DeviceProgress::Verified)
+            .map(|verified| DeviceProgress::Verified(Box::new(verified)))
     }
 
     /// Signs in as a demo member (development mode only).
@@ -612,7 +621,11 @@ impl Auth {
 
     /// Revokes a device: the CRL lists it (the gateway closes its connections once reloaded)
     /// and its sessions end.
-    pub async fn revoke_device(&self, identity: &Identity, device_id: &str) -> Result<DeviceRecord> {
+    pub async fn revoke_device(
+        &self,
+        identity: &Identity,
+        device_id: &str,
+    ) -> Result<DeviceRecord> {
         let now = now_micros();
         let mut conn = self.db.pool().acquire().await?;
         let device = store::device(&mut conn, device_id)
@@ -696,7 +709,11 @@ fn require_admin(identity: &Identity) -> Result<()> {
 }
 
 fn roles_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// 256 random bits, base64url: tickets and device sign-in ids.

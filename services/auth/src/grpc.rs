@@ -255,7 +255,7 @@ impl AuthService for AuthApi {
                 interval_seconds: interval_s,
                 ..Default::default()
             })),
-            DeviceProgress::Verified(verified) => Ok(Response::new(signed_in(verified))),
+            DeviceProgress::Verified(verified) => Ok(Response::new(signed_in(*verified))),
         }
     }
 

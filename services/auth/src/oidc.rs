@@ -20,8 +20,9 @@ use std::{
 
 use openidconnect::{
     AuthenticationContextClass, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, IssuerUrl, JsonWebKeySet, Nonce, NonceVerifier, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
+    CsrfToken, IssuerUrl, JsonWebKeySet, Nonce, NonceVerifier, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
+    TokenResponse,
     core::{CoreAuthenticationFlow, CoreGenderClaim, CoreJsonWebKey, CoreJwsSigningAlgorithm},
 };
 use serde::{Deserialize, Serialize};

@@ -153,9 +153,7 @@ impl Browser {
             }
             let base = url::Url::parse(url).expect("url");
             if let Some(location) = response.headers().get("location") {
-                let next = base
-                    .join(location.to_str().expect("ASCII"))
-                    .expect("url");
+                let next = base.join(location.to_str().expect("ASCII")).expect("url");
                 request = (next.to_string(), None);
                 continue;
             }
