@@ -6,6 +6,7 @@ mod call;
 mod export;
 mod gateway;
 mod health;
+mod login;
 mod patients;
 mod pki;
 mod token;
@@ -58,6 +59,11 @@ pub enum Command {
         /// Services to migrate (default: all five).
         parts: Vec<Part>,
     },
+    /// Sign in with your professional identity (or, under `up`, as a demo member): enrols this
+    /// device and keeps its certificate and session for `call` and `export`.
+    Login(login::LoginArgs),
+    /// End the session of `login` and forget it here.
+    Logout(login::LoginFolder),
     /// Call an RPC through the gateway with JSON in and out (like grpcurl).
     Call(call::CallArgs),
     /// Everything the suite holds about one patient, as one archive, for a right-of-access
@@ -100,6 +106,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Migrate { parts } => admin::migrate(&settings, parts).await,
         Command::Audit(command) => admin::audit(command, &settings).await,
         Command::Patients(command) => patients::run(command, &settings).await,
+        Command::Login(args) => login::login(args, &settings).await,
+        Command::Logout(folder) => login::logout(folder, &settings).await,
         Command::Call(args) => call::run(args, &settings).await,
         Command::Export(args) => export::run(args, &settings).await,
         Command::Health(args) => health::run(args, &settings).await,

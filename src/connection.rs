@@ -16,6 +16,9 @@ pub struct Connection {
     /// The gateway's address (`host:port`), where clients connect with mTLS and a token; `null`
     /// until the gateway runs in `up`.
     pub gateway: Option<SocketAddr>,
+    /// The gateway's sign-in port (no client certificate; `telehealth login`), when it has one.
+    #[serde(default)]
+    pub sign_in: Option<SocketAddr>,
     /// CA that signs the gateway's server certificate: trust it.
     pub ca_file: PathBuf,
     /// Sample devices' client certificates, by device name.
@@ -63,6 +66,7 @@ impl Connection {
         let cert = absolute(pki.device_files("doctor-workstation").cert);
         Ok(Connection {
             gateway,
+            sign_in: None,
             ca_file: absolute(pki.ca_file()),
             devices,
             jwks_file: absolute(jwks_file),

@@ -39,10 +39,12 @@ pub struct DemoPerson {
     pub device: &'static str,
     /// Who they are, for the summary.
     pub label: &'static str,
+    /// Their (fictitious) RPPS number: what the development sign-in asks for.
+    pub rpps: &'static str,
 }
 
 /// The people of the demo.
-pub const PEOPLE: [DemoPerson; 6] = [
+pub const PEOPLE: [DemoPerson; 7] = [
     DemoPerson {
         subject: "dr-martin",
         role: Role::Doctor,
@@ -50,6 +52,7 @@ pub const PEOPLE: [DemoPerson; 6] = [
         specialty: None,
         device: "doctor-workstation",
         label: "médecin du centre",
+        rpps: "10000000017",
     },
     DemoPerson {
         subject: "nurse-claire",
@@ -58,6 +61,7 @@ pub const PEOPLE: [DemoPerson; 6] = [
         specialty: None,
         device: "nurse-tablet",
         label: "infirmière à domicile",
+        rpps: "10000000025",
     },
     DemoPerson {
         subject: "admin-bourganeuf",
@@ -66,6 +70,7 @@ pub const PEOPLE: [DemoPerson; 6] = [
         specialty: None,
         device: "doctor-workstation",
         label: "administratrice du centre",
+        rpps: "10000000033",
     },
     DemoPerson {
         subject: "coord-bourganeuf",
@@ -74,6 +79,7 @@ pub const PEOPLE: [DemoPerson; 6] = [
         specialty: None,
         device: "doctor-workstation",
         label: "secrétaire coordinatrice",
+        rpps: "10000000041",
     },
     DemoPerson {
         subject: "dr-durand",
@@ -82,6 +88,7 @@ pub const PEOPLE: [DemoPerson; 6] = [
         specialty: Some("dermatology"),
         device: "specialist-workstation",
         label: "dermatologue du CHU",
+        rpps: "10000000058",
     },
     DemoPerson {
         subject: "dr-leroy",
@@ -90,6 +97,16 @@ pub const PEOPLE: [DemoPerson; 6] = [
         specialty: Some("wound_care"),
         device: "specialist-workstation",
         label: "spécialiste des plaies du CHU",
+        rpps: "10000000066",
+    },
+    DemoPerson {
+        subject: "admin-chu",
+        role: Role::Admin,
+        org: HOSPITAL,
+        specialty: None,
+        device: "specialist-workstation",
+        label: "administrateur du CHU",
+        rpps: "10000000074",
     },
 ];
 
@@ -208,6 +225,24 @@ pub async fn seed(settings: &Settings, gateway: SocketAddr) -> anyhow::Result<us
             .register_self(pb::RegisterSelfRequest {})
             .await
             .with_context(|| format!("{} joins {}", person.subject, person.org))?;
+    }
+    // Their administrators record their RPPS numbers: how the sign-in finds them.
+    for person in &PEOPLE {
+        let admin = PEOPLE
+            .iter()
+            .find(|p| p.org == person.org && p.role == Role::Admin)
+            .context("every demo organisation has an administrator")?;
+        let mut directory = DirectoryServiceClient::new(channel(settings, gateway, admin).await?);
+        directory
+            .put_member(pb::PutMemberRequest {
+                subject: person.subject.into(),
+                roles: vec![telehealth_kit::record::role_proto(person.role)],
+                specialty: person.specialty.unwrap_or_default().into(),
+                rpps_number: person.rpps.into(),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("the RPPS number of {}", person.subject))?;
     }
     let doctor = &PEOPLE[0];
     let nurse = &PEOPLE[1];

@@ -40,11 +40,11 @@ pub async fn run(args: CallArgs, settings: &Settings) -> anyhow::Result<ExitCode
     }
     let request = encode_request(&method, &args.request)?;
 
-    let channel = args.gateway.channel(settings).await?;
+    let (channel, bearer) = args.gateway.connect(settings).await?;
 
     let mut grpc_request = tonic::Request::new(request);
     grpc_request.set_timeout(Duration::from_secs(args.timeout));
-    if let Some(bearer) = args.gateway.bearer()? {
+    if let Some(bearer) = bearer {
         grpc_request.metadata_mut().insert("authorization", bearer);
     }
     let path: PathAndQuery =

@@ -63,8 +63,8 @@ pub async fn run(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCo
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("patient-{}.tar", args.patient)));
-    let channel = args.gateway.channel(settings).await?;
-    let clients = Clients::new(channel, Bearer(args.gateway.bearer()?));
+    let (channel, bearer) = args.gateway.connect(settings).await?;
+    let clients = Clients::new(channel, Bearer(bearer));
     let partial = out.with_extension("tar.partial");
     let written = async {
         let mut archive = Archive::create(&partial)?;

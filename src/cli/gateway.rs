@@ -28,9 +28,32 @@ pub struct GatewayArgs {
     /// Gateway address; default from `connection.json`.
     #[arg(long)]
     pub gateway: Option<SocketAddr>,
+    /// The login of `telehealth login`, used when neither `--token` nor `--cert` is given.
+    #[command(flatten)]
+    pub login: crate::cli::login::LoginFolder,
 }
 
 impl GatewayArgs {
+    /// An mTLS channel to the gateway and the `authorization` value to send: the login's
+    /// certificate and (refreshed) token when there is one and no flag says otherwise, else the
+    /// flags' or the sample device's.
+    pub async fn connect(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<(Channel, Option<MetadataValue<tonic::metadata::Ascii>>)> {
+        if self.token.is_none() && self.cert.is_none() {
+            let dir = self.login.dir()?;
+            if let Some(mut login) = crate::cli::login::Login::load(&dir)? {
+                let channel = login.channel(&dir, settings).await?;
+                let bearer = format!("Bearer {}", login.access_token)
+                    .parse()
+                    .context("the token is not ASCII")?;
+                return Ok((channel, Some(bearer)));
+            }
+        }
+        Ok((self.channel(settings).await?, self.bearer()?))
+    }
+
     /// An mTLS channel to the gateway with the device's certificate.
     pub async fn channel(&self, settings: &Settings) -> anyhow::Result<Channel> {
         let connection_file = settings.data_dir.join("connection.json");

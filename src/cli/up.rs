@@ -57,13 +57,14 @@ pub async fn run(mut settings: Settings, demo: bool) -> anyhow::Result<ExitCode>
     };
     let pki = DevPki::new(suite.settings.pki_dir());
     let jwks = DevSigner::new(data_dir.join("jwt")).jwks_file();
-    let connection = Connection::describe(
+    let mut connection = Connection::describe(
         &pki,
         jwks,
         Some(suite.gateway),
         suite.services.clone(),
         &data_dir,
     )?;
+    connection.sign_in = suite.sign_in;
     let connection_file = data_dir.join("connection.json");
     std::fs::write(&connection_file, serde_json::to_string_pretty(&connection)?)?;
     print_summary(&connection, &connection_file, elapsed, demo_patients);
@@ -77,11 +78,12 @@ fn print_demo(patients: usize) {
     println!("demo data (first start; `up --no-demo` starts empty):");
     for person in &crate::demo::PEOPLE {
         println!(
-            "  {:<18} {:<18} {} ({}), device {}",
+            "  {:<18} {:<18} {} ({}), RPPS {}, device {}",
             person.subject,
             person.org,
             person.label,
             person.role.as_str(),
+            person.rpps,
             person.device
         );
     }
@@ -101,6 +103,12 @@ fn print_summary(
     match connection.gateway {
         Some(gateway) => println!("  gateway        https://{gateway}"),
         None => println!("  gateway        not running"),
+    }
+    if let Some(sign_in) = connection.sign_in {
+        println!(
+            "  sign-in        https://{sign_in} (no client certificate; development sign-in: \
+             telehealth login --provider development --rpps <RPPS>)"
+        );
     }
     for part in Part::SERVICES {
         if let Some(address) = connection.services.get(&part) {

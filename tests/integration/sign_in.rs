@@ -127,6 +127,204 @@ fn device_files(
 
 type AuthClient = AuthServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// A suite whose sign-in provider is the test provider (as Pro Santé Connect would be
+/// configured), with a sign-in port, and Dr Martin known by his RPPS number in two centres.
+async fn start_with_psc(
+    backend: telehealth_testkit::suite::Backend,
+    issuer: &str,
+    secret_file: &std::path::Path,
+) -> Option<Suite> {
+    let config = ProviderConfig {
+        id: "psc".into(),
+        display_name: "Pro Santé Connect".into(),
+        issuer: issuer.to_owned(),
+        client_id: SECRET_CLIENT.0.into(),
+        client_secret_file: Some(secret_file.to_owned()),
+        redirect_uri: CALLBACK.into(),
+        scopes: vec!["scope_all".into()],
+        acr: Some("eidas1".into()),
+        ..Default::default()
+    };
+    let suite = Suite::start_with(backend, |settings| {
+        settings.gateway.sign_in_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        settings.gateway.reload_interval_seconds = 1;
+        settings.sign_in.providers = vec![config];
+    })
+    .await?;
+    for org in [CENTRE, OTHER_CENTRE] {
+        let admin = Person::with_roles("admin", org, &[Role::Admin]);
+        suite
+            .directory(&admin)
+            .await
+            .put_member(pb::PutMemberRequest {
+                subject: "dr-martin".into(),
+                roles: vec![pb::Role::Doctor as i32],
+                rpps_number: DR_MARTIN_RPPS.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("the administrator adds Dr Martin");
+    }
+    Some(suite)
+}
+
+/// Runs the `telehealth` binary against `suite` with `args`; (success, output).
+async fn telehealth(suite: &Suite, args: &[&str]) -> (bool, String) {
+    let mut command = std::process::Command::new(crate::harness::binary());
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(&suite.settings.data_dir)
+        .env_remove("TELEHEALTH_CONFIG")
+        .env_remove("TELEHEALTH_TOKEN");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("joined")
+        .expect("the telehealth binary runs");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn the_command_line_signs_in_with_the_device_grant_calls_with_its_login_and_signs_out() {
+    let Some(provider) = start_provider(&serde_json::json!({ "keys": [] })).await else {
+        return;
+    };
+    let secrets = tempfile::tempdir().expect("dir");
+    let secret_file = secrets.path().join("psc-secret");
+    std::fs::write(&secret_file, SECRET_CLIENT.1).expect("secret");
+    let suite = start_with_psc(
+        telehealth_testkit::suite::Backend::Sqlite,
+        &provider.issuer,
+        &secret_file,
+    )
+    .await
+    .expect("suite");
+    let login_dir = secrets.path().join("login");
+    let sign_in = suite
+        .running
+        .as_ref()
+        .expect("running")
+        .sign_in
+        .expect("sign-in port")
+        .to_string();
+    let gateway = suite.gateway().to_string();
+    let mut login = tokio::process::Command::new(crate::harness::binary())
+        .args([
+            "login",
+            "--provider",
+            "psc",
+            "--login-hint",
+            "psc-dr-martin",
+        ])
+        .args([
+            "--org",
+            CENTRE,
+            "--sign-in",
+            &sign_in,
+            "--gateway",
+            &gateway,
+        ])
+        .arg("--login-dir")
+        .arg(&login_dir)
+        .arg("--data-dir")
+        .arg(&suite.settings.data_dir)
+        .env_remove("TELEHEALTH_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("telehealth login runs");
+    let stdout = login.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("output")
+            .expect("login prints where to approve");
+        if let Some(url) = line
+            .strip_prefix("(ou directement : ")
+            .and_then(|rest| rest.strip_suffix(')'))
+        {
+            break url.to_owned();
+        }
+    };
+    approve_device(&url).await;
+    let status = tokio::time::timeout(Duration::from_secs(60), login.wait())
+        .await
+        .expect("login finishes")
+        .expect("status");
+    assert!(status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for private in ["device-key.pem", "session.json"] {
+            let mode = std::fs::metadata(login_dir.join(private))
+                .expect("kept")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{private} is readable by its owner only");
+        }
+    }
+    // Expire the kept access token: `call` must refresh it silently.
+    let session_file = login_dir.join("session.json");
+    let mut session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&session_file).expect("session")).expect("json");
+    let first_refresh = session["refresh_token"].clone();
+    session["access_expires"] = serde_json::json!(0);
+    std::fs::write(&session_file, session.to_string()).expect("write");
+    let login_dir_arg = login_dir.to_str().expect("utf-8");
+    let (ok, output) = telehealth(
+        &suite,
+        &[
+            "call",
+            "telehealth.v1.AuthService/ListSessions",
+            "{}",
+            "--login-dir",
+            login_dir_arg,
+        ],
+    )
+    .await;
+    assert!(ok, "{output}");
+    assert!(
+        output.contains(CENTRE) && output.contains("\"current\": true"),
+        "{output}"
+    );
+    let session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&session_file).expect("session")).expect("json");
+    assert_ne!(
+        session["refresh_token"], first_refresh,
+        "refreshed and kept"
+    );
+
+    // Kept aside to check after the logout that the session ended at the suite.
+    let kept = (
+        secrets.path().join("kept.pem"),
+        secrets.path().join("kept-key.pem"),
+    );
+    std::fs::copy(login_dir.join("device.pem"), &kept.0).expect("copy");
+    std::fs::copy(login_dir.join("device-key.pem"), &kept.1).expect("copy");
+    let refresh_token = session["refresh_token"].as_str().expect("token").to_owned();
+
+    let (ok, output) = telehealth(&suite, &["logout", "--login-dir", login_dir_arg]).await;
+    assert!(ok && output.contains("déconnecté"), "{output}");
+    assert!(!session_file.exists() && !login_dir.join("device-key.pem").exists());
+    let channel = channel_to(suite.gateway(), &suite.settings, &kept)
+        .await
+        .expect("the device is still enrolled");
+    let ended = AuthServiceClient::new(channel)
+        .refresh(pb::RefreshRequest { refresh_token })
+        .await
+        .expect_err("signed out");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+}
+
 #[tokio::test]
 async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_through_the_gateway()
 {
@@ -137,41 +335,9 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
     let secret_file = secrets.path().join("psc-secret");
     std::fs::write(&secret_file, SECRET_CLIENT.1).expect("secret");
     for backend in backends().await {
-        let config = ProviderConfig {
-            id: "psc".into(),
-            display_name: "Pro Santé Connect".into(),
-            issuer: provider.issuer.clone(),
-            client_id: SECRET_CLIENT.0.into(),
-            client_secret_file: Some(secret_file.clone()),
-            redirect_uri: CALLBACK.into(),
-            scopes: vec!["scope_all".into()],
-            acr: Some("eidas1".into()),
-            ..Default::default()
-        };
-        let Some(suite) = Suite::start_with(backend, |settings| {
-            settings.gateway.sign_in_listen = Some("127.0.0.1:0".parse().expect("addr"));
-            settings.gateway.reload_interval_seconds = 1;
-            settings.sign_in.providers = vec![config];
-        })
-        .await
-        else {
+        let Some(suite) = start_with_psc(backend, &provider.issuer, &secret_file).await else {
             continue;
         };
-        // The directory knows Dr Martin by his RPPS number in two centres.
-        for org in [CENTRE, OTHER_CENTRE] {
-            let admin = Person::with_roles("admin", org, &[Role::Admin]);
-            suite
-                .directory(&admin)
-                .await
-                .put_member(pb::PutMemberRequest {
-                    subject: "dr-martin".into(),
-                    roles: vec![pb::Role::Doctor as i32],
-                    rpps_number: DR_MARTIN_RPPS.into(),
-                    ..Default::default()
-                })
-                .await
-                .expect("the administrator adds Dr Martin");
-        }
 
         let mut sign_in = sign_in_port(&suite).await;
         let providers = sign_in

@@ -101,6 +101,17 @@ pub fn request_key_digest(csr_pem: &str) -> Result<String, KitError> {
     )))
 }
 
+/// A new device key (P-256) and its PKCS#10 signing request, both PEM: what a device sends to
+/// enrol (the key never leaves it).
+pub fn new_device_request() -> Result<(String, String), KitError> {
+    let key = KeyPair::generate().map_err(pki_error)?;
+    let csr = CertificateParams::new(Vec::<String>::new())
+        .map_err(pki_error)?
+        .serialize_request(&key)
+        .map_err(pki_error)?;
+    Ok((key.serialize_pem(), csr.pem().map_err(pki_error)?))
+}
+
 /// Paths of an issued certificate and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedFiles {
@@ -465,7 +476,7 @@ fn pki_error(error: impl std::fmt::Display) -> KitError {
 
 /// Writes `contents` to `path`, creating parent folders; private keys are made readable by the
 /// owner only.
-pub(crate) fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), KitError> {
+pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), KitError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| KitError::io(parent, e))?;
     }
