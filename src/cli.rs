@@ -45,7 +45,7 @@ pub enum Command {
     },
     /// Run one part of the suite (microservice mode), configured by file and environment.
     Serve {
-        /// Which part: gateway, scheduling, expertise, wound, signalling or directory.
+        /// Which part: gateway, scheduling, expertise, wound, signalling, directory or auth.
         part: Part,
     },
     /// Manage the development PKI.
@@ -56,7 +56,7 @@ pub enum Command {
     Token(token::TokenCommand),
     /// Apply the services' database migrations, then exit.
     Migrate {
-        /// Services to migrate (default: all five).
+        /// Services to migrate (default: all six).
         parts: Vec<Part>,
     },
     /// Sign in with your professional identity (or, under `up`, as a demo member): enrols this
