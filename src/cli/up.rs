@@ -9,19 +9,23 @@ use crate::{connection::Connection, suite::RunningSuite};
 /// How long `up` waits for every part to report healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The gateway's sign-in port under `up`, unless configured.
+/// The gateway's sign-in port under `up`, unless configured (or the gateway's port is 0).
 pub const DEFAULT_SIGN_IN_PORT: u16 = 8444;
 
 pub async fn run(mut settings: Settings, demo: bool) -> anyhow::Result<ExitCode> {
     // Development mode: the demo members may sign in without a provider.
     settings.sign_in.development = true;
+    // Next to the gateway: 8444, or a free port when the gateway takes one (port 0).
+    let port = if settings.gateway.listen.port() == 0 {
+        0
+    } else {
+        DEFAULT_SIGN_IN_PORT
+    };
+    let ip = settings.gateway.listen.ip();
     settings
         .gateway
         .sign_in_listen
-        .get_or_insert(std::net::SocketAddr::from((
-            [127, 0, 0, 1],
-            DEFAULT_SIGN_IN_PORT,
-        )));
+        .get_or_insert(std::net::SocketAddr::new(ip, port));
     let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, "telehealth")?;
     tracing::info!(data_dir = %settings.data_dir.display(), "starting the suite");
     let data_dir = settings.data_dir.clone();

@@ -19,7 +19,8 @@ pub struct GatewaySettings {
     /// Address of the sign-in port: the same TLS certificate, no client certificate asked, and
     /// nothing served but sign-in and device enrolment (the contract's `sign_in` RPCs), for
     /// devices that have no certificate yet. Default none (no such port); `telehealth up` opens
-    /// it on `127.0.0.1:8444` unless set; port 0 picks a free port.
+    /// it next to the gateway on port 8444 (a free port when the gateway's is 0) unless set; port 0
+    /// picks a free port.
     pub sign_in_listen: Option<SocketAddr>,
     /// The gateway's server certificate chain (PEM). Default `<pki_dir>/gateway/server.pem`.
     pub server_cert_file: Option<PathBuf>,
