@@ -595,7 +595,7 @@ impl Auth {
             .await?
             .filter(|s| s.grant.org == identity.org)
             .filter(|s| s.grant.subject == identity.subject || identity.has_role(Role::Admin))
-            .ok_or_else(|| AuthError::NotFound(format!("no session {session_id} you may end")))?;
+            .ok_or_else(|| AuthError::NotFound("no such session that you may end".into()))?;
         let reason = if session.grant.subject == identity.subject {
             end_reason::SIGNED_OUT
         } else {
@@ -632,7 +632,7 @@ impl Auth {
             .await?
             .filter(|d| d.org_id == identity.org)
             .filter(|d| d.subject == identity.subject || identity.has_role(Role::Admin))
-            .ok_or_else(|| AuthError::NotFound(format!("no device {device_id} you may revoke")))?;
+            .ok_or_else(|| AuthError::NotFound("no such device that you may revoke".into()))?;
         store::revoke_device(&mut conn, device_id, now).await?;
         let serials = store::revoked_serials(&mut conn, now).await?;
         drop(conn);
