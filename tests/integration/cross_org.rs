@@ -194,6 +194,12 @@ fn table() -> Vec<Line> {
             json!({"deviceId": "{key}"}),
             Blind,
         ),
+        // Renews the caller's own device: names no record of anyone's.
+        line(
+            "AuthService/RenewDevice",
+            json!({"csrPem": "not a request"}),
+            SignIn,
+        ),
         // patients
         line(
             "PatientService/CreatePatient",

@@ -521,14 +521,83 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
             &tokens.certificate_pem,
             &device.key_pem,
         );
-        let device_id = tokens.device.expect("device").device_id;
         let channel = channel_to(suite.gateway(), &suite.settings, &files)
             .await
             .expect("connects");
-        let mut auth: AuthClient = AuthServiceClient::with_interceptor(
-            channel,
-            Bearer::new(&tokens.tokens.expect("tokens").access_token),
+        let first_tokens = tokens.tokens.expect("tokens");
+        let mut before_renewal: AuthClient =
+            AuthServiceClient::with_interceptor(channel, Bearer::new(&first_tokens.access_token));
+
+        // Renewal before expiry, for a new key: a new certificate and tokens bound to it, the
+        // session kept (its refresh token rotated), the old certificate revoked.
+        let renewed_key = new_device_key();
+        let renewed = before_renewal
+            .renew_device(pb::RenewDeviceRequest {
+                csr_pem: renewed_key.csr_pem.clone(),
+            })
+            .await
+            .expect("the device's certificate is renewed")
+            .into_inner();
+        let renewed_tokens = renewed.tokens.expect("tokens");
+        assert_ne!(renewed_tokens.refresh_token, first_tokens.refresh_token);
+        let files = device_files(
+            secrets.path(),
+            &format!("martin3-{backend:?}"),
+            &renewed.certificate_pem,
+            &renewed_key.key_pem,
         );
+        let device_id = renewed.device.expect("device").device_id;
+        let channel = channel_to(suite.gateway(), &suite.settings, &files)
+            .await
+            .expect("the renewed certificate is accepted");
+        let mut auth: AuthClient = AuthServiceClient::with_interceptor(
+            channel.clone(),
+            Bearer::new(&renewed_tokens.access_token),
+        );
+        let sessions = auth
+            .list_sessions(pb::ListSessionsRequest::default())
+            .await
+            .expect("the renewed device calls")
+            .into_inner()
+            .sessions;
+        assert!(
+            sessions.iter().any(|s| s.current),
+            "the session follows the renewed certificate: {sessions:?}"
+        );
+        let devices = auth
+            .list_devices(pb::ListDevicesRequest::default())
+            .await
+            .expect("devices")
+            .into_inner()
+            .devices;
+        assert!(
+            devices
+                .iter()
+                .any(|d| d.device_id != device_id && d.revoke_time.is_some()),
+            "the old certificate is revoked: {devices:?}"
+        );
+        let mut old_closed = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if before_renewal
+                .list_providers(pb::ListProvidersRequest {})
+                .await
+                .is_err()
+            {
+                old_closed = true;
+                break;
+            }
+        }
+        assert!(
+            old_closed,
+            "the replaced certificate's connection still works"
+        );
+        AuthServiceClient::new(channel)
+            .refresh(pb::RefreshRequest {
+                refresh_token: renewed_tokens.refresh_token.clone(),
+            })
+            .await
+            .expect("the session refreshes from the renewed device");
         let revoked = auth
             .revoke_device(pb::RevokeDeviceRequest {
                 device_id: device_id.clone(),

@@ -10,7 +10,7 @@ use telehealth_kit::{
     config::ProviderConfig,
     directory::{Directory, Membership},
     identity::{Identity, Role},
-    pki::{DevPki, Validity, request_key_digest},
+    pki::{DevPki, DeviceCertificate, Validity, request_key_digest},
     record::now_micros,
 };
 use tokio::sync::OnceCell;
@@ -466,31 +466,10 @@ impl Auth {
                 ticket.rpps_number
             )));
         };
-        let device_id = uuid::Uuid::new_v4().to_string();
-        let certificate = self.device_ca.sign_device_request(
-            csr_pem,
-            &device_id,
-            &org,
-            Validity::days(i64::from(self.certificate_days)),
-        )?;
-        let device = DeviceRecord {
-            device_id: device_id.clone(),
-            org_id: org.clone(),
-            subject: subject.clone(),
-            name: if name.is_empty() {
-                "Appareil".to_owned()
-            } else {
-                name.to_owned()
-            },
-            thumbprint: certificate.thumbprint.clone(),
-            serial_hex: certificate.serial_hex.clone(),
-            enrolled_us: now,
-            expires_us: certificate.not_after_unix.saturating_mul(1_000_000),
-            revoked_us: None,
-        };
-        let mut conn = self.db.pool().acquire().await?;
-        store::insert_device(&mut conn, &device).await?;
-        drop(conn);
+        let (certificate, device) = self
+            .issue_device(csr_pem, &org, &subject, name, now)
+            .await?;
+        let device_id = device.device_id.clone();
         let issued = self
             .sessions
             .open(
@@ -523,6 +502,99 @@ impl Auth {
             ca_pem: certificate.ca_pem,
             device,
             tokens,
+        })
+    }
+
+    /// A certificate for the key of `csr_pem`, recorded as a device of `subject` in `org`.
+    async fn issue_device(
+        &self,
+        csr_pem: &str,
+        org: &str,
+        subject: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<(DeviceCertificate, DeviceRecord)> {
+        let device_id = uuid::Uuid::new_v4().to_string();
+        let certificate = self.device_ca.sign_device_request(
+            csr_pem,
+            &device_id,
+            org,
+            Validity::days(i64::from(self.certificate_days)),
+        )?;
+        let device = DeviceRecord {
+            device_id,
+            org_id: org.to_owned(),
+            subject: subject.to_owned(),
+            name: if name.is_empty() {
+                "Appareil".to_owned()
+            } else {
+                name.to_owned()
+            },
+            thumbprint: certificate.thumbprint.clone(),
+            serial_hex: certificate.serial_hex.clone(),
+            enrolled_us: now,
+            expires_us: certificate.not_after_unix.saturating_mul(1_000_000),
+            revoked_us: None,
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        store::insert_device(&mut conn, &device).await?;
+        Ok((certificate, device))
+    }
+
+    /// Renews the certificate of the device the caller calls from, for the key of `csr_pem`: a
+    /// new device record and certificate, the old one revoked, the session moved to it.
+    pub async fn renew_device(&self, identity: &Identity, csr_pem: &str) -> Result<Enrolment> {
+        device_key(csr_pem)?;
+        let now = now_micros();
+        let mut conn = self.db.pool().acquire().await?;
+        let old = store::device_by_thumbprint(&mut conn, &identity.cert_thumbprint)
+            .await?
+            .filter(|d| d.org_id == identity.org && d.subject == identity.subject)
+            .filter(|d| d.revoked_us.is_none())
+            .ok_or_else(|| {
+                AuthError::StartAgain(
+                    "this call's certificate is not an enrolled device of yours: sign in again"
+                        .into(),
+                )
+            })?;
+        drop(conn);
+        let session = self.current_session(identity).await?.ok_or_else(|| {
+            AuthError::StartAgain("this device has no open session: sign in again".into())
+        })?;
+        let (certificate, device) = self
+            .issue_device(csr_pem, &old.org_id, &old.subject, &old.name, now)
+            .await?;
+        let issued = self
+            .sessions
+            .rebind(&session.id, &old.thumbprint, &certificate.thumbprint, now)
+            .await?;
+        let mut conn = self.db.pool().acquire().await?;
+        let Some(issued) = issued else {
+            // The session ended meanwhile: the new certificate must not outlive it.
+            store::revoke_device(&mut conn, &device.device_id, now).await?;
+            let serials = store::revoked_serials(&mut conn, now).await?;
+            self.device_ca.write_crl_with(&serials)?;
+            return Err(AuthError::StartAgain(
+                "the session ended meanwhile: sign in again".into(),
+            ));
+        };
+        store::revoke_device(&mut conn, &old.device_id, now).await?;
+        let serials = store::revoked_serials(&mut conn, now).await?;
+        drop(conn);
+        self.device_ca.write_crl_with(&serials)?;
+        let entry = AuditEntry::new(
+            &telehealth_kit::identity::Caller::Person(identity.clone()),
+            "RenewDevice",
+            "device",
+            &device.device_id,
+            Outcome::Ok,
+        );
+        audit::record(&self.db, &entry).await?;
+        Ok(Enrolment {
+            certificate_pem: certificate.pem,
+            ca_pem: certificate.ca_pem,
+            device,
+            tokens: self.tokens_for(issued)?,
         })
     }
 

@@ -387,4 +387,23 @@ impl AuthService for AuthApi {
             device: Some(device(revoked)),
         }))
     }
+
+    async fn renew_device(
+        &self,
+        request: Request<pb::RenewDeviceRequest>,
+    ) -> Result<Response<pb::RenewDeviceResponse>, Status> {
+        let identity = person(&request)?;
+        let csr = field("csr_pem", &request.get_ref().csr_pem, 8192)?;
+        let renewed = self
+            .auth
+            .renew_device(&identity, csr)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::RenewDeviceResponse {
+            certificate_pem: renewed.certificate_pem,
+            ca_chain_pem: renewed.ca_pem,
+            device: Some(device(renewed.device)),
+            tokens: Some(tokens(renewed.tokens)),
+        }))
+    }
 }

@@ -174,6 +174,56 @@ impl Sessions {
         })
     }
 
+    /// Moves open session `id` from the device certificate `old` to `new` (a renewed
+    /// certificate): every unused refresh token of it is spent and the next is returned.
+    /// `None` when the session is not open on `old`.
+    pub async fn rebind(
+        &self,
+        id: &str,
+        old: &str,
+        new: &str,
+        now_us: i64,
+    ) -> Result<Option<Issued>, SessionError> {
+        let mut tx = self.db.pool().begin().await?;
+        let moved = sqlx::query(
+            "UPDATE auth_sessions SET device_thumbprint = $3, last_used_us = $4 \
+             WHERE session_id = $1 AND device_thumbprint = $2 AND ended_us IS NULL",
+        )
+        .bind(id)
+        .bind(old)
+        .bind(new)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved != 1 {
+            return Ok(None);
+        }
+        let generation: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(generation), 0) FROM auth_refresh_tokens WHERE session_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE auth_refresh_tokens SET used_us = $2 WHERE session_id = $1 AND used_us IS NULL",
+        )
+        .bind(id)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+        let next = new_secret()?;
+        insert_token(&mut tx, id, &next, generation + 1, now_us).await?;
+        let Some(session) = session(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        tx.commit().await?;
+        Ok(Some(Issued {
+            session,
+            refresh_token: next,
+        }))
+    }
+
     /// Ends session `id` for `reason`; false when it had already ended or does not exist.
     pub async fn end(&self, id: &str, reason: &str, now_us: i64) -> Result<bool, SessionError> {
         let mut conn = self.db.pool().acquire().await?;
