@@ -82,6 +82,11 @@ pub struct Login {
     /// Unix seconds.
     pub access_expires: i64,
     pub refresh_token: String,
+    /// The device certificate's validity, Unix seconds (0: unknown, never renewed here).
+    #[serde(default)]
+    pub certificate_issued: i64,
+    #[serde(default)]
+    pub certificate_expires: i64,
 }
 
 impl Login {
@@ -118,16 +123,70 @@ impl Login {
         self.session_id = tokens.session_id;
     }
 
+    fn take_device(&mut self, device: Option<&pb::Device>) {
+        let seconds = |t: Option<&prost_types::Timestamp>| t.map_or(0, |t| t.seconds);
+        self.certificate_issued = seconds(device.and_then(|d| d.enrol_time.as_ref()));
+        self.certificate_expires = seconds(device.and_then(|d| d.expire_time.as_ref()));
+    }
+
+    /// Whether the device certificate is in the last third of its validity.
+    fn certificate_due(&self, now: i64) -> bool {
+        let lifetime = self.certificate_expires - self.certificate_issued;
+        self.certificate_expires > 0
+            && lifetime > 0
+            && self.certificate_expires - now < lifetime / 3
+    }
+
+    /// Renews the device certificate for a new key (the old one is revoked by the suite) and
+    /// keeps the new key, certificate and tokens.
+    async fn renew_certificate(&mut self, dir: &Path, channel: Channel) -> anyhow::Result<()> {
+        let (key_pem, csr_pem) = new_device_request()?;
+        let bearer: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", self.access_token).parse()?;
+        let mut request = tonic::Request::new(pb::RenewDeviceRequest { csr_pem });
+        request.metadata_mut().insert("authorization", bearer);
+        let renewed = AuthServiceClient::new(channel)
+            .renew_device(request)
+            .await
+            .map_err(|status| {
+                anyhow::anyhow!(
+                    "the device certificate cannot be renewed ({}): telehealth login",
+                    status.message()
+                )
+            })?
+            .into_inner();
+        // Both written aside, then swapped: a key and a certificate that do not match would
+        // lock the login out.
+        let staged = |file: PathBuf| file.with_extension("pem.new");
+        write_file(&staged(Login::key_file(dir)), key_pem.as_bytes(), true)?;
+        write_file(
+            &staged(Login::cert_file(dir)),
+            renewed.certificate_pem.as_bytes(),
+            false,
+        )?;
+        std::fs::rename(staged(Login::key_file(dir)), Login::key_file(dir))?;
+        std::fs::rename(staged(Login::cert_file(dir)), Login::cert_file(dir))?;
+        self.take(renewed.tokens.context("the renewal answered no tokens")?);
+        self.take_device(renewed.device.as_ref());
+        self.save(dir)?;
+        eprintln!("certificat de l'appareil renouvelé");
+        Ok(())
+    }
+
     /// A channel to the gateway with the login's certificate and a fresh access token
-    /// (refreshed and saved when it expires within a minute).
+    /// (refreshed and saved when it expires within a minute; the certificate renewed in the
+    /// last third of its validity).
     pub async fn channel(&mut self, dir: &Path, settings: &Settings) -> anyhow::Result<Channel> {
-        let channel = crate::connection::gateway_channel(
-            settings,
-            self.gateway,
-            Login::cert_file(dir),
-            Login::key_file(dir),
-        )
-        .await?;
+        let gateway = self.gateway;
+        let connect = || {
+            crate::connection::gateway_channel(
+                settings,
+                gateway,
+                Login::cert_file(dir),
+                Login::key_file(dir),
+            )
+        };
+        let channel = connect().await?;
         if self.access_expires - 60 <= jiff::Timestamp::now().as_second() {
             let refreshed = AuthServiceClient::new(channel.clone())
                 .refresh(pb::RefreshRequest {
@@ -145,6 +204,10 @@ impl Login {
                 .context("the refresh answered no tokens")?;
             self.take(refreshed);
             self.save(dir)?;
+        }
+        if self.certificate_due(jiff::Timestamp::now().as_second()) {
+            self.renew_certificate(dir, channel).await?;
+            return connect().await;
         }
         Ok(channel)
     }
@@ -259,8 +322,11 @@ pub async fn login(args: LoginArgs, settings: &Settings) -> anyhow::Result<ExitC
         access_token: String::new(),
         access_expires: 0,
         refresh_token: String::new(),
+        certificate_issued: 0,
+        certificate_expires: 0,
     };
     login.take(enrolled.tokens.context("no tokens")?);
+    login.take_device(enrolled.device.as_ref());
     login.save(&dir)?;
     println!(
         "connecté pour {org} ; connexion enregistrée dans {}",

@@ -303,6 +303,41 @@ async fn the_command_line_signs_in_with_the_device_grant_calls_with_its_login_an
         "refreshed and kept"
     );
 
+    // A certificate in the last third of its validity: `call` renews it (new key, new
+    // certificate, the session kept) before calling.
+    let mut session = session;
+    let old_certificate = std::fs::read(login_dir.join("device.pem")).expect("cert");
+    let expires = session["certificate_expires"]
+        .as_i64()
+        .expect("expiry kept");
+    assert!(expires > jiff::Timestamp::now().as_second(), "{session}");
+    session["certificate_issued"] = serde_json::json!(expires - 1000 * 86_400);
+    std::fs::write(&session_file, session.to_string()).expect("write");
+    let (ok, output) = telehealth(
+        &suite,
+        &[
+            "call",
+            "telehealth.v1.AuthService/ListDevices",
+            "{}",
+            "--login-dir",
+            login_dir_arg,
+        ],
+    )
+    .await;
+    assert!(ok && output.contains("renouvelé"), "{output}");
+    assert_eq!(
+        output.matches("\"revokeTime\"").count(),
+        1,
+        "the replaced certificate is revoked, the new one is not: {output}"
+    );
+    assert_ne!(
+        std::fs::read(login_dir.join("device.pem")).expect("cert"),
+        old_certificate,
+        "the renewed certificate is kept"
+    );
+    let session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&session_file).expect("session")).expect("json");
+
     // Kept aside to check after the logout that the session ended at the suite.
     let kept = (
         secrets.path().join("kept.pem"),
