@@ -85,6 +85,7 @@ async fn enrol(
         .development_sign_in(pb::DevelopmentSignInRequest {
             rpps_number: RPPS.into(),
             csr_pem: csr_pem.to_owned(),
+            ..Default::default()
         })
         .await
         .expect("signed in")

@@ -251,6 +251,7 @@ pub async fn login(args: LoginArgs, settings: &Settings) -> anyhow::Result<ExitC
             .development_sign_in(pb::DevelopmentSignInRequest {
                 rpps_number: rpps,
                 csr_pem: csr_pem.clone(),
+                ..Default::default()
             })
             .await
             .map_err(status)?
@@ -261,6 +262,7 @@ pub async fn login(args: LoginArgs, settings: &Settings) -> anyhow::Result<ExitC
                 provider: args.provider.clone(),
                 csr_pem: csr_pem.clone(),
                 login_hint: args.login_hint.clone().unwrap_or_default(),
+                ..Default::default()
             })
             .await
             .map_err(status)?

@@ -71,11 +71,24 @@ async fn device_sign_in(
     login_hint: &str,
     device: &DeviceKey,
 ) -> Result<pb::SignInResult, tonic::Status> {
+    let start = pb::StartDeviceSignInRequest {
+        csr_pem: device.csr_pem.clone(),
+        ..Default::default()
+    };
+    device_sign_in_for(client, login_hint, start).await
+}
+
+/// As [`device_sign_in`], enrolling what `start` chooses.
+async fn device_sign_in_for(
+    client: &mut AuthServiceClient<Channel>,
+    login_hint: &str,
+    start: pb::StartDeviceSignInRequest,
+) -> Result<pb::SignInResult, tonic::Status> {
     let started = client
         .start_device_sign_in(pb::StartDeviceSignInRequest {
             provider: "psc".into(),
-            csr_pem: device.csr_pem.clone(),
             login_hint: login_hint.into(),
+            ..start
         })
         .await
         .expect("a device sign-in starts")
@@ -669,6 +682,252 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
         assert!(
             refused_at_handshake,
             "a revoked certificate is refused at the handshake"
+        );
+    }
+}
+
+/// The key and certificate of a PKCS#12 bundle opened with its password, as PEM files.
+fn open_bundle(
+    dir: &std::path::Path,
+    name: &str,
+    pkcs12: &[u8],
+    password: &str,
+) -> (PathBuf, PathBuf) {
+    use base64::Engine as _;
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        pkcs12,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Strict,
+    )
+    .expect("the bundle opens with its one-time password");
+    let (_, chain) = store.private_key_chain().expect("a key and its chain");
+    let pem = |label: &str, der: &[u8]| {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|line| std::str::from_utf8(line).expect("base64"))
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    device_files(
+        dir,
+        name,
+        &pem("CERTIFICATE", chain.certs()[0].as_der()),
+        &pem("PRIVATE KEY", chain.key().as_der()),
+    )
+}
+
+#[tokio::test]
+async fn a_phone_imports_its_pkcs12_bundle_then_signs_in_again_from_the_enrolled_device() {
+    let Some(provider) = start_provider(&serde_json::json!({ "keys": [] })).await else {
+        return;
+    };
+    let secrets = tempfile::tempdir().expect("dir");
+    let secret_file = secrets.path().join("psc-secret");
+    std::fs::write(&secret_file, SECRET_CLIENT.1).expect("secret");
+    for backend in backends().await {
+        let Some(suite) = start_with_psc(backend, &provider.issuer, &secret_file).await else {
+            continue;
+        };
+        let mut sign_in = sign_in_port(&suite).await;
+
+        // Exactly one choice of what to enrol.
+        for start in [
+            pb::StartDeviceSignInRequest {
+                csr_pem: new_device_key().csr_pem,
+                pkcs12: true,
+                ..Default::default()
+            },
+            pb::StartDeviceSignInRequest::default(),
+        ] {
+            let refused = sign_in
+                .start_device_sign_in(pb::StartDeviceSignInRequest {
+                    provider: "psc".into(),
+                    ..start
+                })
+                .await
+                .expect_err("not exactly one choice");
+            assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        }
+        // `this_device` needs the certificate of an enrolled device: none on the sign-in port,
+        // and the suite's sample workstation certificate is no enrolled device.
+        let no_certificate = sign_in
+            .start_device_sign_in(pb::StartDeviceSignInRequest {
+                provider: "psc".into(),
+                this_device: true,
+                ..Default::default()
+            })
+            .await
+            .expect_err("no certificate");
+        assert_eq!(no_certificate.code(), Code::FailedPrecondition);
+        let sample = telehealth_kit::pki::DevPki::new(suite.settings.pki_dir())
+            .device_files("doctor-workstation");
+        let mut workstation = AuthServiceClient::new(
+            channel_to(suite.gateway(), &suite.settings, &(sample.cert, sample.key))
+                .await
+                .expect("connects"),
+        );
+        let not_enrolled = workstation
+            .start_device_sign_in(pb::StartDeviceSignInRequest {
+                provider: "psc".into(),
+                this_device: true,
+                ..Default::default()
+            })
+            .await
+            .expect_err("not an enrolled device");
+        assert_eq!(not_enrolled.code(), Code::FailedPrecondition);
+
+        // A phone: the suite makes the key and hands it over once as a PKCS#12 bundle.
+        let verified = device_sign_in_for(
+            &mut sign_in,
+            "psc-dr-martin",
+            pb::StartDeviceSignInRequest {
+                pkcs12: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("verified");
+        let with_csr = sign_in
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: verified.ticket.clone(),
+                org_id: CENTRE.into(),
+                csr_pem: new_device_key().csr_pem,
+                device_name: String::new(),
+            })
+            .await
+            .expect_err("a bundle was asked for");
+        assert_eq!(with_csr.code(), Code::InvalidArgument, "{with_csr:?}");
+        let verified = device_sign_in_for(
+            &mut sign_in,
+            "psc-dr-martin",
+            pb::StartDeviceSignInRequest {
+                pkcs12: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("verified again");
+        let enrolled = sign_in
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: verified.ticket,
+                org_id: CENTRE.into(),
+                csr_pem: String::new(),
+                device_name: "Téléphone de tournée".into(),
+            })
+            .await
+            .expect("the phone is enrolled")
+            .into_inner();
+        assert!(!enrolled.pkcs12.is_empty() && enrolled.pkcs12_password.len() == 19);
+        let device = enrolled.device.expect("device");
+        assert_eq!(device.name, "Téléphone de tournée");
+        assert!(
+            p12_keystore::KeyStore::from_pkcs12(
+                &enrolled.pkcs12,
+                "0000-0000-0000-0000",
+                p12_keystore::Pkcs12ImportPolicy::Strict
+            )
+            .is_err(),
+            "sealed"
+        );
+        let files = open_bundle(
+            secrets.path(),
+            &format!("phone-{backend:?}"),
+            &enrolled.pkcs12,
+            &enrolled.pkcs12_password,
+        );
+        let phone = channel_to(suite.gateway(), &suite.settings, &files)
+            .await
+            .expect("the bundle's certificate is accepted");
+        let tokens = enrolled.tokens.expect("tokens");
+        AuthServiceClient::with_interceptor(phone.clone(), Bearer::new(&tokens.access_token))
+            .list_sessions(pb::ListSessionsRequest::default())
+            .await
+            .expect("the phone calls with the bundle's key and its token");
+
+        // Later (tokens lost with the page): signs in again from the enrolled phone, which gets
+        // a session and no new certificate.
+        let mut from_phone = AuthServiceClient::new(phone.clone());
+        let again = device_sign_in_for(
+            &mut from_phone,
+            "psc-dr-martin",
+            pb::StartDeviceSignInRequest {
+                this_device: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("verified from the phone");
+        let stolen = workstation
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: again.ticket.clone(),
+                org_id: CENTRE.into(),
+                csr_pem: String::new(),
+                device_name: String::new(),
+            })
+            .await
+            .expect_err("another certificate cannot complete it");
+        assert_eq!(stolen.code(), Code::PermissionDenied, "{stolen:?}");
+        let again = device_sign_in_for(
+            &mut from_phone,
+            "psc-dr-martin",
+            pb::StartDeviceSignInRequest {
+                this_device: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("verified from the phone again");
+        let other_org = from_phone
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: again.ticket,
+                org_id: OTHER_CENTRE.into(),
+                csr_pem: String::new(),
+                device_name: String::new(),
+            })
+            .await
+            .expect_err("the phone is enrolled for the centre, not the other one");
+        assert_eq!(other_org.code(), Code::PermissionDenied, "{other_org:?}");
+        let again = device_sign_in_for(
+            &mut from_phone,
+            "psc-dr-martin",
+            pb::StartDeviceSignInRequest {
+                this_device: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("verified from the phone a third time");
+        let resumed = from_phone
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: again.ticket,
+                org_id: CENTRE.into(),
+                csr_pem: String::new(),
+                device_name: String::new(),
+            })
+            .await
+            .expect("a new session on the enrolled phone")
+            .into_inner();
+        assert!(resumed.certificate_pem.is_empty() && resumed.pkcs12.is_empty());
+        assert_eq!(resumed.device.expect("device").device_id, device.device_id);
+        let resumed_tokens = resumed.tokens.expect("tokens");
+        assert_ne!(resumed_tokens.session_id, tokens.session_id);
+        let sessions =
+            AuthServiceClient::with_interceptor(phone, Bearer::new(&resumed_tokens.access_token))
+                .list_sessions(pb::ListSessionsRequest::default())
+                .await
+                .expect("bound to the phone's certificate")
+                .into_inner()
+                .sessions;
+        assert!(
+            sessions
+                .iter()
+                .any(|s| s.current && s.session_id == resumed_tokens.session_id),
+            "{sessions:?}"
         );
     }
 }

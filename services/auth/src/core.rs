@@ -10,12 +10,13 @@ use telehealth_kit::{
     config::ProviderConfig,
     directory::{Directory, Membership},
     identity::{Identity, Role},
-    pki::{DevPki, DeviceCertificate, Validity, request_key_digest},
+    pki::{DevPki, DeviceCertificate, Validity, new_device_request, request_key_digest},
     record::now_micros,
 };
 use tokio::sync::OnceCell;
 
 use crate::{
+    bundle::{self, Bundle},
     error::{AuthError, Result},
     keys::KeyRing,
     logins::Logins,
@@ -166,11 +167,29 @@ pub struct DeviceStart {
     pub authorization: DeviceAuthorization,
 }
 
+/// What a sign-in enrols, chosen when it starts.
+#[derive(Debug, Clone, Copy)]
+pub enum DeviceChoice<'a> {
+    /// A certificate for the key of this CSR (the CLI, native apps: the key stays there).
+    Csr(&'a str),
+    /// A key made by the suite, handed over as a PKCS#12 bundle (browsers, phones).
+    Bundle,
+    /// Nothing new: the enrolled device the call comes from (its certificate's thumbprint).
+    ThisDevice(&'a str),
+}
+
+/// How a sign-in remembers a [`DeviceChoice`] (its `device_key`): the CSR key's hex digest, or
+/// one of these, which no hex digest can be.
+const BUNDLE_BINDING: &str = "pkcs12";
+const DEVICE_BINDING: &str = "device:";
+
 /// An enrolled device and its session.
-#[derive(Debug, Clone)]
 pub struct Enrolment {
+    /// The new certificate and its CA chain (empty when the device was enrolled before).
     pub certificate_pem: String,
     pub ca_pem: String,
+    /// For [`DeviceChoice::Bundle`]: the key and chain, sealed.
+    pub bundle: Option<Bundle>,
     pub device: DeviceRecord,
     pub tokens: IssuedTokens,
 }
@@ -229,14 +248,14 @@ impl Auth {
         })
     }
 
-    /// Starts a browser sign-in for the key of `csr_pem`: the URL to open.
+    /// Starts a browser sign-in enrolling `device`: the URL to open.
     pub async fn start_sign_in(
         &self,
         provider: &str,
-        csr_pem: &str,
+        device: DeviceChoice<'_>,
         login_hint: Option<&str>,
     ) -> Result<String> {
-        let device_key = device_key(csr_pem)?;
+        let device_key = self.binding(device).await?;
         let rp = self.slot(provider)?.relying_party().await?;
         Ok(self
             .logins
@@ -268,14 +287,14 @@ impl Auth {
             .await
     }
 
-    /// Starts a device sign-in (RFC 8628) for the key of `csr_pem`.
+    /// Starts a device sign-in (RFC 8628) enrolling `device`.
     pub async fn start_device_sign_in(
         &self,
         provider: &str,
-        csr_pem: &str,
+        device: DeviceChoice<'_>,
         login_hint: Option<&str>,
     ) -> Result<DeviceStart> {
-        let device_key = device_key(csr_pem)?;
+        let device_key = self.binding(device).await?;
         let rp = self.slot(provider)?.relying_party().await?;
         let authorization = rp.device_begin(login_hint).await?;
         let now = now_micros();
@@ -354,13 +373,17 @@ impl Auth {
     }
 
     /// Signs in as a demo member (development mode only).
-    pub async fn development_sign_in(&self, rpps: &str, csr_pem: &str) -> Result<Verified> {
+    pub async fn development_sign_in(
+        &self,
+        rpps: &str,
+        device: DeviceChoice<'_>,
+    ) -> Result<Verified> {
         if !self.development {
             return Err(AuthError::StartAgain(
                 "the development sign-in exists only under `telehealth up`".into(),
             ));
         }
-        let device_key = device_key(csr_pem)?;
+        let device_key = self.binding(device).await?;
         let person = VerifiedPerson {
             subject: format!("development:{rpps}"),
             national_id: Some(format!("8{rpps}")),
@@ -370,6 +393,34 @@ impl Auth {
             record: None,
         };
         self.verified(DEVELOPMENT, person, &device_key).await
+    }
+
+    /// How a sign-in starting now remembers what it enrols.
+    async fn binding(&self, device: DeviceChoice<'_>) -> Result<String> {
+        match device {
+            DeviceChoice::Csr(csr_pem) => device_key(csr_pem),
+            DeviceChoice::Bundle => Ok(BUNDLE_BINDING.to_owned()),
+            DeviceChoice::ThisDevice(thumbprint) => {
+                self.enrolled_device(thumbprint).await?;
+                Ok(format!("{DEVICE_BINDING}{thumbprint}"))
+            }
+        }
+    }
+
+    /// The enrolled, unrevoked, unexpired device of this certificate.
+    async fn enrolled_device(&self, thumbprint: &str) -> Result<DeviceRecord> {
+        let now = now_micros();
+        let mut conn = self.db.pool().acquire().await?;
+        store::device_by_thumbprint(&mut conn, thumbprint)
+            .await?
+            .filter(|d| d.revoked_us.is_none() && now < d.expires_us)
+            .ok_or_else(|| {
+                AuthError::StartAgain(
+                    "this_device: the call's certificate is not an enrolled device (or it is \
+                     revoked or expired): enrol the device with a CSR or a PKCS#12 bundle"
+                        .into(),
+                )
+            })
     }
 
     /// The person the provider vouched for, mapped to their memberships; none is a refusal.
@@ -418,13 +469,16 @@ impl Auth {
         })
     }
 
-    /// Chooses the organisation and enrols the device: its certificate and first tokens.
+    /// Chooses the organisation and enrols the device as the sign-in chose when it started
+    /// (`csr_pem` for a CSR, the caller's certificate `caller` for an enrolled device): its
+    /// certificate or bundle, and the session's first tokens.
     pub async fn complete_sign_in(
         &self,
         ticket: &str,
         org: &str,
         csr_pem: &str,
         device_name: &str,
+        caller: Option<&str>,
     ) -> Result<Enrolment> {
         let name = device_name.trim();
         if name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -432,7 +486,6 @@ impl Auth {
                 "device_name: at most 100 characters, no control characters".into(),
             ));
         }
-        let key = device_key(csr_pem)?;
         let now = now_micros();
         let mut conn = self.db.pool().acquire().await?;
         let ticket = store::take_ticket(&mut conn, ticket)
@@ -443,12 +496,32 @@ impl Auth {
                     "this sign-in is unknown, already completed or expired: sign in again".into(),
                 )
             })?;
-        if ticket.device_key != key {
-            return Err(AuthError::Invalid(
-                "csr_pem: not the key that started this sign-in".into(),
-            ));
-        }
         drop(conn);
+        let chosen = if ticket.device_key == BUNDLE_BINDING {
+            if !csr_pem.is_empty() {
+                return Err(AuthError::Invalid(
+                    "csr_pem: this sign-in enrols a PKCS#12 bundle; sign in again to give a CSR"
+                        .into(),
+                ));
+            }
+            DeviceChoice::Bundle
+        } else if let Some(bound) = ticket.device_key.strip_prefix(DEVICE_BINDING) {
+            if caller != Some(bound) {
+                return Err(AuthError::Refused(
+                    "this sign-in was started from another device: complete it from the device \
+                     that started it"
+                        .into(),
+                ));
+            }
+            DeviceChoice::ThisDevice(bound)
+        } else {
+            if device_key(csr_pem)? != ticket.device_key {
+                return Err(AuthError::Invalid(
+                    "csr_pem: not the key that started this sign-in".into(),
+                ));
+            }
+            DeviceChoice::Csr(csr_pem)
+        };
         let memberships = self
             .directory
             .memberships_by_rpps(&ticket.rpps_number)
@@ -466,9 +539,38 @@ impl Auth {
                 ticket.rpps_number
             )));
         };
-        let (certificate, device) = self
-            .issue_device(csr_pem, &org, &subject, name, now)
-            .await?;
+        let (certificate_pem, ca_pem, bundle, device) = match chosen {
+            DeviceChoice::Csr(csr_pem) => {
+                let (certificate, device) = self
+                    .issue_device(csr_pem, &org, &subject, name, now)
+                    .await?;
+                (certificate.pem, certificate.ca_pem, None, device)
+            }
+            DeviceChoice::Bundle => {
+                let (key_pem, csr_pem) = new_device_request()?;
+                let (certificate, device) = self
+                    .issue_device(&csr_pem, &org, &subject, name, now)
+                    .await?;
+                let bundle = bundle::seal(
+                    &key_pem,
+                    &certificate.pem,
+                    &certificate.ca_pem,
+                    &device.name,
+                )?;
+                (certificate.pem, certificate.ca_pem, Some(bundle), device)
+            }
+            DeviceChoice::ThisDevice(thumbprint) => {
+                let device = self.enrolled_device(thumbprint).await?;
+                if device.subject != subject || device.org_id != org {
+                    return Err(AuthError::Refused(format!(
+                        "this device is enrolled for someone else or another organisation than \
+                         `{org}`: enrol this device again"
+                    )));
+                }
+                (String::new(), String::new(), None, device)
+            }
+        };
+        let thumbprint = device.thumbprint.clone();
         let device_id = device.device_id.clone();
         let issued = self
             .sessions
@@ -478,7 +580,7 @@ impl Auth {
                     org: org.clone(),
                     roles: membership.roles.clone(),
                     specialty: membership.specialty.clone(),
-                    device_thumbprint: certificate.thumbprint.clone(),
+                    device_thumbprint: thumbprint.clone(),
                     provider: ticket.provider.clone(),
                 },
                 now,
@@ -489,7 +591,7 @@ impl Auth {
             subject,
             roles: roles_text(&membership.roles),
             org,
-            cert_thumbprint: certificate.thumbprint.clone(),
+            cert_thumbprint: thumbprint,
             action: "CompleteSignIn".into(),
             record_type: "device".into(),
             record_id: device_id,
@@ -498,8 +600,9 @@ impl Auth {
         };
         audit::record(&self.db, &entry).await?;
         Ok(Enrolment {
-            certificate_pem: certificate.pem,
-            ca_pem: certificate.ca_pem,
+            certificate_pem,
+            ca_pem,
+            bundle,
             device,
             tokens,
         })
@@ -593,6 +696,7 @@ impl Auth {
         Ok(Enrolment {
             certificate_pem: certificate.pem,
             ca_pem: certificate.ca_pem,
+            bundle: None,
             device,
             tokens: self.tokens_for(issued)?,
         })

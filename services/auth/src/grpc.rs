@@ -14,7 +14,7 @@ use telehealth_proto::v1::{self as pb, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    core::{Auth, DeviceProgress, Enrolment, IssuedTokens, Verified},
+    core::{Auth, DeviceChoice, DeviceProgress, Enrolment, IssuedTokens, Verified},
     sessions::Session,
     store::DeviceRecord,
 };
@@ -69,6 +69,35 @@ fn hint(value: &str) -> Result<Option<&str>, Status> {
         return Err(Status::invalid_argument("login_hint: at most 256 bytes"));
     }
     Ok(optional(value))
+}
+
+/// What a sign-in enrols: exactly one of a CSR, a PKCS#12 bundle, or the enrolled device the
+/// call comes from.
+fn device_choice<'a>(
+    csr_pem: &'a str,
+    pkcs12: bool,
+    this_device: bool,
+    call: &'a TokenlessCall,
+) -> Result<DeviceChoice<'a>, Status> {
+    let csr_pem = csr_pem.trim();
+    match (!csr_pem.is_empty(), pkcs12, this_device) {
+        (true, false, false) => Ok(DeviceChoice::Csr(field("csr_pem", csr_pem, 8192)?)),
+        (false, true, false) => Ok(DeviceChoice::Bundle),
+        (false, false, true) => call
+            .cert_thumbprint
+            .as_deref()
+            .map(DeviceChoice::ThisDevice)
+            .ok_or_else(|| {
+                Status::failed_precondition(
+                    "this_device: the call carries no client certificate: call from the \
+                     enrolled device, on the gateway's main port",
+                )
+            }),
+        _ => Err(Status::invalid_argument(
+            "give exactly one of csr_pem (a CSR of the device's key), pkcs12 (a bundle to \
+             import) and this_device (the enrolled device calling)",
+        )),
+    }
 }
 
 fn signed_in(verified: Verified) -> pb::SignInResult {
@@ -139,11 +168,14 @@ fn session(s: Session, current_thumbprint: &str) -> pb::SessionInfo {
 }
 
 fn enrolment(e: Enrolment) -> pb::CompleteSignInResponse {
+    let (pkcs12, pkcs12_password) = e.bundle.map(|b| (b.pkcs12, b.password)).unwrap_or_default();
     pb::CompleteSignInResponse {
         certificate_pem: e.certificate_pem,
         ca_chain_pem: e.ca_pem,
         tokens: Some(tokens(e.tokens)),
         device: Some(device(e.device)),
+        pkcs12,
+        pkcs12_password,
     }
 }
 
@@ -175,13 +207,13 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::StartSignInRequest>,
     ) -> Result<Response<pb::StartSignInResponse>, Status> {
-        tokenless(&request)?;
+        let call = tokenless(&request)?;
         let r = request.get_ref();
         let url = self
             .auth
             .start_sign_in(
                 field("provider", &r.provider, 64)?,
-                field("csr_pem", &r.csr_pem, 8192)?,
+                device_choice(&r.csr_pem, r.pkcs12, r.this_device, &call)?,
                 hint(&r.login_hint)?,
             )
             .await
@@ -213,13 +245,13 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::StartDeviceSignInRequest>,
     ) -> Result<Response<pb::StartDeviceSignInResponse>, Status> {
-        tokenless(&request)?;
+        let call = tokenless(&request)?;
         let r = request.get_ref();
         let started = self
             .auth
             .start_device_sign_in(
                 field("provider", &r.provider, 64)?,
-                field("csr_pem", &r.csr_pem, 8192)?,
+                device_choice(&r.csr_pem, r.pkcs12, r.this_device, &call)?,
                 hint(&r.login_hint)?,
             )
             .await
@@ -263,15 +295,19 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::CompleteSignInRequest>,
     ) -> Result<Response<pb::CompleteSignInResponse>, Status> {
-        tokenless(&request)?;
+        let call = tokenless(&request)?;
         let r = request.get_ref();
+        if r.csr_pem.len() > 8192 {
+            return Err(Status::invalid_argument("csr_pem: at most 8192 bytes"));
+        }
         let enrolled = self
             .auth
             .complete_sign_in(
                 field("ticket", &r.ticket, 128)?,
                 field("org_id", &r.org_id, 128)?,
-                field("csr_pem", &r.csr_pem, 8192)?,
+                r.csr_pem.trim(),
                 &r.device_name,
+                call.cert_thumbprint.as_deref(),
             )
             .await
             .map_err(|e| to_status(&e))?;
@@ -282,13 +318,13 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::DevelopmentSignInRequest>,
     ) -> Result<Response<pb::SignInResult>, Status> {
-        tokenless(&request)?;
+        let call = tokenless(&request)?;
         let r = request.get_ref();
         let verified = self
             .auth
             .development_sign_in(
                 field("rpps_number", &r.rpps_number, 16)?,
-                field("csr_pem", &r.csr_pem, 8192)?,
+                device_choice(&r.csr_pem, r.pkcs12, r.this_device, &call)?,
             )
             .await
             .map_err(|e| to_status(&e))?;

@@ -12,6 +12,7 @@
 //! refresh tokens, with reuse detection; [`logins`] the sign-ins in progress, kept server side
 //! and finished once.
 
+pub mod bundle;
 pub mod core;
 pub mod error;
 pub mod grpc;
