@@ -2,6 +2,7 @@
 //! export | health`.
 
 mod admin;
+mod auth;
 mod call;
 mod export;
 mod gateway;
@@ -75,6 +76,9 @@ pub enum Command {
     /// The patient register's encryption keys: create, rotate, re-encrypt.
     #[command(subcommand)]
     Patients(patients::PatientsCommand),
+    /// The key file sealing the auth service's token-signing keys: create, rotate.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Ask a local part whether it is SERVING (`grpc.health.v1`) with its own certificates: the
     /// Kubernetes exec probe. Exit 0 if serving, 1 if not, 2 if it cannot be reached.
     Health(health::HealthArgs),
@@ -106,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Migrate { parts } => admin::migrate(&settings, parts).await,
         Command::Audit(command) => admin::audit(command, &settings).await,
         Command::Patients(command) => patients::run(command, &settings).await,
+        Command::Auth(command) => auth::run(command, &settings),
         Command::Login(args) => login::login(args, &settings).await,
         Command::Logout(folder) => login::logout(folder, &settings).await,
         Command::Call(args) => call::run(args, &settings).await,

@@ -64,6 +64,7 @@ pub fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
         tracing::info!("created dev JWT signing key and JWKS");
     }
     telehealth_kit::sealed::KeyRing::load_or_create(&settings.patient_key_file(), true)?;
+    telehealth_kit::sealed::KeyRing::load_or_create(&settings.auth_key_file(), true)?;
     Ok(())
 }
 
@@ -72,8 +73,9 @@ impl RunningSuite {
     /// `settings` otherwise.
     pub async fn start(mut settings: Settings) -> anyhow::Result<RunningSuite> {
         prepare_data_dir(&settings)?;
-        // The dev CRL that `telehealth pki revoke` rewrites, unless CRLs are configured.
-        if settings.gateway.crl_files.is_empty() {
+        // Without the auth service's CRL (which lists what `telehealth pki revoke` revoked),
+        // the dev CRL that command rewrites, unless CRLs are configured.
+        if settings.gateway.crl_files.is_empty() && !settings.gateway.follow_auth {
             settings
                 .gateway
                 .crl_files

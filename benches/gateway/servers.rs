@@ -51,6 +51,8 @@ pub async fn serve_gateway(options: GatewayOptions) -> anyhow::Result<()> {
             service.endpoints = vec![endpoint.clone()];
         }
     }
+    // An echo backend only: no auth service to follow.
+    settings.gateway.follow_auth = false;
     settings.gateway.limits.requests_per_second = 1.0e9;
     settings.gateway.limits.burst = 1_000_000_000;
     settings.gateway.jwt.cache_entries = options.cache_entries;

@@ -10,6 +10,7 @@
 //! - [`tls`]: the client-facing TLS configuration (client certificates, CRLs, hot reload);
 //! - [`proxy`]: the per-call pipeline;
 //! - [`auth`] and [`jwks`]: token verification, certificate binding, the verified-token cache;
+//! - [`follow`]: the auth service's signing keys and CRL, fetched and kept as files;
 //! - [`policy`]: the per-RPC rules from the descriptor set;
 //! - [`ratelimit`], [`lockout`], [`streams`], [`deadline`], [`body`]: limits on calls, failed
 //!   attempts, open streams, deadlines and messages;
@@ -26,6 +27,7 @@ pub mod crypto;
 pub mod deadline;
 pub mod error;
 mod fetch;
+pub mod follow;
 pub mod jwks;
 pub mod local;
 pub mod lockout;
@@ -47,6 +49,7 @@ use crate::{
     auth::Authenticator,
     connections::Connections,
     error::GatewayError,
+    follow::AuthFollower,
     jwks::{JwksSource, KeyStore},
     local::LocalServices,
     lockout::Lockout,
@@ -66,6 +69,7 @@ pub struct GatewayServer {
     resolve_interval: Duration,
     drain: Duration,
     sign_in: Option<TcpListener>,
+    follower: Option<Arc<AuthFollower>>,
 }
 
 impl GatewayServer {
@@ -73,11 +77,25 @@ impl GatewayServer {
     pub async fn build(settings: &Settings) -> Result<GatewayServer, GatewayError> {
         crypto::install();
         let gateway_settings = &settings.gateway;
-        let tls = ServerTls::load(
-            settings.gateway_server_tls(),
-            gateway_settings.crl_files.clone(),
-        )?;
         let jwt = &gateway_settings.jwt;
+        let mut crl_files = gateway_settings.crl_files.clone();
+        let follower = if gateway_settings.follow_auth {
+            if jwt.jwks_url.is_some() {
+                return Err(GatewayError::Config(
+                    "gateway.jwt.jwks_url and gateway.follow_auth exclude each other: the suite's \
+                     tokens are signed by its auth service (turn follow_auth off only for a \
+                     suite whose tokens come from another issuer)"
+                        .into(),
+                ));
+            }
+            let follower = AuthFollower::new(settings)?;
+            follower.first_sync().await?;
+            crl_files.push(follower.crl_file().to_owned());
+            Some(Arc::new(follower))
+        } else {
+            None
+        };
+        let tls = ServerTls::load(settings.gateway_server_tls(), crl_files)?;
         let source = match &jwt.jwks_url {
             Some(url) => JwksSource::Url {
                 url: url.clone(),
@@ -122,6 +140,7 @@ impl GatewayServer {
             reload_interval: Duration::from_secs(gateway_settings.reload_interval_seconds.max(1)),
             drain: settings.drain_deadline(),
             sign_in: None,
+            follower,
         })
     }
 
@@ -138,6 +157,7 @@ impl GatewayServer {
         let reloader = tokio::spawn(reload_loop(
             self.gateway.clone(),
             self.tls.clone(),
+            self.follower.clone(),
             self.reload_interval,
             shutdown.clone(),
         ));
@@ -203,9 +223,19 @@ fn close_revoked(gateway: &Gateway, tls: &ServerTls) {
     }
 }
 
+/// Asks the auth service for its keys and CRL (the files change when they did).
+async fn follow(follower: Option<&AuthFollower>) {
+    if let Some(follower) = follower
+        && let Err(error) = follower.sync().await
+    {
+        tracing::warn!(%error, "the auth service's keys and CRL could not be fetched; keeping the previous ones");
+    }
+}
+
 async fn reload_loop(
     gateway: Arc<Gateway>,
     tls: Arc<ServerTls>,
+    follower: Option<Arc<AuthFollower>>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -228,6 +258,7 @@ async fn reload_loop(
             () = shutdown.cancelled() => return,
             () = hangup_received => {
                 tracing::info!("SIGHUP: reloading certificates, CRLs and keys");
+                follow(follower.as_deref()).await;
                 match tls.reload() {
                     Ok(()) => close_revoked(&gateway, &tls),
                     Err(error) => {
@@ -239,6 +270,7 @@ async fn reload_loop(
                 }
             }
             _ = tick.tick() => {
+                follow(follower.as_deref()).await;
                 if tls.reload_if_changed() {
                     close_revoked(&gateway, &tls);
                 }

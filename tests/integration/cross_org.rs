@@ -194,6 +194,7 @@ fn table() -> Vec<Line> {
             json!({"deviceId": "{key}"}),
             Blind,
         ),
+        line("AuthService/PublishedKeys", json!({}), Refused),
         // Renews the caller's own device: names no record of anyone's.
         line(
             "AuthService/RenewDevice",

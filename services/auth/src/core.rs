@@ -12,13 +12,14 @@ use telehealth_kit::{
     identity::{Identity, Role},
     pki::{DevPki, DeviceCertificate, Validity, new_device_request, request_key_digest},
     record::now_micros,
+    sealed::KeyRing as SealingKeys,
 };
 use tokio::sync::OnceCell;
 
 use crate::{
     bundle::{self, Bundle},
     error::{AuthError, Result},
-    keys::KeyRing,
+    keys::{KeyRing, RingKey},
     logins::Logins,
     oidc::{
         ClientAuth, ClientKey, DeviceAuthorization, DevicePoll, HttpClient, ProviderSettings,
@@ -104,42 +105,79 @@ fn provider_settings(config: &ProviderConfig) -> Result<ProviderSettings> {
 
 use rustls::pki_types::pem::PemObject;
 
-/// The service's signing keys, where their JWKS is published, and the token policy.
+/// The service's signing keys (kept in the database, sealed) and the token policy.
 pub struct Signing {
+    /// The ring as last read, which signs.
     pub ring: std::sync::Mutex<KeyRing>,
-    pub key_file: PathBuf,
-    pub jwks_file: PathBuf,
+    /// Seals the private keys at rest.
+    pub sealer: SealingKeys,
     pub policy: TokenPolicy,
     pub rotation: Duration,
 }
 
+/// The sealed column's name in the associated data of each sealed key.
+const SEALED_KEY_FIELD: &str = "auth_signing_keys.sealed_pkcs8";
+
 impl Signing {
-    /// Rotates the ring when its newest key is older than the rotation period, forgets keys no
-    /// token can name any more, and publishes the JWKS (written whole, then renamed).
-    pub fn maintain(&self, now: u64) -> Result<()> {
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let before = ring.clone();
-        if ring
-            .newest_from()
-            .is_none_or(|from| now >= from + self.rotation.as_secs())
-        {
-            let kid = ring.rotate(now, PUBLISH_AHEAD)?;
-            tracing::info!(%kid, "new token signing key published; it signs in an hour");
+    /// Reads the ring, adds the next key when due (the first one signs at once, the others an
+    /// hour after they are published), forgets the keys no token can name any more, and keeps
+    /// the result for signing. Replicas doing it at once add one key between them.
+    pub async fn maintain(&self, db: &Database, now: u64) -> Result<()> {
+        let mut ring = self.load(db).await?;
+        if ring.is_due(now, self.rotation) {
+            let signs_from = if ring.keys().is_empty() {
+                now
+            } else {
+                now + PUBLISH_AHEAD.as_secs()
+            };
+            let key = ring.next_key(signs_from)?;
+            let pkcs8 =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &key.pkcs8);
+            let sealed = self.sealer.seal(SEALED_KEY_FIELD, &key.kid, &pkcs8)?;
+            let stored = (
+                key.generation,
+                key.kid.clone(),
+                sealed,
+                i64::try_from(key.signs_from).unwrap_or(i64::MAX),
+            );
+            let mut conn = db.pool().acquire().await?;
+            if store::insert_signing_key(&mut conn, &stored).await? {
+                tracing::info!(kid = %key.kid, signs_from = key.signs_from, "new token signing key published");
+            }
+            drop(conn);
+            ring = self.load(db).await?;
         }
-        ring.prune(now, self.policy.lifetime);
-        // Written only when it changed: an unchanged ring may sit on a read-only volume.
-        if *ring != before {
-            ring.save(&self.key_file)?;
+        let expired = ring.expired(now, self.policy.lifetime);
+        if !expired.is_empty() {
+            let mut conn = db.pool().acquire().await?;
+            for kid in &expired {
+                store::delete_signing_key(&mut conn, kid).await?;
+            }
+            drop(conn);
+            ring = self.load(db).await?;
         }
-        let jwks = serde_json::to_vec_pretty(&ring.jwks()?)
-            .map_err(|e| KitError::Config(format!("jwks: {e}")))?;
-        if let Some(dir) = self.jwks_file.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| KitError::io(dir, e))?;
-        }
-        let partial = self.jwks_file.with_extension("partial");
-        std::fs::write(&partial, jwks).map_err(|e| KitError::io(&partial, e))?;
-        std::fs::rename(&partial, &self.jwks_file).map_err(|e| KitError::io(&self.jwks_file, e))?;
+        *self.ring.lock().unwrap_or_else(|p| p.into_inner()) = ring;
         Ok(())
+    }
+
+    /// The ring as the database holds it now.
+    pub async fn load(&self, db: &Database) -> Result<KeyRing> {
+        let mut conn = db.pool().acquire().await?;
+        let stored = store::signing_keys(&mut conn).await?;
+        drop(conn);
+        let mut keys = Vec::with_capacity(stored.len());
+        for (generation, kid, sealed, signs_from) in stored {
+            let pkcs8 = self.sealer.open(SEALED_KEY_FIELD, &kid, &sealed)?;
+            let pkcs8 = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, pkcs8)
+                .map_err(|e| KitError::Config(format!("signing key {kid}: {e}")))?;
+            keys.push(RingKey {
+                generation,
+                kid,
+                pkcs8,
+                signs_from: u64::try_from(signs_from).unwrap_or(0),
+            });
+        }
+        Ok(KeyRing::new(keys))
     }
 }
 
@@ -202,6 +240,16 @@ pub struct IssuedTokens {
     pub issued: Issued,
 }
 
+/// The last CRL signed, for the list it was signed for.
+pub struct SignedCrl {
+    serials: Vec<String>,
+    pem: String,
+    signed: std::time::Instant,
+}
+
+/// An unchanged CRL is signed again this often (it says it is valid a week).
+const CRL_RESIGN: Duration = Duration::from_secs(86_400);
+
 /// The auth service.
 pub struct Auth {
     pub db: Database,
@@ -213,6 +261,7 @@ pub struct Auth {
     pub device_ca: DevPki,
     pub certificate_days: u32,
     pub development: bool,
+    pub crl: std::sync::Mutex<Option<SignedCrl>>,
 }
 
 impl Auth {
@@ -675,16 +724,12 @@ impl Auth {
         let Some(issued) = issued else {
             // The session ended meanwhile: the new certificate must not outlive it.
             store::revoke_device(&mut conn, &device.device_id, now).await?;
-            let serials = store::revoked_serials(&mut conn, now).await?;
-            self.device_ca.write_crl_with(&serials)?;
             return Err(AuthError::StartAgain(
                 "the session ended meanwhile: sign in again".into(),
             ));
         };
         store::revoke_device(&mut conn, &old.device_id, now).await?;
-        let serials = store::revoked_serials(&mut conn, now).await?;
         drop(conn);
-        self.device_ca.write_crl_with(&serials)?;
         let entry = AuditEntry::new(
             &telehealth_kit::identity::Caller::Person(identity.clone()),
             "RenewDevice",
@@ -810,9 +855,7 @@ impl Auth {
             .filter(|d| d.subject == identity.subject || identity.has_role(Role::Admin))
             .ok_or_else(|| AuthError::NotFound("no such device that you may revoke".into()))?;
         store::revoke_device(&mut conn, device_id, now).await?;
-        let serials = store::revoked_serials(&mut conn, now).await?;
         drop(conn);
-        self.device_ca.write_crl_with(&serials)?;
         self.sessions
             .end_of_device(&device.thumbprint, "device revoked", now)
             .await?;
@@ -826,6 +869,35 @@ impl Auth {
         audit::record(&self.db, &entry).await?;
         let mut conn = self.db.pool().acquire().await?;
         Ok(store::device(&mut conn, device_id).await?.unwrap_or(device))
+    }
+
+    /// What the gateway needs: the JWKS of the signing keys as the database holds them (every
+    /// replica publishes the same), and the device CA's CRL of the revoked devices and the
+    /// operator's revoked serials (signed again only when the list changed, or daily).
+    pub async fn published_keys(&self) -> Result<(String, String)> {
+        let jwks = self.signing.load(&self.db).await?.jwks()?;
+        let jwks =
+            serde_json::to_string(&jwks).map_err(|e| KitError::Config(format!("jwks: {e}")))?;
+        let mut conn = self.db.pool().acquire().await?;
+        let mut serials = store::revoked_serials(&mut conn, now_micros()).await?;
+        drop(conn);
+        serials.extend(self.device_ca.revoked_serials());
+        serials.sort_unstable();
+        serials.dedup();
+        let mut cached = self.crl.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(crl) = cached
+            .as_ref()
+            .filter(|c| c.serials == serials && c.signed.elapsed() < CRL_RESIGN)
+        {
+            return Ok((jwks, crl.pem.clone()));
+        }
+        let pem = self.device_ca.crl_pem(&serials)?;
+        *cached = Some(SignedCrl {
+            serials,
+            pem: pem.clone(),
+            signed: std::time::Instant::now(),
+        });
+        Ok((jwks, pem))
     }
 
     /// Forgets expired sign-ins in progress, tickets and device sign-ins.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use telehealth_kit::{
     Part,
     error::to_status,
-    identity::{Caller, Identity, IdentityInterceptor, TokenlessCall},
+    identity::{Caller, Identity, IdentityInterceptor, TokenlessCall, peer_of},
     record::{instant, timestamp},
 };
 use telehealth_proto::v1::{self as pb, auth_service_server::AuthService};
@@ -421,6 +421,26 @@ impl AuthService for AuthApi {
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::RevokeDeviceResponse {
             device: Some(device(revoked)),
+        }))
+    }
+
+    async fn published_keys(
+        &self,
+        request: Request<pb::PublishedKeysRequest>,
+    ) -> Result<Response<pb::PublishedKeysResponse>, Status> {
+        if peer_of(&request) != Some(Part::Gateway) {
+            return Err(Status::permission_denied(
+                "PublishedKeys answers the suite's gateway only",
+            ));
+        }
+        let (jwks_json, crl_pem) = self
+            .auth
+            .published_keys()
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::PublishedKeysResponse {
+            jwks_json,
+            crl_pem,
         }))
     }
 

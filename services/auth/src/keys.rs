@@ -3,27 +3,18 @@
 //! gateway has fetched it by the time a token names it; a replaced key stays published until
 //! the last token it signed has expired, so that no valid token stops verifying.
 //!
-//! The ring lives in one file, readable by its owner only (the private keys), and the JWKS the
-//! gateway trusts is derived from it.
+//! This module is the ring itself: which key signs when, what is published, what can go. The
+//! keys live in the service's database, sealed (`core::Signing` reads and writes them), so that
+//! every replica signs with the same ring.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::time::Duration;
 
 use p256::{generate_pkcs8, public_point};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Why the key ring could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a key ring: {reason}")]
-    Malformed { path: PathBuf, reason: String },
     #[error("no key signs yet")]
     NoSigningKey,
     #[error("signing failed: {0}")]
@@ -31,87 +22,71 @@ pub enum KeyError {
 }
 
 /// One key of the ring.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct StoredKey {
-    kid: String,
-    /// PKCS#8 (DER), base64.
-    pkcs8: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingKey {
+    /// 1 for the first key, then one more for each rotation.
+    pub generation: i64,
+    pub kid: String,
+    /// PKCS#8 (DER).
+    pub pkcs8: Vec<u8>,
     /// Unix seconds from which it signs.
-    signs_from: u64,
+    pub signs_from: u64,
 }
 
 /// The ring: its keys, oldest first.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyRing {
-    keys: Vec<StoredKey>,
+    keys: Vec<RingKey>,
 }
 
 impl KeyRing {
-    /// Reads the ring at `path`, or creates it with one key that signs at once.
-    pub fn load_or_create(path: &Path, now: u64) -> Result<KeyRing, KeyError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeyError::Malformed {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let mut ring = KeyRing { keys: Vec::new() };
-                ring.add_key(now)?;
-                ring.save(path)?;
-                Ok(ring)
-            }
-            Err(source) => Err(KeyError::Io {
-                path: path.to_owned(),
-                source,
-            }),
-        }
+    pub fn new(mut keys: Vec<RingKey>) -> KeyRing {
+        keys.sort_by_key(|k| k.generation);
+        KeyRing { keys }
     }
 
-    /// Writes the ring (owner only), replacing the file in one step.
-    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let text = serde_json::to_vec_pretty(self).map_err(|e| KeyError::Malformed {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let partial = path.with_extension("partial");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        std::io::Write::write_all(&mut options.open(&partial).map_err(io)?, &text).map_err(io)?;
-        std::fs::rename(&partial, path).map_err(io)
+    pub fn keys(&self) -> &[RingKey] {
+        &self.keys
     }
 
-    /// Adds a key that signs from `now + publish_ahead`: published now, used once every
-    /// gateway has had the time to fetch it.
-    pub fn rotate(&mut self, now: u64, publish_ahead: Duration) -> Result<String, KeyError> {
-        self.add_key(now + publish_ahead.as_secs())
+    /// Whether a new key is due: none yet, or the newest is `rotation` old.
+    pub fn is_due(&self, now: u64, rotation: Duration) -> bool {
+        self.newest_from()
+            .is_none_or(|from| now >= from.saturating_add(rotation.as_secs()))
     }
 
-    /// Forgets the keys replaced more than `token_lifetime` ago: no unexpired token names them.
-    pub fn prune(&mut self, now: u64, token_lifetime: Duration) {
-        let replaced_at: Vec<Option<u64>> = (0..self.keys.len())
-            .map(|i| {
+    /// A new key of the next generation, signing from `signs_from`.
+    pub fn next_key(&self, signs_from: u64) -> Result<RingKey, KeyError> {
+        Ok(RingKey {
+            generation: self.keys.last().map_or(1, |k| k.generation + 1),
+            kid: uuid::Uuid::new_v4().to_string(),
+            pkcs8: generate_pkcs8()?,
+            signs_from,
+        })
+    }
+
+    /// The ring with `key` added.
+    pub fn with(&self, key: RingKey) -> KeyRing {
+        let mut keys = self.keys.clone();
+        keys.push(key);
+        KeyRing::new(keys)
+    }
+
+    /// The keys replaced more than `token_lifetime` ago: no unexpired token names them.
+    pub fn expired(&self, now: u64, token_lifetime: Duration) -> Vec<String> {
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
                 self.keys[i + 1..]
                     .iter()
                     .filter(|k| k.signs_from <= now)
                     .map(|k| k.signs_from)
                     .min()
+                    .is_some_and(|replaced| now >= replaced + token_lifetime.as_secs())
             })
-            .collect();
-        let mut index = 0;
-        self.keys.retain(|_| {
-            let keep = replaced_at[index].is_none_or(|at| now < at + token_lifetime.as_secs());
-            index += 1;
-            keep
-        });
+            .map(|(_, k)| k.kid.clone())
+            .collect()
     }
 
     /// The key id that signs at `now`: the newest whose time has come.
@@ -122,13 +97,12 @@ impl KeyRing {
     /// Signs `claims` (any serializable JWT body) with the key of `now`, naming it in `kid`.
     pub fn sign<C: Serialize>(&self, now: u64, claims: &C) -> Result<String, KeyError> {
         let key = self.signing_key(now)?;
-        let der = decode(&key.pkcs8)?;
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(
             &header,
             claims,
-            &jsonwebtoken::EncodingKey::from_ec_der(&der),
+            &jsonwebtoken::EncodingKey::from_ec_der(&key.pkcs8),
         )
         .map_err(|e| KeyError::Signing(e.to_string()))
     }
@@ -142,7 +116,7 @@ impl KeyRing {
     pub fn jwks(&self) -> Result<serde_json::Value, KeyError> {
         let mut keys = Vec::with_capacity(self.keys.len());
         for key in &self.keys {
-            let point = public_point(&decode(&key.pkcs8)?)?;
+            let point = public_point(&key.pkcs8)?;
             let b64 = |bytes: &[u8]| {
                 base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
             };
@@ -154,29 +128,13 @@ impl KeyRing {
         Ok(serde_json::json!({ "keys": keys }))
     }
 
-    fn signing_key(&self, now: u64) -> Result<&StoredKey, KeyError> {
+    fn signing_key(&self, now: u64) -> Result<&RingKey, KeyError> {
         self.keys
             .iter()
             .filter(|k| k.signs_from <= now)
             .max_by_key(|k| k.signs_from)
             .ok_or(KeyError::NoSigningKey)
     }
-
-    fn add_key(&mut self, signs_from: u64) -> Result<String, KeyError> {
-        let pkcs8 = generate_pkcs8()?;
-        let kid = uuid::Uuid::new_v4().to_string();
-        self.keys.push(StoredKey {
-            kid: kid.clone(),
-            pkcs8: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pkcs8),
-            signs_from,
-        });
-        Ok(kid)
-    }
-}
-
-fn decode(pkcs8: &str) -> Result<Vec<u8>, KeyError> {
-    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, pkcs8)
-        .map_err(|e| KeyError::Signing(format!("a stored key: {e}")))
 }
 
 /// P-256 keys with ring (already the process's crypto).
@@ -208,6 +166,8 @@ mod p256 {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     #[derive(Serialize, Deserialize)]
@@ -218,6 +178,7 @@ mod tests {
 
     const LIFETIME: Duration = Duration::from_secs(600);
     const AHEAD: Duration = Duration::from_secs(300);
+    const ROTATION: Duration = Duration::from_secs(30 * 86_400);
 
     /// Verifies `token` with the JWKS as a gateway would: the key its `kid` names.
     fn verifies(token: &str, jwks: &serde_json::Value) -> bool {
@@ -242,15 +203,20 @@ mod tests {
 
     #[test]
     fn a_new_key_is_published_before_it_signs_and_the_old_one_until_its_tokens_expire() {
-        let dir = tempfile_dir();
-        let path = dir.join("signing-keys.json");
         let t0 = 1_800_000_000;
-        let mut ring = KeyRing::load_or_create(&path, t0).expect("created");
+        let ring = KeyRing::default();
+        assert!(ring.is_due(t0, ROTATION) && ring.sign(t0, &body()).is_err());
+        let ring = ring.with(ring.next_key(t0).expect("first key"));
+        assert!(!ring.is_due(t0, ROTATION));
         let first = ring.signing_kid(t0).expect("signs").to_owned();
         let old_token = ring.sign(t0, &body()).expect("signed");
 
         // Rotation: the new key is in the JWKS at once, but the old one still signs.
-        let second = ring.rotate(t0, AHEAD).expect("rotated");
+        assert!(ring.is_due(t0 + ROTATION.as_secs(), ROTATION));
+        let next = ring.next_key(t0 + AHEAD.as_secs()).expect("next key");
+        assert_eq!(next.generation, 2, "one generation after the newest");
+        let second = next.kid.clone();
+        let ring = ring.with(next);
         assert_eq!(ring.signing_kid(t0 + 1).expect("signs"), first);
         let published = ring.jwks().expect("jwks");
         assert_eq!(published["keys"].as_array().map(Vec::len), Some(2));
@@ -264,44 +230,17 @@ mod tests {
         assert!(verifies(&new_token, &published));
 
         // The old key stays while a token it signed may be valid, then goes.
-        ring.prune(t1 + LIFETIME.as_secs() - 1, LIFETIME);
-        assert!(verifies(&old_token, &ring.jwks().expect("jwks")));
-        ring.prune(t1 + LIFETIME.as_secs(), LIFETIME);
+        assert!(
+            ring.expired(t1 + LIFETIME.as_secs() - 1, LIFETIME)
+                .is_empty()
+        );
+        assert_eq!(ring.expired(t1 + LIFETIME.as_secs(), LIFETIME), [first]);
+        let ring = KeyRing::new(ring.keys()[1..].to_vec());
         let published = ring.jwks().expect("jwks");
         assert!(
             !verifies(&old_token, &published),
             "the replaced key is gone"
         );
         assert!(verifies(&new_token, &published));
-
-        // The ring survives a restart, readable by its owner only.
-        ring.save(&path).expect("saved");
-        let again = KeyRing::load_or_create(&path, t1).expect("loaded");
-        assert_eq!(again, ring);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("file").permissions().mode();
-            assert_eq!(mode & 0o077, 0);
-        }
-    }
-
-    #[test]
-    fn a_malformed_ring_is_refused_not_replaced() {
-        let dir = tempfile_dir();
-        let path = dir.join("signing-keys.json");
-        std::fs::write(&path, b"{not json").expect("written");
-        let refused = KeyRing::load_or_create(&path, 0);
-        assert!(
-            matches!(refused, Err(KeyError::Malformed { .. })),
-            "{refused:?}"
-        );
-        assert_eq!(std::fs::read(&path).expect("kept"), b"{not json");
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("telehealth-keys-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        dir
     }
 }

@@ -57,7 +57,8 @@ pub const MIGRATIONS: Migrations = Migrations {
 
 /// Largest message the service accepts or sends.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// How often keys are rotated if due and expired sign-ins forgotten.
+/// How often the signing keys are read again (a replica learns another's new key well within
+/// the hour it is published before it signs) and rotated if due, and expired sign-ins forgotten.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// How the kit runs this service.
@@ -74,13 +75,9 @@ fn routes(context: ServiceContext) -> RoutesFuture {
         let settings = &context.settings;
         let rules = &settings.sign_in;
         let now_s = u64::try_from(now_micros() / 1_000_000).unwrap_or(0);
-        let key_file = settings.auth_key_file();
-        let ring = KeyRing::load_or_create(&key_file, now_s)
-            .map_err(|e| telehealth_kit::KitError::Config(e.to_string()))?;
         let signing = Signing {
-            ring: std::sync::Mutex::new(ring),
-            key_file,
-            jwks_file: settings.auth_jwks_file(),
+            ring: std::sync::Mutex::new(KeyRing::default()),
+            sealer: telehealth_kit::sealed::KeyRing::load(&settings.auth_key_file())?,
             policy: TokenPolicy {
                 issuer: settings.gateway.jwt.issuer.clone(),
                 audience: settings.gateway.jwt.audience.clone(),
@@ -89,8 +86,9 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             rotation: Duration::from_secs(rules.key_rotation_days.max(1) * 86_400),
         };
         signing
-            .maintain(now_s)
-            .map_err(|e| telehealth_kit::KitError::Config(e.to_string()))?;
+            .maintain(&context.db, now_s)
+            .await
+            .map_err(|e| telehealth_kit::KitError::Config(format!("signing keys: {e}")))?;
         let providers: BTreeMap<String, ProviderSlot> = rules
             .providers
             .iter()
@@ -112,6 +110,7 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             device_ca: DevPki::new(settings.device_ca_dir()),
             certificate_days: rules.device_certificate_days.max(1),
             development: rules.development,
+            crl: std::sync::Mutex::new(None),
         });
         tokio::spawn(maintain(auth.clone(), context.shutdown.clone()));
         let server = AuthServiceServer::new(grpc::AuthApi::new(auth))
@@ -131,7 +130,7 @@ async fn maintain(auth: Arc<Auth>, shutdown: tokio_util::sync::CancellationToken
             () = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
         }
         let now_s = u64::try_from(now_micros() / 1_000_000).unwrap_or(0);
-        if let Err(error) = auth.signing.maintain(now_s) {
+        if let Err(error) = auth.signing.maintain(&auth.db, now_s).await {
             tracing::error!(%error, "signing key maintenance failed");
         }
         if let Err(error) = auth.purge().await {

@@ -289,3 +289,54 @@ pub async fn purge(conn: &mut AnyConnection, now_us: i64) -> Result<u64, sqlx::E
     }
     Ok(purged)
 }
+
+/// A stored signing key: `(generation, kid, sealed PKCS#8, signs from (Unix seconds))`.
+pub type StoredSigningKey = (i64, String, String, i64);
+
+/// The ring of signing keys, oldest first.
+pub async fn signing_keys(conn: &mut AnyConnection) -> Result<Vec<StoredSigningKey>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT generation, kid, sealed_pkcs8, signs_from_s FROM auth_signing_keys \
+         ORDER BY generation",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("generation")?,
+                row.try_get("kid")?,
+                row.try_get("sealed_pkcs8")?,
+                row.try_get("signs_from_s")?,
+            ))
+        })
+        .collect()
+}
+
+/// Adds a signing key; false when another replica added this generation first.
+pub async fn insert_signing_key(
+    conn: &mut AnyConnection,
+    (generation, kid, sealed, signs_from): &StoredSigningKey,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO auth_signing_keys (generation, kid, sealed_pkcs8, signs_from_s) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (generation) DO NOTHING",
+    )
+    .bind(generation)
+    .bind(kid)
+    .bind(sealed)
+    .bind(signs_from)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Forgets the signing key `kid` (no unexpired token names it).
+pub async fn delete_signing_key(conn: &mut AnyConnection, kid: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM auth_signing_keys WHERE kid = $1")
+        .bind(kid)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -492,27 +492,40 @@ impl Settings {
     }
 
     /// Every JWKS file the gateway trusts when no URL is configured: the automation signer's
-    /// ([`Settings::jwks_file`]) and the auth service's ([`Settings::auth_jwks_file`]).
+    /// ([`Settings::jwks_file`]) and, following the auth service, the one fetched from it
+    /// ([`Settings::auth_jwks_file`]).
     pub fn jwks_files(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.jwks_file(), self.auth_jwks_file()];
+        let mut files = vec![self.jwks_file()];
+        if self.gateway.follow_auth {
+            files.push(self.auth_jwks_file());
+        }
         files.dedup();
         files
     }
 
-    /// Where the auth service publishes the JWKS of its signing keys.
+    /// Where the gateway keeps the JWKS of the auth service's signing keys it fetched.
     pub fn auth_jwks_file(&self) -> PathBuf {
-        self.sign_in
-            .jwks_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("jwt").join("auth-jwks.json"))
+        self.auth_keys_dir().join("auth-jwks.json")
     }
 
-    /// The auth service's ring of signing keys.
+    /// Where the gateway keeps the auth service's CRL of revoked devices it fetched.
+    pub fn auth_crl_file(&self) -> PathBuf {
+        self.auth_keys_dir().join("auth-crl.pem")
+    }
+
+    fn auth_keys_dir(&self) -> PathBuf {
+        self.gateway
+            .auth_keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("gateway"))
+    }
+
+    /// The key file that seals the auth service's signing keys in its database.
     pub fn auth_key_file(&self) -> PathBuf {
         self.sign_in
             .key_file
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("keys").join("auth-signing.keys"))
+            .unwrap_or_else(|| self.data_dir.join("keys").join("auth-sealing.keys"))
     }
 
     /// The folder of the device CA the auth service issues device certificates from.

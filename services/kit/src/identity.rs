@@ -280,6 +280,12 @@ impl Interceptor for IdentityInterceptor {
     }
 }
 
+/// The part of the suite the peer of an internal mTLS call is, if it is one.
+pub fn peer_of<T>(request: &Request<T>) -> Option<Part> {
+    let certs = request.peer_certs()?;
+    peer_part(certs.first()?.as_ref())
+}
+
 /// A call the gateway forwarded without a token (the contract's `sign_in` and `device` rules):
 /// who is calling is only known by address and, when the connection had one, certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -317,23 +317,6 @@ impl DevPki {
         })
     }
 
-    /// Rewrites the CRL with `serials` (hex) and those of `revoked-serials.txt` (what
-    /// [`DevPki::revoke_device`] revoked), so that both stay revoked.
-    pub fn write_crl_with(&self, serials: &[String]) -> Result<(), KitError> {
-        let mut all: Vec<String> = fs::read_to_string(self.dir.join("revoked-serials.txt"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| !line.is_empty())
-            .map(str::to_owned)
-            .collect();
-        for serial in serials {
-            if !all.contains(serial) {
-                all.push(serial.clone());
-            }
-        }
-        self.write_crl(&all)
-    }
-
     /// The CRL of the client-facing CA written by [`DevPki::revoke_device`].
     pub fn crl_file(&self) -> PathBuf {
         self.dir.join("ca-crl.pem")
@@ -369,6 +352,22 @@ impl DevPki {
 
     /// Writes the client-facing CA's CRL listing `serials` (hex).
     pub fn write_crl(&self, serials: &[String]) -> Result<(), KitError> {
+        write_file(&self.crl_file(), self.crl_pem(serials)?.as_bytes(), false)
+    }
+
+    /// The serials (hex) `revoked-serials.txt` lists ([`DevPki::revoke_device`]), if any.
+    pub fn revoked_serials(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("revoked-serials.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The CA's CRL (PEM) listing exactly `serials` (hex), signed now.
+    pub fn crl_pem(&self, serials: &[String]) -> Result<String, KitError> {
         let now = OffsetDateTime::now_utc();
         let mut revoked = Vec::new();
         for serial in serials {
@@ -390,11 +389,7 @@ impl DevPki {
         };
         let issuer = self.load_ca("ca")?;
         let crl = params.signed_by(&issuer).map_err(pki_error)?;
-        write_file(
-            &self.crl_file(),
-            crl.pem().map_err(pki_error)?.as_bytes(),
-            false,
-        )
+        crl.pem().map_err(pki_error)
     }
 
     fn create_ca(&self, name: &str, common_name: &str) -> Result<(), KitError> {

@@ -85,6 +85,8 @@ impl GatewayHarness {
                 service.endpoints = endpoints.clone();
             }
         }
+        // Echo backends only: no auth service to follow (the suite's tests have one).
+        settings.gateway.follow_auth = false;
         settings.gateway.limits.requests_per_second = 100_000.0;
         settings.gateway.limits.burst = 100_000;
         // Tests refuse many tokens on purpose; the lockout has its own tests.

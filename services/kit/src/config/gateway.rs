@@ -30,9 +30,17 @@ pub struct GatewaySettings {
     pub client_ca_file: Option<PathBuf>,
     /// Certificate revocation lists (PEM or DER) checked at the handshake. Default none.
     pub crl_files: Vec<PathBuf>,
-    /// How often the certificate, key, CRL and JWKS files are checked for changes, in seconds;
-    /// SIGHUP reloads at once. Default 10.
+    /// How often the certificate, key, CRL and JWKS files are checked for changes (and the
+    /// auth service asked for its keys and CRL), in seconds; SIGHUP reloads at once. Default 10.
     pub reload_interval_seconds: u64,
+    /// Follow the auth service: fetch its token-signing keys and its CRL of revoked devices
+    /// (`AuthService/PublishedKeys`, over internal mTLS) at start and every reload interval,
+    /// trust those keys and check that CRL. Default true; off only for a gateway in front of a
+    /// suite without sign-in.
+    pub follow_auth: bool,
+    /// Where the gateway keeps what it fetched from the auth service (`auth-jwks.json`,
+    /// `auth-crl.pem`). Default `<data_dir>/gateway`.
+    pub auth_keys_dir: Option<PathBuf>,
     pub jwt: JwtSettings,
     pub limits: LimitSettings,
     pub upstream: UpstreamSettings,
@@ -146,6 +154,8 @@ impl Default for GatewaySettings {
             client_ca_file: None,
             crl_files: Vec::new(),
             reload_interval_seconds: 10,
+            follow_auth: true,
+            auth_keys_dir: None,
             jwt: JwtSettings::default(),
             limits: LimitSettings::default(),
             upstream: UpstreamSettings::default(),

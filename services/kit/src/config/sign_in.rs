@@ -21,17 +21,17 @@ pub struct SignInSettings {
     pub sign_in_minutes: u64,
     /// Validity of a device certificate, in days. Default 90.
     pub device_certificate_days: u32,
-    /// The ring of the service's signing keys (private; see the auth crate's `keys` module).
-    /// Default `<data_dir>/keys/auth-signing.keys`, created on first start.
+    /// The key file that seals the service's signing keys, which are kept in its database (so
+    /// that every replica signs with the same ring); the format of `[patient_data] key_file`,
+    /// written by `telehealth auth init-keys`. Default `<data_dir>/keys/auth-sealing.keys`,
+    /// created by `telehealth up`.
     pub key_file: Option<PathBuf>,
-    /// Where the service writes the JWKS of its keys for the gateway. Default
-    /// `<data_dir>/jwt/auth-jwks.json`, which the gateway of `telehealth up` trusts.
-    pub jwks_file: Option<PathBuf>,
     /// A new signing key every this many days (published an hour before it signs; the old one
     /// stays published until its last token expired). Default 30.
     pub key_rotation_days: u64,
-    /// Folder of the device CA: `ca.pem`, `ca-key.pem`; the service writes the CRL `ca-crl.pem`
-    /// there (with the serials of `revoked-serials.txt`, if any). Default the PKI folder.
+    /// Folder of the device CA: `ca.pem`, `ca-key.pem` (read only). The CRL the service
+    /// publishes lists the revoked devices and the serials of `revoked-serials.txt` there, if
+    /// any. Default the PKI folder.
     pub device_ca_dir: Option<PathBuf>,
     /// Development sign-in (demo members, no provider). Not a setting: only `telehealth up`
     /// turns it on, so no configuration file or variable can enable it in production.
@@ -48,7 +48,6 @@ impl Default for SignInSettings {
             sign_in_minutes: 10,
             device_certificate_days: 90,
             key_file: None,
-            jwks_file: None,
             key_rotation_days: 30,
             device_ca_dir: None,
             development: false,
