@@ -3,7 +3,9 @@
 // Connect's (SubjectNameID = "8" + RPPS, SubjectRefPro with the professional's exercices).
 //
 // Environment: OP_PORT (port), RP_REDIRECT_URI (the relying party's callback), RP_JWKS (public
-// keys of the private_key_jwt client). Prints "listening <issuer>" once it serves.
+// keys of the private_key_jwt client), OP_SIGNING_JWK (optional: the provider's own signing key,
+// a private JWK, for tests that sign ID tokens of their own with it). Prints
+// "listening <issuer>" once it serves.
 //
 // Test-only shortcuts: login completes at once with the account named by `login_hint` (default
 // the doctor), and consent is implied. Nothing else is changed from the library's defaults.
@@ -15,9 +17,13 @@ const PORT = Number(process.env.OP_PORT ?? 4000);
 const ISSUER = `http://127.0.0.1:${PORT}`;
 const REDIRECT_URI = process.env.RP_REDIRECT_URI ?? 'http://127.0.0.1:8080/callback';
 const RP_JWKS = JSON.parse(process.env.RP_JWKS ?? '{"keys":[]}');
-// A new signing key at every start: restarting the provider is how the tests rotate its keys.
-const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const SIGNING_KEY = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'ES256', use: 'sig' };
+// A new signing key at every start (restarting the provider is how the tests rotate its keys),
+// unless the test gives one.
+const generated = () => {
+  const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'ES256', use: 'sig' };
+};
+const SIGNING_KEY = process.env.OP_SIGNING_JWK ? JSON.parse(process.env.OP_SIGNING_JWK) : generated();
 
 const exercice = (profession, name, first) => ({
   codeProfession: profession,

@@ -173,3 +173,109 @@ async fn the_providers_new_signing_key_is_fetched_when_a_token_names_it() {
         .expect("signed in with the rotated key");
     assert_eq!(person.national_id.as_deref(), Some("810100000008"));
 }
+
+/// A P-256 key made with ring: its PKCS#8 document and the same key as a private JWK.
+fn provider_key(kid: &str) -> (Vec<u8>, serde_json::Value) {
+    use base64::Engine as _;
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &ring::rand::SystemRandom::new(),
+    )
+    .expect("key")
+    .as_ref()
+    .to_vec();
+    // ring's P-256 PKCS#8: the private scalar at 36..68, the public point (04 ‖ x ‖ y) last.
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let point = &pkcs8[pkcs8.len() - 65..];
+    assert_eq!(point[0], 4, "an uncompressed point");
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+        "d": b64(&pkcs8[36..68]), "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    });
+    (pkcs8, jwk)
+}
+
+#[tokio::test]
+async fn an_id_token_with_a_wrong_issuer_audience_expiry_nonce_level_or_key_is_refused() {
+    let (client_key, _) = ClientKey::generate("telehealth-1").expect("key");
+    let (pkcs8, jwk) = provider_key("provider-key");
+    let Some(provider) =
+        telehealth_testkit::oidc::start_provider_signing_with(&client_key.public_jwks(), &jwk)
+            .await
+    else {
+        return;
+    };
+    let rp = relying_party(&provider, secret()).await;
+    // A genuine sign-in first: the provider signs with the key the test holds.
+    let (pending, state, code) = sign_in(&rp, "psc-dr-martin").await;
+    rp.complete(&pending, &state, &code)
+        .await
+        .expect("signed in with the provider's key");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let right = serde_json::json!({
+        "iss": provider.issuer, "aud": "rp-basic", "sub": "psc-dr-martin",
+        "iat": now, "exp": now + 300, "nonce": "the-nonce", "acr": "eidas1",
+    });
+    let sign = |claims: &serde_json::Value, key: &[u8], kid: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(key),
+        )
+        .expect("signed")
+    };
+    let with = |field: &str, value: serde_json::Value| {
+        let mut claims = right.clone();
+        claims[field] = value;
+        sign(&claims, &pkcs8, "provider-key")
+    };
+    rp.check_id_token(&sign(&right, &pkcs8, "provider-key"), "the-nonce")
+        .expect("the control: every claim right");
+
+    for (case, token, expected) in [
+        (
+            "iss",
+            with("iss", "https://another-provider.example".into()),
+            "issuer",
+        ),
+        ("aud", with("aud", "another-client".into()), "audience"),
+        ("exp", with("exp", (now - 3600).into()), "expired"),
+        ("nonce", sign(&right, &pkcs8, "provider-key"), "nonce"),
+    ] {
+        let nonce = if case == "nonce" {
+            "another-sign-in"
+        } else {
+            "the-nonce"
+        };
+        match rp.check_id_token(&token, nonce) {
+            Err(OidcError::IdToken(reason)) => {
+                assert!(reason.to_lowercase().contains(expected), "{case}: {reason}")
+            }
+            other => panic!("{case}: {other:?}"),
+        }
+    }
+    match rp.check_id_token(&with("acr", "eidas0".into()), "the-nonce") {
+        Err(OidcError::InsufficientAcr { expected, got }) => {
+            assert_eq!(
+                (expected.as_str(), got.as_deref()),
+                ("eidas1", Some("eidas0"))
+            );
+        }
+        other => panic!("acr: {other:?}"),
+    }
+    // Signed by a key the provider never published.
+    let (forger, _) = provider_key("forger");
+    let forged = rp.check_id_token(&sign(&right, &forger, "provider-key"), "the-nonce");
+    assert!(
+        matches!(&forged, Err(OidcError::IdToken(reason)) if reason.contains("signature")),
+        "{forged:?}"
+    );
+    let unknown = rp.check_id_token(&sign(&right, &forger, "forger"), "the-nonce");
+    assert!(matches!(unknown, Err(OidcError::UnknownKey)), "{unknown:?}");
+}

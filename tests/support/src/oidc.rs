@@ -42,6 +42,27 @@ pub async fn start_provider(client_jwks: &serde_json::Value) -> Option<Provider>
 
 /// [`start_provider`] on `port`.
 pub async fn start_provider_at(port: u16, client_jwks: &serde_json::Value) -> Option<Provider> {
+    launch(port, client_jwks, None).await
+}
+
+/// [`start_provider`] signing with `signing_jwk` (a private JWK), for tests that sign ID tokens
+/// of their own with the provider's key.
+pub async fn start_provider_signing_with(
+    client_jwks: &serde_json::Value,
+    signing_jwk: &serde_json::Value,
+) -> Option<Provider> {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("address").port()
+    };
+    launch(port, client_jwks, Some(signing_jwk)).await
+}
+
+async fn launch(
+    port: u16,
+    client_jwks: &serde_json::Value,
+    signing_jwk: Option<&serde_json::Value>,
+) -> Option<Provider> {
     let dir = provider_dir();
     if !dir.join("node_modules/oidc-provider").is_dir() {
         assert!(
@@ -53,11 +74,16 @@ pub async fn start_provider_at(port: u16, client_jwks: &serde_json::Value) -> Op
         );
         return None;
     }
-    let mut process = tokio::process::Command::new("node")
+    let mut command = tokio::process::Command::new("node");
+    command
         .arg(dir.join("provider.mjs"))
         .env("OP_PORT", port.to_string())
         .env("RP_REDIRECT_URI", CALLBACK)
-        .env("RP_JWKS", client_jwks.to_string())
+        .env("RP_JWKS", client_jwks.to_string());
+    if let Some(jwk) = signing_jwk {
+        command.env("OP_SIGNING_JWK", jwk.to_string());
+    }
+    let mut process = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
