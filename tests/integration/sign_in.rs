@@ -549,6 +549,46 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
             .expect_err("level too low");
         assert_eq!(weak.code(), Code::Unauthenticated, "{weak:?}");
 
+        // A membership ended after the provider vouched for the person: the completion asks
+        // the directory again and refuses that organisation; the next sign-in no longer lists
+        // it.
+        let before_end = device_sign_in(&mut sign_in, "psc-dr-martin", &device)
+            .await
+            .expect("verified while a member of both");
+        assert_eq!(before_end.memberships.len(), 2);
+        let admin = Person::with_roles("admin", OTHER_CENTRE, &[Role::Admin]);
+        suite
+            .directory(&admin)
+            .await
+            .end_membership(pb::EndMembershipRequest {
+                subject: "dr-martin".into(),
+                until_time: None,
+            })
+            .await
+            .expect("the other centre's administrator ends Dr Martin's membership");
+        let ended = sign_in
+            .complete_sign_in(pb::CompleteSignInRequest {
+                ticket: before_end.ticket,
+                org_id: OTHER_CENTRE.into(),
+                csr_pem: device.csr_pem.clone(),
+                device_name: String::new(),
+            })
+            .await
+            .expect_err("no longer a member there");
+        assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+        let after_end = device_sign_in(&mut sign_in, "psc-dr-martin", &device)
+            .await
+            .expect("still a member of the centre");
+        assert_eq!(
+            after_end
+                .memberships
+                .iter()
+                .map(|m| m.org_id.as_str())
+                .collect::<Vec<_>>(),
+            [CENTRE],
+            "{backend:?}"
+        );
+
         // A lost device: revoked, its open connection closes and it is refused at the handshake.
         let fresh = device_sign_in(&mut sign_in, "psc-dr-martin", &device)
             .await
