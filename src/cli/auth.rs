@@ -23,12 +23,7 @@ pub fn run(command: AuthCommand, settings: &Settings) -> anyhow::Result<ExitCode
     let path = settings.auth_key_file();
     match command {
         AuthCommand::InitKeys => {
-            anyhow::ensure!(
-                !path.exists(),
-                "{} exists; keys are never overwritten (use add-key to rotate)",
-                path.display()
-            );
-            KeyRing::load_or_create(&path, true)?;
+            KeyRing::create_new(&path)?;
             println!("wrote {}", path.display());
         }
         AuthCommand::AddKey => {

@@ -36,12 +36,7 @@ pub async fn run(command: PatientsCommand, settings: &Settings) -> anyhow::Resul
     let path = settings.patient_key_file();
     match command {
         PatientsCommand::InitKeys => {
-            anyhow::ensure!(
-                !path.exists(),
-                "{} exists; keys are never overwritten (use add-key to rotate)",
-                path.display()
-            );
-            KeyRing::load_or_create(&path, true)?;
+            KeyRing::create_new(&path)?;
             println!("wrote {}", path.display());
         }
         PatientsCommand::AddKey => {

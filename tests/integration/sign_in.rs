@@ -124,6 +124,28 @@ async fn device_sign_in_for(
     panic!("the sign-in never ended")
 }
 
+/// Dr Martin signs in again from the enrolled device `client` calls from (`this_device`).
+async fn from_this_device(
+    client: &mut AuthServiceClient<Channel>,
+) -> Result<pb::SignInResult, tonic::Status> {
+    let start = pb::StartDeviceSignInRequest {
+        this_device: true,
+        ..Default::default()
+    };
+    device_sign_in_for(client, "psc-dr-martin", start).await
+}
+
+/// What completes sign-in `ticket` for `org`, with `csr_pem` (empty for a bundle or this
+/// device) and no device name.
+fn completion(ticket: &str, org: &str, csr_pem: &str) -> pb::CompleteSignInRequest {
+    pb::CompleteSignInRequest {
+        ticket: ticket.into(),
+        org_id: org.into(),
+        csr_pem: csr_pem.into(),
+        device_name: String::new(),
+    }
+}
+
 /// Files of an enrolled device, for a channel with its certificate.
 fn device_files(
     dir: &std::path::Path,
@@ -444,12 +466,7 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
             .expect("the device is enrolled")
             .into_inner();
         let replay = sign_in
-            .complete_sign_in(pb::CompleteSignInRequest {
-                ticket: verified.ticket.clone(),
-                org_id: CENTRE.into(),
-                csr_pem: device.csr_pem.clone(),
-                device_name: String::new(),
-            })
+            .complete_sign_in(completion(&verified.ticket, CENTRE, &device.csr_pem))
             .await
             .expect_err("a ticket is used once");
         assert_eq!(replay.code(), Code::FailedPrecondition);
@@ -567,12 +584,11 @@ async fn a_professional_signs_in_with_pro_sante_connect_on_a_device_and_calls_th
             .await
             .expect("the other centre's administrator ends Dr Martin's membership");
         let ended = sign_in
-            .complete_sign_in(pb::CompleteSignInRequest {
-                ticket: before_end.ticket,
-                org_id: OTHER_CENTRE.into(),
-                csr_pem: device.csr_pem.clone(),
-                device_name: String::new(),
-            })
+            .complete_sign_in(completion(
+                &before_end.ticket,
+                OTHER_CENTRE,
+                &device.csr_pem,
+            ))
             .await
             .expect_err("no longer a member there");
         assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
@@ -833,12 +849,11 @@ async fn a_phone_imports_its_pkcs12_bundle_then_signs_in_again_from_the_enrolled
         .await
         .expect("verified");
         let with_csr = sign_in
-            .complete_sign_in(pb::CompleteSignInRequest {
-                ticket: verified.ticket.clone(),
-                org_id: CENTRE.into(),
-                csr_pem: new_device_key().csr_pem,
-                device_name: String::new(),
-            })
+            .complete_sign_in(completion(
+                &verified.ticket,
+                CENTRE,
+                &new_device_key().csr_pem,
+            ))
             .await
             .expect_err("a bundle was asked for");
         assert_eq!(with_csr.code(), Code::InvalidArgument, "{with_csr:?}");
@@ -892,63 +907,27 @@ async fn a_phone_imports_its_pkcs12_bundle_then_signs_in_again_from_the_enrolled
         // Later (tokens lost with the page): signs in again from the enrolled phone, which gets
         // a session and no new certificate.
         let mut from_phone = AuthServiceClient::new(phone.clone());
-        let again = device_sign_in_for(
-            &mut from_phone,
-            "psc-dr-martin",
-            pb::StartDeviceSignInRequest {
-                this_device: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("verified from the phone");
+        let again = from_this_device(&mut from_phone)
+            .await
+            .expect("verified from the phone");
         let stolen = workstation
-            .complete_sign_in(pb::CompleteSignInRequest {
-                ticket: again.ticket.clone(),
-                org_id: CENTRE.into(),
-                csr_pem: String::new(),
-                device_name: String::new(),
-            })
+            .complete_sign_in(completion(&again.ticket, CENTRE, ""))
             .await
             .expect_err("another certificate cannot complete it");
         assert_eq!(stolen.code(), Code::PermissionDenied, "{stolen:?}");
-        let again = device_sign_in_for(
-            &mut from_phone,
-            "psc-dr-martin",
-            pb::StartDeviceSignInRequest {
-                this_device: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("verified from the phone again");
+        let again = from_this_device(&mut from_phone)
+            .await
+            .expect("verified from the phone again");
         let other_org = from_phone
-            .complete_sign_in(pb::CompleteSignInRequest {
-                ticket: again.ticket,
-                org_id: OTHER_CENTRE.into(),
-                csr_pem: String::new(),
-                device_name: String::new(),
-            })
+            .complete_sign_in(completion(&again.ticket, OTHER_CENTRE, ""))
             .await
             .expect_err("the phone is enrolled for the centre, not the other one");
         assert_eq!(other_org.code(), Code::PermissionDenied, "{other_org:?}");
-        let again = device_sign_in_for(
-            &mut from_phone,
-            "psc-dr-martin",
-            pb::StartDeviceSignInRequest {
-                this_device: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("verified from the phone a third time");
+        let again = from_this_device(&mut from_phone)
+            .await
+            .expect("verified from the phone a third time");
         let resumed = from_phone
-            .complete_sign_in(pb::CompleteSignInRequest {
-                ticket: again.ticket,
-                org_id: CENTRE.into(),
-                csr_pem: String::new(),
-                device_name: String::new(),
-            })
+            .complete_sign_in(completion(&again.ticket, CENTRE, ""))
             .await
             .expect("a new session on the enrolled phone")
             .into_inner();

@@ -81,16 +81,28 @@ impl KeyRing {
         if create && !path.exists() {
             let random = SystemRandom::new();
             let text = format!(
-                "# Telehealth patient-data keys: keep them secret and back them up with the database.\n\
-                 # Without them the encrypted fields cannot be read.\n\
+                "# Telehealth sealing keys: keep them secret and back them up with the database.\n\
+                 # Without them the fields they sealed cannot be read.\n\
                  index {}\ndata k1 {}\n",
                 fresh_key(&random)?,
                 fresh_key(&random)?
             );
             write_private(path, &text)?;
-            tracing::info!(path = %path.display(), "created the patient-data keys");
+            tracing::info!(path = %path.display(), "created a sealing key file");
         }
         KeyRing::load(path)
+    }
+
+    /// Writes a new key file at `path` (an operator's `init-keys`); an existing one is never
+    /// overwritten.
+    pub fn create_new(path: &Path) -> Result<(), KitError> {
+        if path.exists() {
+            return Err(KitError::Config(format!(
+                "{} exists; keys are never overwritten (use add-key to rotate)",
+                path.display()
+            )));
+        }
+        KeyRing::load_or_create(path, true).map(|_| ())
     }
 
     /// Appends a new data key to the file at `path` (it seals from the next start or reload);
