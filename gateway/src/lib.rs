@@ -11,6 +11,7 @@
 //! - [`proxy`]: the per-call pipeline;
 //! - [`auth`] and [`jwks`]: token verification, certificate binding, the verified-token cache;
 //! - [`follow`]: the auth service's signing keys and CRL, fetched and kept as files;
+//! - [`grpc_web`]: gRPC-Web calls of browsers turned into gRPC and back, CORS;
 //! - [`policy`]: the per-RPC rules from the descriptor set;
 //! - [`ratelimit`], [`lockout`], [`streams`], [`deadline`], [`body`]: limits on calls, failed
 //!   attempts, open streams, deadlines and messages;
@@ -28,6 +29,7 @@ pub mod deadline;
 pub mod error;
 mod fetch;
 pub mod follow;
+pub mod grpc_web;
 pub mod jwks;
 pub mod local;
 pub mod lockout;
@@ -131,6 +133,7 @@ impl GatewayServer {
                 limits.max_connections_per_address,
                 limits.max_connections_per_certificate,
             ),
+            web_origins: grpc_web::AllowedOrigins::new(&gateway_settings.web_allowed_origins),
             limits,
         };
         Ok(GatewayServer {

@@ -43,6 +43,7 @@ use crate::{
     connections::Connections,
     deadline,
     error::{AuthFailure, GatewayError},
+    grpc_web::{self, AllowedOrigins, Framing},
     local::LocalServices,
     lockout::Lockout,
     policy::Policy,
@@ -81,16 +82,61 @@ pub struct Gateway {
     pub(crate) lockout: Lockout,
     pub(crate) streams: Arc<SubjectStreams>,
     pub(crate) connections: Arc<Connections>,
+    pub(crate) web_origins: AllowedOrigins,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Gateway {
-    /// Handles one call; never fails: refusals are gRPC statuses.
-    pub async fn handle(
+    /// Handles one request: a gRPC call, a gRPC-Web call (turned into gRPC and back), or a
+    /// CORS preflight.
+    pub async fn serve(
         self: Arc<Self>,
         request: Request<Incoming>,
         connection: Arc<ConnectionInfo>,
         in_flight: InFlight,
     ) -> Response<Body> {
+        if grpc_web::is_preflight(&request) {
+            let mut answer = Response::new(Body::empty());
+            let preflight: Response<()> = self.web_origins.preflight(request.headers());
+            *answer.status_mut() = preflight.status();
+            *answer.headers_mut() = preflight.into_parts().0.headers;
+            return answer;
+        }
+        let Some(framing) = Framing::of(request.headers()) else {
+            return self.handle(request, connection, in_flight).await;
+        };
+        let mut origin = HeaderMap::new();
+        if let Some(value) = request.headers().get(http::header::ORIGIN) {
+            origin.insert(http::header::ORIGIN, value.clone());
+        }
+        // A malformed timeout is refused by the pipeline; here only a valid one ends the stream.
+        let deadline = request
+            .headers()
+            .get(deadline::GRPC_TIMEOUT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| deadline::parse(v).ok())
+            .map(|d| d.min(Duration::from_secs(self.limits.max_stream_deadline_seconds)));
+        let response = self
+            .clone()
+            .handle(grpc_web::to_grpc(request, framing), connection, in_flight)
+            .await;
+        let mut response = grpc_web::from_grpc(response, framing, deadline).map(Body::new);
+        self.web_origins.decorate(&origin, &mut response);
+        response
+    }
+
+    /// Handles one call; never fails: refusals are gRPC statuses.
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        request: Request<B>,
+        connection: Arc<ConnectionInfo>,
+        in_flight: InFlight,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let path = request.uri().path().to_owned();
         let span = tracing::info_span!(
             target: telemetry::REQUEST_SPAN_TARGET,
@@ -125,14 +171,18 @@ impl Gateway {
         .await
     }
 
-    async fn forward(
+    async fn forward<B>(
         &self,
-        request: Request<Incoming>,
+        request: Request<B>,
         connection: &ConnectionInfo,
         path: &str,
         in_flight: InFlight,
         subject: &std::sync::OnceLock<String>,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Response<Body>, GatewayError>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let header_bytes = auth::header_list_size(request.headers());
         let max_header_bytes = self.limits.max_header_bytes as usize;
         if header_bytes > max_header_bytes {

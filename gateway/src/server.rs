@@ -196,7 +196,7 @@ async fn serve_connection(
             let call = InFlight::start(&in_flight);
             let gateway = gateway.clone();
             let info = info.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(request, info, call).await) }
+            async move { Ok::<_, Infallible>(gateway.serve(request, info, call).await) }
         })
     };
     let connection = builder.serve_connection(TokioIo::new(stream), service);

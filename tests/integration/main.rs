@@ -14,6 +14,7 @@ mod gateway_limits;
 mod gateway_logs;
 mod gateway_proxy;
 mod gateway_surface;
+mod grpc_web;
 mod harness;
 mod images;
 mod k8s;

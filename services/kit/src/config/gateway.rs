@@ -41,6 +41,10 @@ pub struct GatewaySettings {
     /// Where the gateway keeps what it fetched from the auth service (`auth-jwks.json`,
     /// `auth-crl.pem`). Default `<data_dir>/gateway`.
     pub auth_keys_dir: Option<PathBuf>,
+    /// Browser origins (`https://app.example.org`) allowed to call the gateway with gRPC-Web
+    /// from another site (CORS). Default none: the web client is served from the gateway's own
+    /// origin, which needs no CORS.
+    pub web_allowed_origins: Vec<String>,
     pub jwt: JwtSettings,
     pub limits: LimitSettings,
     pub upstream: UpstreamSettings,
@@ -156,6 +160,7 @@ impl Default for GatewaySettings {
             reload_interval_seconds: 10,
             follow_auth: true,
             auth_keys_dir: None,
+            web_allowed_origins: Vec::new(),
             jwt: JwtSettings::default(),
             limits: LimitSettings::default(),
             upstream: UpstreamSettings::default(),
