@@ -503,6 +503,13 @@ fn table() -> Vec<Line> {
             Refused,
         ),
         line(
+            "WoundService/UploadPhotoPart",
+            json!({"header": {"woundId": "{wound}",
+            "assessmentId": "{assessment}", "image": image_header("{photo_session}")},
+            "chunk": {"offset": "0", "data": "/9j/"}}),
+            Refused,
+        ),
+        line(
             "WoundService/GetPhotoUploadStatus",
             json!({"woundId": "{wound}",
             "uploadSessionId": "{photo_session}"}),
@@ -584,6 +591,12 @@ fn table() -> Vec<Line> {
             "ExpertiseService/AttachImage",
             json!({"header": {"requestId": "{request}",
             "image": image_header("{image_session}")}}),
+            Refused,
+        ),
+        line(
+            "ExpertiseService/AttachImagePart",
+            json!({"header": {"requestId": "{request}",
+            "image": image_header("{image_session}")}, "chunk": {"offset": "0", "data": "/9j/"}}),
             Refused,
         ),
         line(

@@ -223,7 +223,10 @@ async fn browsers_call_through_the_gateway_with_grpc_web_under_the_same_rules() 
     .expect("the deadline ends the stream");
     assert_eq!(watch.status.as_deref(), Some("4"), "{watch:?}");
     assert!(
-        watch.message.as_deref().is_some_and(|m| m.contains("deadline")),
+        watch
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("deadline")),
         "{watch:?}"
     );
     assert!(

@@ -668,3 +668,69 @@ fn identity(person: &Person) -> Identity {
         cert_thumbprint: String::new(),
     }
 }
+
+#[tokio::test]
+async fn a_browser_uploads_one_chunk_per_call_and_resumes_at_the_acknowledged_offset() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let mut client = suite.expertise(&doctor()).await;
+        let request_id = draft(&mut client).await;
+        let jpeg = fixtures::jpeg_with_identifying_metadata(1600, 1200);
+        let session = uuid::Uuid::new_v4().to_string();
+        let Some(Upload::Header(header)) = header(&request_id, &session, &jpeg, 0).part else {
+            panic!("a header");
+        };
+        const PART: usize = 64 * 1024;
+        let part = |offset: usize| pb::AttachImagePartRequest {
+            header: Some(header.clone()),
+            chunk: Some(pb::ImageChunk {
+                offset: offset as i64,
+                data: jpeg[offset..(offset + PART).min(jpeg.len())].to_vec(),
+            }),
+        };
+        assert!(jpeg.len() > 3 * PART, "several parts: {}", jpeg.len());
+
+        let first = client
+            .attach_image_part(part(0))
+            .await
+            .expect("the first part")
+            .into_inner();
+        assert_eq!(first.acknowledged_offset, PART as i64);
+        assert!(first.result.is_none());
+        client
+            .attach_image_part(part(PART))
+            .await
+            .expect("the second part");
+        // The second part again (its answer was lost): refused, nothing stored twice; the
+        // status says where to go on.
+        let again = client
+            .attach_image_part(part(PART))
+            .await
+            .expect_err("already acknowledged");
+        assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+        let status = upload_status(&mut client, &request_id, &session)
+            .await
+            .expect("status");
+        assert_eq!(status.acknowledged_offset, 2 * PART as i64, "{backend:?}");
+
+        let mut offset = status.acknowledged_offset as usize;
+        let mut done = None;
+        while done.is_none() {
+            let answer = client
+                .attach_image_part(part(offset))
+                .await
+                .expect("a part")
+                .into_inner();
+            offset = answer.acknowledged_offset as usize;
+            done = answer.result;
+        }
+        assert_eq!(offset, jpeg.len());
+        let info = done.and_then(|r| r.image).expect("the stored image");
+        assert_eq!(info.original_sha256_hex, sha256(&jpeg), "{backend:?}");
+        let (_, stored) = download(&mut client, &request_id, &info.image_id).await;
+        assert_eq!(sha256(&stored), info.sha256_hex);
+        assert_eq!(images_of(&mut client, &request_id).await.len(), 1);
+    }
+}

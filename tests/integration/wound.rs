@@ -1975,3 +1975,53 @@ async fn a_nurse_asks_a_wound_specialist_in_one_step_with_photos_and_finds_the_a
         suite.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_nurse_on_a_browser_uploads_a_photo_one_chunk_per_call() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        let nurse = Person::nurse("nurse-claire", CENTRE);
+        let mut dr = suite.wounds(&doctor).await;
+        let mut nu = suite.wounds(&nurse).await;
+        let wound = register(&mut dr, &suite.consenting_patient(&doctor).await, &[&nurse]).await;
+        let jpeg = telehealth_images::format::fixtures::jpeg_with_identifying_metadata(1600, 1200);
+        let session = key();
+        let Some(pb::upload_photo_request::Part::Header(header)) =
+            photo_header(&wound.wound_id, &session, 0, &jpeg).part
+        else {
+            panic!("a header");
+        };
+        const PART: usize = 96 * 1024;
+        let part = |offset: usize| pb::UploadPhotoPartRequest {
+            header: Some(header.clone()),
+            chunk: Some(pb::ImageChunk {
+                offset: offset as i64,
+                data: jpeg[offset..(offset + PART).min(jpeg.len())].to_vec(),
+            }),
+        };
+        let mut offset = 0;
+        let mut done = None;
+        while done.is_none() {
+            let answer = nu
+                .upload_photo_part(part(offset))
+                .await
+                .expect("a part")
+                .into_inner();
+            assert!(answer.acknowledged_offset as usize > offset, "progress");
+            offset = answer.acknowledged_offset as usize;
+            done = answer.result;
+        }
+        assert_eq!(offset, jpeg.len(), "{backend:?}");
+        let info = done.and_then(|r| r.image).expect("the stored photo");
+        assert_eq!(info.original_sha256_hex, sha256_hex(&jpeg), "{backend:?}");
+        // A doctor's device cannot use the nurse's variant either: the contract's roles hold.
+        let refused = dr
+            .upload_photo_part(part(0))
+            .await
+            .expect_err("nurses only");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    }
+}

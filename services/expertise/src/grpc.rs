@@ -186,6 +186,13 @@ impl ExpertiseService for ExpertiseApi {
         self.attach_wound_photo(request).await
     }
 
+    async fn attach_image_part(
+        &self,
+        request: Request<pb::AttachImagePartRequest>,
+    ) -> Result<Response<pb::AttachImagePartResponse>, Status> {
+        self.attach_part(request).await
+    }
+
     async fn get_image_upload_status(
         &self,
         request: Request<pb::GetImageUploadStatusRequest>,

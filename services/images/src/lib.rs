@@ -49,7 +49,7 @@ mod upload;
 pub use blobs::BlobStore;
 pub use error::ImageError;
 pub use store::{ImageStore, StoredImage};
-pub use upload::session_key;
+pub use upload::{PartOutcome, session_key, single_part};
 
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;

@@ -811,3 +811,39 @@ fn stripped_metadata(category: StrippedCategory) -> StrippedMetadata {
         StrippedCategory::CaptureDateTime => StrippedMetadata::CaptureDateTime,
     }
 }
+
+/// Where an upload stands after one part sent in its own call (the browser variants of the
+/// upload RPCs, which cannot stream a request).
+#[derive(Debug, Clone)]
+pub enum PartOutcome {
+    /// Stored up to this offset: send the next part from there.
+    Acknowledged(i64),
+    /// Every byte is in: the stored image.
+    Done(Box<ImageUploadResult>),
+}
+
+impl PartOutcome {
+    /// The outcome of an upload given one part: ending before the last byte is progress here.
+    pub fn of(result: Result<ImageUploadResult, ImageError>) -> Result<PartOutcome, ImageError> {
+        match result {
+            Ok(done) => Ok(PartOutcome::Done(Box::new(done))),
+            Err(ImageError::Incomplete { acknowledged, .. }) => {
+                Ok(PartOutcome::Acknowledged(acknowledged))
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// The header and chunk stream of one part sent in its own call: the header resumes at the
+/// chunk's offset, and the stream is that chunk alone.
+pub fn single_part(
+    mut header: ImageUploadHeader,
+    chunk: ImageChunk,
+) -> (
+    ImageUploadHeader,
+    futures::stream::Iter<std::vec::IntoIter<Result<ImageChunk, Status>>>,
+) {
+    header.resume_offset = chunk.offset;
+    (header, futures::stream::iter(vec![Ok(chunk)]))
+}

@@ -398,6 +398,13 @@ impl WoundService for WoundApi {
         self.upload(request).await
     }
 
+    async fn upload_photo_part(
+        &self,
+        request: Request<pb::UploadPhotoPartRequest>,
+    ) -> Result<Response<pb::UploadPhotoPartResponse>, Status> {
+        self.upload_part(request).await
+    }
+
     async fn get_photo_upload_status(
         &self,
         request: Request<pb::GetPhotoUploadStatusRequest>,

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use futures::{Stream, StreamExt, future::BoxFuture};
 use sqlx::AnyConnection;
 use telehealth_images::ImageId;
-use telehealth_images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget};
+use telehealth_images::{
+    ImageError, ImageStore, PartOutcome, StoredImage, TargetRef, UploadTarget, single_part,
+};
 use telehealth_kit::{
     ErrorCode,
     audit::{AuditEntry, Outcome},
@@ -224,6 +226,8 @@ impl Expertise {
                         .await;
                 }
             }
+            // Stored so far and resumable: progress, not a decision to audit.
+            Err(ExpertiseError::Image(ImageError::Incomplete { .. })) => {}
             Err(error) => {
                 self.audit(caller, "AttachImage", id, Outcome::of(error))
                     .await
@@ -234,6 +238,23 @@ impl Expertise {
             self.announce(&request, &event).await;
         }
         Ok(result)
+    }
+
+    /// One part of an upload sent in its own call (`AttachImagePart`, for browsers): the same
+    /// checks and pipeline as [`Self::attach_image`], with `chunk` as the whole stream.
+    pub async fn attach_image_part(
+        &self,
+        caller: &Caller,
+        id: &RequestId,
+        header: pb::ImageUploadHeader,
+        chunk: pb::ImageChunk,
+    ) -> Result<PartOutcome, ExpertiseError> {
+        let (header, chunks) = single_part(header, chunk);
+        match self.attach_image(caller, id, header, chunks).await {
+            Ok(done) => Ok(PartOutcome::Done(Box::new(done))),
+            Err(ExpertiseError::Image(error)) => Ok(PartOutcome::of(Err(error))?),
+            Err(error) => Err(error),
+        }
     }
 
     /// A wound photo attached by wound monitoring on behalf of the request's requester: the

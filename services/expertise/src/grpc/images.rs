@@ -3,6 +3,7 @@
 //! stripping without re-encoding, resumable sessions).
 
 use futures::{StreamExt, stream::BoxStream};
+use telehealth_images::PartOutcome;
 use telehealth_kit::{identity::require_caller, watch::ServerStream};
 use telehealth_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
@@ -52,6 +53,43 @@ impl ExpertiseApi {
             .map_err(|e| status(&e))?;
         Ok(Response::new(pb::AttachImageResponse {
             result: Some(result),
+        }))
+    }
+
+    /// `AttachImagePart`: one chunk of an `AttachImage` upload per call (browsers).
+    pub(super) async fn attach_part(
+        &self,
+        request: Request<pb::AttachImagePartRequest>,
+    ) -> Result<Response<pb::AttachImagePartResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let r = request.into_inner();
+        let header = r
+            .header
+            .ok_or_else(|| Status::invalid_argument("header is required"))?;
+        let chunk = r
+            .chunk
+            .ok_or_else(|| Status::invalid_argument("chunk is required"))?;
+        let id = convert::id("request_id", &header.request_id).map_err(|e| status(&e))?;
+        let image = header
+            .image
+            .ok_or_else(|| Status::invalid_argument("header.image is required"))?;
+        let outcome = self
+            .core
+            .attach_image_part(&caller, &id, image, chunk)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(match outcome {
+            PartOutcome::Acknowledged(offset) => pb::AttachImagePartResponse {
+                acknowledged_offset: offset,
+                result: None,
+            },
+            PartOutcome::Done(result) => pb::AttachImagePartResponse {
+                acknowledged_offset: result
+                    .image
+                    .as_ref()
+                    .map_or(0, |image| image.original_size_bytes),
+                result: Some(*result),
+            },
         }))
     }
 

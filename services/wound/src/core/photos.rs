@@ -10,7 +10,9 @@ use futures::{Stream, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use sqlx::AnyConnection;
 use telehealth_images::ImageId;
-use telehealth_images::{ImageError, ImageStore, StoredImage, TargetRef, UploadTarget};
+use telehealth_images::{
+    ImageError, ImageStore, PartOutcome, StoredImage, TargetRef, UploadTarget, single_part,
+};
 use telehealth_kit::{
     ApiError, ErrorCode,
     audit::{AuditEntry, Outcome},
@@ -77,6 +79,27 @@ impl WoundMonitor {
     /// Takes a photo upload for wound `wound_id` (header already read; `chunks` are the rest),
     /// for `assessment_id` or pending; resumable (see images.proto). A new photo is audited
     /// with its own transaction, a repeated or refused upload afterwards.
+    /// One part of an upload sent in its own call (`UploadPhotoPart`, for browsers): the same
+    /// checks and pipeline as [`Self::attach_photo`], with `chunk` as the whole stream.
+    pub async fn attach_photo_part(
+        &self,
+        caller: &Caller,
+        wound_id: &WoundId,
+        assessment_id: Option<AssessmentId>,
+        header: pb::ImageUploadHeader,
+        chunk: pb::ImageChunk,
+    ) -> Result<(PartOutcome, Option<String>), WoundError> {
+        let (header, chunks) = single_part(header, chunk);
+        match self
+            .attach_photo(caller, wound_id, assessment_id, header, chunks)
+            .await
+        {
+            Ok(done) => Ok((PartOutcome::Done(Box::new(done.result)), done.assessment_id)),
+            Err(WoundError::Image(error)) => Ok((PartOutcome::of(Err(error))?, None)),
+            Err(error) => Err(error),
+        }
+    }
+
     pub async fn attach_photo<S>(
         &self,
         caller: &Caller,
@@ -112,6 +135,8 @@ impl WoundMonitor {
                 self.audit(caller, "UploadPhoto", kind, id, Outcome::Ok)
                     .await;
             }
+            // Stored so far and resumable: progress, not a decision to audit.
+            Err(WoundError::Image(ImageError::Incomplete { .. })) => {}
             Err(error) => {
                 self.audit(
                     caller,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
+use telehealth_images::PartOutcome;
 use telehealth_kit::{
     identity::{Caller, require_caller},
     ids::Id,
@@ -66,6 +67,58 @@ impl WoundApi {
         Ok(converted
             .try_into()
             .expect("one converted id per field given"))
+    }
+
+    /// `UploadPhotoPart`: one chunk of an `UploadPhoto` upload per call (browsers).
+    pub(super) async fn upload_part(
+        &self,
+        request: Request<pb::UploadPhotoPartRequest>,
+    ) -> Result<Response<pb::UploadPhotoPartResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let r = request.into_inner();
+        let header = r
+            .header
+            .ok_or_else(|| Status::invalid_argument("header is required"))?;
+        let chunk = r
+            .chunk
+            .ok_or_else(|| Status::invalid_argument("chunk is required"))?;
+        let wound_id = convert::id("wound_id", &header.wound_id)?;
+        let converted = convert::optional_id("assessment_id", &header.assessment_id).and_then(
+            |assessment_id| {
+                let image = header
+                    .image
+                    .ok_or_else(|| WoundError::invalid("image", "the image header is required"))?;
+                Ok((assessment_id, image))
+            },
+        );
+        let (assessment_id, image) = match converted {
+            Ok(converted) => converted,
+            Err(error) => {
+                let error = self
+                    .core
+                    .refuse_photo_request(&caller, "UploadPhoto", ("wound", &wound_id), error)
+                    .await;
+                return Err(Status::from(error));
+            }
+        };
+        let (outcome, assessment_id) = self
+            .core
+            .attach_photo_part(&caller, &wound_id, assessment_id, image, chunk)
+            .await?;
+        Ok(Response::new(match outcome {
+            PartOutcome::Acknowledged(offset) => pb::UploadPhotoPartResponse {
+                acknowledged_offset: offset,
+                ..Default::default()
+            },
+            PartOutcome::Done(result) => pb::UploadPhotoPartResponse {
+                acknowledged_offset: result
+                    .image
+                    .as_ref()
+                    .map_or(0, |image| image.original_size_bytes),
+                result: Some(*result),
+                assessment_id: assessment_id.unwrap_or_default(),
+            },
+        }))
     }
 
     /// `UploadPhoto`: the header first, then chunks; resumable (see images.proto).
