@@ -219,8 +219,8 @@ impl Bench {
                 )?;
                 Ok((None, target))
             }
-            Kind::OursCache | Kind::OursNoCache => {
-                let cache_entries = if kind == Kind::OursCache { 10_000 } else { 0 };
+            Kind::OursCache | Kind::OursNoCache | Kind::OursWeb => {
+                let cache_entries = if kind == Kind::OursNoCache { 0 } else { 10_000 };
                 let (guard, address) = procfs::spawn_self(
                     kind.label(),
                     &[
@@ -241,8 +241,9 @@ impl Bench {
                         .unwrap_or_default(),
                 )
                 .await?;
-                let target =
+                let mut target =
                     Target::new(address.parse()?, device_files, self.bearer(&self.token)?)?;
+                target.web = kind == Kind::OursWeb;
                 Ok((Some(guard), target))
             }
             Kind::EnvoyCache | Kind::EnvoyNoCache => {

@@ -30,6 +30,8 @@ pub struct Target {
     tls: ClientTlsConfig,
     /// Metadata every call carries (a bearer token, or the identity written by hand).
     metadata: MetadataMap,
+    /// Calls are gRPC-Web (binary framing), as a browser makes them.
+    pub web: bool,
 }
 
 impl Target {
@@ -49,6 +51,7 @@ impl Target {
             address,
             tls,
             metadata,
+            web: false,
         })
     }
 
@@ -79,9 +82,95 @@ impl Target {
 
     /// One UpdateWound call on `channel`.
     pub async fn call_once(&self, channel: &Channel, payload: Bytes) -> Result<Bytes, Status> {
+        if self.web {
+            return web_unary(channel, &self.metadata, payload).await;
+        }
         let mut client = raw_client(channel.clone());
         unary(&mut client, self.request(payload)).await
     }
+}
+
+/// One UpdateWound call as gRPC-Web (binary): the message framed in the body, the status read
+/// from the trailer message at the end of the body (or from the headers of an answer with
+/// trailers only).
+async fn web_unary(
+    channel: &Channel,
+    metadata: &MetadataMap,
+    payload: Bytes,
+) -> Result<Bytes, Status> {
+    use bytes::{Buf, BufMut};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let call = async {
+        let mut body = bytes::BytesMut::with_capacity(5 + payload.len());
+        body.put_u8(0);
+        body.put_u32(payload.len() as u32);
+        body.put_slice(&payload);
+        let mut request = http::Request::post(format!("https://localhost{}", paths::UPDATE_WOUND))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                body.freeze(),
+            )))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        request
+            .headers_mut()
+            .extend(metadata.clone().into_headers());
+        let response = channel
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let status_of = |code: &[u8], message: &[u8]| {
+            let code = std::str::from_utf8(code)
+                .ok()
+                .and_then(|c| c.trim().parse::<i32>().ok())
+                .unwrap_or(2);
+            Status::new(
+                tonic::Code::from(code),
+                String::from_utf8_lossy(message).into_owned(),
+            )
+        };
+        if let Some(code) = response.headers().get("grpc-status") {
+            let message = response
+                .headers()
+                .get("grpc-message")
+                .map_or(&b""[..], |m| m.as_bytes());
+            return Err(status_of(code.as_bytes(), message));
+        }
+        let mut bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .to_bytes();
+        let mut answer = None;
+        while bytes.remaining() >= 5 {
+            let flag = bytes.get_u8();
+            let length = bytes.get_u32() as usize;
+            let frame = bytes.split_to(length.min(bytes.len()));
+            if flag & 0x80 == 0 {
+                answer = Some(frame);
+                continue;
+            }
+            let (mut code, mut message) = (&b"2"[..], &b""[..]);
+            for line in frame.split(|b| *b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if let Some(value) = line.strip_prefix(b"grpc-status: ") {
+                    code = value;
+                } else if let Some(value) = line.strip_prefix(b"grpc-message: ") {
+                    message = value;
+                }
+            }
+            if code != b"0" {
+                return Err(status_of(code, message));
+            }
+        }
+        answer.ok_or_else(|| Status::internal("no answer in the gRPC-Web body"))
+    };
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("bench call timeout")))
 }
 
 async fn unary(
@@ -169,14 +258,18 @@ pub async fn closed_loop(
         let channel = channels[i % channels.len()].clone();
         let payload = payload.clone();
         tokio::spawn(async move {
-            let mut client = raw_client(channel);
+            let mut client = raw_client(channel.clone());
             let mut latencies = Vec::with_capacity(64 * 1024);
             let mut errors = 0_u64;
             let mut first_error = None;
             while Instant::now() < end {
-                let request = target.request(payload.clone());
                 let began = Instant::now();
-                match unary(&mut client, request).await {
+                let answer = if target.web {
+                    web_unary(&channel, &target.metadata, payload.clone()).await
+                } else {
+                    unary(&mut client, target.request(payload.clone())).await
+                };
+                match answer {
                     Ok(answer) if answer.len() == payload.len() => {
                         latencies.push(began.elapsed().as_nanos() as u64);
                     }

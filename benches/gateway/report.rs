@@ -10,15 +10,18 @@ pub enum Kind {
     Direct,
     OursCache,
     OursNoCache,
+    /// Our gateway (cache on) called with gRPC-Web, as browsers call it.
+    OursWeb,
     EnvoyCache,
     EnvoyNoCache,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Direct,
         Kind::OursCache,
         Kind::OursNoCache,
+        Kind::OursWeb,
         Kind::EnvoyCache,
         Kind::EnvoyNoCache,
     ];
@@ -28,6 +31,7 @@ impl Kind {
             Kind::Direct => "direct (no gateway)",
             Kind::OursCache => "ours, cache on",
             Kind::OursNoCache => "ours, cache off",
+            Kind::OursWeb => "ours, gRPC-Web, cache on",
             Kind::EnvoyCache => "Envoy, jwt cache on",
             Kind::EnvoyNoCache => "Envoy, jwt cache off",
         }
@@ -39,6 +43,7 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::OursCache => "ours-cache",
             Kind::OursNoCache => "ours-nocache",
+            Kind::OursWeb => "ours-web",
             Kind::EnvoyCache => "envoy-cache",
             Kind::EnvoyNoCache => "envoy-nocache",
         }
@@ -389,6 +394,18 @@ impl Report {
                     "| cache on, {n} in flight: >= 40 % of direct | {} | {} |",
                     pct(share),
                     check(share >= 0.40)
+                );
+            }
+        }
+        for n in self.concurrencies() {
+            if let (Some(g), Some(w)) = (self.case(Kind::OursCache, n), self.case(Kind::OursWeb, n))
+            {
+                let share = w.calls_per_second / g.calls_per_second;
+                let _ = writeln!(
+                    out,
+                    "| gRPC-Web, {n} in flight: >= 80 % of the gRPC calls/s through the gateway | {} | {} |",
+                    pct(share),
+                    check(share >= 0.80)
                 );
             }
         }
