@@ -12,6 +12,7 @@
 //! - [`auth`] and [`jwks`]: token verification, certificate binding, the verified-token cache;
 //! - [`follow`]: the auth service's signing keys and CRL, fetched and kept as files;
 //! - [`grpc_web`]: gRPC-Web calls of browsers turned into gRPC and back, CORS;
+//! - [`web`]: the web client's files (`GET`), with its Content-Security-Policy;
 //! - [`policy`]: the per-RPC rules from the descriptor set;
 //! - [`ratelimit`], [`lockout`], [`streams`], [`deadline`], [`body`]: limits on calls, failed
 //!   attempts, open streams, deadlines and messages;
@@ -40,6 +41,7 @@ pub mod server;
 pub mod streams;
 pub mod tls;
 pub mod upstream;
+pub mod web;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -134,6 +136,7 @@ impl GatewayServer {
                 limits.max_connections_per_certificate,
             ),
             web_origins: grpc_web::AllowedOrigins::new(&gateway_settings.web_allowed_origins),
+            web: web::WebRoot::new(gateway_settings.web_root.clone()),
             limits,
         };
         Ok(GatewayServer {

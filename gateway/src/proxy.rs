@@ -50,6 +50,7 @@ use crate::{
     ratelimit::RateLimiter,
     streams::SubjectStreams,
     upstream::Upstreams,
+    web::WebRoot,
 };
 
 /// What the gateway knows about a client connection.
@@ -83,19 +84,26 @@ pub struct Gateway {
     pub(crate) streams: Arc<SubjectStreams>,
     pub(crate) connections: Arc<Connections>,
     pub(crate) web_origins: AllowedOrigins,
+    pub(crate) web: WebRoot,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Gateway {
-    /// Handles one request: a gRPC call, a gRPC-Web call (turned into gRPC and back), or a
-    /// CORS preflight.
+    /// Handles one request: a gRPC call, a gRPC-Web call (turned into gRPC and back), a CORS
+    /// preflight, or a file of the web client (`GET`).
     pub async fn serve(
         self: Arc<Self>,
         request: Request<Incoming>,
         connection: Arc<ConnectionInfo>,
         in_flight: InFlight,
     ) -> Response<Body> {
+        if WebRoot::handles(request.method()) {
+            return self
+                .web
+                .answer(request.method(), request.uri().path(), request.headers())
+                .await;
+        }
         if grpc_web::is_preflight(&request) {
             let mut answer = Response::new(Body::empty());
             let preflight: Response<()> = self.web_origins.preflight(request.headers());

@@ -247,3 +247,88 @@ async fn browsers_call_through_the_gateway_with_grpc_web_under_the_same_rules() 
     assert_eq!(answer.status(), http::StatusCode::FORBIDDEN);
     assert!(!answer.headers().contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn the_gateway_serves_the_web_client_with_its_security_headers_to_certified_devices() {
+    let web = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        web.path().join("index.html"),
+        "<!doctype html><html lang=\"fr\"><title>Télésanté</title></html>",
+    )
+    .expect("index");
+    let root = web.path().to_owned();
+    let suite = Suite::start_with(Backend::Sqlite, move |settings| {
+        settings.gateway.web_root = Some(root);
+        settings.gateway.sign_in_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await
+    .expect("suite");
+    let get = |channel: Channel, path: &'static str| async move {
+        let request = Request::get(format!("https://localhost{path}"))
+            .body(Body::empty())
+            .expect("request");
+        let response = channel.oneshot(request).await.expect("an answer");
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        (parts, bytes)
+    };
+
+    // With a device certificate, on the main port: the page, with its policy.
+    let doctor = Person::doctor("dr-web", CENTRE);
+    let channel = suite.channel_to(suite.gateway(), &doctor).await;
+    let (parts, body) = get(channel.clone(), "/").await;
+    assert_eq!(parts.status, http::StatusCode::OK);
+    assert!(body.starts_with(b"<!doctype html>"), "{body:?}");
+    let csp = parts.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(parts.headers["x-content-type-options"], "nosniff");
+    let (parts, _) = get(channel.clone(), "/../../etc/passwd").await;
+    assert_eq!(parts.status, http::StatusCode::NOT_FOUND);
+
+    // Without a certificate the main port does not even finish its handshake.
+    let ca = std::fs::read(suite.settings.pki_dir().join("ca.pem")).expect("ca");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let anonymous = async {
+        let channel = Channel::from_shared(format!("https://{}", suite.gateway()))
+            .expect("uri")
+            .tls_config(tls.clone())
+            .expect("tls")
+            .connect()
+            .await?;
+        let request = Request::get("https://localhost/")
+            .body(Body::empty())
+            .expect("request");
+        channel.oneshot(request).await.map(|r| r.status())
+    }
+    .await;
+    assert!(
+        !matches!(anonymous, Ok(http::StatusCode::OK)),
+        "the page loads without a certificate: {anonymous:?}"
+    );
+
+    // The sign-in port serves the page to a device without a certificate (enrolment).
+    let sign_in = suite
+        .running
+        .as_ref()
+        .expect("running")
+        .sign_in
+        .expect("the sign-in port");
+    let channel = Channel::from_shared(format!("https://{sign_in}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("no certificate needed there");
+    let (parts, body) = get(channel, "/").await;
+    assert_eq!(parts.status, http::StatusCode::OK);
+    assert!(body.starts_with(b"<!doctype html>"));
+}

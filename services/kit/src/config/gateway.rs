@@ -45,6 +45,9 @@ pub struct GatewaySettings {
     /// from another site (CORS). Default none: the web client is served from the gateway's own
     /// origin, which needs no CORS.
     pub web_allowed_origins: Vec<String>,
+    /// Folder of the built web client (`index.html`, `assets/`), served to browsers (`GET`) on
+    /// both ports. Default none: `GET` answers 404.
+    pub web_root: Option<PathBuf>,
     pub jwt: JwtSettings,
     pub limits: LimitSettings,
     pub upstream: UpstreamSettings,
@@ -161,6 +164,7 @@ impl Default for GatewaySettings {
             follow_auth: true,
             auth_keys_dir: None,
             web_allowed_origins: Vec::new(),
+            web_root: None,
             jwt: JwtSettings::default(),
             limits: LimitSettings::default(),
             upstream: UpstreamSettings::default(),
