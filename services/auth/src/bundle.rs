@@ -35,7 +35,10 @@ pub fn seal(
             chain.push(Certificate::from_der(&der).map_err(|e| error(&e))?);
         }
     }
-    let local_id = ring::digest::digest(&ring::digest::SHA256, chain[0].as_der());
+    let leaf = chain
+        .first()
+        .ok_or_else(|| error(&"no certificate to seal"))?;
+    let local_id = ring::digest::digest(&ring::digest::SHA256, leaf.as_der());
     let mut store = KeyStore::new();
     store.add_entry(
         name,
