@@ -419,6 +419,18 @@ fn table() -> Vec<Line> {
             Refused,
         ),
         line(
+            "SignallingService/OpenSignal",
+            json!({"clientSequence": 1, "join": {"roomId": "{room}"}}),
+            Refused,
+        ),
+        // An inbox id is the stream's secret: a guessed one takes nothing, answered alike.
+        line(
+            "SignallingService/SendSignal",
+            json!({"inboxId": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "message": {"clientSequence": 2, "keepAlive": {}}}),
+            Blind,
+        ),
+        line(
             "SignallingService/GetIceServers",
             json!({"roomId": "{room}"}),
             Refused,

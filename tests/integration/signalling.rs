@@ -1318,3 +1318,162 @@ async fn the_room_id_returned_by_start_teleconsultation_admits_the_appointments_
         suite.stop().await;
     }
 }
+
+/// A browser's session: `OpenSignal` with the join, its events, and `SendSignal` for the rest.
+struct BrowserSession {
+    events: Streaming<pb::SignalResponse>,
+    inbox: String,
+}
+
+impl BrowserSession {
+    async fn open(client: &mut Signalling, room_id: &str) -> BrowserSession {
+        let response = client
+            .open_signal(pb::SignalRequest {
+                client_sequence: 1,
+                message: Some(In::Join(pb::Join {
+                    room_id: room_id.into(),
+                    client_platform: "navigateur (test)".into(),
+                })),
+            })
+            .await
+            .expect("the browser's stream opens");
+        let inbox = response
+            .metadata()
+            .get("x-telehealth-signal-inbox")
+            .expect("the inbox header")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        BrowserSession {
+            events: response.into_inner(),
+            inbox,
+        }
+    }
+
+    async fn event(&mut self) -> Out {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.events.message()).await {
+                Ok(Ok(Some(response))) => match response.event {
+                    Some(Out::KeepAliveAck(_)) | None => continue,
+                    Some(event) => return event,
+                },
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn candidate_to(participant: &str) -> In {
+    In::IceCandidate(pb::IceCandidate {
+        to_participant_id: participant.into(),
+        candidate: "candidate:842163049 1 udp 1677729535 192.0.2.10 54321 typ srflx raddr 0.0.0.0 rport 0 generation 0".into(),
+        sdp_mid: "0".into(),
+        sdp_m_line_index: Some(0),
+        username_fragment: String::new(),
+    })
+}
+
+#[tokio::test]
+async fn a_browser_signals_with_a_server_stream_and_unary_sends_also_through_another_instance() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let (_, room_id) = doctor_and_patient_room(&suite, signalling_address(&suite)).await;
+        let mut doctor_stream = Stream::open(&mut suite.signalling(&doctor()).await)
+            .await
+            .expect("doctor's stream");
+        let doctor_joined = doctor_stream
+            .try_join(&room_id)
+            .await
+            .expect("doctor joins");
+
+        // The patient's browser: the join opens the stream, the rest goes by SendSignal.
+        let mut patient_client = suite.signalling(&patient()).await;
+        let mut browser = BrowserSession::open(&mut patient_client, &room_id).await;
+        let Out::Joined(patient_joined) = browser.event().await else {
+            panic!("joined first");
+        };
+        assert!(matches!(doctor_stream.event().await, Out::PeerJoined(_)));
+        patient_client
+            .send_signal(pb::SendSignalRequest {
+                inbox_id: browser.inbox.clone(),
+                message: Some(pb::SignalRequest {
+                    client_sequence: 2,
+                    message: Some(candidate_to(&doctor_joined.participant_id)),
+                }),
+            })
+            .await
+            .expect("accepted for delivery");
+        let Out::IceCandidate(relayed) = doctor_stream.event().await else {
+            panic!("the browser's candidate is relayed to the doctor");
+        };
+        assert_eq!(relayed.from_participant_id, patient_joined.participant_id);
+
+        // The doctor's answer arrives on the browser's stream.
+        doctor_stream
+            .send(candidate_to(&patient_joined.participant_id))
+            .await;
+        assert!(
+            matches!(browser.event().await, Out::IceCandidate(_)),
+            "relayed to the browser"
+        );
+
+        // A join goes with OpenSignal only; another person cannot use the patient's inbox.
+        let join_again = patient_client
+            .send_signal(pb::SendSignalRequest {
+                inbox_id: browser.inbox.clone(),
+                message: Some(pb::SignalRequest {
+                    client_sequence: 3,
+                    message: Some(In::Join(pb::Join {
+                        room_id: room_id.clone(),
+                        client_platform: String::new(),
+                    })),
+                }),
+            })
+            .await
+            .expect_err("join by SendSignal");
+        assert_eq!(join_again.code(), tonic::Code::InvalidArgument);
+        suite
+            .signalling(&doctor())
+            .await
+            .send_signal(pb::SendSignalRequest {
+                inbox_id: browser.inbox.clone(),
+                message: Some(pb::SignalRequest {
+                    client_sequence: 1,
+                    message: Some(candidate_to(&doctor_joined.participant_id)),
+                }),
+            })
+            .await
+            .expect("answered as any send");
+        doctor_stream
+            .assert_quiet("a message put in another person's inbox")
+            .await;
+
+        // On PostgreSQL, a send that reaches another signalling instance (through a gateway in
+        // front of it only) still reaches the session, through the event bus.
+        if backend == Backend::Postgres {
+            let (second, stop_second) = suite.extra_instance(Part::Signalling).await;
+            let (second_gateway, stop_gateway) =
+                suite.extra_gateway(Part::Signalling, &[second]).await;
+            suite
+                .signalling_via(second_gateway, &patient())
+                .await
+                .send_signal(pb::SendSignalRequest {
+                    inbox_id: browser.inbox.clone(),
+                    message: Some(pb::SignalRequest {
+                        client_sequence: 4,
+                        message: Some(candidate_to(&doctor_joined.participant_id)),
+                    }),
+                })
+                .await
+                .expect("accepted by the other instance");
+            assert!(
+                matches!(doctor_stream.event().await, Out::IceCandidate(_)),
+                "delivered across instances"
+            );
+            stop_gateway.cancel();
+            stop_second.cancel();
+        }
+    }
+}

@@ -139,6 +139,39 @@ impl Signalling {
         &self.inner.hub
     }
 
+    /// Opens the inbox of a browser session of `caller` (`OpenSignal`): its secret id and the
+    /// client messages `SendSignal` delivers to it.
+    pub fn open_inbox(&self, caller: &Caller) -> (String, tokio::sync::mpsc::Receiver<Vec<u8>>) {
+        self.inner.hub.open_inbox(inbox_owner(caller))
+    }
+
+    /// Closes an inbox once its session ended.
+    pub fn close_inbox(&self, id: &str) {
+        self.inner.hub.close_inbox(id);
+    }
+
+    /// Sends one client message (its bytes as received) to the inbox `id`, wherever its
+    /// session runs; only `caller`'s own inbox takes it.
+    pub async fn send_to_inbox(
+        &self,
+        caller: &Caller,
+        id: &str,
+        message: &[u8],
+    ) -> Result<(), SignallingError> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SignallingError::InvalidArgument {
+                field: "inbox_id",
+                reason: "the 64 hexadecimal characters of OpenSignal's \
+                         x-telehealth-signal-inbox header"
+                    .into(),
+            });
+        }
+        self.inner
+            .hub
+            .publish_inbound(id, &inbox_owner(caller), message, self.now())
+            .await
+    }
+
     /// Records an audit entry outside any transaction (reads, refusals).
     pub(crate) async fn audit(
         &self,
@@ -197,6 +230,14 @@ pub(crate) fn person(caller: &Caller) -> Result<&Identity, SignallingError> {
         Caller::Service(_) => Err(SignallingError::PermissionDenied(
             "this call needs a person's identity",
         )),
+    }
+}
+
+/// Whose an inbox is: the person and organisation of the caller.
+fn inbox_owner(caller: &Caller) -> String {
+    match caller {
+        Caller::Person(identity) => format!("{}\u{1f}{}", identity.subject, identity.org),
+        Caller::Service(part) => format!("service\u{1f}{part}"),
     }
 }
 

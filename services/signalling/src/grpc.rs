@@ -142,6 +142,72 @@ impl SignallingService for SignallingApi {
         Ok(Response::new(events(receiver, link)))
     }
 
+    type OpenSignalStream = SignalStream;
+
+    async fn open_signal(
+        &self,
+        request: Request<pb::SignalRequest>,
+    ) -> Result<Response<Self::OpenSignalStream>, Status> {
+        let caller = require_caller(&request)?;
+        let join = request.into_inner();
+        if !matches!(join.message, Some(pb::signal_request::Message::Join(_))) {
+            return Err(Status::invalid_argument(
+                "OpenSignal takes the join message; send the others with SendSignal",
+            ));
+        }
+        let max_sdp_bytes =
+            usize::try_from(self.core.settings().max_sdp_bytes).unwrap_or(usize::MAX);
+        let (inbox, messages) = self.core.open_inbox(&caller);
+        let later = tokio_stream::wrappers::ReceiverStream::new(messages)
+            .filter_map(|bytes| async move { prost::Message::decode(bytes.as_slice()).ok() });
+        let inbound = futures::stream::once(async { join })
+            .chain(later)
+            .map(move |message| Ok(convert::inbound(message, max_sdp_bytes)));
+        let (link, receiver) = Link::new();
+        let core = self.core.clone();
+        let session = link.clone();
+        let inbox_id = inbox.clone();
+        tokio::spawn(async move {
+            core.run_session(caller, Box::pin(inbound), session).await;
+            core.close_inbox(&inbox_id);
+        });
+        let mut response = Response::new(events(receiver, link));
+        let header = inbox
+            .parse()
+            .map_err(|_| Status::internal("the inbox id is not a header value"))?;
+        response
+            .metadata_mut()
+            .insert("x-telehealth-signal-inbox", header);
+        Ok(response)
+    }
+
+    async fn send_signal(
+        &self,
+        request: Request<pb::SendSignalRequest>,
+    ) -> Result<Response<pb::SendSignalResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let r = request.into_inner();
+        let message = r
+            .message
+            .ok_or_else(|| Status::invalid_argument("message is required"))?;
+        match message.message {
+            None => {
+                return Err(Status::invalid_argument(
+                    "message: exactly one message must be set",
+                ));
+            }
+            Some(pb::signal_request::Message::Join(_)) => {
+                return Err(Status::invalid_argument(
+                    "message: join is sent with OpenSignal, once",
+                ));
+            }
+            Some(_) => {}
+        }
+        let bytes = prost::Message::encode_to_vec(&message);
+        let result = self.core.send_to_inbox(&caller, &r.inbox_id, &bytes).await;
+        reply(result, |()| pb::SendSignalResponse {})
+    }
+
     async fn get_ice_servers(
         &self,
         request: Request<pb::GetIceServersRequest>,

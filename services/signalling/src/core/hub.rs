@@ -141,6 +141,14 @@ enum BusEvent {
         room: String,
         reason: CloseReason,
     },
+    /// A message for the browser session whose inbox this is (`SendSignal`), from `owner`:
+    /// the client's bytes as sent (base64), inline or spilled.
+    Inbound {
+        inbox: String,
+        owner: String,
+        body: Option<String>,
+        spill: Option<String>,
+    },
 }
 
 impl BusEvent {
@@ -150,8 +158,18 @@ impl BusEvent {
             | BusEvent::Departed { room, .. }
             | BusEvent::Relay { room, .. }
             | BusEvent::Closed { room, .. } => room,
+            BusEvent::Inbound { .. } => "",
         }
     }
+}
+
+/// Messages queued towards one browser session before more are dropped.
+const INBOX_QUEUE: usize = 64;
+
+/// Where the messages of one browser session (`OpenSignal`) go on this replica.
+struct Inbox {
+    owner: String,
+    sender: mpsc::Sender<Vec<u8>>,
 }
 
 /// One local stream.
@@ -183,6 +201,7 @@ pub struct Hub {
     bus: EventBus,
     db: Database,
     rooms: Arc<Mutex<HashMap<String, RoomView>>>,
+    inboxes: Arc<Mutex<HashMap<String, Inbox>>>,
 }
 
 impl Hub {
@@ -193,9 +212,11 @@ impl Hub {
             bus,
             db,
             rooms: Arc::new(Mutex::new(HashMap::new())),
+            inboxes: Arc::new(Mutex::new(HashMap::new())),
         };
         let dispatcher = Dispatcher {
             rooms: hub.rooms.clone(),
+            inboxes: hub.inboxes.clone(),
             db: hub.db.clone(),
         };
         let events = hub.bus.subscribe();
@@ -205,6 +226,57 @@ impl Hub {
 
     pub fn instance_id(&self) -> &str {
         &self.instance_id
+    }
+
+    /// Opens the inbox of a browser session of `owner` on this replica: its secret id and the
+    /// messages `SendSignal` delivers to it, in bus order.
+    pub fn open_inbox(&self, owner: String) -> (String, mpsc::Receiver<Vec<u8>>) {
+        let id = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let (sender, receiver) = mpsc::channel(INBOX_QUEUE);
+        lock_inboxes(&self.inboxes).insert(id.clone(), Inbox { owner, sender });
+        (id, receiver)
+    }
+
+    /// Closes an inbox (its session ended).
+    pub fn close_inbox(&self, id: &str) {
+        lock_inboxes(&self.inboxes).remove(id);
+    }
+
+    /// Sends `bytes` from `owner` to the inbox `inbox`, wherever it is: through the bus.
+    pub async fn publish_inbound(
+        &self,
+        inbox: &str,
+        owner: &str,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<(), SignallingError> {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut event = BusEvent::Inbound {
+            inbox: inbox.to_owned(),
+            owner: owner.to_owned(),
+            body: Some(body),
+            spill: None,
+        };
+        let payload = encode(&event)?;
+        if payload.len() <= INLINE_LIMIT {
+            return self.publish_payload(payload).await;
+        }
+        if let BusEvent::Inbound { body, spill, .. } = &mut event
+            && let Some(text) = body.take()
+        {
+            let id = uuid::Uuid::new_v4().to_string();
+            let stored = serde_json::to_string(&text)
+                .map_err(|e| SignallingError::Internal(format!("encoding a message: {e}")))?;
+            let mut conn = self.db.pool().acquire().await?;
+            store::put_spill(&mut conn, &id, &stored, now).await?;
+            *spill = Some(id);
+        }
+        self.publish(&event).await
     }
 
     fn rooms(&self) -> MutexGuard<'_, HashMap<String, RoomView>> {
@@ -382,9 +454,16 @@ fn lock(rooms: &Mutex<HashMap<String, RoomView>>) -> MutexGuard<'_, HashMap<Stri
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn lock_inboxes(inboxes: &Mutex<HashMap<String, Inbox>>) -> MutexGuard<'_, HashMap<String, Inbox>> {
+    inboxes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Reads the bus in order and delivers to local streams.
 struct Dispatcher {
     rooms: Arc<Mutex<HashMap<String, RoomView>>>,
+    inboxes: Arc<Mutex<HashMap<String, Inbox>>>,
     db: Database,
 }
 
@@ -413,6 +492,15 @@ impl Dispatcher {
     }
 
     async fn dispatch(&self, event: BusEvent) {
+        if let BusEvent::Inbound {
+            inbox,
+            owner,
+            body,
+            spill,
+        } = event
+        {
+            return self.inbound(&inbox, &owner, body, spill).await;
+        }
         if !lock(&self.rooms).contains_key(event.room()) {
             return;
         }
@@ -464,6 +552,52 @@ impl Dispatcher {
                         local.link.end(Ok(()));
                     }
                 }
+            }
+            // Handled above: inboxes belong to no room.
+            BusEvent::Inbound { .. } => {}
+        }
+    }
+
+    /// Hands a `SendSignal` message to its inbox, if it is on this replica and `owner`'s.
+    async fn inbound(&self, inbox: &str, owner: &str, body: Option<String>, spill: Option<String>) {
+        use base64::Engine as _;
+        let here = lock_inboxes(&self.inboxes)
+            .get(inbox)
+            .map(|i| (i.owner == owner, i.sender.clone()));
+        let Some((owned, sender)) = here else {
+            return;
+        };
+        if !owned {
+            tracing::warn!("a message for another person's signalling inbox was dropped");
+            return;
+        }
+        let text = match (body, spill) {
+            (Some(body), _) => Some(body),
+            (None, Some(spill)) => self.take_spilled_text(&spill).await,
+            (None, None) => None,
+        };
+        let Some(bytes) =
+            text.and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+        else {
+            return;
+        };
+        if sender.try_send(bytes).is_err() {
+            tracing::warn!("a browser session's inbox is full or closed; a message was dropped");
+        }
+    }
+
+    async fn take_spilled_text(&self, spill: &str) -> Option<String> {
+        let taken = async {
+            let mut conn = self.db.pool().acquire().await?;
+            store::take_spill(&mut conn, spill).await
+        }
+        .await;
+        match taken {
+            Ok(Some(body)) => serde_json::from_str(&body).ok(),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(%error, "could not read a message in transit");
+                None
             }
         }
     }
