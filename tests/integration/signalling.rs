@@ -1410,6 +1410,35 @@ async fn a_browser_signals_with_a_server_stream_and_unary_sends_also_through_ano
         };
         assert_eq!(relayed.from_participant_id, patient_joined.participant_id);
 
+        // An offer too large for one bus notification (spilled to the database on its way to
+        // the session, and again on its way to the doctor) arrives whole.
+        let large_offer = format!(
+            "v=0\r\no=- 4215775240449105457 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             a=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+             c=IN IP4 0.0.0.0\r\na=ice-ufrag:EsAwLgXjQrUaRnRa\r\n\
+             a=ice-pwd:bPHsiNMPrMMPyYHwJZtmqdYDejBJmfGG\r\na=setup:actpass\r\na=mid:0\r\n\
+             a=sctp-port:5000\r\n{}",
+            "a=x-pad:0123456789\r\n".repeat(600)
+        );
+        assert!(large_offer.len() > 10_000);
+        patient_client
+            .send_signal(pb::SendSignalRequest {
+                inbox_id: browser.inbox.clone(),
+                message: Some(pb::SignalRequest {
+                    client_sequence: 3,
+                    message: Some(In::Offer(pb::SdpOffer {
+                        to_participant_id: doctor_joined.participant_id.clone(),
+                        sdp: large_offer.clone(),
+                    })),
+                }),
+            })
+            .await
+            .expect("a large offer is accepted");
+        match doctor_stream.event().await {
+            Out::Offer(offer) => assert_eq!(offer.sdp, large_offer),
+            other => panic!("the large offer, got {other:?}"),
+        }
+
         // The doctor's answer arrives on the browser's stream.
         doctor_stream
             .send(candidate_to(&patient_joined.participant_id))
