@@ -20,6 +20,15 @@ pub enum PkiCommand {
         /// Device name, as given to `pki issue device`.
         device: String,
     },
+    /// Seal a device's key and certificate (with the CA) as a PKCS#12 file for a browser or a
+    /// phone to import, under a new one-time password printed once (never stored).
+    Bundle {
+        /// Device name, as given to `pki issue device` (e.g. `doctor-workstation`).
+        device: String,
+        /// Where to write it (default `pki/devices/<device>.p12`); readable by its owner only.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Issue (or re-issue) one certificate.
     Issue {
         #[command(subcommand)]
@@ -70,6 +79,30 @@ pub fn run(command: PkiCommand, settings: &Settings) -> anyhow::Result<ExitCode>
         PkiCommand::Revoke { device } => {
             let crl = pki.revoke_device(&device)?;
             println!("revoked {device}; CRL {}", crl.display());
+        }
+        PkiCommand::Bundle { device, out } => {
+            let files = pki.device_files(&device);
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {e} (no device `{device}`: telehealth pki issue device {device})",
+                        path.display()
+                    )
+                })
+            };
+            let bundle = telehealth_auth::bundle::seal(
+                &read(&files.key)?,
+                &read(&files.cert)?,
+                &read(&pki.ca_file())?,
+                &device,
+            )?;
+            let out = out.unwrap_or_else(|| files.cert.with_extension("p12"));
+            telehealth_kit::pki::write_file(&out, &bundle.pkcs12, true)?;
+            println!("fichier   {}", out.display());
+            println!(
+                "mot de passe (à usage unique, affiché une seule fois) : {}",
+                bundle.password
+            );
         }
         PkiCommand::Issue { kind, days } => {
             anyhow::ensure!(

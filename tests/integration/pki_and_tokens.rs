@@ -189,3 +189,55 @@ fn minted_tokens_verify_against_the_jwks_and_are_bound_to_the_certificate() {
     assert_eq!(claims.nbf, claims.iat);
     assert_eq!(claims.exp - claims.iat, 900, "15 minutes");
 }
+
+#[test]
+fn pki_bundle_seals_a_device_for_a_browser_under_a_printed_one_time_password() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    assert!(telehealth(dir.path(), &["pki", "init"]).status.success());
+    let output = telehealth(dir.path(), &["pki", "bundle", "doctor-workstation"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let password = printed
+        .lines()
+        .find_map(|line| line.rsplit_once(" : ").map(|(_, p)| p.trim().to_owned()))
+        .expect("the password is printed");
+    let file = dir.path().join("pki/devices/doctor-workstation.p12");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only");
+    }
+    let bytes = std::fs::read(&file).expect("the bundle");
+    assert!(
+        p12_keystore::KeyStore::from_pkcs12(
+            &bytes,
+            "wrong-password",
+            p12_keystore::Pkcs12ImportPolicy::Strict
+        )
+        .is_err()
+    );
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        &bytes,
+        &password,
+        p12_keystore::Pkcs12ImportPolicy::Strict,
+    )
+    .expect("opens with the printed password");
+    let (_, chain) = store.private_key_chain().expect("key and chain");
+    let device = cert(&dir.path().join("pki/devices/doctor-workstation.pem"));
+    assert_eq!(chain.certs()[0].as_der(), device.as_ref());
+    assert_eq!(
+        chain.certs()[1].as_der(),
+        cert(&dir.path().join("pki/ca.pem")).as_ref()
+    );
+    let missing = telehealth(dir.path(), &["pki", "bundle", "no-such-device"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("pki issue device"),
+        "{}",
+        stderr(&missing)
+    );
+}
