@@ -1350,6 +1350,17 @@ impl BrowserSession {
         }
     }
 
+    /// A `SendSignal` of `message` to this session's inbox.
+    fn send_request(&self, client_sequence: u64, message: In) -> pb::SendSignalRequest {
+        pb::SendSignalRequest {
+            inbox_id: self.inbox.clone(),
+            message: Some(pb::SignalRequest {
+                client_sequence,
+                message: Some(message),
+            }),
+        }
+    }
+
     async fn event(&mut self) -> Out {
         loop {
             match tokio::time::timeout(Duration::from_secs(10), self.events.message()).await {
@@ -1396,13 +1407,7 @@ async fn a_browser_signals_with_a_server_stream_and_unary_sends_also_through_ano
         };
         assert!(matches!(doctor_stream.event().await, Out::PeerJoined(_)));
         patient_client
-            .send_signal(pb::SendSignalRequest {
-                inbox_id: browser.inbox.clone(),
-                message: Some(pb::SignalRequest {
-                    client_sequence: 2,
-                    message: Some(candidate_to(&doctor_joined.participant_id)),
-                }),
-            })
+            .send_signal(browser.send_request(2, candidate_to(&doctor_joined.participant_id)))
             .await
             .expect("accepted for delivery");
         let Out::IceCandidate(relayed) = doctor_stream.event().await else {
@@ -1422,16 +1427,13 @@ async fn a_browser_signals_with_a_server_stream_and_unary_sends_also_through_ano
         );
         assert!(large_offer.len() > 10_000);
         patient_client
-            .send_signal(pb::SendSignalRequest {
-                inbox_id: browser.inbox.clone(),
-                message: Some(pb::SignalRequest {
-                    client_sequence: 3,
-                    message: Some(In::Offer(pb::SdpOffer {
-                        to_participant_id: doctor_joined.participant_id.clone(),
-                        sdp: large_offer.clone(),
-                    })),
+            .send_signal(browser.send_request(
+                3,
+                In::Offer(pb::SdpOffer {
+                    to_participant_id: doctor_joined.participant_id.clone(),
+                    sdp: large_offer.clone(),
                 }),
-            })
+            ))
             .await
             .expect("a large offer is accepted");
         match doctor_stream.event().await {
@@ -1450,29 +1452,20 @@ async fn a_browser_signals_with_a_server_stream_and_unary_sends_also_through_ano
 
         // A join goes with OpenSignal only; another person cannot use the patient's inbox.
         let join_again = patient_client
-            .send_signal(pb::SendSignalRequest {
-                inbox_id: browser.inbox.clone(),
-                message: Some(pb::SignalRequest {
-                    client_sequence: 3,
-                    message: Some(In::Join(pb::Join {
-                        room_id: room_id.clone(),
-                        client_platform: String::new(),
-                    })),
+            .send_signal(browser.send_request(
+                3,
+                In::Join(pb::Join {
+                    room_id: room_id.clone(),
+                    client_platform: String::new(),
                 }),
-            })
+            ))
             .await
             .expect_err("join by SendSignal");
         assert_eq!(join_again.code(), tonic::Code::InvalidArgument);
         suite
             .signalling(&doctor())
             .await
-            .send_signal(pb::SendSignalRequest {
-                inbox_id: browser.inbox.clone(),
-                message: Some(pb::SignalRequest {
-                    client_sequence: 1,
-                    message: Some(candidate_to(&doctor_joined.participant_id)),
-                }),
-            })
+            .send_signal(browser.send_request(1, candidate_to(&doctor_joined.participant_id)))
             .await
             .expect("answered as any send");
         doctor_stream
@@ -1488,13 +1481,7 @@ async fn a_browser_signals_with_a_server_stream_and_unary_sends_also_through_ano
             suite
                 .signalling_via(second_gateway, &patient())
                 .await
-                .send_signal(pb::SendSignalRequest {
-                    inbox_id: browser.inbox.clone(),
-                    message: Some(pb::SignalRequest {
-                        client_sequence: 4,
-                        message: Some(candidate_to(&doctor_joined.participant_id)),
-                    }),
-                })
+                .send_signal(browser.send_request(4, candidate_to(&doctor_joined.participant_id)))
                 .await
                 .expect("accepted by the other instance");
             assert!(

@@ -15,7 +15,11 @@ use telehealth_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::WoundApi;
-use crate::{convert, error::WoundError};
+use crate::{
+    convert,
+    error::WoundError,
+    model::{AssessmentId, WoundId},
+};
 
 /// Longest edge of a thumbnail when the client asks for 0.
 const DEFAULT_THUMBNAIL_EDGE: u32 = 256;
@@ -69,6 +73,34 @@ impl WoundApi {
             .expect("one converted id per field given"))
     }
 
+    /// The wound, assessment and image header of an upload's header; a malformed one is refused
+    /// (and audited) for the wound.
+    async fn photo_header(
+        &self,
+        caller: &Caller,
+        header: pb::UploadPhotoHeader,
+    ) -> Result<(WoundId, Option<AssessmentId>, pb::ImageUploadHeader), Status> {
+        let wound_id = convert::id("wound_id", &header.wound_id)?;
+        let converted = convert::optional_id("assessment_id", &header.assessment_id).and_then(
+            |assessment_id| {
+                let image = header
+                    .image
+                    .ok_or_else(|| WoundError::invalid("image", "the image header is required"))?;
+                Ok((assessment_id, image))
+            },
+        );
+        match converted {
+            Ok((assessment_id, image)) => Ok((wound_id, assessment_id, image)),
+            Err(error) => {
+                let error = self
+                    .core
+                    .refuse_photo_request(caller, "UploadPhoto", ("wound", &wound_id), error)
+                    .await;
+                Err(Status::from(error))
+            }
+        }
+    }
+
     /// `UploadPhotoPart`: one chunk of an `UploadPhoto` upload per call (browsers).
     pub(super) async fn upload_part(
         &self,
@@ -82,25 +114,7 @@ impl WoundApi {
         let chunk = r
             .chunk
             .ok_or_else(|| Status::invalid_argument("chunk is required"))?;
-        let wound_id = convert::id("wound_id", &header.wound_id)?;
-        let converted = convert::optional_id("assessment_id", &header.assessment_id).and_then(
-            |assessment_id| {
-                let image = header
-                    .image
-                    .ok_or_else(|| WoundError::invalid("image", "the image header is required"))?;
-                Ok((assessment_id, image))
-            },
-        );
-        let (assessment_id, image) = match converted {
-            Ok(converted) => converted,
-            Err(error) => {
-                let error = self
-                    .core
-                    .refuse_photo_request(&caller, "UploadPhoto", ("wound", &wound_id), error)
-                    .await;
-                return Err(Status::from(error));
-            }
-        };
+        let (wound_id, assessment_id, image) = self.photo_header(&caller, header).await?;
         let (outcome, assessment_id) = self
             .core
             .attach_photo_part(&caller, &wound_id, assessment_id, image, chunk)
@@ -136,25 +150,7 @@ impl WoundApi {
                 "the first message must be the header",
             ));
         };
-        let wound_id = convert::id("wound_id", &header.wound_id)?;
-        let converted = convert::optional_id("assessment_id", &header.assessment_id).and_then(
-            |assessment_id| {
-                let image = header
-                    .image
-                    .ok_or_else(|| WoundError::invalid("image", "the image header is required"))?;
-                Ok((assessment_id, image))
-            },
-        );
-        let (assessment_id, image) = match converted {
-            Ok(converted) => converted,
-            Err(error) => {
-                let error = self
-                    .core
-                    .refuse_photo_request(&caller, "UploadPhoto", ("wound", &wound_id), error)
-                    .await;
-                return Err(Status::from(error));
-            }
-        };
+        let (wound_id, assessment_id, image) = self.photo_header(&caller, header).await?;
         let chunks = stream.map(|message| match message?.part {
             Some(pb::upload_photo_request::Part::Chunk(chunk)) => Ok(chunk),
             _ => Err(Status::invalid_argument(
