@@ -241,3 +241,28 @@ fn pki_bundle_seals_a_device_for_a_browser_under_a_printed_one_time_password() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn auth_init_keys_writes_a_private_sealing_key_file_once_and_add_key_rotates_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = telehealth(dir.path(), &["auth", "init-keys"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let file = dir.path().join("keys/auth-sealing.keys");
+    let first = std::fs::read_to_string(&file).expect("written");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only");
+    }
+    let again = telehealth(dir.path(), &["auth", "init-keys"]);
+    assert!(!again.status.success(), "never overwritten");
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), first);
+    let added = telehealth(dir.path(), &["auth", "add-key"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let rotated = std::fs::read_to_string(&file).expect("rotated");
+    assert!(
+        rotated.starts_with(&first) && rotated.contains("data k2 "),
+        "{rotated}"
+    );
+}
