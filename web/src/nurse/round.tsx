@@ -1,0 +1,108 @@
+// The nurse's day, phone first: today's teleconsultations in time order, then the wounds to
+// assess (most overdue first), each with the patient's address.
+
+import { useEffect } from "preact/hooks";
+import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
+import { client, currentIdentity } from "../api";
+import { AppointmentStatus, SchedulingService } from "../gen/telehealth/v1/scheduling_pb";
+import { WoundService } from "../gen/telehealth/v1/wound_pb";
+import type { Patient } from "../gen/telehealth/v1/patients_pb";
+import { AETIOLOGY, TIME_ZONE, addDays, formatBodySite, formatDateTime, formatTime, parisDay } from "../format";
+import { displayName, usePatients } from "../patients";
+import { sendAll } from "./outbox-store";
+import { ErrorMessage, Loading, Page, useLoad } from "../ui";
+
+export function Round() {
+  const me = currentIdentity()!;
+  useEffect(() => void sendAll(), []);
+  const day = useLoad(async () => {
+    const today = parisDay(new Date());
+    const [appointments, round] = await Promise.all([
+      client(SchedulingService).listAppointments({
+        nurseSubject: me.subject,
+        period: { case: "day", value: { date: today, timeZone: TIME_ZONE } },
+        pageSize: 100,
+      }),
+      client(WoundService).listNurseRound({
+        dueBefore: timestampFromDate(new Date(`${addDays(today, 1)}T00:00:00Z`)),
+        pageSize: 100,
+      }),
+    ]);
+    return { appointments: appointments.appointments, wounds: round.wounds };
+  }, [me.subject]);
+
+  const ids = [
+    ...(day.data?.appointments ?? []).map((a) => a.patient?.pseudonym ?? ""),
+    ...(day.data?.wounds ?? []).map((w) => w.wound?.patient?.pseudonym ?? ""),
+  ].filter(Boolean);
+  const patients = usePatients(ids);
+
+  return (
+    <Page title="Tournée du jour">
+      <ErrorMessage error={day.error} />
+      {!day.data ? (
+        <Loading />
+      ) : (
+        <>
+          <h2>Téléconsultations</h2>
+          {day.data.appointments.length === 0 && <p class="hint">Aucune aujourd’hui.</p>}
+          <ol class="round">
+            {day.data.appointments
+              .filter((a) => a.status !== AppointmentStatus.CANCELLED)
+              .sort((a, b) => timestampMs(a.time!.startTime!) - timestampMs(b.time!.startTime!))
+              .map((a) => {
+                const p = patients.get(a.patient?.pseudonym ?? "");
+                return (
+                  <li class="card visit">
+                    <p class="when">{formatTime(a.time?.startTime)}</p>
+                    <p class="who">{displayName(p)}</p>
+                    <Address patient={p} />
+                    <a class="button primary" href={`/infirmiere/consultation/${encodeURIComponent(a.appointmentId)}`}>
+                      Rejoindre la téléconsultation
+                    </a>
+                  </li>
+                );
+              })}
+          </ol>
+          <h2>Plaies à évaluer</h2>
+          {day.data.wounds.length === 0 && <p class="hint">Aucune évaluation prévue.</p>}
+          <ol class="round">
+            {day.data.wounds.map((summary) => {
+              const wound = summary.wound!;
+              const p = patients.get(wound.patient?.pseudonym ?? "");
+              return (
+                <li class="card visit">
+                  <p class="who">{displayName(p)}</p>
+                  <Address patient={p} />
+                  <p>
+                    {AETIOLOGY[wound.description?.aetiology ?? 0]} — {formatBodySite(wound.description?.bodySite)}
+                  </p>
+                  <p class={wound.assessmentOverdue ? "due overdue" : "due"}>
+                    {wound.assessmentOverdue ? "En retard depuis le " : "Prévue le "}
+                    {formatDateTime(wound.nextAssessmentDueAt)}
+                  </p>
+                  <a class="button primary" href={`/infirmiere/plaie/${encodeURIComponent(wound.woundId)}`}>
+                    Nouvelle évaluation
+                  </a>
+                </li>
+              );
+            })}
+          </ol>
+        </>
+      )}
+    </Page>
+  );
+}
+
+function Address({ patient }: { patient: Patient | undefined }) {
+  const address = patient?.address;
+  if (!address || (address.lines.length === 0 && !address.city)) return null;
+  return (
+    <address>
+      {address.lines.join(", ")}
+      {address.lines.length > 0 && <br />}
+      {address.postalCode} {address.city}
+      {address.accessNote && <span class="hint"> — {address.accessNote}</span>}
+    </address>
+  );
+}
