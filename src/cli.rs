@@ -12,6 +12,7 @@ mod patients;
 mod pki;
 mod token;
 mod up;
+mod web;
 
 use std::path::PathBuf;
 

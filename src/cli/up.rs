@@ -26,6 +26,17 @@ pub async fn run(mut settings: Settings, demo: bool) -> anyhow::Result<ExitCode>
         .gateway
         .sign_in_listen
         .get_or_insert(std::net::SocketAddr::new(ip, port));
+    // The web client, built from web/ when needed, unless a folder is configured.
+    if settings.gateway.web_root.is_none() {
+        let source = super::web::default_source();
+        if source.join("package.json").exists() {
+            match super::web::ensure_built(&source) {
+                Ok(dist) => settings.gateway.web_root = Some(dist),
+                Err(error) => eprintln!("the web client is not served: {error:#}"),
+            }
+        }
+    }
+    let web = settings.gateway.web_root.is_some();
     let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, "telehealth")?;
     tracing::info!(data_dir = %settings.data_dir.display(), "starting the suite");
     let data_dir = settings.data_dir.clone();
@@ -71,7 +82,7 @@ pub async fn run(mut settings: Settings, demo: bool) -> anyhow::Result<ExitCode>
     connection.sign_in = suite.sign_in;
     let connection_file = data_dir.join("connection.json");
     std::fs::write(&connection_file, serde_json::to_string_pretty(&connection)?)?;
-    print_summary(&connection, &connection_file, elapsed, demo_patients);
+    print_summary(&connection, &connection_file, elapsed, demo_patients, web);
 
     suite.join().await?;
     tracing::info!("the suite stopped cleanly");
@@ -102,11 +113,18 @@ fn print_summary(
     file: &std::path::Path,
     elapsed: Duration,
     demo_patients: Option<usize>,
+    web: bool,
 ) {
     println!("telehealth is up ({} ms to healthy)", elapsed.as_millis());
     match connection.gateway {
         Some(gateway) => println!("  gateway        https://{gateway}"),
         None => println!("  gateway        not running"),
+    }
+    if let (true, Some(gateway)) = (web, connection.gateway) {
+        println!(
+            "  web client     https://{gateway}/ (a browser needs a device certificate: \
+             telehealth pki bundle doctor-workstation, then import the .p12; README, \"Web client\")"
+        );
     }
     if let Some(sign_in) = connection.sign_in {
         println!(

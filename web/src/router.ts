@@ -40,7 +40,8 @@ export function match(pattern: string, path: string): Record<string, string> | u
 /** Follows a link without reloading the page. */
 export function onLink(event: MouseEvent): void {
   const anchor = (event.target as Element).closest("a");
-  if (!anchor || anchor.origin !== location.origin || anchor.target || event.ctrlKey || event.metaKey) return;
+  if (!anchor || anchor.hasAttribute("download") || anchor.protocol !== location.protocol) return;
+  if (anchor.origin !== location.origin || anchor.target || event.ctrlKey || event.metaKey) return;
   event.preventDefault();
   navigate(anchor.pathname + anchor.search);
 }

@@ -45,9 +45,10 @@ export function SignIn() {
       });
       setResult({ result: answer, enrolment });
     } catch (caught) {
-      // No enrolled certificate (the sign-in port): this browser must be enrolled first.
+      // No enrolled certificate (the sign-in port): the same sign-in enrols this browser.
       if (enrolment === "this_device" && ConnectError.from(caught).code === Code.FailedPrecondition) {
         setNeedsEnrolment(true);
+        return development(rpps, "pkcs12");
       }
       setError(caught);
     } finally {
@@ -70,6 +71,7 @@ export function SignIn() {
     } catch (caught) {
       if (enrolment === "this_device" && ConnectError.from(caught).code === Code.FailedPrecondition) {
         setNeedsEnrolment(true);
+        return provider(id, "pkcs12");
       }
       setError(caught);
       setBusy(false);
