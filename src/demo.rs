@@ -189,7 +189,7 @@ const PATIENTS: [DemoPatient; 5] = [
 ];
 
 /// A client of `person` through the gateway at `gateway`.
-async fn channel(
+pub(crate) async fn channel(
     settings: &Settings,
     gateway: SocketAddr,
     person: &DemoPerson,
@@ -247,6 +247,7 @@ pub async fn seed(settings: &Settings, gateway: SocketAddr) -> anyhow::Result<us
     let doctor = &PEOPLE[0];
     let nurse = &PEOPLE[1];
     let mut register = PatientServiceClient::new(channel(settings, gateway, doctor).await?);
+    let mut ids = Vec::with_capacity(PATIENTS.len());
     for patient in &PATIENTS {
         let number = format!("{}{:02}", patient.ins13, key_of(patient.ins13));
         let created = register
@@ -327,7 +328,9 @@ pub async fn seed(settings: &Settings, gateway: SocketAddr) -> anyhow::Result<us
                 .await
                 .context("demo consent")?;
         }
+        ids.push(created.id);
     }
+    crate::demo_care::seed(settings, gateway, &ids).await?;
     Ok(PATIENTS.len())
 }
 

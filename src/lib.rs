@@ -9,4 +9,5 @@
 pub mod cli;
 pub mod connection;
 pub mod demo;
+pub mod demo_care;
 pub mod suite;

@@ -172,7 +172,9 @@ function ChooseOrganisation({
         specialty: membership.specialty,
       };
       startSession(answer.tokens!, identity);
-      navigate("/", true);
+      // Back to the address that asked for a sign-in (a reload, a shared link), else home.
+      const back = location.pathname.startsWith("/connexion") ? "/" : location.pathname + location.search;
+      navigate(back, true);
     } catch (caught) {
       setError(caught);
       setBusy(false);

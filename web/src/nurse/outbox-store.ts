@@ -40,6 +40,8 @@ export interface QueuedAssessment {
   message?: string;
   assessmentId?: string;
   alerts?: number;
+  /** SHA-256 of each photo as the server received it (before it stripped metadata). */
+  received?: string[];
 }
 
 const DB = "telehealth-outbox";
@@ -180,6 +182,7 @@ async function send(item: QueuedAssessment): Promise<boolean> {
     item.state = "done";
     item.assessmentId = answer.assessment?.assessmentId;
     item.alerts = answer.raisedAlerts.length;
+    item.received = answer.assessment?.photos.map((photo) => photo.originalSha256Hex) ?? [];
     await save(item);
     return true;
   } catch (error) {

@@ -48,6 +48,18 @@ export function Outbox() {
               {item.state === "done" && item.alerts ? ` · ${item.alerts} alerte(s) transmise(s) au médecin` : ""}
             </p>
             {item.message && <p class="hint">{item.message}</p>}
+            {item.received && (
+              <details>
+                <summary>{item.received.length} photo(s) reçue(s) par le serveur, empreintes SHA-256</summary>
+                <ul class="hashes">
+                  {item.received.map((hash) => (
+                    <li>
+                      <code>{hash}</code>
+                    </li>
+                  ))}
+                </ul>
+              </details>
+            )}
             <ul class="photos">
               {item.photos.map((photo, index) => (
                 <li>
