@@ -55,7 +55,7 @@ pub async fn seed(settings: &Settings, gateway: SocketAddr, patients: &[String])
                 .map(|day| pb::WeeklyRange {
                     day,
                     start_local_time: "00:00".into(),
-                    end_local_time: "23:55".into(),
+                    end_local_time: "24:00".into(),
                 })
                 .collect(),
             buffer_minutes: 0,

@@ -69,8 +69,10 @@ export async function launchBrowser() {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
-      // Two fake cameras (and a fake microphone), granted without a prompt.
-      "--use-fake-device-for-media-stream=device-count=2",
+      // Fake cameras (and a fake microphone), granted without a prompt. Chromium's second fake
+      // camera is a depth camera (Y16, which WebRTC does not encode): the third is the second
+      // ordinary one, the "dermatoscope" of the tests.
+      "--use-fake-device-for-media-stream=device-count=3",
       "--use-fake-ui-for-media-stream",
     ],
   });

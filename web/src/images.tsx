@@ -14,7 +14,6 @@ import {
   type ImageUploadHeaderSchema,
   type ImageUploadResult,
 } from "./gen/telehealth/v1/images_pb";
-import type { BodySite } from "./gen/telehealth/v1/common_pb";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { BodySiteSchema } from "./gen/telehealth/v1/common_pb";
 import { formatDateTime } from "./format";
@@ -72,7 +71,7 @@ export interface UploadJob {
   file: Blob;
   sha256: string;
   kind: ImageKind;
-  bodySite?: MessageInitShape<typeof BodySiteSchema> | BodySite;
+  bodySite?: MessageInitShape<typeof BodySiteSchema>;
   caption?: string;
   capturedAt?: Date;
 }

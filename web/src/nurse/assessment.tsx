@@ -60,6 +60,12 @@ export function NewAssessment({ wound: woundId }: { wound: string }) {
       await enqueue({
         id: newId(),
         woundId,
+        bodySite: {
+          region: w!.description?.bodySite?.region ?? 0,
+          laterality: w!.description?.bodySite?.laterality ?? 0,
+          description: w!.description?.bodySite?.description ?? "",
+          snomedCtCode: w!.description?.bodySite?.snomedCtCode ?? "",
+        },
         label,
         assessedAt: new Date().toISOString(),
         lengthCm: parseCm(length),

@@ -25,6 +25,8 @@ export interface QueuedAssessment {
   /** Also the idempotency key of `RecordAssessment`. */
   id: string;
   woundId: string;
+  /** Where the wound is (every wound photo declares it). */
+  bodySite: { region: number; laterality: number; description: string; snomedCtCode: string };
   label: string;
   assessedAt: string;
   lengthCm: number;
@@ -147,6 +149,7 @@ async function send(item: QueuedAssessment): Promise<boolean> {
           file: photo.file,
           sha256: photo.sha256,
           kind: ImageKind.WOUND_PHOTO,
+          bodySite: item.bodySite,
           caption: "",
           capturedAt: new Date(item.assessedAt),
         },

@@ -2,10 +2,10 @@
 // assess (most overdue first), each with the patient's address.
 
 import { useEffect } from "preact/hooks";
-import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { client, currentIdentity } from "../api";
 import { AppointmentStatus, SchedulingService } from "../gen/telehealth/v1/scheduling_pb";
-import { WoundService } from "../gen/telehealth/v1/wound_pb";
+import { WoundService, type WoundSummary } from "../gen/telehealth/v1/wound_pb";
 import type { Patient } from "../gen/telehealth/v1/patients_pb";
 import { AETIOLOGY, TIME_ZONE, addDays, formatBodySite, formatDateTime, formatTime, parisDay } from "../format";
 import { displayName, usePatients } from "../patients";
@@ -23,12 +23,18 @@ export function Round() {
         period: { case: "day", value: { date: today, timeZone: TIME_ZONE } },
         pageSize: 100,
       }),
-      client(WoundService).listNurseRound({
-        dueBefore: timestampFromDate(new Date(`${addDays(today, 1)}T00:00:00Z`)),
-        pageSize: 100,
-      }),
+      // Every open wound of the nurse's care teams: the due ones first, the others for an
+      // unplanned visit.
+      client(WoundService).listNurseRound({ pageSize: 100 }),
     ]);
-    return { appointments: appointments.appointments, wounds: round.wounds };
+    const endOfToday = new Date(`${addDays(today, 1)}T00:00:00Z`).getTime();
+    const due = (w: (typeof round.wounds)[number]) =>
+      !w.wound?.nextAssessmentDueAt || timestampMs(w.wound.nextAssessmentDueAt) < endOfToday;
+    return {
+      appointments: appointments.appointments,
+      wounds: round.wounds.filter(due),
+      later: round.wounds.filter((w) => !due(w)),
+    };
   }, [me.subject]);
 
   const ids = [
@@ -67,30 +73,44 @@ export function Round() {
           <h2>Plaies à évaluer</h2>
           {day.data.wounds.length === 0 && <p class="hint">Aucune évaluation prévue.</p>}
           <ol class="round">
-            {day.data.wounds.map((summary) => {
-              const wound = summary.wound!;
-              const p = patients.get(wound.patient?.pseudonym ?? "");
-              return (
-                <li class="card visit">
-                  <p class="who">{displayName(p)}</p>
-                  <Address patient={p} />
-                  <p>
-                    {AETIOLOGY[wound.description?.aetiology ?? 0]} — {formatBodySite(wound.description?.bodySite)}
-                  </p>
-                  <p class={wound.assessmentOverdue ? "due overdue" : "due"}>
-                    {wound.assessmentOverdue ? "En retard depuis le " : "Prévue le "}
-                    {formatDateTime(wound.nextAssessmentDueAt)}
-                  </p>
-                  <a class="button primary" href={`/infirmiere/plaie/${encodeURIComponent(wound.woundId)}`}>
-                    Nouvelle évaluation
-                  </a>
-                </li>
-              );
-            })}
+            {day.data.wounds.map((summary) => (
+              <WoundVisit summary={summary} patients={patients} />
+            ))}
           </ol>
+          {day.data.later.length > 0 && (
+            <>
+              <h2>Autres plaies suivies</h2>
+              <ol class="round">
+                {day.data.later.map((summary) => (
+                  <WoundVisit summary={summary} patients={patients} />
+                ))}
+              </ol>
+            </>
+          )}
         </>
       )}
     </Page>
+  );
+}
+
+function WoundVisit({ summary, patients }: { summary: WoundSummary; patients: Map<string, Patient> }) {
+  const wound = summary.wound!;
+  const p = patients.get(wound.patient?.pseudonym ?? "");
+  return (
+    <li class="card visit">
+      <p class="who">{displayName(p)}</p>
+      <Address patient={p} />
+      <p>
+        {AETIOLOGY[wound.description?.aetiology ?? 0]} — {formatBodySite(wound.description?.bodySite)}
+      </p>
+      <p class={wound.assessmentOverdue ? "due overdue" : "due"}>
+        {wound.assessmentOverdue ? "En retard depuis le " : "Prévue le "}
+        {formatDateTime(wound.nextAssessmentDueAt)}
+      </p>
+      <a class="button primary" href={`/infirmiere/plaie/${encodeURIComponent(wound.woundId)}`}>
+        Nouvelle évaluation
+      </a>
+    </li>
   );
 }
 

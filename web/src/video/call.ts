@@ -29,6 +29,10 @@ export class Call {
   private abort = new AbortController();
   private keepAlive: number | undefined;
   private queued: Outgoing[] = [];
+  /** Sends go one after the other, so the peer gets them in order (offer before candidates). */
+  private sending: Promise<void> = Promise.resolve();
+  /** Candidates that arrived before the description they belong to. */
+  private early = new Map<string, RTCIceCandidateInit[]>();
 
   constructor(
     private roomId: string,
@@ -77,16 +81,28 @@ export class Call {
     this.abort.abort();
   }
 
-  private async send(message: Outgoing): Promise<void> {
+  private send(message: Outgoing): Promise<void> {
     if (!this.inbox) {
       this.queued.push(message);
-      return;
+      return Promise.resolve();
     }
-    this.sequence += 1n;
-    await client(SignallingService).sendSignal({
-      inboxId: this.inbox,
-      message: { clientSequence: this.sequence, message },
+    const next = this.sending.then(async () => {
+      this.sequence += 1n;
+      await client(SignallingService).sendSignal({
+        inboxId: this.inbox,
+        message: { clientSequence: this.sequence, message },
+      });
     });
+    this.sending = next.catch(() => undefined);
+    return next;
+  }
+
+  private async describe(participantId: string, description: RTCSessionDescriptionInit): Promise<void> {
+    const peer = this.connection(participantId, description.type === "offer");
+    if (!peer) return;
+    await peer.setRemoteDescription(description);
+    for (const candidate of this.early.get(participantId) ?? []) await peer.addIceCandidate(candidate).catch(() => undefined);
+    this.early.delete(participantId);
   }
 
   private async handle(response: SignalResponse): Promise<void> {
@@ -118,27 +134,30 @@ export class Call {
         this.events.left(event.value.participantId);
         break;
       case "offer": {
-        const peer = this.connection(event.value.fromParticipantId, true);
-        await peer.setRemoteDescription({ type: "offer", sdp: event.value.sdp });
+        await this.describe(event.value.fromParticipantId, { type: "offer", sdp: event.value.sdp });
+        const peer = this.connection(event.value.fromParticipantId, false);
+        if (!peer) break;
         const answer = await peer.createAnswer();
         await peer.setLocalDescription(answer);
         await this.send({ case: "answer", value: { toParticipantId: event.value.fromParticipantId, sdp: answer.sdp ?? "" } });
         break;
       }
       case "answer":
-        await this.peers.get(event.value.fromParticipantId)?.setRemoteDescription({ type: "answer", sdp: event.value.sdp });
+        await this.describe(event.value.fromParticipantId, { type: "answer", sdp: event.value.sdp });
         break;
-      case "iceCandidate":
-        await this.peers
-          .get(event.value.fromParticipantId)
-          ?.addIceCandidate({
-            candidate: event.value.candidate,
-            sdpMid: event.value.sdpMid || null,
-            sdpMLineIndex: event.value.sdpMLineIndex ?? null,
-            usernameFragment: event.value.usernameFragment || null,
-          })
-          .catch(() => undefined);
+      case "iceCandidate": {
+        const from = event.value.fromParticipantId;
+        const candidate: RTCIceCandidateInit = {
+          candidate: event.value.candidate,
+          sdpMid: event.value.sdpMid || null,
+          sdpMLineIndex: event.value.sdpMLineIndex ?? null,
+          usernameFragment: event.value.usernameFragment || null,
+        };
+        const peer = this.peers.get(from);
+        if (peer?.remoteDescription) await peer.addIceCandidate(candidate).catch(() => undefined);
+        else this.early.set(from, [...(this.early.get(from) ?? []), candidate]);
         break;
+      }
       case "error":
         this.events.status(`Signalisation : ${event.value.message}`);
         break;
@@ -153,9 +172,9 @@ export class Call {
     }
   }
 
-  private connection(participantId: string, create: boolean): RTCPeerConnection {
+  private connection(participantId: string, create: boolean): RTCPeerConnection | undefined {
     let peer = this.peers.get(participantId);
-    if (peer || !create) return peer!;
+    if (peer || !create) return peer;
     peer = new RTCPeerConnection({ iceServers: this.iceServers });
     this.local.getTracks().forEach((track) => peer!.addTrack(track, this.local));
     peer.onicecandidate = ({ candidate }) => {
@@ -183,13 +202,14 @@ export class Call {
   }
 
   private async offer(participantId: string): Promise<void> {
-    const peer = this.connection(participantId, true);
+    const peer = this.connection(participantId, true)!;
     const offer = await peer.createOffer();
     await peer.setLocalDescription(offer);
     await this.send({ case: "offer", value: { toParticipantId: participantId, sdp: offer.sdp ?? "" } });
   }
 
   private drop(participantId: string): void {
+    this.early.delete(participantId);
     this.peers.get(participantId)?.close();
     this.peers.delete(participantId);
   }

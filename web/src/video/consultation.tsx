@@ -15,6 +15,9 @@ import { patient as findPatient } from "../patients";
 import { ErrorMessage, Page, Progress, newId } from "../ui";
 import { Call } from "./call";
 
+/** HD: sharp enough for a skin lesion's still, light enough to encode on an ordinary PC. */
+const CAMERA: MediaTrackConstraints = { width: { ideal: 1280 }, height: { ideal: 720 } };
+
 export function Consultation({ appointment: appointmentId }: { appointment: string }) {
   const doctor = hasRole(Role.DOCTOR);
   const [appointment, setAppointment] = useState<Appointment>();
@@ -34,7 +37,7 @@ export function Consultation({ appointment: appointmentId }: { appointment: stri
     let ended = false;
     (async () => {
       try {
-        const media = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1920 } }, audio: true });
+        const media = await navigator.mediaDevices.getUserMedia({ video: CAMERA, audio: true });
         stream.current = media;
         if (local.current) local.current.srcObject = media;
         const devices = await navigator.mediaDevices.enumerateDevices();
@@ -75,16 +78,18 @@ export function Consultation({ appointment: appointmentId }: { appointment: stri
 
   async function switchCamera(deviceId: string) {
     setCameraId(deviceId);
-    const next = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: deviceId }, width: { ideal: 1920 } } });
+    const next = await navigator.mediaDevices.getUserMedia({ video: { ...CAMERA, deviceId: { exact: deviceId } } });
     const track = next.getVideoTracks()[0]!;
-    const media = stream.current!;
-    media.getVideoTracks().forEach((old) => {
-      media.removeTrack(old);
-      old.stop();
-    });
-    media.addTrack(track);
-    if (local.current) local.current.srcObject = media;
+    // The peers get the new camera first; the old one is released after.
     await call.current?.replaceVideo(track);
+    const media = stream.current!;
+    const old = media.getVideoTracks();
+    media.addTrack(track);
+    old.forEach((t) => {
+      media.removeTrack(t);
+      t.stop();
+    });
+    if (local.current) local.current.srcObject = media;
   }
 
   async function switchMicrophone(deviceId: string) {
