@@ -44,6 +44,10 @@ pub enum Command {
         /// Start empty: no demo centre, people or patients on first start.
         #[arg(long)]
         no_demo: bool,
+        /// Neither build nor serve the web client (web/); `gateway.web_root` still serves a
+        /// folder when configured.
+        #[arg(long)]
+        no_web: bool,
     },
     /// Run one part of the suite (microservice mode), configured by file and environment.
     Serve {
@@ -100,7 +104,7 @@ impl Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let settings = cli.settings()?;
     match cli.command {
-        Command::Up { no_demo } => up::run(settings, !no_demo).await,
+        Command::Up { no_demo, no_web } => up::run(settings, !no_demo, !no_web).await,
         Command::Serve { part } => {
             let _telemetry = telehealth_kit::telemetry::init(&settings.telemetry, part.name())?;
             crate::suite::serve_part(part, settings).await?;

@@ -25,7 +25,11 @@ fn timestamp(at: Timestamp) -> prost_types::Timestamp {
 }
 
 /// Seeds the activity around `patients` (ids of the demo patients, in demo order).
-pub async fn seed(settings: &Settings, gateway: SocketAddr, patients: &[String]) -> anyhow::Result<()> {
+pub async fn seed(
+    settings: &Settings,
+    gateway: SocketAddr,
+    patients: &[String],
+) -> anyhow::Result<()> {
     let doctor = &PEOPLE[0];
     let nurse = &PEOPLE[1];
     let centre_admin = &PEOPLE[2];
@@ -73,8 +77,16 @@ pub async fn seed(settings: &Settings, gateway: SocketAddr, patients: &[String])
         .to_ambiguous_timestamp(tomorrow.at(10, 0, 0, 0))
         .compatible()?;
     let visits = [
-        (next, 0, "Suivi de l’ulcère de jambe, avec l’infirmière au domicile"),
-        (next + SignedDuration::from_mins(60), 1, "Renouvellement de traitement"),
+        (
+            next,
+            0,
+            "Suivi de l’ulcère de jambe, avec l’infirmière au domicile",
+        ),
+        (
+            next + SignedDuration::from_mins(60),
+            1,
+            "Renouvellement de traitement",
+        ),
         (tomorrow_ten, 2, "Lésion cutanée à surveiller"),
     ];
     for (start, patient, reason) in visits {
@@ -124,7 +136,12 @@ pub async fn seed(settings: &Settings, gateway: SocketAddr, patients: &[String])
         .wound
         .context("the wound service answers the wound")?;
     let mut wounds = WoundServiceClient::new(channel(settings, gateway, nurse).await?);
-    let weeks = [(28, 5.2, 3.8, 3), (21, 4.6, 3.4, 3), (14, 4.1, 2.9, 2), (7, 3.5, 2.4, 2)];
+    let weeks = [
+        (28, 5.2, 3.8, 3),
+        (21, 4.6, 3.4, 3),
+        (14, 4.1, 2.9, 2),
+        (7, 3.5, 2.4, 2),
+    ];
     for (days_ago, length_cm, width_cm, tissue) in weeks {
         let tissue = match tissue {
             3 => pb::TissueType::Slough,

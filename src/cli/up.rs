@@ -12,7 +12,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The gateway's sign-in port under `up`, unless configured (or the gateway's port is 0).
 pub const DEFAULT_SIGN_IN_PORT: u16 = 8444;
 
-pub async fn run(mut settings: Settings, demo: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(mut settings: Settings, demo: bool, web: bool) -> anyhow::Result<ExitCode> {
     // Development mode: the demo members may sign in without a provider.
     settings.sign_in.development = true;
     // Next to the gateway: 8444, or a free port when the gateway takes one (port 0).
@@ -27,7 +27,7 @@ pub async fn run(mut settings: Settings, demo: bool) -> anyhow::Result<ExitCode>
         .sign_in_listen
         .get_or_insert(std::net::SocketAddr::new(ip, port));
     // The web client, built from web/ when needed, unless a folder is configured.
-    if settings.gateway.web_root.is_none() {
+    if web && settings.gateway.web_root.is_none() {
         let source = super::web::default_source();
         if source.join("package.json").exists() {
             match super::web::ensure_built(&source) {

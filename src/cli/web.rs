@@ -118,34 +118,34 @@ mod tests {
 
     fn sample(dir: &Path) {
         for name in TOP_FILES {
-            fs::write(dir.join(name), name).unwrap();
+            fs::write(dir.join(name), name).expect("temp files");
         }
-        fs::create_dir_all(dir.join("src/doctor")).unwrap();
-        fs::create_dir_all(dir.join("scripts")).unwrap();
-        fs::write(dir.join("src/main.tsx"), "main").unwrap();
-        fs::write(dir.join("src/doctor/agenda.tsx"), "agenda").unwrap();
-        fs::write(dir.join("scripts/finish.mjs"), "finish").unwrap();
-        fs::create_dir_all(dir.join("dist")).unwrap();
+        fs::create_dir_all(dir.join("src/doctor")).expect("temp files");
+        fs::create_dir_all(dir.join("scripts")).expect("temp files");
+        fs::write(dir.join("src/main.tsx"), "main").expect("temp files");
+        fs::write(dir.join("src/doctor/agenda.tsx"), "agenda").expect("temp files");
+        fs::write(dir.join("scripts/finish.mjs"), "finish").expect("temp files");
+        fs::create_dir_all(dir.join("dist")).expect("temp files");
     }
 
     #[test]
     fn a_build_is_current_until_a_source_changes() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp files");
         sample(dir.path());
-        assert!(!is_current(dir.path()).unwrap(), "no stamp: never built");
-        let hash = source_hash(dir.path()).unwrap();
-        fs::write(dir.path().join("dist/.source-hash"), format!("{hash}\n")).unwrap();
-        assert!(is_current(dir.path()).unwrap());
+        assert!(!is_current(dir.path()).expect("temp files"), "no stamp: never built");
+        let hash = source_hash(dir.path()).expect("temp files");
+        fs::write(dir.path().join("dist/.source-hash"), format!("{hash}\n")).expect("temp files");
+        assert!(is_current(dir.path()).expect("temp files"));
 
-        fs::write(dir.path().join("src/doctor/agenda.tsx"), "agenda v2").unwrap();
+        fs::write(dir.path().join("src/doctor/agenda.tsx"), "agenda v2").expect("temp files");
         assert!(
-            !is_current(dir.path()).unwrap(),
+            !is_current(dir.path()).expect("temp files"),
             "a changed screen is stale"
         );
-        fs::write(dir.path().join("src/doctor/agenda.tsx"), "agenda").unwrap();
-        assert!(is_current(dir.path()).unwrap());
-        fs::write(dir.path().join("src/new.ts"), "").unwrap();
-        assert!(!is_current(dir.path()).unwrap(), "a new file is stale");
+        fs::write(dir.path().join("src/doctor/agenda.tsx"), "agenda").expect("temp files");
+        assert!(is_current(dir.path()).expect("temp files"));
+        fs::write(dir.path().join("src/new.ts"), "").expect("temp files");
+        assert!(!is_current(dir.path()).expect("temp files"), "a new file is stale");
     }
 
     /// The checkout's own build, made by `npm run build` (web/scripts/finish.mjs): Node's hash
@@ -162,7 +162,7 @@ mod tests {
             return;
         }
         assert!(
-            is_current(&source).unwrap(),
+            is_current(&source).expect("temp files"),
             "web/dist is stale or its hash differs from finish.mjs's: run npm run build in web/"
         );
     }

@@ -142,7 +142,7 @@ test("the nurse records an assessment with three photos through a network cut an
   await page.getByLabel("Largeur").fill("4,5");
   await page.getByLabel("Type de tissu").selectOption({ label: "Fibrine (3)" });
   await page.getByLabel("Exsudat").selectOption({ label: "Abondant (3)" });
-  assert.equal(await page.locator(".push output").innerText(), String(10 + 3 + 3));
+  assert.equal(await page.locator(".push-score output").innerText(), String(10 + 3 + 3));
   await page.getByLabel("Photos de la plaie").setInputFiles(
     photos.map((buffer, i) => ({ name: `plaie-${i + 1}.jpg`, mimeType: "image/jpeg", buffer })),
   );

@@ -37,6 +37,7 @@ async fn logs_after_a_forged_kid(format: &str, dir: &Path) -> String {
     let log_file = dir.join(format!("{format}.log"));
     let child = Command::new(binary())
         .arg("up")
+        .arg("--no-web") // the web client has its own tests (tests/browser)
         .arg("--data-dir")
         .arg(&data_dir)
         .env("TELEHEALTH_TELEMETRY__LOG_FORMAT", format)

@@ -31,6 +31,7 @@ impl Drop for KillOnDrop {
 fn start_suite(data_dir: &Path) -> (KillOnDrop, Connection) {
     let child = Command::new(binary())
         .arg("up")
+        .arg("--no-web") // the web client has its own tests (tests/browser)
         .arg("--data-dir")
         .arg(data_dir)
         .env("TELEHEALTH_GATEWAY__LISTEN", "127.0.0.1:0")

@@ -29,6 +29,7 @@ async fn up_starts_from_an_empty_data_dir_reports_healthy_and_stops_on_sigterm()
     let data_dir = dir.path().join("fresh");
     let child = Command::new(binary())
         .arg("up")
+        .arg("--no-web") // the web client has its own tests (tests/browser)
         .arg("--data-dir")
         .arg(&data_dir)
         .env(
@@ -193,6 +194,7 @@ async fn start_up(data_dir: &std::path::Path, args: &[&str]) -> (KillOnDrop, Con
     let _ = std::fs::remove_file(data_dir.join("connection.json"));
     let child = Command::new(binary())
         .arg("up")
+        .arg("--no-web") // the web client has its own tests (tests/browser)
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)

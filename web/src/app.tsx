@@ -126,7 +126,7 @@ function Shell({ identity, children }: { identity?: Identity; children: preact.C
         {identity && (
           <div class="who">
             <span>
-              {identity.givenName} {identity.familyName} · {identity.roles.map((r) => ROLE_NAMES[r]).join(", ")} ·{" "}
+              {`${identity.givenName} ${identity.familyName}`.trim() || identity.subject} · {identity.roles.map((r) => ROLE_NAMES[r]).join(", ")} ·{" "}
               {identity.orgId}
             </span>
             <button type="button" onClick={() => void signOut().then(() => navigate("/connexion", true))}>

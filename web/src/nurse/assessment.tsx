@@ -134,7 +134,7 @@ export function NewAssessment({ wound: woundId }: { wound: string }) {
             <option value={x}>{EXUDATE[x]}</option>
           ))}
         </select>
-        <p class="push" aria-live="polite">
+        <p class="push-score" aria-live="polite">
           Score PUSH : <output>{score ?? "—"}</output> / 17
         </p>
         <label for="pain">Douleur (0 à 10)</label>
