@@ -132,7 +132,10 @@ mod tests {
     fn a_build_is_current_until_a_source_changes() {
         let dir = tempfile::tempdir().expect("temp files");
         sample(dir.path());
-        assert!(!is_current(dir.path()).expect("temp files"), "no stamp: never built");
+        assert!(
+            !is_current(dir.path()).expect("temp files"),
+            "no stamp: never built"
+        );
         let hash = source_hash(dir.path()).expect("temp files");
         fs::write(dir.path().join("dist/.source-hash"), format!("{hash}\n")).expect("temp files");
         assert!(is_current(dir.path()).expect("temp files"));
@@ -145,7 +148,10 @@ mod tests {
         fs::write(dir.path().join("src/doctor/agenda.tsx"), "agenda").expect("temp files");
         assert!(is_current(dir.path()).expect("temp files"));
         fs::write(dir.path().join("src/new.ts"), "").expect("temp files");
-        assert!(!is_current(dir.path()).expect("temp files"), "a new file is stale");
+        assert!(
+            !is_current(dir.path()).expect("temp files"),
+            "a new file is stale"
+        );
     }
 
     /// The checkout's own build, made by `npm run build` (web/scripts/finish.mjs): Node's hash

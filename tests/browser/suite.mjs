@@ -98,6 +98,9 @@ export async function enrol(browser, suite, rpps, dir) {
   return { pfxPath, passphrase };
 }
 
+/** What Chromium reported as blocked by the Content-Security-Policy (must stay empty). */
+export const cspViolations = [];
+
 /** A browser context holding the member's certificate, signed in, on their home screen. */
 export async function signedIn(browser, suite, rpps, { dir, viewport, bypassCSP = false } = {}) {
   const certificate = await enrol(browser, suite, rpps, dir);
@@ -109,6 +112,9 @@ export async function signedIn(browser, suite, rpps, { dir, viewport, bypassCSP 
   });
   const page = await context.newPage();
   page.on("pageerror", (error) => console.log(`[${rpps}] page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (/Content.Security.Policy/i.test(message.text())) cspViolations.push(`[${rpps}] ${message.text()}`);
+  });
   await page.goto(`${suite.gateway}/`);
   await signInOnPage(page, rpps);
   return { context, page, certificate };

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   MEMBERS,
+  cspViolations,
   launchBrowser,
   screenshot,
   seriousViolations,
@@ -19,6 +20,15 @@ import {
 } from "./suite.mjs";
 
 const PHONE = { width: 390, height: 844 };
+
+/** Polls `condition` every 200 ms for up to 20 s. */
+async function until(condition) {
+  const deadline = Date.now() + 20_000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`not true within 20 s: ${condition}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
 let suite;
 let browser;
 const dir = mkdtempSync(join(tmpdir(), "telehealth-certs-"));
@@ -31,6 +41,11 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await suite?.stop();
+});
+
+after(() => {
+  // Contexts without `bypassCSP` ran the client under the gateway's policy: nothing was blocked.
+  assert.deepEqual(cspViolations, []);
 });
 
 test("without a client certificate the client does not even load on the main port", async () => {
@@ -67,8 +82,22 @@ test("the administrator's screen: members, devices and sessions of the centre", 
   assert.match(text, /dr-martin/);
   assert.match(text, /Appareils enrôlés/);
   assert.match(text, /\(vous\)/);
+  await page.getByRole("heading", { name: "Demandes envoyées" }).waitFor();
   assert.deepEqual(await seriousViolations(page), []);
   await screenshot(page, "admin");
+
+  // The doctor's session (from the test before) ended, then the doctor's browser revoked.
+  const sessions = page.locator("section", { hasText: "Sessions ouvertes" });
+  const ends = await sessions.getByRole("button", { name: "Terminer" }).count();
+  assert.ok(ends >= 1, "another member's session is listed");
+  await sessions.getByRole("button", { name: "Terminer" }).first().click();
+  await until(async () => (await sessions.getByRole("button", { name: "Terminer" }).count()) === ends - 1);
+  page.once("dialog", (dialog) => void dialog.accept());
+  const devices = page.locator("section", { hasText: "Appareils enrôlés" });
+  const revokable = await devices.getByRole("button", { name: "Révoquer" }).count();
+  await devices.locator("tr", { hasText: "dr-martin" }).getByRole("button", { name: "Révoquer" }).first().click();
+  await until(async () => (await devices.getByRole("button", { name: "Révoquer" }).count()) === revokable - 1);
+  await devices.getByText(/révoqué le/).first().waitFor();
   await context.close();
 });
 
@@ -170,6 +199,11 @@ test("the nurse records an assessment with three photos through a network cut an
   await doctor.page.getByRole("link", { name: "Alertes plaies" }).click();
   await doctor.page.getByText("Surface en augmentation").first().waitFor({ timeout: 20_000 });
   await screenshot(doctor.page, "medecin-alertes");
+  const alerts = await doctor.page.locator("li.alert").count();
+  const first = doctor.page.locator("li.alert").first();
+  await first.getByLabel("Commentaire (conduite à tenir)").fill("Vu ; consultation avancée à demain.");
+  await first.getByRole("button", { name: "Prendre connaissance" }).click();
+  await until(async () => (await doctor.page.locator("li.alert").count()) === alerts - 1);
   await doctor.context.close();
 });
 
@@ -196,6 +230,10 @@ test("the specialist sees a new request appear live, claims it and answers; the 
   await screenshot(specialist.page, "specialiste-reponse");
   await specialist.page.getByRole("button", { name: "Envoyer la réponse" }).click();
   await specialist.page.getByText(/Réponse envoyée le/).waitFor();
+  await specialist.page.getByRole("link", { name: "Activité" }).click();
+  await specialist.page.getByRole("heading", { name: "Réponses du mois" }).waitFor();
+  assert.match(await specialist.page.locator("main").innerText(), /1 demande\(s\) répondue\(s\), dont 0 en retard/);
+  await screenshot(specialist.page, "specialiste-activite");
   await specialist.context.close();
 
   const doctor = await signedIn(browser, suite, MEMBERS.doctor, { dir });

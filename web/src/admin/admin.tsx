@@ -7,6 +7,7 @@ import { AuthService, type Device, type SessionInfo } from "../gen/telehealth/v1
 import { ROLE_NAMES, formatDateTime } from "../format";
 import { ErrorMessage, Loading, Page, useLoad } from "../ui";
 import { useState } from "preact/hooks";
+import { OrganisationActivity } from "./activity";
 
 const PARTNERSHIP: Record<PartnershipStatus, string> = {
   [PartnershipStatus.UNSPECIFIED]: "—",
@@ -89,6 +90,7 @@ export function Admin() {
           {partnerships.length === 0 && <li class="hint">Aucun partenariat.</li>}
         </ul>
       </section>
+      <OrganisationActivity />
       <section class="card">
         <h2>Appareils enrôlés</h2>
         <table class="list">
