@@ -60,7 +60,12 @@ pub async fn run(mut settings: Settings, demo: bool, web: bool) -> anyhow::Resul
         }
     };
     let demo_patients = if seed_demo {
-        match crate::demo::seed(&suite.settings, suite.gateway).await {
+        let seeded = async {
+            let patients = crate::demo::seed(&suite.settings, suite.gateway).await?;
+            crate::demo_care::seed(&suite.settings, suite.gateway, &patients).await?;
+            anyhow::Ok(patients.len())
+        };
+        match seeded.await {
             Ok(patients) => Some(patients),
             Err(error) => {
                 suite.stop().await.ok();

@@ -12,27 +12,24 @@ import { ErrorMessage, Loading } from "./ui";
 
 interface Route {
   pattern: string;
-  /** Whose menu links to it. */
-  role: Role;
   // Each screen takes the route's parameters as props.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   load: () => Promise<ComponentType<any>>;
 }
 
 const ROUTES: Route[] = [
-  { pattern: "/medecin", role: Role.DOCTOR, load: () => import("./doctor/agenda").then((m) => m.Agenda) },
-  { pattern: "/medecin/patients", role: Role.DOCTOR, load: () => import("./doctor/patients").then((m) => m.PatientSearch) },
-  { pattern: "/medecin/patient/:id", role: Role.DOCTOR, load: () => import("./doctor/patient").then((m) => m.PatientFile) },
-  { pattern: "/medecin/alertes", role: Role.DOCTOR, load: () => import("./doctor/alerts").then((m) => m.Alerts) },
-  { pattern: "/medecin/consultation/:appointment", role: Role.DOCTOR, load: () => import("./video/consultation").then((m) => m.Consultation) },
-  { pattern: "/infirmiere", role: Role.NURSE, load: () => import("./nurse/round").then((m) => m.Round) },
-  { pattern: "/infirmiere/plaie/:wound", role: Role.NURSE, load: () => import("./nurse/assessment").then((m) => m.NewAssessment) },
-  { pattern: "/infirmiere/envois", role: Role.NURSE, load: () => import("./nurse/outbox").then((m) => m.Outbox) },
-  { pattern: "/infirmiere/consultation/:appointment", role: Role.NURSE, load: () => import("./video/consultation").then((m) => m.Consultation) },
-  { pattern: "/specialiste", role: Role.SPECIALIST, load: () => import("./specialist/inbox").then((m) => m.Inbox) },
-  { pattern: "/specialiste/demande/:request", role: Role.SPECIALIST, load: () => import("./specialist/request").then((m) => m.RequestView) },
-  { pattern: "/specialiste/activite", role: Role.SPECIALIST, load: () => import("./specialist/activity").then((m) => m.Activity) },
-  { pattern: "/admin", role: Role.ADMIN, load: () => import("./admin/admin").then((m) => m.Admin) },
+  { pattern: "/medecin", load: () => import("./doctor/agenda").then((m) => m.Agenda) },
+  { pattern: "/medecin/patients", load: () => import("./doctor/patients").then((m) => m.PatientSearch) },
+  { pattern: "/medecin/patient/:id", load: () => import("./doctor/patient").then((m) => m.PatientFile) },
+  { pattern: "/medecin/alertes", load: () => import("./doctor/alerts").then((m) => m.Alerts) },
+  { pattern: "/medecin/consultation/:appointment", load: () => import("./video/consultation").then((m) => m.Consultation) },
+  { pattern: "/infirmiere", load: () => import("./nurse/round").then((m) => m.Round) },
+  { pattern: "/infirmiere/plaie/:wound", load: () => import("./nurse/assessment").then((m) => m.NewAssessment) },
+  { pattern: "/infirmiere/envois", load: () => import("./nurse/outbox").then((m) => m.Outbox) },
+  { pattern: "/infirmiere/consultation/:appointment", load: () => import("./video/consultation").then((m) => m.Consultation) },
+  { pattern: "/specialiste", load: () => import("./specialist/inbox").then((m) => m.Inbox) },
+  { pattern: "/specialiste/demande/:request", load: () => import("./specialist/request").then((m) => m.RequestView) },
+  { pattern: "/specialiste/activite", load: () => import("./specialist/activity").then((m) => m.Activity) },
+  { pattern: "/admin", load: () => import("./admin/admin").then((m) => m.Admin) },
 ];
 
 const NAVIGATION: Partial<Record<Role, [string, string][]>> = {

@@ -42,7 +42,7 @@ export function usePatients(ids: string[]): Map<string, Patient> {
     return () => {
       current = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `key` stands for the set of ids.
   }, [key]);
   return map;
 }

@@ -183,7 +183,7 @@ function ChooseOrganisation({
 
   useEffect(() => {
     if (result.memberships.length === 1) void complete(result.memberships[0]!.orgId);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // Once, on arrival: a single organisation needs no choice.
   }, []);
 
   return (
