@@ -29,6 +29,7 @@ export async function startSuite() {
   const dataDir = join(mkdtempSync(join(tmpdir(), "telehealth-browser-")), "data");
   const env = { ...process.env, TELEHEALTH_GATEWAY__LISTEN: "127.0.0.1:0", TELEHEALTH_SHUTDOWN__DRAIN_SECONDS: "2" };
   delete env.TELEHEALTH_CONFIG;
+  delete env.TELEHEALTH_BIN; // ours; every other TELEHEALTH_ variable is a setting
   const child = spawn(BINARY, ["up", "--data-dir", dataDir], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
@@ -102,12 +103,13 @@ export async function enrol(browser, suite, rpps, dir) {
 export const cspViolations = [];
 
 /** A browser context holding the member's certificate, signed in, on their home screen. */
-export async function signedIn(browser, suite, rpps, { dir, viewport, bypassCSP = false } = {}) {
+export async function signedIn(browser, suite, rpps, { dir, viewport, bypassCSP = false, timezoneId } = {}) {
   const certificate = await enrol(browser, suite, rpps, dir);
   const context = await browser.newContext({
     ignoreHTTPSErrors: true,
     viewport: viewport ?? { width: 1280, height: 900 },
     bypassCSP,
+    timezoneId,
     clientCertificates: [{ origin: suite.gateway, ...certificate }],
   });
   const page = await context.newPage();

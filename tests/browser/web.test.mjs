@@ -56,10 +56,23 @@ test("without a client certificate the client does not even load on the main por
 });
 
 test("the doctor's screens: agenda with today's appointments, patient file with the healing chart", async () => {
-  const { context, page } = await signedIn(browser, suite, MEMBERS.doctor, { dir, bypassCSP: true });
+  // A browser set to another time zone still shows Paris times.
+  const { context, page } = await signedIn(browser, suite, MEMBERS.doctor, {
+    dir,
+    bypassCSP: true,
+    timezoneId: "Pacific/Auckland",
+  });
   await page.waitForURL(/\/medecin$/);
   await page.getByText("● à jour en direct").waitFor();
+  // The demo's first appointment is a few minutes after start: tomorrow, just before midnight.
+  await page.locator("ol.agenda, p.hint:has-text('Aucun rendez-vous')").first().waitFor();
+  if ((await page.getByText("Suivi de l’ulcère de jambe").count()) === 0) {
+    await page.getByRole("button", { name: "Période suivante" }).click();
+  }
   await page.getByText("Suivi de l’ulcère de jambe").waitFor();
+  const first = page.locator("ol.agenda time").first();
+  const paris = new Intl.DateTimeFormat("fr-FR", { timeZone: "Europe/Paris", timeStyle: "short" });
+  assert.equal(await first.innerText(), paris.format(new Date(await first.getAttribute("datetime"))));
   assert.match(await page.locator("main").innerText(), /Prévu/);
   assert.deepEqual(await seriousViolations(page), []);
   await screenshot(page, "medecin-agenda");
@@ -271,7 +284,10 @@ test("a doctor and a nurse hold a teleconsultation: both decode video; a still f
   const nurse = await signedIn(browser, suite, MEMBERS.nurse, { dir, viewport: PHONE });
   await nurse.page.getByRole("link", { name: "Rejoindre la téléconsultation" }).first().click();
   await nurse.page.getByText("En attente des autres participants").waitFor({ timeout: 20_000 });
-  await doctor.page.locator("li", { hasText: "Suivi de l’ulcère de jambe" }).getByRole("button", { name: /Démarrer|Rejoindre/ }).click();
+  // The doctor opens the same appointment (its address; a reload signs in again and comes back).
+  const appointment = nurse.page.url().split("/").pop();
+  await doctor.page.goto(`${suite.gateway}/medecin/consultation/${appointment}`);
+  await signInOnPage(doctor.page, MEMBERS.doctor);
   for (const side of [doctor.page, nurse.page]) await waitForFrames(side, 10);
   console.log(`video: doctor decoded ${await framesDecoded(doctor.page)} frames, nurse ${await framesDecoded(nurse.page)}`);
   await screenshot(doctor.page, "medecin-teleconsultation");

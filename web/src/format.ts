@@ -72,6 +72,14 @@ export function parisDay(value: Timestamp | Date): string {
   return isoDay.format(asDate(value));
 }
 
+/** The instant a Paris calendar day ends (midnight in Paris, whatever the offset that day). */
+export function endOfParisDay(day: string): Date {
+  // Paris is UTC+1 or UTC+2: the day ends between 22:00 and 23:00 UTC; find the quarter hour.
+  let at = new Date(`${day}T21:45:00Z`).getTime();
+  while (parisDay(new Date(at)) === day) at += 15 * 60 * 1000;
+  return new Date(at);
+}
+
 /** A `YYYY-MM-DD` birth date as « 12/03/1948 ». */
 export function formatBirthDate(value: string): string {
   const [year, month, day] = value.split("-");

@@ -2,12 +2,12 @@
 // assess (most overdue first), each with the patient's address.
 
 import { useEffect } from "preact/hooks";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { client, currentIdentity } from "../api";
 import { AppointmentStatus, SchedulingService } from "../gen/telehealth/v1/scheduling_pb";
 import { WoundService, type WoundSummary } from "../gen/telehealth/v1/wound_pb";
 import type { Patient } from "../gen/telehealth/v1/patients_pb";
-import { AETIOLOGY, TIME_ZONE, addDays, formatBodySite, formatDateTime, formatTime, parisDay } from "../format";
+import { AETIOLOGY, addDays, endOfParisDay, formatBodySite, formatDateTime, formatTime, parisDay } from "../format";
 import { displayName, usePatients } from "../patients";
 import { sendAll } from "./outbox-store";
 import { ErrorMessage, Loading, Page, useLoad } from "../ui";
@@ -18,16 +18,23 @@ export function Round() {
   const day = useLoad(async () => {
     const today = parisDay(new Date());
     const [appointments, round] = await Promise.all([
+      // Today in Paris, and whatever starts within the hour (a visit just after midnight).
       client(SchedulingService).listAppointments({
         nurseSubject: me.subject,
-        period: { case: "day", value: { date: today, timeZone: TIME_ZONE } },
+        period: {
+          case: "range",
+          value: {
+            startTime: timestampFromDate(endOfParisDay(addDays(today, -1))),
+            endTime: timestampFromDate(new Date(Math.max(endOfParisDay(today).getTime(), Date.now() + 3_600_000))),
+          },
+        },
         pageSize: 100,
       }),
       // Every open wound of the nurse's care teams: the due ones first, the others for an
       // unplanned visit.
       client(WoundService).listNurseRound({ pageSize: 100 }),
     ]);
-    const endOfToday = new Date(`${addDays(today, 1)}T00:00:00Z`).getTime();
+    const endOfToday = endOfParisDay(today).getTime();
     const due = (w: (typeof round.wounds)[number]) =>
       !w.wound?.nextAssessmentDueAt || timestampMs(w.wound.nextAssessmentDueAt) < endOfToday;
     return {
