@@ -7,45 +7,11 @@
 use serde_json::{Value, json};
 use telehealth_proto::v1 as pb;
 
-use crate::instant;
+use crate::{instant, prune, reference};
 
 /// The suite's code systems (URNs: they name codes, they are not addresses).
 const IDENTITY_STATUS_SYSTEM: &str = "urn:telehealth:identity-status";
 const CONSENT_ACT_SYSTEM: &str = "urn:telehealth:consent-act";
-
-fn reference(kind: &str, id: &str) -> Value {
-    json!({ "reference": format!("{kind}/{id}") })
-}
-
-/// Drops `null`s and empty strings and arrays, which FHIR forbids.
-fn prune(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(key, value)| (key, prune(value)))
-                .filter(|(_, value)| !is_empty(value))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(prune)
-                .filter(|value| !is_empty(value))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::String(text) => text.is_empty(),
-        Value::Array(items) => items.is_empty(),
-        Value::Object(map) => map.is_empty(),
-        _ => false,
-    }
-}
 
 /// FHIR `Patient` of a register entry.
 pub fn patient(p: &pb::Patient) -> Value {

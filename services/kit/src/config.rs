@@ -285,6 +285,7 @@ const NOT_SETTINGS: &[&str] = &[
     "test_s3_bucket",
     "test_s3_access_key_id",
     "test_s3_secret_access_key",
+    "test_fhir_out",
 ];
 
 impl Settings {
