@@ -39,8 +39,13 @@ async function listAll(request: MessageInitShape<typeof ListAppointmentsRequestS
   return found;
 }
 
+/** The calendar days a view of `day` shows: that day, or Monday to Sunday of its week. */
+function daysShown(view: View, day: string): string[] {
+  return view === "day" ? [day] : Array.from({ length: 7 }, (_, i) => addDays(mondayOf(day), i));
+}
+
 async function load(view: View, day: string, subject: string): Promise<Appointment[]> {
-  const days = view === "day" ? [day] : Array.from({ length: 7 }, (_, i) => addDays(mondayOf(day), i));
+  const days = daysShown(view, day);
   const lists = await Promise.all(
     days.map((date) =>
       listAll({ doctorSubject: subject, period: { case: "day", value: { date, timeZone: TIME_ZONE } } }),
@@ -82,8 +87,7 @@ export function Agenda() {
           setAppointments((list) => {
             if (!list) return list;
             const others = list.filter((a) => a.appointmentId !== changed.appointmentId);
-            const shownDays = view === "day" ? [day] : Array.from({ length: 7 }, (_, i) => addDays(mondayOf(day), i));
-            if (!shownDays.includes(parisDay(changed.time!.startTime!))) return others;
+            if (!daysShown(view, day).includes(parisDay(changed.time!.startTime!))) return others;
             return [...others, changed].sort((a, b) => timestampMs(a.time!.startTime!) - timestampMs(b.time!.startTime!));
           });
         }
@@ -153,7 +157,7 @@ export function Agenda() {
         <DayList appointments={appointments} patients={patients} />
       ) : (
         <div class="week">
-          {Array.from({ length: 7 }, (_, i) => addDays(mondayOf(day), i)).map((date) => (
+          {daysShown("week", day).map((date) => (
             <section aria-label={formatDay(noonOf(date))}>
               <h2>{formatShortDay(noonOf(date))}</h2>
               <DayList
