@@ -1,0 +1,1 @@
+//! DICOM for the telehealth suite (being built).

@@ -1,0 +1,1 @@
+//! The tele-expertise report (being built).
