@@ -15,9 +15,12 @@ use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{
     AssociationRJResult, PDataValue, PDataValueType, Pdu, PresentationContextResultReason,
 };
-use tokio::io::AsyncWriteExt;
 
 use crate::{Error, scan};
+
+/// A P-DATA PDU's variable field holds one PDV item: 4 bytes of length, the presentation
+/// context id and the message control header, then the data.
+const PDV_OVERHEAD: usize = 6;
 
 /// Where to send: the PACS's DICOM listener and the AE titles both sides are configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,17 +152,27 @@ async fn send(
         })
         .await
         .map_err(|error| SendError::Network(error.to_string()))?;
-    {
-        // The data set straight from the file, split into PDUs of the PACS's maximum length.
-        let mut writer = association.send_pdata(context);
-        writer
-            .write_all(&file[layout.dataset_start..])
+    // The data set straight from the file, in P-DATA PDUs no larger than the PACS accepts.
+    // (dicom-ul's streaming writer is not used: its `Drop` blocks in place, which panics on a
+    // current-thread runtime.)
+    let dataset = &file[layout.dataset_start..];
+    let chunk = match association.acceptor_max_pdu_length() {
+        0 => 1 << 20, // no limit announced
+        max => (max as usize).saturating_sub(PDV_OVERHEAD).max(1),
+    };
+    let mut pieces = dataset.chunks(chunk).peekable();
+    while let Some(piece) = pieces.next() {
+        association
+            .send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context,
+                    value_type: PDataValueType::Data,
+                    is_last: pieces.peek().is_none(),
+                    data: piece.to_vec(),
+                }],
+            })
             .await
-            .map_err(|error| SendError::Network(error.to_string()))?;
-        writer
-            .finish()
-            .await
-            .map_err(|error| SendError::Network(error.to_string()))?;
+            .map_err(|error| SendError::Network(snafu_chain(&error)))?;
     }
 
     let response = receive_command(&mut association).await?;
@@ -279,4 +292,62 @@ fn snafu_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_and_network_are_retryable_data_set_errors_are_not() {
+        let status = |status| SendError::Status {
+            status,
+            comment: None,
+        };
+        let cases = [
+            (status(0xA700), true, "out of resources"),
+            (status(0xA7FF), true, "out of resources, vendor detail"),
+            (status(0x0213), true, "resource limitation"),
+            (status(0xA900), false, "data set does not match SOP class"),
+            (status(0xC000), false, "cannot understand"),
+            (status(0x0122), false, "SOP class not supported"),
+            (SendError::Network("reset".into()), true, "network"),
+            (SendError::Timeout(Duration::from_secs(1)), true, "timeout"),
+            (
+                SendError::Rejected {
+                    transient: true,
+                    detail: String::new(),
+                },
+                true,
+                "transient rejection",
+            ),
+            (
+                SendError::Rejected {
+                    transient: false,
+                    detail: String::new(),
+                },
+                false,
+                "permanent rejection",
+            ),
+            (
+                SendError::NotAccepted {
+                    sop_class: String::new(),
+                    transfer_syntax: String::new(),
+                },
+                false,
+                "presentation context refused",
+            ),
+        ];
+        for (error, retryable, case) in cases {
+            assert_eq!(error.is_retryable(), retryable, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_store_request_starts_with_its_group_length() {
+        let command = store_request("1.2.3", "4.5.6").expect("a command");
+        let length = u32::from_le_bytes([command[8], command[9], command[10], command[11]]);
+        assert_eq!(length as usize, command.len() - 12);
+        assert_eq!(&command[..4], &[0, 0, 0, 0], "(0000,0000) first");
+    }
 }
