@@ -20,4 +20,6 @@ pub enum Error {
     },
     #[error("the message has no recipient")]
     NoRecipient,
+    #[error("the message date cannot be written in a mail header")]
+    InvalidDate,
 }

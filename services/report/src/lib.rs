@@ -18,10 +18,15 @@
 
 mod error;
 mod french;
+pub mod mail;
 mod pdf;
 pub mod report;
 
 pub use error::Error;
+pub use mail::{
+    Attachment, ClientIdentity, Delivered, MailConfig, Message, Refused, Roots, SendError, TlsMode,
+    build_message, send,
+};
 pub use pdf::{MAX_TEXT_BYTES, render_pdf};
 pub use report::{
     Act, Answer, ExpertiseReport, IdentityStatus, Ins, Patient, Professional, Sex, Thumbnail,
