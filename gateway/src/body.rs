@@ -107,6 +107,11 @@ impl InFlight {
         counter.fetch_add(1, Ordering::AcqRel);
         InFlight(counter.clone())
     }
+
+    /// One more call on the same counter (a call made on behalf of this one).
+    pub fn another(&self) -> Self {
+        InFlight::start(&self.0)
+    }
 }
 
 impl Drop for InFlight {

@@ -12,6 +12,7 @@
 //! - [`auth`] and [`jwks`]: token verification, certificate binding, the verified-token cache;
 //! - [`follow`]: the auth service's signing keys and CRL, fetched and kept as files;
 //! - [`grpc_web`]: gRPC-Web calls of browsers turned into gRPC and back, CORS;
+//! - [`fhir`]: the read-only FHIR R4 API under `/fhir`, made of the contract's RPCs;
 //! - [`web`]: the web client's files (`GET`), with its Content-Security-Policy;
 //! - [`policy`]: the per-RPC rules from the descriptor set;
 //! - [`ratelimit`], [`lockout`], [`streams`], [`deadline`], [`body`]: limits on calls, failed
@@ -29,6 +30,7 @@ pub mod crypto;
 pub mod deadline;
 pub mod error;
 mod fetch;
+pub mod fhir;
 pub mod follow;
 pub mod grpc_web;
 pub mod jwks;

@@ -43,6 +43,7 @@ use crate::{
     connections::Connections,
     deadline,
     error::{AuthFailure, GatewayError},
+    fhir,
     grpc_web::{self, AllowedOrigins, Framing},
     local::LocalServices,
     lockout::Lockout,
@@ -98,6 +99,9 @@ impl Gateway {
         connection: Arc<ConnectionInfo>,
         in_flight: InFlight,
     ) -> Response<Body> {
+        if fhir::handles(request.uri().path()) {
+            return fhir::answer(self, request, connection, in_flight).await;
+        }
         if WebRoot::handles(request.method()) {
             return self
                 .web

@@ -7,12 +7,25 @@
 //! (see `tests/fhir/`). The mappings are listed in docs/interop.md.
 
 mod appointment;
+mod bundle;
+mod directory;
+mod expertise;
 mod patient;
+mod wound;
 
 use serde_json::{Value, json};
 
 pub use appointment::appointment;
+pub use bundle::{
+    IssueType, ResourceSupport, SearchParam, capability_statement, operation_outcome, searchset,
+    transaction,
+};
+pub use directory::{organization, practitioner, practitioner_role, practitioner_role_id};
+pub use expertise::{
+    communication, media, service_request, states_of_task_status, task, task_status,
+};
 pub use patient::{consent, patient};
+pub use wound::{ASSESSMENT_CODES, LOINC, wound_assessment};
 
 /// A reference to another resource of the suite.
 pub(crate) fn reference(kind: &str, id: &str) -> Value {
