@@ -119,12 +119,12 @@ pub fn import(bytes: &[u8], limits: &ImportLimits) -> Result<ImportedImage, Erro
             "the SOP class differs from the file meta's".into(),
         ));
     }
-    if let Some(frames) = string(obj, tags::NUMBER_OF_FRAMES) {
-        if frames.parse::<u32>().ok() != Some(1) {
-            return Err(Error::Unsupported(format!(
-                "{frames} frames; send one image per file"
-            )));
-        }
+    if let Some(frames) = string(obj, tags::NUMBER_OF_FRAMES)
+        && frames.parse::<u32>().ok() != Some(1)
+    {
+        return Err(Error::Unsupported(format!(
+            "{frames} frames; send one image per file"
+        )));
     }
     let pixels = pixels(obj, &layout.transfer_syntax, limits)?;
     let (acquired_at, utc_offset) = acquisition_time(obj);
@@ -325,7 +325,7 @@ fn date(text: &str) -> Option<Date> {
 fn time(text: &str) -> Option<jiff::civil::Time> {
     let whole = text.split('.').next()?;
     let part = |range: std::ops::Range<usize>| whole.get(range).map_or(Some(0), digits);
-    if whole.len() < 2 || whole.len() > 6 || whole.len() % 2 == 1 {
+    if whole.len() < 2 || whole.len() > 6 || !whole.len().is_multiple_of(2) {
         return None;
     }
     jiff::civil::Time::new(

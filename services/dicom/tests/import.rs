@@ -47,7 +47,7 @@ fn an_exported_file_imports_as_the_same_jpeg_with_its_metadata() {
 #[test]
 fn an_odd_length_jpeg_comes_back_without_its_pad_byte() {
     let mut image = jpeg(33, 17);
-    if image.len() % 2 == 0 {
+    if image.len().is_multiple_of(2) {
         image.splice(2..2, [0xFF, 0xFE, 0x00, 0x03, b'x']);
     }
     let file = vl_photographic(&photo(dermoscopy(), false, &image)).expect("export");

@@ -31,7 +31,7 @@ fn pydicom_reads_names_ids_class_syntax_size_and_the_original_jpeg() {
     let dir = tempfile::tempdir().expect("temp dir");
     // An even-length and an odd-length JPEG: the odd one gets a pad byte in its fragment.
     let mut odd = jpeg(33, 17);
-    if odd.len() % 2 == 0 {
+    if odd.len().is_multiple_of(2) {
         // A COM segment of 1 byte (length 3) after SOI makes the file odd.
         odd.splice(2..2, [0xFF, 0xFE, 0x00, 0x03, b'x']);
     }
@@ -87,7 +87,7 @@ fn pydicom_reads_names_ids_class_syntax_size_and_the_original_jpeg() {
         );
         assert_eq!(found["fragments"], 1, "{case}: one fragment");
         let mut expected = image.clone();
-        if expected.len() % 2 == 1 {
+        if !expected.len().is_multiple_of(2) {
             expected.push(0);
         }
         assert_eq!(

@@ -267,7 +267,7 @@ pub(super) fn write(photo: &PhotoExport<'_>, frame: &JpegFrame) -> Result<Vec<u8
     // JPEG gets one trailing zero byte, which decoders ignore after EOI.
     let mut fragment = Vec::with_capacity(photo.jpeg.len() + 1);
     fragment.extend_from_slice(photo.jpeg);
-    if fragment.len() % 2 == 1 {
+    if !fragment.len().is_multiple_of(2) {
         fragment.push(0);
     }
     obj.put(DataElement::new(
