@@ -408,7 +408,8 @@ mod tests {
 
     #[test]
     fn header_injection_is_refused() {
-        let cases: [(&str, fn(&mut Message)); 6] = [
+        type Spoil = fn(&mut Message);
+        let cases: [(&str, Spoil); 6] = [
             ("subject", |m| {
                 m.subject = "Hello\r\nBcc: spy@evil.example".into()
             }),

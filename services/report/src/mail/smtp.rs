@@ -138,9 +138,14 @@ pub async fn send(
 
     match config.tls {
         TlsMode::Implicit => {
-            let tls = handshake(&connector, server_name, tcp, config.timeout).await?;
+            let tls = handshake(&connector, server_name, tcp, config.timeout)
+                .await
+                .map_err(|e| without_certificate(config, e))?;
             let mut session = Session::new(tls, config.timeout);
-            session.expect("greeting", 220).await?;
+            session
+                .expect("greeting", 220)
+                .await
+                .map_err(|e| without_certificate(config, e))?;
             let ehlo = session.ehlo(&config.helo_name).await?;
             session
                 .transaction(&ehlo, envelope_from, recipients, message)
@@ -156,10 +161,15 @@ pub async fn send(
             }
             plain.command("STARTTLS", "STARTTLS", 220).await?;
             let tcp = plain.into_inner()?;
-            let tls = handshake(&connector, server_name, tcp, config.timeout).await?;
+            let tls = handshake(&connector, server_name, tcp, config.timeout)
+                .await
+                .map_err(|e| without_certificate(config, e))?;
             let mut session = Session::new(tls, config.timeout);
             // RFC 3207: forget what was learnt in clear, ask again.
-            let ehlo = session.ehlo(&config.helo_name).await?;
+            let ehlo = session
+                .ehlo(&config.helo_name)
+                .await
+                .map_err(|e| without_certificate(config, e))?;
             session
                 .transaction(&ehlo, envelope_from, recipients, message)
                 .await
@@ -179,6 +189,37 @@ async fn handshake(
         }),
         Ok(Err(error)) => Err(io_error("TLS handshake", error)),
         Ok(Ok(stream)) => Ok(stream),
+    }
+}
+
+/// A connection dropped by the server during the TLS handshake or its first reply after it,
+/// when no client certificate was presented: the server wants one. With TLS 1.3 the server
+/// checks the client's certificate after the client considers the handshake done, and many
+/// servers (Python's asyncio among them) then close the connection without sending the alert,
+/// so the client sees a reset, not a certificate error. Retrying would fail the same way. With
+/// a certificate presented, the same drop stays a retryable connection error: a network blip
+/// cannot be told from a refused certificate there, and retries are bounded by the caller.
+fn without_certificate(config: &MailConfig, error: SendError) -> SendError {
+    match error {
+        SendError::Io { step, source }
+            if config.client_identity.is_none()
+                && matches!(
+                    source.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::UnexpectedEof
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionAborted
+                ) =>
+        {
+            SendError::Certificate {
+                step,
+                reason: format!(
+                    "the server closed the connection ({source}) and no client certificate is \
+                     configured; the server most likely requires one"
+                ),
+            }
+        }
+        other => other,
     }
 }
 
