@@ -12,12 +12,20 @@
 //! - `index.json`: what the archive holds, with each file's size and SHA-256, and `LISEZMOI.txt`
 //!   for the patient.
 //!
-//! JSON follows the protobuf JSON mapping of the contract. The archive is written next to its
-//! destination and renamed into place when complete, readable by its owner only.
+//! JSON follows the protobuf JSON mapping of the contract. With `--format fhir` the same reads
+//! become one FHIR R4 transaction `Bundle` (JSON) instead: Patient, Consents, Appointments,
+//! ServiceRequest + Task + Communications + Media (images inline) for each request, and each
+//! wound's current assessments as Observations with their photos as Media.
+//!
+//! Either file is written next to its destination and renamed into place when complete,
+//! readable by its owner only; images are written one at a time, so memory does not grow with
+//! their number.
+
+mod archive;
+mod bundle;
 
 use std::{
     future::Future,
-    io::Write,
     path::{Path, PathBuf},
     process::ExitCode,
 };
@@ -41,10 +49,17 @@ use tonic::{
     transport::Channel,
 };
 
+use self::{archive::Archive, bundle::FhirBundle};
 use super::gateway::GatewayArgs;
 
-/// Name and version of the archive's layout, in `index.json`.
-const FORMAT: &str = "telehealth-patient-archive/1";
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A tar archive of the contract's JSON and the images as stored (the default).
+    Tar,
+    /// One FHIR R4 transaction Bundle (JSON), images inline.
+    Fhir,
+}
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -53,21 +68,28 @@ pub struct ExportArgs {
     /// The patient's id in the register.
     #[arg(long)]
     pub patient: String,
-    /// Where to write the archive; default `patient-<id>.tar` in the current folder.
+    /// Where to write it; default `patient-<id>.tar` (or `.fhir.json`) in the current folder.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// `tar` (the contract's JSON and the images) or `fhir` (a FHIR R4 transaction Bundle).
+    #[arg(long, value_enum, default_value_t = Format::Tar)]
+    pub format: Format,
 }
 
 pub async fn run(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let extension = match args.format {
+        Format::Tar => "tar",
+        Format::Fhir => "fhir.json",
+    };
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("patient-{}.tar", args.patient)));
+        .unwrap_or_else(|| PathBuf::from(format!("patient-{}.{extension}", args.patient)));
     let (channel, bearer) = args.gateway.connect(settings).await?;
     let clients = Clients::new(channel, Bearer(bearer));
-    let partial = out.with_extension("tar.partial");
+    let partial = out.with_extension(format!("{extension}.partial"));
     let written = async {
-        let mut archive = Archive::create(&partial)?;
+        let mut archive = Output::create(&partial, args.format)?;
         let outcome = export(&clients, &args.patient, &mut archive).await;
         match outcome {
             Ok(()) => archive.finish(&args.patient).map(Some),
@@ -83,7 +105,14 @@ pub async fn run(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCo
         Ok(Some(files)) => {
             std::fs::rename(&partial, &out)
                 .with_context(|| format!("cannot move the archive to {}", out.display()))?;
-            println!("{} ({files} files)", out.display());
+            println!(
+                "{} ({files} {})",
+                out.display(),
+                match args.format {
+                    Format::Tar => "files",
+                    Format::Fhir => "resources",
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         other => {
@@ -112,7 +141,7 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-async fn export(clients: &Clients, patient: &str, archive: &mut Archive) -> Result<(), Failure> {
+async fn export(clients: &Clients, patient: &str, archive: &mut Output) -> Result<(), Failure> {
     let register = clients
         .patients()
         .export_patient(pb::ExportPatientRequest {
@@ -120,7 +149,30 @@ async fn export(clients: &Clients, patient: &str, archive: &mut Archive) -> Resu
         })
         .await?
         .into_inner();
-    archive.add("patient.json", &register.archive)?;
+    archive.file("patient.json", &register.archive)?;
+    if archive.wants_resources() {
+        let record = clients
+            .patients()
+            .get_patient(pb::GetPatientRequest {
+                patient_id: patient.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .patient
+            .ok_or_else(|| anyhow::anyhow!("the register answered without the patient"))?;
+        archive.resource(telehealth_fhir::patient(&record))?;
+        let consents = clients
+            .patients()
+            .list_consents(pb::ListConsentsRequest {
+                patient_id: patient.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .consents;
+        for consent in &consents {
+            archive.resource(telehealth_fhir::consent(consent))?;
+        }
+    }
     appointments(clients, patient, archive).await?;
     requests(clients, patient, archive).await?;
     wounds(clients, patient, archive).await?;
@@ -130,7 +182,7 @@ async fn export(clients: &Clients, patient: &str, archive: &mut Archive) -> Resu
 async fn appointments(
     clients: &Clients,
     patient: &str,
-    archive: &mut Archive,
+    archive: &mut Output,
 ) -> Result<(), Failure> {
     // The patient's whole history: the listing takes up to 100 years when it names a patient.
     let now = jiff::Timestamp::now();
@@ -175,12 +227,13 @@ async fn appointments(
             "appointment": to_json(&appointment, "Appointment")?,
             "history": list_json(&history, "AppointmentEvent")?,
         });
-        archive.add_json(&format!("appointments/{}.json", safe(&id)), &document)?;
+        archive.document(&format!("appointments/{}.json", safe(&id)), &document)?;
+        archive.resource(telehealth_fhir::appointment(&appointment))?;
     }
     Ok(())
 }
 
-async fn requests(clients: &Clients, patient: &str, archive: &mut Archive) -> Result<(), Failure> {
+async fn requests(clients: &Clients, patient: &str, archive: &mut Output) -> Result<(), Failure> {
     let listed = all_pages(|page_token| {
         let mut client = clients.expertise();
         let request = pb::ListMyRequestsRequest {
@@ -238,9 +291,14 @@ async fn requests(clients: &Clients, patient: &str, archive: &mut Archive) -> Re
             "report": report.map(|r| to_json(&r, "AnswerReport")).transpose()?,
         });
         let folder = format!("expertise/{}", safe(&id));
-        archive.add_json(&format!("{folder}/request.json"), &document)?;
-        let images = request.request.map(|r| r.images).unwrap_or_default();
-        for image in images {
+        archive.document(&format!("{folder}/request.json"), &document)?;
+        let request = request.request.unwrap_or_default();
+        archive.resource(telehealth_fhir::service_request(&request))?;
+        archive.resource(telehealth_fhir::task(&request))?;
+        for message in &messages {
+            archive.resource(telehealth_fhir::communication(message, &request))?;
+        }
+        for image in &request.images {
             let stream = clients
                 .expertise()
                 .download_image(pb::DownloadImageRequest {
@@ -256,14 +314,19 @@ async fn requests(clients: &Clients, patient: &str, archive: &mut Archive) -> Re
                         _ => None,
                     })
                 });
-            let bytes = download(stream, &image).await?;
-            archive.add(&format!("{folder}/images/{}", file_name(&image)), &bytes)?;
+            let bytes = download(stream, image).await?;
+            let media = telehealth_fhir::media(image, Some(("ServiceRequest", &id)), Some(patient));
+            archive.image(
+                &format!("{folder}/images/{}", file_name(image)),
+                &bytes,
+                media,
+            )?;
         }
     }
     Ok(())
 }
 
-async fn wounds(clients: &Clients, patient: &str, archive: &mut Archive) -> Result<(), Failure> {
+async fn wounds(clients: &Clients, patient: &str, archive: &mut Output) -> Result<(), Failure> {
     let listed = all_pages(|page_token| {
         let mut client = clients.wounds();
         let request = pb::ListDoctorWoundsRequest {
@@ -345,7 +408,11 @@ async fn wounds(clients: &Clients, patient: &str, archive: &mut Archive) -> Resu
             "alerts": list_json(&alerts, "Alert")?,
         });
         let folder = format!("wounds/{}", safe(&id));
-        archive.add_json(&format!("{folder}/wound.json"), &document)?;
+        archive.document(&format!("{folder}/wound.json"), &document)?;
+        // The current version of each assessment (earlier versions are in the tar format).
+        for assessment in &assessments {
+            archive.resource(telehealth_fhir::wound_assessment(assessment, patient))?;
+        }
         let mut photos: Vec<&pb::ImageInfo> =
             assessments.iter().flat_map(|a| a.photos.iter()).collect();
         photos.sort_by(|a, b| a.image_id.cmp(&b.image_id));
@@ -367,7 +434,12 @@ async fn wounds(clients: &Clients, patient: &str, archive: &mut Archive) -> Resu
                     })
                 });
             let bytes = download(stream, photo).await?;
-            archive.add(&format!("{folder}/photos/{}", file_name(photo)), &bytes)?;
+            let media = telehealth_fhir::media(photo, None, Some(patient));
+            archive.image(
+                &format!("{folder}/photos/{}", file_name(photo)),
+                &bytes,
+                media,
+            )?;
         }
     }
     Ok(())
@@ -522,80 +594,64 @@ impl Interceptor for Bearer {
     }
 }
 
-/// The archive being written, and what it holds so far.
-struct Archive {
-    builder: tar::Builder<std::fs::File>,
-    files: Vec<Value>,
+/// Where the export goes: the tar archive or the FHIR Bundle. Each export step offers both
+/// what the archive keeps (documents, files) and what the Bundle keeps (resources); each
+/// output takes its own.
+enum Output {
+    Tar(Archive),
+    Fhir(FhirBundle),
 }
 
-impl Archive {
-    fn create(path: &Path) -> anyhow::Result<Archive> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
-            .open(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Archive {
-            builder: tar::Builder::new(file),
-            files: Vec::new(),
+impl Output {
+    fn create(path: &Path, format: Format) -> anyhow::Result<Output> {
+        Ok(match format {
+            Format::Tar => Output::Tar(Archive::create(path)?),
+            Format::Fhir => Output::Fhir(FhirBundle::create(path)?),
         })
     }
 
-    fn add(&mut self, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o600);
-        header.set_mtime(jiff::Timestamp::now().as_second().max(0) as u64);
-        header.set_cksum();
-        self.builder
-            .append_data(&mut header, path, bytes)
-            .with_context(|| format!("cannot add {path} to the archive"))?;
-        self.files.push(json!({
-            "path": path,
-            "bytes": bytes.len(),
-            "sha256": hex::encode(Sha256::digest(bytes)),
-        }));
-        Ok(())
+    /// Whether FHIR resources are wanted (some need reads the archive does not).
+    fn wants_resources(&self) -> bool {
+        matches!(self, Output::Fhir(_))
     }
 
-    fn add_json(&mut self, path: &str, value: &Value) -> anyhow::Result<()> {
-        self.add(path, &serde_json::to_vec_pretty(value)?)
+    /// A file of the archive, as is.
+    fn file(&mut self, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Output::Tar(archive) => archive.add(path, bytes),
+            Output::Fhir(_) => Ok(()),
+        }
     }
 
-    /// Adds the index and the note for the patient, and closes the archive; the number of
-    /// files it holds.
-    fn finish(mut self, patient: &str) -> anyhow::Result<usize> {
-        self.add("LISEZMOI.txt", README.as_bytes())?;
-        let index = json!({
-            "format": FORMAT,
-            "patient_id": patient,
-            "exported_at": jiff::Timestamp::now().to_string(),
-            "files": self.files,
-        });
-        let count = self.files.len() + 1;
-        self.add_json("index.json", &index)?;
-        let mut file = self.builder.into_inner()?;
-        file.flush()?;
-        file.sync_all()?;
-        Ok(count)
+    /// A JSON document of the archive.
+    fn document(&mut self, path: &str, value: &Value) -> anyhow::Result<()> {
+        match self {
+            Output::Tar(archive) => archive.add_json(path, value),
+            Output::Fhir(_) => Ok(()),
+        }
+    }
+
+    /// A resource of the Bundle.
+    fn resource(&mut self, resource: Value) -> anyhow::Result<()> {
+        match self {
+            Output::Tar(_) => Ok(()),
+            Output::Fhir(bundle) => bundle.add(resource),
+        }
+    }
+
+    /// An image: a file of the archive, or a Media of the Bundle with its bytes inline.
+    fn image(&mut self, path: &str, bytes: &[u8], media: Value) -> anyhow::Result<()> {
+        match self {
+            Output::Tar(archive) => archive.add(path, bytes),
+            Output::Fhir(bundle) => bundle.add_media(media, bytes),
+        }
+    }
+
+    /// Closes the output; how many files or resources it holds.
+    fn finish(self, patient: &str) -> anyhow::Result<usize> {
+        match self {
+            Output::Tar(archive) => archive.finish(patient),
+            Output::Fhir(bundle) => bundle.finish(),
+        }
     }
 }
-
-/// What the patient reads first.
-const README: &str = "\
-Export de vos données de téléconsultation et de télé-expertise (droit d'accès, RGPD art. 15)
-
-patient.json            votre dossier administratif : identité et son statut (INS), coordonnées,
-                        consentements, partages avec d'autres établissements, opposition
-appointments/           vos rendez-vous de téléconsultation et leur historique
-expertise/              les demandes de télé-expertise vous concernant : question, échanges,
-                        compte rendu de l'expert, images telles qu'elles ont été transmises
-wounds/                 le suivi de vos plaies : chaque évaluation (et ses corrections), alertes,
-                        photos telles qu'elles ont été enregistrées
-index.json              la liste des fichiers avec leur taille et leur empreinte SHA-256
-
-Les fichiers .json suivent le format JSON des messages du contrat telehealth.v1 ; les dates sont
-en temps universel (UTC).
-";

@@ -35,24 +35,20 @@ pub fn searchset(
 }
 
 /// A transaction of resources to create or update at their ids (`PUT Type/id`), as a
-/// receiving FHIR server would apply them: used by the patient export.
-pub fn transaction(base: &str, resources: Vec<Value>) -> Value {
-    let entries: Vec<Value> = resources
-        .into_iter()
-        .map(|resource| {
-            let url = format!(
-                "{}/{}",
-                resource["resourceType"].as_str().unwrap_or_default(),
-                resource["id"].as_str().unwrap_or_default()
-            );
-            json!({
-                "fullUrl": full_url(base, &resource),
-                "resource": resource,
-                "request": { "method": "PUT", "url": url },
-            })
-        })
-        .collect();
+/// receiving FHIR server would apply them.
+pub fn transaction(resources: Vec<Value>) -> Value {
+    let entries: Vec<Value> = resources.into_iter().map(transaction_entry).collect();
     prune(json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries }))
+}
+
+/// One entry of a transaction (the patient export writes them one by one).
+pub fn transaction_entry(resource: Value) -> Value {
+    let url = format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap_or_default(),
+        resource["id"].as_str().unwrap_or_default()
+    );
+    json!({ "resource": resource, "request": { "method": "PUT", "url": url } })
 }
 
 fn full_url(base: &str, resource: &Value) -> String {
@@ -188,7 +184,7 @@ mod tests {
         emit("bundle-searchset-empty", &empty);
         assert!(empty.get("entry").is_none());
 
-        let export = transaction(base, vec![patient]);
+        let export = transaction(vec![patient]);
         emit("bundle-transaction", &export);
         assert_eq!(export["entry"][0]["request"]["url"], "Patient/p1");
 

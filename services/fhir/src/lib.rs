@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 pub use appointment::appointment;
 pub use bundle::{
     IssueType, ResourceSupport, SearchParam, capability_statement, operation_outcome, searchset,
-    transaction,
+    transaction, transaction_entry,
 };
 pub use directory::{organization, practitioner, practitioner_role, practitioner_role_id};
 pub use expertise::{
