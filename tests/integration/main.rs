@@ -8,6 +8,7 @@ mod cli;
 mod cross_org;
 mod directory;
 mod expertise;
+mod fhir;
 mod gateway_auth;
 mod gateway_connections;
 mod gateway_limits;
