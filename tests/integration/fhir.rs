@@ -325,7 +325,7 @@ async fn the_fhir_api_serves_each_role_its_records_and_nothing_of_another_centre
             "task-search-requester",
         )
         .await;
-    assert_eq!(ids(&entries(&mine)), [request_id.clone()]);
+    assert_eq!(ids(&entries(&mine)), std::slice::from_ref(&request_id));
 
     // The specialist's completed tasks, by owner.
     let expert = Fhir::of(&suite, &specialist).await;
@@ -335,7 +335,7 @@ async fn the_fhir_api_serves_each_role_its_records_and_nothing_of_another_centre
             "task-search-owner",
         )
         .await;
-    assert_eq!(ids(&entries(&done)), [request_id.clone()]);
+    assert_eq!(ids(&entries(&done)), std::slice::from_ref(&request_id));
     let nobody = expert
         .ok(
             "Task?owner=Practitioner/dr-autre&status=completed",
