@@ -16,9 +16,11 @@
 
 mod config;
 mod message;
+mod outcome;
 mod reply;
 mod smtp;
 
 pub use config::{ClientIdentity, MailConfig, Roots, TlsMode};
 pub use message::{Attachment, Message, build_message};
-pub use smtp::{Delivered, Refused, SendError, send};
+pub use outcome::{Delivered, Refused, SendError};
+pub use smtp::send;

@@ -10,7 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::TlsConnector;
 
-use super::smtp::SendError;
+use super::outcome::SendError;
 
 /// How TLS starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
