@@ -14,19 +14,14 @@ mod outcome;
 mod people;
 mod query;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::Value;
 use telehealth_fhir::{ResourceSupport, SearchParam};
 use tonic::body::Body;
 
-use crate::{
-    body::InFlight,
-    proxy::{ConnectionInfo, Gateway, Port},
-};
 use calls::Calls;
+pub use calls::Pipeline;
 pub use outcome::FhirError;
 use query::Query;
 
@@ -55,14 +50,14 @@ impl Page {
     }
 }
 
-/// Answers one request of the FHIR API.
+/// Answers one request of the FHIR API; `on_devices_port` says whether it came with a device
+/// certificate, and `pipeline` makes the calls behind it as that client.
 pub async fn answer<B>(
-    gateway: Arc<Gateway>,
     request: Request<B>,
-    connection: Arc<ConnectionInfo>,
-    in_flight: InFlight,
+    on_devices_port: bool,
+    pipeline: Pipeline,
 ) -> Response<Body> {
-    if connection.port != Port::Devices {
+    if !on_devices_port {
         return json(
             StatusCode::FORBIDDEN,
             &outcome(FhirError::NotSupported(
@@ -81,7 +76,7 @@ pub async fn answer<B>(
     let base = base_url(&request);
     let path = request.uri().path().trim_start_matches(PREFIX).to_owned();
     let raw_query = request.uri().query().unwrap_or_default().to_owned();
-    let calls = Calls::new(gateway, connection, in_flight, request.headers());
+    let calls = Calls::new(pipeline, request.headers());
     match route(&calls, &base, &path, &raw_query).await {
         Ok(resource) => json(StatusCode::OK, &resource),
         Err(error) => {

@@ -100,7 +100,13 @@ impl Gateway {
         in_flight: InFlight,
     ) -> Response<Body> {
         if fhir::handles(request.uri().path()) {
-            return fhir::answer(self, request, connection, in_flight).await;
+            let on_devices_port = connection.port == Port::Devices;
+            // Each call behind a FHIR request goes through this very pipeline, as the client.
+            let pipeline: fhir::Pipeline = Arc::new(move |call| {
+                let (gateway, connection) = (self.clone(), connection.clone());
+                Box::pin(gateway.handle(call, connection, in_flight.another()))
+            });
+            return fhir::answer(request, on_devices_port, pipeline).await;
         }
         if WebRoot::handles(request.method()) {
             return self

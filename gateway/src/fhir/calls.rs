@@ -2,17 +2,21 @@
 //! gateway's own pipeline: the same token check, policy, rate limit and limits, and the
 //! services' organisation scoping, exactly as if the client had made them.
 
-use std::sync::Arc;
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Request, header};
+use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full, Limited};
 use prost::Message;
+use tonic::body::Body;
 
-use crate::{
-    body::InFlight,
-    proxy::{ConnectionInfo, Gateway},
-};
+/// The gateway's pipeline for one client connection: takes a gRPC call, answers it (refusals
+/// are gRPC statuses). Given by the proxy, so that this module does not depend on it.
+pub type Pipeline = Arc<
+    dyn Fn(Request<Full<Bytes>>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Largest answer of one internal call (the contract's pages are far smaller).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -22,19 +26,12 @@ const FORWARDED: [&str; 3] = ["authorization", "traceparent", "tracestate"];
 
 /// Makes gRPC calls as the client of one FHIR request.
 pub struct Calls {
-    gateway: Arc<Gateway>,
-    connection: Arc<ConnectionInfo>,
-    in_flight: InFlight,
+    pipeline: Pipeline,
     headers: HeaderMap,
 }
 
 impl Calls {
-    pub fn new(
-        gateway: Arc<Gateway>,
-        connection: Arc<ConnectionInfo>,
-        in_flight: InFlight,
-        request: &HeaderMap,
-    ) -> Calls {
+    pub fn new(pipeline: Pipeline, request: &HeaderMap) -> Calls {
         let mut headers = HeaderMap::new();
         for name in FORWARDED {
             // Every value, so that two `authorization` headers are refused as over gRPC.
@@ -48,12 +45,7 @@ impl Calls {
         );
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert("grpc-timeout", HeaderValue::from_static("10S"));
-        Calls {
-            gateway,
-            connection,
-            in_flight,
-            headers,
-        }
+        Calls { pipeline, headers }
     }
 
     /// Calls the unary method `path` (`/package.Service/Method`) with `message`.
@@ -72,11 +64,7 @@ impl Calls {
             .body(Full::new(framed.freeze()))
             .map_err(|_| tonic::Status::internal("internal request not buildable"))?;
         *request.headers_mut() = self.headers.clone();
-        let response = self
-            .gateway
-            .clone()
-            .handle(request, self.connection.clone(), self.in_flight.another())
-            .await;
+        let response = (self.pipeline)(request).await;
         if let Some(status) = tonic::Status::from_header_map(response.headers())
             .filter(|s| s.code() != tonic::Code::Ok)
         {
