@@ -276,6 +276,11 @@ fn table() -> Vec<Line> {
                 "reason": "test"}),
             Refused,
         ),
+        line(
+            "PatientService/ReportIdentity",
+            json!({"orgId": "{org}", "patientId": "{patient}"}),
+            Refused,
+        ),
         // scheduling
         line(
             "SchedulingService/SetWeeklyAvailability",

@@ -61,6 +61,7 @@ fn content(pseudonym: &str, urgency: pb::Urgency) -> pb::ExpertiseRequestContent
             is_requester: true,
             ..Default::default()
         }),
+        requester_mssante_address: String::new(),
         wound: None,
     }
 }

@@ -23,6 +23,7 @@ mod migrations;
 mod patients;
 mod pki_and_tokens;
 mod replicas;
+mod report_mail;
 mod right_of_access;
 mod scheduling;
 mod sign_in;

@@ -5,7 +5,7 @@ REQUIRED (signed by the test CA), STARTTLS required before MAIL, or implicit TLS
 
 Each accepted message is saved in --out as NNNN.eml, with NNNN.peer holding the subject of the
 client certificate seen in the TLS session and NNNN.envelope the envelope (sender, recipients).
-Prints "PORT <n>" on stdout once it listens on 127.0.0.1 (port chosen by the system).
+Prints "PORT <n>" on stdout once it listens on 127.0.0.1 (--port, or one the system chooses).
 
 Modes (--mode):
   ok         accept (a recipient whose address contains "refuse" gets 550)
@@ -82,6 +82,7 @@ async def main():
     parser.add_argument("--ca", required=True)
     parser.add_argument("--mode", default="ok", choices=["ok", "tempfail", "plain"])
     parser.add_argument("--implicit", action="store_true")
+    parser.add_argument("--port", type=int, default=0, help="default: one the system chooses")
     args = parser.parse_args()
 
     handler = Handler(args.out, args.mode)
@@ -89,15 +90,15 @@ async def main():
     loop = asyncio.get_running_loop()
     if args.mode == "plain":
         factory = lambda: SMTP(handler, hostname="mail.test")
-        server = await loop.create_server(factory, "127.0.0.1", 0)
+        server = await loop.create_server(factory, "127.0.0.1", args.port)
     elif args.implicit:
         factory = lambda: SMTP(handler, hostname="mail.test")
-        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=context)
+        server = await loop.create_server(factory, "127.0.0.1", args.port, ssl=context)
     else:
         factory = lambda: SMTP(
             handler, hostname="mail.test", tls_context=context, require_starttls=True
         )
-        server = await loop.create_server(factory, "127.0.0.1", 0)
+        server = await loop.create_server(factory, "127.0.0.1", args.port)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     async with server:

@@ -7,6 +7,7 @@ use telehealth_proto::v1 as pb;
 use crate::{
     billing::{Act, ActCode, NotBillable},
     core::reports::{ActivityReport, Section},
+    delivery::{Delivery, DeliveryStatus, Recipient},
     error::ExpertiseError,
     model::{
         ActorRecord, Answer, BodySite, ClinicalContext, Content, DECLINE_REASON_OTHER,
@@ -249,6 +250,17 @@ pub fn content(value: Option<&pb::ExpertiseRequestContent>) -> Result<Content> {
             })
         }
     };
+    let requester_mssante_address = text(
+        "content.requester_mssante_address",
+        &value.requester_mssante_address,
+        254,
+    )?;
+    if !requester_mssante_address.is_empty() && !looks_like_address(&requester_mssante_address) {
+        return Err(ExpertiseError::invalid(
+            "content.requester_mssante_address",
+            "must be an e-mail address (local@domain)",
+        ));
+    }
     Ok(Content {
         target_org_id: name("content.target_org_id", &value.target_org_id, 128)?,
         specialty: name("content.specialty", &value.specialty, 64)?,
@@ -258,6 +270,7 @@ pub fn content(value: Option<&pb::ExpertiseRequestContent>) -> Result<Content> {
         urgency: Urgency::from_number(value.urgency)
             .ok_or_else(|| ExpertiseError::invalid("content.urgency", "unknown urgency"))?,
         general_practitioner,
+        requester_mssante_address,
         // Only wound monitoring sets it (`wound_content`): a client cannot make one up.
         wound: None,
     })
@@ -452,6 +465,7 @@ fn pb_content(c: &Content) -> pb::ExpertiseRequestContent {
         context: c.context.as_ref().map(context),
         urgency: c.urgency.number(),
         general_practitioner: c.general_practitioner.as_ref().map(general_practitioner),
+        requester_mssante_address: c.requester_mssante_address.clone(),
         wound: c.wound.as_ref().map(wound_context),
     }
 }
@@ -491,6 +505,33 @@ pub fn request(r: &Request, now: Timestamp, images: Vec<pb::ImageInfo>) -> pb::E
         message_count: i32::try_from(r.message_count).unwrap_or(i32::MAX),
         version: r.version,
         consent_id: r.consent_id.clone().unwrap_or_default(),
+        report_deliveries: Vec::new(),
+    }
+}
+
+/// A report delivery as the contract writes it.
+pub fn delivery(d: &Delivery) -> pb::ReportDelivery {
+    pb::ReportDelivery {
+        recipient: (match d.recipient {
+            Recipient::Requester => pb::ReportRecipient::Requester,
+            Recipient::GeneralPractitioner => pb::ReportRecipient::GeneralPractitioner,
+        }) as i32,
+        address: d.address.clone(),
+        status: (match d.status {
+            DeliveryStatus::Pending => pb::ReportDeliveryStatus::Pending,
+            DeliveryStatus::Retrying => pb::ReportDeliveryStatus::Retrying,
+            DeliveryStatus::Delivered => pb::ReportDeliveryStatus::Delivered,
+            DeliveryStatus::Failed => pb::ReportDeliveryStatus::Failed,
+        }) as i32,
+        attempts: d.attempts,
+        last_error: d.last_error.clone(),
+        next_attempt_at: match d.status {
+            DeliveryStatus::Pending | DeliveryStatus::Retrying => {
+                Some(timestamp(d.next_attempt_at))
+            }
+            _ => None,
+        },
+        delivered_at: opt_timestamp(d.delivered_at),
     }
 }
 

@@ -13,6 +13,7 @@
 //! specialty at its target org. Everyone else is told NOT_FOUND, word for word what a missing
 //! request gives.
 
+pub mod delivery;
 pub mod images;
 pub mod messages;
 pub mod reading;

@@ -418,8 +418,17 @@ impl ExpertiseService for ExpertiseApi {
         }
         .await
         .map_err(|e| status(&e))?;
+        let mut request = self.pb_request(&found).await;
+        request.report_deliveries = self
+            .core
+            .deliveries(&found.id)
+            .await
+            .map_err(|e| status(&e))?
+            .iter()
+            .map(convert::delivery)
+            .collect();
         Ok(Response::new(pb::GetRequestResponse {
-            request: Some(self.pb_request(&found).await),
+            request: Some(request),
         }))
     }
 

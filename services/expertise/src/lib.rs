@@ -5,7 +5,8 @@
 //! - [`billing`]: which acts are billable and for how much, from rules that are data (pure);
 //! - [`core`]: every operation with its authorisation, transaction and audit;
 //! - [`store`]: the SQL (the same on SQLite and PostgreSQL);
-//! - [`render`]: the answer report as French text;
+//! - [`render`]: the answer report as French text; [`report`]: the same as the PDF sent by mail;
+//! - [`delivery`]: the report's deliveries by secure mail (who, where they stand, retries);
 //! - [`convert`] and [`grpc`]: the tonic adapter;
 //! - [`error`]: what can go wrong, as gRPC codes.
 //!
@@ -18,10 +19,12 @@
 pub mod billing;
 pub mod convert;
 pub mod core;
+pub mod delivery;
 pub mod error;
 pub mod grpc;
 pub mod model;
 pub mod render;
+pub mod report;
 pub mod store;
 
 use std::time::Duration;
@@ -70,6 +73,14 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             telehealth_kit::directory::Directory::new(context.channel_to(Part::Directory)?),
         );
         tokio::spawn(sweep_periodically(core.clone(), context.shutdown.clone()));
+        let mailer = crate::core::delivery::Mailer::from_settings(&context.settings.report_mail)
+            .map_err(telehealth_kit::KitError::Config)?;
+        tokio::spawn(deliver_reports_periodically(
+            core.clone(),
+            mailer,
+            Duration::from_secs(context.settings.report_mail.interval_seconds),
+            context.shutdown.clone(),
+        ));
         // Every replica forgets the idempotency keys past their retention.
         telehealth_kit::idempotency::spawn_purge(
             context.db.clone(),
@@ -104,6 +115,30 @@ async fn sweep_periodically(core: Expertise, shutdown: CancellationToken) {
                     Ok((0, 0)) => {}
                     Ok((overdue, closed)) => tracing::info!(overdue, closed, "expertise sweep"),
                     Err(error) => tracing::warn!(%error, "expertise sweep failed; retrying at the next tick"),
+                }
+            }
+        }
+    }
+}
+
+/// Sends the answer reports that are due every `period`, until shutdown. Every replica runs it;
+/// each delivery is attempted by one of them at a time.
+async fn deliver_reports_periodically(
+    core: Expertise,
+    mailer: Option<crate::core::delivery::Mailer>,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticks.tick() => {
+                match core.deliver_due(mailer.as_ref()).await {
+                    Ok(0) => {}
+                    Ok(attempted) => tracing::info!(attempted, "answer reports sent"),
+                    Err(error) => tracing::warn!(%error, "sending answer reports failed; retrying at the next tick"),
                 }
             }
         }

@@ -204,6 +204,9 @@ pub struct Content {
     pub context: Option<ClinicalContext>,
     pub urgency: Urgency,
     pub general_practitioner: Option<GeneralPractitioner>,
+    /// Where the answer report is sent for the requester (MSSanté), if given.
+    #[serde(default)]
+    pub requester_mssante_address: String,
     /// The wound the request is about (set by wound monitoring only).
     #[serde(default)]
     pub wound: Option<WoundContext>,

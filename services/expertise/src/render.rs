@@ -14,7 +14,7 @@ pub struct ImageLine {
     pub caption: String,
 }
 
-fn recommendation(number: i32, months: i32) -> String {
+pub(crate) fn recommendation(number: i32, months: i32) -> String {
     match number {
         1 => "Rassurer : lésion bénigne, pas de suivi particulier".into(),
         2 => format!("Surveiller, revoir dans {months} mois"),

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use crate::{
+    delivery::{Delivery, DeliveryStatus, Recipient},
     error::ExpertiseError,
     model::{ActorRecord, Event, EventKind, Message, Request, Status},
 };
@@ -604,4 +605,111 @@ pub async fn conditions(conn: &mut AnyConnection) -> Result<Vec<ConditionRow>> {
             })
         })
         .collect()
+}
+
+// ---- report deliveries -----------------------------------------------------------------------
+
+const DELIVERY_COLUMNS: &str = "request_id, recipient, address, status, attempts, last_error, \
+     next_attempt_us, delivered_at_us, created_at_us";
+
+fn delivery_row(row: &AnyRow) -> Result<Delivery> {
+    let recipient: String = row.try_get("recipient")?;
+    let status: String = row.try_get("status")?;
+    Ok(Delivery {
+        request_id: row.try_get("request_id")?,
+        recipient: Recipient::parse(&recipient).unwrap_or(Recipient::Requester),
+        address: row.try_get("address")?,
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
+        attempts: i32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(i32::MAX),
+        last_error: row.try_get("last_error")?,
+        next_attempt_at: instant(row.try_get("next_attempt_us")?),
+        delivered_at: opt_instant(row.try_get("delivered_at_us")?),
+        created_at: instant(row.try_get("created_at_us")?),
+    })
+}
+
+pub async fn insert_delivery(conn: &mut AnyConnection, d: &Delivery) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO report_deliveries ({DELIVERY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(&d.request_id)
+    .bind(d.recipient.as_str())
+    .bind(&d.address)
+    .bind(d.status.as_str())
+    .bind(i64::from(d.attempts))
+    .bind(&d.last_error)
+    .bind(micros(d.next_attempt_at))
+    .bind(d.delivered_at.map(micros))
+    .bind(micros(d.created_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The deliveries of one request's report.
+pub async fn deliveries_of(conn: &mut AnyConnection, request_id: &str) -> Result<Vec<Delivery>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM report_deliveries WHERE request_id = $1 ORDER BY recipient DESC"
+    ))
+    .bind(request_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(delivery_row).collect()
+}
+
+/// Deliveries due at `now` (pending or retrying), oldest first, at most `limit`.
+pub async fn due_deliveries(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+    limit: i64,
+) -> Result<Vec<Delivery>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM report_deliveries \
+         WHERE status IN ('pending', 'retrying') AND next_attempt_us <= $1 \
+         ORDER BY next_attempt_us LIMIT $2"
+    ))
+    .bind(micros(now))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(delivery_row).collect()
+}
+
+/// Takes a due delivery for one attempt until `until`: true for exactly one replica (the one
+/// whose update still sees the due time it read).
+pub async fn claim_delivery(
+    conn: &mut AnyConnection,
+    d: &Delivery,
+    until: Timestamp,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE report_deliveries SET next_attempt_us = $1 \
+         WHERE request_id = $2 AND recipient = $3 AND next_attempt_us = $4 \
+         AND status IN ('pending', 'retrying')",
+    )
+    .bind(micros(until))
+    .bind(&d.request_id)
+    .bind(d.recipient.as_str())
+    .bind(micros(d.next_attempt_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the outcome of an attempt.
+pub async fn save_delivery(conn: &mut AnyConnection, d: &Delivery) -> Result<()> {
+    sqlx::query(
+        "UPDATE report_deliveries SET status = $1, attempts = $2, last_error = $3, \
+         next_attempt_us = $4, delivered_at_us = $5 WHERE request_id = $6 AND recipient = $7",
+    )
+    .bind(d.status.as_str())
+    .bind(i64::from(d.attempts))
+    .bind(&d.last_error)
+    .bind(micros(d.next_attempt_at))
+    .bind(d.delivered_at.map(micros))
+    .bind(&d.request_id)
+    .bind(d.recipient.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

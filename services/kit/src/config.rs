@@ -22,6 +22,7 @@ mod expertise;
 mod gateway;
 mod idempotency;
 mod images;
+mod report_mail;
 mod sign_in;
 mod signalling;
 mod wound;
@@ -32,6 +33,7 @@ pub use gateway::{
 };
 pub use idempotency::IdempotencySettings;
 pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
+pub use report_mail::{MailTls, ReportMailSettings};
 pub use sign_in::{ProviderConfig, SignInSettings};
 pub use signalling::SignallingSettings;
 pub use wound::WoundRules;
@@ -64,6 +66,7 @@ pub struct Settings {
     pub scheduling_rules: SchedulingRules,
     pub signalling_media: SignallingSettings,
     pub expertise_rules: ExpertiseRules,
+    pub report_mail: ReportMailSettings,
     pub wound_rules: WoundRules,
     pub blobs: BlobSettings,
     pub images: ImageSettings,
@@ -220,6 +223,7 @@ impl Default for Settings {
             scheduling_rules: SchedulingRules::default(),
             signalling_media: SignallingSettings::default(),
             expertise_rules: ExpertiseRules::default(),
+            report_mail: ReportMailSettings::default(),
             wound_rules: WoundRules::default(),
             blobs: BlobSettings::default(),
             images: ImageSettings::default(),
@@ -348,6 +352,9 @@ impl Settings {
         self.expertise_rules
             .validate()
             .map_err(|e| KitError::Config(format!("expertise_rules.{e}")))?;
+        self.report_mail
+            .validate()
+            .map_err(|e| KitError::Config(format!("report_mail.{e}")))?;
         self.wound_rules
             .validate()
             .map_err(|e| KitError::Config(format!("wound_rules.{e}")))?;

@@ -113,6 +113,23 @@ impl Consents {
         }
     }
 
+    /// The identity a report about `patient` of `org` names (traits, status, the INS only when
+    /// qualified), or the refusal when `org` does not see them.
+    pub async fn report_identity(&self, org: &str, patient: &str) -> Result<pb::Patient, KitError> {
+        let request = pb::ReportIdentityRequest {
+            org_id: org.to_owned(),
+            patient_id: patient.to_owned(),
+        };
+        match self.client.clone().report_identity(request).await {
+            Ok(answer) => answer.into_inner().patient.ok_or_else(|| {
+                refusal(tonic::Status::internal(
+                    "the register answered without the patient",
+                ))
+            }),
+            Err(status) => Err(refusal(status)),
+        }
+    }
+
     /// Shares `patient` of `org` with `with_org` (a request sent to a hospital), for `reason`;
     /// refused while the patient objects to sharing.
     pub async fn share(

@@ -5,7 +5,13 @@ import { client } from "../api";
 import { PatientService, ConsentAct, ConsentDecision, type Patient } from "../gen/telehealth/v1/patients_pb";
 import { SchedulingService } from "../gen/telehealth/v1/scheduling_pb";
 import { WoundService, WoundStatus, type Wound } from "../gen/telehealth/v1/wound_pb";
-import { ExpertiseService, type ExpertiseRequest } from "../gen/telehealth/v1/expertise_pb";
+import {
+  ExpertiseService,
+  ExpertiseStatus,
+  ReportDeliveryStatus,
+  ReportRecipient,
+  type ExpertiseRequest,
+} from "../gen/telehealth/v1/expertise_pb";
 import {
   AETIOLOGY,
   APPOINTMENT_STATUS,
@@ -188,8 +194,47 @@ function RequestCard({ request }: { request: ExpertiseRequest }) {
           </p>
           {answer.recommendationDetails && <p>{answer.recommendationDetails}</p>}
           {answer.freeText && <p>{answer.freeText}</p>}
+          {(request.status === ExpertiseStatus.ANSWERED || request.status === ExpertiseStatus.CLOSED) && (
+            <ReportDeliveries requestId={request.requestId} />
+          )}
         </div>
       )}
     </article>
+  );
+}
+
+const RECIPIENT: Record<ReportRecipient, string> = {
+  [ReportRecipient.UNSPECIFIED]: "—",
+  [ReportRecipient.REQUESTER]: "Demandeur",
+  [ReportRecipient.GENERAL_PRACTITIONER]: "Médecin traitant",
+};
+
+const DELIVERY_STATUS: Record<ReportDeliveryStatus, string> = {
+  [ReportDeliveryStatus.UNSPECIFIED]: "—",
+  [ReportDeliveryStatus.PENDING]: "en attente d'envoi",
+  [ReportDeliveryStatus.RETRYING]: "nouvel essai prévu",
+  [ReportDeliveryStatus.DELIVERED]: "remis",
+  [ReportDeliveryStatus.FAILED]: "échec",
+};
+
+// Where the answer report's secure mails stand (GetRequest holds them, lists do not).
+function ReportDeliveries({ requestId }: { requestId: string }) {
+  const found = useLoad(() => client(ExpertiseService).getRequest({ requestId }), [requestId]);
+  const deliveries = found.data?.request?.reportDeliveries ?? [];
+  if (deliveries.length === 0) return null;
+  return (
+    <div class="deliveries">
+      <h4>Envoi du compte rendu par messagerie sécurisée</h4>
+      <ul>
+        {deliveries.map((d) => (
+          <li>
+            {RECIPIENT[d.recipient]} ({d.address}) : <strong>{DELIVERY_STATUS[d.status]}</strong>
+            {d.deliveredAt && ` le ${formatDateTime(d.deliveredAt)}`}
+            {d.status === ReportDeliveryStatus.RETRYING && d.nextAttemptAt && ` (prochain essai ${formatDateTime(d.nextAttemptAt)})`}
+            {d.lastError && d.status !== ReportDeliveryStatus.DELIVERED && <span class="hint"> — {d.lastError}</span>}
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }

@@ -508,6 +508,29 @@ impl Register {
         Ok((survivor, merged))
     }
 
+    /// The identity a report about a patient of `org` names (service to service: the
+    /// tele-expertise report): traits and status, the INS only when qualified; never contact
+    /// details, address or care team. Audited, as a read of the record.
+    pub async fn report_identity(&self, caller: &Caller, org: &str, id: &str) -> Result<Patient> {
+        service(caller)?;
+        let mut conn = self.base.db().pool().acquire().await?;
+        let result = self.visible_patient(&mut conn, org, id).await;
+        drop(conn);
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(error) => Outcome::of(error),
+        };
+        let record = result.as_ref().map(|p| p.id.as_str()).unwrap_or(id);
+        self.audit(caller, "ReportIdentity", record, outcome).await;
+        let patient = withhold_unqualified_ins(result?);
+        Ok(Patient {
+            contact: Default::default(),
+            address: None,
+            care_team: Vec::new(),
+            ..patient
+        })
+    }
+
     /// Shares a patient `org` sees with `with_org` (service to service); the patient's
     /// surviving id.
     pub async fn share(

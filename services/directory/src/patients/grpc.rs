@@ -293,6 +293,21 @@ impl PatientService for PatientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn report_identity(
+        &self,
+        request: Request<pb::ReportIdentityRequest>,
+    ) -> Result<Response<pb::ReportIdentityResponse>, Status> {
+        let caller = require_caller(&request)?;
+        let request = request.into_inner();
+        let org = subject("org_id", &request.org_id)?;
+        let id = convert::patient_id("patient_id", &request.patient_id)?;
+        let patient = self.register.report_identity(&caller, &org, &id).await?;
+        Ok(Response::new(pb::ReportIdentityResponse {
+            patient: patient_response(&patient),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn share_patient(
         &self,
         request: Request<pb::SharePatientRequest>,

@@ -363,6 +363,23 @@ impl Expertise {
             message_id: None,
         };
         store::insert_event(&mut tx, &event).await?;
+        if transition == Transition::Answer {
+            // The report's deliveries commit with the answer: none can be forgotten.
+            for (recipient, address) in crate::delivery::recipients(&updated.content) {
+                let delivery = crate::delivery::Delivery {
+                    request_id: id.to_owned(),
+                    recipient,
+                    address,
+                    status: crate::delivery::DeliveryStatus::Pending,
+                    attempts: 0,
+                    last_error: String::new(),
+                    next_attempt_at: now,
+                    delivered_at: None,
+                    created_at: now,
+                };
+                store::insert_delivery(&mut tx, &delivery).await?;
+            }
+        }
         let entry = AuditEntry::new(
             caller,
             transition.action(),

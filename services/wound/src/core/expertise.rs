@@ -133,6 +133,7 @@ impl WoundMonitor {
             context: None,
             urgency: question.urgency,
             general_practitioner: None,
+            requester_mssante_address: String::new(),
             wound: Some(pb::WoundContext {
                 wound_id: wound.id.clone(),
                 aetiology: pb::Aetiology::try_from(wound.description.aetiology as i32)
