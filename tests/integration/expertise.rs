@@ -1523,7 +1523,7 @@ async fn the_seven_day_answer_deadline_applies_to_urgent_requests_too() {
 }
 
 /// The `AttachImage` stream of `bytes` for request `id`, in 64 KiB chunks.
-fn upload(id: &str, bytes: &[u8]) -> Vec<pb::AttachImageRequest> {
+pub(crate) fn upload(id: &str, bytes: &[u8]) -> Vec<pb::AttachImageRequest> {
     let header = pb::AttachImageRequest {
         part: Some(pb::attach_image_request::Part::Header(
             pb::AttachImageHeader {

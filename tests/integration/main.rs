@@ -20,6 +20,7 @@ mod harness;
 mod images;
 mod k8s;
 mod migrations;
+mod pacs;
 mod patients;
 mod pki_and_tokens;
 mod replicas;

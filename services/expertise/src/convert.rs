@@ -9,6 +9,7 @@ use crate::{
     core::reports::{ActivityReport, Section},
     delivery::{Delivery, DeliveryStatus, Recipient},
     error::ExpertiseError,
+    filing::PacsTransfer,
     model::{
         ActorRecord, Answer, BodySite, ClinicalContext, Content, DECLINE_REASON_OTHER,
         GeneralPractitioner, Message, Patient, RECOMMENDATION_MONITOR, RECOMMENDATION_OTHER,
@@ -506,6 +507,31 @@ pub fn request(r: &Request, now: Timestamp, images: Vec<pb::ImageInfo>) -> pb::E
         version: r.version,
         consent_id: r.consent_id.clone().unwrap_or_default(),
         report_deliveries: Vec::new(),
+        pacs_transfers: Vec::new(),
+    }
+}
+
+/// A PACS transfer as the contract writes it.
+pub fn transfer(t: &PacsTransfer) -> pb::PacsTransfer {
+    pb::PacsTransfer {
+        image_id: t.image_id.clone(),
+        destination: t.destination.clone(),
+        status: (match t.status {
+            DeliveryStatus::Pending => pb::PacsTransferStatus::Pending,
+            DeliveryStatus::Retrying => pb::PacsTransferStatus::Retrying,
+            DeliveryStatus::Delivered => pb::PacsTransferStatus::Stored,
+            DeliveryStatus::Failed => pb::PacsTransferStatus::Failed,
+        }) as i32,
+        attempts: t.attempts,
+        last_error: t.last_error.clone(),
+        next_attempt_at: match t.status {
+            DeliveryStatus::Pending | DeliveryStatus::Retrying => {
+                Some(timestamp(t.next_attempt_at))
+            }
+            _ => None,
+        },
+        stored_at: opt_timestamp(t.stored_at),
+        sop_instance_uid: t.sop_instance_uid.clone(),
     }
 }
 

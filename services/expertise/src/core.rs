@@ -14,6 +14,7 @@
 //! request gives.
 
 pub mod delivery;
+pub mod filing;
 pub mod images;
 pub mod messages;
 pub mod reading;
@@ -66,6 +67,8 @@ pub struct Expertise {
     pub(crate) images: ImageStore,
     pub(crate) consents: Consents,
     pub(crate) directory: Directory,
+    /// Where answering hospitals file the images (none by default).
+    pub(crate) pacs: Arc<telehealth_kit::config::PacsSettings>,
 }
 
 impl Expertise {
@@ -87,7 +90,14 @@ impl Expertise {
             images,
             consents,
             directory,
+            pacs: Arc::default(),
         }
+    }
+
+    /// The same core, filing answered requests' images in the PACS of `pacs`.
+    pub fn with_pacs(mut self, pacs: telehealth_kit::config::PacsSettings) -> Self {
+        self.pacs = Arc::new(pacs);
+        self
     }
 
     /// The configured rules.

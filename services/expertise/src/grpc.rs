@@ -427,6 +427,14 @@ impl ExpertiseService for ExpertiseApi {
             .iter()
             .map(convert::delivery)
             .collect();
+        request.pacs_transfers = self
+            .core
+            .transfers(&found.id)
+            .await
+            .map_err(|e| status(&e))?
+            .iter()
+            .map(convert::transfer)
+            .collect();
         Ok(Response::new(pb::GetRequestResponse {
             request: Some(request),
         }))

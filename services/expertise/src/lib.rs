@@ -7,6 +7,7 @@
 //! - [`store`]: the SQL (the same on SQLite and PostgreSQL);
 //! - [`render`]: the answer report as French text; [`report`]: the same as the PDF sent by mail;
 //! - [`delivery`]: the report's deliveries by secure mail (who, where they stand, retries);
+//! - [`filing`]: the request's images filed in the answering hospital's PACS as DICOM;
 //! - [`convert`] and [`grpc`]: the tonic adapter;
 //! - [`error`]: what can go wrong, as gRPC codes.
 //!
@@ -21,6 +22,7 @@ pub mod convert;
 pub mod core;
 pub mod delivery;
 pub mod error;
+pub mod filing;
 pub mod grpc;
 pub mod model;
 pub mod render;
@@ -71,7 +73,8 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             images,
             telehealth_kit::consent::Consents::new(context.channel_to(Part::Directory)?),
             telehealth_kit::directory::Directory::new(context.channel_to(Part::Directory)?),
-        );
+        )
+        .with_pacs(context.settings.pacs.clone());
         tokio::spawn(sweep_periodically(core.clone(), context.shutdown.clone()));
         let mailer = crate::core::delivery::Mailer::from_settings(&context.settings.report_mail)
             .map_err(telehealth_kit::KitError::Config)?;
@@ -121,8 +124,8 @@ async fn sweep_periodically(core: Expertise, shutdown: CancellationToken) {
     }
 }
 
-/// Sends the answer reports that are due every `period`, until shutdown. Every replica runs it;
-/// each delivery is attempted by one of them at a time.
+/// Sends the answer reports and the PACS transfers that are due every `period`, until shutdown.
+/// Every replica runs it; each delivery or transfer is attempted by one of them at a time.
 async fn deliver_reports_periodically(
     core: Expertise,
     mailer: Option<crate::core::delivery::Mailer>,
@@ -139,6 +142,11 @@ async fn deliver_reports_periodically(
                     Ok(0) => {}
                     Ok(attempted) => tracing::info!(attempted, "answer reports sent"),
                     Err(error) => tracing::warn!(%error, "sending answer reports failed; retrying at the next tick"),
+                }
+                match core.transfer_due().await {
+                    Ok(0) => {}
+                    Ok(attempted) => tracing::info!(attempted, "images sent to PACS"),
+                    Err(error) => tracing::warn!(%error, "sending images to PACS failed; retrying at the next tick"),
                 }
             }
         }

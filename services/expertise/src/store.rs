@@ -9,6 +9,7 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 use crate::{
     delivery::{Delivery, DeliveryStatus, Recipient},
     error::ExpertiseError,
+    filing::PacsTransfer,
     model::{ActorRecord, Event, EventKind, Message, Request, Status},
 };
 
@@ -709,6 +710,115 @@ pub async fn save_delivery(conn: &mut AnyConnection, d: &Delivery) -> Result<()>
     .bind(d.delivered_at.map(micros))
     .bind(&d.request_id)
     .bind(d.recipient.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+// ---- PACS transfers --------------------------------------------------------------------------
+
+const TRANSFER_COLUMNS: &str = "request_id, image_id, destination, status, attempts, last_error, \
+     next_attempt_us, stored_at_us, created_at_us, sop_instance_uid";
+
+fn transfer_row(row: &AnyRow) -> Result<PacsTransfer> {
+    let status: String = row.try_get("status")?;
+    Ok(PacsTransfer {
+        request_id: row.try_get("request_id")?,
+        image_id: row.try_get("image_id")?,
+        destination: row.try_get("destination")?,
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
+        attempts: i32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(i32::MAX),
+        last_error: row.try_get("last_error")?,
+        next_attempt_at: instant(row.try_get("next_attempt_us")?),
+        stored_at: opt_instant(row.try_get("stored_at_us")?),
+        created_at: instant(row.try_get("created_at_us")?),
+        sop_instance_uid: row.try_get("sop_instance_uid")?,
+    })
+}
+
+pub async fn insert_transfer(conn: &mut AnyConnection, t: &PacsTransfer) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO pacs_transfers ({TRANSFER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(&t.request_id)
+    .bind(&t.image_id)
+    .bind(&t.destination)
+    .bind(t.status.as_str())
+    .bind(i64::from(t.attempts))
+    .bind(&t.last_error)
+    .bind(micros(t.next_attempt_at))
+    .bind(t.stored_at.map(micros))
+    .bind(micros(t.created_at))
+    .bind(&t.sop_instance_uid)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The transfers of one request's images.
+pub async fn transfers_of(conn: &mut AnyConnection, request_id: &str) -> Result<Vec<PacsTransfer>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TRANSFER_COLUMNS} FROM pacs_transfers WHERE request_id = $1 ORDER BY created_at_us, image_id"
+    ))
+    .bind(request_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(transfer_row).collect()
+}
+
+/// Transfers due at `now` (pending or retrying), oldest first, at most `limit`.
+pub async fn due_transfers(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+    limit: i64,
+) -> Result<Vec<PacsTransfer>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TRANSFER_COLUMNS} FROM pacs_transfers \
+         WHERE status IN ('pending', 'retrying') AND next_attempt_us <= $1 \
+         ORDER BY next_attempt_us LIMIT $2"
+    ))
+    .bind(micros(now))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(transfer_row).collect()
+}
+
+/// Takes a due transfer for one attempt until `until` (see [`claim_delivery`]).
+pub async fn claim_transfer(
+    conn: &mut AnyConnection,
+    t: &PacsTransfer,
+    until: Timestamp,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE pacs_transfers SET next_attempt_us = $1 \
+         WHERE request_id = $2 AND image_id = $3 AND next_attempt_us = $4 \
+         AND status IN ('pending', 'retrying')",
+    )
+    .bind(micros(until))
+    .bind(&t.request_id)
+    .bind(&t.image_id)
+    .bind(micros(t.next_attempt_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the outcome of an attempt.
+pub async fn save_transfer(conn: &mut AnyConnection, t: &PacsTransfer) -> Result<()> {
+    sqlx::query(
+        "UPDATE pacs_transfers SET status = $1, attempts = $2, last_error = $3, \
+         next_attempt_us = $4, stored_at_us = $5, sop_instance_uid = $6 \
+         WHERE request_id = $7 AND image_id = $8",
+    )
+    .bind(t.status.as_str())
+    .bind(i64::from(t.attempts))
+    .bind(&t.last_error)
+    .bind(micros(t.next_attempt_at))
+    .bind(t.stored_at.map(micros))
+    .bind(&t.sop_instance_uid)
+    .bind(&t.request_id)
+    .bind(&t.image_id)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -207,6 +207,26 @@ impl ImageStore {
         Ok(rechunk(bytes, offset))
     }
 
+    /// All the stored bytes of `image` at once (for a copy elsewhere, e.g. a PACS; images are
+    /// bounded by `images.max_size_bytes`), checked against its recorded size and SHA-256.
+    pub async fn read_all(&self, image: &StoredImage) -> Result<Bytes, ImageError> {
+        let bytes = self
+            .blobs
+            .read_all(&image.blob_key)
+            .await?
+            .ok_or(ImageError::ImageNotFound)?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        if i64::try_from(bytes.len()).ok() != Some(image.info.size_bytes)
+            || digest != image.info.sha256_hex
+        {
+            return Err(ImageError::Corrupt(format!(
+                "the stored bytes of image {} do not match its record",
+                image.info.image_id
+            )));
+        }
+        Ok(bytes)
+    }
+
     /// A JPEG preview of `image` whose longest side is `max_side` (32 to 512 px), made on first
     /// request and kept in the store.
     pub async fn thumbnail(

@@ -22,6 +22,7 @@ mod expertise;
 mod gateway;
 mod idempotency;
 mod images;
+mod pacs;
 mod report_mail;
 mod sign_in;
 mod signalling;
@@ -33,6 +34,7 @@ pub use gateway::{
 };
 pub use idempotency::IdempotencySettings;
 pub use images::{BlobBackend, BlobSettings, ImageSettings, S3Settings};
+pub use pacs::{PacsDestinationSettings, PacsSettings};
 pub use report_mail::{MailTls, ReportMailSettings};
 pub use sign_in::{ProviderConfig, SignInSettings};
 pub use signalling::SignallingSettings;
@@ -67,6 +69,7 @@ pub struct Settings {
     pub signalling_media: SignallingSettings,
     pub expertise_rules: ExpertiseRules,
     pub report_mail: ReportMailSettings,
+    pub pacs: PacsSettings,
     pub wound_rules: WoundRules,
     pub blobs: BlobSettings,
     pub images: ImageSettings,
@@ -224,6 +227,7 @@ impl Default for Settings {
             signalling_media: SignallingSettings::default(),
             expertise_rules: ExpertiseRules::default(),
             report_mail: ReportMailSettings::default(),
+            pacs: PacsSettings::default(),
             wound_rules: WoundRules::default(),
             blobs: BlobSettings::default(),
             images: ImageSettings::default(),
@@ -355,6 +359,9 @@ impl Settings {
         self.report_mail
             .validate()
             .map_err(|e| KitError::Config(format!("report_mail.{e}")))?;
+        self.pacs
+            .validate()
+            .map_err(|e| KitError::Config(format!("pacs.{e}")))?;
         self.wound_rules
             .validate()
             .map_err(|e| KitError::Config(format!("wound_rules.{e}")))?;

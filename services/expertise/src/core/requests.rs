@@ -379,6 +379,7 @@ impl Expertise {
                 };
                 store::insert_delivery(&mut tx, &delivery).await?;
             }
+            self.file_images(&mut tx, &updated, now).await?;
         }
         let entry = AuditEntry::new(
             caller,
