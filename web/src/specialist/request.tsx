@@ -6,6 +6,7 @@ import { client } from "../api";
 import {
   ExpertiseService,
   ExpertiseStatus,
+  PacsTransferStatus,
   Recommendation,
   type ExpertiseMessage,
   type ExpertiseRequest,
@@ -114,9 +115,37 @@ export function RequestView({ request: requestId }: { request: string }) {
           <p>
             <strong>{RECOMMENDATION[request.answer.recommendation]}</strong> — {request.answer.impression}
           </p>
+          <PacsTransfers request={request} />
         </section>
       ) : null}
     </Page>
+  );
+}
+
+const TRANSFER_STATUS: Record<PacsTransferStatus, string> = {
+  [PacsTransferStatus.UNSPECIFIED]: "—",
+  [PacsTransferStatus.PENDING]: "en attente d'envoi",
+  [PacsTransferStatus.RETRYING]: "nouvel essai prévu",
+  [PacsTransferStatus.STORED]: "classée",
+  [PacsTransferStatus.FAILED]: "échec",
+};
+
+/** Where the filing of the images in the hospital's PACS stands (when one is configured). */
+function PacsTransfers({ request }: { request: ExpertiseRequest }) {
+  if (request.pacsTransfers.length === 0) return null;
+  return (
+    <div class="deliveries">
+      <h3>Classement des images dans le PACS</h3>
+      <ul>
+        {request.pacsTransfers.map((t, index) => (
+          <li>
+            Image {index + 1} → {t.destination} : <strong>{TRANSFER_STATUS[t.status]}</strong>
+            {t.storedAt && ` le ${formatDateTime(t.storedAt)}`}
+            {t.lastError && t.status !== PacsTransferStatus.STORED && <span class="hint"> — {t.lastError}</span>}
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }
 
