@@ -25,8 +25,8 @@ use telehealth_kit::{
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
 use telehealth_proto::v1::{
-    self as pb, patient_service_client::PatientServiceClient,
-    wound_service_client::WoundServiceClient,
+    self as pb, directory_service_client::DirectoryServiceClient,
+    patient_service_client::PatientServiceClient, wound_service_client::WoundServiceClient,
 };
 use telehealth_testkit::harness::Bearer;
 
@@ -46,11 +46,25 @@ async fn seeded_patient(
     images: usize,
     photo: &[u8],
 ) -> anyhow::Result<String> {
+    // Members of the centre before anyone names them (care teams are checked).
+    for bearer in [doctor, nurse] {
+        DirectoryServiceClient::with_interceptor(channel.clone(), bearer.clone())
+            .register_self(pb::RegisterSelfRequest {})
+            .await?;
+    }
     let mut register = PatientServiceClient::with_interceptor(channel.clone(), doctor.clone());
     let patient = register
         .create_patient(pb::CreatePatientRequest {
             identity: Some(pb::IdentityTraits {
-                birth_name: format!("EXPORT{images:04}"),
+                // Names take letters only: the image count spelled with A–J.
+                birth_name: format!(
+                    "EXPORT-{}",
+                    images
+                        .to_string()
+                        .bytes()
+                        .map(|d| char::from(b'A' + d - b'0'))
+                        .collect::<String>()
+                ),
                 first_names: "Marie".into(),
                 sex: pb::Sex::Female as i32,
                 birth_date: "1944-02-29".into(),
@@ -102,7 +116,7 @@ async fn seeded_patient(
     let mut by_nurse = WoundServiceClient::with_interceptor(channel.clone(), nurse.clone())
         .max_decoding_message_size(8 << 20);
     let mut ids = Vec::new();
-    for _ in 0..images {
+    for count in 1..=images {
         let mut messages = vec![pb::UploadPhotoRequest {
             part: Some(pb::upload_photo_request::Part::Header(
                 pb::UploadPhotoHeader {
@@ -141,8 +155,11 @@ async fn seeded_patient(
                 .map(|i| i.image_id)
                 .unwrap_or_default(),
         );
-    }
-    for (n, batch) in ids.chunks(PER_ASSESSMENT).enumerate() {
+        if ids.len() < PER_ASSESSMENT && count < images {
+            continue;
+        }
+        // One assessment per 20 photos (the most that may wait), a day apart.
+        let n = count.div_ceil(PER_ASSESSMENT);
         let assessed = Timestamp::now() - SignedDuration::from_hours(24 * (40 - n as i64));
         by_nurse
             .record_assessment(pb::RecordAssessmentRequest {
@@ -154,7 +171,7 @@ async fn seeded_patient(
                     width_cm: 4.0,
                     tissue_type: pb::TissueType::Granulation as i32,
                     exudate: pb::ExudateAmount::Light as i32,
-                    photo_image_ids: batch.to_vec(),
+                    photo_image_ids: std::mem::take(&mut ids),
                     ..Default::default()
                 }),
             })
