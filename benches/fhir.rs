@@ -27,7 +27,8 @@ use telehealth_kit::{
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
 use telehealth_proto::v1::{
-    self as pb, patient_service_client::PatientServiceClient,
+    self as pb, directory_service_client::DirectoryServiceClient,
+    patient_service_client::PatientServiceClient,
     scheduling_service_client::SchedulingServiceClient,
 };
 use telehealth_testkit::{harness::Bearer, measure::percentile};
@@ -41,6 +42,15 @@ const SAMPLES: usize = 200;
 
 fn doctor(n: u64) -> String {
     format!("dr-{n:02}")
+}
+
+/// Patient `n`'s birth name: names take letters only, so its digits spelled with A–J.
+fn family(n: u64) -> String {
+    let letters: String = format!("{n:05}")
+        .bytes()
+        .map(|d| char::from(b'A' + d - b'0'))
+        .collect();
+    format!("BANC-{letters}")
 }
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -174,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
                 register
                     .create_patient(pb::CreatePatientRequest {
                         identity: Some(pb::IdentityTraits {
-                            birth_name: format!("BANC{n:05}"),
+                            birth_name: family(n),
                             first_names: "Marie".into(),
                             sex: pb::Sex::Female as i32,
                             birth_date: format!("19{:02}-0{}-1{}", 30 + n % 60, 1 + n % 9, n % 10),
@@ -193,6 +203,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let scheduling = SchedulingServiceClient::with_interceptor(channel.clone(), bearer.clone());
     for n in 0..DOCTORS {
+        // Each doctor a member of the centre before availability is set for them.
+        let own = DevSigner::new(settings.data_dir.join("jwt")).mint(&MintRequest {
+            subject: doctor(n),
+            roles: vec![Role::Doctor],
+            org: ORG.into(),
+            specialty: None,
+            cert_thumbprint: Some(thumbprint_of_pem_file(&device.cert)?),
+            ttl: Duration::from_secs(600),
+            audience: DEFAULT_AUDIENCE.into(),
+        })?;
+        DirectoryServiceClient::with_interceptor(channel.clone(), Bearer::new(&own))
+            .register_self(pb::RegisterSelfRequest {})
+            .await?;
         scheduling
             .clone()
             .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
@@ -293,7 +316,8 @@ async fn main() -> anyhow::Result<()> {
             &channel,
             &auth,
             &format!(
-                "Patient?family=BANC{n:05}&birthdate=19{:02}-0{}-1{}&_count=50",
+                "Patient?family={}&birthdate=19{:02}-0{}-1{}&_count=50",
+                family(n),
                 30 + n % 60,
                 1 + n % 9,
                 n % 10
