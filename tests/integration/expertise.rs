@@ -1558,6 +1558,124 @@ pub(crate) fn upload(id: &str, bytes: &[u8]) -> Vec<pb::AttachImageRequest> {
 }
 
 #[tokio::test]
+async fn a_dermatoscope_dicom_file_is_attached_as_its_photograph_without_its_identifiers() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            return;
+        };
+        let requester = doctor("dr-martin", CENTRE);
+        let mut dr = suite.expertise(&requester).await;
+        let id = dr
+            .create_draft(pb::CreateDraftRequest {
+                idempotency_key: "dicom-import".into(),
+                content: Some(content(
+                    &suite.consenting_patient(&requester).await,
+                    pb::Urgency::Routine,
+                )),
+            })
+            .await
+            .expect("draft")
+            .into_inner()
+            .request
+            .expect("request")
+            .request_id;
+        let jpeg = telehealth_images::format::fixtures::jpeg_plain(96, 64);
+        let taken_at: Timestamp = "2026-10-25T00:30:00Z".parse().expect("instant");
+        let file = telehealth_images::format::fixtures::dermatoscope_dicom(&jpeg, taken_at);
+
+        let info = dr
+            .attach_image(futures::stream::iter(upload(&id, &file)))
+            .await
+            .expect("the DICOM file is taken")
+            .into_inner()
+            .result
+            .and_then(|r| r.image)
+            .expect("image");
+        // The photograph is stored, the file's attributes are not.
+        assert_eq!(info.content_type, pb::ImageContentType::Jpeg as i32);
+        assert_eq!((info.width_px, info.height_px), (96, 64));
+        assert_eq!(info.original_size_bytes, file.len() as i64);
+        use sha2::Digest;
+        assert_eq!(
+            info.original_sha256_hex,
+            hex_of(&sha2::Sha256::digest(&file))
+        );
+        for stripped in [
+            pb::StrippedMetadata::DicomIdentifiers,
+            pb::StrippedMetadata::DeviceIdentifiers,
+        ] {
+            assert!(
+                info.stripped_metadata.contains(&(stripped as i32)),
+                "{info:?}"
+            );
+        }
+        for tag in [
+            "DICOM:PatientName",
+            "DICOM:PatientID",
+            "DICOM:PatientBirthDate",
+        ] {
+            assert!(info.stripped_tags.iter().any(|t| t == tag), "{info:?}");
+        }
+        // The acquisition time the device wrote (its local time and offset), to the second.
+        assert_eq!(at(info.captured_at.as_ref()), taken_at);
+
+        let mut download = dr
+            .download_image(pb::DownloadImageRequest {
+                request_id: id.clone(),
+                image_id: info.image_id.clone(),
+                offset: 0,
+            })
+            .await
+            .expect("download")
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(message) = download.next().await {
+            if let Some(pb::download_image_response::Part::Chunk(chunk)) = message.expect("ok").part
+            {
+                bytes.extend(chunk.data);
+            }
+        }
+        assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG is served");
+        assert_eq!(hex_of(&sha2::Sha256::digest(&bytes)), info.sha256_hex);
+        for name in [&b"DUPONT"[..], b"DERMATO-0042", b"Heine", b"DICM"] {
+            assert!(
+                !bytes.windows(name.len()).any(|w| w == name),
+                "{} left in the stored image",
+                String::from_utf8_lossy(name)
+            );
+        }
+
+        // A broken file (cut in the middle of its pixel data) is refused and not attached.
+        let cut = &file[..file.len() - 40];
+        let refused = dr
+            .attach_image(futures::stream::iter(upload(&id, cut)))
+            .await
+            .expect_err("a truncated DICOM file");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(refused.message().contains("DICOM"), "{}", refused.message());
+        let request = dr
+            .get_request(pb::GetRequestRequest {
+                request_id: id.clone(),
+            })
+            .await
+            .expect("read")
+            .into_inner()
+            .request
+            .expect("request");
+        assert_eq!(
+            request
+                .images
+                .iter()
+                .map(|i| i.image_id.as_str())
+                .collect::<Vec<_>>(),
+            [info.image_id.as_str()],
+            "only the good file is attached"
+        );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
     for backend in backends().await {
         let Some(suite) = Suite::start_with(backend, |settings| {

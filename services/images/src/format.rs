@@ -126,8 +126,7 @@ impl fmt::Display for ContentType {
     }
 }
 
-/// Categories of removed metadata; mirrors `StrippedMetadata` of `images.proto` (DICOM aside,
-/// which this module does not accept).
+/// Categories of removed metadata; mirrors `StrippedMetadata` of `images.proto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StrippedCategory {
     /// EXIF GPS IFD: would reveal the patient's home.
@@ -148,6 +147,9 @@ pub enum StrippedCategory {
     TextComments,
     /// Capture date/time, only when [`SanitizeOptions::strip_capture_date_time`] is set.
     CaptureDateTime,
+    /// The attributes of an imported DICOM file (patient, institution, device): only its
+    /// photograph is kept (reported by the upload, never by this module's sanitizer).
+    DicomIdentifiers,
 }
 
 /// What the sanitizer found, reported once the whole image went through.
@@ -181,6 +183,9 @@ pub enum FormatError {
     /// A DICOM Part 10 file, which this deployment does not accept.
     #[error("DICOM files are not accepted here; export the image as JPEG or PNG")]
     DicomNotAccepted,
+    /// A DICOM file the import refused (structure, class, transfer syntax, size).
+    #[error("{detail}; export the image as DICOM VL Photographic (one JPEG frame) or as JPEG")]
+    Dicom { detail: String },
     /// The stream ended before the end of the image.
     #[error("truncated {format} image: {detail}; upload the complete file")]
     Truncated { format: ContentType, detail: String },

@@ -41,6 +41,7 @@
 mod blobs;
 mod error;
 pub mod format;
+mod intake;
 mod records;
 mod store;
 mod sweep;
@@ -92,6 +93,12 @@ pub trait UploadTarget: Send + Sync {
         _conn: &'a mut AnyConnection,
     ) -> BoxFuture<'a, Result<(), ImageError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Whether a DICOM file may be uploaded here (a dermatoscope's); its photograph is what is
+    /// stored (see `intake`). By default only photos.
+    fn accepts_dicom(&self) -> bool {
+        false
     }
 }
 

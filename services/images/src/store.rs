@@ -32,7 +32,13 @@ pub struct ImageStore {
     pub(super) settings: ImageSettings,
     /// Uploads in flight on this server (each holds a few MiB).
     pub(super) uploads: Arc<tokio::sync::Semaphore>,
+    /// DICOM files being imported on this server (each read whole into memory).
+    pub(super) dicom_imports: Arc<tokio::sync::Semaphore>,
 }
+
+/// DICOM imports at once per server: each holds its file (≤ `images.max_size_bytes`) and the
+/// parsed object in memory, so a burst of them cannot take more than about four files' worth.
+const DICOM_IMPORTS_AT_ONCE: usize = 2;
 
 /// A completed image and where it lives.
 #[derive(Debug, Clone)]
@@ -73,6 +79,7 @@ impl ImageStore {
         ImageStore {
             db,
             blobs,
+            dicom_imports: Arc::new(tokio::sync::Semaphore::new(DICOM_IMPORTS_AT_ONCE)),
             uploads: Arc::new(tokio::sync::Semaphore::new(
                 settings.max_concurrent_uploads as usize,
             )),

@@ -17,6 +17,7 @@ use tonic::Status;
 use super::{
     CHUNK_BYTES, ImageError, ImageStore, TargetRef, UploadTarget,
     format::{ContentType, ImageFacts, SanitizeOptions, Sanitizer, StrippedCategory},
+    intake::{self, Intake, Taken},
     records::{self, ImageRow, PartRow, SessionRow},
     store::stored,
 };
@@ -154,12 +155,18 @@ impl ImageStore {
         // A fresh upload is sanitized, hashed and copied to its final object while it streams
         // in (one pass); a resumed one is read back from its stored parts at completion.
         let live = if session.acknowledged == 0 {
-            Some(self.live_copy().await?)
+            Some(self.live_copy(target.accepts_dicom()).await?)
         } else {
             None
         };
         let (live, _permit) = self
-            .receive_detached(session.clone(), chunks, live, permit)
+            .receive_detached(
+                session.clone(),
+                chunks,
+                live,
+                permit,
+                target.accepts_dicom(),
+            )
             .await?;
         let result = self.complete(caller, target, &session, &header, live).await;
         let Err(error) = result else {
@@ -215,6 +222,7 @@ impl ImageStore {
         chunks: S,
         live: Option<LiveCopy>,
         permit: OwnedSemaphorePermit,
+        dicom: bool,
     ) -> Result<(Option<LiveCopy>, OwnedSemaphorePermit), ImageError>
     where
         S: Stream<Item = Result<ImageChunk, Status>> + Unpin + Send + 'static,
@@ -226,7 +234,7 @@ impl ImageStore {
         let task = tokio::spawn(async move {
             let (mut chunks, mut live) = (chunks, live);
             let received = store
-                .receive(&session, &mut chunks, live.as_mut(), &abandoned)
+                .receive(&session, &mut chunks, live.as_mut(), dicom, &abandoned)
                 .await;
             if let Err(error) = received {
                 if let Some(copy) = live.take() {
@@ -330,6 +338,7 @@ impl ImageStore {
         session: &SessionRow,
         chunks: &mut S,
         mut live: Option<&mut LiveCopy>,
+        dicom: bool,
         abandoned: &CancellationToken,
     ) -> Result<(), ImageError>
     where
@@ -343,8 +352,8 @@ impl ImageStore {
         // A resumed upload's first bytes go through a throwaway sanitizer when they start the
         // file, so that a file that is not an image, or declares absurd dimensions, is refused
         // before it is all sent (a fresh upload is checked whole by its live copy).
-        let mut probe =
-            (offset == 0 && live.is_none()).then(|| (self.sanitizer(), Vec::new(), 0usize));
+        let mut probe = (offset == 0 && live.is_none())
+            .then(|| (Intake::new(self.sanitizer(), dicom), Vec::new(), 0usize));
         loop {
             let chunk = match next_chunk(chunks, abandoned).await {
                 None => break,
@@ -378,8 +387,8 @@ impl ImageStore {
             }
             buffer.extend_from_slice(&chunk.data);
             offset += length as i64;
-            if let Some((sanitizer, output, probed)) = &mut probe {
-                sanitizer.push(&chunk.data, output)?;
+            if let Some((intake, output, probed)) = &mut probe {
+                intake.push(&chunk.data, output)?;
                 output.clear();
                 *probed += length;
                 if *probed >= PROBE_BYTES {
@@ -449,7 +458,7 @@ impl ImageStore {
         let mut live = match live {
             Some(live) => live,
             None => {
-                let mut copy = self.live_copy().await?;
+                let mut copy = self.live_copy(target.accepts_dicom()).await?;
                 let parts = records::parts(self.db.pool(), &session.key).await?;
                 if let Err(error) = self.read_back(&parts, &mut copy).await {
                     copy.writer.abort().await;
@@ -458,8 +467,13 @@ impl ImageStore {
                 copy
             }
         };
-        let facts = match live.finish().await {
-            Ok(facts) => facts,
+        let taken = match live.finish().await {
+            Ok(Taken::Image(facts)) => Ok((facts, None)),
+            Ok(Taken::Dicom) => self.import_dicom(session, &mut live).await,
+            Err(error) => Err(error),
+        };
+        let (facts, dicom_captured_at) = match taken {
+            Ok(taken) => taken,
             Err(error) => {
                 live.writer.abort().await;
                 return Err(error);
@@ -477,6 +491,7 @@ impl ImageStore {
         } = live;
         let copy = Copy {
             facts,
+            dicom_captured_at,
             original_size,
             original_sha256: hex::encode(original.finalize()),
             stored_size,
@@ -555,14 +570,14 @@ impl ImageStore {
     }
 
     /// A new final object with its sanitizer and hashes, ready to take the file from offset 0.
-    async fn live_copy(&self) -> Result<LiveCopy, ImageError> {
+    async fn live_copy(&self, dicom: bool) -> Result<LiveCopy, ImageError> {
         let image_id = uuid::Uuid::new_v4().to_string();
         let blob_key = format!("images/{image_id}");
         Ok(LiveCopy {
             writer: self.blobs.writer(&blob_key).await?,
             image_id,
             blob_key,
-            sanitizer: Some(self.sanitizer()),
+            intake: Intake::new(self.sanitizer(), dicom),
             original: Sha256::new(),
             stored: Sha256::new(),
             original_size: 0,
@@ -590,6 +605,43 @@ impl ImageStore {
             }
         }
         Ok(())
+    }
+
+    /// Imports the DICOM file held by the session's stored parts and writes its photograph into
+    /// `copy`. The whole file is read into memory (bounded by `max_size_bytes`), so a few
+    /// imports at a time per server: the others wait.
+    async fn import_dicom(
+        &self,
+        session: &SessionRow,
+        copy: &mut LiveCopy,
+    ) -> Result<(ImageFacts, Option<jiff::Timestamp>), ImageError> {
+        let _permit = self
+            .dicom_imports
+            .acquire()
+            .await
+            .map_err(|_| ImageError::Busy)?;
+        let mut file = Vec::with_capacity(usize::try_from(session.total_size).unwrap_or(0));
+        let parts = records::parts(self.db.pool(), &session.key).await?;
+        for part in &parts {
+            let mut bytes = self.blobs.read_from(&part.blob_key, 0).await?;
+            while let Some(piece) = bytes.next().await {
+                file.extend_from_slice(&piece?);
+            }
+        }
+        if file.len() as i64 != session.total_size {
+            return Err(ImageError::Corrupt(format!(
+                "stored parts hold {} bytes, expected {}",
+                file.len(),
+                session.total_size
+            )));
+        }
+        let max_side_px = self.settings.max_side_px;
+        let imported = tokio::task::spawn_blocking(move || intake::import(&file, max_side_px))
+            .await
+            .map_err(|error| ImageError::Task(error.to_string()))??;
+        let mut facts = copy.write_photo(&imported.photo, self.sanitizer()).await?;
+        intake::report_dropped(&mut facts, &imported.dropped);
+        Ok((facts, imported.captured_at))
     }
 
     /// Deletes an in-progress session now (refused input); its bytes go to the sweeper.
@@ -632,6 +684,8 @@ impl ImageStore {
 /// What the read-back produced.
 struct Copy {
     facts: ImageFacts,
+    /// The acquisition time an imported DICOM file gave.
+    dicom_captured_at: Option<jiff::Timestamp>,
     original_size: i64,
     original_sha256: String,
     stored_size: i64,
@@ -652,7 +706,7 @@ struct LiveCopy {
     writer: super::blobs::BlobWriter,
     image_id: String,
     blob_key: String,
-    sanitizer: Option<Sanitizer>,
+    intake: Intake,
     original: Sha256,
     stored: Sha256,
     original_size: i64,
@@ -662,22 +716,29 @@ struct LiveCopy {
 
 impl LiveCopy {
     async fn push(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
-        let sanitizer = self
-            .sanitizer
-            .as_mut()
-            .ok_or_else(|| ImageError::Corrupt("copy already finished".into()))?;
         self.original.update(bytes);
         self.original_size += bytes.len() as i64;
-        sanitizer.push(bytes, &mut self.out)?;
+        self.intake.push(bytes, &mut self.out)?;
         self.flush_out().await
     }
 
-    /// End of the file: the sanitizer's verdict and last bytes.
-    async fn finish(&mut self) -> Result<ImageFacts, ImageError> {
-        let sanitizer = self
-            .sanitizer
-            .take()
-            .ok_or_else(|| ImageError::Corrupt("copy already finished".into()))?;
+    /// End of the file: the sanitizer's verdict and last bytes, or a DICOM file to import.
+    async fn finish(&mut self) -> Result<Taken, ImageError> {
+        let taken = self.intake.finish(&mut self.out)?;
+        self.flush_out().await?;
+        Ok(taken)
+    }
+
+    /// Writes the photograph of an imported DICOM file through a sanitizer of its own.
+    async fn write_photo(
+        &mut self,
+        photo: &[u8],
+        mut sanitizer: Sanitizer,
+    ) -> Result<ImageFacts, ImageError> {
+        for piece in photo.chunks(CHUNK_BYTES) {
+            sanitizer.push(piece, &mut self.out)?;
+            self.flush_out().await?;
+        }
         let facts = sanitizer.finish(&mut self.out)?;
         self.flush_out().await?;
         Ok(facts)
@@ -792,7 +853,11 @@ fn image_info(
             .collect(),
         stripped_tags: facts.stripped_tags.clone(),
         caption: header.caption.clone(),
-        captured_at: header.captured_at,
+        // The client's time first: the person attaching the image may know better.
+        captured_at: header.captured_at.or_else(|| {
+            copy.dicom_captured_at
+                .map(telehealth_kit::record::timestamp)
+        }),
         uploaded_at: Some(super::timestamp_us(now_us)),
         uploaded_by: Some(ActorRecord::of(&Caller::Person(caller.clone())).to_proto()),
     }
@@ -809,6 +874,7 @@ fn stripped_metadata(category: StrippedCategory) -> StrippedMetadata {
         StrippedCategory::Iptc => StrippedMetadata::Iptc,
         StrippedCategory::TextComments => StrippedMetadata::TextComments,
         StrippedCategory::CaptureDateTime => StrippedMetadata::CaptureDateTime,
+        StrippedCategory::DicomIdentifiers => StrippedMetadata::DicomIdentifiers,
     }
 }
 

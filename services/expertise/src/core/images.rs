@@ -84,6 +84,11 @@ impl UploadTarget for Attachment {
         target(&self.request_id)
     }
 
+    /// Dermatoscopes that write DICOM: the photograph inside is attached.
+    fn accepts_dicom(&self) -> bool {
+        true
+    }
+
     /// A request that already holds its images is refused before any byte is sent.
     fn check_room<'a>(
         &'a self,

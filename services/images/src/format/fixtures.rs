@@ -833,3 +833,44 @@ pub fn png_grey_interlaced(width: u32, height: u32) -> Vec<u8> {
     }
     png
 }
+
+/// What a dermatoscope writes: `jpeg` inside a DICOM VL Photographic Image (Dermoscopy) naming
+/// its patient `DUPONT^Jeanne`, PatientID `DERMATO-0042`, taken at `taken_at`.
+pub fn dermatoscope_dicom(jpeg: &[u8], taken_at: jiff::Timestamp) -> Vec<u8> {
+    use telehealth_dicom::{
+        Acquisition, DicomPatient, PhotoExport, PhotoKind, Sex, Study, vl_photographic,
+    };
+    vl_photographic(&PhotoExport {
+        patient: DicomPatient {
+            id: "DERMATO-0042".into(),
+            family_name: "DUPONT".into(),
+            given_names: "Jeanne".into(),
+            birth_date: Some(jiff::civil::date(1951, 6, 3)),
+            sex: Sex::Female,
+            ins: None,
+        },
+        study: Study {
+            instance_uid: None,
+            accession_number: String::new(),
+            description: "Dermatoscopie".into(),
+            referring_physician: None,
+            started_at: taken_at,
+        },
+        series_instance_uid: None,
+        acquisition: Acquisition {
+            taken_at,
+            kind: PhotoKind::Dermoscopy {
+                polarized: Some(true),
+                contact: Some(true),
+            },
+            body_site: None,
+            laterality: None,
+            manufacturer: "Heine Optotechnik".into(),
+            model: "DELTAone".into(),
+            instance_number: Some(1),
+        },
+        institution_name: "Cabinet de dermatologie".into(),
+        jpeg,
+    })
+    .expect("a DICOM file around the JPEG")
+}
