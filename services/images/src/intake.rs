@@ -247,9 +247,9 @@ mod tests {
             let mut intake = intake();
             let mut out = Vec::new();
             for piece in file.chunks(split) {
-                intake.push(piece, &mut out).unwrap();
+                intake.push(piece, &mut out).expect("ok");
             }
-            assert!(matches!(intake.finish(&mut out).unwrap(), Taken::Dicom));
+            assert!(matches!(intake.finish(&mut out).expect("ok"), Taken::Dicom));
             assert!(
                 out.is_empty(),
                 "nothing of a DICOM file is written as it streams"
@@ -262,18 +262,21 @@ mod tests {
         let photo = crate::format::fixtures::jpeg_plain(64, 48);
         let mut intake = intake();
         let mut out = Vec::new();
-        intake.push(&photo[..3], &mut out).unwrap();
+        intake.push(&photo[..3], &mut out).expect("ok");
         assert!(!out.is_empty(), "a JPEG is known from its signature");
-        intake.push(&photo[3..], &mut out).unwrap();
-        assert!(matches!(intake.finish(&mut out).unwrap(), Taken::Image(_)));
+        intake.push(&photo[3..], &mut out).expect("ok");
+        assert!(matches!(
+            intake.finish(&mut out).expect("ok"),
+            Taken::Image(_)
+        ));
     }
 
     #[test]
     fn a_short_file_that_is_neither_is_refused_by_the_sanitizer() {
         let mut intake = intake();
         let mut out = Vec::new();
-        intake.push(b"hello", &mut out).unwrap();
-        let error = intake.finish(&mut out).unwrap_err();
+        intake.push(b"hello", &mut out).expect("ok");
+        let error = intake.finish(&mut out).expect_err("refused");
         assert!(error.to_string().contains("not an image"), "{error}");
     }
 
@@ -284,7 +287,7 @@ mod tests {
         let refused = intake
             .push(&dicom_head(), &mut out)
             .and_then(|()| intake.finish(&mut out).map(|_| ()));
-        let error = refused.unwrap_err();
+        let error = refused.expect_err("refused");
         assert!(
             error.to_string().contains("DICOM files are not accepted"),
             "{error}"
@@ -295,18 +298,18 @@ mod tests {
     fn hostile_dicom_is_refused_not_panicking() {
         let mut file = dicom_head();
         file.extend_from_slice(&[0xFF; 300]);
-        let error = import(&file, 20_000).unwrap_err();
+        let error = import(&file, 20_000).expect_err("refused");
         assert!(error.to_string().contains("DICOM"), "{error}");
     }
 
     #[test]
     fn uncompressed_pixels_become_a_lossless_png() {
         let data: Vec<u8> = (0..(4 * 3 * 3)).map(|n| n as u8).collect();
-        let png = png_of(4, 3, 3, &data).unwrap();
+        let png = png_of(4, 3, 3, &data).expect("ok");
         let decoder = png::Decoder::new(std::io::Cursor::new(png));
-        let mut reader = decoder.read_info().unwrap();
-        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
-        reader.next_frame(&mut pixels).unwrap();
+        let mut reader = decoder.read_info().expect("ok");
+        let mut pixels = vec![0; reader.output_buffer_size().expect("ok")];
+        reader.next_frame(&mut pixels).expect("ok");
         assert_eq!(pixels, data);
     }
 }

@@ -3584,7 +3584,9 @@ export const ExpertiseService: GenService<{
    * images.proto). First message: `header` (request id + image header); then `chunk`s of at most
    * 1 MiB. Accepted kinds: dermatoscopy, overview, close-up, other; at most 20 images per
    * request. Allowed while the request is DRAFT, SUBMITTED or CLAIMED (the requester may add
-   * images a specialist asked for). The image is attached only when the upload completes.
+   * images a specialist asked for). The image is attached only when the upload completes. A
+   * dermatoscope's DICOM file (VL Photographic, Dermoscopic Photography or Secondary Capture, one
+   * frame) is taken too: the photograph inside is stored, the file's attributes are dropped.
    * Callers: the requester.
    * Errors: INVALID_ARGUMENT (first message not a header, chunk out of order or over 1 MiB,
    * refused image: not JPEG/PNG/DICOM, truncated, polyglot, image bomb, over the size limit,

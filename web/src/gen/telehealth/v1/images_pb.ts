@@ -14,7 +14,7 @@
 //    Chunks are contiguous: the first chunk's `offset` equals `resume_offset` and each next one
 //    starts where the previous one ended, else `INVALID_ARGUMENT`.
 // 2. The server streams the bytes straight to the blob store (never holding the whole file in
-//    memory), decides the real content type from the bytes (JPEG, PNG; DICOM where supported),
+//    memory), decides the real content type from the bytes (JPEG, PNG; DICOM where taken),
 //    enforces the size limit (default 50 MiB, configurable) while streaming, computes SHA-256,
 //    and removes identifying metadata without re-encoding the image data.
 // 3. The upload is complete when `total_size_bytes` bytes have been received and the client
@@ -542,8 +542,9 @@ export enum ImageContentType {
   PNG = 2,
 
   /**
-   * DICOM Part 10 file (`application/dicom`), only where the deployment supports it; otherwise a
-   * DICOM upload is `INVALID_ARGUMENT`.
+   * DICOM Part 10 file (`application/dicom`). Never the content type of a stored image: a DICOM
+   * file uploaded where one is taken (a tele-expertise request's images) is stored as the
+   * photograph inside it (JPEG, or PNG for uncompressed pixels); elsewhere it is refused.
    *
    * @generated from enum value: IMAGE_CONTENT_TYPE_DICOM = 3;
    */
@@ -638,9 +639,9 @@ export enum StrippedMetadata {
   CAPTURE_DATE_TIME = 9,
 
   /**
-   * DICOM patient and institution identifying attributes (PatientName, PatientID,
-   * PatientBirthDate, InstitutionName, ReferringPhysicianName...), replaced as in the DICOM
-   * basic de-identification profile without touching the pixel data.
+   * The attributes of an imported DICOM file (PatientName, PatientID, PatientBirthDate,
+   * InstitutionName, the device...): only its photograph is stored, its pixel data untouched;
+   * `stripped_tags` names them as `DICOM:<keyword>`.
    *
    * @generated from enum value: STRIPPED_METADATA_DICOM_IDENTIFIERS = 10;
    */
