@@ -44,6 +44,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod message_limit;
+pub mod metrics;
 pub mod paging;
 pub mod part;
 pub mod pki;
