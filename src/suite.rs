@@ -12,6 +12,7 @@ use telehealth_gateway::GatewayServer;
 use telehealth_kit::{
     Part, Settings,
     config::TlsFiles,
+    metrics::Metrics,
     pki::{DevPki, SAMPLE_DEVICES},
     serve::{ServiceDefinition, run_service},
     tls,
@@ -44,6 +45,9 @@ pub struct RunningSuite {
     pub services: BTreeMap<Part, SocketAddr>,
     /// The settings the parts run with (free ports filled in).
     pub settings: Arc<Settings>,
+    /// The process's metrics, and where the admin listener serves them (when configured).
+    pub metrics: Metrics,
+    pub admin: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<(Part, Result<(), telehealth_kit::KitError>)>,
 }
@@ -125,7 +129,14 @@ impl RunningSuite {
                 (part, result)
             });
         }
-        let mut server = GatewayServer::build(&settings)
+        let metrics = Metrics::new("telehealth", settings.telemetry.otlp_endpoint.as_deref())?;
+        let admin = telehealth_kit::metrics::admin::start(
+            settings.telemetry.admin_listen,
+            &metrics,
+            &shutdown,
+        )
+        .await?;
+        let mut server = GatewayServer::build(&settings, &metrics)
             .await
             .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
         if let Some(listener) = sign_in_listener {
@@ -141,6 +152,8 @@ impl RunningSuite {
             sign_in,
             services,
             settings,
+            metrics,
+            admin,
             shutdown,
             tasks,
         })
@@ -261,7 +274,17 @@ pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
             run_service(&definition, Arc::new(settings), listener, shutdown).await?;
         }
         None => {
-            let mut server = GatewayServer::build(&settings)
+            let metrics = Metrics::new(
+                &format!("telehealth-{part}"),
+                settings.telemetry.otlp_endpoint.as_deref(),
+            )?;
+            telehealth_kit::metrics::admin::start(
+                settings.telemetry.admin_listen,
+                &metrics,
+                &shutdown,
+            )
+            .await?;
+            let mut server = GatewayServer::build(&settings, &metrics)
                 .await
                 .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
             if let Some(address) = settings.gateway.sign_in_listen {

@@ -83,6 +83,26 @@ pub enum GatewayError {
     Config(String),
 }
 
+impl GatewayError {
+    /// The refusal's kind, a metric label (bounded: never a value from the request).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthenticated(_) => "unauthenticated",
+            GatewayError::RoleNotAllowed { .. } => "role_not_allowed",
+            GatewayError::InternalOnly { .. } => "internal_only",
+            GatewayError::SignInPortOnly { .. } => "sign_in_port_only",
+            GatewayError::UnknownMethod(_) => "unknown_method",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::LockedOut { .. } => "locked_out",
+            GatewayError::TooManyStreams { .. } => "too_many_streams",
+            GatewayError::NoUpstream { .. } => "no_upstream",
+            GatewayError::MessageTooLarge { .. } => "message_too_large",
+            GatewayError::BadTimeout => "bad_timeout",
+            GatewayError::Config(_) => "config",
+        }
+    }
+}
+
 impl ApiError for GatewayError {
     fn code(&self) -> ErrorCode {
         match self {

@@ -36,6 +36,7 @@ pub mod grpc_web;
 pub mod jwks;
 pub mod local;
 pub mod lockout;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
@@ -47,7 +48,7 @@ pub mod web;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use telehealth_kit::{Part, Settings};
+use telehealth_kit::{Part, Settings, metrics::Metrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -80,7 +81,10 @@ pub struct GatewayServer {
 
 impl GatewayServer {
     /// Builds the gateway from `settings`, forwarding to each service's configured endpoints.
-    pub async fn build(settings: &Settings) -> Result<GatewayServer, GatewayError> {
+    pub async fn build(
+        settings: &Settings,
+        metrics: &Metrics,
+    ) -> Result<GatewayServer, GatewayError> {
         crypto::install();
         let gateway_settings = &settings.gateway;
         let jwt = &gateway_settings.jwt;
@@ -139,6 +143,7 @@ impl GatewayServer {
             ),
             web_origins: grpc_web::AllowedOrigins::new(&gateway_settings.web_allowed_origins),
             web: web::WebRoot::new(gateway_settings.web_root.clone()),
+            metrics: metrics::GatewayMetrics::new(metrics),
             limits,
         };
         Ok(GatewayServer {

@@ -47,6 +47,7 @@ use crate::{
     grpc_web::{self, AllowedOrigins, Framing},
     local::LocalServices,
     lockout::Lockout,
+    metrics::{GatewayMetrics, Observed},
     policy::Policy,
     ratelimit::RateLimiter,
     streams::SubjectStreams,
@@ -86,6 +87,7 @@ pub struct Gateway {
     pub(crate) connections: Arc<Connections>,
     pub(crate) web_origins: AllowedOrigins,
     pub(crate) web: WebRoot,
+    pub(crate) metrics: GatewayMetrics,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -165,14 +167,18 @@ impl Gateway {
             subject = tracing::field::Empty,
         );
         telemetry::continue_trace(&span, request.headers());
+        // Only methods the gateway knows become labels: a client's path could be anything.
+        let known = self.local.serves(&path) || self.policy.rule(&path).is_ok();
+        let record = self.metrics.start(if known { &path } else { "other" });
         async move {
             let subject = std::sync::OnceLock::new();
-            match self
+            let response = match self
                 .forward(request, &connection, &path, in_flight, &subject)
                 .await
             {
                 Ok(response) => response,
                 Err(error) => {
+                    self.metrics.refused(&error);
                     tracing::warn!(
                         subject = subject.get().map_or("", String::as_str),
                         method = %path,
@@ -183,7 +189,10 @@ impl Gateway {
                     );
                     error.to_status().into_http()
                 }
-            }
+            };
+            let (parts, body) = response.into_parts();
+            let body = Body::new(Observed::new(body, &parts.headers, record));
+            Response::from_parts(parts, body)
         }
         .instrument(span)
         .await

@@ -19,6 +19,7 @@ mod grpc_web;
 mod harness;
 mod images;
 mod k8s;
+mod metrics;
 mod migrations;
 mod pacs;
 mod patients;

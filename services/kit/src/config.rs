@@ -171,6 +171,10 @@ pub struct TelemetrySettings {
     /// `tracing` filter directives, e.g. `info,telehealth_gateway=debug`. Default `info`;
     /// the `RUST_LOG` variable, when set, wins.
     pub log_filter: String,
+    /// Address of the admin listener (`GET /metrics`, Prometheus text), never the public port.
+    /// Unset (the default): metrics are still kept and pushed over OTLP when an endpoint is set,
+    /// but not served. The Kubernetes manifests use `0.0.0.0:9464`.
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 /// Log output format.
@@ -255,6 +259,7 @@ impl Default for TelemetrySettings {
             otlp_endpoint: None,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            admin_listen: None,
         }
     }
 }

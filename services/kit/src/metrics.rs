@@ -184,7 +184,10 @@ fn render_data<T: Number>(
     metric: &opentelemetry_sdk::metrics::data::Metric,
     data: &MetricData<T>,
 ) {
-    let help = metric.description().replace('\\', "\\\\").replace('\n', "\\n");
+    let help = metric
+        .description()
+        .replace('\\', "\\\\")
+        .replace('\n', "\\n");
     match data {
         MetricData::Sum(sum) => {
             let (name, kind) = if sum.is_monotonic() {

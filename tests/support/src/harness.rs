@@ -138,7 +138,7 @@ pub async fn start_gateway(settings: &Settings) -> (SocketAddr, CancellationToke
         .await
         .expect("bind gateway");
     let address = listener.local_addr().expect("gateway address");
-    let server = GatewayServer::build(settings)
+    let server = GatewayServer::build(settings, &telehealth_kit::metrics::Metrics::local())
         .await
         .expect("gateway builds");
     let shutdown = CancellationToken::new();

@@ -14,6 +14,27 @@ use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
 
+/// Starts the admin listener on `listen`, when one is configured; its bound address.
+pub async fn start(
+    listen: Option<SocketAddr>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<Option<SocketAddr>, crate::error::KitError> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(listen).await.map_err(|error| {
+        crate::error::KitError::Config(format!(
+            "telemetry.admin_listen: cannot listen on {listen}: {error}"
+        ))
+    })?;
+    let address = listener.local_addr().map_err(|error| {
+        crate::error::KitError::Config(format!("telemetry.admin_listen: {error}"))
+    })?;
+    tokio::spawn(serve(listener, metrics.clone(), shutdown.clone()));
+    Ok(Some(address))
+}
+
 /// Serves `metrics` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) {
     loop {
@@ -44,16 +65,26 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Cancellati
     }
 }
 
-fn answer(request: &Request<Incoming>, metrics: &Metrics, remote: SocketAddr) -> Response<Full<Bytes>> {
+fn answer(
+    request: &Request<Incoming>,
+    metrics: &Metrics,
+    remote: SocketAddr,
+) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, body: String| {
         Response::builder()
             .status(status)
-            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .header(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
             .body(Full::new(Bytes::from(body)))
             .unwrap_or_default()
     };
     if request.uri().path() != "/metrics" {
-        return reply(StatusCode::NOT_FOUND, "only /metrics is served here\n".into());
+        return reply(
+            StatusCode::NOT_FOUND,
+            "only /metrics is served here\n".into(),
+        );
     }
     if request.method() != Method::GET {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n".into());

@@ -1,0 +1,126 @@
+//! Metrics on the admin listener: what the gateway answered and refused, scraped as a
+//! Prometheus server would, on an address that is not the public port.
+
+use telehealth_proto::v1::{self as pb, scheduling_service_client::SchedulingServiceClient};
+use telehealth_testkit::harness::Bearer;
+use telehealth_testkit::suite::{Backend, Person, Suite};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+const CENTRE: &str = "cds-bourganeuf";
+
+/// `GET path` on the admin listener: (status line, body).
+async fn scrape(address: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("the admin listener accepts");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("request sent");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .expect("answer read");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The value of the series written exactly `series` (name and labels), if present.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn the_gateway_counts_calls_by_method_and_code_and_refusals_by_reason() {
+    let Some(suite) = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.telemetry.admin_listen = Some("127.0.0.1:0".parse().expect("address"));
+    })
+    .await
+    else {
+        return;
+    };
+    let admin = suite
+        .running
+        .as_ref()
+        .and_then(|r| r.admin)
+        .expect("the admin listener is started");
+    assert_ne!(
+        admin,
+        suite.gateway(),
+        "metrics are never on the public port"
+    );
+
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let mut scheduling = suite.scheduling(&doctor).await;
+    for _ in 0..3 {
+        scheduling
+            .list_appointments(pb::ListAppointmentsRequest::default())
+            .await
+            .expect("listed");
+    }
+    let missing = scheduling
+        .get_appointment(pb::GetAppointmentRequest {
+            appointment_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .expect_err("no such appointment");
+    assert_eq!(missing.code(), Code::NotFound);
+    // A forged token: refused by the gateway itself.
+    let channel = suite.channel_to(suite.gateway(), &doctor).await;
+    let forged = SchedulingServiceClient::with_interceptor(channel, Bearer::new("not-a-token"))
+        .list_appointments(pb::ListAppointmentsRequest::default())
+        .await
+        .expect_err("refused");
+    assert_eq!(forged.code(), Code::Unauthenticated);
+
+    let (status, text) = scrape(admin, "/metrics").await;
+    assert!(status.contains(" 200 "), "{status}");
+    let list = "method=\"/telehealth.v1.SchedulingService/ListAppointments\"";
+    assert_eq!(
+        value(
+            &text,
+            &format!("gateway_rpc_calls_total{{code=\"OK\",{list}}}")
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "gateway_rpc_calls_total{code=\"NOT_FOUND\",method=\"/telehealth.v1.SchedulingService/GetAppointment\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "gateway_refusals_total{reason=\"unauthenticated\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, &format!("gateway_rpc_in_flight{{{list}}}")),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        value(
+            &text,
+            &format!("gateway_rpc_duration_seconds_count{{{list}}}")
+        ) >= Some(4.0),
+        "the forged call is timed too: {text}"
+    );
+    assert!(text.contains("# TYPE gateway_rpc_duration_seconds histogram"));
+
+    let (status, _) = scrape(admin, "/other").await;
+    assert!(status.contains(" 404 "), "{status}");
+    suite.stop().await;
+}
