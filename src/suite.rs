@@ -104,6 +104,8 @@ impl RunningSuite {
             Some(listener) => Some(listener.local_addr()?),
             None => None,
         };
+        // One provider for the whole process: every part records into it.
+        let metrics = Metrics::new("telehealth", settings.telemetry.otlp_endpoint.as_deref())?;
         let mut listeners = Vec::new();
         for part in Part::SERVICES {
             let listener = TcpListener::bind("127.0.0.1:0")
@@ -124,12 +126,12 @@ impl RunningSuite {
             services.insert(part, listener.local_addr()?);
             let definition = service_definition(part).context("services have definitions")?;
             let (settings, shutdown) = (settings.clone(), shutdown.clone());
+            let metrics = metrics.clone();
             tasks.spawn(async move {
-                let result = run_service(&definition, settings, listener, shutdown).await;
+                let result = run_service(&definition, settings, listener, shutdown, metrics).await;
                 (part, result)
             });
         }
-        let metrics = Metrics::new("telehealth", settings.telemetry.otlp_endpoint.as_deref())?;
         let admin = telehealth_kit::metrics::admin::start(
             settings.telemetry.admin_listen,
             &metrics,
@@ -271,7 +273,17 @@ pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
     });
     match service_definition(part) {
         Some(definition) => {
-            run_service(&definition, Arc::new(settings), listener, shutdown).await?;
+            let metrics = Metrics::new(
+                &format!("telehealth-{part}"),
+                settings.telemetry.otlp_endpoint.as_deref(),
+            )?;
+            telehealth_kit::metrics::admin::start(
+                settings.telemetry.admin_listen,
+                &metrics,
+                &shutdown,
+            )
+            .await?;
+            run_service(&definition, Arc::new(settings), listener, shutdown, metrics).await?;
         }
         None => {
             let metrics = Metrics::new(

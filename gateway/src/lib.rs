@@ -143,7 +143,8 @@ impl GatewayServer {
             ),
             web_origins: grpc_web::AllowedOrigins::new(&gateway_settings.web_allowed_origins),
             web: web::WebRoot::new(gateway_settings.web_root.clone()),
-            metrics: metrics::GatewayMetrics::new(metrics),
+            metrics: metrics::GatewayMetrics::new(metrics)
+                .map_err(|e| GatewayError::Config(e.to_string()))?,
             limits,
         };
         Ok(GatewayServer {

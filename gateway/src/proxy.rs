@@ -167,9 +167,7 @@ impl Gateway {
             subject = tracing::field::Empty,
         );
         telemetry::continue_trace(&span, request.headers());
-        // Only methods the gateway knows become labels: a client's path could be anything.
-        let known = self.local.serves(&path) || self.policy.rule(&path).is_ok();
-        let record = self.metrics.start(if known { &path } else { "other" });
+        let record = self.metrics.start(&path);
         async move {
             let subject = std::sync::OnceLock::new();
             let response = match self

@@ -40,7 +40,7 @@ fn value(text: &str, series: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn the_gateway_counts_calls_by_method_and_code_and_refusals_by_reason() {
+async fn the_gateway_and_services_count_calls_by_method_and_code_and_refusals_by_reason() {
     let Some(suite) = Suite::start_with(Backend::Sqlite, |settings| {
         settings.telemetry.admin_listen = Some("127.0.0.1:0".parse().expect("address"));
     })
@@ -119,6 +119,15 @@ async fn the_gateway_counts_calls_by_method_and_code_and_refusals_by_reason() {
         "the forged call is timed too: {text}"
     );
     assert!(text.contains("# TYPE gateway_rpc_duration_seconds histogram"));
+    // The service behind counts what reached it: not the forged call.
+    assert_eq!(
+        value(
+            &text,
+            &format!("rpc_server_calls_total{{code=\"OK\",{list}}}")
+        ),
+        Some(3.0),
+        "{text}"
+    );
 
     let (status, _) = scrape(admin, "/other").await;
     assert!(status.contains(" 404 "), "{status}");

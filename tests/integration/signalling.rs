@@ -239,7 +239,14 @@ async fn signalling_with(
             routes: custom_routes,
             ..telehealth_signalling::definition()
         };
-        telehealth_kit::serve::run_service(&definition, run_settings, listener, token).await
+        telehealth_kit::serve::run_service(
+            &definition,
+            run_settings,
+            listener,
+            token,
+            telehealth_kit::metrics::Metrics::local(),
+        )
+        .await
     });
     let tls =
         telehealth_kit::tls::client_tls(&suite.settings.internal_tls(Part::Gateway)).expect("tls");

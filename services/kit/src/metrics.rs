@@ -30,6 +30,7 @@ use opentelemetry_sdk::{
 use crate::error::KitError;
 
 pub mod admin;
+pub mod rpc;
 
 /// How often metrics are pushed over OTLP.
 const OTLP_INTERVAL: Duration = Duration::from_secs(30);

@@ -16,6 +16,10 @@ use crate::{
     error::KitError,
     health,
     message_limit::MessageLimitLayer,
+    metrics::{
+        Metrics,
+        rpc::{RpcMetrics, RpcMetricsLayer},
+    },
     paging::PageTokens,
     part::Part,
     telemetry, tls,
@@ -31,6 +35,8 @@ pub struct ServiceContext {
     pub pages: PageTokens,
     /// Cancelled when the process shuts down: long-lived streams end when they see it.
     pub shutdown: CancellationToken,
+    /// The process's metrics, for the service's own instruments.
+    pub metrics: Metrics,
 }
 
 impl ServiceContext {
@@ -88,8 +94,10 @@ pub async fn run_service(
     settings: Arc<Settings>,
     listener: TcpListener,
     shutdown: CancellationToken,
+    metrics: Metrics,
 ) -> Result<(), KitError> {
     let part = service.part;
+    let calls = RpcMetrics::new(&metrics, "rpc.server")?;
     let db = Database::connect(&settings.database, &settings.data_dir, part).await?;
     db.migrate(&service.migrations).await?;
     let tls = tls::internal_server_config(&settings.internal_tls(part))?;
@@ -100,6 +108,7 @@ pub async fn run_service(
         db: db.clone(),
         pages: PageTokens::load(&db).await?,
         shutdown: shutdown.clone(),
+        metrics,
     };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let grpc_name = part.grpc_service().unwrap_or("");
@@ -110,7 +119,8 @@ pub async fn run_service(
     let mut server = Server::builder()
         .trace_fn(telemetry::server_span)
         // The contract's request limit of each method, before tonic buffers or decodes.
-        .layer(MessageLimitLayer::from_contract()?);
+        .layer(MessageLimitLayer::from_contract()?)
+        .layer(RpcMetricsLayer::new(calls));
     let router = server.add_routes(routes.routes());
 
     tracing::info!(%part, address = %listener.local_addr().map_err(|e| KitError::io("listener", e))?, "serving");

@@ -377,7 +377,14 @@ impl Suite {
         let token = stop.clone();
         tokio::spawn(async move {
             let definition = telehealth::suite::service_definition(part).expect("a service");
-            telehealth_kit::serve::run_service(&definition, settings, listener, token).await
+            telehealth_kit::serve::run_service(
+                &definition,
+                settings,
+                listener,
+                token,
+                telehealth_kit::metrics::Metrics::local(),
+            )
+            .await
         });
         let tls = telehealth_kit::tls::client_tls(
             &self.settings.internal_tls(telehealth_kit::Part::Gateway),
