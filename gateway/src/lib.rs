@@ -126,6 +126,15 @@ impl GatewayServer {
             Duration::from_millis(upstream.ejection_ms),
         )?;
         let limits = gateway_settings.limits.clone();
+        metrics.watch_certificate("gateway-server", settings.gateway_server_tls().cert);
+        metrics.watch_certificate(
+            "gateway-internal",
+            settings.internal_tls(Part::Gateway).cert,
+        );
+        let connections = Connections::new(
+            limits.max_connections_per_address,
+            limits.max_connections_per_certificate,
+        );
         let gateway = Gateway {
             auth: Authenticator::new(Arc::new(keys), jwt.clone()),
             policy: Policy::builtin()?,
@@ -137,14 +146,11 @@ impl GatewayServer {
                 limits.failed_auth_per_minute_per_certificate,
             ),
             streams: SubjectStreams::new(limits.max_streams_per_subject),
-            connections: Connections::new(
-                limits.max_connections_per_address,
-                limits.max_connections_per_certificate,
-            ),
+            metrics: metrics::GatewayMetrics::new(metrics, connections.clone())
+                .map_err(|e| GatewayError::Config(e.to_string()))?,
+            connections,
             web_origins: grpc_web::AllowedOrigins::new(&gateway_settings.web_allowed_origins),
             web: web::WebRoot::new(gateway_settings.web_root.clone()),
-            metrics: metrics::GatewayMetrics::new(metrics)
-                .map_err(|e| GatewayError::Config(e.to_string()))?,
             limits,
         };
         Ok(GatewayServer {

@@ -7,7 +7,9 @@ use telehealth_kit::{
     metrics::{Metrics, rpc::RpcMetrics},
 };
 
-use crate::error::GatewayError;
+use std::sync::Arc;
+
+use crate::{connections::Connections, error::GatewayError};
 
 pub use telehealth_kit::metrics::rpc::{CallRecord, Observed};
 
@@ -19,11 +21,21 @@ pub struct GatewayMetrics {
 }
 
 impl GatewayMetrics {
-    pub fn new(metrics: &Metrics) -> Result<GatewayMetrics, KitError> {
+    pub fn new(
+        metrics: &Metrics,
+        connections: Arc<Connections>,
+    ) -> Result<GatewayMetrics, KitError> {
+        let meter = metrics.meter("telehealth.gateway");
+        meter
+            .i64_observable_gauge("gateway.connections.open")
+            .with_description("Client connections open on the gateway")
+            .with_callback(move |observer| {
+                observer.observe(i64::try_from(connections.open()).unwrap_or(i64::MAX), &[]);
+            })
+            .build();
         Ok(GatewayMetrics {
             calls: RpcMetrics::new(metrics, "gateway.rpc")?,
-            refusals: metrics
-                .meter("telehealth.gateway")
+            refusals: meter
                 .u64_counter("gateway.refusals")
                 .with_description("Calls the gateway refused itself, by reason")
                 .build(),

@@ -129,6 +129,21 @@ async fn the_gateway_and_services_count_calls_by_method_and_code_and_refusals_by
         "{text}"
     );
 
+    // Connections and certificates, for the operator's alerts.
+    assert!(
+        value(&text, "gateway_connections_open") >= Some(1.0),
+        "{text}"
+    );
+    let now = jiff::Timestamp::now().as_second() as f64;
+    for certificate in ["gateway-server", "gateway-internal", "scheduling-internal"] {
+        let expiry = value(
+            &text,
+            &format!("tls_certificate_expiry_timestamp_seconds{{certificate=\"{certificate}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("{certificate} expiry in:\n{text}"));
+        assert!(expiry > now + 14.0 * 86_400.0, "{certificate}: {expiry}");
+    }
+
     let (status, _) = scrape(admin, "/other").await;
     assert!(status.contains(" 404 "), "{status}");
     suite.stop().await;

@@ -12,7 +12,8 @@
 //! a label taken from a client's bytes would let a client grow the series without bound.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Weak};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use opentelemetry::{KeyValue, Value, metrics::Meter, metrics::MeterProvider as _};
@@ -40,6 +41,9 @@ const OTLP_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Metrics {
     provider: SdkMeterProvider,
     reader: Arc<ManualReader>,
+    /// Certificates whose expiry is reported: (label, PEM file), read at each collection so a
+    /// renewed file shows at once.
+    certificates: Arc<Mutex<Vec<(String, PathBuf)>>>,
 }
 
 /// The manual reader, shared: the provider owns one handle, the scrape another.
@@ -91,10 +95,37 @@ impl Metrics {
                     .build(),
             );
         }
+        let provider = builder.build();
+        let certificates: Arc<Mutex<Vec<(String, PathBuf)>>> = Arc::default();
+        let watched = certificates.clone();
+        provider
+            .meter("telehealth")
+            .i64_observable_gauge("tls.certificate.expiry_timestamp")
+            .with_unit("s")
+            .with_description("When each certificate this process presents expires (Unix time)")
+            .with_callback(move |observer| {
+                let watched = watched.lock().map(|w| w.clone()).unwrap_or_default();
+                for (name, path) in watched {
+                    if let Some(not_after) = crate::tls::not_after(&path) {
+                        observer.observe(not_after, &[KeyValue::new("certificate", name)]);
+                    }
+                }
+            })
+            .build();
         Ok(Metrics {
-            provider: builder.build(),
+            provider,
             reader,
+            certificates,
         })
+    }
+
+    /// Reports the expiry of the certificate in `pem` as `certificate="<name>"`.
+    pub fn watch_certificate(&self, name: &str, pem: PathBuf) {
+        if let Ok(mut watched) = self.certificates.lock()
+            && !watched.iter().any(|(n, _)| n == name)
+        {
+            watched.push((name.to_owned(), pem));
+        }
     }
 
     /// Metrics that are kept but pushed nowhere (tests, tools).

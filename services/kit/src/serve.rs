@@ -98,6 +98,10 @@ pub async fn run_service(
 ) -> Result<(), KitError> {
     let part = service.part;
     let calls = RpcMetrics::new(&metrics, "rpc.server")?;
+    metrics.watch_certificate(
+        &format!("{part}-internal"),
+        settings.internal_tls(part).cert,
+    );
     let db = Database::connect(&settings.database, &settings.data_dir, part).await?;
     db.migrate(&service.migrations).await?;
     let tls = tls::internal_server_config(&settings.internal_tls(part))?;

@@ -29,6 +29,14 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Every certificate in a PEM file, in order (leaf first for a chain).
+/// When the first certificate of the PEM file at `path` expires (Unix seconds); `None` if it
+/// cannot be read.
+pub fn not_after(path: &Path) -> Option<i64> {
+    let certs = load_certs(path).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, KitError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| KitError::Tls(format!("{}: {e}", path.display())))?
