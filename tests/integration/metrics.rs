@@ -144,6 +144,11 @@ async fn the_gateway_and_services_count_calls_by_method_and_code_and_refusals_by
         assert!(expiry > now + 14.0 * 86_400.0, "{certificate}: {expiry}");
     }
 
+    // The work itself: gauges are there from the start.
+    for gauge in ["expertise_requests_overdue", "signalling_rooms_open"] {
+        assert_eq!(value(&text, gauge), Some(0.0), "{gauge} in:\n{text}");
+    }
+
     let (status, _) = scrape(admin, "/other").await;
     assert!(status.contains(" 404 "), "{status}");
     suite.stop().await;

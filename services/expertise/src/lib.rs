@@ -29,6 +29,10 @@ pub mod render;
 pub mod report;
 pub mod store;
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -75,7 +79,20 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             telehealth_kit::directory::Directory::new(context.channel_to(Part::Directory)?),
         )
         .with_pacs(context.settings.pacs.clone());
-        tokio::spawn(sweep_periodically(core.clone(), context.shutdown.clone()));
+        let overdue = Arc::new(AtomicI64::new(0));
+        let seen = overdue.clone();
+        context
+            .metrics
+            .meter("telehealth.expertise")
+            .i64_observable_gauge("expertise.requests.overdue")
+            .with_description("Tele-expertise requests past their due time without an answer")
+            .with_callback(move |observer| observer.observe(seen.load(Ordering::Relaxed), &[]))
+            .build();
+        tokio::spawn(sweep_periodically(
+            core.clone(),
+            overdue,
+            context.shutdown.clone(),
+        ));
         let mailer = crate::core::delivery::Mailer::from_settings(&context.settings.report_mail)
             .map_err(telehealth_kit::KitError::Config)?;
         tokio::spawn(deliver_reports_periodically(
@@ -106,7 +123,8 @@ fn routes(context: ServiceContext) -> RoutesFuture {
 
 /// Announces overdue requests and closes old answers every `sweep_interval_seconds`, until
 /// shutdown. Every replica runs it; each change is applied by exactly one of them.
-async fn sweep_periodically(core: Expertise, shutdown: CancellationToken) {
+/// Also counts the requests overdue into `overdue`, for the metrics.
+async fn sweep_periodically(core: Expertise, overdue: Arc<AtomicI64>, shutdown: CancellationToken) {
     let period = Duration::from_secs(core.rules().sweep_interval_seconds);
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -118,6 +136,10 @@ async fn sweep_periodically(core: Expertise, shutdown: CancellationToken) {
                     Ok((0, 0)) => {}
                     Ok((overdue, closed)) => tracing::info!(overdue, closed, "expertise sweep"),
                     Err(error) => tracing::warn!(%error, "expertise sweep failed; retrying at the next tick"),
+                }
+                match core.overdue_count().await {
+                    Ok(count) => overdue.store(count, Ordering::Relaxed),
+                    Err(error) => tracing::warn!(%error, "could not count the overdue requests"),
                 }
             }
         }

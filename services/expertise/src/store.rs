@@ -210,6 +210,18 @@ pub async fn newly_overdue(
     rows.iter().map(|r| Ok(r.try_get("request_id")?)).collect()
 }
 
+/// How many requests are past their due time without an answer, as of `now`.
+pub async fn count_overdue(conn: &mut AnyConnection, now: Timestamp) -> Result<i64> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM expertise_requests WHERE status IN ('submitted', 'claimed') \
+         AND due_at_us < $1",
+    )
+    .bind(micros(now))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get("n")?)
+}
+
 /// Answered requests whose answer is older than `cutoff`.
 pub async fn answered_before(
     conn: &mut AnyConnection,

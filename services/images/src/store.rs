@@ -18,7 +18,12 @@ use super::{
     records::{self, ImageRow},
 };
 use telehealth_kit::{
-    config::ImageSettings, db::Database, error::KitError, identity::Identity, serve::ServiceContext,
+    config::ImageSettings,
+    db::Database,
+    error::KitError,
+    identity::Identity,
+    metrics::{Counter, KeyValue, Metrics},
+    serve::ServiceContext,
 };
 
 /// Smallest and largest thumbnail sides a client may ask for, in pixels.
@@ -34,6 +39,40 @@ pub struct ImageStore {
     pub(super) uploads: Arc<tokio::sync::Semaphore>,
     /// DICOM files being imported on this server (each read whole into memory).
     pub(super) dicom_imports: Arc<tokio::sync::Semaphore>,
+    /// Images stored and their bytes, by target kind (none for a store of tests and tools).
+    pub(super) counted: Option<UploadCounters>,
+}
+
+/// The work metrics of uploads.
+#[derive(Clone, Debug)]
+pub(super) struct UploadCounters {
+    pub images: Counter<u64>,
+    pub bytes: Counter<u64>,
+}
+
+impl UploadCounters {
+    fn new(metrics: &Metrics) -> UploadCounters {
+        let meter = metrics.meter("telehealth.images");
+        UploadCounters {
+            images: meter
+                .u64_counter("images.uploads")
+                .with_description("Images stored, by what they are attached to")
+                .build(),
+            bytes: meter
+                .u64_counter("images.uploaded")
+                .with_unit("By")
+                .with_description(
+                    "Bytes of the images stored (after sanitizing), by what they are attached to",
+                )
+                .build(),
+        }
+    }
+
+    pub fn record(&self, target: &'static str, bytes: i64) {
+        let label = [KeyValue::new("target", target)];
+        self.images.add(1, &label);
+        self.bytes.add(u64::try_from(bytes).unwrap_or(0), &label);
+    }
 }
 
 /// DICOM imports at once per server: each holds its file (≤ `images.max_size_bytes`) and the
@@ -52,11 +91,12 @@ impl ImageStore {
     /// Opens the store for a running service and starts its sweeper (expired sessions, bytes of
     /// deleted images), which stops with the service.
     pub async fn open(context: &ServiceContext) -> Result<ImageStore, KitError> {
-        let store = ImageStore::new(
+        let mut store = ImageStore::new(
             context.db.clone(),
             BlobStore::open(&context.settings, context.part)?,
             context.settings.images.clone(),
         );
+        store.counted = Some(UploadCounters::new(&context.metrics));
         let sweeper = store.clone();
         let shutdown = context.shutdown.clone();
         let interval = Duration::from_secs(store.settings.sweep_interval_seconds);
@@ -80,6 +120,7 @@ impl ImageStore {
             db,
             blobs,
             dicom_imports: Arc::new(tokio::sync::Semaphore::new(DICOM_IMPORTS_AT_ONCE)),
+            counted: None,
             uploads: Arc::new(tokio::sync::Semaphore::new(
                 settings.max_concurrent_uploads as usize,
             )),

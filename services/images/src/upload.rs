@@ -537,6 +537,9 @@ impl ImageStore {
         match committed {
             Ok(true) => {
                 tx.commit().await?;
+                if let Some(counted) = &self.counted {
+                    counted.record(target_ref.kind, copy.stored_size);
+                }
                 self.collect_soon();
                 Ok(ImageUploadResult {
                     image: Some(info),

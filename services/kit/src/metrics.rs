@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use opentelemetry::{KeyValue, Value, metrics::Meter, metrics::MeterProvider as _};
+use opentelemetry::{Value, metrics::Meter, metrics::MeterProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{
     Resource,
@@ -32,6 +32,12 @@ use crate::error::KitError;
 
 pub mod admin;
 pub mod rpc;
+
+/// What services need to declare their own instruments, without depending on OpenTelemetry.
+pub use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Histogram, UpDownCounter},
+};
 
 /// How often metrics are pushed over OTLP.
 const OTLP_INTERVAL: Duration = Duration::from_secs(30);

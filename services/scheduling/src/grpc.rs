@@ -8,6 +8,7 @@ use jiff::SignedDuration;
 use telehealth_kit::{
     error::reply,
     identity::{Role, require_caller},
+    metrics::{Counter, Metrics},
     page_scope,
     paging::{self, PageTokens},
     watch::{self, Frame},
@@ -42,15 +43,27 @@ pub struct SchedulingApi {
     core: Scheduler,
     pages: PageTokens,
     shutdown: CancellationToken,
+    /// Appointments booked (idempotent replays not counted).
+    bookings: Counter<u64>,
 }
 
 impl SchedulingApi {
     /// The API over `core`, paging with `pages`; watch streams end when `shutdown` fires.
-    pub fn new(core: Scheduler, pages: PageTokens, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        core: Scheduler,
+        pages: PageTokens,
+        shutdown: CancellationToken,
+        metrics: &Metrics,
+    ) -> Self {
         SchedulingApi {
             core,
             pages,
             shutdown,
+            bookings: metrics
+                .meter("telehealth.scheduling")
+                .u64_counter("scheduling.bookings")
+                .with_description("Appointments booked (idempotent replays not counted)")
+                .build(),
         }
     }
 }
@@ -393,6 +406,9 @@ impl SchedulingService for SchedulingApi {
             self.core.book(&caller, &booking).await
         }
         .await;
+        if let Ok((_, false)) = &result {
+            self.bookings.add(1, &[]);
+        }
         reply(result, |(appointment, replay)| {
             pb::BookAppointmentResponse {
                 appointment: Some(convert::appointment(&appointment)),

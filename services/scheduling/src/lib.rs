@@ -73,8 +73,12 @@ fn routes(context: ServiceContext) -> RoutesFuture {
             &store::PURGE_ENDED_HOLDS,
             context.shutdown.clone(),
         );
-        let api =
-            grpc::SchedulingApi::new(scheduler, context.pages.clone(), context.shutdown.clone());
+        let api = grpc::SchedulingApi::new(
+            scheduler,
+            context.pages.clone(),
+            context.shutdown.clone(),
+            &context.metrics,
+        );
         let server = SchedulingServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -121,6 +121,11 @@ impl Signalling {
         &self.inner.settings
     }
 
+    /// Reports, in `metrics`, the rooms with a participant connected to this replica.
+    pub fn report_rooms(&self, metrics: &telehealth_kit::metrics::Metrics) {
+        self.inner.hub.report_rooms(metrics);
+    }
+
     /// This replica's id (in the `connections` table).
     pub fn instance_id(&self) -> &str {
         self.inner.hub.instance_id()

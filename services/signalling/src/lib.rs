@@ -103,6 +103,7 @@ pub fn routes_with(context: ServiceContext, settings: SignallingSettings) -> Rou
         )
         .await
         .map_err(|e| KitError::Config(format!("signalling: {e}")))?;
+        core.report_rooms(&context.metrics);
         let server =
             SignallingServiceServer::new(grpc::SignallingApi::new(core, context.pages.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

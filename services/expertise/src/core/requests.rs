@@ -515,6 +515,12 @@ impl Expertise {
     /// One pass of the periodic work, as of `now`: announces requests that became overdue and
     /// closes answers older than the configured delay. Safe on every replica at once: each change
     /// is claimed by one conditional update.
+    /// Requests past their due time without an answer, all organisations (for the metrics).
+    pub async fn overdue_count(&self) -> Result<i64, ExpertiseError> {
+        let mut conn = self.base.db().pool().acquire().await?;
+        Ok(store::count_overdue(&mut conn, self.now()).await?)
+    }
+
     pub async fn sweep(&self) -> Result<(u64, u64), ExpertiseError> {
         let now = self.now();
         let mut conn = self.base.db().pool().acquire().await?;

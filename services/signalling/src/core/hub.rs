@@ -279,6 +279,19 @@ impl Hub {
         self.publish(&event).await
     }
 
+    /// Reports the rooms with a stream on this replica as the gauge `signalling.rooms.open`.
+    pub fn report_rooms(&self, metrics: &telehealth_kit::metrics::Metrics) {
+        let rooms = self.rooms.clone();
+        metrics
+            .meter("telehealth.signalling")
+            .i64_observable_gauge("signalling.rooms.open")
+            .with_description("Video rooms with a participant connected to this instance")
+            .with_callback(move |observer| {
+                observer.observe(i64::try_from(lock(&rooms).len()).unwrap_or(i64::MAX), &[]);
+            })
+            .build();
+    }
+
     fn rooms(&self) -> MutexGuard<'_, HashMap<String, RoomView>> {
         lock(&self.rooms)
     }
