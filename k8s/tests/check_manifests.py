@@ -72,6 +72,9 @@ DEPENDENCIES = [
 
 Doc = dict[str, Any]
 
+# The NetworkPolicy that lets the monitoring namespace scrape every part's admin port.
+METRICS_POLICY = "allow-metrics-scrape"
+
 
 def load(path: str) -> list[Doc]:
     with open(path, encoding="utf-8") as file:
@@ -414,6 +417,29 @@ def network_errors(docs: list[Doc]) -> list[str]:
     return errors
 
 
+def metrics_port_errors(docs: list[Doc], deployment: Doc, name: str) -> list[str]:
+    """The container's `metrics` port is telemetry.admin_listen's, and only the scrape policy
+    (from the monitoring namespace, that port only) admits it."""
+    admin = ((telehealth_toml(docs) or {}).get("telemetry") or {}).get("admin_listen", "")
+    admin = settings_env(docs).get("TELEHEALTH_TELEMETRY__ADMIN_LISTEN", admin)
+    ports = [
+        port.get("containerPort")
+        for container in deployment["spec"]["template"]["spec"].get("containers") or []
+        for port in container.get("ports") or []
+        if port.get("name") == "metrics"
+    ]
+    if not admin or not ports or not admin.endswith(f":{ports[0]}"):
+        return [f"Deployment/{name}: its metrics port {ports} is not telemetry.admin_listen `{admin}`"]
+    policy = next((p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == METRICS_POLICY), None)
+    if policy is None:
+        return [f"NetworkPolicy/{METRICS_POLICY}: missing (Prometheus could not scrape {name})"]
+    for rule in policy["spec"].get("ingress") or []:
+        allowed = [(p.get("protocol"), p.get("port")) for p in rule.get("ports") or []]
+        if allowed != [("TCP", ports[0])]:
+            return [f"NetworkPolicy/{METRICS_POLICY}: admits {allowed or 'every port'}, not only TCP {ports[0]}"]
+    return []
+
+
 def invariant_errors(docs: list[Doc], overlay: str) -> list[str]:
     errors = []
     deployments = by_kind(docs, "Deployment")
@@ -429,16 +455,19 @@ def invariant_errors(docs: list[Doc], overlay: str) -> list[str]:
         labels = deployment["spec"]["template"]["metadata"].get("labels") or {}
         part = labels.get(COMPONENT, name)
         errors += container_errors(docs, deployment, part)
+        # The part's own callers: the shared scrape policy (the admin port only) does not count.
         ingress_policies = [
             p["metadata"]["name"]
             for p in policies
             if not is_default_deny(p)
+            and p["metadata"]["name"] != METRICS_POLICY
             and "Ingress" in (p["spec"].get("policyTypes") or [])
             and p["spec"].get("ingress")
             and selects(p["spec"].get("podSelector"), labels)
         ]
         if not ingress_policies:
             errors.append(f"Deployment/{name}: no NetworkPolicy allows ingress to its pods")
+        errors += metrics_port_errors(docs, deployment, name)
         replicas = deployment["spec"].get("replicas")
         if overlay == "dev" and replicas != 1:
             errors.append(f"Deployment/{name}: dev runs one replica, got {replicas}")
@@ -551,6 +580,10 @@ MUTATIONS: list[tuple[str, str, Callable[[list[Doc]], None], str]] = [
         {"name": "TELEHEALTH_SHUTDOWN__DRAIN_SECONDS", "value": "60"}), "shutdown.drain_seconds (60 s)"),
     ("prod", "default-deny policy removed", lambda d: remove(d, "NetworkPolicy", "default-deny"),
      "no default-deny NetworkPolicy"),
+    ("prod", "scrape policy opened to every port", lambda d: find(d, "NetworkPolicy", METRICS_POLICY)["spec"][
+        "ingress"][0].pop("ports"), "NetworkPolicy/allow-metrics-scrape: admits every port"),
+    ("dev", "metrics port moved", lambda d: container(d, "auth")["ports"][-1].update(containerPort=9465),
+     "Deployment/auth: its metrics port [9465]"),
     ("prod", "wound's ingress policy removed", lambda d: remove(d, "NetworkPolicy", "wound"),
      "Deployment/wound: no NetworkPolicy allows ingress"),
     ("dev", "gateway behind a ClusterIP", lambda d: find(d, "Service", "gateway")["spec"].update(type="ClusterIP"),
