@@ -1,6 +1,7 @@
 //! Metrics on the admin listener: what the gateway answered and refused, scraped as a
 //! Prometheus server would, on an address that is not the public port.
 
+use telehealth_kit::Part;
 use telehealth_proto::v1::{self as pb, scheduling_service_client::SchedulingServiceClient};
 use telehealth_testkit::harness::Bearer;
 use telehealth_testkit::suite::{Backend, Person, Suite};
@@ -148,6 +149,31 @@ async fn the_gateway_and_services_count_calls_by_method_and_code_and_refusals_by
     for gauge in ["expertise_requests_overdue", "signalling_rooms_open"] {
         assert_eq!(value(&text, gauge), Some(0.0), "{gauge} in:\n{text}");
     }
+
+    // Each dependency on its own: in the metrics and as a health entry.
+    for dependency in ["database", "blob-store"] {
+        assert_eq!(
+            value(
+                &text,
+                &format!("telehealth_dependency_up{{dependency=\"{dependency}\"}}")
+            ),
+            Some(1.0),
+            "{dependency} in:\n{text}"
+        );
+    }
+    let expertise = suite.running.as_ref().expect("running").services[&Part::Expertise];
+    let channel = suite.internal_channel(Part::Gateway, expertise).await;
+    assert!(
+        telehealth_kit::health::check(channel.clone(), "dependency/blob-store")
+            .await
+            .expect("health answers"),
+        "the blob store is reported on its own"
+    );
+    assert!(
+        telehealth_kit::health::check(channel, "dependency/database")
+            .await
+            .expect("health answers")
+    );
 
     let (status, _) = scrape(admin, "/other").await;
     assert!(status.contains(" 404 "), "{status}");

@@ -144,6 +144,14 @@ impl BlobStore {
         ignore_missing(self.store.delete(&Path::from(key)).await)
     }
 
+    /// Whether the store answers (readiness): a missing key found missing is an answer.
+    pub async fn ping(&self) -> Result<(), object_store::Error> {
+        match self.store.head(&Path::from("readiness/ping")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Whether anything is stored under `prefix` (tests and the sweeper's checks).
     pub async fn any_under(&self, prefix: &str) -> Result<bool, object_store::Error> {
         let first = self.store.list(Some(&Path::from(prefix))).next().await;

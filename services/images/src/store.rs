@@ -97,6 +97,11 @@ impl ImageStore {
             context.settings.images.clone(),
         );
         store.counted = Some(UploadCounters::new(&context.metrics));
+        let blobs = store.blobs.clone();
+        context.dependencies.add("blob-store", move || {
+            let blobs = blobs.clone();
+            async move { blobs.ping().await.map_err(|e| e.to_string()) }
+        });
         let sweeper = store.clone();
         let shutdown = context.shutdown.clone();
         let interval = Duration::from_secs(store.settings.sweep_interval_seconds);

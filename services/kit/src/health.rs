@@ -1,11 +1,73 @@
 //! `grpc.health.v1`: served by every part, readiness following the database.
+//!
+//! Each dependency is also reported on its own, as the health entry `dependency/<name>` and the
+//! gauge `telehealth_dependency_up{dependency}` (1 reachable, 0 not): `database` for every
+//! service, plus what a service registers in its [`Dependencies`] (the blob store). Only the
+//! database decides readiness: a service without its blob store still answers everything else.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, pb::health_client::HealthClient, server::HealthReporter};
 
-use crate::{db::Database, error::KitError};
+use crate::{db::Database, error::KitError, metrics::Metrics};
+
+type Check =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// The dependencies a service checks besides its database (registered while it builds its
+/// routes). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Dependencies {
+    checks: Arc<Mutex<Vec<(&'static str, Check)>>>,
+}
+
+impl std::fmt::Debug for Dependencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dependencies")
+    }
+}
+
+impl Dependencies {
+    /// Adds `name`, reachable when `check` succeeds (its error says why not).
+    pub fn add<F, Fut>(&self, name: &'static str, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let check: Check = Arc::new(move || Box::pin(check()));
+        if let Ok(mut checks) = self.checks.lock() {
+            checks.push((name, check));
+        }
+    }
+
+    fn all(&self) -> Vec<(&'static str, Check)> {
+        self.checks.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+/// The last state of each dependency, as the gauge reads it.
+type States = Arc<Mutex<BTreeMap<&'static str, i64>>>;
+
+fn report_states(metrics: &Metrics) -> States {
+    let states: States = Arc::default();
+    let seen = states.clone();
+    metrics
+        .meter("telehealth")
+        .i64_observable_gauge("telehealth.dependency.up")
+        .with_description("Whether each dependency answered its last check (1) or not (0)")
+        .with_callback(move |observer| {
+            for (name, up) in seen.lock().map(|s| s.clone()).unwrap_or_default() {
+                observer.observe(up, &[opentelemetry::KeyValue::new("dependency", name)]);
+            }
+        })
+        .build();
+    states
+}
 
 /// How often readiness re-checks the database.
 pub const READINESS_INTERVAL: Duration = Duration::from_secs(2);
@@ -17,10 +79,14 @@ pub fn spawn_readiness(
     reporter: HealthReporter,
     service: &'static str,
     db: Database,
+    dependencies: Dependencies,
+    metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let states = report_states(metrics);
     tokio::spawn(async move {
         let mut last = None;
+        let mut last_each: BTreeMap<&'static str, ServingStatus> = BTreeMap::new();
         loop {
             let status = match db.ping().await {
                 Ok(()) => ServingStatus::Serving,
@@ -33,6 +99,27 @@ pub fn spawn_readiness(
                 reporter.set_service_status(service, status).await;
                 reporter.set_service_status("", status).await;
                 last = Some(status);
+            }
+            let mut each = vec![("database", status)];
+            for (name, check) in dependencies.all() {
+                let status = match check().await {
+                    Ok(()) => ServingStatus::Serving,
+                    Err(error) => {
+                        tracing::warn!(%service, dependency = name, %error, "dependency unreachable");
+                        ServingStatus::NotServing
+                    }
+                };
+                each.push((name, status));
+            }
+            for (name, status) in each {
+                if let Ok(mut states) = states.lock() {
+                    states.insert(name, i64::from(status == ServingStatus::Serving));
+                }
+                if last_each.insert(name, status) != Some(status) {
+                    reporter
+                        .set_service_status(format!("dependency/{name}"), status)
+                        .await;
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,

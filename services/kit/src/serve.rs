@@ -37,6 +37,8 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
     /// The process's metrics, for the service's own instruments.
     pub metrics: Metrics,
+    /// What readiness checks besides the database; the service adds its own.
+    pub dependencies: health::Dependencies,
 }
 
 impl ServiceContext {
@@ -113,12 +115,23 @@ pub async fn run_service(
         pages: PageTokens::load(&db).await?,
         shutdown: shutdown.clone(),
         metrics,
+        dependencies: health::Dependencies::default(),
     };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let grpc_name = part.grpc_service().unwrap_or("");
-    let readiness = health::spawn_readiness(reporter, grpc_name, db.clone(), shutdown.clone());
 
+    let dependencies = context.dependencies.clone();
+    let metrics = context.metrics.clone();
     let mut routes = (service.routes)(context).await?;
+    // After the routes: they register their dependencies (the blob store) while being built.
+    let readiness = health::spawn_readiness(
+        reporter,
+        grpc_name,
+        db.clone(),
+        dependencies,
+        &metrics,
+        shutdown.clone(),
+    );
     routes.add_service(health_service);
     let mut server = Server::builder()
         .trace_fn(telemetry::server_span)
