@@ -48,7 +48,7 @@ pub mod web;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use telehealth_kit::{Part, Settings, metrics::Metrics};
+use telehealth_kit::{Part, Settings, health::Dependencies, metrics::Metrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +77,9 @@ pub struct GatewayServer {
     drain: Duration,
     sign_in: Option<TcpListener>,
     follower: Option<Arc<AuthFollower>>,
+    /// Each service's health, reported as `dependency/<service>` and in the metrics.
+    upstream_checks: Dependencies,
+    metrics: Metrics,
 }
 
 impl GatewayServer {
@@ -161,6 +164,8 @@ impl GatewayServer {
             drain: settings.drain_deadline(),
             sign_in: None,
             follower,
+            upstream_checks: upstream_checks(settings)?,
+            metrics: metrics.clone(),
         })
     }
 
@@ -188,6 +193,13 @@ impl GatewayServer {
             shutdown.clone(),
         ));
         let health = self.gateway.local.health().clone();
+        let upstreams = telehealth_kit::health::spawn_dependency_checks(
+            health.clone(),
+            "gateway",
+            self.upstream_checks,
+            &self.metrics,
+            shutdown.clone(),
+        );
         health
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
@@ -218,6 +230,7 @@ impl GatewayServer {
             .await;
         reloader.abort();
         resolver.abort();
+        upstreams.abort();
     }
 }
 
@@ -298,4 +311,39 @@ async fn reload_loop(
             }
         }
     }
+}
+
+/// A health check of each service, over the gateway's internal mTLS, at its first endpoint
+/// (connected on first use, so a service down at start is reported, not fatal).
+fn upstream_checks(settings: &Settings) -> Result<Dependencies, GatewayError> {
+    let config = |e: &dyn std::fmt::Display| GatewayError::Config(format!("upstream health: {e}"));
+    let tls = telehealth_kit::tls::client_tls(&settings.internal_tls(Part::Gateway))
+        .map_err(|e| config(&e))?;
+    let checks = Dependencies::default();
+    for part in Part::SERVICES {
+        let (Some(endpoint), Some(service)) = (
+            settings.service_endpoints(part).into_iter().next(),
+            part.grpc_service(),
+        ) else {
+            continue;
+        };
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)
+            .map_err(|e| config(&e))?
+            .tls_config(tls.clone())
+            .map_err(|e| config(&e))?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2))
+            .connect_lazy();
+        checks.add(part.name(), move || {
+            let channel = channel.clone();
+            async move {
+                match telehealth_kit::health::check(channel, service).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(format!("{service} is not serving")),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+        });
+    }
+    Ok(checks)
 }

@@ -151,15 +151,16 @@ async fn the_gateway_and_services_count_calls_by_method_and_code_and_refusals_by
     }
 
     // Each dependency on its own: in the metrics and as a health entry.
-    for dependency in ["database", "blob-store"] {
-        assert_eq!(
-            value(
-                &text,
-                &format!("telehealth_dependency_up{{dependency=\"{dependency}\"}}")
-            ),
-            Some(1.0),
-            "{dependency} in:\n{text}"
-        );
+    let expertise_service = "telehealth.v1.ExpertiseService";
+    for (dependency, part) in [
+        ("database", expertise_service),
+        ("blob-store", expertise_service),
+        ("expertise", "gateway"),
+        ("scheduling", "gateway"),
+    ] {
+        let series =
+            format!("telehealth_dependency_up{{dependency=\"{dependency}\",part=\"{part}\"}}");
+        assert_eq!(value(&text, &series), Some(1.0), "{series} in:\n{text}");
     }
     let expertise = suite.running.as_ref().expect("running").services[&Part::Expertise];
     let channel = suite.internal_channel(Part::Gateway, expertise).await;

@@ -1,7 +1,7 @@
 //! `grpc.health.v1`: served by every part, readiness following the database.
 //!
 //! Each dependency is also reported on its own, as the health entry `dependency/<name>` and the
-//! gauge `telehealth_dependency_up{dependency}` (1 reachable, 0 not): `database` for every
+//! gauge `telehealth_dependency_up{dependency, part}` (1 reachable, 0 not; `part` is who checks): `database` for every
 //! service, plus what a service registers in its [`Dependencies`] (the blob store). Only the
 //! database decides readiness: a service without its blob store still answers everything else.
 
@@ -53,7 +53,7 @@ impl Dependencies {
 /// The last state of each dependency, as the gauge reads it.
 type States = Arc<Mutex<BTreeMap<&'static str, i64>>>;
 
-fn report_states(metrics: &Metrics) -> States {
+fn report_states(metrics: &Metrics, part: &'static str) -> States {
     let states: States = Arc::default();
     let seen = states.clone();
     metrics
@@ -62,7 +62,13 @@ fn report_states(metrics: &Metrics) -> States {
         .with_description("Whether each dependency answered its last check (1) or not (0)")
         .with_callback(move |observer| {
             for (name, up) in seen.lock().map(|s| s.clone()).unwrap_or_default() {
-                observer.observe(up, &[opentelemetry::KeyValue::new("dependency", name)]);
+                observer.observe(
+                    up,
+                    &[
+                        opentelemetry::KeyValue::new("dependency", name),
+                        opentelemetry::KeyValue::new("part", part),
+                    ],
+                );
             }
         })
         .build();
@@ -83,10 +89,9 @@ pub fn spawn_readiness(
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let states = report_states(metrics);
+    let mut each = DependencyReports::new(reporter.clone(), dependencies, metrics, service);
     tokio::spawn(async move {
         let mut last = None;
-        let mut last_each: BTreeMap<&'static str, ServingStatus> = BTreeMap::new();
         loop {
             let status = match db.ping().await {
                 Ok(()) => ServingStatus::Serving,
@@ -100,27 +105,8 @@ pub fn spawn_readiness(
                 reporter.set_service_status("", status).await;
                 last = Some(status);
             }
-            let mut each = vec![("database", status)];
-            for (name, check) in dependencies.all() {
-                let status = match check().await {
-                    Ok(()) => ServingStatus::Serving,
-                    Err(error) => {
-                        tracing::warn!(%service, dependency = name, %error, "dependency unreachable");
-                        ServingStatus::NotServing
-                    }
-                };
-                each.push((name, status));
-            }
-            for (name, status) in each {
-                if let Ok(mut states) = states.lock() {
-                    states.insert(name, i64::from(status == ServingStatus::Serving));
-                }
-                if last_each.insert(name, status) != Some(status) {
-                    reporter
-                        .set_service_status(format!("dependency/{name}"), status)
-                        .await;
-                }
-            }
+            each.report("database", status).await;
+            each.check_all().await;
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(READINESS_INTERVAL) => {}
@@ -133,6 +119,75 @@ pub fn spawn_readiness(
             .set_service_status("", ServingStatus::NotServing)
             .await;
     })
+}
+
+/// Checks `dependencies` every [`READINESS_INTERVAL`] until `shutdown`, reporting each one
+/// (the gateway's upstreams): readiness itself is left to the caller.
+pub fn spawn_dependency_checks(
+    reporter: HealthReporter,
+    part: &'static str,
+    dependencies: Dependencies,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let mut each = DependencyReports::new(reporter, dependencies, metrics, part);
+    tokio::spawn(async move {
+        loop {
+            each.check_all().await;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(READINESS_INTERVAL) => {}
+            }
+        }
+    })
+}
+
+/// Where each dependency's state goes: its health entry (on change) and the gauge.
+struct DependencyReports {
+    reporter: HealthReporter,
+    dependencies: Dependencies,
+    states: States,
+    last: BTreeMap<&'static str, ServingStatus>,
+}
+
+impl DependencyReports {
+    fn new(
+        reporter: HealthReporter,
+        dependencies: Dependencies,
+        metrics: &Metrics,
+        part: &'static str,
+    ) -> Self {
+        DependencyReports {
+            reporter,
+            dependencies,
+            states: report_states(metrics, part),
+            last: BTreeMap::new(),
+        }
+    }
+
+    async fn check_all(&mut self) {
+        for (name, check) in self.dependencies.all() {
+            let status = match check().await {
+                Ok(()) => ServingStatus::Serving,
+                Err(error) => {
+                    tracing::warn!(dependency = name, %error, "dependency unreachable");
+                    ServingStatus::NotServing
+                }
+            };
+            self.report(name, status).await;
+        }
+    }
+
+    async fn report(&mut self, name: &'static str, status: ServingStatus) {
+        if let Ok(mut states) = self.states.lock() {
+            states.insert(name, i64::from(status == ServingStatus::Serving));
+        }
+        if self.last.insert(name, status) != Some(status) {
+            self.reporter
+                .set_service_status(format!("dependency/{name}"), status)
+                .await;
+        }
+    }
 }
 
 /// Asks the server behind `channel` whether `service` (`""` for the whole server) is serving.
