@@ -41,7 +41,7 @@ fn value(text: &str, series: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn the_gateway_and_services_count_calls_by_method_and_code_and_refusals_by_reason() {
+async fn the_gateway_and_services_count_calls_refusals_and_the_work_itself() {
     let Some(suite) = Suite::start_with(Backend::Sqlite, |settings| {
         settings.telemetry.admin_listen = Some("127.0.0.1:0".parse().expect("address"));
     })
@@ -82,6 +82,24 @@ async fn the_gateway_and_services_count_calls_by_method_and_code_and_refusals_by
         .await
         .expect_err("refused");
     assert_eq!(forged.code(), Code::Unauthenticated);
+
+    // A wound whose area grows: one alert raised.
+    let nurse = Person::nurse("nurse-claire", CENTRE);
+    let mut by_doctor = suite.wounds(&doctor).await;
+    let mut by_nurse = suite.wounds(&nurse).await;
+    let patient = suite.consenting_patient(&doctor).await;
+    let wound = crate::wound::register(&mut by_doctor, &patient, &[&nurse]).await;
+    for (days, width) in [(40, 4.0), (33, 4.4)] {
+        crate::wound::record(
+            &mut by_nurse,
+            &wound.wound_id,
+            crate::wound::measured(days, 5.0, width),
+        )
+        .await
+        .expect("recorded");
+    }
+    let photo = telehealth_images::format::fixtures::jpeg_plain(64, 48);
+    let stored = crate::wound::upload_one(&mut by_nurse, &wound.wound_id, &photo).await;
 
     let (status, text) = scrape(admin, "/metrics").await;
     assert!(status.contains(" 200 "), "{status}");
@@ -145,6 +163,21 @@ async fn the_gateway_and_services_count_calls_by_method_and_code_and_refusals_by
         assert!(expiry > now + 14.0 * 86_400.0, "{certificate}: {expiry}");
     }
 
+    assert_eq!(
+        value(&text, "images_uploads_total{target=\"wound\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "images_uploaded_bytes_total{target=\"wound\"}"),
+        Some(stored.size_bytes as f64),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "wound_alerts_raised_total{cause=\"area_increase\"}"),
+        Some(1.0),
+        "{text}"
+    );
     // The work itself: gauges are there from the start.
     for gauge in ["expertise_requests_overdue", "signalling_rooms_open"] {
         assert_eq!(value(&text, gauge), Some(0.0), "{gauge} in:\n{text}");

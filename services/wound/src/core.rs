@@ -40,6 +40,7 @@ use crate::{
     store,
 };
 
+use telehealth_kit::metrics::{Counter, Metrics};
 pub use telehealth_kit::service_core::Clock;
 
 /// The wound monitoring service's core.
@@ -53,6 +54,8 @@ pub struct WoundMonitor {
     pub(crate) expertise: expertise::ExpertiseRequests,
     /// The shared image pipeline holding the photos' bytes and infos.
     pub(crate) images: ImageStore,
+    /// Alerts raised, by cause (none for a core of tests).
+    pub(crate) alerts_raised: Option<Counter<u64>>,
 }
 
 /// An assessment version with the figures computed from it and its episode.
@@ -90,7 +93,20 @@ impl WoundMonitor {
             consents: peers.consents,
             expertise: peers.expertise,
             images,
+            alerts_raised: None,
         }
+    }
+
+    /// Counts the alerts raised in `metrics` (`wound_alerts_raised_total{cause}`).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.alerts_raised = Some(
+            metrics
+                .meter("telehealth.wound")
+                .u64_counter("wound.alerts.raised")
+                .with_description("Wound alerts raised, by cause")
+                .build(),
+        );
+        self
     }
 
     /// Succeeds when the referring doctor and every nurse of a care team are active members of

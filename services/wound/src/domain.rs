@@ -198,6 +198,17 @@ pub enum AlertCause {
 }
 
 impl AlertCause {
+    /// The cause as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AlertCause::AreaIncrease => "area_increase",
+            AlertCause::PushIncrease => "push_increase",
+            AlertCause::InfectionSigns => "infection_signs",
+            AlertCause::InsufficientReduction => "insufficient_reduction",
+            AlertCause::AssessmentOverdue => "assessment_overdue",
+        }
+    }
+
     /// The cause of a stored contract number.
     pub fn from_number(number: i64) -> Option<AlertCause> {
         use AlertCause::*;

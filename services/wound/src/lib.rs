@@ -71,7 +71,8 @@ fn routes(context: ServiceContext) -> RoutesFuture {
                 ),
             },
             images,
-        );
+        )
+        .with_metrics(&context.metrics);
         // Every replica sweeps; the database raises each overdue alert once.
         tokio::spawn(monitor.clone().run_sweeper(context.shutdown.clone()));
         // Every replica forgets the idempotency keys past their retention.

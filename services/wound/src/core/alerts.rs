@@ -89,6 +89,15 @@ impl WoundMonitor {
             self.flush_audit().await;
         }
         for alert in alerts {
+            if let Some(raised) = &self.alerts_raised {
+                raised.add(
+                    1,
+                    &[telehealth_kit::metrics::KeyValue::new(
+                        "cause",
+                        alert.cause.label(),
+                    )],
+                );
+            }
             self.announce(wound, &alert.id, AlertEventKind::Raised)
                 .await;
             tracing::info!(alert_id = %alert.id, wound_id = %wound.id, cause = ?alert.cause, "alert raised");
