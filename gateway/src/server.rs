@@ -10,10 +10,16 @@
 //! 4. HTTP/2 with per-connection limits; a connection without calls for
 //!    `idle_timeout_seconds`, or older than `max_connection_age_seconds` (with 10 % jitter), is
 //!    sent GOAWAY, and cut `max_connection_age_grace_seconds` later if calls are still open;
-//! 5. a connection whose certificate a reloaded CRL revokes is cut at once; on shutdown every
-//!    connection gets GOAWAY and the server waits for open calls up to the drain deadline.
+//! 5. a connection whose certificate a reloaded CRL revokes takes no new call at once (GOAWAY)
+//!    and is cut [`REVOKED_GRACE`] later; on shutdown every connection gets GOAWAY and the server
+//!    waits for open calls up to the drain deadline.
 
 mod preface;
+
+/// How long the calls already admitted on a connection whose certificate was just revoked may
+/// take to end: the device renewal that revoked it must get its answer (with the new
+/// certificate) on that very connection.
+const REVOKED_GRACE: Duration = Duration::from_secs(2);
 
 use std::{
     convert::Infallible,
@@ -216,6 +222,7 @@ async fn serve_connection(
     // Set once GOAWAY is sent for age or idleness: calls still open then are cut.
     let mut cut_at: Option<Instant> = None;
     let mut draining = false;
+    let mut revoked = false;
     loop {
         let aged = async {
             match max_age {
@@ -236,9 +243,16 @@ async fn serve_connection(
                 }
                 break;
             }
-            () = close.cancelled() => {
+            () = close.cancelled(), if !revoked => {
+                // No new call from now on (GOAWAY); the calls already admitted get a moment to
+                // end, so that the answer of the call that revoked it (a device renewal) is not
+                // cut off; then the connection is cut, whatever is still open.
                 tracing::info!(%remote, "closing the connection of a revoked certificate");
-                break;
+                revoked = true;
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+                let at = Instant::now() + REVOKED_GRACE;
+                cut_at = Some(cut_at.map_or(at, |earlier| earlier.min(at)));
             }
             () = shutdown.cancelled(), if !draining => {
                 // The drain deadline of `serve` bounds what follows.

@@ -77,6 +77,28 @@ impl MetricReader for SharedReader {
 impl Metrics {
     /// Metrics of the process `service_name`, pushed to `otlp_endpoint` when given.
     pub fn new(service_name: &str, otlp_endpoint: Option<&str>) -> Result<Metrics, KitError> {
+        let exporter = match otlp_endpoint {
+            Some(endpoint) => Some(
+                opentelemetry_otlp::MetricExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.to_owned())
+                    .build()
+                    .map_err(|e| KitError::Config(format!("telemetry.otlp_endpoint: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Metrics::assemble(service_name, exporter))
+    }
+
+    /// Metrics that are kept but pushed nowhere (tests, tools).
+    pub fn local() -> Metrics {
+        Metrics::assemble("telehealth", None)
+    }
+
+    fn assemble(
+        service_name: &str,
+        exporter: Option<opentelemetry_otlp::MetricExporter>,
+    ) -> Metrics {
         let reader = Arc::new(
             ManualReader::builder()
                 .with_temporality(Temporality::Cumulative)
@@ -89,12 +111,7 @@ impl Metrics {
                     .build(),
             )
             .with_reader(SharedReader(reader.clone()));
-        if let Some(endpoint) = otlp_endpoint {
-            let exporter = opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.to_owned())
-                .build()
-                .map_err(|e| KitError::Config(format!("telemetry.otlp_endpoint: {e}")))?;
+        if let Some(exporter) = exporter {
             builder = builder.with_reader(
                 opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
                     .with_interval(OTLP_INTERVAL)
@@ -118,11 +135,11 @@ impl Metrics {
                 }
             })
             .build();
-        Ok(Metrics {
+        Metrics {
             provider,
             reader,
             certificates,
-        })
+        }
     }
 
     /// Reports the expiry of the certificate in `pem` as `certificate="<name>"`.
@@ -132,11 +149,6 @@ impl Metrics {
         {
             watched.push((name.to_owned(), pem));
         }
-    }
-
-    /// Metrics that are kept but pushed nowhere (tests, tools).
-    pub fn local() -> Metrics {
-        Metrics::new("telehealth", None).unwrap_or_else(|_| unreachable!("no exporter to build"))
     }
 
     /// The meter a part records with.
