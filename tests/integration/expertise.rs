@@ -99,6 +99,30 @@ async fn submitted(dr: &mut Expertise, key: &str, pseudonym: &str) -> pb::Expert
     .expect("request")
 }
 
+/// Downloads image `image_id` of request `id` whole, checking the stream names that image.
+async fn download_whole(client: &mut Expertise, id: &str, image_id: &str) -> Vec<u8> {
+    let mut download = client
+        .download_image(pb::DownloadImageRequest {
+            request_id: id.to_owned(),
+            image_id: image_id.to_owned(),
+            offset: 0,
+        })
+        .await
+        .expect("download")
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(message) = download.next().await {
+        match message.expect("ok").part {
+            Some(pb::download_image_response::Part::Chunk(chunk)) => bytes.extend(chunk.data),
+            Some(pb::download_image_response::Part::Image(first)) => {
+                assert_eq!(first.image_id, image_id)
+            }
+            None => panic!("empty message"),
+        }
+    }
+    bytes
+}
+
 fn at(time: Option<&prost_types::Timestamp>) -> Timestamp {
     let time = time.expect("timestamp");
     Timestamp::new(time.seconds, time.nanos).expect("valid")
@@ -1619,22 +1643,7 @@ async fn a_dermatoscope_dicom_file_is_attached_as_its_photograph_without_its_ide
         // The acquisition time the device wrote (its local time and offset), to the second.
         assert_eq!(at(info.captured_at.as_ref()), taken_at);
 
-        let mut download = dr
-            .download_image(pb::DownloadImageRequest {
-                request_id: id.clone(),
-                image_id: info.image_id.clone(),
-                offset: 0,
-            })
-            .await
-            .expect("download")
-            .into_inner();
-        let mut bytes = Vec::new();
-        while let Some(message) = download.next().await {
-            if let Some(pb::download_image_response::Part::Chunk(chunk)) = message.expect("ok").part
-            {
-                bytes.extend(chunk.data);
-            }
-        }
+        let bytes = download_whole(&mut dr, &id, &info.image_id).await;
         assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG is served");
         assert_eq!(hex_of(&sha2::Sha256::digest(&bytes)), info.sha256_hex);
         for name in [&b"DUPONT"[..], b"DERMATO-0042", b"Heine", b"DICM"] {
@@ -1757,25 +1766,7 @@ async fn images_are_attached_listed_downloaded_and_kept_from_outsiders() {
         let mut spec = suite
             .expertise(&specialist("dr-derm-a", HOSPITAL, DERMATOLOGY))
             .await;
-        let mut download = spec
-            .download_image(pb::DownloadImageRequest {
-                request_id: id.clone(),
-                image_id: info.image_id.clone(),
-                offset: 0,
-            })
-            .await
-            .expect("download")
-            .into_inner();
-        let mut bytes = Vec::new();
-        while let Some(message) = download.next().await {
-            match message.expect("ok").part {
-                Some(pb::download_image_response::Part::Chunk(chunk)) => bytes.extend(chunk.data),
-                Some(pb::download_image_response::Part::Image(first)) => {
-                    assert_eq!(first.image_id, info.image_id)
-                }
-                None => panic!("empty message"),
-            }
-        }
+        let bytes = download_whole(&mut spec, &id, &info.image_id).await;
         use sha2::Digest;
         assert_eq!(hex_of(&sha2::Sha256::digest(&bytes)), info.sha256_hex);
         let thumbnail = spec
