@@ -1,8 +1,9 @@
-//! The command line: `telehealth up | serve | pki | token | migrate | audit | patients | call |
-//! export | health`.
+//! The command line: `telehealth up | serve | pki | token | migrate | audit | backup | restore |
+//! verify | patients | call | export | health`.
 
 mod admin;
 mod auth;
+mod backup;
 mod call;
 mod export;
 mod gateway;
@@ -78,6 +79,14 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Copy the embedded data (SQLite files, blob folder) while the suite runs, into a new
+    /// folder, checked (audit chains, every image's SHA-256).
+    Backup(backup::BackupArgs),
+    /// Put a backup back into the data directory (suite stopped), then check it.
+    Restore(backup::RestoreArgs),
+    /// Check every service's audit chain and every stored image against its recorded size and
+    /// SHA-256 (any backend: after a restore, or at any time). Exit 1 if anything is broken.
+    Verify,
     /// The patient register's encryption keys: create, rotate, re-encrypt.
     #[command(subcommand)]
     Patients(patients::PatientsCommand),
@@ -114,6 +123,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Token(command) => token::run(command, &settings),
         Command::Migrate { parts } => admin::migrate(&settings, parts).await,
         Command::Audit(command) => admin::audit(command, &settings).await,
+        Command::Backup(args) => backup::take(args, &settings).await,
+        Command::Restore(args) => backup::restore(args, &settings).await,
+        Command::Verify => backup::verify(&settings).await,
         Command::Patients(command) => patients::run(command, &settings).await,
         Command::Auth(command) => auth::run(command, &settings),
         Command::Login(args) => login::login(args, &settings).await,

@@ -6,8 +6,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod cli;
 pub mod connection;
+pub mod data_lock;
 pub mod demo;
 pub mod demo_care;
 pub mod suite;

@@ -22,6 +22,8 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::ClientTlsConfig;
 
+use crate::data_lock::DataDirLock;
+
 /// How the kit runs each service.
 pub fn service_definition(part: Part) -> Option<ServiceDefinition> {
     match part {
@@ -50,6 +52,8 @@ pub struct RunningSuite {
     pub admin: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<(Part, Result<(), telehealth_kit::KitError>)>,
+    /// Held while the suite runs on embedded data: no restore under it.
+    _data_lock: Option<DataDirLock>,
 }
 
 /// Creates the dev PKI and signing key in the data directory if they are missing.
@@ -72,10 +76,20 @@ pub fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The shared lock on the data directory when the services keep their data in it (SQLite):
+/// `telehealth restore` waits for every holder to stop.
+fn lock_embedded_data(settings: &Settings) -> anyhow::Result<Option<DataDirLock>> {
+    if settings.database.url.is_some() {
+        return Ok(None);
+    }
+    DataDirLock::shared(&settings.data_dir).map(Some)
+}
+
 impl RunningSuite {
     /// Starts every service on a free loopback port and the gateway on `gateway.listen`, with
     /// `settings` otherwise.
     pub async fn start(mut settings: Settings) -> anyhow::Result<RunningSuite> {
+        let data_lock = lock_embedded_data(&settings)?;
         prepare_data_dir(&settings)?;
         // Without the auth service's CRL (which lists what `telehealth pki revoke` revoked),
         // the dev CRL that command rewrites, unless CRLs are configured.
@@ -158,6 +172,7 @@ impl RunningSuite {
             admin,
             shutdown,
             tasks,
+            _data_lock: data_lock,
         })
     }
 
@@ -258,6 +273,7 @@ pub async fn health_of(
 /// Runs one part alone on its configured address until SIGTERM or Ctrl-C (microservice mode:
 /// the gateway reaches the services at their configured `endpoints`).
 pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
+    let _data_lock = lock_embedded_data(&settings)?;
     let listen = match settings.service(part) {
         Some(service) => service.listen,
         None => settings.gateway.listen,

@@ -160,15 +160,7 @@ impl KeyStore {
                 Vec::new(),
             ),
         };
-        let mut keys = HashMap::new();
-        for jwk in sets.iter().flat_map(|set| &set.keys) {
-            match verification_key(jwk) {
-                Ok((kid, key)) => {
-                    keys.insert(kid, key);
-                }
-                Err(reason) => tracing::warn!(%reason, "JWKS key skipped"),
-            }
-        }
+        let keys = usable_keys(&sets);
         if let Ok(mut last) = self.last_refresh.lock() {
             *last = Some(Instant::now());
         }
@@ -191,9 +183,25 @@ impl KeyStore {
     }
 }
 
-fn parse_set(bytes: &[u8]) -> Result<JwkSet, GatewayError> {
+/// A key set as published (a file, or the body fetched from `jwks_url`).
+pub fn parse_set(bytes: &[u8]) -> Result<JwkSet, GatewayError> {
     serde_json::from_slice(bytes)
         .map_err(|e| GatewayError::Config(format!("jwks is not a JSON Web Key Set: {e}")))
+}
+
+/// The keys of `sets` that can verify our tokens, by `kid`; the others are skipped with a
+/// warning.
+pub fn usable_keys(sets: &[JwkSet]) -> HashMap<String, VerificationKey> {
+    let mut keys = HashMap::new();
+    for jwk in sets.iter().flat_map(|set| &set.keys) {
+        match verification_key(jwk) {
+            Ok((kid, key)) => {
+                keys.insert(kid, key);
+            }
+            Err(reason) => tracing::warn!(%reason, "JWKS key skipped"),
+        }
+    }
+    keys
 }
 
 fn keys_len(sets: &[JwkSet]) -> usize {

@@ -4,9 +4,11 @@
 //! (`CARGO_BIN_EXE_telehealth`) or the library entry points it uses, with real certificates,
 //! real TLS and real databases in temporary data directories.
 
+mod backup;
 mod cli;
 mod cross_org;
 mod directory;
+mod drills;
 mod expertise;
 mod fhir;
 mod gateway_auth;

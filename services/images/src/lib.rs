@@ -46,11 +46,13 @@ mod records;
 mod store;
 mod sweep;
 mod upload;
+mod verify;
 
 pub use blobs::BlobStore;
 pub use error::ImageError;
 pub use store::{ImageStore, StoredImage};
 pub use upload::{PartOutcome, session_key, single_part};
+pub use verify::IntegrityReport;
 
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;

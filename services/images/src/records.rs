@@ -343,6 +343,23 @@ pub async fn find_image(pool: &AnyPool, image_id: &str) -> Result<Option<ImageRo
         .transpose()
 }
 
+/// Up to `limit` images whose id sorts after `after`, in id order (a walk over every image).
+pub async fn images_after(
+    pool: &AnyPool,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<ImageRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {IMAGE_COLUMNS} FROM images WHERE image_id > $1 ORDER BY image_id LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(image).collect()
+}
+
 /// The images of a target, oldest first.
 pub async fn images_of(
     conn: &mut AnyConnection,

@@ -1060,3 +1060,67 @@ async fn uploads_beyond_the_per_server_limit_are_refused_as_resource_exhausted()
         .expect("the first upload completes");
     fx.test_db.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_check_of_every_image_names_each_missing_or_altered_one() {
+    let photo = fixtures::jpeg_with_identifying_metadata(320, 240);
+    for fx in fixtures().await {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let result = fx
+                .store
+                .upload(
+                    &doctor("dr-a"),
+                    &REQUEST,
+                    header(&session_id(), &photo),
+                    ACCEPTED,
+                    stream(chunks(&photo, 0, photo.len(), 64 * 1024)),
+                )
+                .await
+                .expect("upload");
+            ids.push(result.image.expect("image").image_id);
+        }
+        let intact = fx.store.verify_all().await.expect("check");
+        assert_eq!(intact.images, 3, "{}", fx._blobs.name);
+        assert!(intact.problems.is_empty(), "{:?}", intact.problems);
+        assert!(intact.bytes > 0);
+
+        // One image's bytes lost, another's replaced by other bytes of the same length.
+        let blobs = fx.store.blobs();
+        blobs
+            .delete(&format!("images/{}", ids[0]))
+            .await
+            .expect("delete");
+        let key = format!("images/{}", ids[1]);
+        let mut altered = blobs
+            .read_all(&key)
+            .await
+            .expect("read")
+            .expect("bytes")
+            .to_vec();
+        let middle = altered.len() / 2;
+        altered[middle] ^= 0xff;
+        blobs.put(&key, altered.into()).await.expect("put");
+
+        let damaged = fx.store.verify_all().await.expect("check");
+        assert_eq!(damaged.images, 3);
+        assert_eq!(damaged.problems.len(), 2, "{:?}", damaged.problems);
+        assert!(
+            damaged.problems[..]
+                .iter()
+                .any(|p| p.contains(&ids[0]) && p.contains("missing")),
+            "{:?}",
+            damaged.problems
+        );
+        assert!(
+            damaged
+                .problems
+                .iter()
+                .any(|p| p.contains(&ids[1]) && p.contains("do not match")),
+            "{:?}",
+            damaged.problems
+        );
+        assert!(damaged.problems.iter().all(|p| !p.contains(&ids[2])));
+        fx.test_db.cleanup().await;
+    }
+}

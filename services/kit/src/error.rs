@@ -117,9 +117,22 @@ fn chain<E: std::error::Error + ?Sized>(error: &E) -> String {
 /// `sqlx::Error`s through this one rule.
 pub fn database_code(error: &sqlx::Error) -> ErrorCode {
     match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ErrorCode::Unavailable,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => ErrorCode::Unavailable,
+        sqlx::Error::Database(db) if db.code().is_some_and(|code| is_unavailable(&code)) => {
+            ErrorCode::Unavailable
+        }
         _ => ErrorCode::Internal,
     }
+}
+
+/// PostgreSQL's states of a server that is going away or not taking sessions yet: a connection
+/// exception (class 08), the server shutting down or starting (57P01 to 57P03), no session left
+/// (53300). A restart shows these to the sessions it ends.
+fn is_unavailable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 /// Errors of the shared kit itself.
@@ -227,5 +240,23 @@ mod tests {
         let status = to_status(&KitError::Unauthenticated("missing caller identity"));
         assert_eq!(status.code(), Code::Unauthenticated);
         assert_eq!(status.message(), "missing caller identity");
+    }
+
+    #[test]
+    fn a_server_going_away_is_unavailable_and_a_bad_query_is_internal() {
+        for state in ["08006", "08001", "57P01", "57P02", "57P03", "53300"] {
+            assert!(is_unavailable(state), "{state}");
+        }
+        for state in ["42P01", "23505", "40001", "22P02"] {
+            assert!(!is_unavailable(state), "{state}");
+        }
+        assert_eq!(
+            database_code(&sqlx::Error::PoolTimedOut),
+            ErrorCode::Unavailable
+        );
+        assert_eq!(
+            database_code(&sqlx::Error::RowNotFound),
+            ErrorCode::Internal
+        );
     }
 }

@@ -7,6 +7,8 @@
 //! skipped with a message, except under CI (`CI` set), where it fails: CI must prove both
 //! backends.
 
+pub mod fuzz;
+
 use crate::{
     config::{BlobBackend, BlobSettings, DatabaseSettings, S3Settings},
     db::{Backend, Database},

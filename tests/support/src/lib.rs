@@ -8,7 +8,8 @@
 //! - [`child`]: the suite in a child process, for benchmarks that measure its memory;
 //! - [`harness`], [`echo`], [`codec`]: the gateway alone in front of echo backends (it forwards
 //!   calls without decoding them, so its transport is tested with opaque payloads);
-//! - [`measure`]: percentiles for benchmarks.
+//! - [`measure`]: percentiles for benchmarks;
+//! - [`postgres`]: a PostgreSQL server of the test's own, to stop and start.
 
 pub mod child;
 pub mod cluster;
@@ -17,6 +18,7 @@ pub mod echo;
 pub mod harness;
 pub mod measure;
 pub mod oidc;
+pub mod postgres;
 pub mod suite;
 
 pub use codec::RawCodec;

@@ -1,0 +1,292 @@
+//! Fault drills: a dependency fails while people work, and what they were told stays true.
+//!
+//! PostgreSQL restarted during a booking load (a server of the test's own: the machine's server
+//! is shared with the tests running beside it).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use telehealth_proto::v1::{self as pb};
+use telehealth_testkit::{
+    postgres::PrivatePostgres,
+    suite::{Backend, Person, Suite},
+};
+use tonic::{Code, Status};
+
+use crate::scheduling::{booking, publish_availability, ten_oclock_in};
+
+const CENTRE: &str = "cds-la-souterraine";
+
+/// Bookings written during the drill, by this many clients at once.
+const WRITES: usize = 160;
+const WRITERS: usize = 4;
+/// How long the database stays down.
+const OUTAGE: Duration = Duration::from_secs(3);
+/// After the database is back, how long clients may still see failures (pools reconnect).
+const RECOVERY_BOUND: Duration = Duration::from_secs(10);
+/// A client gives up on one booking after this long.
+const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The `index`th booking's start: 20 half-hour slots from 10:00 Paris each day, from in 3 days.
+fn slot(index: usize) -> jiff::Timestamp {
+    ten_oclock_in(3 + (index / 20) as i64)
+        .checked_add(jiff::SignedDuration::from_mins(30 * (index % 20) as i64))
+        .expect("slot")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_during_bookings_loses_and_duplicates_nothing() {
+    let Some(server) = PrivatePostgres::start() else {
+        return;
+    };
+    let url = server.url();
+    let Some(mut suite) = Suite::start_with(Backend::Postgres, move |settings| {
+        settings.database.url = Some(url);
+        // A client waits at most this long for a connection while the server is down.
+        settings.database.acquire_timeout_seconds = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let patient = suite
+        .consenting_patient(&Person::coordinator("coord-drill", CENTRE))
+        .await;
+    publish_availability(&suite, &doctor).await;
+    let client = suite.scheduling(&doctor).await;
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let acknowledged = Arc::new(Mutex::new(BTreeMap::<usize, String>::new()));
+    let failures = Arc::new(Mutex::new(Vec::<(Instant, Status)>::new()));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (next, acknowledged, failures) =
+                (next.clone(), acknowledged.clone(), failures.clone());
+            let (mut client, patient) = (client.clone(), patient.clone());
+            tokio::spawn(async move {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= WRITES {
+                        return;
+                    }
+                    let request = booking(
+                        &patient,
+                        &format!("drill-{index}"),
+                        "dr-martin",
+                        "p",
+                        slot(index),
+                    );
+                    let started = Instant::now();
+                    // The same request again until it is answered, as a client app retries.
+                    let id = loop {
+                        match client.book_appointment(request.clone()).await {
+                            Ok(booked) => {
+                                break booked
+                                    .into_inner()
+                                    .appointment
+                                    .expect("appointment")
+                                    .appointment_id;
+                            }
+                            Err(status) => {
+                                failures
+                                    .lock()
+                                    .expect("lock")
+                                    .push((Instant::now(), status));
+                                assert!(
+                                    started.elapsed() < CLIENT_PATIENCE,
+                                    "booking {index} still failing after {CLIENT_PATIENCE:?}"
+                                );
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    };
+                    acknowledged.lock().expect("lock").insert(index, id);
+                }
+            })
+        })
+        .collect();
+
+    while acknowledged.lock().expect("lock").len() < WRITES / 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let server = Arc::new(server);
+    let stopping = server.clone();
+    let down_at = Instant::now();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .expect("stop");
+    let during: usize = acknowledged.lock().expect("lock").len();
+    tokio::time::sleep(OUTAGE).await;
+    let starting = server.clone();
+    tokio::task::spawn_blocking(move || starting.start_again())
+        .await
+        .expect("start");
+    let up_at = Instant::now();
+    for writer in writers {
+        writer.await.expect("a client finished its bookings");
+    }
+
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let failures = std::mem::take(&mut *failures.lock().expect("lock"));
+    println!(
+        "drill: {WRITES} bookings, {during} acknowledged when PostgreSQL stopped, down {:?}, {} \
+         failed attempts, last one {:?} after the restart",
+        up_at - down_at,
+        failures.len(),
+        failures
+            .iter()
+            .map(|(at, _)| at.saturating_duration_since(up_at))
+            .max()
+    );
+    assert_eq!(
+        acknowledged.len(),
+        WRITES,
+        "every booking acknowledged in the end"
+    );
+    assert!(!failures.is_empty(), "the outage was seen by the clients");
+    let wrong: Vec<_> = failures
+        .iter()
+        .filter(|(_, status)| status.code() != Code::Unavailable)
+        .map(|(_, status)| format!("{:?}: {}", status.code(), status.message()))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "only UNAVAILABLE while it is down: {wrong:?}"
+    );
+    let outside: Vec<_> = failures
+        .iter()
+        .filter(|(at, _)| *at < down_at || *at > up_at + RECOVERY_BOUND)
+        .map(|(at, status)| {
+            format!(
+                "{:?} after the restart: {}",
+                at.saturating_duration_since(up_at),
+                status.message()
+            )
+        })
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "failures outside the outage: {outside:?}"
+    );
+
+    // Nothing lost, nothing twice: the doctor's agenda holds exactly the acknowledged bookings,
+    // and a retry of any of them answers the same appointment.
+    let mut agenda = BTreeSet::new();
+    let mut page_token = String::new();
+    let mut scheduling = suite.scheduling(&doctor).await;
+    loop {
+        let page = scheduling
+            .list_appointments(pb::ListAppointmentsRequest {
+                doctor_subject: "dr-martin".into(),
+                period: Some(pb::list_appointments_request::Period::Range(
+                    pb::TimeRange {
+                        start_time: Some(telehealth_kit::record::timestamp(slot(0))),
+                        end_time: Some(telehealth_kit::record::timestamp(
+                            slot(WRITES)
+                                .checked_add(jiff::SignedDuration::from_hours(24))
+                                .expect("end"),
+                        )),
+                    },
+                )),
+                page_size: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("agenda")
+            .into_inner();
+        for appointment in page.appointments {
+            assert!(
+                agenda.insert(appointment.appointment_id.clone()),
+                "listed twice: {}",
+                appointment.appointment_id
+            );
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let told: BTreeSet<String> = acknowledged.values().cloned().collect();
+    assert_eq!(told.len(), WRITES, "one appointment per booking");
+    assert_eq!(agenda, told, "the agenda is exactly what clients were told");
+    for (index, id) in acknowledged.iter().step_by(7) {
+        let replay = scheduling
+            .book_appointment(booking(
+                &patient,
+                &format!("drill-{index}"),
+                "dr-martin",
+                "p",
+                slot(*index),
+            ))
+            .await
+            .expect("replay")
+            .into_inner()
+            .appointment
+            .expect("appointment");
+        assert_eq!(
+            &replay.appointment_id, id,
+            "a retry answers the same appointment"
+        );
+    }
+
+    // The services came back by themselves: every part SERVING, and a change reaches a watch
+    // opened now (the event bus listens again).
+    suite
+        .running
+        .as_mut()
+        .expect("running")
+        .wait_healthy(RECOVERY_BOUND)
+        .await
+        .expect("every part serving again");
+    let mut watch = scheduling
+        .watch_appointments(pb::WatchAppointmentsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let ready = watch.next().await.expect("first").expect("ok");
+    assert!(matches!(
+        ready.payload,
+        Some(pb::watch_appointments_response::Payload::Ready(_))
+    ));
+    let after = scheduling
+        .book_appointment(booking(
+            &patient,
+            "drill-after",
+            "dr-martin",
+            "p",
+            slot(WRITES + 1),
+        ))
+        .await
+        .expect("a booking after the drill")
+        .into_inner()
+        .appointment
+        .expect("appointment")
+        .appointment_id;
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = watch.next().await {
+            if let Some(pb::watch_appointments_response::Payload::Change(change)) =
+                message.expect("ok").payload
+                && change
+                    .appointment
+                    .as_ref()
+                    .map(|a| a.appointment_id.as_str())
+                    == Some(&after)
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen, Ok(true), "the new booking reaches the watch");
+    suite.stop().await;
+}
