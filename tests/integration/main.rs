@@ -32,6 +32,7 @@ mod right_of_access;
 mod scheduling;
 mod sign_in;
 mod signalling;
+mod soak;
 mod tracing;
 mod up;
 mod wound;

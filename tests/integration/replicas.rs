@@ -194,7 +194,7 @@ async fn a_watch_on_one_instance_receives_the_bookings_made_on_the_other(
 // ---- 3. video signalling across instances ----------------------------------------------------
 
 /// A minimal valid SDP offer (one data channel), and its answer.
-const OFFER: &str = "v=0\r\no=- 4215775240449105457 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+pub(crate) const OFFER: &str = "v=0\r\no=- 4215775240449105457 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 a=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n\
 a=ice-ufrag:EsAwLgXjQrUaRnRa\r\na=ice-pwd:bPHsiNMPrMMPyYHwJZtmqdYDejBJmfGG\r\n\
 a=fingerprint:sha-256 49:66:12:17:0D:1C:91:AE:57:4C:C6:36:DD:D5:97:D2:7D:62:C9:9A:7F:B9:A3:F4:70:03:E7:43:91:73:23:5A\r\n\
@@ -276,11 +276,11 @@ async fn participants_on_two_signalling_instances_complete_their_exchange(
     }
 }
 
-type Signalling = SignallingServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type Signalling = SignallingServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Opens the room of a (made-up) appointment starting in 5 minutes, as scheduling does, directly
 /// on signalling instance A with scheduling's internal identity; returns the room id.
-async fn open_room(cluster: &Cluster, doctor: &Person, patient: &Person) -> String {
+pub(crate) async fn open_room(cluster: &Cluster, doctor: &Person, patient: &Person) -> String {
     let tls = telehealth_kit::tls::client_tls(&cluster.settings.internal_tls(Part::Scheduling))
         .expect("scheduling's internal identity");
     let channel = Channel::from_shared(format!("https://{}", cluster.address(Part::Signalling, 0)))
@@ -317,14 +317,14 @@ async fn open_room(cluster: &Cluster, doctor: &Person, patient: &Person) -> Stri
 }
 
 /// One open `Signal` stream (the minimal part of `signalling.rs`'s helper).
-struct Stream {
+pub(crate) struct Stream {
     sender: mpsc::Sender<pb::SignalRequest>,
     events: Streaming<pb::SignalResponse>,
     sequence: u64,
 }
 
 impl Stream {
-    async fn open(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> Stream {
+    pub(crate) async fn open(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> Stream {
         let mut client: Signalling = SignallingServiceClient::with_interceptor(
             cluster.channel(gateway, person.device).await,
             bearer(cluster, person),
@@ -342,7 +342,7 @@ impl Stream {
         }
     }
 
-    async fn send(&mut self, message: In) {
+    pub(crate) async fn send(&mut self, message: In) {
         self.sequence += 1;
         self.sender
             .send(pb::SignalRequest {
@@ -353,7 +353,7 @@ impl Stream {
             .expect("the stream accepts messages");
     }
 
-    async fn join(&mut self, room_id: &str) -> pb::Joined {
+    pub(crate) async fn join(&mut self, room_id: &str) -> pb::Joined {
         self.send(In::Join(pb::Join {
             room_id: room_id.into(),
             client_platform: "replicas test".into(),
@@ -366,7 +366,7 @@ impl Stream {
     }
 
     /// The next event other than a keep-alive acknowledgement.
-    async fn event(&mut self) -> Out {
+    pub(crate) async fn event(&mut self) -> Out {
         loop {
             let message = tokio::time::timeout(Duration::from_secs(10), self.events.message())
                 .await
@@ -387,7 +387,7 @@ impl Stream {
 
 // ---- 4. resumable upload across instances ----------------------------------------------------
 
-type Expertise = ExpertiseServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type Expertise = ExpertiseServiceClient<InterceptedService<Channel, Bearer>>;
 
 const CHUNK: usize = 16 * 1024;
 const PART: i64 = 64 * 1024;
@@ -547,14 +547,14 @@ async fn an_upload_started_on_one_expertise_instance_resumes_on_the_other(
     println!("replicas: upload of {total} bytes broken on A at {resume_at}, completed on B");
 }
 
-async fn expertise(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> Expertise {
+pub(crate) async fn expertise(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> Expertise {
     ExpertiseServiceClient::with_interceptor(
         cluster.channel(gateway, person.device).await,
         bearer(cluster, person),
     )
 }
 
-fn draft_content(patient: &str) -> pb::ExpertiseRequestContent {
+pub(crate) fn draft_content(patient: &str) -> pb::ExpertiseRequestContent {
     pb::ExpertiseRequestContent {
         target_org_id: "chu-limoges".into(),
         specialty: "dermatology".into(),
@@ -749,7 +749,7 @@ async fn a_sigkill_loses_no_acknowledged_booking_and_calls_move_to_the_survivor(
 
 // ---- clients and requests ----------------------------------------------------------------------
 
-fn bearer(cluster: &Cluster, person: &Person) -> Bearer {
+pub(crate) fn bearer(cluster: &Cluster, person: &Person) -> Bearer {
     let token = cluster.token(
         person.subject,
         &person.roles,
@@ -760,9 +760,9 @@ fn bearer(cluster: &Cluster, person: &Person) -> Bearer {
     Bearer::new(&token)
 }
 
-type Scheduling = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type Scheduling = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;
 
-async fn scheduling(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> Scheduling {
+pub(crate) async fn scheduling(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> Scheduling {
     SchedulingServiceClient::with_interceptor(
         cluster.channel(gateway, person.device).await,
         bearer(cluster, person),
@@ -770,7 +770,7 @@ async fn scheduling(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> 
 }
 
 /// Publishes `doctor`'s availability: every day 08:00-20:00 Paris, no buffer.
-async fn publish_availability(cluster: &Cluster, gateway: SocketAddr, doctor: &Person) {
+pub(crate) async fn publish_availability(cluster: &Cluster, gateway: SocketAddr, doctor: &Person) {
     scheduling(cluster, gateway, doctor)
         .await
         .set_weekly_availability(pb::SetWeeklyAvailabilityRequest {
@@ -791,8 +791,8 @@ async fn publish_availability(cluster: &Cluster, gateway: SocketAddr, doctor: &P
 }
 
 /// A patient of the centre's register, registered through `gateway` by its coordinator, who
-/// consented to teleconsultations and tele-expertise.
-async fn registered_patient(cluster: &Cluster, gateway: SocketAddr) -> String {
+/// consented to teleconsultations, tele-expertise and wound monitoring.
+pub(crate) async fn registered_patient(cluster: &Cluster, gateway: SocketAddr) -> String {
     let coordinator = Person::coordinator("coord-replicas", CENTRE);
     let mut register = PatientServiceClient::with_interceptor(
         cluster.channel(gateway, coordinator.device).await,
@@ -819,6 +819,7 @@ async fn registered_patient(cluster: &Cluster, gateway: SocketAddr) -> String {
     for act in [
         pb::ConsentAct::Teleconsultation,
         pb::ConsentAct::TeleExpertise,
+        pb::ConsentAct::WoundMonitoring,
     ] {
         register
             .record_consent(pb::RecordConsentRequest {
@@ -834,7 +835,7 @@ async fn registered_patient(cluster: &Cluster, gateway: SocketAddr) -> String {
     patient
 }
 
-fn booking(patient: &str, key: &str, doctor: &str, start: Timestamp) -> pb::BookAppointmentRequest {
+pub(crate) fn booking(patient: &str, key: &str, doctor: &str, start: Timestamp) -> pb::BookAppointmentRequest {
     pb::BookAppointmentRequest {
         idempotency_key: key.into(),
         doctor_subject: doctor.into(),
@@ -862,7 +863,7 @@ fn at_hour_in(days: i64, hour: i8) -> Timestamp {
         .timestamp()
 }
 
-fn ten_oclock_in(days: i64) -> Timestamp {
+pub(crate) fn ten_oclock_in(days: i64) -> Timestamp {
     at_hour_in(days, 10)
 }
 

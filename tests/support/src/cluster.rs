@@ -54,6 +54,11 @@ impl Process {
         at
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// The exit status if the process has stopped by itself.
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
@@ -210,6 +215,20 @@ impl Cluster {
         let (address, stop) = crate::harness::start_gateway(settings).await;
         self.extra_gateways.push(Gateway::InProcess(stop));
         address
+    }
+
+    /// Every process still running, by name, with its process id (memory figures).
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        let gateways = self.main_gateway.iter().chain(&self.extra_gateways).filter_map(|g| match g {
+            Gateway::Process(process) => Some(process),
+            Gateway::InProcess(_) => None,
+        });
+        self.instances
+            .values()
+            .flatten()
+            .chain(gateways)
+            .filter_map(|process| Some((process.name.clone(), process.pid()?)))
+            .collect()
     }
 
     /// Kills instance `index` of `part` with SIGKILL; returns when.
