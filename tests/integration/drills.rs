@@ -1,7 +1,9 @@
 //! Fault drills: a dependency fails while people work, and what they were told stays true.
 //!
-//! PostgreSQL restarted during a booking load (a server of the test's own: the machine's server
-//! is shared with the tests running beside it).
+//! - PostgreSQL restarted during a booking load;
+//! - the S3 store (Garage) killed during photo uploads, then started again.
+//!
+//! Each on a server of the test's own: the machine's are shared with the tests running beside.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -289,4 +291,173 @@ async fn a_postgresql_restart_during_bookings_loses_and_duplicates_nothing() {
     .await;
     assert_eq!(seen, Ok(true), "the new booking reaches the watch");
     suite.stop().await;
+}
+
+/// Photos uploaded while the S3 store is down.
+const PHOTOS: usize = 12;
+
+/// Uploads `photo` to `wound_id` as a phone app does: from the acknowledged offset again after
+/// each failure, until it completes. Returns the stored image and every failure seen.
+async fn upload_resuming(
+    client: &mut telehealth_testkit::suite::Wounds,
+    wound_id: &str,
+    photo: &[u8],
+    failures: &Mutex<Vec<(Instant, Status)>>,
+) -> pb::ImageInfo {
+    let session = uuid::Uuid::new_v4().to_string();
+    let started = Instant::now();
+    let mut offset = 0usize;
+    loop {
+        let mut messages = vec![crate::wound::photo_header(
+            wound_id,
+            &session,
+            offset as i64,
+            photo,
+        )];
+        messages.extend(crate::wound::photo_chunks(photo, offset, photo.len()));
+        let failure = match client.upload_photo(futures::stream::iter(messages)).await {
+            Ok(response) => {
+                let result = response.into_inner().result.expect("result");
+                return result.image.expect("stored image");
+            }
+            Err(status) => status,
+        };
+        failures
+            .lock()
+            .expect("lock")
+            .push((Instant::now(), failure));
+        assert!(
+            started.elapsed() < CLIENT_PATIENCE,
+            "an upload still failing after {CLIENT_PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Where to resume: what the service acknowledged (nothing if it cannot say yet).
+        offset = client
+            .get_photo_upload_status(pb::GetPhotoUploadStatusRequest {
+                wound_id: wound_id.into(),
+                upload_session_id: session.clone(),
+            })
+            .await
+            .ok()
+            .and_then(|status| status.into_inner().status)
+            .map_or(0, |status| status.acknowledged_offset as usize);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_store_stopped_during_uploads_answers_unavailable_and_every_photo_arrives_intact() {
+    let Some(mut garage) = telehealth_testkit::garage::PrivateGarage::start() else {
+        return;
+    };
+    let blobs = garage.blob_settings();
+    let Some(suite) = Suite::start_with(Backend::Sqlite, move |settings| {
+        settings.blobs = blobs;
+        // Small parts: what arrived before the store went down is acknowledged and kept.
+        settings.images.part_size_bytes = 64 * 1024;
+    })
+    .await
+    else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let nurse = Person::nurse("nurse-claire", CENTRE);
+    let patient = suite.consenting_patient(&doctor).await;
+    let mut by_doctor = suite.wounds(&doctor).await;
+    let mut by_nurse = suite.wounds(&nurse).await;
+    let wound = crate::wound::register(&mut by_doctor, &patient, &[&nurse]).await;
+    let photos: Vec<Vec<u8>> = (0..PHOTOS)
+        .map(|i| {
+            telehealth_images::format::fixtures::jpeg_with_identifying_metadata(480 + i as u32, 360)
+        })
+        .collect();
+
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let uploads = {
+        let (photos, failures, wound_id) =
+            (photos.clone(), failures.clone(), wound.wound_id.clone());
+        tokio::spawn(async move {
+            let mut stored = Vec::new();
+            for photo in &photos {
+                stored.push(upload_resuming(&mut by_nurse, &wound_id, photo, &failures).await);
+            }
+            stored
+        })
+    };
+    // The store dies after the first photos, and comes back 3 s later.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let down_at = Instant::now();
+    garage.stop();
+    tokio::time::sleep(OUTAGE).await;
+    let garage = tokio::task::spawn_blocking(move || {
+        garage.start_again();
+        garage
+    })
+    .await
+    .expect("restart");
+    let up_at = Instant::now();
+    let stored = uploads.await.expect("every upload completed");
+
+    let failures = std::mem::take(&mut *failures.lock().expect("lock"));
+    println!(
+        "drill: {PHOTOS} photos, S3 store down {:?}, {} failed attempts",
+        up_at - down_at,
+        failures.len()
+    );
+    assert!(
+        !failures.is_empty(),
+        "the outage was seen by the nurse's phone"
+    );
+    let wrong: Vec<_> = failures
+        .iter()
+        .filter(|(_, status)| status.code() != Code::Unavailable)
+        .map(|(_, status)| format!("{:?}: {}", status.code(), status.message()))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "only UNAVAILABLE while the store is down: {wrong:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|(at, _)| *at >= down_at && *at <= up_at + RECOVERY_BOUND),
+        "failures only during the outage"
+    );
+    // Every photo is what was sent (its original's hash), and what is stored is what is served.
+    for (photo, info) in photos.iter().zip(&stored) {
+        assert_eq!(info.original_sha256_hex, crate::wound::sha256_hex(photo));
+        let mut download = by_doctor
+            .download_photo(pb::DownloadPhotoRequest {
+                wound_id: wound.wound_id.clone(),
+                image_id: info.image_id.clone(),
+                offset: 0,
+            })
+            .await
+            .expect("download")
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(message) = download.next().await {
+            if let Some(pb::download_photo_response::Part::Chunk(chunk)) =
+                message.expect("chunk").part
+            {
+                bytes.extend(chunk.data);
+            }
+        }
+        assert_eq!(crate::wound::sha256_hex(&bytes), info.sha256_hex);
+    }
+    let checks = telehealth::backup::check_services(
+        &suite.settings,
+        &suite.settings.data_dir,
+        &suite.settings.blob_dir(),
+    )
+    .await
+    .expect("checks");
+    let wound_check = checks.iter().find(|c| c.part == "wound").expect("wound");
+    assert_eq!(wound_check.images, PHOTOS as u64);
+    assert!(
+        wound_check.image_problems.is_empty(),
+        "{:?}",
+        wound_check.image_problems
+    );
+    suite.stop().await;
+    drop(garage);
 }

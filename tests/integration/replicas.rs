@@ -547,7 +547,11 @@ async fn an_upload_started_on_one_expertise_instance_resumes_on_the_other(
     println!("replicas: upload of {total} bytes broken on A at {resume_at}, completed on B");
 }
 
-pub(crate) async fn expertise(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> Expertise {
+pub(crate) async fn expertise(
+    cluster: &Cluster,
+    gateway: SocketAddr,
+    person: &Person,
+) -> Expertise {
     ExpertiseServiceClient::with_interceptor(
         cluster.channel(gateway, person.device).await,
         bearer(cluster, person),
@@ -762,7 +766,11 @@ pub(crate) fn bearer(cluster: &Cluster, person: &Person) -> Bearer {
 
 pub(crate) type Scheduling = SchedulingServiceClient<InterceptedService<Channel, Bearer>>;
 
-pub(crate) async fn scheduling(cluster: &Cluster, gateway: SocketAddr, person: &Person) -> Scheduling {
+pub(crate) async fn scheduling(
+    cluster: &Cluster,
+    gateway: SocketAddr,
+    person: &Person,
+) -> Scheduling {
     SchedulingServiceClient::with_interceptor(
         cluster.channel(gateway, person.device).await,
         bearer(cluster, person),
@@ -835,7 +843,12 @@ pub(crate) async fn registered_patient(cluster: &Cluster, gateway: SocketAddr) -
     patient
 }
 
-pub(crate) fn booking(patient: &str, key: &str, doctor: &str, start: Timestamp) -> pb::BookAppointmentRequest {
+pub(crate) fn booking(
+    patient: &str,
+    key: &str,
+    doctor: &str,
+    start: Timestamp,
+) -> pb::BookAppointmentRequest {
     pb::BookAppointmentRequest {
         idempotency_key: key.into(),
         doctor_subject: doctor.into(),

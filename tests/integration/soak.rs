@@ -72,17 +72,23 @@ impl Tally {
                 Some(value)
             }
             Err(status) => {
-                self.errors
-                    .lock()
-                    .expect("lock")
-                    .push(format!("{kind}: {:?} {}", status.code(), status.message()));
+                self.errors.lock().expect("lock").push(format!(
+                    "{kind}: {:?} {}",
+                    status.code(),
+                    status.message()
+                ));
                 None
             }
         }
     }
 
     fn count(&self, kind: &str) -> u64 {
-        self.calls.lock().expect("lock").get(kind).copied().unwrap_or(0)
+        self.calls
+            .lock()
+            .expect("lock")
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -113,7 +119,12 @@ fn slope(points: &[(f64, f64)]) -> f64 {
 
 /// Rows of `table` over every schema of the run, and the run's total table size in bytes.
 async fn database_figures(cluster: &Cluster) -> BTreeMap<String, i64> {
-    let url = cluster.settings.database.url.as_deref().expect("PostgreSQL");
+    let url = cluster
+        .settings
+        .database
+        .url
+        .as_deref()
+        .expect("PostgreSQL");
     let prefix = &cluster.settings.database.schema_prefix;
     let pool = sqlx::AnyPool::connect(url).await.expect("connect");
     let mut figures = BTreeMap::new();
@@ -147,10 +158,11 @@ async fn database_figures(cluster: &Cluster) -> BTreeMap<String, i64> {
         .expect("schemas");
         let mut rows = 0i64;
         for schema in schemas {
-            let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*)::BIGINT FROM {schema}.{table}"))
-                .fetch_one(&pool)
-                .await
-                .expect("count");
+            let count: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*)::BIGINT FROM {schema}.{table}"))
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
             rows += count;
         }
         figures.insert(table.to_owned(), rows);
@@ -162,8 +174,7 @@ async fn database_figures(cluster: &Cluster) -> BTreeMap<String, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long: CI runs it by name, TELEHEALTH_SOAK_SECONDS sets the length"]
 async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memory() {
-    let Some(cluster) = Cluster::start(env!("CARGO_BIN_EXE_telehealth").into(), 1).await
-    else {
+    let Some(cluster) = Cluster::start(env!("CARGO_BIN_EXE_telehealth").into(), 1).await else {
         return;
     };
     let duration = soak_duration();
@@ -233,7 +244,11 @@ async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memo
                     + jiff::SignedDuration::from_mins(30 * (slot % 20) as i64);
                 let request = booking(&patient, &format!("soak-{round}"), "dr-soak", start);
                 if let Some(booked) = tally.check("book", client.book_appointment(request).await) {
-                    let id = booked.into_inner().appointment.expect("appointment").appointment_id;
+                    let id = booked
+                        .into_inner()
+                        .appointment
+                        .expect("appointment")
+                        .appointment_id;
                     tally.check(
                         "cancel",
                         client
@@ -273,10 +288,7 @@ async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memo
                         .wound_id;
                     tally.ok("register wound");
                 }
-                let photo = telehealth_images::format::fixtures::jpeg_plain(
-                    320 + photos % 64,
-                    240,
-                );
+                let photo = telehealth_images::format::fixtures::jpeg_plain(320 + photos % 64, 240);
                 crate::wound::upload_one(&mut by_nurse, &wound_id, &photo).await;
                 tally.ok("upload photo");
                 photos += 1;
@@ -372,7 +384,10 @@ async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memo
             let minutes = started.elapsed().as_secs_f64() / 60.0;
             for (name, pid) in &processes {
                 if let Some(kib) = rss_kib(*pid) {
-                    memory.entry(name.clone()).or_default().push((minutes, kib as f64));
+                    memory
+                        .entry(name.clone())
+                        .or_default()
+                        .push((minutes, kib as f64));
                 }
             }
         }
@@ -403,11 +418,16 @@ async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memo
         "| changes seen by the watching coordinator | {} | of {expected} |",
         watched.load(Ordering::Relaxed)
     );
-    println!("\n| process | RSS first (MiB) | RSS last (MiB) | slope over the second half (KiB/min) |\n|---|---|---|---|");
+    println!(
+        "\n| process | RSS first (MiB) | RSS last (MiB) | slope over the second half (KiB/min) |\n|---|---|---|---|"
+    );
     let mut slopes = Vec::new();
     for (name, points) in &memory {
-        let second_half: Vec<(f64, f64)> =
-            points.iter().copied().filter(|(m, _)| *m >= minutes / 2.0).collect();
+        let second_half: Vec<(f64, f64)> = points
+            .iter()
+            .copied()
+            .filter(|(m, _)| *m >= minutes / 2.0)
+            .collect();
         let rate = slope(&second_half);
         slopes.push((name.clone(), rate));
         println!(
@@ -418,9 +438,18 @@ async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memo
     }
     println!("\n| database | start | end |\n|---|---|---|");
     for (name, end) in &last_figures {
-        println!("| {name} | {} | {end} |", first_figures.get(name).copied().unwrap_or(0));
+        println!(
+            "| {name} | {} | {end} |",
+            first_figures.get(name).copied().unwrap_or(0)
+        );
     }
-    let operations = tally.calls.lock().expect("lock").values().sum::<u64>().max(1);
+    let operations = tally
+        .calls
+        .lock()
+        .expect("lock")
+        .values()
+        .sum::<u64>()
+        .max(1);
     let growth = last_figures["bytes"] - first_figures["bytes"];
     println!(
         "\ndatabase growth: {growth} bytes, {} bytes per call",
@@ -431,8 +460,17 @@ async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memo
     if !errors.is_empty() {
         cluster.print_logs();
     }
-    assert!(errors.is_empty(), "{} errors: {:?}", errors.len(), &errors[..errors.len().min(20)]);
-    assert_eq!(watched.load(Ordering::Relaxed), expected, "every change reached the watch");
+    assert!(
+        errors.is_empty(),
+        "{} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(20)]
+    );
+    assert_eq!(
+        watched.load(Ordering::Relaxed),
+        expected,
+        "every change reached the watch"
+    );
     for (name, rate) in &slopes {
         assert!(
             *rate < MAX_RSS_SLOPE_KIB_PER_MIN,
@@ -444,6 +482,9 @@ async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memo
         "the audit outbox is drained: {} rows",
         last_figures["audit_outbox"]
     );
-    assert_eq!(last_figures["image_blob_garbage"], 0, "deleted blobs are collected");
+    assert_eq!(
+        last_figures["image_blob_garbage"], 0,
+        "deleted blobs are collected"
+    );
     cluster.stop().await;
 }

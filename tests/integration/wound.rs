@@ -1501,13 +1501,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex(&sha2::Sha256::digest(bytes))
 }
 
 /// The header of a photo upload of `bytes` for `wound_id`, from `resume_offset`.
-fn photo_header(
+pub(crate) fn photo_header(
     wound_id: &str,
     session: &str,
     resume_offset: i64,
@@ -1539,7 +1539,7 @@ fn photo_header(
 }
 
 /// The chunks of `bytes` from `from` to `to`, 16 KiB each.
-fn photo_chunks(bytes: &[u8], from: usize, to: usize) -> Vec<pb::UploadPhotoRequest> {
+pub(crate) fn photo_chunks(bytes: &[u8], from: usize, to: usize) -> Vec<pb::UploadPhotoRequest> {
     (from..to)
         .step_by(16 * 1024)
         .map(|start| pb::UploadPhotoRequest {

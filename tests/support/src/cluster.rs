@@ -219,10 +219,14 @@ impl Cluster {
 
     /// Every process still running, by name, with its process id (memory figures).
     pub fn processes(&self) -> Vec<(String, u32)> {
-        let gateways = self.main_gateway.iter().chain(&self.extra_gateways).filter_map(|g| match g {
-            Gateway::Process(process) => Some(process),
-            Gateway::InProcess(_) => None,
-        });
+        let gateways = self
+            .main_gateway
+            .iter()
+            .chain(&self.extra_gateways)
+            .filter_map(|g| match g {
+                Gateway::Process(process) => Some(process),
+                Gateway::InProcess(_) => None,
+            });
         self.instances
             .values()
             .flatten()

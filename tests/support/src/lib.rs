@@ -9,12 +9,14 @@
 //! - [`harness`], [`echo`], [`codec`]: the gateway alone in front of echo backends (it forwards
 //!   calls without decoding them, so its transport is tested with opaque payloads);
 //! - [`measure`]: percentiles for benchmarks;
-//! - [`postgres`]: a PostgreSQL server of the test's own, to stop and start.
+//! - [`postgres`], [`garage`]: a PostgreSQL server and an S3 store of the test's own, to stop
+//!   and start.
 
 pub mod child;
 pub mod cluster;
 pub mod codec;
 pub mod echo;
+pub mod garage;
 pub mod harness;
 pub mod measure;
 pub mod oidc;
