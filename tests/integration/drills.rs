@@ -461,3 +461,202 @@ async fn the_s3_store_stopped_during_uploads_answers_unavailable_and_every_photo
     suite.stop().await;
     drop(garage);
 }
+
+/// How long after a SIGKILL the streams and calls through the gateway may take to fail.
+const FAILS_WITHIN: Duration = Duration::from_secs(2);
+
+/// Opens the agenda watch again and again until it is ready (the service restarting).
+async fn watch_again(
+    agenda: &mut crate::replicas::Scheduling,
+) -> tonic::Streaming<pb::WatchAppointmentsResponse> {
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    loop {
+        if let Ok(response) = agenda
+            .watch_appointments(pb::WatchAppointmentsRequest::default())
+            .await
+        {
+            let mut watch = response.into_inner();
+            if let Some(Ok(pb::WatchAppointmentsResponse {
+                payload: Some(pb::watch_appointments_response::Payload::Ready(_)),
+                ..
+            })) = watch.next().await
+            {
+                return watch;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watch is back within {RECOVERY_BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The next appointment change of `watch` (heartbeats skipped).
+async fn next_change(
+    watch: &mut tonic::Streaming<pb::WatchAppointmentsResponse>,
+) -> pb::AppointmentChange {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("a change within 10 s")
+            .expect("the watch is open")
+            .expect("no error");
+        if let Some(pb::watch_appointments_response::Payload::Change(change)) = message.payload {
+            return change;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_killed_during_watches_and_calls_fails_them_at_once_and_they_resume_after() {
+    use crate::replicas::{
+        Stream, open_room, publish_availability, registered_patient, scheduling,
+    };
+    use telehealth_kit::Part;
+    use telehealth_proto::v1::{signal_request::Message as In, signal_response::Event as Out};
+    use telehealth_testkit::cluster::Cluster;
+
+    let Some(mut cluster) = Cluster::start(env!("CARGO_BIN_EXE_telehealth").into(), 1).await else {
+        return;
+    };
+    let gateway = cluster.gateway;
+    let doctor = Person::doctor("dr-durand", "cds-bourganeuf");
+    let coordinator = Person::coordinator("coord-drill", "cds-bourganeuf");
+    let patient_account = Person::patient("pat-drill", "cds-bourganeuf");
+    publish_availability(&cluster, gateway, &doctor).await;
+    let patient = registered_patient(&cluster, gateway).await;
+    let mut agenda = scheduling(&cluster, gateway, &coordinator).await;
+    let mut by_doctor = scheduling(&cluster, gateway, &doctor).await;
+    let mut watch = watch_again(&mut agenda).await;
+    let room = open_room(&cluster, &doctor, &patient_account).await;
+    let mut doctor_stream = Stream::open(&cluster, gateway, &doctor).await;
+    let doctor_joined = doctor_stream.join(&room).await;
+    let mut patient_stream = Stream::open(&cluster, gateway, &patient_account).await;
+    patient_stream.join(&room).await;
+    assert!(matches!(doctor_stream.event().await, Out::PeerJoined(_)));
+    let book = |key: &str, day: i64| {
+        crate::replicas::booking(&patient, key, "dr-durand", ten_oclock_in(day))
+    };
+    let before = by_doctor
+        .book_appointment(book("kill-before", 3))
+        .await
+        .expect("booked")
+        .into_inner()
+        .appointment
+        .expect("appointment")
+        .appointment_id;
+    assert_eq!(
+        next_change(&mut watch)
+            .await
+            .appointment
+            .expect("appointment")
+            .appointment_id,
+        before
+    );
+
+    // SIGKILL of scheduling and signalling: every open stream fails at once, with UNAVAILABLE.
+    let killed_at = cluster.kill(Part::Scheduling, 0);
+    cluster.kill(Part::Signalling, 0);
+    let ended = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch ends")
+        .expect("with a status")
+        .expect_err("an error");
+    let watch_failed_after = killed_at.elapsed();
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    for stream in [&mut doctor_stream, &mut patient_stream] {
+        let status = stream.ended().await;
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    let streams_failed_after = killed_at.elapsed();
+    let asked = Instant::now();
+    let refused = by_doctor
+        .list_appointments(pb::ListAppointmentsRequest::default())
+        .await
+        .expect_err("scheduling is down");
+    let call_failed_after = asked.elapsed();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    println!(
+        "drill: after SIGKILL the watch failed in {watch_failed_after:?}, the video streams in \
+         {streams_failed_after:?}, a new call in {call_failed_after:?}"
+    );
+    assert!(
+        streams_failed_after < FAILS_WITHIN,
+        "{streams_failed_after:?}"
+    );
+    assert!(call_failed_after < FAILS_WITHIN, "{call_failed_after:?}");
+
+    // Both come back (as a supervisor restarts them); the clients reconnect by themselves.
+    cluster.restart(Part::Scheduling, 0).await;
+    cluster.restart(Part::Signalling, 0).await;
+    let restarted = Instant::now();
+    let mut watch = watch_again(&mut agenda).await;
+    // What happened while the watch was away is read back, then changes arrive live again.
+    let listed = agenda
+        .list_appointments(pb::ListAppointmentsRequest {
+            doctor_subject: "dr-durand".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the agenda")
+        .into_inner()
+        .appointments;
+    assert!(
+        listed.iter().any(|a| a.appointment_id == before),
+        "nothing lost"
+    );
+    let after = by_doctor
+        .book_appointment(book("kill-after", 4))
+        .await
+        .expect("booked after the restart")
+        .into_inner()
+        .appointment
+        .expect("appointment")
+        .appointment_id;
+    assert_eq!(
+        next_change(&mut watch)
+            .await
+            .appointment
+            .expect("appointment")
+            .appointment_id,
+        after
+    );
+    // The doctor and the patient join the room again and exchange again.
+    let mut doctor_stream = Stream::open(&cluster, gateway, &doctor).await;
+    let rejoined = doctor_stream.join(&room).await;
+    assert_eq!(
+        rejoined.participant_id, doctor_joined.participant_id,
+        "the same participant"
+    );
+    let mut patient_stream = Stream::open(&cluster, gateway, &patient_account).await;
+    let patient_rejoined = patient_stream.join(&room).await;
+    assert!(
+        patient_rejoined
+            .peers
+            .iter()
+            .any(|p| p.participant_id == doctor_joined.participant_id),
+        "the doctor is there again"
+    );
+    doctor_stream
+        .send(In::Offer(pb::SdpOffer {
+            to_participant_id: patient_rejoined.participant_id.clone(),
+            sdp: crate::replicas::OFFER.into(),
+        }))
+        .await;
+    loop {
+        match patient_stream.event().await {
+            Out::Offer(offer) => {
+                assert_eq!(offer.from_participant_id, doctor_joined.participant_id);
+                break;
+            }
+            Out::PeerJoined(_) | Out::PeerReplaced(_) => continue,
+            other => panic!("the patient expected the offer, got {other:?}"),
+        }
+    }
+    println!(
+        "drill: watch and video room back {:?} after the restart",
+        restarted.elapsed()
+    );
+    cluster.stop().await;
+}

@@ -365,6 +365,23 @@ impl Stream {
         }
     }
 
+    /// How the stream ended: its error status (panics on an event, or on a clean end).
+    pub(crate) async fn ended(&mut self) -> Status {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.events.message())
+                .await
+                .expect("the stream ends within 10 s");
+            match message {
+                Ok(Some(pb::SignalResponse {
+                    event: Some(Out::KeepAliveAck(_)),
+                    ..
+                })) => continue,
+                Err(status) => return status,
+                other => panic!("expected the stream to fail, got {other:?}"),
+            }
+        }
+    }
+
     /// The next event other than a keep-alive acknowledgement.
     pub(crate) async fn event(&mut self) -> Out {
         loop {

@@ -244,6 +244,24 @@ impl Cluster {
             .kill()
     }
 
+    /// Starts instance `index` of `part` again (after [`Cluster::kill`]) on its address, and
+    /// waits until it serves.
+    pub async fn restart(&mut self, part: Part, index: usize) {
+        let address = self.address(part, index);
+        let name = format!("{part}-{index}");
+        let config = self.dir.path().join("telehealth.toml");
+        let listen = format!("TELEHEALTH_{}__LISTEN", part.name().to_uppercase());
+        let process = self.spawn(
+            &name,
+            &config,
+            address,
+            &[(listen.as_str(), address.to_string())],
+            part,
+        );
+        self.instances.get_mut(&part).expect("part")[index] = process;
+        self.wait_serving(part, index).await;
+    }
+
     /// A dev token for `subject`, bound to `device`'s certificate.
     pub fn token(
         &self,
