@@ -1,7 +1,10 @@
 //! Fault drills: a dependency fails while people work, and what they were told stays true.
 //!
 //! - PostgreSQL restarted during a booking load;
-//! - the S3 store (Garage) killed during photo uploads, then started again.
+//! - the S3 store (Garage) killed during photo uploads, then started again;
+//! - scheduling and signalling killed (SIGKILL) under a watch and a video room, then restarted;
+//! - network faults between the gateway and scheduling (latency, answers held back, everything
+//!   held, every connection cut), through a faulty TCP link.
 //!
 //! Each on a server of the test's own: the machine's are shared with the tests running beside.
 
@@ -659,4 +662,161 @@ async fn a_service_killed_during_watches_and_calls_fails_them_at_once_and_they_r
         restarted.elapsed()
     );
     cluster.stop().await;
+}
+
+/// Ended by its deadline: by the gateway or service (`DEADLINE_EXCEEDED`), or by the client's own
+/// timer (`CANCELLED`, "Timeout expired"); or, while the service is out of reach, `UNAVAILABLE`.
+fn ended_by_deadline(status: &Status) -> bool {
+    matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable)
+        || (status.code() == Code::Cancelled && status.message().contains("Timeout expired"))
+}
+
+/// A call with a deadline: its status and how long the client waited.
+async fn timed<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+) -> (Result<T, Status>, Duration) {
+    let started = Instant::now();
+    let result = call.await.map(tonic::Response::into_inner);
+    (result, started.elapsed())
+}
+
+/// `message` with a deadline (`grpc-timeout`; tonic's channel also keeps a timer of its own, and
+/// whichever ends the call first, the call must be over by then).
+fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("{}m", deadline.as_millis()).parse().expect("ascii");
+    request.metadata_mut().insert("grpc-timeout", value);
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_faults_between_gateway_and_service_keep_deadlines_and_apply_nothing_twice() {
+    use telehealth_testkit::faults::{Fault, FaultyLink};
+
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    let patient = suite
+        .consenting_patient(&Person::coordinator("coord-drill", CENTRE))
+        .await;
+    publish_availability(&suite, &doctor).await;
+    // A second gateway whose way to scheduling goes through the faulty link.
+    let service =
+        suite.running.as_ref().expect("running").services[&telehealth_kit::Part::Scheduling];
+    let link = FaultyLink::to(service).await;
+    let (gateway, _stop) = suite
+        .extra_gateway(telehealth_kit::Part::Scheduling, &[link.address])
+        .await;
+    let mut client = suite.scheduling_via(gateway, &doctor).await;
+    let margin = Duration::from_millis(300);
+
+    // Latency of 400 ms each way: a 250 ms deadline ends at 250 ms, a 10 s one is met.
+    link.set(Fault::Delay(Duration::from_millis(400)));
+    let deadline = Duration::from_millis(250);
+    let (result, under_latency) = timed(client.list_appointments(with_deadline(
+        pb::ListAppointmentsRequest::default(),
+        deadline,
+    )))
+    .await;
+    let status = result.expect_err("past its deadline");
+    assert!(ended_by_deadline(&status), "{status:?}");
+    assert!(
+        under_latency < deadline + margin,
+        "answered after {under_latency:?}"
+    );
+    let (result, slow) = timed(client.list_appointments(with_deadline(
+        pb::ListAppointmentsRequest::default(),
+        Duration::from_secs(10),
+    )))
+    .await;
+    result.expect("a slow call within its deadline");
+    assert!(
+        slow >= Duration::from_millis(800),
+        "the latency was there: {slow:?}"
+    );
+
+    // The service's answer held back: the booking is made, the client's deadline passes; the
+    // retry with the same key answers the same appointment, and there is one.
+    link.set(Fault::HoldAnswers);
+    let request = booking(&patient, "netfault-1", "dr-martin", "p", slot(0));
+    let deadline = Duration::from_secs(1);
+    let (result, waited) =
+        timed(client.book_appointment(with_deadline(request.clone(), deadline))).await;
+    let status = result.expect_err("the answer never came");
+    assert!(ended_by_deadline(&status), "{status:?}");
+    assert!(waited < deadline + margin, "answered after {waited:?}");
+    link.set(Fault::None);
+    let mut retried = None;
+    for _ in 0..50 {
+        match client.book_appointment(request.clone()).await {
+            Ok(response) => {
+                retried = response.into_inner().appointment;
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let retried = retried.expect("the retry succeeds once the network is back");
+    let agenda = suite
+        .scheduling(&doctor)
+        .await
+        .list_appointments(pb::ListAppointmentsRequest {
+            doctor_subject: "dr-martin".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("agenda")
+        .into_inner()
+        .appointments;
+    let at_that_time: Vec<_> = agenda.iter().filter(|a| a.time == retried.time).collect();
+    assert_eq!(at_that_time.len(), 1, "applied once: {at_that_time:?}");
+    assert_eq!(at_that_time[0].appointment_id, retried.appointment_id);
+
+    // Everything held, then every connection cut: calls end by their deadline or UNAVAILABLE,
+    // and the next ones go through a new connection.
+    link.set(Fault::Hold);
+    let (result, waited) = timed(client.list_appointments(with_deadline(
+        pb::ListAppointmentsRequest::default(),
+        Duration::from_secs(1),
+    )))
+    .await;
+    let status = result.expect_err("nothing gets through");
+    assert!(ended_by_deadline(&status), "{status:?}");
+    assert!(
+        waited < Duration::from_secs(1) + margin,
+        "answered after {waited:?}"
+    );
+    link.set(Fault::None);
+    link.cut_all();
+    let mut recovered = None;
+    let cut_at = Instant::now();
+    while cut_at.elapsed() < RECOVERY_BOUND {
+        match client
+            .list_appointments(with_deadline(
+                pb::ListAppointmentsRequest::default(),
+                Duration::from_secs(2),
+            ))
+            .await
+        {
+            Ok(_) => {
+                recovered = Some(cut_at.elapsed());
+                break;
+            }
+            Err(status) => {
+                assert!(ended_by_deadline(&status), "{status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let recovered = recovered.expect("calls go through again after the cut");
+    println!(
+        "drill: network faults: a 250 ms deadline ended at {under_latency:?} under 400 ms of \
+         latency, a 1 s one at {waited:?} with everything held; the booking whose answer was \
+         lost retried and applied once; calls back {recovered:?} after a cut"
+    );
+    suite.stop().await;
 }

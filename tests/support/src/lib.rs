@@ -9,6 +9,7 @@
 //! - [`harness`], [`echo`], [`codec`]: the gateway alone in front of echo backends (it forwards
 //!   calls without decoding them, so its transport is tested with opaque payloads);
 //! - [`measure`]: percentiles for benchmarks;
+//! - [`faults`]: a TCP link between a gateway and a service that delays, holds back or cuts;
 //! - [`postgres`], [`garage`]: a PostgreSQL server and an S3 store of the test's own, to stop
 //!   and start.
 
@@ -16,6 +17,7 @@ pub mod child;
 pub mod cluster;
 pub mod codec;
 pub mod echo;
+pub mod faults;
 pub mod garage;
 pub mod harness;
 pub mod measure;
