@@ -273,7 +273,11 @@ pub async fn health_of(
 /// Runs one part alone on its configured address until SIGTERM or Ctrl-C (microservice mode:
 /// the gateway reaches the services at their configured `endpoints`).
 pub async fn serve_part(part: Part, settings: Settings) -> anyhow::Result<()> {
-    let _data_lock = lock_embedded_data(&settings)?;
+    // The gateway keeps no data: only a service holds the data directory.
+    let _data_lock = match service_definition(part) {
+        Some(_) => lock_embedded_data(&settings)?,
+        None => None,
+    };
     let listen = match settings.service(part) {
         Some(service) => service.listen,
         None => settings.gateway.listen,
