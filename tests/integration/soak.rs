@@ -282,7 +282,7 @@ async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memo
             let mut wound_id = String::new();
             let mut photos = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                if photos % 20 == 0 {
+                if photos.is_multiple_of(20) {
                     wound_id = crate::wound::register(&mut by_doctor, &patient, &[&nurse])
                         .await
                         .wound_id;
