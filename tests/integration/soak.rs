@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo test --test integration -- --ignored soak --nocapture          # 120 s
-//! TELEHEALTH_SOAK_SECONDS=1800 cargo test --release --test integration -- --ignored soak --nocapture
+//! TELEHEALTH_TEST_SOAK_SECONDS=1800 cargo test --release --test integration -- --ignored soak --nocapture
 //! ```
 //!
 //! The load, each a client in a closed loop with a pause (a working day sped up, not a
@@ -46,7 +46,7 @@ const MAX_RSS_SLOPE_KIB_PER_MIN: f64 = 2048.0;
 const MAX_AUDIT_OUTBOX_ROWS: i64 = 500;
 
 fn soak_duration() -> Duration {
-    let seconds = std::env::var("TELEHEALTH_SOAK_SECONDS")
+    let seconds = std::env::var("TELEHEALTH_TEST_SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
@@ -172,7 +172,7 @@ async fn database_figures(cluster: &Cluster) -> BTreeMap<String, i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "minutes long: CI runs it by name, TELEHEALTH_SOAK_SECONDS sets the length"]
+#[ignore = "minutes long: CI runs it by name, TELEHEALTH_TEST_SOAK_SECONDS sets the length"]
 async fn soak_the_three_roles_through_the_gateway_without_errors_or_growing_memory() {
     let Some(cluster) = Cluster::start(env!("CARGO_BIN_EXE_telehealth").into(), 1).await else {
         return;

@@ -288,7 +288,8 @@ pub struct TlsFiles {
 }
 
 /// `TELEHEALTH_*` variables that are not settings: the config file path, the token of
-/// `telehealth call`, the tests' PostgreSQL URL and S3 store. Any other unknown variable is an error.
+/// `telehealth call`, the tests' PostgreSQL URL, S3 store and Garage binary, the fuzz tests' seed
+/// and runs, the soak's length. Any other unknown variable is an error.
 const NOT_SETTINGS: &[&str] = &[
     "config",
     "token",
@@ -298,7 +299,11 @@ const NOT_SETTINGS: &[&str] = &[
     "test_s3_bucket",
     "test_s3_access_key_id",
     "test_s3_secret_access_key",
+    "test_garage_bin",
     "test_fhir_out",
+    "test_fuzz_seed",
+    "test_fuzz_iterations",
+    "test_soak_seconds",
 ];
 
 impl Settings {
@@ -661,6 +666,9 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("TELEHEALTH_TOKEN", "eyJ...");
             jail.set_env("TELEHEALTH_TEST_POSTGRES_URL", "postgres://x");
+            jail.set_env("TELEHEALTH_TEST_GARAGE_BIN", "/usr/bin/garage");
+            jail.set_env("TELEHEALTH_TEST_FUZZ_SEED", "7");
+            jail.set_env("TELEHEALTH_TEST_SOAK_SECONDS", "60");
             Settings::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });

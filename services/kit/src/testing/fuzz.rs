@@ -5,8 +5,8 @@
 //! corpus of valid and hostile inputs (`<crate>/tests/corpus/<target>/`), replays every file, then
 //! runs a bounded number of mutated inputs (bit flips, boundary bytes, insertions, deletions,
 //! duplications, splices of two corpus files, truncations) from a fixed seed, so a CI run is
-//! repeatable, and a different seed explores further (`TELEHEALTH_FUZZ_SEED`,
-//! `TELEHEALTH_FUZZ_ITERATIONS`).
+//! repeatable, and a different seed explores further (`TELEHEALTH_TEST_FUZZ_SEED`,
+//! `TELEHEALTH_TEST_FUZZ_ITERATIONS`).
 //!
 //! Each input must not panic, and must not make the process hold more than its declared bound
 //! of memory: the test binary installs [`Cap`] as its global allocator and the harness lowers its
@@ -27,9 +27,9 @@ use sha2::Digest;
 /// `#[global_allocator] static ALLOCATOR: Allocator = Cap::new(System, usize::MAX);`
 pub type Allocator = Cap<System>;
 
-/// Mutated inputs per target when `TELEHEALTH_FUZZ_ITERATIONS` is not set (CI's bounded run).
+/// Mutated inputs per target when `TELEHEALTH_TEST_FUZZ_ITERATIONS` is not set (CI's bounded run).
 pub const DEFAULT_ITERATIONS: u64 = 3_000;
-/// The seed when `TELEHEALTH_FUZZ_SEED` is not set.
+/// The seed when `TELEHEALTH_TEST_FUZZ_SEED` is not set.
 pub const DEFAULT_SEED: u64 = 0x7e1e_5a17_e000_0001;
 
 /// One parser under test.
@@ -71,8 +71,8 @@ pub fn run<R>(
         target.name,
         target.corpus.display()
     );
-    let iterations = env_u64("TELEHEALTH_FUZZ_ITERATIONS").unwrap_or(DEFAULT_ITERATIONS);
-    let seed = env_u64("TELEHEALTH_FUZZ_SEED").unwrap_or(DEFAULT_SEED);
+    let iterations = env_u64("TELEHEALTH_TEST_FUZZ_ITERATIONS").unwrap_or(DEFAULT_ITERATIONS);
+    let seed = env_u64("TELEHEALTH_TEST_FUZZ_SEED").unwrap_or(DEFAULT_SEED);
     let folder = std::env::temp_dir().join("telehealth-fuzz");
     std::fs::create_dir_all(&folder).expect("fuzz folder");
     let last = folder.join(format!("{}.input", target.name));
