@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use sqlx::postgres::PgListener;
+
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +18,40 @@ use crate::{db::Database, error::KitError};
 
 /// Largest NOTIFY payload PostgreSQL accepts is 8000 bytes; events stay well below.
 const MAX_PAYLOAD: usize = 7900;
+
+/// How long one attempt to connect the listener may take (a server that is down or restarting).
+const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between two attempts.
+const LISTEN_RETRY: Duration = Duration::from_millis(200);
+
+/// A listener on `channel`, on a connection of its own.
+async fn listen(url: &str, channel: &str) -> Result<PgListener, KitError> {
+    let mut listener = tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, PgListener::connect(url))
+        .await
+        .map_err(|_| {
+            KitError::Unavailable("the event listener could not connect in time".into())
+        })??;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+/// Listens again until it works, or `None` once `shutdown` is cancelled. Notifications sent
+/// meanwhile are lost, which watchers handle: they list again after they reconnect.
+async fn relisten(url: &str, channel: &str, shutdown: &CancellationToken) -> Option<PgListener> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(LISTEN_RETRY) => {}
+        }
+        match listen(url, channel).await {
+            Ok(listener) => {
+                tracing::info!("event listener listening again");
+                return Some(listener);
+            }
+            Err(error) => tracing::debug!(%error, "event listener not back yet"),
+        }
+    }
+}
 
 /// Publishes and fans out events of one service.
 #[derive(Clone)]
@@ -33,9 +69,9 @@ impl EventBus {
             None => None,
             Some((url, schema)) => {
                 let channel = format!("{schema}_events");
-                let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-                listener.listen(&channel).await?;
+                let mut listener = listen(url, &channel).await?;
                 let forward = sender.clone();
+                let (url, listened) = (url.to_owned(), channel.clone());
                 tokio::spawn(async move {
                     loop {
                         tokio::select! {
@@ -45,9 +81,14 @@ impl EventBus {
                                     let _ = forward.send(notification.payload().to_owned());
                                 }
                                 Err(error) => {
-                                    // PgListener reconnects by itself on the next recv.
-                                    tracing::warn!(%error, "event listener lost its connection; reconnecting");
-                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                    tracing::warn!(%error, "event listener lost its connection; listening again");
+                                    // A new listener on a new connection: after some failures
+                                    // (a connection reset by a restarting server) the old one
+                                    // would keep reading its dead connection.
+                                    match relisten(&url, &listened, &shutdown).await {
+                                        Some(fresh) => listener = fresh,
+                                        None => break,
+                                    }
                                 }
                             },
                         }
