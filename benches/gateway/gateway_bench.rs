@@ -233,12 +233,10 @@ impl Bench {
                         cache_entries.to_string(),
                         "--log-filter".into(),
                         self.options.gateway_log_filter.clone(),
+                        "--workers".into(),
+                        self.options.gateway_workers.unwrap_or(0).to_string(),
                     ],
-                    &self
-                        .options
-                        .gateway_workers
-                        .map(|n| vec![("TOKIO_WORKER_THREADS".to_owned(), n.to_string())])
-                        .unwrap_or_default(),
+                    &[],
                 )
                 .await?;
                 let mut target =
@@ -534,7 +532,7 @@ fn header(options: &Options, envoy: Option<&Path>) -> String {
     );
     let _ = writeln!(
         header,
-        "Ours: own process, tokio multi-thread runtime ({} workers), log filter `{}`. \
+        "Ours: own process, {} worker threads (`gateway.workers`), log filter `{}`. \
          Envoy: --concurrency {}{}.",
         options.gateway_workers.unwrap_or(cores),
         options.gateway_log_filter,

@@ -38,7 +38,7 @@ const USAGE: &str = "usage (after `cargo bench --bench gateway --`):
       [--envoy-static-roles true (diagnostic: Envoy without its Lua filter)]
   serve-echo --data-dir DIR
   serve-gateway --data-dir DIR --upstream HOST:PORT --cache-entries N
-      [--log-filter FILTER]";
+      [--log-filter FILTER] [--workers N (0: one per core)]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -118,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
                 upstream: flags.required("upstream")?,
                 cache_entries: flags.number("cache-entries", 10_000)?,
                 log_filter: flags.take("log-filter").unwrap_or_else(|| "info".into()),
+                workers: flags.number("workers", 0)?,
             };
             flags.finish()?;
             servers::serve_gateway(options).await

@@ -35,6 +35,8 @@ pub struct GatewayOptions {
     pub cache_entries: usize,
     /// `telemetry.log_filter` (the production default is `info`).
     pub log_filter: String,
+    /// `gateway.workers` (0: one per core, the default).
+    pub workers: usize,
 }
 
 /// `serve-gateway`: our gateway, configured as in production except for the rate limit (raised
@@ -56,6 +58,7 @@ pub async fn serve_gateway(options: GatewayOptions) -> anyhow::Result<()> {
     settings.gateway.limits.requests_per_second = 1.0e9;
     settings.gateway.limits.burst = 1_000_000_000;
     settings.gateway.jwt.cache_entries = options.cache_entries;
+    settings.gateway.workers = options.workers;
     settings.telemetry.log_filter = options.log_filter;
     // The same subscriber `telehealth serve gateway` installs (logs + OpenTelemetry layer).
     let _telemetry =

@@ -6,6 +6,7 @@
 //! streaming both ways. Modules, outermost first:
 //!
 //! - [`server`]: TLS handshakes, HTTP/2 connections, their deadlines and drain;
+//! - [`workers`]: the threads serving connections, a connection and its calls on one thread;
 //! - [`connections`]: connections per address and per certificate, closing revoked ones;
 //! - [`tls`]: the client-facing TLS configuration (client certificates, CRLs, hot reload);
 //! - [`proxy`]: the per-call pipeline;
@@ -45,6 +46,7 @@ pub mod streams;
 pub mod tls;
 pub mod upstream;
 pub mod web;
+pub mod workers;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -75,6 +77,8 @@ pub struct GatewayServer {
     reload_interval: Duration,
     resolve_interval: Duration,
     drain: Duration,
+    /// Threads serving client connections (0: one per core).
+    workers: usize,
     sign_in: Option<TcpListener>,
     follower: Option<Arc<AuthFollower>>,
     /// Each service's health, reported as `dependency/<service>` and in the metrics.
@@ -162,6 +166,7 @@ impl GatewayServer {
             resolve_interval: Duration::from_secs(upstream.resolve_interval_seconds),
             reload_interval: Duration::from_secs(gateway_settings.reload_interval_seconds.max(1)),
             drain: settings.drain_deadline(),
+            workers: gateway_settings.workers,
             sign_in: None,
             follower,
             upstream_checks: upstream_checks(settings)?,
@@ -203,12 +208,20 @@ impl GatewayServer {
         health
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
+        // Both ports' connections are served by the same worker threads.
+        let workers = match workers::Workers::start(self.workers) {
+            Ok(workers) => Arc::new(workers),
+            Err(error) => {
+                tracing::error!(%error, "could not start the gateway's worker threads");
+                return;
+            }
+        };
         let sign_in = self.sign_in.map(|listener| {
             tokio::spawn(server::serve(
                 self.gateway.clone(),
                 self.tls.clone(),
-                listener,
-                Port::SignIn,
+                (listener, Port::SignIn),
+                workers.clone(),
                 shutdown.clone(),
                 self.drain,
             ))
@@ -216,8 +229,8 @@ impl GatewayServer {
         server::serve(
             self.gateway,
             self.tls,
-            listener,
-            Port::Devices,
+            (listener, Port::Devices),
+            workers,
             shutdown,
             self.drain,
         )

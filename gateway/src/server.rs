@@ -46,15 +46,16 @@ use crate::{
     body::InFlight,
     proxy::{ConnectionInfo, Gateway, Port},
     tls::{CertificateId, ServerTls},
+    workers::Workers,
 };
 
-/// Accepts client connections on `listener` until `shutdown`, then lets open calls finish for at
-/// most `drain` before returning.
+/// Accepts client connections on `listener` until `shutdown`, serving each on one of `workers`,
+/// then lets open calls finish for at most `drain` before returning.
 pub async fn serve(
     gateway: Arc<Gateway>,
     tls: Arc<ServerTls>,
-    listener: TcpListener,
-    port: Port,
+    (listener, port): (TcpListener, Port),
+    workers: Arc<Workers>,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
@@ -82,7 +83,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let (gateway, tls, shutdown) = (gateway.clone(), tls.clone(), shutdown.clone());
-        connections.spawn(async move {
+        workers.serve(tcp, &connections, move |tcp| async move {
             serve_connection(gateway, &tls, tcp, remote, port, shutdown).await;
             drop(address_slot);
         });

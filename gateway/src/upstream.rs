@@ -1,7 +1,8 @@
 //! The services behind the gateway: endpoints, HTTP/2 connections over internal mTLS, balancing
 //! and ejection.
 //!
-//! Each endpoint keeps one multiplexed HTTP/2 connection, reused by every call. Calls go round
+//! Each endpoint keeps one multiplexed HTTP/2 connection per worker thread (see
+//! [`crate::workers`]), reused by every call that worker serves. Calls go round
 //! robin over the endpoints that are up. An endpoint whose connection cannot be made is ejected
 //! for a while (doubling up to 30 s) and the call moves on to the next endpoint *before* any of
 //! its body is sent, so failing over loses nothing. A connection that dies is replaced on the
@@ -30,7 +31,7 @@ use rustls_pki_types::ServerName;
 use telehealth_kit::{Part, config::TlsFiles, tls};
 use tokio::{net::TcpStream, sync::Mutex};
 
-use crate::error::GatewayError;
+use crate::{error::GatewayError, workers};
 
 /// Longest ejection of a failing endpoint.
 const MAX_EJECTION: Duration = Duration::from_secs(30);
@@ -62,7 +63,9 @@ impl Endpoint {
 
 #[derive(Default)]
 struct EndpointState {
-    sender: Option<SendRequest<UpstreamBody>>,
+    /// The live connection of each worker (index [`workers::current`]), made on that worker so
+    /// that its I/O runs there.
+    senders: Vec<Option<SendRequest<UpstreamBody>>>,
     ejected_until: Option<Instant>,
     ejection: Duration,
 }
@@ -271,11 +274,11 @@ impl Upstreams {
         })
     }
 
-    /// Marks an endpoint whose call failed at the transport level: its connection is dropped
+    /// Marks an endpoint whose call failed at the transport level: its connections are dropped
     /// and it is ejected.
     pub async fn report_failure(&self, endpoint: &Endpoint) {
         let mut state = endpoint.state.lock().await;
-        state.sender = None;
+        state.senders.clear();
         self.eject(&mut state);
     }
 
@@ -289,8 +292,16 @@ impl Upstreams {
     }
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<SendRequest<UpstreamBody>, String> {
+        let worker = workers::current();
         // Fast path: reuse the live connection without holding the lock while waiting on it.
-        let existing = endpoint.state.lock().await.sender.clone();
+        let existing = endpoint
+            .state
+            .lock()
+            .await
+            .senders
+            .get(worker)
+            .cloned()
+            .flatten();
         if let Some(mut sender) = existing.filter(|s| !s.is_closed())
             && sender.ready().await.is_ok()
         {
@@ -298,14 +309,16 @@ impl Upstreams {
         }
         let mut state = endpoint.state.lock().await;
         // Another call may have reconnected while this one waited for the lock.
-        if let Some(sender) = state
-            .sender
+        if state.senders.len() <= worker {
+            state.senders.resize(worker + 1, None);
+        }
+        if let Some(sender) = state.senders[worker]
             .clone()
             .filter(|s| !s.is_closed() && s.is_ready())
         {
             return Ok(sender);
         }
-        state.sender = None;
+        state.senders[worker] = None;
         let connected =
             match tokio::time::timeout(self.connect_timeout, self.handshake(endpoint)).await {
                 Ok(Ok(mut sender)) => sender
@@ -320,7 +333,7 @@ impl Upstreams {
             Ok(sender) => {
                 state.ejected_until = None;
                 state.ejection = Duration::ZERO;
-                state.sender = Some(sender.clone());
+                state.senders[worker] = Some(sender.clone());
                 Ok(sender)
             }
             Err(error) => {

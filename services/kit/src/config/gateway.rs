@@ -48,6 +48,10 @@ pub struct GatewaySettings {
     /// Folder of the built web client (`index.html`, `assets/`), served to browsers (`GET`) on
     /// both ports. Default none: `GET` answers 404.
     pub web_root: Option<PathBuf>,
+    /// Threads serving client connections, each with its own event loop and its own
+    /// connections to the services: a client connection and its calls stay on one thread.
+    /// Default 0: one per core.
+    pub workers: usize,
     pub jwt: JwtSettings,
     pub limits: LimitSettings,
     pub upstream: UpstreamSettings,
@@ -165,6 +169,7 @@ impl Default for GatewaySettings {
             auth_keys_dir: None,
             web_allowed_origins: Vec::new(),
             web_root: None,
+            workers: 0,
             jwt: JwtSettings::default(),
             limits: LimitSettings::default(),
             upstream: UpstreamSettings::default(),
