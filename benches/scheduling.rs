@@ -34,7 +34,8 @@ use telehealth_kit::{
     token::{DEFAULT_AUDIENCE, DevSigner, MintRequest, thumbprint_of_pem_file},
 };
 use telehealth_proto::v1::{
-    self as pb, patient_service_client::PatientServiceClient,
+    self as pb, directory_service_client::DirectoryServiceClient,
+    patient_service_client::PatientServiceClient,
     scheduling_service_client::SchedulingServiceClient,
 };
 use telehealth_testkit::harness::Bearer;
@@ -155,6 +156,37 @@ async fn main() -> anyhow::Result<()> {
         .map(|p| p.id)
         .unwrap_or_default();
 
+    // The practitioners are doctors of the centre in its directory (the scheduling service books
+    // only active members), put there by its administrator.
+    let admin = DevSigner::new(settings.data_dir.join("jwt")).mint(&MintRequest {
+        subject: "admin-bench".into(),
+        roles: vec![Role::Admin],
+        org: ORG.into(),
+        specialty: None,
+        cert_thumbprint: Some(thumbprint_of_pem_file(&device.cert)?),
+        ttl: Duration::from_secs(3600),
+        audience: DEFAULT_AUDIENCE.into(),
+    })?;
+    let mut directory = DirectoryServiceClient::with_interceptor(
+        telehealth_testkit::harness::channel_to(
+            suite.gateway,
+            &settings,
+            &(device.cert.clone(), device.key.clone()),
+        )
+        .await?,
+        Bearer::new(&admin),
+    );
+    print!("adding {PRACTITIONERS} doctors to the directory… ");
+    for n in 0..PRACTITIONERS {
+        directory
+            .put_member(pb::PutMemberRequest {
+                subject: practitioner(n),
+                roles: vec![pb::Role::Doctor as i32],
+                ..Default::default()
+            })
+            .await?;
+    }
+    println!("done");
     print!("publishing availability of {PRACTITIONERS} practitioners… ");
     for n in 0..PRACTITIONERS {
         clients[0]

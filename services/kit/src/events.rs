@@ -1,7 +1,8 @@
 //! Change notifications for `Watch…` streams, across replicas.
 //!
-//! A service publishes a small JSON event after it commits a change; every replica's watchers
-//! receive it. On PostgreSQL the event travels through `NOTIFY` on a channel named after the
+//! A service publishes a small JSON event with a change: inside the change's transaction
+//! ([`EventBus::stage`], delivered when it commits) or after it commits
+//! ([`EventBus::publish`]); every replica's watchers receive it. On PostgreSQL the event travels through `NOTIFY` on a channel named after the
 //! service's schema, and each replica `LISTEN`s on it (so a change made through one replica
 //! reaches a watcher connected to another). On SQLite (one process by definition) it goes
 //! straight to the in-process subscribers. Events are notifications, not the record: a
@@ -106,12 +107,7 @@ impl EventBus {
 
     /// Publishes `payload` to every watcher of every replica. Call it after the change commits.
     pub async fn publish(&self, payload: String) -> Result<(), KitError> {
-        if payload.len() > MAX_PAYLOAD {
-            return Err(KitError::Config(format!(
-                "event payload of {} bytes is too large",
-                payload.len()
-            )));
-        }
+        check_size(&payload)?;
         match &self.channel {
             Some(channel) => {
                 sqlx::query("SELECT pg_notify($1, $2)")
@@ -127,8 +123,126 @@ impl EventBus {
         Ok(())
     }
 
+    /// Publishes `payload` as part of the transaction on `conn`, which must then commit before
+    /// [`StagedEvent::send`]. On PostgreSQL the `NOTIFY` is a statement of the transaction:
+    /// delivered at its commit, never for a change rolled back, and committed with it (a
+    /// separate `NOTIFY` costs a transaction and a WAL flush of its own). On SQLite the event
+    /// waits in the [`StagedEvent`] until sent.
+    pub async fn stage(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        payload: String,
+    ) -> Result<StagedEvent, KitError> {
+        check_size(&payload)?;
+        match &self.channel {
+            Some(channel) => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(channel)
+                    .bind(payload)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(StagedEvent { in_process: None })
+            }
+            None => Ok(StagedEvent {
+                in_process: Some((self.sender.clone(), payload)),
+            }),
+        }
+    }
+
     /// A new subscription; it sees events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.sender.subscribe()
+    }
+}
+
+/// An event staged in a transaction, sent by [`StagedEvent::send`] once it has committed.
+#[must_use = "send the event once its transaction has committed"]
+pub struct StagedEvent {
+    /// On SQLite, the in-process subscribers and the event; on PostgreSQL nothing is left to do.
+    in_process: Option<(broadcast::Sender<String>, String)>,
+}
+
+impl StagedEvent {
+    /// Sends the event (call it after the commit; a dropped event is never sent).
+    pub fn send(self) {
+        if let Some((sender, payload)) = self.in_process {
+            let _ = sender.send(payload);
+        }
+    }
+}
+
+fn check_size(payload: &str) -> Result<(), KitError> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(KitError::Config(format!(
+            "event payload of {} bytes is too large",
+            payload.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::TestDatabase;
+
+    /// The next event `receiver` gets within a moment, if any.
+    async fn next(receiver: &mut broadcast::Receiver<String>) -> Option<String> {
+        tokio::time::timeout(Duration::from_millis(500), receiver.recv())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    #[tokio::test]
+    async fn a_staged_event_reaches_watchers_only_once_its_transaction_commits() {
+        for test_db in TestDatabase::each_backend().await {
+            let backend = test_db.backend();
+            let shutdown = CancellationToken::new();
+            let bus = EventBus::start(&test_db.db, shutdown.clone())
+                .await
+                .expect("bus");
+            let mut watcher = bus.subscribe();
+
+            let mut tx = test_db.db.pool().begin().await.expect("begin");
+            let staged = bus
+                .stage(&mut tx, "rolled back".into())
+                .await
+                .expect("stage");
+            tx.rollback().await.expect("rollback");
+            drop(staged);
+
+            let mut tx = test_db.db.pool().begin().await.expect("begin");
+            let staged = bus.stage(&mut tx, "committed".into()).await.expect("stage");
+            assert_eq!(
+                next(&mut watcher).await,
+                None,
+                "{backend:?}: nothing is delivered before the commit"
+            );
+            tx.commit().await.expect("commit");
+            staged.send();
+            assert_eq!(
+                next(&mut watcher).await.as_deref(),
+                Some("committed"),
+                "{backend:?}: the committed event, and never the rolled-back one"
+            );
+            assert_eq!(
+                next(&mut watcher).await,
+                None,
+                "{backend:?}: delivered once"
+            );
+
+            let mut tx = test_db.db.pool().begin().await.expect("begin");
+            let too_large = bus.stage(&mut tx, "x".repeat(MAX_PAYLOAD + 1)).await;
+            assert!(
+                too_large.is_err(),
+                "{backend:?}: an oversized event is refused"
+            );
+            drop(tx);
+            shutdown.cancel();
+            test_db.cleanup().await;
+        }
     }
 }

@@ -783,22 +783,20 @@ pub async fn list_appointments(
 
 // ---- history ---------------------------------------------------------------------------------
 
-/// Appends an event to an appointment's history (sequence numbers without gaps).
+/// Appends an event to an appointment's history (sequence numbers without gaps: the caller's
+/// transaction holds the appointment, or has just created it); returns its sequence number.
 pub async fn append_event(conn: &mut AnyConnection, event: &HistoryEvent) -> Result<i64> {
-    let next: i64 = sqlx::query("SELECT COALESCE(MAX(sequence), 0) + 1 AS next FROM appointment_events WHERE appointment_id = $1")
-        .bind(&event.appointment_id)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("next")?;
-    sqlx::query(
+    // One statement: the next number is read where it is written.
+    let sequence: i64 = sqlx::query(
         "INSERT INTO appointment_events (event_id, appointment_id, sequence, kind, occurred_at_us, actor_json, \
          previous_status, new_status, previous_start_us, previous_end_us, new_start_us, new_end_us, \
          participant_subject, participant_role, comment) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         SELECT $1, $2, COALESCE(MAX(sequence), 0) + 1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+         FROM appointment_events WHERE appointment_id = $2 \
+         RETURNING sequence",
     )
     .bind(&event.id)
     .bind(&event.appointment_id)
-    .bind(next)
     .bind(event.kind as i64)
     .bind(micros(event.occurred_at))
     .bind(json(&event.actor))
@@ -811,9 +809,10 @@ pub async fn append_event(conn: &mut AnyConnection, event: &HistoryEvent) -> Res
     .bind(&event.participant_subject)
     .bind(event.participant_role.map_or(0, |role| role as i64))
     .bind(&event.comment)
-    .execute(&mut *conn)
-    .await?;
-    Ok(next)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("sequence")?;
+    Ok(sequence)
 }
 
 /// The history of an appointment after sequence `after`, oldest first, at most `limit`.

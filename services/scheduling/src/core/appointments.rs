@@ -3,9 +3,10 @@
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use telehealth_kit::{
-    Part,
+    KitError, Part,
     audit::{AuditEntry, Outcome},
     consent::Act,
+    events::StagedEvent,
     identity::{Caller, Identity, Role},
 };
 use tokio_stream::wrappers::BroadcastStream;
@@ -204,9 +205,10 @@ impl Scheduler {
         let sequence = store::append_event(&mut tx, &event).await?;
         let entry = AuditEntry::new(caller, "MarkWaitingRoom", "appointment", id, Outcome::Ok);
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        let announcement = self.announce(&mut tx, &current, sequence).await?;
         tx.commit().await?;
         self.flush_audit().await;
-        self.announce(&current, sequence).await;
+        announcement.send();
         tracing::info!(appointment_id = %id, "presence in the video room recorded");
         Ok(current.status)
     }
@@ -354,9 +356,10 @@ impl Scheduler {
         );
         // The record commits with the change, then joins the chain before the caller hears of it.
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        let announcement = self.announce(&mut tx, &updated, sequence).await?;
         tx.commit().await?;
         self.flush_audit().await;
-        self.announce(&updated, sequence).await;
+        announcement.send();
         let close = match transition {
             Transition::Finish => Some(CloseReason::Finished),
             Transition::Cancel => Some(CloseReason::Cancelled),
@@ -526,22 +529,24 @@ impl Scheduler {
         Ok((event, appointment))
     }
 
-    /// Tells every replica's watchers that `appointment` changed (after commit).
-    pub(crate) async fn announce(&self, appointment: &Appointment, sequence: i64) {
+    /// Tells every replica's watchers that `appointment` changed, in the transaction of the
+    /// change on `conn` (see [`telehealth_kit::events::EventBus::stage`]); send what this
+    /// returns once the transaction has committed.
+    pub(crate) async fn announce(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        appointment: &Appointment,
+        sequence: i64,
+    ) -> Result<StagedEvent, SchedulingError> {
         let notice = ChangeNotice {
             appointment_id: appointment.id.clone(),
             org_id: appointment.org_id.clone(),
             participants: appointment.participants().map(str::to_owned).collect(),
             sequence,
         };
-        match serde_json::to_string(&notice) {
-            Ok(payload) => {
-                if let Err(error) = self.bus.publish(payload).await {
-                    tracing::warn!(%error, appointment_id = %appointment.id, "change not announced to watchers");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "change notice not serialisable"),
-        }
+        let payload = serde_json::to_string(&notice)
+            .map_err(|e| KitError::Config(format!("change notice not serialisable: {e}")))?;
+        Ok(self.bus.stage(conn, payload).await?)
     }
 }
 

@@ -308,9 +308,10 @@ impl Scheduler {
         );
         // The record commits with the change, then joins the chain before the caller hears of it.
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        let announcement = self.announce(&mut tx, &appointment, sequence).await?;
         tx.commit().await?;
         self.flush_audit().await;
-        self.announce(&appointment, sequence).await;
+        announcement.send();
         tracing::info!(appointment_id = %appointment.id, doctor = %appointment.doctor, "booked");
         Ok((appointment, false))
     }
@@ -398,9 +399,10 @@ impl Scheduler {
         );
         // The record commits with the change, then joins the chain before the caller hears of it.
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        let announcement = self.announce(&mut tx, &updated, sequence).await?;
         tx.commit().await?;
         self.flush_audit().await;
-        self.announce(&updated, sequence).await;
+        announcement.send();
         Ok(updated)
     }
 
