@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -22,18 +22,35 @@ const MAX_PAYLOAD: usize = 7900;
 
 /// How long one attempt to connect the listener may take (a server that is down or restarting).
 const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The listener's pool acquire timeout: its connect retries back off up to a fifth of it.
+const LISTEN_ATTEMPT: Duration = Duration::from_secs(2);
 /// Pause between two attempts.
 const LISTEN_RETRY: Duration = Duration::from_millis(200);
 
 /// A listener on `channel`, on a connection of its own.
 async fn listen(url: &str, channel: &str) -> Result<PgListener, KitError> {
-    let mut listener = tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, PgListener::connect(url))
+    // The listener reconnects through this pool of one, whose connect retries back off up to a
+    // fifth of its acquire timeout: short, so that the bus hears again soon after a restart.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(LISTEN_ATTEMPT)
+        .connect_lazy(url)?;
+    let connect = async {
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.ignore_pool_close_event(true);
+        // A lost connection is reported at once (`try_recv` answers `None`) and the bus listens
+        // again on a new one, on its own short schedule ([`relisten`]).
+        listener.eager_reconnect(false);
+        listener.listen(channel).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    Ok(tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| {
             KitError::Unavailable("the event listener could not connect in time".into())
-        })??;
-    listener.listen(channel).await?;
-    Ok(listener)
+        })??)
 }
 
 /// Listens again until it works, or `None` once `shutdown` is cancelled. Notifications sent
@@ -77,11 +94,12 @@ impl EventBus {
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => break,
-                            received = listener.recv() => match received {
-                                Ok(notification) => {
+                            received = listener.try_recv() => match received {
+                                Ok(Some(notification)) => {
                                     let _ = forward.send(notification.payload().to_owned());
                                 }
-                                Err(error) => {
+                                lost => {
+                                    let error = lost.err().map_or_else(|| "connection closed".to_owned(), |e| e.to_string());
                                     tracing::warn!(%error, "event listener lost its connection; listening again");
                                     // A new listener on a new connection: after some failures
                                     // (a connection reset by a restarting server) the old one
