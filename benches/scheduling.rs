@@ -104,24 +104,19 @@ async fn main() -> anyhow::Result<()> {
 
     // A coordinator of the centre books for every practitioner.
     let device = DevPki::new(settings.pki_dir()).device_files("doctor-workstation");
-    let token = DevSigner::new(settings.data_dir.join("jwt")).mint(&MintRequest {
-        subject: "coord-bench".into(),
-        roles: vec![Role::Coordinator, Role::Doctor],
-        org: ORG.into(),
-        specialty: None,
-        cert_thumbprint: Some(thumbprint_of_pem_file(&device.cert)?),
-        ttl: Duration::from_secs(3600),
-        audience: DEFAULT_AUDIENCE.into(),
-    })?;
+    let token = mint(
+        &settings,
+        &device.cert,
+        "coord-bench",
+        vec![Role::Coordinator, Role::Doctor],
+    )?;
     let bearer = Bearer::new(&token);
+    let device_files = (device.cert.clone(), device.key.clone());
+    let connect =
+        || telehealth_testkit::harness::channel_to(suite.gateway, &settings, &device_files);
     let mut clients: Vec<Client> = Vec::new();
     for _ in 0..CONNECTIONS {
-        let channel = telehealth_testkit::harness::channel_to(
-            suite.gateway,
-            &settings,
-            &(device.cert.clone(), device.key.clone()),
-        )
-        .await?;
+        let channel = connect().await?;
         clients.push(SchedulingServiceClient::with_interceptor(
             channel,
             bearer.clone(),
@@ -129,15 +124,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The patient every booking names, in the centre's register.
-    let mut register = PatientServiceClient::with_interceptor(
-        telehealth_testkit::harness::channel_to(
-            suite.gateway,
-            &settings,
-            &(device.cert.clone(), device.key.clone()),
-        )
-        .await?,
-        bearer.clone(),
-    );
+    let mut register = PatientServiceClient::with_interceptor(connect().await?, bearer.clone());
     let patient = register
         .create_patient(pb::CreatePatientRequest {
             identity: Some(pb::IdentityTraits {
@@ -158,24 +145,9 @@ async fn main() -> anyhow::Result<()> {
 
     // The practitioners are doctors of the centre in its directory (the scheduling service books
     // only active members), put there by its administrator.
-    let admin = DevSigner::new(settings.data_dir.join("jwt")).mint(&MintRequest {
-        subject: "admin-bench".into(),
-        roles: vec![Role::Admin],
-        org: ORG.into(),
-        specialty: None,
-        cert_thumbprint: Some(thumbprint_of_pem_file(&device.cert)?),
-        ttl: Duration::from_secs(3600),
-        audience: DEFAULT_AUDIENCE.into(),
-    })?;
-    let mut directory = DirectoryServiceClient::with_interceptor(
-        telehealth_testkit::harness::channel_to(
-            suite.gateway,
-            &settings,
-            &(device.cert.clone(), device.key.clone()),
-        )
-        .await?,
-        Bearer::new(&admin),
-    );
+    let admin = mint(&settings, &device.cert, "admin-bench", vec![Role::Admin])?;
+    let mut directory =
+        DirectoryServiceClient::with_interceptor(connect().await?, Bearer::new(&admin));
     print!("adding {PRACTITIONERS} doctors to the directory… ");
     for n in 0..PRACTITIONERS {
         directory
@@ -309,6 +281,26 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     }
     Ok(())
+}
+
+/// A token of `subject` of the centre with `roles`, bound to the device certificate `cert`.
+fn mint(
+    settings: &Settings,
+    cert: &std::path::Path,
+    subject: &str,
+    roles: Vec<Role>,
+) -> anyhow::Result<String> {
+    Ok(
+        DevSigner::new(settings.data_dir.join("jwt")).mint(&MintRequest {
+            subject: subject.into(),
+            roles,
+            org: ORG.into(),
+            specialty: None,
+            cert_thumbprint: Some(thumbprint_of_pem_file(cert)?),
+            ttl: Duration::from_secs(3600),
+            audience: DEFAULT_AUDIENCE.into(),
+        })?,
+    )
 }
 
 fn booking(patient: &str, key: &str, doctor: &str, start: Timestamp) -> pb::BookAppointmentRequest {

@@ -127,13 +127,7 @@ impl EventBus {
     pub async fn publish(&self, payload: String) -> Result<(), KitError> {
         check_size(&payload)?;
         match &self.channel {
-            Some(channel) => {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(channel)
-                    .bind(payload)
-                    .execute(self.db.pool())
-                    .await?;
-            }
+            Some(channel) => notify(self.db.pool(), channel, payload).await?,
             None => {
                 let _ = self.sender.send(payload);
             }
@@ -154,11 +148,7 @@ impl EventBus {
         check_size(&payload)?;
         match &self.channel {
             Some(channel) => {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(channel)
-                    .bind(payload)
-                    .execute(&mut *conn)
-                    .await?;
+                notify(&mut *conn, channel, payload).await?;
                 Ok(StagedEvent { in_process: None })
             }
             None => Ok(StagedEvent {
@@ -187,6 +177,20 @@ impl StagedEvent {
             let _ = sender.send(payload);
         }
     }
+}
+
+/// `NOTIFY` on `channel`, on its own or as a statement of the transaction `executor` is in.
+async fn notify<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    channel: &str,
+    payload: String,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(executor)
+        .await?;
+    Ok(())
 }
 
 fn check_size(payload: &str) -> Result<(), KitError> {
