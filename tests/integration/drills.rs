@@ -122,6 +122,24 @@ async fn a_postgresql_restart_during_bookings_loses_and_duplicates_nothing() {
     while acknowledged.lock().expect("lock").len() < WRITES / 4 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A doctor watching through the outage: the notifications sent while the service cannot
+    // hear them are lost, so the watch must end (UNAVAILABLE) rather than go quiet.
+    let mut watched_through = suite
+        .scheduling(&doctor)
+        .await
+        .watch_appointments(pb::WatchAppointmentsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    assert!(matches!(
+        watched_through
+            .next()
+            .await
+            .expect("first")
+            .expect("ok")
+            .payload,
+        Some(pb::watch_appointments_response::Payload::Ready(_))
+    ));
     let server = Arc::new(server);
     let stopping = server.clone();
     let down_at = Instant::now();
@@ -243,8 +261,22 @@ async fn a_postgresql_restart_during_bookings_loses_and_duplicates_nothing() {
         );
     }
 
-    // The services came back by themselves: every part SERVING, and a change reaches a watch
-    // opened now (the event bus listens again).
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match watched_through.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return Some(status),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the watch open through the outage ends")
+    .expect("with an error, not as if nothing had been missed");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+
+    // The services came back by themselves: every part SERVING, the event bus listening again
+    // (its own health entry), and a change reaches a watch opened now.
     suite
         .running
         .as_mut()
@@ -252,6 +284,21 @@ async fn a_postgresql_restart_during_bookings_loses_and_duplicates_nothing() {
         .wait_healthy(RECOVERY_BOUND)
         .await
         .expect("every part serving again");
+    let address =
+        suite.running.as_ref().expect("running").services[&telehealth_kit::Part::Scheduling];
+    let health = suite
+        .internal_channel(telehealth_kit::Part::Gateway, address)
+        .await;
+    let listening = tokio::time::timeout(RECOVERY_BOUND, async {
+        while !telehealth_kit::health::check(health.clone(), "dependency/events")
+            .await
+            .unwrap_or(false)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(listening.is_ok(), "the event bus listens again");
     let mut watch = scheduling
         .watch_appointments(pb::WatchAppointmentsRequest::default())
         .await

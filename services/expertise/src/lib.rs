@@ -66,7 +66,7 @@ pub fn definition() -> ServiceDefinition {
 
 fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
-        let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
+        let bus = EventBus::of_service(&context).await?;
         let clock = telehealth_kit::service_core::system_clock();
         let images = telehealth_images::ImageStore::open(&context).await?;
         let core = Expertise::new(

@@ -2,7 +2,8 @@
 //!
 //! Each dependency is also reported on its own, as the health entry `dependency/<name>` and the
 //! gauge `telehealth_dependency_up{dependency, part}` (1 reachable, 0 not; `part` is who checks): `database` for every
-//! service, plus what a service registers in its [`Dependencies`] (the blob store). Only the
+//! service, plus what a service registers in its [`Dependencies`] (the blob store, the event
+//! bus's listener). Only the
 //! database decides readiness: a service without its blob store still answers everything else.
 
 use std::collections::BTreeMap;
@@ -45,7 +46,7 @@ impl Dependencies {
         }
     }
 
-    fn all(&self) -> Vec<(&'static str, Check)> {
+    pub(crate) fn all(&self) -> Vec<(&'static str, Check)> {
         self.checks.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }

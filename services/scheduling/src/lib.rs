@@ -53,7 +53,7 @@ pub fn definition() -> ServiceDefinition {
 
 fn routes(context: ServiceContext) -> RoutesFuture {
     Box::pin(async move {
-        let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
+        let bus = EventBus::of_service(&context).await?;
         let clock = telehealth_kit::service_core::system_clock();
         let rooms = core::rooms::Rooms::new(context.channel_to(Part::Signalling)?);
         let directory = Directory::new(context.channel_to(Part::Directory)?);

@@ -87,7 +87,7 @@ pub fn routes_with(context: ServiceContext, settings: SignallingSettings) -> Rou
         settings
             .validate()
             .map_err(|e| KitError::Config(format!("signalling: {e}")))?;
-        let bus = EventBus::start(&context.db, context.shutdown.clone()).await?;
+        let bus = EventBus::of_service(&context).await?;
         let clock = telehealth_kit::service_core::system_clock();
         let presence = Arc::new(SchedulingPresence::new(
             context.channel_to(Part::Scheduling)?,

@@ -3,10 +3,10 @@
 
 use futures::{Stream, StreamExt};
 use telehealth_kit::{
+    KitError,
     audit::Outcome,
     identity::{Caller, Identity, Role},
 };
-use tokio_stream::wrappers::BroadcastStream;
 
 use super::{Expertise, Notice, can_see, person, visible};
 use crate::model::RequestId;
@@ -142,7 +142,7 @@ impl Expertise {
     ) -> Result<impl Stream<Item = Result<Delivery, ExpertiseError>> + use<>, ExpertiseError> {
         let identity = person(caller)?.clone();
         // Subscribe first: nothing published after the check is missed.
-        let notices = BroadcastStream::new(self.bus.subscribe());
+        let notices = self.bus.subscribe();
         if let Some(id) = &query.request_id {
             let mut conn = self.base.db().pool().acquire().await?;
             let found = visible(caller, store::request(&mut conn, id).await?);
@@ -161,7 +161,12 @@ impl Expertise {
                 query.clone(),
             );
             async move {
-                let notice: Notice = serde_json::from_str(&notice.ok()?).ok()?;
+                // Missed notifications end the watch: its client lists again.
+                let notice = match notice {
+                    Ok(notice) => notice,
+                    Err(missed) => return Some(Err(KitError::from(missed).into())),
+                };
+                let notice: Notice = serde_json::from_str(&notice).ok()?;
                 if !concerned(&identity, &query, &notice) {
                     return None;
                 }

@@ -9,7 +9,6 @@ use telehealth_kit::{
     events::StagedEvent,
     identity::{Caller, Identity, Role},
 };
-use tokio_stream::wrappers::BroadcastStream;
 
 use super::{Scheduler, person, rooms::CloseReason};
 use crate::{
@@ -479,7 +478,7 @@ impl Scheduler {
         }
         let caller = caller.clone();
         let scheduler = self.clone();
-        let notices = BroadcastStream::new(self.bus.subscribe());
+        let notices = self.bus.subscribe();
         Ok(notices.filter_map(move |notice| {
             let (identity, caller, scheduler, practitioner) = (
                 identity.clone(),
@@ -488,7 +487,12 @@ impl Scheduler {
                 practitioner.clone(),
             );
             async move {
-                let notice: ChangeNotice = serde_json::from_str(&notice.ok()?).ok()?;
+                // Missed notifications end the watch: its client lists again.
+                let notice = match notice {
+                    Ok(notice) => notice,
+                    Err(missed) => return Some(Err(KitError::from(missed).into())),
+                };
+                let notice: ChangeNotice = serde_json::from_str(&notice).ok()?;
                 let concerned = notice.participants.contains(&identity.subject)
                     || (identity.has_role(Role::Coordinator) && identity.org == notice.org_id);
                 let wanted = practitioner

@@ -26,10 +26,14 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
+use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use telehealth_kit::{Database, events::EventBus};
-use tokio::sync::{broadcast::error::RecvError, mpsc};
+use telehealth_kit::{
+    Database, KitError,
+    events::{EventBus, Missed},
+};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -483,23 +487,39 @@ struct Dispatcher {
 impl Dispatcher {
     async fn run(
         self,
-        mut events: tokio::sync::broadcast::Receiver<String>,
+        events: impl Stream<Item = Result<String, Missed>> + Send,
         shutdown: CancellationToken,
     ) {
+        let mut events = std::pin::pin!(events);
         loop {
             let received = tokio::select! {
                 () = shutdown.cancelled() => break,
-                received = events.recv() => received,
+                received = events.next() => received,
             };
             match received {
-                Ok(payload) => match serde_json::from_str::<BusEvent>(&payload) {
+                Some(Ok(payload)) => match serde_json::from_str::<BusEvent>(&payload) {
                     Ok(event) => self.dispatch(event).await,
                     Err(error) => tracing::warn!(%error, "ignoring an undecodable room event"),
                 },
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::error!(missed, "the room dispatcher fell behind; events were lost");
-                }
-                Err(RecvError::Closed) => break,
+                Some(Err(missed)) => self.end_every_stream(missed),
+                None => break,
+            }
+        }
+    }
+
+    /// Room events were lost: this replica's view of its rooms may be wrong, so every local
+    /// stream ends with UNAVAILABLE and its client joins again (reading the room afresh).
+    fn end_every_stream(&self, missed: Missed) {
+        tracing::error!(
+            ?missed,
+            "room events were missed; every stream of this replica rejoins"
+        );
+        let reason = KitError::from(missed).to_string();
+        for view in lock(&self.rooms).values() {
+            for local in &view.local {
+                local
+                    .link
+                    .end(Err(SignallingError::Unavailable(reason.clone())));
             }
         }
     }

@@ -7,10 +7,10 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use telehealth_kit::{
+    KitError,
     audit::{AuditEntry, Outcome},
     identity::{Caller, Identity},
 };
-use tokio_stream::wrappers::BroadcastStream;
 
 use super::{WoundMonitor, person};
 use crate::model::{AlertId, WoundId};
@@ -243,7 +243,7 @@ impl WoundMonitor {
     {
         let identity = person(caller)?.clone();
         // Subscribe before checking, so nothing raised in between is missed.
-        let notices = BroadcastStream::new(self.bus.subscribe());
+        let notices = self.bus.subscribe();
         if let Some(id) = &wound_id {
             let mut conn = self.base.db().pool().acquire().await?;
             let visible = self.wound_for(&mut conn, &identity, id, Access::Read).await;
@@ -264,7 +264,12 @@ impl WoundMonitor {
                 wound_id.clone(),
             );
             async move {
-                let notice: AlertNotice = serde_json::from_str(&notice.ok()?).ok()?;
+                // Missed notifications end the watch: its client lists again.
+                let notice = match notice {
+                    Ok(notice) => notice,
+                    Err(missed) => return Some(Err(KitError::from(missed).into())),
+                };
+                let notice: AlertNotice = serde_json::from_str(&notice).ok()?;
                 let wanted = match &wound_id {
                     Some(id) => id.as_str() == notice.wound_id,
                     None => notice.followers.contains(&identity.subject),
