@@ -10,7 +10,7 @@ use std::{path::Path, time::Duration};
 
 use futures::future::BoxFuture;
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, Connection, Executor,
     any::AnyPoolOptions,
     migrate::{Migration, MigrationSource, Migrator},
 };
@@ -20,6 +20,9 @@ use crate::{config::DatabaseSettings, error::KitError, part::Part};
 /// Migrations of the shared kit (the audit log), applied before each service's own.
 static KIT_SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static KIT_POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A pooled connection idle this long is checked before it is handed out again.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Which engine is behind a [`Database`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +108,18 @@ impl Database {
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(Duration::from_secs(settings.acquire_timeout_seconds))
+            // sqlx checks every connection it takes back (a round trip on its release); checking
+            // it again when it is handed out would cost a second round trip per use. Only a
+            // connection idle for a while, which a server restart may have cut since, is checked.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= CHECK_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 let search_path = search_path.clone();
                 Box::pin(async move {
