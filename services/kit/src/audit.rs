@@ -167,9 +167,11 @@ pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, KitError> 
 /// the change it describes.
 pub async fn append(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<i64, KitError> {
     let mut tx = conn.begin().await?;
-    let seq = append_entry(&mut tx, entry).await?;
+    let mut head = Head::lock(&mut tx).await?;
+    let seq = head.append(&mut tx, &[(entry, now_micros())]).await?;
+    head.save(&mut tx).await?;
     tx.commit().await?;
-    Ok(seq)
+    Ok(seq[0])
 }
 
 /// Stages `entry` in the caller's transaction: it commits or rolls back with the change it
@@ -197,9 +199,9 @@ pub async fn stage(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<(), K
     Ok(())
 }
 
-/// Chains staged entries (oldest first) in the transaction open on `tx`, which must already
-/// hold the head lock; returns how many.
-async fn drain_outbox(tx: &mut AnyConnection) -> Result<usize, KitError> {
+/// Chains staged entries (oldest first) after `head`, in the transaction open on `tx` that
+/// holds its lock; returns how many (at most [`OUTBOX_BATCH`]: call again while it is that many).
+async fn drain_outbox(tx: &mut AnyConnection, head: &mut Head) -> Result<usize, KitError> {
     let rows = sqlx::query(
         "SELECT id, staged_at_us, subject, roles, org, cert_thumbprint, action, record_type, \
          record_id, outcome, trace_id FROM audit_outbox ORDER BY staged_at_us, id LIMIT $1",
@@ -207,6 +209,11 @@ async fn drain_outbox(tx: &mut AnyConnection) -> Result<usize, KitError> {
     .bind(OUTBOX_BATCH)
     .fetch_all(&mut *tx)
     .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut staged = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
     for row in &rows {
         let entry = AuditEntry {
             subject: row.try_get("subject")?,
@@ -219,93 +226,136 @@ async fn drain_outbox(tx: &mut AnyConnection) -> Result<usize, KitError> {
             outcome: Outcome::parse(&row.try_get::<String, _>("outcome")?),
             trace_id: row.try_get("trace_id")?,
         };
-        append_entry_at(&mut *tx, &entry, row.try_get("staged_at_us")?).await?;
-        sqlx::query("DELETE FROM audit_outbox WHERE id = $1")
-            .bind(row.try_get::<String, _>("id")?)
-            .execute(&mut *tx)
-            .await?;
+        staged.push((entry, row.try_get::<i64, _>("staged_at_us")?));
+        ids.push(row.try_get::<String, _>("id")?);
     }
+    let entries: Vec<_> = staged.iter().map(|(entry, at)| (entry, *at)).collect();
+    head.append(&mut *tx, &entries).await?;
+    let sql = format!(
+        "DELETE FROM audit_outbox WHERE id IN {}",
+        placeholders(1, ids.len())
+    );
+    // Not kept as a prepared statement: its text changes with the count.
+    let mut delete = sqlx::query(&sql).persistent(false);
+    for id in ids {
+        delete = delete.bind(id);
+    }
+    delete.execute(&mut *tx).await?;
     Ok(rows.len())
 }
 
-/// Staged entries chained per transaction at most.
+/// `count` numbered placeholders from `$first`, in parentheses: `($3, $4)`.
+fn placeholders(first: usize, count: usize) -> String {
+    let numbered: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    format!("({})", numbered.join(", "))
+}
+
+/// Staged entries chained per statement at most (13 values each: far below the bind limits of
+/// SQLite and PostgreSQL).
 const OUTBOX_BATCH: i64 = 512;
 
 /// How often the writer looks for entries staged by a replica that died before chaining them.
 const OUTBOX_SWEEP: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Appends `entry` in the transaction already open on `tx`, recorded now.
-async fn append_entry(tx: &mut AnyConnection, entry: &AuditEntry) -> Result<i64, KitError> {
-    append_entry_at(tx, entry, now_micros()).await
+/// The newest record of the chain, inside a transaction that holds its lock: read once, moved
+/// forward in memory by each append, written back once before the commit.
+struct Head {
+    seq: i64,
+    hash: String,
 }
 
-/// Appends `entry`, recorded at `recorded_at_us` (a staged entry keeps the time of its change).
-async fn append_entry_at(
-    tx: &mut AnyConnection,
-    entry: &AuditEntry,
-    recorded_at_us: i64,
-) -> Result<i64, KitError> {
-    // The UPDATE takes the head's row lock (PostgreSQL) or the write lock (SQLite) first, so
-    // concurrent appenders, even from other replicas, queue here and never fork the chain.
-    sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
-        .execute(&mut *tx)
-        .await?;
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let prev_hash: String = head.try_get("hash")?;
-
-    let outcome = entry.outcome.as_str();
-    let hash = chain_hash(
-        &prev_hash,
-        &Canonical {
-            seq,
-            recorded_at_us,
-            subject: &entry.subject,
-            roles: &entry.roles,
-            org: &entry.org,
-            cert_thumbprint: &entry.cert_thumbprint,
-            action: &entry.action,
-            record_type: &entry.record_type,
-            record_id: &entry.record_id,
-            outcome,
-            trace_id: &entry.trace_id,
-        },
-    );
-    let inserted = sqlx::query(
-        "INSERT INTO audit_log (seq, recorded_at_us, subject, roles, org, cert_thumbprint, \
-         action, record_type, record_id, outcome, trace_id, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(seq)
-    .bind(recorded_at_us)
-    .bind(&entry.subject)
-    .bind(&entry.roles)
-    .bind(&entry.org)
-    .bind(&entry.cert_thumbprint)
-    .bind(&entry.action)
-    .bind(&entry.record_type)
-    .bind(&entry.record_id)
-    .bind(outcome)
-    .bind(&entry.trace_id)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await;
-    if let Err(error) = inserted {
-        if is_conflict(&error) {
-            return Err(KitError::Audit(format!(
-                "audit sequence {seq} already exists: the audit head is behind the log, run `telehealth audit verify`"
-            )));
-        }
-        return Err(error.into());
+impl Head {
+    /// Locks the head and reads it. The lock is taken first (an UPDATE: the row lock on
+    /// PostgreSQL, the write lock on SQLite), so concurrent appenders, even of other replicas,
+    /// queue here and never fork the chain.
+    async fn lock(tx: &mut AnyConnection) -> Result<Head, KitError> {
+        let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok(Head {
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
+        })
     }
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-    Ok(seq)
+
+    /// Appends `entries` (each with the time it is recorded at) in one statement, chained after
+    /// the head; returns their sequence numbers.
+    async fn append(
+        &mut self,
+        tx: &mut AnyConnection,
+        entries: &[(&AuditEntry, i64)],
+    ) -> Result<Vec<i64>, KitError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = self.seq + 1;
+        let rows: Vec<String> = (0..entries.len())
+            .map(|row| placeholders(1 + row * 13, 13))
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit_log (seq, recorded_at_us, subject, roles, org, cert_thumbprint, \
+             action, record_type, record_id, outcome, trace_id, prev_hash, hash) VALUES {}",
+            rows.join(", ")
+        );
+        // Not kept as a prepared statement: its text changes with the count.
+        let mut insert = sqlx::query(&sql).persistent(false);
+        let mut sequences = Vec::with_capacity(entries.len());
+        for (entry, recorded_at_us) in entries {
+            let seq = self.seq + 1;
+            let outcome = entry.outcome.as_str();
+            let hash = chain_hash(
+                &self.hash,
+                &Canonical {
+                    seq,
+                    recorded_at_us: *recorded_at_us,
+                    subject: &entry.subject,
+                    roles: &entry.roles,
+                    org: &entry.org,
+                    cert_thumbprint: &entry.cert_thumbprint,
+                    action: &entry.action,
+                    record_type: &entry.record_type,
+                    record_id: &entry.record_id,
+                    outcome,
+                    trace_id: &entry.trace_id,
+                },
+            );
+            insert = insert
+                .bind(seq)
+                .bind(*recorded_at_us)
+                .bind(&entry.subject)
+                .bind(&entry.roles)
+                .bind(&entry.org)
+                .bind(&entry.cert_thumbprint)
+                .bind(&entry.action)
+                .bind(&entry.record_type)
+                .bind(&entry.record_id)
+                .bind(outcome)
+                .bind(&entry.trace_id)
+                .bind(std::mem::replace(&mut self.hash, hash.clone()))
+                .bind(hash);
+            self.seq = seq;
+            sequences.push(seq);
+        }
+        if let Err(error) = insert.execute(&mut *tx).await {
+            if is_conflict(&error) {
+                return Err(KitError::Audit(format!(
+                    "audit sequence {first} already exists: the audit head is behind the log, run `telehealth audit verify`"
+                )));
+            }
+            return Err(error.into());
+        }
+        Ok(sequences)
+    }
+
+    /// Writes the head back, in the transaction that appended.
+    async fn save(&self, tx: &mut AnyConnection) -> Result<(), KitError> {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(self.seq)
+            .bind(&self.hash)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
 }
 
 /// How many waiting entries one batch appends at most.
@@ -418,19 +468,28 @@ async fn write_batches(db: Database, mut receiver: tokio::sync::mpsc::Receiver<P
 /// handed over directly; one head lock and one commit for all.
 async fn append_batch(db: &Database, batch: &[Pending]) -> Result<Vec<i64>, KitError> {
     let mut tx = db.pool().begin().await?;
-    lock_head(&mut tx).await?;
+    let mut head = Head::lock(&mut tx).await?;
     if batch.iter().any(|p| matches!(p, Pending::Flush(_))) {
-        while drain_outbox(&mut tx).await? as i64 == OUTBOX_BATCH {}
+        while drain_outbox(&mut tx, &mut head).await? as i64 == OUTBOX_BATCH {}
     }
-    let mut sequences = Vec::with_capacity(batch.len());
-    for pending in batch {
-        sequences.push(match pending {
-            Pending::Entry(entry, _) => append_entry(&mut tx, entry).await?,
-            Pending::Flush(_) => 0,
-        });
-    }
+    let now = now_micros();
+    let entries: Vec<_> = batch
+        .iter()
+        .filter_map(|pending| match pending {
+            Pending::Entry(entry, _) => Some((entry, now)),
+            Pending::Flush(_) => None,
+        })
+        .collect();
+    let mut appended = head.append(&mut tx, &entries).await?.into_iter();
+    head.save(&mut tx).await?;
     tx.commit().await?;
-    Ok(sequences)
+    Ok(batch
+        .iter()
+        .map(|pending| match pending {
+            Pending::Entry(..) => appended.next().unwrap_or_default(),
+            Pending::Flush(_) => 0,
+        })
+        .collect())
 }
 
 /// Chains entries left staged (by a replica that died between its commit and its flush).
@@ -442,21 +501,13 @@ async fn sweep_outbox(db: &Database) -> Result<(), KitError> {
         return Ok(());
     }
     let mut tx = db.pool().begin().await?;
-    lock_head(&mut tx).await?;
-    let chained = drain_outbox(&mut tx).await?;
+    let mut head = Head::lock(&mut tx).await?;
+    let chained = drain_outbox(&mut tx, &mut head).await?;
+    head.save(&mut tx).await?;
     tx.commit().await?;
     if chained > 0 {
         tracing::info!(chained, "staged audit entries chained");
     }
-    Ok(())
-}
-
-/// Takes the chain's head lock first, so that concurrent writers (other replicas) drain the
-/// outbox one after the other and never chain an entry twice.
-async fn lock_head(tx: &mut AnyConnection) -> Result<(), KitError> {
-    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-        .execute(&mut *tx)
-        .await?;
     Ok(())
 }
 

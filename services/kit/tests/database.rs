@@ -328,3 +328,55 @@ async fn staged_entries_commit_with_their_change_and_reach_the_chain_even_withou
         test_db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_flush_chains_more_staged_entries_than_one_statement_holds_in_their_order() {
+    for test_db in migrated().await {
+        let backend = test_db.backend();
+        let pool = test_db.db.pool();
+        let writer = audit::AuditWriter::start(test_db.db.clone());
+        audit::record(&test_db.db, &entry("before"))
+            .await
+            .expect("record");
+        // 1,100 staged entries: the flush chains them 512 per statement, oldest first.
+        let mut tx = pool.begin().await.expect("begin");
+        for i in 0..1100 {
+            audit::stage(&mut tx, &entry(&format!("staged-{i:04}")))
+                .await
+                .expect("stage");
+        }
+        tx.commit().await.expect("commit");
+        writer.flush().await.expect("flush");
+        writer
+            .record(entry("after"))
+            .await
+            .expect("recorded after the flush");
+
+        let report = audit::verify(&test_db.db).await.expect("verify");
+        assert_eq!((report.records, report.broken), (1102, None), "{backend:?}");
+        let ids: Vec<String> = sqlx::query("SELECT record_id FROM audit_log ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .expect("read")
+            .iter()
+            .map(|row| row.get("record_id"))
+            .collect();
+        assert_eq!(
+            ids.first().map(String::as_str),
+            Some("before"),
+            "{backend:?}"
+        );
+        assert_eq!(ids.last().map(String::as_str), Some("after"), "{backend:?}");
+        let staged: Vec<&String> = ids[1..1101].iter().collect();
+        let mut sorted = staged.clone();
+        sorted.sort();
+        assert_eq!(staged, sorted, "{backend:?}: in the order they were staged");
+        let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_outbox")
+            .fetch_one(pool)
+            .await
+            .expect("count")
+            .get("n");
+        assert_eq!(left, 0, "{backend:?}: the outbox is empty");
+        test_db.cleanup().await;
+    }
+}
