@@ -503,9 +503,9 @@ impl Register {
     ) -> Result<(String, Vec<String>)> {
         service(caller)?;
         let mut conn = self.base.db().pool().acquire().await?;
-        let survivor = self.visible_row(&mut conn, org, id).await?.id;
-        let merged = store::aliases_of(&mut conn, &survivor).await?;
-        Ok((survivor, merged))
+        store::resolve(&mut conn, org, id)
+            .await?
+            .ok_or(DirectoryError::PatientNotFound)
     }
 
     /// The identity a report about a patient of `org` names (service to service: the

@@ -205,17 +205,51 @@ pub async fn patient(conn: &mut AnyConnection, id: &str) -> Result<Option<Patien
 /// True when `org` sees `patient_id`: it registered the patient, or the patient's care is
 /// shared with it.
 pub async fn visible_to(conn: &mut AnyConnection, patient: &PatientRow, org: &str) -> Result<bool> {
-    if patient.org_id == org {
-        return Ok(true);
-    }
+    Ok(patient.org_id == org || shared_with(conn, &patient.id, org).await?)
+}
+
+/// True when the care of `patient_id` is shared with `org`.
+async fn shared_with(conn: &mut AnyConnection, patient_id: &str, org: &str) -> Result<bool> {
     let shared: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM patient_shares WHERE patient_id = $1 AND org_id = $2 LIMIT 1",
     )
-    .bind(&patient.id)
+    .bind(patient_id)
     .bind(org)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(shared.is_some())
+}
+
+/// The surviving id of the patient `id` names and the ids merged into it, if `org` sees that
+/// patient. One statement follows the merge and lists the aliases (bookings resolve their
+/// patient on every call).
+pub async fn resolve(
+    conn: &mut AnyConnection,
+    org: &str,
+    id: &str,
+) -> Result<Option<(String, Vec<String>)>> {
+    let rows = sqlx::query(
+        "SELECT p.id, p.org_id, a.id AS alias FROM patients p \
+         LEFT JOIN patients a ON a.merged_into = p.id \
+         WHERE p.id = COALESCE((SELECT merged_into FROM patients WHERE id = $1), $1) \
+         ORDER BY a.id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let survivor: String = first.try_get("id")?;
+    let owner: String = first.try_get("org_id")?;
+    if owner != org && !shared_with(conn, &survivor, org).await? {
+        return Ok(None);
+    }
+    let aliases = rows
+        .iter()
+        .filter_map(|row| row.try_get::<Option<String>, _>("alias").transpose())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Some((survivor, aliases)))
 }
 
 /// The ids merged into `id`.
