@@ -153,11 +153,16 @@ impl EventBus {
         Ok(bus)
     }
 
+    /// Whether notifications of other replicas arrive (always on SQLite).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
     /// Reports whether the bus hears its notifications as the health entry `dependency/events`.
     pub fn report_to(&self, dependencies: &Dependencies) {
-        let listening = self.listening.clone();
+        let bus = self.clone();
         dependencies.add("events", move || {
-            let up = listening.load(Ordering::Relaxed);
+            let up = bus.is_listening();
             async move {
                 if up {
                     Ok(())
@@ -207,7 +212,7 @@ impl EventBus {
     /// reconnecting, it starts with [`Missed::Interrupted`].
     pub fn subscribe(&self) -> impl Stream<Item = Result<String, Missed>> + Send + use<> {
         let notes = BroadcastStream::new(self.sender.subscribe());
-        let deaf = !self.listening.load(Ordering::Relaxed);
+        let deaf = !self.is_listening();
         futures::stream::iter(deaf.then_some(Err(Missed::Interrupted))).chain(notes.map(|note| {
             match note {
                 Ok(Note::Event(payload)) => Ok(payload),

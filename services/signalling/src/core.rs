@@ -267,7 +267,7 @@ pub(crate) mod testing {
         pub now: Arc<Mutex<Timestamp>>,
         pub arrivals: Arc<Mutex<Vec<Arrival>>>,
         pub shutdown: CancellationToken,
-        bus: EventBus,
+        pub bus: EventBus,
         clock: Clock,
         settings: SignallingSettings,
     }
@@ -303,7 +303,7 @@ pub(crate) mod testing {
             all
         }
 
-        async fn on(database: TestDatabase, settings: SignallingSettings) -> TestCore {
+        pub async fn on(database: TestDatabase, settings: SignallingSettings) -> TestCore {
             database
                 .db
                 .migrate(&crate::definition().migrations)

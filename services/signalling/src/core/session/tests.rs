@@ -565,3 +565,46 @@ async fn closing_the_room_ends_every_stream_with_ok() {
     );
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_lost_bus_connection_ends_every_stream_of_the_replica_so_its_clients_rejoin() {
+    let Some(database) = telehealth_kit::testing::TestDatabase::postgres().await else {
+        return;
+    };
+    let t = TestCore::on(database, SignallingSettings::default()).await;
+    let room = open_room(&t, false).await;
+    let mut dr = Client::connect(&t.core, doctor());
+    dr.join(&room);
+    dr.joined().await;
+
+    // The server ends the bus listener's session, as a restart does: room events sent until it
+    // listens again are lost, so this replica's view of the room can no longer be trusted.
+    let (_, schema) = t.database.db.postgres_target().expect("PostgreSQL");
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE query = 'LISTEN \"' || $1 || '_events\"'",
+    )
+    .bind(schema)
+    .fetch_one(t.database.db.pool())
+    .await
+    .expect("terminate");
+    assert_eq!(ended, 1, "the replica's listener, and only it");
+    let (ending, _) = dr.ended().await;
+    assert!(
+        matches!(ending, Err(SignallingError::Unavailable(_))),
+        "the stream ends as retryable so that its client joins again: {ending:?}"
+    );
+
+    // Once the replica listens again, the client joins again.
+    let back = tokio::time::timeout(Duration::from_secs(10), async {
+        while !t.bus.is_listening() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "listening again within 10 s");
+    let mut rejoin = Client::connect(&t.core, doctor());
+    rejoin.join(&room);
+    rejoin.joined().await;
+    t.cleanup().await;
+}
