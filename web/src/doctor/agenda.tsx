@@ -24,6 +24,7 @@ import {
 } from "../format";
 import { displayName, usePatients } from "../patients";
 import { navigate } from "../router";
+import { useLiveWatch } from "../live";
 import { ErrorMessage, Loading, Page } from "../ui";
 
 type View = "day" | "week";
@@ -60,7 +61,6 @@ export function Agenda() {
   const [day, setDay] = useState(parisDay(new Date()));
   const [appointments, setAppointments] = useState<Appointment[]>();
   const [error, setError] = useState<unknown>();
-  const [live, setLive] = useState(false);
 
   useEffect(() => {
     let current = true;
@@ -71,32 +71,29 @@ export function Agenda() {
     };
   }, [view, day, me.subject]);
 
-  // Live changes (check-in, cancellation, booking by a colleague) replace the appointment shown.
-  useEffect(() => {
-    const abort = new AbortController();
-    (async () => {
-      try {
-        for await (const message of client(SchedulingService).watchAppointments(
-          { practitionerSubject: me.subject },
-          { signal: abort.signal },
-        )) {
-          if (message.payload.case === "ready") setLive(true);
-          if (message.payload.case !== "change") continue;
-          const changed = message.payload.value.appointment;
-          if (!changed) continue;
-          setAppointments((list) => {
-            if (!list) return list;
-            const others = list.filter((a) => a.appointmentId !== changed.appointmentId);
-            if (!daysShown(view, day).includes(parisDay(changed.time!.startTime!))) return others;
-            return [...others, changed].sort((a, b) => timestampMs(a.time!.startTime!) - timestampMs(b.time!.startTime!));
-          });
-        }
-      } catch (e) {
-        if (!abort.signal.aborted) setLive(false);
+  // Live changes (check-in, cancellation, booking by a colleague) replace the appointment shown;
+  // after a watch ends, the period is loaded again once the next one is ready.
+  const live = useLiveWatch(
+    async (signal, ready) => {
+      for await (const message of client(SchedulingService).watchAppointments(
+        { practitionerSubject: me.subject },
+        { signal },
+      )) {
+        if (message.payload.case === "ready") ready();
+        if (message.payload.case !== "change") continue;
+        const changed = message.payload.value.appointment;
+        if (!changed) continue;
+        setAppointments((list) => {
+          if (!list) return list;
+          const others = list.filter((a) => a.appointmentId !== changed.appointmentId);
+          if (!daysShown(view, day).includes(parisDay(changed.time!.startTime!))) return others;
+          return [...others, changed].sort((a, b) => timestampMs(a.time!.startTime!) - timestampMs(b.time!.startTime!));
+        });
       }
-    })();
-    return () => abort.abort();
-  }, [me.subject, view, day]);
+    },
+    () => load(view, day, me.subject).then(setAppointments, setError),
+    [me.subject, view, day],
+  );
 
   const patients = usePatients((appointments ?? []).map((a) => a.patient?.pseudonym ?? "").filter(Boolean));
   const waiting = (appointments ?? []).filter((a) => a.status === AppointmentStatus.ARRIVED);

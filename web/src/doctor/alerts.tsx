@@ -6,19 +6,26 @@ import { client } from "../api";
 import { AlertStatus, WoundService, type Alert } from "../gen/telehealth/v1/wound_pb";
 import { ALERT_CAUSE, formatDateTime, formatNumber } from "../format";
 import { displayName, usePatients } from "../patients";
+import { useLiveWatch } from "../live";
 import { ErrorMessage, Loading, Page } from "../ui";
 
 export function Alerts() {
   const [alerts, setAlerts] = useState<Alert[]>();
   const [error, setError] = useState<unknown>();
 
-  useEffect(() => {
+  const reload = () =>
     client(WoundService)
       .listAlerts({ statuses: [AlertStatus.OPEN], pageSize: 200 })
       .then((answer) => setAlerts(answer.alerts), setError);
-    const abort = new AbortController();
-    (async () => {
-      for await (const message of client(WoundService).watchAlerts({}, { signal: abort.signal })) {
+  useEffect(() => {
+    reload();
+  }, []);
+  // Alerts raised or acknowledged elsewhere; after a watch ends, the open alerts are loaded again
+  // once the next one is ready.
+  const live = useLiveWatch(
+    async (signal, ready) => {
+      for await (const message of client(WoundService).watchAlerts({}, { signal })) {
+        if (message.payload.case === "ready") ready();
         if (message.payload.case !== "event") continue;
         const alert = message.payload.value.alert;
         if (!alert) continue;
@@ -27,14 +34,20 @@ export function Alerts() {
           return alert.status === AlertStatus.OPEN ? [alert, ...others] : others;
         });
       }
-    })().catch(() => undefined);
-    return () => abort.abort();
-  }, []);
+    },
+    reload,
+    [],
+  );
 
   const patients = usePatients((alerts ?? []).map((a) => a.patient?.pseudonym ?? "").filter(Boolean));
   const sorted = [...(alerts ?? [])].sort((a, b) => timestampMs(b.raisedAt!) - timestampMs(a.raisedAt!));
   return (
     <Page title="Alertes plaies">
+      <p>
+        <span class={live ? "live on" : "live"} role="status">
+          {live ? "● mise à jour en direct" : "○ connexion au direct…"}
+        </span>
+      </p>
       <ErrorMessage error={error} />
       {!alerts ? (
         <Loading />

@@ -7,6 +7,7 @@ import { client, currentIdentity } from "../api";
 import { ExpertiseService, ExpertiseStatus, Urgency, type ExpertiseRequest } from "../gen/telehealth/v1/expertise_pb";
 import { EXPERTISE_STATUS, URGENCY, formatDateTime } from "../format";
 import { navigate } from "../router";
+import { useLiveWatch } from "../live";
 import { ErrorMessage, Loading, Page } from "../ui";
 
 const OPEN = [ExpertiseStatus.SUBMITTED, ExpertiseStatus.CLAIMED];
@@ -20,16 +21,20 @@ export function Inbox() {
   const me = currentIdentity()!;
   const [requests, setRequests] = useState<ExpertiseRequest[]>();
   const [error, setError] = useState<unknown>();
-  const [live, setLive] = useState(false);
 
-  useEffect(() => {
+  const reload = () =>
     client(ExpertiseService)
       .listInbox({ statuses: OPEN, pageSize: 200 })
       .then((answer) => setRequests(answer.requests), setError);
-    const abort = new AbortController();
-    (async () => {
-      for await (const message of client(ExpertiseService).watchRequests({ wholeOrg: true }, { signal: abort.signal })) {
-        if (message.payload.case === "ready") setLive(true);
+  useEffect(() => {
+    reload();
+  }, []);
+  // Requests arriving or changing; after a watch ends, the inbox is loaded again once the next
+  // one is ready.
+  const live = useLiveWatch(
+    async (signal, ready) => {
+      for await (const message of client(ExpertiseService).watchRequests({ wholeOrg: true }, { signal })) {
+        if (message.payload.case === "ready") ready();
         if (message.payload.case !== "event") continue;
         const changed = message.payload.value.request;
         if (!changed) continue;
@@ -38,9 +43,10 @@ export function Inbox() {
           return OPEN.includes(changed.status) ? [...others, changed] : others;
         });
       }
-    })().catch(() => setLive(false));
-    return () => abort.abort();
-  }, []);
+    },
+    reload,
+    [],
+  );
 
   async function claim(request: ExpertiseRequest) {
     try {
