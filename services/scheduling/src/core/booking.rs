@@ -6,7 +6,7 @@
 //! committed booking and nothing can slip in before the insert.
 
 use jiff::{SignedDuration, Timestamp, civil::Weekday};
-use sqlx::{AnyConnection, Connection};
+use sqlx::AnyConnection;
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
     idempotency::KeyedRequest,
@@ -215,17 +215,14 @@ impl Scheduler {
             &request.idempotency_key,
             request_content(request),
         );
-        // One pooled connection for the replay check and the booking's transaction: every use
-        // of a pooled connection costs a round trip more when it goes back.
-        let mut conn = self.base.db().pool().acquire().await?;
-        if let Some(replay) = replay_in(&mut conn, &keyed).await? {
+        if let Some(replay) = self.replay(&keyed).await? {
             return Ok((replay, true));
         }
         self.require_participants(identity, &request.doctor, request.nurse.as_ref())
             .await?;
 
         let now = self.now();
-        let mut tx = conn.begin().await?;
+        let mut tx = self.base.db().pool().begin().await?;
         let org = self
             .lock_and_check(
                 &mut tx,
@@ -567,6 +564,12 @@ impl Scheduler {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The appointment an earlier booking with this key made, if any.
+    async fn replay(&self, keyed: &KeyedRequest) -> Result<Option<Appointment>, SchedulingError> {
+        let mut conn = self.base.db().pool().acquire().await?;
+        replay_in(&mut conn, keyed).await
     }
 }
 
