@@ -11,10 +11,10 @@
 //! Prints calls/s and p50/p99 latency per phase. Everything runs on this machine's cores
 //! (load generator, gateway, services and PostgreSQL together).
 //!
-//! Measured on the 2-core reference machine (2026-11-27, `-- --seconds 8`, other benchmarks
-//! running at the same time): no conflicts 895 bookings/s, p50 30 ms, p99 99 ms (target
-//! 1,000/s); all conflicting 920 calls/s; 31-day free slots p50 4.3 ms, p99 11 ms (target p50
-//! < 5 ms). Before audit appends were group-committed: 461 bookings/s.
+//! Measured on the 2-core reference machine (2026-12-04, `-- --seconds 10`, 13 runs): no
+//! conflicts median 986 bookings/s (791–1,116), p50 28–39 ms (target 1,000/s); all conflicting
+//! 820–933 calls/s; 31-day free slots p50 2.5–2.9 ms, p99 4.0–5.5 ms (target p50 < 5 ms).
+//! `benches/README.md` keeps the history (461/s before audit appends were group-committed).
 
 use std::{
     sync::{
