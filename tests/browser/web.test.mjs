@@ -64,12 +64,7 @@ test("the doctor's screens: agenda with today's appointments, patient file with 
   });
   await page.waitForURL(/\/medecin$/);
   await page.getByText("● à jour en direct").waitFor();
-  // The demo's first appointment is a few minutes after start: tomorrow, just before midnight.
-  await page.locator("ol.agenda, p.hint:has-text('Aucun rendez-vous')").first().waitFor();
-  if ((await page.getByText("Suivi de l’ulcère de jambe").count()) === 0) {
-    await page.getByRole("button", { name: "Période suivante" }).click();
-  }
-  await page.getByText("Suivi de l’ulcère de jambe").waitFor();
+  await showDemoAppointment(page);
   const first = page.locator("ol.agenda time").first();
   const paris = new Intl.DateTimeFormat("fr-FR", { timeZone: "Europe/Paris", timeStyle: "short" });
   assert.equal(await first.innerText(), paris.format(new Date(await first.getAttribute("datetime"))));
@@ -250,15 +245,24 @@ test("the specialist sees a new request appear live, claims it and answers; the 
   await specialist.context.close();
 
   const doctor = await signedIn(browser, suite, MEMBERS.doctor, { dir });
-  // As in the agenda's test: close to midnight in Paris, the demo's appointments are tomorrow's.
-  await doctor.page.locator("ol.agenda, p.hint:has-text('Aucun rendez-vous')").first().waitFor();
-  if ((await doctor.page.getByRole("link", { name: /MARTIN/ }).count()) === 0) {
-    await doctor.page.getByRole("button", { name: "Période suivante" }).click();
-  }
+  await showDemoAppointment(doctor.page);
   await doctor.page.getByRole("link", { name: /MARTIN/ }).first().click();
   await doctor.page.getByText("Renforcer la compression").waitFor({ timeout: 20_000 });
   await doctor.context.close();
 });
+
+/**
+ * Shows the day of the demo's first appointment in the doctor's agenda. It is a few minutes after
+ * the suite started: tomorrow's when that was just before midnight in Paris. Its reason is on the
+ * page at once, unlike the patient's name, which is looked up after.
+ */
+async function showDemoAppointment(page) {
+  await page.locator("ol.agenda, p.hint:has-text('Aucun rendez-vous')").first().waitFor();
+  if ((await page.getByText("Suivi de l’ulcère de jambe").count()) === 0) {
+    await page.getByRole("button", { name: "Période suivante" }).click();
+  }
+  await page.getByText("Suivi de l’ulcère de jambe").waitFor();
+}
 
 /** Frames decoded from the other side, summed over the call's connections. */
 async function framesDecoded(page) {
