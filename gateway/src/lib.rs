@@ -77,8 +77,9 @@ pub struct GatewayServer {
     reload_interval: Duration,
     resolve_interval: Duration,
     drain: Duration,
-    /// Threads serving client connections (0: one per core).
-    workers: usize,
+    /// Threads serving client connections, started with the server so that a failure to start
+    /// them is an error of [`GatewayServer::new`], not a server that never serves.
+    workers: Arc<workers::Workers>,
     sign_in: Option<TcpListener>,
     follower: Option<Arc<AuthFollower>>,
     /// Each service's health, reported as `dependency/<service>` and in the metrics.
@@ -166,7 +167,13 @@ impl GatewayServer {
             resolve_interval: Duration::from_secs(upstream.resolve_interval_seconds),
             reload_interval: Duration::from_secs(gateway_settings.reload_interval_seconds.max(1)),
             drain: settings.drain_deadline(),
-            workers: gateway_settings.workers,
+            workers: Arc::new(
+                workers::Workers::start(gateway_settings.workers).map_err(|e| {
+                    GatewayError::Config(format!(
+                        "could not start the gateway's worker threads: {e}"
+                    ))
+                })?,
+            ),
             sign_in: None,
             follower,
             upstream_checks: upstream_checks(settings)?,
@@ -209,13 +216,7 @@ impl GatewayServer {
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
         // Both ports' connections are served by the same worker threads.
-        let workers = match workers::Workers::start(self.workers) {
-            Ok(workers) => Arc::new(workers),
-            Err(error) => {
-                tracing::error!(%error, "could not start the gateway's worker threads");
-                return;
-            }
-        };
+        let workers = self.workers;
         let sign_in = self.sign_in.map(|listener| {
             tokio::spawn(server::serve(
                 self.gateway.clone(),

@@ -3,7 +3,7 @@
 // test shares (enrol a browser, sign in as a demo member).
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -23,13 +23,23 @@ const BINARY =
   process.env.TELEHEALTH_BIN ??
   join(process.env.CARGO_TARGET_DIR ?? join(ROOT, "target"), "debug", "telehealth");
 
-/** Starts `telehealth up`; resolves once connection.json says where it listens. */
-export async function startSuite() {
+/**
+ * Starts `telehealth up`; resolves once connection.json says where it listens. With `again`
+ * (a suite started before and stopped), starts it again on its data directory and ports.
+ */
+export async function startSuite(again) {
   if (!existsSync(BINARY)) throw new Error(`no telehealth binary at ${BINARY}: cargo build first`);
-  const dataDir = join(mkdtempSync(join(tmpdir(), "telehealth-browser-")), "data");
-  const env = { ...process.env, TELEHEALTH_GATEWAY__LISTEN: "127.0.0.1:0", TELEHEALTH_SHUTDOWN__DRAIN_SECONDS: "2" };
+  const dataDir = again?.dataDir ?? join(mkdtempSync(join(tmpdir(), "telehealth-browser-")), "data");
+  const env = {
+    ...process.env,
+    TELEHEALTH_GATEWAY__LISTEN: again ? new URL(again.gateway).host : "127.0.0.1:0",
+    TELEHEALTH_SHUTDOWN__DRAIN_SECONDS: "2",
+  };
+  if (again) env.TELEHEALTH_GATEWAY__SIGN_IN_LISTEN = new URL(again.signIn).host;
   delete env.TELEHEALTH_CONFIG;
   delete env.TELEHEALTH_BIN; // ours; every other TELEHEALTH_ variable is a setting
+  const file = join(dataDir, "connection.json");
+  rmSync(file, { force: true });
   const child = spawn(BINARY, ["up", "--data-dir", dataDir], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
@@ -37,7 +47,6 @@ export async function startSuite() {
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
-  const file = join(dataDir, "connection.json");
   const started = Date.now();
   while (!existsSync(file)) {
     if (child.exitCode !== null) throw new Error(`telehealth up exited:\n${output.slice(-4000)}`);
@@ -47,16 +56,24 @@ export async function startSuite() {
   await new Promise((r) => setTimeout(r, 300));
   const connection = JSON.parse(readFileSync(file, "utf8"));
   if (!output.includes("web client")) throw new Error(`the suite serves no web client:\n${output.slice(-4000)}`);
-  return {
+  const suite = {
     gateway: `https://${connection.gateway}`,
     signIn: `https://${connection.sign_in}`,
     dataDir,
     stop: () =>
       new Promise((done) => {
+        if (child.exitCode !== null) return done();
         child.once("exit", done);
         child.kill("SIGTERM");
       }),
   };
+  /** Stops the suite and starts it again, as an operator's restart does; the same addresses. */
+  suite.restart = async () => {
+    await suite.stop();
+    const next = await startSuite(suite);
+    suite.stop = next.stop;
+  };
+  return suite;
 }
 
 export async function launchBrowser() {

@@ -1,6 +1,7 @@
 // The web client in Debian's Chromium, through the real gateway of `telehealth up` (mTLS with the
 // certificate each browser enrolled, tokens from the development sign-in): each role's screens,
-// the refusals, accessibility, the nurse's offline upload queue, live updates, and a video call.
+// the refusals, accessibility, the nurse's offline upload queue, live updates (and watching again
+// after a restart of the suite), and a video call.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -314,4 +315,29 @@ test("a doctor and a nurse hold a teleconsultation: both decode video; a still f
   await screenshot(doctor.page, "medecin-dossier-apres-consultation");
   await doctor.context.close();
   await nurse.context.close();
+});
+
+test("after a restart of the suite, the specialist's open inbox watches again by itself and shows a new request live", async () => {
+  const specialist = await signedIn(browser, suite, MEMBERS.specialist, { dir });
+  await specialist.page.getByText("● mise à jour en direct").waitFor();
+
+  // The operator restarts the suite (same data, same addresses): the watch ends with the old
+  // process, and the page watches again, with pauses, until the new one answers.
+  const restarting = suite.restart();
+  await specialist.page.getByText("○ connexion au direct…").waitFor({ timeout: 20_000 });
+  await restarting;
+  const restarted = Date.now();
+  await specialist.page.getByText("● mise à jour en direct").waitFor({ timeout: 60_000 });
+  console.log(`inbox: live again ${Date.now() - restarted} ms after the suite answered`);
+
+  // A request sent now reaches the page through the new watch, without reloading it.
+  const question = `Plaie après redémarrage (${Date.now()}) : avis ?`;
+  const nurse = await signedIn(browser, suite, MEMBERS.nurse, { dir, viewport: PHONE });
+  await nurse.page.getByRole("link", { name: "Nouvelle évaluation" }).first().click();
+  await nurse.page.getByLabel("Question posée").fill(question);
+  await nurse.page.getByRole("button", { name: "Envoyer la demande" }).click();
+  await nurse.page.getByText("Demande envoyée").waitFor();
+  await nurse.context.close();
+  await specialist.page.locator("tr", { hasText: question }).waitFor({ timeout: 20_000 });
+  await specialist.context.close();
 });

@@ -25,14 +25,15 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 use telehealth_images::ImageStore;
 use telehealth_kit::{
-    Database, Part,
+    Database, KitError, Part,
     audit::{AuditEntry, Outcome},
     config::ExpertiseRules,
     consent::Consents,
     directory::Directory,
-    events::EventBus,
+    events::{EventBus, StagedEvent},
     identity::{Caller, Identity, Role},
     service_core::ServiceCore,
 };
@@ -141,27 +142,38 @@ impl Expertise {
         self.base.audit(entry).await;
     }
 
-    /// Tells every replica's watchers about `event` of `request` (after commit).
-    pub(crate) async fn announce(&self, request: &Request, event: &Event) {
-        let notice = Notice {
-            event_id: event.id.clone(),
-            request_id: request.id.clone(),
-            kind: event.kind as i64,
-            requester: request.requester.subject.clone(),
-            requester_org: request.requester_org.clone(),
-            target_org: request.content.target_org_id.clone(),
-            specialty: request.content.specialty.clone(),
-            claimer: request.claimer().map(str::to_owned),
-        };
-        match serde_json::to_string(&notice) {
-            Ok(payload) => {
-                if let Err(error) = self.bus.publish(payload).await {
-                    tracing::warn!(%error, request_id = %request.id, "event not announced to watchers");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "event notice not serialisable"),
-        }
+    /// Stages the notice of `event` of `request` in the transaction on `conn`: it reaches every
+    /// replica's watchers when that commits, and never for a change rolled back.
+    pub(crate) async fn stage_notice(
+        &self,
+        conn: &mut AnyConnection,
+        request: &Request,
+        event: &Event,
+    ) -> Result<StagedEvent, KitError> {
+        stage_notice(&self.bus, conn, request, event).await
     }
+}
+
+/// [`Expertise::stage_notice`] for the parts of the core that hold the bus only.
+pub(crate) async fn stage_notice(
+    bus: &EventBus,
+    conn: &mut AnyConnection,
+    request: &Request,
+    event: &Event,
+) -> Result<StagedEvent, KitError> {
+    let notice = Notice {
+        event_id: event.id.clone(),
+        request_id: request.id.clone(),
+        kind: event.kind as i64,
+        requester: request.requester.subject.clone(),
+        requester_org: request.requester_org.clone(),
+        target_org: request.content.target_org_id.clone(),
+        specialty: request.content.specialty.clone(),
+        claimer: request.claimer().map(str::to_owned),
+    };
+    let payload = serde_json::to_string(&notice)
+        .map_err(|e| KitError::Config(format!("request notice not serialisable: {e}")))?;
+    bus.stage(conn, payload).await
 }
 
 /// The person behind a call, or PERMISSION_DENIED for a service caller.

@@ -178,37 +178,57 @@ pub async fn append(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<i64,
 /// describes, without taking the chain's head lock. [`AuditWriter::flush`] (after the commit)
 /// chains it; if the process dies first, the next flush of any replica does.
 pub async fn stage(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<(), KitError> {
-    sqlx::query(
-        "INSERT INTO audit_outbox (id, staged_at_us, subject, roles, org, cert_thumbprint, \
-         action, record_type, record_id, outcome, trace_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(now_micros())
-    .bind(&entry.subject)
-    .bind(&entry.roles)
-    .bind(&entry.org)
-    .bind(&entry.cert_thumbprint)
-    .bind(&entry.action)
-    .bind(&entry.record_type)
-    .bind(&entry.record_id)
-    .bind(entry.outcome.as_str())
-    .bind(&entry.trace_id)
-    .execute(conn)
-    .await?;
+    let sql = format!(
+        "INSERT INTO audit_outbox (id, staged_at_us, {ENTRY_COLUMNS}) VALUES {}",
+        placeholders(1, 2 + ENTRY_VALUES)
+    );
+    let insert = sqlx::query(&sql)
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(now_micros());
+    bind_entry(insert, entry).execute(conn).await?;
     Ok(())
+}
+
+/// The columns of an entry's content, in the tables of the log and of the outbox, in the order
+/// [`bind_entry`] binds them.
+const ENTRY_COLUMNS: &str =
+    "subject, roles, org, cert_thumbprint, action, record_type, record_id, outcome, trace_id";
+
+/// How many values [`ENTRY_COLUMNS`] names.
+const ENTRY_VALUES: usize = 9;
+
+/// How many values a record of the log holds: its sequence and time, the entry, and the two
+/// hashes that chain it.
+const LOG_VALUES: usize = 2 + ENTRY_VALUES + 2;
+
+/// Binds the values of [`ENTRY_COLUMNS`] from `entry`, in their order.
+fn bind_entry<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    entry: &'q AuditEntry,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&entry.subject)
+        .bind(&entry.roles)
+        .bind(&entry.org)
+        .bind(&entry.cert_thumbprint)
+        .bind(&entry.action)
+        .bind(&entry.record_type)
+        .bind(&entry.record_id)
+        .bind(entry.outcome.as_str())
+        .bind(&entry.trace_id)
 }
 
 /// Chains staged entries (oldest first) after `head`, in the transaction open on `tx` that
 /// holds its lock; returns how many (at most [`OUTBOX_BATCH`]: call again while it is that many).
 async fn drain_outbox(tx: &mut AnyConnection, head: &mut Head) -> Result<usize, KitError> {
-    let rows = sqlx::query(
-        "SELECT id, staged_at_us, subject, roles, org, cert_thumbprint, action, record_type, \
-         record_id, outcome, trace_id FROM audit_outbox ORDER BY staged_at_us, id LIMIT $1",
-    )
-    .bind(OUTBOX_BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
+    let sql = format!(
+        "SELECT id, staged_at_us, {ENTRY_COLUMNS} FROM audit_outbox \
+         ORDER BY staged_at_us, id LIMIT $1"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(OUTBOX_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -250,8 +270,8 @@ fn placeholders(first: usize, count: usize) -> String {
     format!("({})", numbered.join(", "))
 }
 
-/// Staged entries chained per statement at most (13 values each: far below the bind limits of
-/// SQLite and PostgreSQL).
+/// Staged entries chained per statement at most ([`LOG_VALUES`] values each: far below the bind
+/// limits of SQLite and PostgreSQL).
 const OUTBOX_BATCH: i64 = 512;
 
 /// How often the writer looks for entries staged by a replica that died before chaining them.
@@ -290,11 +310,11 @@ impl Head {
         }
         let first = self.seq + 1;
         let rows: Vec<String> = (0..entries.len())
-            .map(|row| placeholders(1 + row * 13, 13))
+            .map(|row| placeholders(1 + row * LOG_VALUES, LOG_VALUES))
             .collect();
         let sql = format!(
-            "INSERT INTO audit_log (seq, recorded_at_us, subject, roles, org, cert_thumbprint, \
-             action, record_type, record_id, outcome, trace_id, prev_hash, hash) VALUES {}",
+            "INSERT INTO audit_log (seq, recorded_at_us, {ENTRY_COLUMNS}, prev_hash, hash) \
+             VALUES {}",
             rows.join(", ")
         );
         // Not kept as a prepared statement: its text changes with the count.
@@ -319,18 +339,7 @@ impl Head {
                     trace_id: &entry.trace_id,
                 },
             );
-            insert = insert
-                .bind(seq)
-                .bind(*recorded_at_us)
-                .bind(&entry.subject)
-                .bind(&entry.roles)
-                .bind(&entry.org)
-                .bind(&entry.cert_thumbprint)
-                .bind(&entry.action)
-                .bind(&entry.record_type)
-                .bind(&entry.record_id)
-                .bind(outcome)
-                .bind(&entry.trace_id)
+            insert = bind_entry(insert.bind(seq).bind(*recorded_at_us), entry)
                 .bind(std::mem::replace(&mut self.hash, hash.clone()))
                 .bind(hash);
             self.seq = seq;

@@ -263,18 +263,31 @@ async fn the_batched_writer_keeps_one_unbroken_chain_under_concurrency() {
     }
 }
 
+async fn count_rows(pool: &sqlx::AnyPool, table: &str) -> i64 {
+    sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .expect("count")
+        .get::<i64, _>("n")
+}
+
+/// The record ids of the audit log, in the chain's order.
+async fn chained_record_ids(pool: &sqlx::AnyPool) -> Vec<String> {
+    sqlx::query("SELECT record_id FROM audit_log ORDER BY seq")
+        .fetch_all(pool)
+        .await
+        .expect("read the log")
+        .iter()
+        .map(|row| row.get("record_id"))
+        .collect()
+}
+
 #[tokio::test]
 async fn staged_entries_commit_with_their_change_and_reach_the_chain_even_without_a_flush() {
     for test_db in migrated().await {
         let backend = test_db.backend();
         let pool = test_db.db.pool();
-        let count = |table: &'static str| async move {
-            sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-                .fetch_one(pool)
-                .await
-                .expect("count")
-                .get::<i64, _>("n")
-        };
+        let count = |table: &'static str| count_rows(pool, table);
         let writer = audit::AuditWriter::start(test_db.db.clone());
 
         // Rolled back with its change: never recorded.
@@ -315,13 +328,7 @@ async fn staged_entries_commit_with_their_change_and_reach_the_chain_even_withou
             chained,
             "{backend:?}: the orphaned entry is chained by the sweep"
         );
-        let ids: Vec<String> = sqlx::query("SELECT record_id FROM audit_log ORDER BY seq")
-            .fetch_all(pool)
-            .await
-            .expect("rows")
-            .iter()
-            .map(|row| row.get("record_id"))
-            .collect();
+        let ids = chained_record_ids(pool).await;
         assert_eq!(ids, ["flushed", "orphaned"], "{backend:?}");
         let report = audit::verify(&test_db.db).await.expect("verify");
         assert_eq!((report.records, report.broken), (2, None), "{backend:?}");
@@ -354,13 +361,7 @@ async fn a_flush_chains_more_staged_entries_than_one_statement_holds_in_their_or
 
         let report = audit::verify(&test_db.db).await.expect("verify");
         assert_eq!((report.records, report.broken), (1102, None), "{backend:?}");
-        let ids: Vec<String> = sqlx::query("SELECT record_id FROM audit_log ORDER BY seq")
-            .fetch_all(pool)
-            .await
-            .expect("read")
-            .iter()
-            .map(|row| row.get("record_id"))
-            .collect();
+        let ids = chained_record_ids(pool).await;
         assert_eq!(
             ids.first().map(String::as_str),
             Some("before"),
@@ -371,12 +372,11 @@ async fn a_flush_chains_more_staged_entries_than_one_statement_holds_in_their_or
         let mut sorted = staged.clone();
         sorted.sort();
         assert_eq!(staged, sorted, "{backend:?}: in the order they were staged");
-        let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_outbox")
-            .fetch_one(pool)
-            .await
-            .expect("count")
-            .get("n");
-        assert_eq!(left, 0, "{backend:?}: the outbox is empty");
+        assert_eq!(
+            count_rows(pool, "audit_outbox").await,
+            0,
+            "{backend:?}: the outbox is empty"
+        );
         test_db.cleanup().await;
     }
 }

@@ -425,7 +425,8 @@ pub fn assessment_alerts(
                 current_value: Some(reduction),
                 threshold: Some(rules.min_reduction_percent),
                 summary: format!(
-                    "Réduction de surface de {reduction:.0} % en {} jours (attendu au moins {:.0} %)",
+                    "{} en {} jours (réduction attendue d'au moins {:.0} %)",
+                    area_change(reduction),
                     followed.as_hours() / 24,
                     rules.min_reduction_percent
                 ),
@@ -437,6 +438,18 @@ pub fn assessment_alerts(
         }
     }
     drafts
+}
+
+/// How the area changed, for a person: a negative reduction is a wound that grew.
+fn area_change(reduction_percent: f64) -> String {
+    let rounded = reduction_percent.round();
+    if rounded > 0.0 {
+        format!("Surface réduite de {rounded:.0} %")
+    } else if rounded < 0.0 {
+        format!("Surface augmentée de {:.0} %", -rounded)
+    } else {
+        "Surface inchangée".to_owned()
+    }
 }
 
 /// The overdue alert of a wound whose assessment was due at `due_at`.
@@ -647,6 +660,30 @@ mod tests {
         assert!(causes(&enough, 1).is_empty());
         let early = [point("a", 0, 100, 100), point("b", 27, 90, 100)];
         assert!(causes(&early, 1).is_empty());
+    }
+
+    #[test]
+    fn the_reduction_alert_says_whether_the_wound_shrank_or_grew() {
+        let rules = Rules::default();
+        let summary = |series: &[Point]| {
+            assessment_alerts("w", 1, series, 1, &rules)
+                .into_iter()
+                .find(|d| d.cause == AlertCause::InsufficientReduction)
+                .map(|d| d.summary)
+                .expect("an insufficient reduction")
+        };
+        assert_eq!(
+            summary(&[point("a", 0, 100, 100), point("b", 28, 90, 100)]),
+            "Surface réduite de 10 % en 28 jours (réduction attendue d'au moins 40 %)"
+        );
+        assert_eq!(
+            summary(&[point("a", 0, 100, 100), point("b", 28, 100, 100)]),
+            "Surface inchangée en 28 jours (réduction attendue d'au moins 40 %)"
+        );
+        assert!(
+            summary(&[point("a", 0, 100, 100), point("b", 28, 148, 100)])
+                .starts_with("Surface augmentée de 48 % en 28 jours"),
+        );
     }
 
     #[test]

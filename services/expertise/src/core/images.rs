@@ -12,6 +12,7 @@ use telehealth_images::{
 use telehealth_kit::{
     ErrorCode,
     audit::{AuditEntry, Outcome},
+    events::{EventBus, StagedEvent},
     identity::Caller,
 };
 use telehealth_proto::v1 as pb;
@@ -58,8 +59,11 @@ pub async fn attached(
 struct Attachment {
     request_id: String,
     caller: Caller,
-    /// The event recorded when the request was already submitted, announced after commit.
-    recorded: Mutex<Option<(Event, Request)>>,
+    /// Where the notice of the event goes.
+    bus: EventBus,
+    /// The notice of the event recorded when the request was already submitted, staged in the
+    /// completion's transaction and sent after it commits.
+    notice: Mutex<Option<StagedEvent>>,
 }
 
 fn refused(code: ErrorCode, message: impl Into<String>) -> ImageError {
@@ -150,8 +154,11 @@ impl UploadTarget for Attachment {
                     message_id: None,
                 };
                 store::insert_event(conn, &event).await.map_err(internal)?;
-                if let Ok(mut recorded) = self.recorded.lock() {
-                    *recorded = Some((event, request));
+                let notice = crate::core::stage_notice(&self.bus, conn, &request, &event)
+                    .await
+                    .map_err(|e| refused(ErrorCode::Internal, e.to_string()))?;
+                if let Ok(mut staged) = self.notice.lock() {
+                    *staged = Some(notice);
                 }
             }
             // Audited with the attachment itself: both records commit with it.
@@ -210,14 +217,15 @@ impl Expertise {
             let attachment = Attachment {
                 request_id: id.to_string(),
                 caller: caller.clone(),
-                recorded: Mutex::new(None),
+                bus: self.bus.clone(),
+                notice: Mutex::new(None),
             };
             let result = self
                 .images
                 .upload(identity, &attachment, header, &ACCEPTED, chunks)
                 .await?;
-            let recorded = attachment.recorded.lock().ok().and_then(|mut r| r.take());
-            Ok::<_, ExpertiseError>((result, recorded))
+            let notice = attachment.notice.lock().ok().and_then(|mut n| n.take());
+            Ok::<_, ExpertiseError>((result, notice))
         }
         .await;
         match &result {
@@ -238,9 +246,9 @@ impl Expertise {
                     .await
             }
         }
-        let (result, recorded) = result?;
-        if let Some((event, request)) = recorded {
-            self.announce(&request, &event).await;
+        let (result, notice) = result?;
+        if let Some(notice) = notice {
+            notice.send();
         }
         Ok(result)
     }

@@ -100,9 +100,10 @@ impl Expertise {
         let entry = AuditEntry::new(caller, "PostMessage", "expertise_request", id, Outcome::Ok);
         // The record commits with the change, then joins the chain before the caller hears of it.
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        let notice = self.stage_notice(&mut tx, &updated, &event).await?;
         tx.commit().await?;
         self.flush_audit().await;
-        self.announce(&updated, &event).await;
+        notice.send();
         Ok(message)
     }
 

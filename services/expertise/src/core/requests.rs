@@ -390,6 +390,7 @@ impl Expertise {
         );
         // The record commits with the change, then joins the chain before the caller hears of it.
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        let notice = self.stage_notice(&mut tx, &updated, &event).await?;
         tx.commit().await?;
         self.flush_audit().await;
         if let Details::Release { comment } = &details
@@ -398,7 +399,7 @@ impl Expertise {
             // The release note is for the audit only (not shown to the requester).
             tracing::info!(request_id = %id, note = %comment, "request released");
         }
-        self.announce(&updated, &event).await;
+        notice.send();
         tracing::info!(request_id = %id, status = updated.status.as_str(), "request changed");
         Ok(updated)
     }
@@ -573,8 +574,9 @@ impl Expertise {
             message_id: None,
         };
         store::insert_event(&mut tx, &event).await?;
+        let notice = self.stage_notice(&mut tx, &request, &event).await?;
         tx.commit().await?;
-        self.announce(&request, &event).await;
+        notice.send();
         Ok(true)
     }
 }

@@ -9,6 +9,7 @@ use sqlx::AnyConnection;
 use telehealth_kit::{
     KitError,
     audit::{AuditEntry, Outcome},
+    events::StagedEvent,
     identity::{Caller, Identity},
 };
 
@@ -82,12 +83,36 @@ pub(crate) async fn raise(
 }
 
 impl WoundMonitor {
-    /// After commit: chains the audit records of `alerts` (staged with them by
-    /// [`stage_raised`]) and tells every replica's watchers.
-    pub(crate) async fn announce_raised(&self, wound: &Wound, alerts: &[Alert]) {
-        if !alerts.is_empty() {
-            self.flush_audit().await;
+    /// Stages, in the transaction that raises them, the audit records of `alerts` raised by the
+    /// service itself and their notices to watchers; send the notices with
+    /// [`Self::announce_raised`] once it has committed.
+    pub(crate) async fn stage_raised(
+        &self,
+        tx: &mut AnyConnection,
+        wound: &Wound,
+        alerts: &[Alert],
+    ) -> Result<Vec<StagedEvent>, WoundError> {
+        let service = Caller::Service(telehealth_kit::Part::Wound);
+        let mut notices = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            let entry = AuditEntry::new(&service, "RaiseAlert", "alert", &alert.id, Outcome::Ok);
+            telehealth_kit::audit::stage(tx, &entry).await?;
+            notices.push(
+                self.stage_notice(tx, wound, &alert.id, AlertEventKind::Raised)
+                    .await?,
+            );
         }
+        Ok(notices)
+    }
+
+    /// After the commit (and the audit flush): counts `alerts` and sends their `notices`,
+    /// staged by [`Self::stage_raised`].
+    pub(crate) fn announce_raised(
+        &self,
+        wound: &Wound,
+        alerts: &[Alert],
+        notices: Vec<StagedEvent>,
+    ) {
         for alert in alerts {
             if let Some(raised) = &self.alerts_raised {
                 raised.add(
@@ -98,13 +123,20 @@ impl WoundMonitor {
                     )],
                 );
             }
-            self.announce(wound, &alert.id, AlertEventKind::Raised)
-                .await;
             tracing::info!(alert_id = %alert.id, wound_id = %wound.id, cause = ?alert.cause, "alert raised");
         }
+        notices.into_iter().for_each(StagedEvent::send);
     }
 
-    async fn announce(&self, wound: &Wound, alert_id: &str, kind: AlertEventKind) {
+    /// Stages the notice of `kind` about an alert of `wound` in the transaction on `conn`: it
+    /// reaches every replica's watchers when that commits, and never for a change rolled back.
+    async fn stage_notice(
+        &self,
+        conn: &mut AnyConnection,
+        wound: &Wound,
+        alert_id: &str,
+        kind: AlertEventKind,
+    ) -> Result<StagedEvent, WoundError> {
         let mut followers = wound.nurses.clone();
         followers.push(wound.referring_doctor.clone());
         let notice = AlertNotice {
@@ -113,14 +145,9 @@ impl WoundMonitor {
             kind,
             followers,
         };
-        match serde_json::to_string(&notice) {
-            Ok(payload) => {
-                if let Err(error) = self.bus.publish(payload).await {
-                    tracing::warn!(%error, %alert_id, "alert not announced to watchers");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "alert notice not serialisable"),
-        }
+        let payload = serde_json::to_string(&notice)
+            .map_err(|e| KitError::Config(format!("alert notice not serialisable: {e}")))?;
+        Ok(self.bus.stage(conn, payload).await?)
     }
 
     /// Alerts of one wound, or of every wound the caller refers or nurses, newest first, after
@@ -223,9 +250,12 @@ impl WoundMonitor {
         store::wounds::refresh_open_alert_marker(&mut tx, &wound_id).await?;
         let entry = AuditEntry::new(caller, "AcknowledgeAlert", "alert", alert_id, Outcome::Ok);
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
+        let notice = self
+            .stage_notice(&mut tx, &wound, alert_id, AlertEventKind::Acknowledged)
+            .await?;
         tx.commit().await?;
-        self.announce(&wound, alert_id, AlertEventKind::Acknowledged)
-            .await;
+        self.flush_audit().await;
+        notice.send();
         Ok(Alert {
             status: AlertStatus::Acknowledged,
             acknowledgement: Some(acknowledgement),
@@ -304,18 +334,4 @@ impl WoundMonitor {
             .await;
         Ok((notice.kind, alert))
     }
-}
-
-/// Stages, in the transaction that raises them, the audit records of `alerts` raised by the
-/// service itself.
-pub(crate) async fn stage_raised(
-    tx: &mut sqlx::AnyConnection,
-    alerts: &[Alert],
-) -> Result<(), telehealth_kit::KitError> {
-    let service = Caller::Service(telehealth_kit::Part::Wound);
-    for alert in alerts {
-        let entry = AuditEntry::new(&service, "RaiseAlert", "alert", &alert.id, Outcome::Ok);
-        telehealth_kit::audit::stage(tx, &entry).await?;
-    }
-    Ok(())
 }

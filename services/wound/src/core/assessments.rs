@@ -160,10 +160,10 @@ impl WoundMonitor {
             Outcome::Ok,
         );
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
-        super::alerts::stage_raised(&mut tx, &raised).await?;
+        let notices = self.stage_raised(&mut tx, &wound, &raised).await?;
         tx.commit().await?;
         self.flush_audit().await;
-        self.announce_raised(&wound, &raised).await;
+        self.announce_raised(&wound, &raised, notices);
         tracing::info!(assessment_id = %view.version.assessment_id, wound_id = %wound.id, "assessment recorded");
         Ok((view, raised, false))
     }
@@ -305,9 +305,10 @@ impl WoundMonitor {
             Outcome::Ok,
         );
         telehealth_kit::audit::stage(&mut tx, &entry).await?;
-        super::alerts::stage_raised(&mut tx, &raised).await?;
+        let notices = self.stage_raised(&mut tx, &wound, &raised).await?;
         tx.commit().await?;
-        self.announce_raised(&wound, &raised).await;
+        self.flush_audit().await;
+        self.announce_raised(&wound, &raised, notices);
         tracing::info!(%assessment_id, version = next, "assessment corrected");
         Ok((view, raised))
     }

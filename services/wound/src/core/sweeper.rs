@@ -56,10 +56,13 @@ impl WoundMonitor {
             }
             let draft = scoring::overdue_alert(&wound_id, episode, due_at);
             let raised = alerts::raise(&mut tx, &wound, vec![draft], now, Some(due_at)).await?;
-            alerts::stage_raised(&mut tx, &raised).await?;
+            let notices = self.stage_raised(&mut tx, &wound, &raised).await?;
             tx.commit().await?;
             raised_count += raised.len();
-            self.announce_raised(&wound, &raised).await;
+            if !raised.is_empty() {
+                self.flush_audit().await;
+            }
+            self.announce_raised(&wound, &raised, notices);
         }
         Ok(raised_count)
     }
