@@ -6,7 +6,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -14,6 +14,7 @@ use std::{
 
 use telehealth_kit::config::PacsDestinationSettings;
 use telehealth_proto::v1 as pb;
+use telehealth_testkit::ports::free_port;
 use telehealth_testkit::suite::{Backend, Person, Suite};
 
 const CENTRE: &str = "cds-bourganeuf";
@@ -33,13 +34,6 @@ fn orthanc_binary() -> Option<PathBuf> {
         eprintln!("SKIPPING: Orthanc is not installed (run .ci/install-dicom-tools)");
     }
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// An Orthanc on free ports with a temporary store, killed when dropped.

@@ -19,6 +19,7 @@ use rcgen::{
 };
 use telehealth_kit::config::MailTls;
 use telehealth_proto::v1 as pb;
+use telehealth_testkit::ports::free_port;
 use telehealth_testkit::suite::{Backend, Person, Suite};
 
 const CENTRE: &str = "cds-bourganeuf";
@@ -118,14 +119,6 @@ impl Drop for MailServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port nothing listens on yet.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A request of `doctor` about `patient` with the two addresses, submitted, claimed and

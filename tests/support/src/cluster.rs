@@ -29,6 +29,8 @@ use telehealth_kit::{
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig};
 
+use crate::ports::free_address;
+
 /// How long a process may take to report SERVING.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -443,12 +445,6 @@ async fn wait_until_serving(process: &mut Process, tls: &ClientTlsConfig, part: 
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-/// A loopback address with a port free right now (the process binds it a moment later).
-fn free_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address")
 }
 
 /// The part of `settings` these processes need, as the TOML file an operator would write. Only

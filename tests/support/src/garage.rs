@@ -6,13 +6,14 @@
 //! across restarts; the bucket and key are made on the first start.
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use telehealth_kit::config::{BlobBackend, BlobSettings, S3Settings};
+
+use crate::ports::free_port;
 
 const BUCKET: &str = "telehealth";
 
@@ -24,13 +25,6 @@ pub struct PrivateGarage {
     access_key: String,
     secret_key: String,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// `bytes` random bytes in hexadecimal.

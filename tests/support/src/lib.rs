@@ -22,6 +22,7 @@ pub mod garage;
 pub mod harness;
 pub mod measure;
 pub mod oidc;
+pub mod ports;
 pub mod postgres;
 pub mod suite;
 
