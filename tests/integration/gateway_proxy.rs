@@ -195,12 +195,7 @@ async fn the_gateway_caps_deadlines_at_its_maximum() {
 #[tokio::test]
 async fn a_down_upstream_is_unavailable_quickly_and_used_again_once_back() {
     // Reserve a port, then free it: nothing listens there until the backend starts.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = telehealth_testkit::ports::free_port();
     let harness = GatewayHarness::start_with(0, |settings| {
         settings.wound.endpoints = vec![format!("https://127.0.0.1:{port}")];
         settings.gateway.upstream.ejection_ms = 100;

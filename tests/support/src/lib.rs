@@ -11,7 +11,8 @@
 //! - [`measure`]: percentiles for benchmarks;
 //! - [`faults`]: a TCP link between a gateway and a service that delays, holds back or cuts;
 //! - [`postgres`], [`garage`]: a PostgreSQL server and an S3 store of the test's own, to stop
-//!   and start.
+//!   and start;
+//! - [`ports`]: ports for the processes a test starts, outside the kernel's ephemeral range.
 
 pub mod child;
 pub mod cluster;

@@ -33,10 +33,7 @@ pub fn provider_dir() -> PathBuf {
 /// Starts the provider on a free port, trusting `client_jwks` (public keys, a JWK set) for its
 /// `private_key_jwt` client; `None` when it cannot run here (never in CI).
 pub async fn start_provider(client_jwks: &serde_json::Value) -> Option<Provider> {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.local_addr().expect("address").port()
-    };
+    let port = crate::ports::free_port();
     start_provider_at(port, client_jwks).await
 }
 
@@ -51,10 +48,7 @@ pub async fn start_provider_signing_with(
     client_jwks: &serde_json::Value,
     signing_jwk: &serde_json::Value,
 ) -> Option<Provider> {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.local_addr().expect("address").port()
-    };
+    let port = crate::ports::free_port();
     launch(port, client_jwks, Some(signing_jwk)).await
 }
 

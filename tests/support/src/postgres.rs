@@ -6,7 +6,6 @@
 //! as the `postgres` user when the test runs as root (the server refuses root).
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -37,10 +36,7 @@ impl PrivatePostgres {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = crate::ports::free_port();
         if is_root() {
             // The server's files belong to the user that runs it.
             run(Command::new("chown").arg("postgres").arg(dir.path()));
