@@ -8,6 +8,8 @@
 //! and names the first broken link. What it cannot detect is the whole database being replaced
 //! by a consistent forgery; anchoring the head hash outside the database closes that (see docs).
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Acquire, AnyConnection, Row};
@@ -178,11 +180,14 @@ pub async fn append(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<i64,
 /// describes, without taking the chain's head lock. [`AuditWriter::flush`] (after the commit)
 /// chains it; if the process dies first, the next flush of any replica does.
 pub async fn stage(conn: &mut AnyConnection, entry: &AuditEntry) -> Result<(), KitError> {
-    let sql = format!(
-        "INSERT INTO audit_outbox (id, staged_at_us, {ENTRY_COLUMNS}) VALUES {}",
-        placeholders(1, 2 + ENTRY_VALUES)
-    );
-    let insert = sqlx::query(&sql)
+    // Built once: staging is on the path of every audited change.
+    static STAGE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO audit_outbox (id, staged_at_us, {ENTRY_COLUMNS}) VALUES {}",
+            placeholders(1, 2 + ENTRY_VALUES)
+        )
+    });
+    let insert = sqlx::query(STAGE.as_str())
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(now_micros());
     bind_entry(insert, entry).execute(conn).await?;
