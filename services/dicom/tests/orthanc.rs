@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use support::{dermoscopy, jpeg, photo, tool};
 use telehealth_dicom::{
     ImportLimits, PacsDestination, PhotoKind, SendError, c_store, import, uids, vl_photographic,
 };
+use telehealth_kit::testing::ports::free_port;
 
 /// An Orthanc process, killed when dropped.
 struct Orthanc {
@@ -27,11 +28,6 @@ impl Drop for Orthanc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
 }
 
 impl Orthanc {

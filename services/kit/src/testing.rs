@@ -1,5 +1,6 @@
-//! Helpers for tests of the kit and of every service: fresh databases on both backends, and
-//! fresh blob stores (a local folder, and the S3-compatible test store).
+//! Helpers for tests of the kit and of every service: fresh databases on both backends, fresh
+//! blob stores (a local folder, and the S3-compatible test store), and [`ports`] for the
+//! processes a test starts.
 //!
 //! PostgreSQL comes from `TELEHEALTH_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). Each test gets its own schema, dropped by
@@ -8,6 +9,7 @@
 //! backends.
 
 pub mod fuzz;
+pub mod ports;
 
 use crate::{
     config::{BlobBackend, BlobSettings, DatabaseSettings, S3Settings},

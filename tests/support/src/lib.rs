@@ -12,7 +12,8 @@
 //! - [`faults`]: a TCP link between a gateway and a service that delays, holds back or cuts;
 //! - [`postgres`], [`garage`]: a PostgreSQL server and an S3 store of the test's own, to stop
 //!   and start;
-//! - [`ports`]: ports for the processes a test starts, outside the kernel's ephemeral range.
+//! - [`ports`]: ports for the processes a test starts, outside the kernel's ephemeral range
+//!   (the kit's, which the services' own tests use too).
 
 pub mod child;
 pub mod cluster;
@@ -23,8 +24,10 @@ pub mod garage;
 pub mod harness;
 pub mod measure;
 pub mod oidc;
-pub mod ports;
 pub mod postgres;
 pub mod suite;
+
+/// Shared with the services' own tests, hence in the kit.
+pub use telehealth_kit::testing::ports;
 
 pub use codec::RawCodec;
