@@ -226,11 +226,13 @@ fn bind_entry<'q>(
 /// Chains staged entries (oldest first) after `head`, in the transaction open on `tx` that
 /// holds its lock; returns how many (at most [`OUTBOX_BATCH`]: call again while it is that many).
 async fn drain_outbox(tx: &mut AnyConnection, head: &mut Head) -> Result<usize, KitError> {
-    let sql = format!(
-        "SELECT id, staged_at_us, {ENTRY_COLUMNS} FROM audit_outbox \
-         ORDER BY staged_at_us, id LIMIT $1"
-    );
-    let rows = sqlx::query(&sql)
+    static OLDEST_STAGED: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT id, staged_at_us, {ENTRY_COLUMNS} FROM audit_outbox \
+             ORDER BY staged_at_us, id LIMIT $1"
+        )
+    });
+    let rows = sqlx::query(OLDEST_STAGED.as_str())
         .bind(OUTBOX_BATCH)
         .fetch_all(&mut *tx)
         .await?;
