@@ -29,9 +29,10 @@ use std::{
 use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 use telehealth_kit::{
     Database, KitError,
-    events::{EventBus, Missed},
+    events::{EventBus, Missed, StagedEvent},
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -376,34 +377,38 @@ impl Hub {
         .await
     }
 
-    /// Announces a departure to every replica.
-    pub async fn publish_departed(
+    /// Announces a departure to every replica, in the transaction `conn` that records it: the
+    /// announcement goes out at its commit (send the staged event after it), never without it.
+    pub async fn stage_departed(
         &self,
+        conn: &mut AnyConnection,
         room: &str,
         participant: &str,
         connection: &str,
         how: Departure,
-    ) -> Result<(), SignallingError> {
-        self.publish(&BusEvent::Departed {
+    ) -> Result<StagedEvent, SignallingError> {
+        let event = BusEvent::Departed {
             room: room.to_owned(),
             participant: participant.to_owned(),
             connection: connection.to_owned(),
             how,
-        })
-        .await
+        };
+        Ok(self.bus.stage(conn, encode(&event)?).await?)
     }
 
-    /// Announces a closed room to every replica.
-    pub async fn publish_closed(
+    /// Announces a closed room to every replica, in the transaction `conn` that closes it (as
+    /// [`stage_departed`](Self::stage_departed)).
+    pub async fn stage_closed(
         &self,
+        conn: &mut AnyConnection,
         room: &str,
         reason: CloseReason,
-    ) -> Result<(), SignallingError> {
-        self.publish(&BusEvent::Closed {
+    ) -> Result<StagedEvent, SignallingError> {
+        let event = BusEvent::Closed {
             room: room.to_owned(),
             reason,
-        })
-        .await
+        };
+        Ok(self.bus.stage(conn, encode(&event)?).await?)
     }
 
     /// Relays `message` to participant `to`, through the database when it is too large for the

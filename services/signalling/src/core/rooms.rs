@@ -220,12 +220,12 @@ impl Signalling {
         .await?;
         let entry = AuditEntry::new(caller, "CloseRoom", "room", &room.room_id, Outcome::Ok);
         audit::append(&mut tx, &entry).await?;
+        let closing = self
+            .hub()
+            .stage_closed(&mut tx, &room.room_id, reason)
+            .await?;
         tx.commit().await?;
-        if let Err(error) = self.hub().publish_closed(&room.room_id, reason).await {
-            // The room is closed for good; streams still open end at their next keep-alive
-            // check or when their replica restarts.
-            tracing::warn!(%error, room_id = %room.room_id, "could not announce the closing");
-        }
+        closing.send();
         tracing::info!(room_id = %room.room_id, ?reason, "room closed");
         Ok(Closed {
             room_id: room.room_id.clone(),

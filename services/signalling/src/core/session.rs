@@ -519,20 +519,26 @@ impl Signalling {
                     );
                     store::insert_incident(&mut tx, &incident).await?;
                 }
+                let departure = self
+                    .hub()
+                    .stage_departed(
+                        &mut tx,
+                        &m.room.room_id,
+                        &m.me.participant_id,
+                        &m.connection_id,
+                        how,
+                    )
+                    .await?;
+                tx.commit().await?;
+                departure.send();
+                return Ok::<bool, SignallingError>(true);
             }
             tx.commit().await?;
-            Ok::<bool, SignallingError>(current)
+            Ok(false)
         }
         .await;
         match recorded {
             Ok(true) => {
-                let published = self
-                    .hub()
-                    .publish_departed(&m.room.room_id, &m.me.participant_id, &m.connection_id, how)
-                    .await;
-                if let Err(error) = published {
-                    tracing::warn!(%error, room_id = %m.room.room_id, "could not announce a departure");
-                }
                 tracing::info!(room_id = %m.room.room_id, participant_id = %m.me.participant_id, connection_id = %m.connection_id, "left");
             }
             // Replaced by a newer stream, or the room closed: nothing to announce.
