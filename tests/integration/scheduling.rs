@@ -347,6 +347,59 @@ async fn an_idempotent_retry_returns_the_first_booking() {
 }
 
 #[tokio::test]
+async fn twenty_concurrent_retries_with_one_key_book_once_and_all_get_that_booking() {
+    for backend in backends().await {
+        let Some(suite) = Suite::start(backend).await else {
+            continue;
+        };
+        let in_register = suite
+            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+            .await;
+        let doctor = Person::doctor("dr-martin", CENTRE);
+        publish_availability(&suite, &doctor).await;
+        let client = suite.scheduling(&doctor).await;
+        let request = booking(&in_register, "one-key", "dr-martin", "p1", ten_oclock_in(4));
+        let retries: Vec<_> = (0..20)
+            .map(|_| {
+                let mut client = client.clone();
+                let request = request.clone();
+                tokio::spawn(async move { client.book_appointment(request).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for retry in retries {
+            let answer = retry
+                .await
+                .expect("task")
+                .unwrap_or_else(|status| panic!("{backend:?}: a retry was refused: {status:?}"))
+                .into_inner();
+            answers.push(answer);
+        }
+        let ids: std::collections::BTreeSet<_> = answers
+            .iter()
+            .map(|a| {
+                a.appointment
+                    .as_ref()
+                    .expect("appointment")
+                    .appointment_id
+                    .clone()
+            })
+            .collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "{backend:?}: every retry answers the same booking"
+        );
+        assert_eq!(
+            answers.iter().filter(|a| !a.idempotent_replay).count(),
+            1,
+            "{backend:?}: exactly one call booked, the others replayed it"
+        );
+        suite.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn the_lifecycle_allows_legal_transitions_and_refuses_the_others() {
     for backend in backends().await {
         let Some(suite) = Suite::start(backend).await else {

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp, civil::Weekday};
 use sqlx::AnyConnection;
 use telehealth_kit::{
     audit::{AuditEntry, Outcome},
-    idempotency::KeyedRequest,
+    idempotency::{Claim, KeyedRequest},
     identity::{Caller, Identity, Role},
 };
 
@@ -215,15 +215,21 @@ impl Scheduler {
             &request.idempotency_key,
             request_content(request),
         );
-        if let Some(replay) = self.replay(&keyed).await? {
-            return Ok((replay, true));
+        if let Err(refusal) = self
+            .require_participants(identity, &request.doctor, request.nurse.as_ref())
+            .await
+        {
+            // A retry of a booking made before the membership ended still gets its answer.
+            return match self.replay(&keyed).await? {
+                Some(replay) => Ok((replay, true)),
+                None => Err(refusal),
+            };
         }
-        self.require_participants(identity, &request.doctor, request.nurse.as_ref())
-            .await?;
 
         let now = self.now();
+        let appointment_id = uuid::Uuid::new_v4().to_string();
         let mut tx = self.base.db().pool().begin().await?;
-        let org = self
+        let checked = self
             .lock_and_check(
                 &mut tx,
                 caller,
@@ -235,14 +241,19 @@ impl Scheduler {
                 None,
             )
             .await;
-        // After the locks: a retry racing with its first attempt sees the first one's result.
-        if let Some(replay) = replay_in(&mut tx, &keyed).await? {
+        // After the locks, whatever the check found: a retry queued behind its first attempt
+        // finds the key taken and answers the first result. The key is this call's only if the
+        // booking commits (a refusal rolls it back).
+        if let Claim::Replay(first) = keyed.claim(&mut tx, &appointment_id, now).await? {
+            let replay = store::appointment(&mut tx, &first)
+                .await?
+                .ok_or(SchedulingError::NotFound("appointment"))?;
             return Ok((replay, true));
         }
-        let (org, time_zone) = org?;
+        let (org, time_zone) = checked?;
 
         let appointment = Appointment {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: appointment_id,
             org_id: org,
             status: Status::Booked,
             time: request.time,
@@ -298,7 +309,6 @@ impl Scheduler {
             comment: String::new(),
         };
         let sequence = store::append_event(&mut tx, &event).await?;
-        keyed.record(&mut tx, &appointment.id, now).await?;
         let entry = AuditEntry::new(
             caller,
             "BookAppointment",
@@ -569,18 +579,10 @@ impl Scheduler {
     /// The appointment an earlier booking with this key made, if any.
     async fn replay(&self, keyed: &KeyedRequest) -> Result<Option<Appointment>, SchedulingError> {
         let mut conn = self.base.db().pool().acquire().await?;
-        replay_in(&mut conn, keyed).await
-    }
-}
-
-/// The appointment an earlier booking with this key made, read on `conn`.
-async fn replay_in(
-    conn: &mut AnyConnection,
-    keyed: &KeyedRequest,
-) -> Result<Option<Appointment>, SchedulingError> {
-    match keyed.replay(conn).await? {
-        None => Ok(None),
-        Some(id) => store::appointment(conn, &id).await,
+        match keyed.replay(&mut conn).await? {
+            None => Ok(None),
+            Some(id) => store::appointment(&mut conn, &id).await,
+        }
     }
 }
 
