@@ -11,10 +11,11 @@
 //! Prints calls/s and p50/p99 latency per phase. Everything runs on this machine's cores
 //! (load generator, gateway, services and PostgreSQL together).
 //!
-//! Measured on the 2-core reference machine (2026-12-04, `-- --seconds 10`, 13 runs): no
-//! conflicts median 986 bookings/s (791–1,116), p50 28–39 ms (target 1,000/s); all conflicting
-//! 820–933 calls/s; 31-day free slots p50 2.5–2.9 ms, p99 4.0–5.5 ms (target p50 < 5 ms).
-//! `benches/README.md` keeps the history (461/s before audit appends were group-committed).
+//! Measured on the 2-core reference machine (2026-12-05, `-- --seconds 10`, 6 runs): no
+//! conflicts median 1,063 bookings/s (1,011–1,111), p50 28–31 ms (target 1,000/s); all
+//! conflicting 847–893 calls/s; 31-day free slots p50 2.5–2.6 ms, p99 3.4–4.9 ms (target p50
+//! < 5 ms). `benches/README.md` keeps the history (461/s before audit appends were
+//! group-committed) and how much the figure moves between machines.
 
 use std::{
     sync::{
