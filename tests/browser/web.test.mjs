@@ -34,6 +34,16 @@ let suite;
 let browser;
 const dir = mkdtempSync(join(tmpdir(), "telehealth-certs-"));
 
+/** The nurse, on her phone, asks a specialist `question` about her patient's first wound. */
+async function nurseSendsRequest(question) {
+  const nurse = await signedIn(browser, suite, MEMBERS.nurse, { dir, viewport: PHONE });
+  await nurse.page.getByRole("link", { name: "Nouvelle évaluation" }).first().click();
+  await nurse.page.getByLabel("Question posée").fill(question);
+  await nurse.page.getByRole("button", { name: "Envoyer la demande" }).click();
+  await nurse.page.getByText("Demande envoyée").waitFor();
+  await nurse.context.close();
+}
+
 before(async () => {
   suite = await startSuite();
   browser = await launchBrowser();
@@ -220,12 +230,7 @@ test("the specialist sees a new request appear live, claims it and answers; the 
   const specialist = await signedIn(browser, suite, MEMBERS.specialist, { dir, bypassCSP: true });
   await specialist.page.getByText("● mise à jour en direct").waitFor();
 
-  const nurse = await signedIn(browser, suite, MEMBERS.nurse, { dir, viewport: PHONE });
-  await nurse.page.getByRole("link", { name: "Nouvelle évaluation" }).first().click();
-  await nurse.page.getByLabel("Question posée").fill("L’ulcère s’agrandit malgré la compression : avis sur la prise en charge ?");
-  await nurse.page.getByRole("button", { name: "Envoyer la demande" }).click();
-  await nurse.page.getByText("Demande envoyée").waitFor();
-  await nurse.context.close();
+  await nurseSendsRequest("L’ulcère s’agrandit malgré la compression : avis sur la prise en charge ?");
 
   const row = specialist.page.locator("tr", { hasText: "L’ulcère s’agrandit" });
   await row.waitFor({ timeout: 20_000 });
@@ -332,12 +337,7 @@ test("after a restart of the suite, the specialist's open inbox watches again by
 
   // A request sent now reaches the page through the new watch, without reloading it.
   const question = `Plaie après redémarrage (${Date.now()}) : avis ?`;
-  const nurse = await signedIn(browser, suite, MEMBERS.nurse, { dir, viewport: PHONE });
-  await nurse.page.getByRole("link", { name: "Nouvelle évaluation" }).first().click();
-  await nurse.page.getByLabel("Question posée").fill(question);
-  await nurse.page.getByRole("button", { name: "Envoyer la demande" }).click();
-  await nurse.page.getByText("Demande envoyée").waitFor();
-  await nurse.context.close();
+  await nurseSendsRequest(question);
   await specialist.page.locator("tr", { hasText: question }).waitFor({ timeout: 20_000 });
   await specialist.context.close();
 });
