@@ -14,8 +14,10 @@
 //!
 //! - [`KeyedRequest::claim`] as the transaction's **first write**: a concurrent retry with the same
 //!   key waits on the key itself (PostgreSQL's unique index, SQLite's write lock), then replays;
-//! - [`KeyedRequest::replay`] after a lock the operation takes anyway (a practitioner's or a
-//!   request's row), then [`KeyedRequest::record`] with the change;
+//! - after a lock the operation takes anyway (a practitioner's or a request's row): either
+//!   [`KeyedRequest::replay`], then [`KeyedRequest::record`] with the change, or, in one
+//!   statement, [`KeyedRequest::claim`] right after the lock (scheduling's bookings: a refusal
+//!   rolls the claim back with the rest);
 //! - [`lock`], a row per caller and RPC, when the operation has no row of its own to lock yet;
 //!   and [`KeyedRequest::claim`] as the **last write**, which makes a retry that lost the race roll
 //!   back its own change and replay the winner's.
