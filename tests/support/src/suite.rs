@@ -417,19 +417,54 @@ impl Suite {
         if let Some(running) = self.running.take() {
             running.stop().await.expect("clean stop");
         }
-        if let Some(url) = &self.settings.database.url {
-            let pool = sqlx::AnyPool::connect(url)
+        if let Some(url) = self.settings.database.url.take() {
+            drop_schemas(&url, &self.settings.database.schema_prefix)
                 .await
                 .expect("connect for cleanup");
-            for part in telehealth_kit::Part::SERVICES {
-                let schema = format!("{}{}", self.settings.database.schema_prefix, part.name());
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .execute(&pool)
-                    .await;
-            }
-            pool.close().await;
         }
     }
+}
+
+/// A suite its test did not stop (the test failed, or returned early) still drops its schemas,
+/// so that the shared test database does not grow with every run.
+impl Drop for Suite {
+    fn drop(&mut self) {
+        let Some(url) = self.settings.database.url.take() else {
+            return;
+        };
+        let prefix = self.settings.database.schema_prefix.clone();
+        // `drop` cannot wait on the test's runtime (this may be its only thread): a thread with
+        // a runtime of its own does the cleanup.
+        let schemas = prefix.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(drop_schemas(&url, &schemas))?;
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        });
+        if let Ok(Err(error)) = cleanup.join() {
+            eprintln!("the schemas {prefix}* of an unstopped suite are left: {error}");
+        }
+    }
+}
+
+/// Drops the schemas of every service under `prefix`. The suite's services may still be running
+/// (an unstopped suite): a schema one of their transactions holds is left after a short wait
+/// rather than waited for.
+async fn drop_schemas(url: &str, prefix: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    sqlx::query("SET lock_timeout = '2s'")
+        .execute(&mut conn)
+        .await?;
+    for part in Part::SERVICES {
+        let schema = format!("{prefix}{}", part.name());
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&mut conn)
+            .await;
+    }
+    conn.close().await
 }
 
 /// The backends to run a test on: SQLite always, PostgreSQL when available.
