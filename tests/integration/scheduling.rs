@@ -61,6 +61,17 @@ async fn publish_round_the_clock(suite: &Suite, doctor: &Person) {
     publish_daily(suite, doctor, "00:00", "24:00").await;
 }
 
+/// Dr Martin of the centre with his availability published, his scheduling client, and a
+/// consenting patient of the centre's register to book for.
+async fn dr_martin_bookable(suite: &Suite) -> (String, telehealth_testkit::suite::Scheduling) {
+    let in_register = suite
+        .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
+        .await;
+    let doctor = Person::doctor("dr-martin", CENTRE);
+    publish_availability(suite, &doctor).await;
+    (in_register, suite.scheduling(&doctor).await)
+}
+
 /// The next whole minute plus `minutes`: a start that can be booked now and is inside the
 /// check-in window (from 30 minutes before the start) for `minutes` under 30.
 fn soon(minutes: i64) -> Timestamp {
@@ -206,12 +217,7 @@ async fn fifty_concurrent_bookings_of_one_slot_give_exactly_one_appointment() {
         let Some(suite) = Suite::start(backend).await else {
             continue;
         };
-        let in_register = suite
-            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
-            .await;
-        let doctor = Person::doctor("dr-martin", CENTRE);
-        publish_availability(&suite, &doctor).await;
-        let client = suite.scheduling(&doctor).await;
+        let (in_register, client) = dr_martin_bookable(&suite).await;
         let start = ten_oclock_in(3);
         let attempts: Vec<_> = (0..50)
             .map(|i| {
@@ -306,12 +312,7 @@ async fn an_idempotent_retry_returns_the_first_booking() {
         let Some(suite) = Suite::start(backend).await else {
             return;
         };
-        let in_register = suite
-            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
-            .await;
-        let doctor = Person::doctor("dr-martin", CENTRE);
-        publish_availability(&suite, &doctor).await;
-        let mut client = suite.scheduling(&doctor).await;
+        let (in_register, mut client) = dr_martin_bookable(&suite).await;
         let request = booking(
             &in_register,
             "retry-me",
@@ -352,12 +353,7 @@ async fn twenty_concurrent_retries_with_one_key_book_once_and_all_get_that_booki
         let Some(suite) = Suite::start(backend).await else {
             continue;
         };
-        let in_register = suite
-            .consenting_patient(&Person::coordinator("coord-registre", CENTRE))
-            .await;
-        let doctor = Person::doctor("dr-martin", CENTRE);
-        publish_availability(&suite, &doctor).await;
-        let client = suite.scheduling(&doctor).await;
+        let (in_register, client) = dr_martin_bookable(&suite).await;
         let request = booking(&in_register, "one-key", "dr-martin", "p1", ten_oclock_in(4));
         let retries: Vec<_> = (0..20)
             .map(|_| {
