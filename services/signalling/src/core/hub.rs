@@ -387,13 +387,16 @@ impl Hub {
         connection: &str,
         how: Departure,
     ) -> Result<StagedEvent, SignallingError> {
-        let event = BusEvent::Departed {
-            room: room.to_owned(),
-            participant: participant.to_owned(),
-            connection: connection.to_owned(),
-            how,
-        };
-        Ok(self.bus.stage(conn, encode(&event)?).await?)
+        self.stage(
+            conn,
+            &BusEvent::Departed {
+                room: room.to_owned(),
+                participant: participant.to_owned(),
+                connection: connection.to_owned(),
+                how,
+            },
+        )
+        .await
     }
 
     /// Announces a closed room to every replica, in the transaction `conn` that closes it (as
@@ -404,11 +407,14 @@ impl Hub {
         room: &str,
         reason: CloseReason,
     ) -> Result<StagedEvent, SignallingError> {
-        let event = BusEvent::Closed {
-            room: room.to_owned(),
-            reason,
-        };
-        Ok(self.bus.stage(conn, encode(&event)?).await?)
+        self.stage(
+            conn,
+            &BusEvent::Closed {
+                room: room.to_owned(),
+                reason,
+            },
+        )
+        .await
     }
 
     /// Relays `message` to participant `to`, through the database when it is too large for the
@@ -454,6 +460,15 @@ impl Hub {
 
     async fn publish(&self, event: &BusEvent) -> Result<(), SignallingError> {
         self.publish_payload(encode(event)?).await
+    }
+
+    /// `event` as a statement of the transaction open on `conn` (sent at its commit).
+    async fn stage(
+        &self,
+        conn: &mut AnyConnection,
+        event: &BusEvent,
+    ) -> Result<StagedEvent, SignallingError> {
+        Ok(self.bus.stage(conn, encode(event)?).await?)
     }
 
     async fn publish_payload(&self, payload: String) -> Result<(), SignallingError> {
